@@ -1,0 +1,63 @@
+"""Command line: python -m bot {run,migrate}."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from bot import migrate
+from bot.config import Config, ConfigError, load_config
+from db.engine import build_engine
+
+log = logging.getLogger("bot")
+
+
+async def migrate_command(config: Config) -> int:
+    created = await migrate.ensure_database(config.database)
+    engine = build_engine(config.database)
+    try:
+        before = await migrate.current_revision(engine)
+        await migrate.run(engine)
+        after = await migrate.current_revision(engine)
+    finally:
+        await engine.dispose()
+    url = config.database.sqlalchemy_url.render_as_string(hide_password=True)
+    print(f"database {url}{' (created)' if created else ''}")
+    print(f"schema revision {before or 'empty'} -> {after} (head {migrate.head_revision()})")
+    return 0
+
+
+async def run_command(config: Config) -> int:
+    """Bring the database to the migration head and report what is configured.
+
+    The Telegram side (polling, webhook, local mode) plugs in here."""
+    await migrate_command(config)
+    currencies = ", ".join(
+        f"{c.code} (fee {c.fee_bps / 100:g}%)" for c in config.currency_table()
+    )
+    print(f"currencies {currencies}")
+    print(f"admins {len(config.escrow.admins)} configured")
+    return 0
+
+
+COMMANDS = {"run": run_command, "migrate": migrate_command}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("--config", help="path to config.toml (default: ESCROW_CONFIG or ./config.toml)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(COMMANDS[args.command](config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""What every use case shares: one transaction, retried on deadlock, events after commit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from sqlalchemy.exc import DBAPIError
+
+from bot.services.money import Currencies
+from bot.services.settings import EscrowSettings
+from db import Database, UnitOfWork
+from db.events import Event
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Deadlock and serialization failures: the whole transaction is safe to re-run.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome(Generic[T]):
+    """A use case's result and the events its committed transaction caused."""
+
+    value: T
+    events: tuple[Event, ...] = ()
+
+
+class EventSink(Protocol):
+    async def publish(self, events: tuple[Event, ...]) -> None: ...
+
+
+class NoEvents:
+    async def publish(self, events: tuple[Event, ...]) -> None:
+        return None
+
+
+class Actor(Protocol):
+    """Whoever acts: a user's internal and Telegram ids (a cached snapshot will do)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def telegram_id(self) -> int: ...
+
+
+@dataclass(slots=True)
+class ServiceContext:
+    db: Database
+    settings: EscrowSettings
+    currencies: Currencies
+    events: EventSink = field(default_factory=NoEvents)
+
+
+def sqlstate(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None)
+
+
+def violated_constraint(exc: DBAPIError) -> str | None:
+    cause = getattr(exc.orig, "__cause__", None)
+    return getattr(cause, "constraint_name", None)
+
+
+class Service:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.currencies = ctx.currencies
+
+    async def transaction(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> Outcome[T]:
+        """Run `work` in one transaction, commit, then publish what it changed."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with self.ctx.db.unit_of_work() as uow:
+                    value = await work(uow)
+                    await uow.commit()
+                break
+            except DBAPIError as exc:
+                if sqlstate(exc) in RETRYABLE_SQLSTATES and attempt < ATTEMPTS:
+                    log.info("transaction retried after %s (attempt %d)", sqlstate(exc), attempt)
+                    continue
+                raise
+        events = uow.collect_events()
+        if events:
+            try:
+                await self.ctx.events.publish(events)
+            except Exception:
+                # The change is committed; a lost invalidation is bounded by the
+                # cache TTLs, so it must not turn a done deal into an error.
+                log.exception("publishing %d events failed", len(events))
+        return Outcome(value, events)

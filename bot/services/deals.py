@@ -1,0 +1,641 @@
+"""Deal use cases: create, accept, decline, fund, deliver, release, dispute,
+resolve, cancel, expire, and joining by invitation. Each is one transaction.
+
+Every state change locks the deal row, checks the rule table against what the
+deal really is now, then updates it guarded by that status; a double press, a
+retry or a race between replicas finds the deal already moved and is told so
+(`WrongState` carrying the deal as it is).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any, Literal
+
+from sqlalchemy import Row, text
+from sqlalchemy.exc import IntegrityError
+
+from bot.services.base import Actor, Outcome, Service, violated_constraint
+from bot.services.errors import (
+    InvalidInput,
+    InvitationUnavailable,
+    NotAllowed,
+    NotFound,
+    SelfDeal,
+    UserBlocked,
+    WrongState,
+)
+from bot.services.ledger import Leg, post_movement
+from bot.services.rules import RULES, Action, Role, has_role, is_party
+from bot.services.views import CreatedDeal, DealView, InvitationView
+from db import UnitOfWork
+from db.events import DealChanged
+from db.models import (
+    DealStatus,
+    InvitationStatus,
+    LedgerAccount,
+    LedgerKind,
+    UserStatus,
+)
+
+CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L
+CODE_LENGTH = 8
+CODE_CONSTRAINT = "uq_escrows_code"
+# Telegram usernames: a letter, then letters, digits or underscores; 4-32 in all.
+USERNAME = re.compile(r"[a-z][a-z0-9_]{3,31}")
+
+
+def _deal_view(source: str, extra_columns: str = "") -> str:
+    """SELECT of a DealView from `source` (a table or a CTE of escrow rows)."""
+    return f"""
+SELECT d.id, d.code, d.creator_id, d.buyer_id, d.seller_id, d.amount, d.fee, d.fee_bps,
+       d.currency, d.description, d.status, d.status_before_dispute, d.created_at,
+       d.funded_at, d.deadline_at, d.version,
+       b.telegram_id AS buyer_telegram_id, s.telegram_id AS seller_telegram_id,
+       coalesce('@' || b.username, b.first_name) AS buyer_name,
+       coalesce('@' || s.username, s.first_name) AS seller_name{extra_columns}
+FROM {source} d
+LEFT JOIN users b ON b.id = d.buyer_id
+LEFT JOIN users s ON s.id = d.seller_id"""
+
+
+DEAL_BY_CODE = text(_deal_view("escrows") + "\nWHERE d.code = :code")
+
+# The deal as it is now, locked for this transaction, with the actor's standing
+# read from the database (never from the cache).
+LOCK_DEAL = text(
+    _deal_view("escrows", ", a.actor_status, a.actor_is_admin")
+    + """
+LEFT JOIN LATERAL (SELECT status AS actor_status, is_admin AS actor_is_admin
+                   FROM users WHERE id = :actor_id) a ON true
+WHERE d.code = :code
+FOR UPDATE OF d"""
+)
+
+TRANSITION = text(
+    """
+WITH changed AS (
+    UPDATE escrows SET
+        status = CAST(:to_status AS varchar),
+        version = version + 1,
+        updated_at = now(),
+        funded_at = CASE WHEN CAST(:to_status AS varchar) = 'funded' THEN now() ELSE funded_at END,
+        closed_at = CASE WHEN CAST(:final AS boolean) THEN now() ELSE closed_at END,
+        status_before_dispute = CASE WHEN CAST(:to_status AS varchar) = 'disputed'
+                                     THEN status ELSE status_before_dispute END,
+        -- an invitee joins on the side that is still open
+        buyer_id = coalesce(buyer_id, CAST(:joiner_id AS bigint)),
+        seller_id = CASE WHEN buyer_id IS NULL THEN seller_id
+                         ELSE coalesce(seller_id, CAST(:joiner_id AS bigint)) END
+    WHERE id = :deal_id AND status = :from_status
+    RETURNING *
+), history AS (
+    INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status, reason)
+    SELECT id, :actor_id, :from_status, status, :reason FROM changed
+)"""
+    + _deal_view("changed")
+)
+
+INSERT_DEAL = text(
+    """
+WITH created AS (
+    INSERT INTO escrows (code, creator_id, buyer_id, seller_id, amount, fee, fee_bps,
+                         currency, description, deadline_at)
+    VALUES (:code, :creator_id, :buyer_id, :seller_id, :amount, :fee, :fee_bps,
+            :currency, :description, now() + CAST(:deadline AS interval))
+    RETURNING *
+), history AS (
+    INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status)
+    SELECT id, creator_id, NULL, status FROM created
+)"""
+    + _deal_view("created")
+)
+
+FIND_USER_BY_TELEGRAM_ID = text(
+    "SELECT id, telegram_id, status FROM users WHERE telegram_id = :telegram_id"
+)
+FIND_USER_BY_USERNAME = text(
+    "SELECT id, telegram_id, status FROM users WHERE lower(username) = :username"
+    " ORDER BY updated_at DESC LIMIT 1"
+)
+
+INSERT_INVITATION = text("""
+INSERT INTO invitations (code, escrow_id, inviter_id, telegram_id, username, expires_at)
+VALUES (:code, :escrow_id, :inviter_id, :telegram_id, :username,
+        now() + CAST(:ttl AS interval))
+RETURNING code, :deal_code AS deal_code, telegram_id, username, status, expires_at
+""")
+
+INVITATION_BY_CODE = """
+SELECT i.id, i.telegram_id, i.username, i.status, i.expires_at <= now() AS expired,
+       e.code AS deal_code
+FROM invitations i JOIN escrows e ON e.id = i.escrow_id
+WHERE i.code = :code"""
+READ_INVITATION = text(INVITATION_BY_CODE)
+LOCK_INVITATION = text(INVITATION_BY_CODE + "\nFOR UPDATE OF i")
+
+CLOSE_INVITATION = text("""
+UPDATE invitations SET status = :status, telegram_id = coalesce(telegram_id, :telegram_id),
+       updated_at = now()
+WHERE id = :id
+""")
+
+CLOSE_DEAL_INVITATIONS = text("""
+UPDATE invitations SET status = 'revoked', updated_at = now()
+WHERE escrow_id = :deal_id AND status = 'active'
+""")
+
+EXPIRE_DUE = text(
+    """
+WITH due AS (
+    SELECT id, status FROM escrows
+    WHERE status IN ('pending', 'accepted') AND deadline_at <= now()
+    ORDER BY deadline_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+), expired AS (
+    UPDATE escrows e
+    SET status = 'expired', version = e.version + 1, updated_at = now(), closed_at = now()
+    FROM due WHERE e.id = due.id
+    RETURNING e.*, due.status AS from_status
+), history AS (
+    INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status, reason)
+    SELECT id, NULL, from_status, 'expired', 'not accepted and funded by the deadline'
+    FROM expired
+), closed_invitations AS (
+    UPDATE invitations SET status = 'expired', updated_at = now()
+    WHERE escrow_id IN (SELECT id FROM expired) AND status = 'active'
+)"""
+    + _deal_view("expired")
+)
+
+STATUS_WORDS = {
+    DealStatus.PENDING: "waiting to be accepted",
+    DealStatus.ACCEPTED: "accepted and waiting for funding",
+    DealStatus.FUNDED: "funded",
+    DealStatus.DELIVERED: "marked as delivered",
+    DealStatus.DISPUTED: "in dispute",
+    DealStatus.RELEASED: "already released to the seller",
+    DealStatus.REFUNDED: "already refunded to the buyer",
+    DealStatus.CANCELLED: "cancelled",
+    DealStatus.DECLINED: "declined",
+    DealStatus.EXPIRED: "expired",
+}
+
+ACTION_WORDS = {
+    Action.ACCEPT: "accept it",
+    Action.DECLINE: "decline it",
+    Action.FUND: "fund it",
+    Action.DELIVER: "mark it as delivered",
+    Action.RELEASE: "release it",
+    Action.DISPUTE: "open a dispute",
+    Action.CANCEL: "cancel it",
+}
+
+ROLE_WORDS = {
+    Role.BUYER: "Only the buyer can",
+    Role.SELLER: "Only the seller can",
+    Role.COUNTERPARTY: "Only the other party can",
+    Role.EITHER: "Only a party to this deal can",
+}
+
+FINAL = frozenset(
+    {
+        DealStatus.RELEASED,
+        DealStatus.REFUNDED,
+        DealStatus.CANCELLED,
+        DealStatus.DECLINED,
+        DealStatus.EXPIRED,
+    }
+)
+
+
+def new_deal_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def new_invitation_code() -> str:
+    # 24 URL-safe characters (144 random bits): a valid /start payload, unguessable.
+    return secrets.token_urlsafe(18)
+
+
+def normalise_code(code: str) -> str:
+    return code.strip().upper().removeprefix("#")
+
+
+def _view(row: Row[Any]) -> DealView:
+    mapping = row._mapping
+    return DealView(**{name: mapping[name] for name in DealView.__struct_fields__})
+
+
+def _changed(deal: DealView) -> DealChanged:
+    return DealChanged(deal.id, deal.code, deal.version, deal.status, deal.telegram_ids)
+
+
+def bounded_text(value: str, limit: int, what: str) -> str:
+    value = value.strip()
+    if not value:
+        raise InvalidInput(f"The {what} can't be empty.")
+    if len(value) > limit:
+        raise InvalidInput(f"The {what} is too long: {len(value)} characters, at most {limit}.")
+    return value
+
+
+def parse_username(value: str) -> str:
+    username = value.strip().removeprefix("@").lower()
+    if not USERNAME.fullmatch(username):
+        raise InvalidInput("That doesn't look like a Telegram @username.")
+    return username
+
+
+class DealService(Service):
+    # -- reads --------------------------------------------------------------
+
+    async def get(self, viewer: Actor, code: str, *, as_admin: bool = False) -> DealView:
+        """A deal its viewer is a party to (admins pass `as_admin`)."""
+        async with self.ctx.db.engine.connect() as conn:
+            row = (await conn.execute(DEAL_BY_CODE, {"code": normalise_code(code)})).first()
+        if row is None:
+            raise NotFound("No such deal.")
+        deal = _view(row)
+        if not as_admin and not is_party(deal, viewer.id):
+            raise NotFound("No such deal.")
+        return deal
+
+    async def preview_invitation(self, viewer: Actor, code: str) -> DealView:
+        """The deal behind an invitation link, if `viewer` may take it up."""
+        async with self.ctx.db.engine.connect() as conn:
+            invitation = (await conn.execute(READ_INVITATION, {"code": code})).first()
+            if invitation is None:
+                raise InvitationUnavailable("This invitation link is not valid.")
+            row = (await conn.execute(DEAL_BY_CODE, {"code": invitation.deal_code})).one()
+        deal = _view(row)
+        self._check_invitation(invitation, deal, viewer, getattr(viewer, "username", None))
+        return deal
+
+    # -- creating -----------------------------------------------------------
+
+    async def create(
+        self,
+        creator: Actor,
+        *,
+        role: Literal["buyer", "seller"],
+        currency: str,
+        amount: int,
+        description: str,
+        counterparty: int | str | None,
+    ) -> Outcome[CreatedDeal]:
+        """Open a deal with `counterparty`: a Telegram id, an @username, or None
+        for an invitation link anyone can take up. Someone not on the bot yet
+        gets an invitation and joins through its link."""
+        if role not in ("buyer", "seller"):
+            raise InvalidInput("Choose whether you are the buyer or the seller.")
+        money = self.currencies[currency]
+        if not isinstance(amount, int) or not money.min_amount <= amount <= money.max_amount:
+            raise InvalidInput(
+                f"The amount must be between {money.format(money.min_amount)} "
+                f"and {money.format(money.max_amount)}."
+            )
+        description = bounded_text(
+            description, self.settings.description_max_length, "description"
+        )
+        telegram_id = counterparty if isinstance(counterparty, int) else None
+        username = parse_username(counterparty) if isinstance(counterparty, str) else None
+        if telegram_id == creator.telegram_id:
+            raise SelfDeal("You can't open a deal with yourself.")
+
+        async def work(uow: UnitOfWork) -> CreatedDeal:
+            creator_row = await self._require_active(uow, creator)
+            other = None
+            if telegram_id is not None:
+                other = (
+                    await uow.execute(FIND_USER_BY_TELEGRAM_ID, {"telegram_id": telegram_id})
+                ).first()
+            elif username is not None:
+                other = (await uow.execute(FIND_USER_BY_USERNAME, {"username": username})).first()
+            if other is not None:
+                if other.id == creator_row:
+                    raise SelfDeal("You can't open a deal with yourself.")
+                if other.status != UserStatus.ACTIVE:
+                    raise NotAllowed("That user can't take part in deals.")
+            other_id = other.id if other is not None else None
+            buyer_id, seller_id = (
+                (creator.id, other_id) if role == "buyer" else (other_id, creator.id)
+            )
+            deal = _view(
+                (
+                    await uow.execute(
+                        INSERT_DEAL,
+                        {
+                            "code": new_deal_code(),
+                            "creator_id": creator.id,
+                            "buyer_id": buyer_id,
+                            "seller_id": seller_id,
+                            "amount": amount,
+                            "fee": money.fee_for(amount),
+                            "fee_bps": money.fee_bps,
+                            "currency": money.code,
+                            "description": description,
+                            "deadline": self.settings.deal_deadline,
+                        },
+                    )
+                ).one()
+            )
+            invitation = None
+            if other is None:
+                row = (
+                    await uow.execute(
+                        INSERT_INVITATION,
+                        {
+                            "code": new_invitation_code(),
+                            "escrow_id": deal.id,
+                            "deal_code": deal.code,
+                            "inviter_id": creator.id,
+                            "telegram_id": telegram_id,
+                            "username": username,
+                            "ttl": self.settings.invitation_ttl,
+                        },
+                    )
+                ).one()
+                invitation = InvitationView(**row._mapping)
+            uow.record(_changed(deal))
+            return CreatedDeal(deal=deal, invitation=invitation)
+
+        for attempt in range(3):
+            try:
+                return await self.transaction(work)
+            except IntegrityError as exc:
+                # A deal code drawn twice (1 in 10^12 per pair): draw again.
+                if violated_constraint(exc) != CODE_CONSTRAINT or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    # -- the parties' actions ----------------------------------------------
+
+    async def accept(self, actor: Actor, code: str) -> Outcome[DealView]:
+        return await self._act(actor, code, Action.ACCEPT)
+
+    async def decline(self, actor: Actor, code: str) -> Outcome[DealView]:
+        return await self._act(actor, code, Action.DECLINE)
+
+    async def fund(self, actor: Actor, code: str) -> Outcome[DealView]:
+        return await self._act(actor, code, Action.FUND)
+
+    async def deliver(self, actor: Actor, code: str) -> Outcome[DealView]:
+        return await self._act(actor, code, Action.DELIVER)
+
+    async def release(self, actor: Actor, code: str) -> Outcome[DealView]:
+        return await self._act(actor, code, Action.RELEASE)
+
+    async def dispute(self, actor: Actor, code: str, reason: str) -> Outcome[DealView]:
+        reason = bounded_text(reason, self.settings.reason_max_length, "reason")
+        return await self._act(actor, code, Action.DISPUTE, reason=reason)
+
+    async def cancel(self, actor: Actor, code: str) -> Outcome[DealView]:
+        return await self._act(actor, code, Action.CANCEL)
+
+    async def _act(
+        self, actor: Actor, code: str, action: Action, reason: str | None = None
+    ) -> Outcome[DealView]:
+        code = normalise_code(code)
+
+        async def work(uow: UnitOfWork) -> DealView:
+            deal, locked = await self._lock(uow, actor, code)
+            if not is_party(deal, actor.id):
+                raise NotFound("No such deal.")
+            if locked.actor_status != UserStatus.ACTIVE:
+                raise UserBlocked("Your account is blocked.")
+            rule = RULES[action].get(DealStatus(deal.status))
+            if rule is None:
+                raise WrongState(
+                    f"Deal {deal.code} is {STATUS_WORDS[DealStatus(deal.status)]}; "
+                    f"you can't {ACTION_WORDS[action]} now.",
+                    current=deal,
+                )
+            role, to_status = rule
+            if not has_role(deal, actor.id, role):
+                raise NotAllowed(f"{ROLE_WORDS[role]} {ACTION_WORDS[action]}.")
+            changed = await self._transition(uow, deal, actor.id, to_status, reason)
+            await self._move_money(uow, deal, to_status)
+            if to_status in FINAL:
+                await uow.execute(CLOSE_DEAL_INVITATIONS, {"deal_id": deal.id})
+            uow.record(_changed(changed))
+            return changed
+
+        return await self.transaction(work)
+
+    # -- admin --------------------------------------------------------------
+
+    async def resolve(
+        self,
+        admin: Actor,
+        code: str,
+        outcome: Literal["release", "refund"],
+        note: str | None = None,
+    ) -> Outcome[DealView]:
+        """Settle a dispute: pay the seller (fee taken) or refund the buyer."""
+        if outcome not in ("release", "refund"):
+            raise InvalidInput("A dispute ends in a release or a refund.")
+        to_status = DealStatus.RELEASED if outcome == "release" else DealStatus.REFUNDED
+        reason = (
+            bounded_text(note, self.settings.reason_max_length, "note")
+            if note
+            else f"resolved by admin: {outcome}"
+        )
+        code = normalise_code(code)
+
+        async def work(uow: UnitOfWork) -> DealView:
+            deal, locked = await self._lock(uow, admin, code)
+            if not locked.actor_is_admin or locked.actor_status != UserStatus.ACTIVE:
+                raise NotAllowed("Only an admin can settle disputes.")
+            if deal.status != DealStatus.DISPUTED:
+                raise WrongState(
+                    f"Deal {deal.code} is {STATUS_WORDS[DealStatus(deal.status)]}; "
+                    "there is no dispute to settle.",
+                    current=deal,
+                )
+            changed = await self._transition(uow, deal, admin.id, to_status, reason)
+            await self._move_money(uow, deal, to_status)
+            uow.record(_changed(changed))
+            return changed
+
+        return await self.transaction(work)
+
+    async def expire_due(self, limit: int = 500) -> Outcome[list[DealView]]:
+        """Expire deals not accepted and funded by their deadline (one batch).
+
+        Safe to run on every replica at once: rows another replica is expiring
+        are skipped, not waited for."""
+
+        async def work(uow: UnitOfWork) -> list[DealView]:
+            deals = [_view(row) for row in await uow.execute(EXPIRE_DUE, {"limit": limit})]
+            uow.record(*(_changed(deal) for deal in deals))
+            return deals
+
+        return await self.transaction(work)
+
+    # -- invitations --------------------------------------------------------
+
+    async def accept_invitation(
+        self, actor: Actor, invitation_code: str, username: str | None = None
+    ) -> Outcome[DealView]:
+        """Join the deal behind an invitation as its other party, and accept it."""
+
+        async def work(uow: UnitOfWork) -> DealView:
+            invitation, deal, locked = await self._lock_invitation(uow, actor, invitation_code)
+            self._check_invitation(invitation, deal, actor, username)
+            if locked.actor_status != UserStatus.ACTIVE:
+                raise UserBlocked("Your account is blocked.")
+            changed = await self._transition(
+                uow, deal, actor.id, DealStatus.ACCEPTED, "joined by invitation", joiner=actor.id
+            )
+            await uow.execute(
+                CLOSE_INVITATION,
+                {
+                    "id": invitation.id,
+                    "status": InvitationStatus.ACCEPTED.value,
+                    "telegram_id": actor.telegram_id,
+                },
+            )
+            uow.record(_changed(changed))
+            return changed
+
+        return await self.transaction(work)
+
+    async def decline_invitation(
+        self, actor: Actor, invitation_code: str, username: str | None = None
+    ) -> Outcome[DealView]:
+        """Turn down an invitation addressed to you; the deal is declined."""
+
+        async def work(uow: UnitOfWork) -> DealView:
+            invitation, deal, _ = await self._lock_invitation(uow, actor, invitation_code)
+            self._check_invitation(invitation, deal, actor, username)
+            if invitation.telegram_id is None and invitation.username is None:
+                raise NotAllowed(
+                    "This link is open to anyone; if you don't want the deal, just ignore it."
+                )
+            changed = await self._transition(
+                uow, deal, actor.id, DealStatus.DECLINED, "invitation declined"
+            )
+            await uow.execute(
+                CLOSE_INVITATION,
+                {
+                    "id": invitation.id,
+                    "status": InvitationStatus.DECLINED.value,
+                    "telegram_id": actor.telegram_id,
+                },
+            )
+            uow.record(_changed(changed))
+            return changed
+
+        return await self.transaction(work)
+
+    # -- the steps ----------------------------------------------------------
+
+    async def _lock(self, uow: UnitOfWork, actor: Actor, code: str) -> tuple[DealView, Any]:
+        row = (await uow.execute(LOCK_DEAL, {"code": code, "actor_id": actor.id})).first()
+        if row is None:
+            raise NotFound("No such deal.")
+        return _view(row), row
+
+    async def _lock_invitation(
+        self, uow: UnitOfWork, actor: Actor, code: str
+    ) -> tuple[Any, DealView, Any]:
+        invitation = (await uow.execute(LOCK_INVITATION, {"code": code})).first()
+        if invitation is None:
+            raise InvitationUnavailable("This invitation link is not valid.")
+        deal, locked = await self._lock(uow, actor, invitation.deal_code)
+        return invitation, deal, locked
+
+    @staticmethod
+    def _check_invitation(
+        invitation: Any, deal: DealView, viewer: Actor, username: str | None
+    ) -> None:
+        if deal.creator_id == viewer.id:
+            raise SelfDeal("This is your own deal's invitation: send the link to the other party.")
+        if is_party(deal, viewer.id):
+            raise InvitationUnavailable("You are already a party to this deal.")
+        if invitation.status != InvitationStatus.ACTIVE or deal.status != DealStatus.PENDING:
+            raise InvitationUnavailable("This invitation has already been used or withdrawn.")
+        if invitation.expired:
+            raise InvitationUnavailable("This invitation has expired.")
+        addressed_to = invitation.telegram_id is not None or invitation.username is not None
+        if addressed_to and not (
+            invitation.telegram_id == viewer.telegram_id
+            or (invitation.username and username and invitation.username == username.lower())
+        ):
+            raise InvitationUnavailable("This invitation is addressed to someone else.")
+
+    async def _require_active(self, uow: UnitOfWork, actor: Actor) -> int:
+        row = (
+            await uow.execute(FIND_USER_BY_TELEGRAM_ID, {"telegram_id": actor.telegram_id})
+        ).first()
+        if row is None or row.id != actor.id:
+            raise NotFound("Send /start first.")
+        if row.status != UserStatus.ACTIVE:
+            raise UserBlocked("Your account is blocked.")
+        return row.id
+
+    async def _transition(
+        self,
+        uow: UnitOfWork,
+        deal: DealView,
+        actor_id: int | None,
+        to_status: DealStatus,
+        reason: str | None,
+        joiner: int | None = None,
+    ) -> DealView:
+        row = (
+            await uow.execute(
+                TRANSITION,
+                {
+                    "deal_id": deal.id,
+                    "from_status": deal.status,
+                    "to_status": to_status.value,
+                    "final": to_status in FINAL,
+                    "actor_id": actor_id,
+                    "reason": reason,
+                    "joiner_id": joiner,
+                },
+            )
+        ).first()
+        if row is None:  # cannot happen while we hold the row lock; refuse loudly
+            raise WrongState(f"Deal {deal.code} changed meanwhile; try again.", current=deal)
+        return _view(row)
+
+    async def _move_money(self, uow: UnitOfWork, deal: DealView, to_status: DealStatus) -> None:
+        buyer, seller = deal.buyer_id, deal.seller_id
+        match to_status:
+            case DealStatus.FUNDED:
+                legs = [
+                    Leg(LedgerKind.HOLD, LedgerAccount.AVAILABLE, -deal.amount, buyer),
+                    Leg(LedgerKind.HOLD, LedgerAccount.HELD, deal.amount, buyer),
+                ]
+                shortfall = (
+                    f"Not enough funds: funding needs "
+                    f"{self.currencies[deal.currency].format(deal.amount)} available."
+                )
+            case DealStatus.RELEASED:
+                legs = [
+                    Leg(LedgerKind.RELEASE, LedgerAccount.HELD, -deal.amount, buyer),
+                    Leg(LedgerKind.RELEASE, LedgerAccount.AVAILABLE, deal.payout, seller),
+                    Leg(LedgerKind.FEE, LedgerAccount.FEES, deal.fee),
+                ]
+                shortfall = "The held funds are missing."
+            case DealStatus.REFUNDED:
+                legs = [
+                    Leg(LedgerKind.REFUND, LedgerAccount.HELD, -deal.amount, buyer),
+                    Leg(LedgerKind.REFUND, LedgerAccount.AVAILABLE, deal.amount, buyer),
+                ]
+                shortfall = "The held funds are missing."
+            case _:
+                return
+        await post_movement(
+            uow,
+            key=f"deal:{deal.id}:{to_status.value}",
+            currency=deal.currency,
+            legs=legs,
+            escrow_id=deal.id,
+            shortfall=shortfall,
+        )

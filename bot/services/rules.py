@@ -1,0 +1,89 @@
+"""Who may do what to a deal, and in which status. Pure: no I/O.
+
+The services enforce these rules inside the transaction (on the locked row and
+in the guarded UPDATE); the bot uses the same table to show only the buttons a
+viewer may press now.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Protocol
+
+from db.models import DealStatus
+
+
+class Role(enum.Enum):
+    BUYER = "buyer"
+    SELLER = "seller"
+    COUNTERPARTY = "counterparty"  # the party who did not create the deal
+    EITHER = "either"  # buyer or seller
+
+
+class Action(enum.StrEnum):
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    FUND = "fund"
+    DELIVER = "deliver"
+    RELEASE = "release"
+    DISPUTE = "dispute"
+    CANCEL = "cancel"
+
+
+class DealParties(Protocol):
+    creator_id: int
+    buyer_id: int | None
+    seller_id: int | None
+    status: str
+
+
+# action → {from status: (role, to status)}
+RULES: dict[Action, dict[DealStatus, tuple[Role, DealStatus]]] = {
+    Action.ACCEPT: {DealStatus.PENDING: (Role.COUNTERPARTY, DealStatus.ACCEPTED)},
+    Action.DECLINE: {DealStatus.PENDING: (Role.COUNTERPARTY, DealStatus.DECLINED)},
+    Action.FUND: {DealStatus.ACCEPTED: (Role.BUYER, DealStatus.FUNDED)},
+    Action.DELIVER: {DealStatus.FUNDED: (Role.SELLER, DealStatus.DELIVERED)},
+    Action.RELEASE: {
+        DealStatus.FUNDED: (Role.BUYER, DealStatus.RELEASED),
+        DealStatus.DELIVERED: (Role.BUYER, DealStatus.RELEASED),
+    },
+    Action.DISPUTE: {
+        DealStatus.FUNDED: (Role.EITHER, DealStatus.DISPUTED),
+        DealStatus.DELIVERED: (Role.EITHER, DealStatus.DISPUTED),
+    },
+    # Before funding either party may call it off; after funding only the
+    # seller may, and the buyer is refunded.
+    Action.CANCEL: {
+        DealStatus.PENDING: (Role.EITHER, DealStatus.CANCELLED),
+        DealStatus.ACCEPTED: (Role.EITHER, DealStatus.CANCELLED),
+        DealStatus.FUNDED: (Role.SELLER, DealStatus.REFUNDED),
+        DealStatus.DELIVERED: (Role.SELLER, DealStatus.REFUNDED),
+    },
+}
+
+
+def has_role(deal: DealParties, user_id: int, role: Role) -> bool:
+    match role:
+        case Role.BUYER:
+            return deal.buyer_id == user_id
+        case Role.SELLER:
+            return deal.seller_id == user_id
+        case Role.EITHER:
+            return user_id in (deal.buyer_id, deal.seller_id)
+        case Role.COUNTERPARTY:
+            return user_id in (deal.buyer_id, deal.seller_id) and user_id != deal.creator_id
+
+
+def is_party(deal: DealParties, user_id: int) -> bool:
+    return user_id in (deal.buyer_id, deal.seller_id)
+
+
+def allowed_actions(deal: DealParties, user_id: int) -> tuple[Action, ...]:
+    """The actions `user_id` may take on `deal` right now, in display order."""
+    status = DealStatus(deal.status)
+    allowed = []
+    for action, by_status in RULES.items():
+        rule = by_status.get(status)
+        if rule is not None and has_role(deal, user_id, rule[0]):
+            allowed.append(action)
+    return tuple(allowed)

@@ -1,0 +1,114 @@
+"""Registering a Telegram user and keeping their profile and wallets current."""
+
+from __future__ import annotations
+
+import msgspec
+from sqlalchemy import text
+
+from bot.services.base import Outcome, Service
+from bot.services.views import UserView
+from db import UnitOfWork
+from db.events import UserChanged
+
+# Insert or update the profile; an unchanged profile is not written at all.
+UPSERT_USER = text("""
+WITH upserted AS (
+    INSERT INTO users (telegram_id, username, first_name, last_name, language_code, is_admin)
+    VALUES (:telegram_id, :username, :first_name, :last_name, :language_code, :is_admin)
+    ON CONFLICT (telegram_id) DO UPDATE SET
+        username = excluded.username,
+        first_name = excluded.first_name,
+        last_name = excluded.last_name,
+        language_code = excluded.language_code,
+        is_admin = excluded.is_admin,
+        version = users.version + 1,
+        updated_at = now()
+    WHERE (users.username, users.first_name, users.last_name, users.language_code,
+           users.is_admin)
+          IS DISTINCT FROM
+          (excluded.username, excluded.first_name, excluded.last_name,
+           excluded.language_code, excluded.is_admin)
+    RETURNING id, telegram_id, username, first_name, status, is_admin, version,
+              (xmax = 0) AS created, true AS changed
+)
+SELECT * FROM upserted
+UNION ALL
+SELECT id, telegram_id, username, first_name, status, is_admin, version, false, false
+FROM users WHERE telegram_id = :telegram_id AND NOT EXISTS (SELECT 1 FROM upserted)
+""")
+
+ADD_WALLETS = text("""
+INSERT INTO wallets (user_id, currency)
+SELECT :user_id, code FROM unnest(CAST(:currencies AS varchar[])) AS code
+ON CONFLICT (user_id, currency) DO NOTHING
+RETURNING currency
+""")
+
+BUMP_VERSION = text("""
+UPDATE users SET version = version + 1, updated_at = now() WHERE id = :user_id
+RETURNING version
+""")
+
+# Invitations sent to an @username before its owner used the bot now belong to
+# their Telegram id, which is how pending invitations are looked up.
+CLAIM_INVITATIONS = text("""
+UPDATE invitations SET telegram_id = :telegram_id, updated_at = now()
+WHERE username = :username AND telegram_id IS NULL AND status = 'active'
+""")
+
+
+class Profile(msgspec.Struct, frozen=True):
+    """What Telegram tells us about a user."""
+
+    telegram_id: int
+    first_name: str = ""
+    username: str | None = None
+    last_name: str | None = None
+    language_code: str | None = None
+
+
+class UserService(Service):
+    async def register(self, profile: Profile) -> Outcome[UserView]:
+        """Create the user on first contact, refresh a changed profile, and make
+        sure there is a wallet for every configured currency."""
+        params = {
+            "telegram_id": profile.telegram_id,
+            "username": profile.username,
+            "first_name": profile.first_name[:64],
+            "last_name": profile.last_name[:64] if profile.last_name else None,
+            "language_code": profile.language_code,
+            "is_admin": profile.telegram_id in self.settings.admins,
+        }
+
+        async def work(uow: UnitOfWork) -> UserView:
+            row = (await uow.execute(UPSERT_USER, params)).one()
+            version = row.version
+            added = (
+                await uow.execute(
+                    ADD_WALLETS, {"user_id": row.id, "currencies": list(self.currencies.codes)}
+                )
+            ).all()
+            changed = row.changed
+            if added and not row.created:
+                # a currency configured since the user's last visit
+                version = (await uow.execute(BUMP_VERSION, {"user_id": row.id})).scalar_one()
+                changed = True
+            if row.changed and profile.username:
+                await uow.execute(
+                    CLAIM_INVITATIONS,
+                    {"telegram_id": profile.telegram_id, "username": profile.username.lower()},
+                )
+            if changed:
+                uow.record(UserChanged(row.id, row.telegram_id, version))
+            return UserView(
+                id=row.id,
+                telegram_id=row.telegram_id,
+                username=row.username,
+                first_name=row.first_name,
+                status=row.status,
+                is_admin=row.is_admin,
+                version=version,
+                created=row.created,
+            )
+
+        return await self.transaction(work)

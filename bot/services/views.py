@@ -1,0 +1,78 @@
+"""Plain read models the services hand back (no ORM objects leave a transaction)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+
+class DealView(msgspec.Struct, frozen=True):
+    id: int
+    code: str
+    creator_id: int
+    buyer_id: int | None
+    seller_id: int | None
+    amount: int
+    fee: int
+    fee_bps: int
+    currency: str
+    description: str
+    status: str
+    status_before_dispute: str | None
+    created_at: datetime
+    funded_at: datetime | None
+    deadline_at: datetime
+    version: int
+    buyer_telegram_id: int | None
+    seller_telegram_id: int | None
+    buyer_name: str | None
+    seller_name: str | None
+
+    @property
+    def telegram_ids(self) -> tuple[int, ...]:
+        return tuple(t for t in (self.buyer_telegram_id, self.seller_telegram_id) if t is not None)
+
+    @property
+    def payout(self) -> int:
+        """What the seller receives on release."""
+        return self.amount - self.fee
+
+
+class InvitationView(msgspec.Struct, frozen=True):
+    code: str
+    deal_code: str
+    telegram_id: int | None
+    username: str | None
+    status: str
+    expires_at: datetime
+
+
+class CreatedDeal(msgspec.Struct, frozen=True):
+    deal: DealView
+    # Set when the counterparty is not on the bot yet or the deal is open to a link.
+    invitation: InvitationView | None = None
+
+
+class UserView(msgspec.Struct, frozen=True):
+    id: int
+    telegram_id: int
+    username: str | None
+    first_name: str
+    status: str
+    is_admin: bool
+    version: int
+    created: bool = False
+
+
+class WithdrawalView(msgspec.Struct, frozen=True):
+    id: int
+    user_id: int
+    currency: str
+    amount: int
+    destination: str
+    status: str
+    created_at: datetime
+    decided_at: datetime | None
+    note: str | None
+    telegram_id: int | None = None

@@ -1,0 +1,254 @@
+"""Deposits and withdrawals: money entering and leaving the escrow."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import msgspec
+from sqlalchemy import text
+
+from bot.services.base import Actor, Outcome, Service
+from bot.services.deals import bounded_text
+from bot.services.errors import InvalidInput, NotAllowed, NotFound, UserBlocked, WrongState
+from bot.services.ledger import DuplicateMovement, Leg, post_movement
+from bot.services.money import Currency
+from bot.services.views import WithdrawalView
+from db import UnitOfWork
+from db.models import LedgerAccount, LedgerKind, UserStatus, WithdrawalStatus
+
+MAX_REFERENCE = 100
+
+USER_STANDING = text(
+    "SELECT id, telegram_id, status, is_admin FROM users WHERE id = :user_id"
+)
+USER_BY_TELEGRAM_ID = text(
+    "SELECT id, telegram_id, status, is_admin FROM users WHERE telegram_id = :telegram_id"
+)
+
+INSERT_WITHDRAWAL = text("""
+INSERT INTO withdrawals (user_id, currency, amount, destination)
+SELECT id, :currency, :amount, :destination FROM users
+WHERE id = :user_id AND status = 'active'
+RETURNING id, user_id, currency, amount, destination, status, created_at, decided_at, note
+""")
+
+LOCK_WITHDRAWAL = text("""
+SELECT w.id, w.user_id, w.currency, w.amount, w.destination, w.status, w.created_at,
+       w.decided_at, w.note, u.telegram_id,
+       (SELECT is_admin AND status = 'active' FROM users WHERE id = :admin_id) AS admin_ok
+FROM withdrawals w JOIN users u ON u.id = w.user_id
+WHERE w.id = :id
+FOR UPDATE OF w
+""")
+
+DECIDE_WITHDRAWAL = text("""
+UPDATE withdrawals SET status = :status, decided_at = now(), decided_by = :admin_id, note = :note
+WHERE id = :id AND status = 'pending'
+RETURNING id, user_id, currency, amount, destination, status, created_at, decided_at, note
+""")
+
+
+class Deposit(msgspec.Struct, frozen=True):
+    telegram_id: int
+    currency: str
+    amount: int
+    reference: str
+    credited: bool  # False: this reference was credited before; nothing changed now
+
+
+class DepositProvider(Protocol):
+    """Where deposits come from. A real provider (a payment processor, a chain
+    watcher) calls `WalletService.credit_deposit` once per confirmed payment,
+    with its own reference as the idempotency key."""
+
+    name: str
+
+    def instructions(self, currency: Currency) -> str: ...
+
+
+class DemoDepositProvider:
+    """Local and demo use: the user asks for an amount and it is credited at once."""
+
+    name = "demo"
+    instant = True
+
+    def __init__(self, wallets: WalletService) -> None:
+        self.wallets = wallets
+
+    def instructions(self, currency: Currency) -> str:
+        return (
+            f"Demo mode: send an amount of {currency.code} and it is credited to your "
+            "wallet at once. No real money is involved."
+        )
+
+    async def deposit(
+        self, user: Actor, currency: str, amount: int, reference: str
+    ) -> Outcome[Deposit]:
+        return await self.wallets.credit_deposit(
+            user, currency, amount, reference=f"{self.name}:{reference}"
+        )
+
+
+def _withdrawal(row: Any) -> WithdrawalView:
+    mapping = row._mapping
+    return WithdrawalView(
+        **{name: mapping[name] for name in WithdrawalView.__struct_fields__ if name in mapping}
+    )
+
+
+class WalletService(Service):
+    def _amount(self, currency: str, amount: int) -> Currency:
+        money = self.currencies[currency]
+        if not isinstance(amount, int) or not money.min_amount <= amount <= money.max_amount:
+            raise InvalidInput(
+                f"The amount must be between {money.format(money.min_amount)} "
+                f"and {money.format(money.max_amount)}."
+            )
+        return money
+
+    async def credit_deposit(
+        self, user: Actor, currency: str, amount: int, *, reference: str
+    ) -> Outcome[Deposit]:
+        """Credit a confirmed deposit once per `reference`; a repeat changes nothing."""
+        money = self._amount(currency, amount)
+        reference = bounded_text(reference, MAX_REFERENCE, "reference")
+
+        async def work(uow: UnitOfWork) -> Deposit:
+            await post_movement(
+                uow,
+                key=f"deposit:{reference}",
+                currency=money.code,
+                legs=[
+                    Leg(LedgerKind.DEPOSIT, LedgerAccount.EXTERNAL, -amount),
+                    Leg(LedgerKind.DEPOSIT, LedgerAccount.AVAILABLE, amount, user.id),
+                ],
+            )
+            return Deposit(user.telegram_id, money.code, amount, reference, credited=True)
+
+        try:
+            return await self.transaction(work)
+        except DuplicateMovement:
+            return Outcome(Deposit(user.telegram_id, money.code, amount, reference, False))
+
+    async def admin_credit(
+        self, admin: Actor, telegram_id: int, currency: str, amount: int, *, reference: str
+    ) -> Outcome[Deposit]:
+        """An admin credits a user's deposit by hand (e.g. a bank transfer)."""
+        money = self._amount(currency, amount)
+        reference = bounded_text(reference, MAX_REFERENCE, "reference")
+
+        async def work(uow: UnitOfWork) -> Deposit:
+            standing = (await uow.execute(USER_STANDING, {"user_id": admin.id})).first()
+            if standing is None or not standing.is_admin or standing.status != UserStatus.ACTIVE:
+                raise NotAllowed("Only an admin can credit deposits.")
+            target = (
+                await uow.execute(USER_BY_TELEGRAM_ID, {"telegram_id": telegram_id})
+            ).first()
+            if target is None:
+                raise NotFound("No user with that Telegram id has used the bot.")
+            await post_movement(
+                uow,
+                key=f"deposit:admin:{reference}",
+                currency=money.code,
+                legs=[
+                    Leg(LedgerKind.DEPOSIT, LedgerAccount.EXTERNAL, -amount),
+                    Leg(LedgerKind.DEPOSIT, LedgerAccount.AVAILABLE, amount, target.id),
+                ],
+            )
+            return Deposit(telegram_id, money.code, amount, reference, credited=True)
+
+        try:
+            return await self.transaction(work)
+        except DuplicateMovement:
+            return Outcome(Deposit(telegram_id, money.code, amount, reference, False))
+
+    async def request_withdrawal(
+        self, user: Actor, currency: str, amount: int, destination: str
+    ) -> Outcome[WithdrawalView]:
+        """Hold `amount` for a payout to `destination` until an admin decides."""
+        money = self._amount(currency, amount)
+        destination = bounded_text(
+            destination, self.settings.withdrawal_destination_max_length, "destination"
+        )
+
+        async def work(uow: UnitOfWork) -> WithdrawalView:
+            row = (
+                await uow.execute(
+                    INSERT_WITHDRAWAL,
+                    {
+                        "user_id": user.id,
+                        "currency": money.code,
+                        "amount": amount,
+                        "destination": destination,
+                    },
+                )
+            ).first()
+            if row is None:
+                raise UserBlocked("Your account can't withdraw funds.")
+            await post_movement(
+                uow,
+                key=f"withdrawal:{row.id}:hold",
+                currency=money.code,
+                legs=[
+                    Leg(LedgerKind.HOLD, LedgerAccount.AVAILABLE, -amount, user.id),
+                    Leg(LedgerKind.HOLD, LedgerAccount.HELD, amount, user.id),
+                ],
+                withdrawal_id=row.id,
+                shortfall=f"Not enough funds: you have less than {money.format(amount)} available.",
+            )
+            return _withdrawal(row)
+
+        return await self.transaction(work)
+
+    async def approve_withdrawal(self, admin: Actor, withdrawal_id: int) -> Outcome[WithdrawalView]:
+        """The payout was sent: the held amount leaves the escrow."""
+        return await self._decide(admin, withdrawal_id, WithdrawalStatus.APPROVED, None)
+
+    async def reject_withdrawal(
+        self, admin: Actor, withdrawal_id: int, note: str | None = None
+    ) -> Outcome[WithdrawalView]:
+        """Refuse the payout: the held amount returns to the user's available funds."""
+        if note is not None:
+            note = bounded_text(note, self.settings.reason_max_length, "note")
+        return await self._decide(admin, withdrawal_id, WithdrawalStatus.REJECTED, note)
+
+    async def _decide(
+        self, admin: Actor, withdrawal_id: int, status: WithdrawalStatus, note: str | None
+    ) -> Outcome[WithdrawalView]:
+        async def work(uow: UnitOfWork) -> WithdrawalView:
+            locked = (
+                await uow.execute(LOCK_WITHDRAWAL, {"id": withdrawal_id, "admin_id": admin.id})
+            ).first()
+            if not (locked and locked.admin_ok):
+                # Non-admins learn nothing about withdrawals that aren't theirs.
+                raise NotAllowed("Only an admin can decide withdrawals.")
+            current = _withdrawal(locked)
+            if locked.status != WithdrawalStatus.PENDING:
+                raise WrongState(f"Withdrawal #{locked.id} is already {locked.status}.", current)
+            row = (
+                await uow.execute(
+                    DECIDE_WITHDRAWAL,
+                    {"id": locked.id, "status": status.value, "admin_id": admin.id, "note": note},
+                )
+            ).one()
+            user_id, amount = locked.user_id, locked.amount
+            if status is WithdrawalStatus.APPROVED:
+                legs = [
+                    Leg(LedgerKind.WITHDRAWAL, LedgerAccount.HELD, -amount, user_id),
+                    Leg(LedgerKind.WITHDRAWAL, LedgerAccount.EXTERNAL, amount),
+                ]
+            else:
+                legs = [
+                    Leg(LedgerKind.REFUND, LedgerAccount.HELD, -amount, user_id),
+                    Leg(LedgerKind.REFUND, LedgerAccount.AVAILABLE, amount, user_id),
+                ]
+            await post_movement(
+                uow,
+                key=f"withdrawal:{locked.id}:{status.value}",
+                currency=locked.currency,
+                legs=legs,
+                withdrawal_id=locked.id,
+            )
+            return msgspec.structs.replace(_withdrawal(row), telegram_id=locked.telegram_id)
+
+        return await self.transaction(work)

@@ -1,0 +1,78 @@
+"""Database settings and the async engine built from them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from sqlalchemy import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from db.uow import UnitOfWork
+
+
+class DatabaseSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    url: str = "postgresql+asyncpg://root@127.0.0.1:5432/escrow"
+    # Kept out of the committed file: set ESCROW__DATABASE__PASSWORD.
+    password: str = ""
+    pool_size: Annotated[int, msgspec.Meta(ge=1, le=500)] = 10
+    max_overflow: Annotated[int, msgspec.Meta(ge=0, le=500)] = 10
+    pool_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    statement_timeout_ms: Annotated[int, msgspec.Meta(ge=0)] = 5000
+
+    def __post_init__(self) -> None:
+        try:
+            backend = make_url(self.url).get_backend_name()
+        except Exception:
+            backend = None
+        if backend != "postgresql":
+            raise ValueError("url: must be a postgresql:// URL")
+
+    @property
+    def sqlalchemy_url(self) -> URL:
+        url = make_url(self.url)
+        if url.drivername == "postgresql":
+            url = url.set(drivername="postgresql+asyncpg")
+        if self.password:
+            url = url.set(password=self.password)
+        return url
+
+    def with_database(self, name: str) -> DatabaseSettings:
+        """The same server and credentials, another database."""
+        url = make_url(self.url).set(database=name)
+        return msgspec.structs.replace(self, url=url.render_as_string(hide_password=False))
+
+
+def build_engine(settings: DatabaseSettings) -> AsyncEngine:
+    return create_async_engine(
+        settings.sqlalchemy_url,
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_timeout=settings.pool_timeout_seconds,
+        pool_pre_ping=False,  # a dead connection surfaces as an error and is replaced
+        connect_args={
+            "timeout": settings.connect_timeout_seconds,
+            "server_settings": {
+                "statement_timeout": str(settings.statement_timeout_ms),
+                "application_name": "escrow-bot",
+            },
+        },
+    )
+
+
+class Database:
+    """The engine and the units of work opened on it."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_settings(cls, settings: DatabaseSettings) -> Database:
+        return cls(build_engine(settings))
+
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self.engine)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

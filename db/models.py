@@ -1,0 +1,321 @@
+"""Tables, constraints and indexes.
+
+Money columns are BIGINT minor units. Every state column is a short string
+guarded by a CHECK constraint, so a typo in a status can never reach the
+database. The composite indexes serve the hot queries in `db/queries.py` and
+the guarded writes in `bot/services/`.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+CURRENCY_CODE_LENGTH = 10
+USERNAME_LENGTH = 32
+
+
+class UserStatus(enum.StrEnum):
+    ACTIVE = "active"
+    BLOCKED = "blocked"
+
+
+class DealStatus(enum.StrEnum):
+    PENDING = "pending"  # created, waiting for the counterparty to accept
+    ACCEPTED = "accepted"  # both parties agreed, waiting for the buyer to fund
+    FUNDED = "funded"  # the amount is held from the buyer's wallet
+    DELIVERED = "delivered"  # the seller marked the goods as delivered
+    DISPUTED = "disputed"  # waiting for an admin
+    RELEASED = "released"  # paid out to the seller (final)
+    REFUNDED = "refunded"  # returned to the buyer (final)
+    CANCELLED = "cancelled"  # called off before funding (final)
+    DECLINED = "declined"  # the counterparty said no (final)
+    EXPIRED = "expired"  # not accepted and funded by the deadline (final)
+
+
+OPEN_DEAL_STATUSES = (DealStatus.PENDING, DealStatus.ACCEPTED)
+FUNDED_DEAL_STATUSES = (DealStatus.FUNDED, DealStatus.DELIVERED, DealStatus.DISPUTED)
+FINAL_DEAL_STATUSES = (
+    DealStatus.RELEASED,
+    DealStatus.REFUNDED,
+    DealStatus.CANCELLED,
+    DealStatus.DECLINED,
+    DealStatus.EXPIRED,
+)
+
+
+class InvitationStatus(enum.StrEnum):
+    ACTIVE = "active"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+class WithdrawalStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class LedgerKind(enum.StrEnum):
+    DEPOSIT = "deposit"
+    HOLD = "hold"
+    RELEASE = "release"
+    FEE = "fee"
+    REFUND = "refund"
+    WITHDRAWAL = "withdrawal"
+
+
+class LedgerAccount(enum.StrEnum):
+    AVAILABLE = "available"  # a user's wallet, spendable part
+    HELD = "held"  # a user's wallet, held for a deal or a withdrawal
+    FEES = "fees"  # the platform's fee account
+    EXTERNAL = "external"  # money outside the system (deposits in, withdrawals out)
+
+
+def _in(column: str, values: type[enum.StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    telegram_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    username: Mapped[str | None] = mapped_column(String(USERNAME_LENGTH))
+    first_name: Mapped[str] = mapped_column(String(64), server_default="")
+    last_name: Mapped[str | None] = mapped_column(String(64))
+    language_code: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), server_default=UserStatus.ACTIVE.value)
+    is_admin: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # Bumped by every change to the user's snapshot (profile or any wallet), in
+    # the same transaction; the cache refuses to overwrite a newer version.
+    version: Mapped[int] = mapped_column(BigInteger, server_default=text("1"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    wallets: Mapped[list[Wallet]] = relationship(back_populates="user", lazy="raise")
+
+    __table_args__ = (
+        CheckConstraint(_in("status", UserStatus), name="status"),
+        # Counterparty lookup by @username is case-insensitive.
+        Index("ix_users_username_lower", func.lower(username)),
+    )
+
+
+class Wallet(Base):
+    __tablename__ = "wallets"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    currency: Mapped[str] = mapped_column(String(CURRENCY_CODE_LENGTH))
+    available: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    held: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+    user: Mapped[User] = relationship(back_populates="wallets", lazy="raise")
+
+    __table_args__ = (
+        CheckConstraint("available >= 0", name="available_not_negative"),
+        CheckConstraint("held >= 0", name="held_not_negative"),
+        Index("idx_wallet_user_currency", "user_id", "currency", unique=True),
+    )
+
+
+class Escrow(Base):
+    """A deal between a buyer and a seller."""
+
+    __tablename__ = "escrows"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    creator_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # The invited side stays NULL until the invitee accepts.
+    buyer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    seller_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    fee: Mapped[int] = mapped_column(BigInteger)
+    fee_bps: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(CURRENCY_CODE_LENGTH))
+    description: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), server_default=DealStatus.PENDING.value)
+    status_before_dispute: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    funded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deadline_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(BigInteger, server_default=text("1"))
+
+    __table_args__ = (
+        CheckConstraint(_in("status", DealStatus), name="status"),
+        CheckConstraint(
+            f"status_before_dispute IS NULL OR {_in('status_before_dispute', DealStatus)}",
+            name="status_before_dispute",
+        ),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("fee >= 0 AND fee <= amount", name="fee_within_amount"),
+        CheckConstraint("fee_bps >= 0 AND fee_bps <= 10000", name="fee_bps_range"),
+        CheckConstraint("buyer_id <> seller_id", name="distinct_parties"),
+        CheckConstraint("creator_id = buyer_id OR creator_id = seller_id", name="creator_is_party"),
+        # The seed's composite indexes; `id` last so a party's deals in one
+        # status page by keyset without a sort.
+        Index("idx_escrow_buyer_status", "buyer_id", "status", "id"),
+        Index("idx_escrow_seller_status", "seller_id", "status", "id"),
+        Index("idx_escrow_created_at", "created_at"),
+        # The expiry job reads only deals that can still expire.
+        Index(
+            "ix_escrows_open_deadline",
+            "deadline_at",
+            postgresql_where=text("status IN ('pending', 'accepted')"),
+        ),
+        # The admin panel lists open disputes, oldest first.
+        Index("ix_escrows_disputed", "updated_at", postgresql_where=text("status = 'disputed'")),
+    )
+
+
+class Invitation(Base):
+    """An invitation to a deal for someone who is not a party yet."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # The deep-link payload: opaque and unguessable.
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    escrow_id: Mapped[int] = mapped_column(ForeignKey("escrows.id", ondelete="CASCADE"))
+    inviter_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # Whom it is for: a Telegram id, a lower-cased @username, or anyone with the link.
+    telegram_id: Mapped[int | None] = mapped_column(BigInteger)
+    username: Mapped[str | None] = mapped_column(String(USERNAME_LENGTH))
+    status: Mapped[str] = mapped_column(String(16), server_default=InvitationStatus.ACTIVE.value)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(_in("status", InvitationStatus), name="status"),
+        Index("idx_invitation_telegram_status", "telegram_id", "status"),
+        Index("ix_invitations_username_status", "username", "status"),
+        Index("ix_invitations_escrow_id", "escrow_id"),
+    )
+
+
+class Withdrawal(Base):
+    __tablename__ = "withdrawals"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    currency: Mapped[str] = mapped_column(String(CURRENCY_CODE_LENGTH))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    destination: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), server_default=WithdrawalStatus.PENDING.value)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    note: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(_in("status", WithdrawalStatus), name="status"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        Index("ix_withdrawals_user_id", "user_id", "id"),
+        Index("ix_withdrawals_pending", "id", postgresql_where=text("status = 'pending'")),
+    )
+
+
+class LedgerEntry(Base):
+    """One leg of a double-entry money movement; the legs of a movement sum to zero."""
+
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # One key per movement (e.g. "release:42"); a retried movement cannot post twice.
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    leg: Mapped[int] = mapped_column(SmallInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    account: Mapped[str] = mapped_column(String(16))
+    currency: Mapped[str] = mapped_column(String(CURRENCY_CODE_LENGTH))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    escrow_id: Mapped[int | None] = mapped_column(ForeignKey("escrows.id"))
+    withdrawal_id: Mapped[int | None] = mapped_column(ForeignKey("withdrawals.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(_in("kind", LedgerKind), name="kind"),
+        CheckConstraint(_in("account", LedgerAccount), name="account"),
+        CheckConstraint("amount <> 0", name="amount_not_zero"),
+        CheckConstraint(
+            "(account IN ('available', 'held')) = (user_id IS NOT NULL)",
+            name="wallet_legs_have_user",
+        ),
+        Index("uq_ledger_entries_idempotency_key_leg", "idempotency_key", "leg", unique=True),
+        Index("ix_ledger_entries_user_id", "user_id", "currency", "id"),
+        Index("ix_ledger_entries_escrow_id", "escrow_id"),
+    )
+
+
+class DealEvent(Base):
+    """Append-only history: one row for every status change of a deal."""
+
+    __tablename__ = "deal_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    escrow_id: Mapped[int] = mapped_column(ForeignKey("escrows.id", ondelete="CASCADE"))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # NULL: the system
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("ix_deal_events_escrow_id", "escrow_id", "id"),)
+
+
+class PlatformAccount(Base):
+    """The platform's fee balance per currency."""
+
+    __tablename__ = "platform_accounts"
+
+    currency: Mapped[str] = mapped_column(String(CURRENCY_CODE_LENGTH), primary_key=True)
+    fees: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (CheckConstraint("fees >= 0", name="fees_not_negative"),)
+
+
+users = User.__table__
+wallets = Wallet.__table__
+escrows = Escrow.__table__
+invitations = Invitation.__table__
+withdrawals = Withdrawal.__table__
+ledger_entries = LedgerEntry.__table__
+deal_events = DealEvent.__table__
+platform_accounts = PlatformAccount.__table__

@@ -1,0 +1,212 @@
+"""Shared fixtures: a fresh, migrated Postgres database and a flushed Redis
+database per test session, statement counting, and the services over them.
+
+With CI set, an unreachable Postgres or Redis fails the run instead of
+skipping the tests that need it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot import migrate
+from bot.config import Config, load_config
+from bot.services.base import ServiceContext
+from bot.services.deals import DealService
+from bot.services.settings import EscrowSettings
+from bot.services.users import Profile, UserService
+from bot.services.views import UserView
+from bot.services.wallets import WalletService
+from db import Database
+from db.engine import DatabaseSettings, build_engine
+from db.events import Event
+
+IN_CI = bool(os.environ.get("CI"))
+TABLES = (
+    "ledger_entries, deal_events, invitations, withdrawals, wallets, escrows, users, "
+    "platform_accounts"
+)
+ADMIN_TELEGRAM_ID = 900_000_001
+
+
+def unavailable(what: str, exc: BaseException) -> None:
+    message = f"{what} is unreachable: {exc!r}"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def config() -> Config:
+    return load_config()
+
+
+# -- Postgres -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+async def pg_settings(config: Config) -> AsyncIterator[DatabaseSettings]:
+    """A database of its own for this test session, dropped at the end."""
+    url = config.database.sqlalchemy_url
+    try:
+        server = await asyncpg.connect(
+            host=url.host, port=url.port or 5432, user=url.username,
+            password=url.password, database="postgres", timeout=5,
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        unavailable("Postgres", exc)
+    name = f"escrow_test_{os.getpid()}_{secrets.token_hex(3)}"
+    await server.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield config.database.with_database(name)
+    finally:
+        await server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await server.close()
+
+
+@pytest.fixture(scope="session")
+async def engine(pg_settings: DatabaseSettings) -> AsyncIterator[AsyncEngine]:
+    """The session database, migrated with alembic (not create_all)."""
+    engine = build_engine(msgspec.structs.replace(pg_settings, pool_size=30, max_overflow=30))
+    await migrate.run(engine)
+    yield engine
+    await engine.dispose()
+
+
+async def truncate(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+async def database(engine: AsyncEngine) -> Database:
+    """The session database, emptied before the test."""
+    await truncate(engine)
+    return Database(engine)
+
+
+class StatementLog:
+    """Every SQL statement sent through the engine while recording."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+        self.recording = False
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if self.recording:
+            self.statements.append(statement)
+
+    def start(self) -> StatementLog:
+        self.statements.clear()
+        self.recording = True
+        return self
+
+    def stop(self) -> list[str]:
+        self.recording = False
+        return list(self.statements)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+@pytest.fixture
+def sql(engine: AsyncEngine) -> Iterator[StatementLog]:
+    log = StatementLog()
+    event.listen(engine.sync_engine, "before_cursor_execute", log)
+    yield log
+    event.remove(engine.sync_engine, "before_cursor_execute", log)
+
+
+# -- the services -------------------------------------------------------------------
+
+
+class RecordedEvents:
+    """An event sink that keeps what was published, in order."""
+
+    def __init__(self) -> None:
+        self.published: list[Event] = []
+
+    async def publish(self, events: tuple[Event, ...]) -> None:
+        self.published.extend(events)
+
+
+class Services:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.users = UserService(ctx)
+        self.deals = DealService(ctx)
+        self.wallets = WalletService(ctx)
+        self._ids = itertools.count(1000)
+
+    async def user(
+        self, username: str | None = None, *, funds: dict[str, int] | None = None,
+        telegram_id: int | None = None,
+    ) -> UserView:
+        """A registered user, with `funds` (minor units) deposited."""
+        telegram_id = telegram_id or next(self._ids)
+        outcome = await self.users.register(
+            Profile(telegram_id=telegram_id, first_name=f"User {telegram_id}", username=username)
+        )
+        for code, amount in (funds or {}).items():
+            await self.wallets.credit_deposit(
+                outcome.value, code, amount, reference=f"seed:{telegram_id}:{code}"
+            )
+        return outcome.value
+
+    async def admin(self) -> UserView:
+        return await self.user("the_admin", telegram_id=ADMIN_TELEGRAM_ID)
+
+
+@pytest.fixture
+def escrow_settings() -> EscrowSettings:
+    return EscrowSettings(admins=(ADMIN_TELEGRAM_ID,))
+
+
+@pytest.fixture
+def events() -> RecordedEvents:
+    return RecordedEvents()
+
+
+@pytest.fixture
+def services(
+    database: Database, config: Config, escrow_settings: EscrowSettings, events: RecordedEvents
+) -> Services:
+    return Services(
+        ServiceContext(
+            db=database,
+            settings=escrow_settings,
+            currencies=config.currency_table(),
+            events=events,
+        )
+    )
+
+
+# -- Redis --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+async def redis_url(config: Config) -> AsyncIterator[str]:
+    """A Redis database of its own for this session (one of 1-15), flushed."""
+    base = config.redis.url.rsplit("/", 1)[0] if config.redis.url.count("/") > 2 else config.redis.url
+    url = f"{base}/{secrets.randbelow(15) + 1}"
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=3)
+    try:
+        await client.flushdb()
+    except (OSError, aioredis.RedisError) as exc:
+        await client.aclose()
+        unavailable("Redis", exc)
+    yield url
+    await client.flushdb()
+    await client.aclose()
