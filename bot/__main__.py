@@ -34,9 +34,7 @@ async def run_command(config: Config) -> int:
 
     The Telegram side (polling, webhook, local mode) plugs in here."""
     await migrate_command(config)
-    currencies = ", ".join(
-        f"{c.code} (fee {c.fee_bps / 100:g}%)" for c in config.currency_table()
-    )
+    currencies = ", ".join(f"{c.code} (fee {c.fee_bps / 100:g}%)" for c in config.currency_table())
     print(f"currencies {currencies}")
     print(f"admins {len(config.escrow.admins)} configured")
     return 0
@@ -48,9 +46,13 @@ COMMANDS = {"run": run_command, "migrate": migrate_command}
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     parser.add_argument("command", choices=sorted(COMMANDS))
-    parser.add_argument("--config", help="path to config.toml (default: ESCROW_CONFIG or ./config.toml)")
+    parser.add_argument(
+        "--config", help="path to config.toml (default: ESCROW_CONFIG or ./config.toml)"
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         config = load_config(args.config)
     except ConfigError as exc:

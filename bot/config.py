@@ -88,9 +88,7 @@ def config_path(environ: Mapping[str, str] | None = None) -> Path:
     return Path(environ.get(CONFIG_PATH_VARIABLE) or DEFAULT_PATH)
 
 
-def load_config(
-    path: Path | str | None = None, environ: Mapping[str, str] | None = None
-) -> Config:
+def load_config(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Read config.toml (or `path`), apply environment overrides, validate."""
     environ = os.environ if environ is None else environ
     path = Path(path) if path is not None else config_path(environ)

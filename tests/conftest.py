@@ -61,8 +61,12 @@ async def pg_settings(config: Config) -> AsyncIterator[DatabaseSettings]:
     url = config.database.sqlalchemy_url
     try:
         server = await asyncpg.connect(
-            host=url.host, port=url.port or 5432, user=url.username,
-            password=url.password, database="postgres", timeout=5,
+            host=url.host,
+            port=url.port or 5432,
+            user=url.username,
+            password=url.password,
+            database="postgres",
+            timeout=5,
         )
     except (OSError, asyncpg.PostgresError) as exc:
         unavailable("Postgres", exc)
@@ -151,7 +155,10 @@ class Services:
         self._ids = itertools.count(1000)
 
     async def user(
-        self, username: str | None = None, *, funds: dict[str, int] | None = None,
+        self,
+        username: str | None = None,
+        *,
+        funds: dict[str, int] | None = None,
         telegram_id: int | None = None,
     ) -> UserView:
         """A registered user, with `funds` (minor units) deposited."""
@@ -199,7 +206,9 @@ def services(
 @pytest.fixture(scope="session")
 async def redis_url(config: Config) -> AsyncIterator[str]:
     """A Redis database of its own for this session (one of 1-15), flushed."""
-    base = config.redis.url.rsplit("/", 1)[0] if config.redis.url.count("/") > 2 else config.redis.url
+    base = (
+        config.redis.url.rsplit("/", 1)[0] if config.redis.url.count("/") > 2 else config.redis.url
+    )
     url = f"{base}/{secrets.randbelow(15) + 1}"
     client = aioredis.Redis.from_url(url, socket_connect_timeout=3)
     try:

@@ -93,6 +93,11 @@ WITH changed AS (
 ), history AS (
     INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status, reason)
     SELECT id, :actor_id, :from_status, status, :reason FROM changed
+), revoked AS (
+    -- a deal that ends before its invitee joined takes its links with it
+    UPDATE invitations SET status = 'revoked', updated_at = now()
+    WHERE escrow_id IN (SELECT id FROM changed) AND status = 'active'
+      AND CAST(:final AS boolean)
 )"""
     + _deal_view("changed")
 )
@@ -139,11 +144,6 @@ CLOSE_INVITATION = text("""
 UPDATE invitations SET status = :status, telegram_id = coalesce(telegram_id, :telegram_id),
        updated_at = now()
 WHERE id = :id
-""")
-
-CLOSE_DEAL_INVITATIONS = text("""
-UPDATE invitations SET status = 'revoked', updated_at = now()
-WHERE escrow_id = :deal_id AND status = 'active'
 """)
 
 EXPIRE_DUE = text(
@@ -297,9 +297,7 @@ class DealService(Service):
                 f"The amount must be between {money.format(money.min_amount)} "
                 f"and {money.format(money.max_amount)}."
             )
-        description = bounded_text(
-            description, self.settings.description_max_length, "description"
-        )
+        description = bounded_text(description, self.settings.description_max_length, "description")
         telegram_id = counterparty if isinstance(counterparty, int) else None
         username = parse_username(counterparty) if isinstance(counterparty, str) else None
         if telegram_id == creator.telegram_id:
@@ -418,8 +416,6 @@ class DealService(Service):
                 raise NotAllowed(f"{ROLE_WORDS[role]} {ACTION_WORDS[action]}.")
             changed = await self._transition(uow, deal, actor.id, to_status, reason)
             await self._move_money(uow, deal, to_status)
-            if to_status in FINAL:
-                await uow.execute(CLOSE_DEAL_INVITATIONS, {"deal_id": deal.id})
             uow.record(_changed(changed))
             return changed
 

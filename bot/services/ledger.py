@@ -26,11 +26,20 @@ from db.events import UserChanged
 from db.models import LedgerAccount, LedgerKind
 
 POST_MOVEMENT = text("""
-WITH moves AS (
-    SELECT * FROM unnest(
+WITH locked AS (
+    -- Lock the moved users' rows in id order before any wallet is touched, so
+    -- two movements over the same users (in any currency) queue instead of
+    -- deadlocking. `moves` reads this CTE, so it runs first.
+    SELECT count(*) AS users FROM (
+        SELECT id FROM users WHERE id = ANY(CAST(:move_users AS bigint[]))
+        ORDER BY id FOR NO KEY UPDATE
+    ) l
+),
+moves AS (
+    SELECT m.* FROM unnest(
         CAST(:move_users AS bigint[]), CAST(:move_available AS bigint[]),
         CAST(:move_held AS bigint[])
-    ) AS m(user_id, d_available, d_held)
+    ) AS m(user_id, d_available, d_held), locked
 ),
 debited AS (
     UPDATE wallets w
@@ -115,8 +124,8 @@ async def post_movement(
             deltas[leg.user_id][1] += leg.amount  # type: ignore[index]
         elif leg.account is LedgerAccount.FEES:
             fee += leg.amount
-    # Locking wallets in user order keeps two movements over the same pair of
-    # users from deadlocking; the transaction retry covers what is left.
+    # The statement locks the moved users in id order before touching their
+    # wallets, so two movements over the same pair of users cannot deadlock.
     moved = sorted((user, d) for user, d in deltas.items() if d != [0, 0])
     params = {
         "key": key,

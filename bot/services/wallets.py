@@ -18,9 +18,7 @@ from db.models import LedgerAccount, LedgerKind, UserStatus, WithdrawalStatus
 
 MAX_REFERENCE = 100
 
-USER_STANDING = text(
-    "SELECT id, telegram_id, status, is_admin FROM users WHERE id = :user_id"
-)
+USER_STANDING = text("SELECT id, telegram_id, status, is_admin FROM users WHERE id = :user_id")
 USER_BY_TELEGRAM_ID = text(
     "SELECT id, telegram_id, status, is_admin FROM users WHERE telegram_id = :telegram_id"
 )
@@ -141,9 +139,7 @@ class WalletService(Service):
             standing = (await uow.execute(USER_STANDING, {"user_id": admin.id})).first()
             if standing is None or not standing.is_admin or standing.status != UserStatus.ACTIVE:
                 raise NotAllowed("Only an admin can credit deposits.")
-            target = (
-                await uow.execute(USER_BY_TELEGRAM_ID, {"telegram_id": telegram_id})
-            ).first()
+            target = (await uow.execute(USER_BY_TELEGRAM_ID, {"telegram_id": telegram_id})).first()
             if target is None:
                 raise NotFound("No user with that Telegram id has used the bot.")
             await post_movement(

@@ -1,0 +1,130 @@
+"""Deals with people who are not on the bot yet, and open invitation links."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from bot.services.errors import InvitationUnavailable, NotAllowed, SelfDeal
+from bot.services.users import Profile
+from db.models import DealStatus
+from tests.conftest import Services
+from tests.integration.helpers import history, world
+
+
+async def invite(services: Services, creator, counterparty, role="seller"):
+    return (
+        await services.deals.create(
+            creator,
+            role=role,
+            currency="USDT",
+            amount=40_00,
+            description="Logo design",
+            counterparty=counterparty,
+        )
+    ).value
+
+
+async def test_an_unknown_username_gets_an_invitation_claimed_on_registration(services, sql):
+    seller = await services.user("sally_seller")
+    sql.start()
+    created = await invite(services, seller, "@Newcomer_Ned")
+    assert sql.stop() and sql.count == 4  # standing, lookup, deal, invitation
+    deal, invitation = created.deal, created.invitation
+    assert (deal.buyer_id, deal.seller_id) == (None, seller.id)
+    assert invitation.username == "newcomer_ned" and invitation.telegram_id is None
+    assert len(invitation.code) >= 22 and invitation.deal_code == deal.code
+
+    ned = (
+        await services.users.register(
+            Profile(telegram_id=777, first_name="Ned", username="Newcomer_Ned")
+        )
+    ).value
+    # registration binds the invitation to Ned's Telegram id (the hot lookup)
+    async with services.ctx.db.engine.connect() as conn:
+        bound = await conn.scalar(
+            text("SELECT telegram_id FROM invitations WHERE code = :c"), {"c": invitation.code}
+        )
+    assert bound == 777
+
+    assert (await services.deals.preview_invitation(ned, invitation.code)).id == deal.id
+    joined = (await services.deals.accept_invitation(ned, invitation.code)).value
+    assert joined.status == DealStatus.ACCEPTED
+    assert (joined.buyer_id, joined.seller_id) == (ned.id, seller.id)
+    assert joined.buyer_name == "@Newcomer_Ned"
+    assert (await history(services.ctx.db, deal))[-1] == (
+        ned.id,
+        "pending",
+        "accepted",
+        "joined by invitation",
+    )
+    with pytest.raises(InvitationUnavailable, match="already a party"):
+        await services.deals.accept_invitation(ned, invitation.code)
+
+
+async def test_an_unregistered_telegram_id_is_invited_by_id(services):
+    buyer = await services.user("bella_buyer")
+    created = await invite(services, buyer, 4242, role="buyer")
+    assert created.invitation.telegram_id == 4242
+    other = await services.user("someone_else")
+    with pytest.raises(InvitationUnavailable, match="addressed to someone else"):
+        await services.deals.accept_invitation(other, created.invitation.code)
+    target = await services.user("the_target", telegram_id=4242)
+    joined = (await services.deals.accept_invitation(target, created.invitation.code)).value
+    assert (joined.buyer_id, joined.seller_id) == (buyer.id, target.id)
+
+
+async def test_an_open_link_is_for_the_first_taker(services):
+    seller = await services.user("open_seller")
+    created = await invite(services, seller, None)
+    assert created.invitation.telegram_id is None and created.invitation.username is None
+    first, second = await services.user("first_taker"), await services.user("second_taker")
+    with pytest.raises(NotAllowed, match="open to anyone"):
+        await services.deals.decline_invitation(first, created.invitation.code)
+    await services.deals.accept_invitation(first, created.invitation.code)
+    before = await world(services.ctx.db)
+    with pytest.raises(InvitationUnavailable, match="already been used"):
+        await services.deals.accept_invitation(second, created.invitation.code)
+    with pytest.raises(InvitationUnavailable, match="already been used"):
+        await services.deals.preview_invitation(second, created.invitation.code)
+    assert await world(services.ctx.db) == before
+
+
+async def test_the_creator_cannot_take_their_own_invitation(services):
+    seller = await services.user("self_seller")
+    created = await invite(services, seller, None)
+    with pytest.raises(SelfDeal):
+        await services.deals.accept_invitation(seller, created.invitation.code)
+
+
+async def test_declining_an_addressed_invitation_declines_the_deal(services):
+    seller = await services.user("decl_seller")
+    created = await invite(services, seller, "@decl_buyer")
+    buyer = await services.user("decl_buyer")
+    declined = (await services.deals.decline_invitation(buyer, created.invitation.code)).value
+    assert declined.status == DealStatus.DECLINED
+    with pytest.raises(InvitationUnavailable):
+        await services.deals.accept_invitation(buyer, created.invitation.code)
+
+
+async def test_cancelling_a_deal_revokes_its_link(services):
+    seller = await services.user("cancel_seller")
+    created = await invite(services, seller, None)
+    await services.deals.cancel(seller, created.deal.code)
+    taker = await services.user("late_taker")
+    with pytest.raises(InvitationUnavailable, match="already been used or withdrawn"):
+        await services.deals.accept_invitation(taker, created.invitation.code)
+
+
+async def test_expired_and_forged_links(services):
+    seller = await services.user("exp_seller")
+    created = await invite(services, seller, None)
+    async with services.ctx.db.engine.begin() as conn:
+        await conn.execute(text("UPDATE invitations SET expires_at = now() - interval '1 second'"))
+    taker = await services.user("exp_taker")
+    before = await world(services.ctx.db)
+    with pytest.raises(InvitationUnavailable, match="expired"):
+        await services.deals.accept_invitation(taker, created.invitation.code)
+    with pytest.raises(InvitationUnavailable, match="not valid"):
+        await services.deals.accept_invitation(taker, created.invitation.code[:-1] + "x")
+    assert await world(services.ctx.db) == before

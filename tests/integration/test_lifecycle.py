@@ -1,0 +1,480 @@
+"""The deal lifecycle on real Postgres: every allowed transition with its money,
+every forbidden one refused with the right error and nothing changed, and the
+SQL each use case sends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import text
+
+from bot.services.errors import (
+    EscrowError,
+    InsufficientFunds,
+    InvalidInput,
+    NotAllowed,
+    NotFound,
+    SelfDeal,
+    UnknownCurrency,
+    WrongState,
+)
+from bot.services.rules import RULES, Action, Role
+from bot.services.views import DealView, UserView
+from db.events import DealChanged, UserChanged
+from db.models import DealStatus
+from tests.conftest import Services
+from tests.integration.helpers import balance, fees, history, ledger, world
+
+PRICE = 250_00  # 250.00 USDT
+FEE = 3_75  # 1.5%
+START = 1_000_00
+
+
+@dataclass
+class Cast:
+    buyer: UserView
+    seller: UserView
+    stranger: UserView
+    admin: UserView
+
+    def actor(self, role: Role) -> UserView:
+        return self.seller if role is Role.SELLER else self.buyer
+
+
+@pytest.fixture
+async def cast(services: Services) -> Cast:
+    return Cast(
+        buyer=await services.user("alice_buyer", funds={"USDT": START}),
+        seller=await services.user("bob_seller"),
+        stranger=await services.user("mallory_x", funds={"USDT": START}),
+        admin=await services.admin(),
+    )
+
+
+async def open_deal(services: Services, cast: Cast, **overrides) -> DealView:
+    params = dict(
+        role="buyer",
+        currency="USDT",
+        amount=PRICE,
+        description="A vintage lamp, shipped insured",
+        counterparty="@bob_seller",
+    )
+    params.update(overrides)
+    return (await services.deals.create(cast.buyer, **params)).value.deal
+
+
+async def deal_in(services: Services, cast: Cast, status: DealStatus) -> DealView:
+    """A deal between the cast's buyer and seller, brought to `status`."""
+    deal = await open_deal(services, cast)
+    deals, b, s = services.deals, cast.buyer, cast.seller
+    steps = {
+        DealStatus.PENDING: [],
+        DealStatus.ACCEPTED: [(deals.accept, s)],
+        DealStatus.FUNDED: [(deals.accept, s), (deals.fund, b)],
+        DealStatus.DELIVERED: [(deals.accept, s), (deals.fund, b), (deals.deliver, s)],
+        DealStatus.RELEASED: [(deals.accept, s), (deals.fund, b), (deals.release, b)],
+        DealStatus.REFUNDED: [(deals.accept, s), (deals.fund, b), (deals.cancel, s)],
+        DealStatus.CANCELLED: [(deals.cancel, b)],
+        DealStatus.DECLINED: [(deals.decline, s)],
+    }
+    if status is DealStatus.DISPUTED:
+        for action, actor in steps[DealStatus.FUNDED]:
+            deal = (await action(actor, deal.code)).value
+        return (await deals.dispute(b, deal.code, "Nothing arrived")).value
+    if status is DealStatus.EXPIRED:
+        await past_deadline(services, deal)
+        (expired,) = (await deals.expire_due()).value
+        return expired
+    for action, actor in steps[status]:
+        deal = (await action(actor, deal.code)).value
+    assert deal.status == status
+    return deal
+
+
+async def past_deadline(services: Services, deal: DealView) -> None:
+    async with services.ctx.db.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE escrows SET deadline_at = now() - interval '1 minute' WHERE id = :id"),
+            {"id": deal.id},
+        )
+
+
+async def act(services: Services, action: Action, actor: UserView, deal: DealView):
+    method = getattr(services.deals, action.value)
+    if action is Action.DISPUTE:
+        return await method(actor, deal.code, "It arrived broken")
+    return await method(actor, deal.code)
+
+
+# -- creating ---------------------------------------------------------------------
+
+
+async def test_create_freezes_the_fee_and_records_history(services, cast, sql, events):
+    sql.start()
+    outcome = await services.deals.create(
+        cast.buyer,
+        role="buyer",
+        currency="usdt",
+        amount=PRICE,
+        description="  A vintage lamp  ",
+        counterparty="@Bob_Seller",
+    )
+    assert sql.stop() and sql.count == 3  # creator's standing, counterparty, insert
+    deal = outcome.value.deal
+    assert outcome.value.invitation is None
+    assert (deal.buyer_id, deal.seller_id, deal.creator_id) == (
+        cast.buyer.id,
+        cast.seller.id,
+        cast.buyer.id,
+    )
+    assert (deal.amount, deal.fee, deal.fee_bps, deal.payout) == (PRICE, FEE, 150, PRICE - FEE)
+    assert deal.description == "A vintage lamp"
+    assert deal.status == DealStatus.PENDING and deal.version == 1
+    assert len(deal.code) == 8 and deal.code.isalnum()
+    assert (deal.buyer_name, deal.seller_name) == ("@alice_buyer", "@bob_seller")
+    assert deal.deadline_at > deal.created_at
+    assert await history(services.ctx.db, deal) == [(cast.buyer.id, None, "pending", None)]
+    assert events.published[-1] == DealChanged(
+        deal.id, deal.code, 1, "pending", (cast.buyer.telegram_id, cast.seller.telegram_id)
+    )
+
+
+async def test_create_as_seller_by_telegram_id(services, cast):
+    created = await services.deals.create(
+        cast.seller,
+        role="seller",
+        currency="BTC",
+        amount=50_000,
+        description="Consulting hour",
+        counterparty=cast.buyer.telegram_id,
+    )
+    deal = created.value.deal
+    assert (deal.buyer_id, deal.seller_id, deal.creator_id) == (
+        cast.buyer.id,
+        cast.seller.id,
+        cast.seller.id,
+    )
+    assert deal.fee == 500  # 1% of 0.0005 BTC
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [
+        ({"amount": 99}, InvalidInput, "between 1.00 USDT and 1,000,000.00 USDT"),
+        ({"amount": 1_000_000_01}, InvalidInput, "between"),
+        ({"amount": -5}, InvalidInput, "between"),
+        ({"amount": 10.5}, InvalidInput, "between"),
+        ({"currency": "DOGE"}, UnknownCurrency, "Unknown currency"),
+        ({"description": "x" * 501}, InvalidInput, "too long: 501 characters, at most 500"),
+        ({"description": "   "}, InvalidInput, "can't be empty"),
+        ({"counterparty": "@alice_buyer"}, SelfDeal, "with yourself"),
+        ({"counterparty": "not a name!"}, InvalidInput, "@username"),
+        ({"role": "broker"}, InvalidInput, "buyer or the seller"),
+    ],
+)
+async def test_bad_deal_requests_are_refused_and_change_nothing(
+    services, cast, overrides, error, message
+):
+    before = await world(services.ctx.db)
+    with pytest.raises(error, match=message):
+        await open_deal(services, cast, **overrides)
+    assert await world(services.ctx.db) == before
+
+
+async def test_a_deal_with_yourself_by_telegram_id_is_refused(services, cast):
+    with pytest.raises(SelfDeal):
+        await open_deal(services, cast, counterparty=cast.buyer.telegram_id)
+
+
+# -- every allowed transition ----------------------------------------------------
+
+ALLOWED = [
+    (action, status, role, to)
+    for action, by_status in RULES.items()
+    for status, (role, to) in by_status.items()
+]
+
+
+@pytest.mark.parametrize(
+    ("action", "status", "role", "to"),
+    ALLOWED,
+    ids=[f"{a.value}-{s.value}-by-{r.value}" for a, s, r, _ in ALLOWED],
+)
+async def test_every_allowed_transition(services, cast, events, action, status, role, to):
+    deal = await deal_in(services, cast, status)
+    buyer_before = await balance(services.ctx.db, cast.buyer.id)
+    seller_before = await balance(services.ctx.db, cast.seller.id)
+    fees_before = await fees(services.ctx.db)
+    actor = cast.seller if role is Role.COUNTERPARTY else cast.actor(role)
+    events.published.clear()
+
+    changed = (await act(services, action, actor, deal)).value
+
+    assert changed.status == to
+    assert changed.version == deal.version + 1
+    assert (await history(services.ctx.db, deal))[-1][:3] == (actor.id, status.value, to.value)
+    buyer = await balance(services.ctx.db, cast.buyer.id)
+    seller = await balance(services.ctx.db, cast.seller.id)
+    a, h = buyer_before
+    if to is DealStatus.FUNDED:
+        assert buyer == (a - PRICE, h + PRICE)
+    elif to is DealStatus.RELEASED:
+        assert buyer == (a, h - PRICE)
+        assert seller == (seller_before[0] + PRICE - FEE, 0)
+        assert await fees(services.ctx.db) == fees_before + FEE
+    elif to is DealStatus.REFUNDED:
+        assert buyer == (a + PRICE, h - PRICE)
+    else:
+        assert (buyer, seller) == (buyer_before, seller_before)
+    moved = {e.telegram_id for e in events.published if isinstance(e, UserChanged)}
+    expected = {
+        DealStatus.FUNDED: {cast.buyer.telegram_id},
+        DealStatus.RELEASED: {cast.buyer.telegram_id, cast.seller.telegram_id},
+        DealStatus.REFUNDED: {cast.buyer.telegram_id},
+    }.get(to, set())
+    assert moved == expected
+    assert [e for e in events.published if isinstance(e, DealChanged)] == [
+        DealChanged(
+            deal.id,
+            deal.code,
+            changed.version,
+            to.value,
+            (cast.buyer.telegram_id, cast.seller.telegram_id),
+        )
+    ]
+
+
+async def test_dispute_remembers_where_it_came_from(services, cast):
+    deal = await deal_in(services, cast, DealStatus.DELIVERED)
+    disputed = (await services.deals.dispute(cast.seller, deal.code, "Buyer went silent")).value
+    assert disputed.status_before_dispute == DealStatus.DELIVERED
+    assert (await history(services.ctx.db, deal))[-1] == (
+        cast.seller.id,
+        "delivered",
+        "disputed",
+        "Buyer went silent",
+    )
+
+
+# -- every forbidden transition ---------------------------------------------------
+
+
+@pytest.mark.parametrize("status", list(DealStatus))
+async def test_every_forbidden_transition_is_refused_and_changes_nothing(services, cast, status):
+    deal = await deal_in(services, cast, status)
+    before = await world(services.ctx.db)
+    tried = 0
+    for action in Action:
+        rule = RULES[action].get(status)
+        for who in ("buyer", "seller", "stranger"):
+            actor = getattr(cast, who)
+            if who == "stranger":
+                expected = NotFound  # a stranger learns nothing about the deal
+            elif rule is None:
+                expected = WrongState
+            else:
+                role = rule[0]
+                allowed = (
+                    (role is Role.BUYER and who == "buyer")
+                    or (role is Role.SELLER and who == "seller")
+                    or role is Role.EITHER
+                    or (role is Role.COUNTERPARTY and who == "seller")
+                )
+                if allowed:
+                    continue
+                expected = NotAllowed
+            with pytest.raises(expected) as refused:
+                await act(services, action, actor, deal)
+            tried += 1
+            if expected is WrongState:
+                assert refused.value.current.status == status
+                assert deal.code in refused.value.message
+    assert tried >= 7
+    assert await world(services.ctx.db) == before
+
+
+async def test_admin_resolution_only_settles_disputes(services, cast):
+    for status in (DealStatus.FUNDED, DealStatus.RELEASED):
+        deal = await deal_in(services, cast, status)
+        before = await world(services.ctx.db)
+        with pytest.raises(WrongState, match="no dispute"):
+            await services.deals.resolve(cast.admin, deal.code, "refund")
+        assert await world(services.ctx.db) == before
+
+
+async def test_a_non_admin_cannot_resolve(services, cast):
+    deal = await deal_in(services, cast, DealStatus.DISPUTED)
+    before = await world(services.ctx.db)
+    for who in (cast.buyer, cast.seller, cast.stranger):
+        with pytest.raises(NotAllowed, match="Only an admin"):
+            await services.deals.resolve(who, deal.code, "release")
+    assert await world(services.ctx.db) == before
+
+
+@pytest.mark.parametrize("outcome", ["release", "refund"])
+async def test_admin_resolves_a_dispute_both_ways(services, cast, sql, outcome):
+    deal = await deal_in(services, cast, DealStatus.DISPUTED)
+    sql.start()
+    resolved = (await services.deals.resolve(cast.admin, deal.code, outcome, "Photos")).value
+    assert sql.stop() and sql.count == 3  # lock, transition + history, movement
+    buyer = await balance(services.ctx.db, cast.buyer.id)
+    seller = await balance(services.ctx.db, cast.seller.id)
+    if outcome == "release":
+        assert resolved.status == DealStatus.RELEASED
+        assert (buyer, seller) == ((START - PRICE, 0), (PRICE - FEE, 0))
+        assert await fees(services.ctx.db) == FEE
+    else:
+        assert resolved.status == DealStatus.REFUNDED
+        assert (buyer, seller) == ((START, 0), (0, 0))
+        assert await fees(services.ctx.db) == 0
+    assert (await history(services.ctx.db, deal))[-1] == (
+        cast.admin.id,
+        "disputed",
+        resolved.status,
+        "Photos",
+    )
+
+
+async def test_funding_without_the_money_is_refused(services, cast):
+    deal = await open_deal(services, cast, amount=START + 1)
+    await services.deals.accept(cast.seller, deal.code)
+    before = await world(services.ctx.db)
+    with pytest.raises(InsufficientFunds, match=r"funding needs 1,000\.01 USDT"):
+        await services.deals.fund(cast.buyer, deal.code)
+    assert await world(services.ctx.db) == before
+
+
+async def test_an_unknown_deal_code(services, cast):
+    with pytest.raises(NotFound):
+        await services.deals.fund(cast.buyer, "NOPE1234")
+
+
+async def test_a_blocked_user_cannot_act(services, cast):
+    deal = await deal_in(services, cast, DealStatus.ACCEPTED)
+    async with services.ctx.db.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE users SET status = 'blocked' WHERE id = :id"), {"id": cast.buyer.id}
+        )
+    before = await world(services.ctx.db)
+    with pytest.raises(NotAllowed, match="blocked"):
+        await services.deals.fund(cast.buyer, deal.code)
+    with pytest.raises(NotAllowed, match="blocked"):
+        await open_deal(services, cast)
+    assert await world(services.ctx.db) == before
+
+
+# -- money in the ledger -------------------------------------------------------------
+
+
+async def test_a_completed_deal_leaves_a_balanced_double_entry_trail(services, cast):
+    deal = await deal_in(services, cast, DealStatus.RELEASED)
+    legs = await ledger(services.ctx.db, f"deal:{deal.id}:")
+    b, s = cast.buyer.id, cast.seller.id
+    assert legs == [
+        ("hold", "available", b, -PRICE),
+        ("hold", "held", b, PRICE),
+        ("release", "held", b, -PRICE),
+        ("release", "available", s, PRICE - FEE),
+        ("fee", "fees", None, FEE),
+    ]
+    assert sum(leg[3] for leg in legs) == 0
+
+
+# -- statements per use case ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "action", "role", "statements"),
+    [
+        (DealStatus.PENDING, Action.ACCEPT, Role.SELLER, 2),
+        (DealStatus.PENDING, Action.DECLINE, Role.SELLER, 2),
+        (DealStatus.ACCEPTED, Action.FUND, Role.BUYER, 3),
+        (DealStatus.FUNDED, Action.DELIVER, Role.SELLER, 2),
+        (DealStatus.DELIVERED, Action.RELEASE, Role.BUYER, 3),
+        (DealStatus.FUNDED, Action.DISPUTE, Role.BUYER, 2),
+        (DealStatus.PENDING, Action.CANCEL, Role.BUYER, 2),
+        (DealStatus.ACCEPTED, Action.CANCEL, Role.BUYER, 2),
+        (DealStatus.FUNDED, Action.CANCEL, Role.SELLER, 3),
+    ],
+)
+async def test_statements_per_use_case(services, cast, sql, status, action, role, statements):
+    deal = await deal_in(services, cast, status)
+    sql.start()
+    await act(services, action, cast.actor(role), deal)
+    assert len(sql.stop()) == statements
+
+
+async def test_a_refusal_costs_one_statement(services, cast, sql):
+    deal = await deal_in(services, cast, DealStatus.RELEASED)
+    sql.start()
+    with pytest.raises(WrongState):
+        await services.deals.release(cast.buyer, deal.code)
+    assert len(sql.stop()) == 1
+
+
+async def test_events_are_published_only_after_commit(services, cast, events):
+    deal = await deal_in(services, cast, DealStatus.ACCEPTED)
+    events.published.clear()
+    with pytest.raises(EscrowError):
+        await services.deals.release(cast.buyer, deal.code)
+    assert events.published == []
+    outcome = await services.deals.fund(cast.buyer, deal.code)
+    assert tuple(events.published) == outcome.events
+    # the published user version is what a fresh read sees
+    (user_event,) = [e for e in outcome.events if isinstance(e, UserChanged)]
+    async with services.ctx.db.engine.connect() as conn:
+        version = await conn.scalar(
+            text("SELECT version FROM users WHERE id = :id"), {"id": cast.buyer.id}
+        )
+    assert user_event.version == version
+
+
+# -- expiry ----------------------------------------------------------------------------
+
+
+async def test_expiry_closes_only_overdue_unfunded_deals(services, cast, sql):
+    pending = await open_deal(services, cast)
+    accepted = await deal_in(services, cast, DealStatus.ACCEPTED)
+    funded = await deal_in(services, cast, DealStatus.FUNDED)
+    fresh = await open_deal(services, cast)
+    invited = (
+        await services.deals.create(
+            cast.buyer,
+            role="buyer",
+            currency="USDT",
+            amount=PRICE,
+            description="by link",
+            counterparty=None,
+        )
+    ).value
+    for deal in (pending, accepted, funded, invited.deal):
+        await past_deadline(services, deal)
+
+    sql.start()
+    expired = (await services.deals.expire_due()).value
+    assert len(sql.stop()) == 1
+    assert {d.code for d in expired} == {pending.code, accepted.code, invited.deal.code}
+    assert all(d.status == DealStatus.EXPIRED for d in expired)
+    assert (await services.deals.get(cast.buyer, funded.code)).status == DealStatus.FUNDED
+    assert (await services.deals.get(cast.buyer, fresh.code)).status == DealStatus.PENDING
+    assert (await history(services.ctx.db, accepted))[-1] == (
+        None,
+        "accepted",
+        "expired",
+        "not accepted and funded by the deadline",
+    )
+    with pytest.raises(Exception, match="already been used or withdrawn"):
+        await services.deals.accept_invitation(cast.stranger, invited.invitation.code)
+    assert (await services.deals.expire_due()).value == []
+
+
+# -- reads -----------------------------------------------------------------------------
+
+
+async def test_only_parties_and_admins_see_a_deal(services, cast):
+    deal = await open_deal(services, cast)
+    assert (await services.deals.get(cast.seller, f" #{deal.code.lower()} ")).id == deal.id
+    with pytest.raises(NotFound):
+        await services.deals.get(cast.stranger, deal.code)
+    assert (await services.deals.get(cast.admin, deal.code, as_admin=True)).id == deal.id

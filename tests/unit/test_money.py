@@ -1,0 +1,122 @@
+"""Typed amounts become exact integer minor units, or a clear refusal."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.services.errors import InvalidAmount, UnknownCurrency
+from bot.services.money import (
+    Currencies,
+    Currency,
+    CurrencySettings,
+    format_minor_units,
+    parse_minor_units,
+)
+
+USDT = Currency("USDT", decimals=2, min_amount=1_00, max_amount=1_000_000_00, fee_bps=150)
+BTC = Currency("BTC", decimals=8, min_amount=10_000, max_amount=100 * 10**8, fee_bps=100)
+JPY = Currency("JPY", decimals=0, min_amount=100, max_amount=10**9, fee_bps=0)
+
+
+@pytest.mark.parametrize(
+    ("text", "minor"),
+    [
+        ("1", 1_00),
+        ("10.5", 10_50),
+        ("10.50", 10_50),
+        (" 12.34 ", 12_34),
+        ("1.1", 1_10),
+        ("1.", 1_00),
+        ("5.", 5_00),
+        ("12,5", 12_50),  # a decimal comma
+        ("1,000", 1000_00),  # grouping, not a decimal comma
+        ("1 000", 1000_00),
+        ("999,999.99", 999_999_99),
+        ("1.000.000,00", 1_000_000_00),
+        ("1000000", 1_000_000_00),
+    ],
+)
+def test_amounts_parse_exactly(text, minor):
+    assert USDT.parse(text) == minor
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("abc", "as a number"),
+        ("", "as a number"),
+        ("-5", "must be positive"),
+        ("1e309", "as a number"),
+        ("NaN", "as a number"),
+        ("inf", "as a number"),
+        ("0x10", "as a number"),
+        ("0.0000001", "at most 2 decimal places"),
+        ("1,000,000.50", "maximum is 1,000,000.00 USDT"),
+        ("0", "more than zero"),
+        ("0.00", "more than zero"),
+        ("0.99", "minimum is 1.00 USDT"),
+        ("1" * 41, "too long"),
+        ("1,00,0", "as a number"),
+        ("1.2.3", "as a number"),
+        ("10 USDT", "as a number"),
+    ],
+)
+def test_bad_amounts_get_a_clear_message(text, message):
+    with pytest.raises(InvalidAmount, match=message):
+        USDT.parse(text)
+
+
+def test_fractions_below_one_unit_parse_exactly():
+    assert parse_minor_units("0.1", 2, "USDT") == 10
+    assert parse_minor_units(".5", 2, "USDT") == 50
+
+
+def test_whole_number_currencies_refuse_fractions():
+    with pytest.raises(InvalidAmount, match="whole numbers"):
+        JPY.parse("100.5")
+    assert JPY.parse("1,500") == 1500
+
+
+def test_eight_decimals_are_exact():
+    assert BTC.parse("0.00012345") == 12_345
+    assert BTC.parse("0.1") == 10_000_000
+
+
+@pytest.mark.parametrize(
+    ("minor", "currency", "text"),
+    [
+        (1_000_000_50, USDT, "1,000,000.50 USDT"),
+        (5, USDT, "0.05 USDT"),
+        (0, USDT, "0.00 USDT"),
+        (12_345, BTC, "0.00012345 BTC"),
+        (10_000_000, BTC, "0.10 BTC"),
+        (1500, JPY, "1,500 JPY"),
+    ],
+)
+def test_formatting(minor, currency, text):
+    assert currency.format(minor) == text
+
+
+@given(st.integers(min_value=USDT.min_amount, max_value=USDT.max_amount))
+def test_formatted_amounts_parse_back(minor):
+    assert USDT.parse(format_minor_units(minor, 2)) == minor
+
+
+@given(st.integers(min_value=BTC.min_amount, max_value=BTC.max_amount))
+def test_formatted_amounts_parse_back_at_eight_decimals(minor):
+    assert BTC.parse(format_minor_units(minor, 8)) == minor
+
+
+def test_fee_is_rounded_down_in_the_users_favour():
+    assert USDT.fee_for(100_00) == 1_50
+    assert USDT.fee_for(1_01) == 1  # 1.515 cents
+    assert JPY.fee_for(10**9) == 0
+
+
+def test_currencies_from_settings_and_lookup():
+    table = Currencies.from_settings(
+        {"USDT": CurrencySettings(decimals=2, min_amount="1.00", max_amount="10", fee_bps=150)}
+    )
+    assert table["usdt"] == Currency("USDT", 2, 100, 1000, 150)
+    with pytest.raises(UnknownCurrency, match="USDT"):
+        table["DOGE"]
