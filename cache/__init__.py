@@ -1,2 +1,26 @@
 """User snapshots cached in-process (L1) and in Redis (L2), kept consistent by
-invalidation events published after commit. Never imports `bot/`."""
+invalidation events published after commit. Never imports `bot/`.
+
+- `snapshots`: UserSnapshot / WalletSnapshot and their wire format.
+- `store`: SnapshotCache, the read-through (L1 → L2 → Postgres).
+- `invalidation`: the publisher (the services' EventSink) and the listener.
+- `replica`: CacheReplica, the three wired together for one bot replica.
+"""
+
+from cache.invalidation import InvalidationPublisher
+from cache.listener import InvalidationListener
+from cache.replica import CacheReplica
+from cache.settings import CacheSettings, RedisSettings
+from cache.snapshots import UserSnapshot, WalletSnapshot
+from cache.store import SnapshotCache
+
+__all__ = [
+    "CacheReplica",
+    "CacheSettings",
+    "InvalidationListener",
+    "InvalidationPublisher",
+    "RedisSettings",
+    "SnapshotCache",
+    "UserSnapshot",
+    "WalletSnapshot",
+]

@@ -1,0 +1,29 @@
+"""Every Redis key and channel name the cache uses, under one prefix.
+
+- `<prefix>:snapshot:<telegram_id>`: one user's snapshot entry or tombstone
+  (see `cache.snapshots` for the layout), a plain string so an L2 hit is one GET.
+- `<prefix>:generation`: the cache generation; bumping it disowns every entry
+  written before (a reset, used when invalidations were lost).
+- `<prefix>:invalidations`: the channel every replica's listener subscribes to.
+
+The snapshot keys and the generation key live in different hash slots, which
+is fine for one Redis (or Sentinel) but not for Redis Cluster.
+"""
+
+from __future__ import annotations
+
+
+class CacheKeys:
+    __slots__ = ("channel", "generation", "prefix")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.generation = f"{prefix}:generation"
+        self.channel = f"{prefix}:invalidations"
+
+    def snapshot(self, telegram_id: int) -> str:
+        return f"{self.prefix}:snapshot:{telegram_id}"
+
+    def snapshot_pattern(self) -> str:
+        """For SCAN in tools and tests, never on a hot path."""
+        return f"{self.prefix}:snapshot:*"

@@ -1,0 +1,202 @@
+"""Every replica's invalidation listener.
+
+It subscribes to the channel and drops the L1 entries of the users it hears
+about. While it is not subscribed (connecting, Redis down, connection killed,
+no PONG) the cache does not trust L1 at all; on (re)subscribe it reads the
+generation and starts with an empty L1, so nothing published while it was
+away can be missed. A lost message (subscribed, yet not delivered) is bounded
+by `l1_ttl_seconds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import msgspec
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from cache.messages import CacheReset, Message, decode_messages
+from cache.store import REDIS_ERRORS, SnapshotCache
+from db.events import DealChanged, UserChanged
+
+log = logging.getLogger(__name__)
+
+
+ListenerState = Literal["stopped", "connecting", "subscribed", "disconnected"]
+EventHook = Callable[[Message], None]
+ConnectedHook = Callable[[], Awaitable[None]]
+
+
+class InvalidationListener:
+    """One per replica: drops L1 entries on invalidations, and keeps L1 off
+    while it cannot hear them.
+
+    `on_event` hooks see every message (deal changes included) after the cache
+    has applied it; `on_subscribed` and `on_idle` hooks run after each
+    (re)subscribe and about every `listener_ping_seconds`.
+    """
+
+    INITIAL_BACKOFF = 0.05
+
+    def __init__(self, redis: Redis, cache: SnapshotCache) -> None:
+        self._redis = redis
+        self._cache = cache
+        self._ping_seconds = cache.settings.listener_ping_seconds
+        self._backoff_max = cache.settings.listener_backoff_max_seconds
+        self.on_event: list[EventHook] = []
+        self.on_subscribed: list[ConnectedHook] = []
+        self.on_idle: list[ConnectedHook] = []
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Condition()
+        self._reconnected = False
+
+    @property
+    def state(self) -> ListenerState:
+        return self._cache.counters.listener_state  # type: ignore[return-value]
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self.run(), name="cache-listener")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self._set_state("stopped")
+
+    async def wait_for(self, state: ListenerState) -> None:
+        """Until the listener is in `state` (wrap it in `asyncio.timeout`)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.state == state)
+
+    async def run(self) -> None:
+        """Listen forever, reconnecting with a capped, jittered backoff."""
+        delay = self.INITIAL_BACKOFF
+        while True:
+            subscribed = False
+            try:
+                await self._set_state("connecting")
+                pubsub = self._redis.pubsub()
+                try:
+                    await self._subscribe(pubsub)
+                    subscribed = True
+                    await self._pump(pubsub)
+                finally:
+                    await self._close(pubsub)
+            except REDIS_ERRORS as exc:
+                log.warning("cache listener lost Redis (%r); L1 is off until it is back", exc)
+            except Exception:
+                log.exception("cache listener failed; L1 is off until it is back")
+            finally:
+                # Invalidations may be missed from now on: stop trusting L1.
+                self._cache.set_listening(False)
+                if subscribed:
+                    self._cache.counters.listener_disconnects += 1
+                    delay = self.INITIAL_BACKOFF
+            await self._set_state("disconnected")
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self._backoff_max)
+
+    async def _subscribe(self, pubsub: PubSub) -> None:
+        await pubsub.subscribe(self._cache.keys.channel)
+        async with asyncio.timeout(self._ping_seconds * 2 + 1):
+            while True:
+                message = await pubsub.get_message(timeout=self._ping_seconds)
+                if message is not None and message["type"] == "subscribe":
+                    break
+        # redis-py reconnects a pubsub connection by itself on the next read;
+        # a silent reconnect could hide lost messages, so it ends this session.
+        self._reconnected = False
+        pubsub.connection.register_connect_callback(self._on_reconnect)  # type: ignore[union-attr]
+        # Subscribed first, then the generation and an empty L1: whatever
+        # changes from here on is heard.
+        await self._cache.script.load(self._redis)
+        raw = await self._redis.get(self._cache.keys.generation)
+        self._cache.set_generation(int(raw or 0))
+        self._cache.clear_local()
+        self._cache.set_listening(True)
+        # Redis answers: no need to keep readers off it for the rest of the
+        # breaker's open time, and held-back invalidations can go out now.
+        self._cache.redis_succeeded()
+        self._cache.counters.listener_connects += 1
+        await self._set_state("subscribed")
+        await self._run_hooks(self.on_subscribed)
+
+    def _on_reconnect(self, connection: Any) -> None:
+        self._reconnected = True
+
+    async def _pump(self, pubsub: PubSub) -> None:
+        clock = time.monotonic
+        ping_sent: float | None = None
+        next_tick = clock() + self._ping_seconds
+        while True:
+            message = await pubsub.get_message(timeout=self._ping_seconds)
+            if self._reconnected:
+                raise RedisConnectionError("the pubsub connection was re-established")
+            now = clock()
+            if message is not None:
+                ping_sent = None  # the connection is alive
+                if message["type"] == "message":
+                    self._handle(message["data"])
+            if now >= next_tick:
+                next_tick = now + self._ping_seconds
+                if ping_sent is not None and now - ping_sent > self._ping_seconds:
+                    raise RedisConnectionError("no PONG from Redis")
+                if ping_sent is None and message is None:
+                    await pubsub.ping()
+                    ping_sent = now
+                await self._run_hooks(self.on_idle)
+
+    def _handle(self, data: bytes) -> None:
+        cache = self._cache
+        try:
+            messages = decode_messages(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            # From a newer release perhaps: whatever it said, forget everything.
+            cache.counters.listener_bad_messages += 1
+            cache.clear_local()
+            log.warning("undecodable invalidation message; L1 cleared")
+            return
+        for message in messages:
+            match message:
+                case UserChanged(telegram_id=telegram_id, version=version):
+                    cache.counters.invalidations_received += 1
+                    cache.drop_local(telegram_id, version)
+                case CacheReset(generation=generation):
+                    cache.set_generation(generation)
+                    cache.clear_local()
+                case DealChanged():
+                    pass
+            for hook in self.on_event:
+                try:
+                    hook(message)
+                except Exception:
+                    log.exception("invalidation hook %r failed", hook)
+
+    async def _run_hooks(self, hooks: list[ConnectedHook]) -> None:
+        for hook in hooks:
+            try:
+                await hook()
+            except Exception:
+                log.exception("listener hook %r failed", hook)
+
+    async def _set_state(self, state: ListenerState) -> None:
+        async with self._changed:
+            self._cache.counters.listener_state = state
+            self._changed.notify_all()
+
+    async def _close(self, pubsub: PubSub) -> None:
+        if pubsub.connection is not None:
+            pubsub.connection.deregister_connect_callback(self._on_reconnect)
+        try:
+            await asyncio.wait_for(pubsub.aclose(), 1.0)
+        except (TimeoutError, *REDIS_ERRORS):
+            pass

@@ -1,0 +1,29 @@
+"""The cache's one read of Postgres: a user and their wallets in one statement."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cache.snapshots import UserSnapshot, snapshot_from_rows
+from db.queries import load_snapshot_rows
+
+SnapshotLoader = Callable[[int], Awaitable[UserSnapshot | None]]
+
+
+class PostgresSnapshotLoader:
+    """Loads a snapshot with exactly one network round trip to Postgres.
+
+    AUTOCOMMIT: the SELECT is its own transaction, so no BEGIN/ROLLBACK pair
+    wraps it (with asyncpg those would be two more round trips). One statement
+    reads one consistent snapshot, so the version always matches the data.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def __call__(self, telegram_id: int) -> UserSnapshot | None:
+        async with self._engine.connect() as connection:
+            rows = await load_snapshot_rows(connection, telegram_id)
+        return snapshot_from_rows(rows)

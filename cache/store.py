@@ -1,0 +1,302 @@
+"""Read-through snapshot cache: in-process L1, Redis L2, Postgres behind both.
+
+One read per update: an L1 hit is a dict lookup (no Redis, no SQL), an L2 hit
+one GET, a miss one GET + one SQL statement + one EVALSHA (the set-if-newer
+fill). Concurrent misses for one user in this process share one task (single
+flight): a burst of updates from one user costs one GET and one load.
+
+Consistency, and its bounds:
+
+- L2 is never overwritten by an older version: fills and tombstones both go
+  through FILL_SCRIPT, which compares `users.version` (and the schema) with
+  what is there. An invalidation writes a tombstone carrying the new version
+  instead of a DEL, so a reader that loaded the old version before the commit
+  cannot put it back after the invalidation (delete-then-set race). A
+  tombstone lives `tombstone_ttl_seconds`; a fill whose load started more
+  than half of that ago is not written, so it cannot outlive the tombstone.
+- L1 is trusted only while the invalidation listener is subscribed and the
+  Redis breaker is closed; losing either clears it. Invalidations bump a
+  striped epoch, and a read that raced one does not keep its result in L1.
+  An invalidation lost in flight is bounded by `l1_ttl_seconds`.
+- While Redis is failing (breaker open), reads go straight to Postgres with
+  single flight and no L1, so they are exactly as fresh as Postgres. Writers'
+  invalidations are kept and sent when Redis is back (cache/invalidation.py):
+  the writer's listener resubscribes within `listener_backoff_max_seconds` of
+  Redis answering again and flushes them before anything else, so after
+  recovery an L2 entry written before a change made during the outage is
+  stale for at most that long (plus one `listener_ping_seconds` tick). If
+  more were held back than `pending_limit`, the cache generation is bumped
+  instead and every older entry is ignored. Two cases are bounded by TTLs
+  only: a writer that dies between commit and invalidation (its pending list
+  dies with it), and a writer cut off from Redis while the other replicas are
+  not; their readers may see the older snapshot until the writer gets through
+  or for `l2_ttl_seconds` (and `l1_ttl_seconds` in L1). Money decisions never
+  read the cache, so this staleness is of display only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from cache.breaker import CircuitBreaker
+from cache.keys import CacheKeys
+from cache.loader import SnapshotLoader
+from cache.metrics import CacheCounters
+from cache.scripts import STALE_GENERATION, FillScript
+from cache.settings import CacheSettings
+from cache.snapshots import CODEC, SnapshotCodec, UserSnapshot, parse_header
+
+log = logging.getLogger(__name__)
+
+REDIS_ERRORS = (RedisError, OSError)
+_STRIPES = 1024  # a power of two
+_STRIPE_MASK = _STRIPES - 1
+
+_L1Entry = tuple[float, UserSnapshot]  # (expires at, snapshot)
+
+
+class SnapshotCache:
+    def __init__(
+        self,
+        redis: Redis,
+        loader: SnapshotLoader,
+        settings: CacheSettings,
+        *,
+        codec: SnapshotCodec = CODEC,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if redis.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("the snapshot cache needs a Redis client returning bytes")
+        self.redis = redis
+        self.settings = settings
+        self.keys = CacheKeys(settings.key_prefix)
+        self.counters = CacheCounters()
+        self.breaker = CircuitBreaker(settings.breaker_open_seconds, clock)
+        self._loader = loader
+        self._codec = codec
+        self._clock = clock
+        self._l1: OrderedDict[int, _L1Entry] = OrderedDict()
+        self._l1_size = settings.l1_size
+        self._l1_ttl = settings.l1_ttl_seconds
+        self._l1_enabled = settings.l1_size > 0 and settings.l1_ttl_seconds > 0
+        self._l1_trusted = False
+        self._listening = False
+        self._epoch = 0
+        self._stripes = [0] * _STRIPES
+        self._inflight: dict[int, asyncio.Task[UserSnapshot | None]] = {}
+        self._generation = 0
+        self._l2_ttl_ms = settings.l2_ttl_seconds * 1000
+        self.script = FillScript(redis, self.keys, int(settings.tombstone_ttl_seconds * 1000))
+        self._fill_deadline = settings.tombstone_ttl_seconds / 2
+
+    # -- reading ------------------------------------------------------------------
+
+    async def get(self, telegram_id: int) -> UserSnapshot | None:
+        """The user's snapshot, or None if no such user (not cached)."""
+        if self._l1_trusted:
+            entry = self._l1.get(telegram_id)
+            if entry is not None and entry[0] > self._clock():
+                self.counters.l1_hits += 1
+                return entry[1]
+            self.counters.l1_misses += 1
+        else:
+            self.counters.l1_bypassed += 1
+        task = self._inflight.get(telegram_id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._fetch(telegram_id))
+            self._inflight[telegram_id] = task
+            task.add_done_callback(functools.partial(self._landed, telegram_id))
+        else:
+            self.counters.load_joins += 1
+        # Shielded: a caller that gives up does not cancel the others' load.
+        return await asyncio.shield(task)
+
+    def _landed(self, telegram_id: int, task: asyncio.Task[UserSnapshot | None]) -> None:
+        if self._inflight.get(telegram_id) is task:
+            del self._inflight[telegram_id]
+        if not task.cancelled():
+            task.exception()  # retrieved: the callers see it through the shield
+
+    async def _fetch(self, telegram_id: int) -> UserSnapshot | None:
+        trusted = self._l1_trusted
+        epoch, stripe = self._epoch, self._stripes[telegram_id & _STRIPE_MASK]
+        key = self.keys.snapshot(telegram_id)
+        use_redis = self.breaker.allow()
+        if use_redis:
+            try:
+                raw = await self.redis.get(key)
+            except REDIS_ERRORS as exc:
+                self.redis_failed(exc)
+                use_redis = False
+            else:
+                self.redis_succeeded()
+                snapshot = self._decode_entry(raw) if raw is not None else None
+                if snapshot is not None:
+                    self.counters.l2_hits += 1
+                    if trusted:
+                        self._remember(telegram_id, snapshot, epoch, stripe)
+                    return snapshot
+                self.counters.l2_misses += 1
+        else:
+            self.counters.l2_skipped += 1
+        started = self._clock()
+        self.counters.loads += 1
+        snapshot = await self._loader(telegram_id)
+        if snapshot is None:
+            self.counters.unknown_users += 1
+            return None
+        if use_redis and await self._fill(snapshot, started) and trusted:
+            self._remember(telegram_id, snapshot, epoch, stripe)
+        return snapshot
+
+    def _decode_entry(self, raw: bytes) -> UserSnapshot | None:
+        header = parse_header(raw)
+        if header is None:
+            return None
+        if header.generation != self._generation:
+            if header.generation < self._generation:
+                return None
+            self.set_generation(header.generation)  # a reset we have not heard of yet
+        return self._codec.decode(raw, header)
+
+    async def _fill(self, snapshot: UserSnapshot, started: float) -> bool:
+        """Write the loaded snapshot to L2 unless something newer is there;
+        True if L2 now holds this version."""
+        if not self.breaker.closed:
+            return False
+        if self._clock() - started > self._fill_deadline:
+            # Its tombstone may have expired: writing it could resurrect it.
+            self.counters.fills_skipped += 1
+            return False
+        try:
+            outcome, generation = await self.script.fill(
+                snapshot.telegram_id,
+                snapshot.version,
+                self._codec.schema,
+                self._generation,
+                self._codec.encode(snapshot),
+                self._l2_ttl_ms,
+            )
+        except REDIS_ERRORS as exc:
+            self.redis_failed(exc)
+            return False
+        self.redis_succeeded()
+        if outcome == STALE_GENERATION:
+            self.set_generation(generation)
+        if outcome < 0:
+            self.counters.fills_refused += 1
+            return False
+        self.counters.fills += outcome
+        return True
+
+    def _remember(self, telegram_id: int, snapshot: UserSnapshot, epoch: int, stripe: int) -> None:
+        if (
+            not self._l1_trusted
+            or epoch != self._epoch
+            or stripe != self._stripes[telegram_id & _STRIPE_MASK]
+        ):
+            self.counters.l1_fills_skipped += 1
+            return
+        l1 = self._l1
+        current = l1.get(telegram_id)
+        if current is not None:
+            if current[1].version > snapshot.version:
+                return
+            del l1[telegram_id]
+        elif len(l1) >= self._l1_size:
+            # Insertion order is expiry order (one TTL), so the oldest goes.
+            l1.popitem(last=False)
+        l1[telegram_id] = (self._clock() + self._l1_ttl, snapshot)
+
+    # -- invalidating -------------------------------------------------------------
+
+    def drop_local(self, telegram_id: int, version: int | None = None) -> None:
+        """Forget what this process holds about the user (older than `version`).
+
+        Also detaches an in-flight load, so reads from now on start a new one,
+        and bumps the user's epoch stripe, so a read already past L2 does not
+        put what it got into L1."""
+        self._stripes[telegram_id & _STRIPE_MASK] += 1
+        self._inflight.pop(telegram_id, None)
+        entry = self._l1.get(telegram_id)
+        if entry is not None and (version is None or entry[1].version < version):
+            del self._l1[telegram_id]
+
+    def clear_local(self) -> None:
+        self._l1.clear()
+        self._inflight.clear()
+        self._epoch += 1
+
+    def cached_locally(self, telegram_id: int) -> UserSnapshot | None:
+        """What L1 would answer now (no counters); for tests and tools."""
+        entry = self._l1.get(telegram_id) if self._l1_trusted else None
+        return entry[1] if entry is not None and entry[0] > self._clock() else None
+
+    @property
+    def l1_trusted(self) -> bool:
+        return self._l1_trusted
+
+    @property
+    def l1_len(self) -> int:
+        return len(self._l1)
+
+    def set_listening(self, listening: bool) -> None:
+        """Called by the listener: L1 may be trusted only while it is subscribed."""
+        self._listening = listening
+        self._update_trust()
+
+    def _update_trust(self) -> None:
+        trusted = self._l1_enabled and self._listening and self.breaker.closed
+        if trusted != self._l1_trusted:
+            self._l1_trusted = trusted
+            self.clear_local()
+
+    # -- Redis health -------------------------------------------------------------
+
+    def redis_failed(self, exc: BaseException) -> None:
+        self.counters.redis_errors += 1
+        if self.breaker.record_failure():
+            self.counters.breaker_opens += 1
+            seconds = self.settings.breaker_open_seconds
+            log.warning("Redis failed (%r): snapshots from Postgres for %.1fs", exc, seconds)
+        self._update_trust()
+
+    def redis_succeeded(self) -> None:
+        if self.breaker.record_success():
+            log.info("Redis answers again: snapshot cache back in use")
+            self._update_trust()
+
+    # -- generation ---------------------------------------------------------------
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def set_generation(self, generation: int) -> None:
+        """Switch to the generation Redis has (learned on subscribe, from a
+        reset message, an entry or a refused fill); a change clears L1."""
+        if generation != self._generation:
+            self._generation = generation
+            self.counters.generation_changes += 1
+            self.clear_local()
+
+    async def reset_generation(self) -> int:
+        """Disown every L2 entry (one INCR); the caller publishes the reset."""
+        generation = int(await self.redis.incr(self.keys.generation))
+        self.counters.generation_resets += 1
+        self.set_generation(generation)
+        return generation
+
+    async def aclose(self) -> None:
+        tasks, self._inflight = list(self._inflight.values()), {}
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

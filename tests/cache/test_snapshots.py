@@ -1,0 +1,140 @@
+"""Snapshots, their encoding, the breaker and the settings: no Redis needed."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from bot.config import DEFAULT_PATH, ConfigError, load_config
+from cache.breaker import CircuitBreaker
+from cache.settings import CacheSettings
+from cache.snapshots import (
+    CODEC,
+    SnapshotCodec,
+    UserSnapshot,
+    WalletSnapshot,
+    parse_header,
+    snapshot_from_rows,
+)
+from tests.cache.conftest import ManualClock
+
+
+def row(**values: Any) -> SimpleNamespace:
+    user = {
+        "id": 1,
+        "telegram_id": 42,
+        "username": "alice",
+        "first_name": "Alice",
+        "last_name": None,
+        "language_code": "en",
+        "status": "active",
+        "is_admin": False,
+        "version": 3,
+        "currency": None,
+        "available": None,
+        "held": None,
+    }
+    return SimpleNamespace(**(user | values))
+
+
+def test_a_snapshot_is_built_from_the_loader_rows() -> None:
+    snapshot = snapshot_from_rows(
+        [row(currency="BTC", available=5, held=1), row(currency="USDT", available=700, held=0)]
+    )
+    assert snapshot is not None
+    assert (snapshot.id, snapshot.telegram_id, snapshot.version) == (1, 42, 3)
+    assert snapshot.wallets == (WalletSnapshot("BTC", 5, 1), WalletSnapshot("USDT", 700, 0))
+    assert snapshot.wallet("USDT") == WalletSnapshot("USDT", 700, 0)
+    assert snapshot.wallet("TON") is None
+    assert snapshot.is_active
+
+
+def test_a_user_without_wallets_and_an_unknown_user() -> None:
+    snapshot = snapshot_from_rows([row()])  # the LEFT JOIN's NULL wallet columns
+    assert snapshot is not None and snapshot.wallets == ()
+    assert snapshot_from_rows([]) is None
+
+
+def test_a_snapshot_is_frozen_and_round_trips_through_msgpack() -> None:
+    snapshot = snapshot_from_rows([row(currency="USDT", available=1, held=2)])
+    assert snapshot is not None
+    with pytest.raises(AttributeError):
+        snapshot.version = 4  # type: ignore[misc]
+    raw = b"0:3:1:" + CODEC.encode(snapshot)
+    header = parse_header(raw)
+    assert header is not None and (header.generation, header.version, header.schema) == (0, 3, 1)
+    assert CODEC.decode(raw, header) == snapshot
+    assert len(raw) < 60  # array-like: no field names on the wire
+
+
+def test_a_tombstone_and_another_schema_decode_to_nothing() -> None:
+    tombstone = b"0:3:0:"
+    header = parse_header(tombstone)
+    assert header is not None and CODEC.decode(tombstone, header) is None
+    newer = SnapshotCodec(schema=2)
+    snapshot = snapshot_from_rows([row()])
+    assert snapshot is not None
+    raw = b"0:3:1:" + CODEC.encode(snapshot)
+    assert newer.decode(raw, parse_header(raw)) is None  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        SnapshotCodec(schema=0)
+
+
+def test_the_breaker_opens_probes_once_and_closes() -> None:
+    clock = ManualClock()
+    breaker = CircuitBreaker(2.0, clock)
+    assert breaker.allow() and breaker.closed
+    assert breaker.record_failure() is True
+    assert not breaker.allow()
+    clock.advance(2.0)
+    assert breaker.allow()  # the probe
+    assert not breaker.allow()  # everyone else waits for it
+    assert breaker.record_failure() is False  # it failed: open again, not "newly"
+    assert not breaker.allow()
+    clock.advance(2.0)
+    assert breaker.allow()
+    assert breaker.record_success() is True and breaker.closed
+    assert breaker.record_success() is False
+
+
+def test_a_probe_that_never_reports_does_not_wedge_the_breaker() -> None:
+    clock = ManualClock()
+    breaker = CircuitBreaker(1.0, clock)
+    breaker.record_failure()
+    clock.advance(1.0)
+    assert breaker.allow()  # this probe's task is cancelled and never reports
+    clock.advance(1.0)
+    assert breaker.allow()
+
+
+def test_config_toml_sets_every_cache_setting() -> None:
+    load_config()  # valid as written
+    text = DEFAULT_PATH.read_text(encoding="utf-8")
+    section = text.split("[cache]", 1)[1].split("\n[", 1)[0]
+    for name in CacheSettings.__struct_fields__:
+        assert f"\n{name} = " in section, f"config.toml [cache] lacks {name}"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"ESCROW__CACHE__KEY_PREFIX": "two words"}, "cache.key_prefix"),
+        ({"ESCROW__CACHE__REDIS_TIMEOUT_MS": "0"}, "cache.redis_timeout_ms"),
+        ({"ESCROW__CACHE__TOMBSTONE_TTL_SECONDS": "0.5"}, "cache.tombstone_ttl_seconds"),
+    ],
+)
+def test_bad_cache_settings_name_their_key(override: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(environ=override)
+
+
+def test_the_snapshot_serves_as_the_services_actor() -> None:
+    from bot.services.base import Actor
+
+    def acting(actor: Actor) -> tuple[int, int]:
+        return actor.id, actor.telegram_id
+
+    snapshot = UserSnapshot(1, 42, None, "A", None, None, "active", False, 1)
+    assert acting(snapshot) == (1, 42)

@@ -1,0 +1,439 @@
+"""Every hot query's plan uses its index on a realistic data set.
+
+A database of its own (the session database is emptied before every test)
+is migrated with alembic and filled server-side with generate_series: 20k
+users with a wallet per currency, 100k deals with a few very busy users,
+invitations, withdrawals and the deals' histories. Each `HOT_QUERIES` entry is
+then explained twice: as planned for its parameter values (what EXPLAIN shows
+by default) and as a generic plan (what asyncpg's cached prepared statements
+get after a few executions). `pytest -s` prints the plans' execution times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot import migrate
+from bot.config import Config
+from db.engine import DatabaseSettings, build_engine
+from db.models import FINAL_DEAL_STATUSES
+from db.queries import FIRST_PAGE, HOT_QUERIES, MY_DEALS_PAGE, PAGE_SIZE, HotQuery, Sample
+
+pytestmark = pytest.mark.slow
+
+USERS = 20_000
+DEALS = 100_000
+WITHDRAWALS = 3_000
+# Users 1-5 are the busy ones: a party to about 1 deal in 7 as buyer and 1 in
+# 11 as seller (some 4,600 deals each); everyone else has a handful.
+BUSY_USER = 1
+ADMIN_ID = 11
+# Tables a hot query must never read whole.
+NO_SEQ_SCAN = frozenset(
+    {"escrows", "users", "wallets", "invitations", "deal_events", "withdrawals"}
+)
+INDEX_SCANS = frozenset({"Index Scan", "Index Only Scan", "Bitmap Index Scan"})
+
+# Where a statement takes $1, it is the array of configured currency codes.
+INSERT_USERS = f"""
+INSERT INTO users (id, telegram_id, username, first_name, language_code, is_admin,
+                   created_at, updated_at)
+SELECT u, 100000000 + u * 7,
+       CASE WHEN u % 5 <> 0 THEN CASE WHEN u % 3 = 0 THEN 'User_' ELSE 'user_' END || u END,
+       'User ' || u, (ARRAY['en', 'ru', 'es', 'de'])[u % 4 + 1], u = {ADMIN_ID},
+       now() - interval '400 days' + u * interval '25 minutes',
+       now() - interval '400 days' + u * interval '25 minutes'
+FROM generate_series(1, {USERS}) u
+"""
+INSERT_WALLETS = f"""
+INSERT INTO wallets (user_id, currency, available, held)
+SELECT u, c, (random() * 100000000)::bigint, 0
+FROM generate_series(1, {USERS}) u, unnest($1::varchar[]) c
+"""
+# Deals $2 to $3. Deals are numbered by age (the newest has the highest id,
+# created five minutes after the one before); the newest thousand hold the
+# open and funded ones, older deals are mostly finished, with a few disputes
+# still open.
+INSERT_DEALS = f"""
+INSERT INTO escrows (id, code, creator_id, buyer_id, seller_id, amount, fee, fee_bps, currency,
+                     description, status, status_before_dispute, created_at, updated_at,
+                     funded_at, deadline_at, closed_at)
+SELECT i, code, CASE WHEN i % 2 = 0 THEN buyer ELSE seller END,
+       CASE WHEN unjoined AND i % 2 = 1 THEN NULL ELSE buyer END,
+       CASE WHEN unjoined AND i % 2 = 0 THEN NULL ELSE seller END,
+       amount, amount * 150 / 10000, 150, ($1::varchar[])[i % cardinality($1::varchar[]) + 1],
+       'Deal ' || i || ': ' || md5(i::text), status,
+       CASE status WHEN 'disputed' THEN 'delivered' WHEN 'refunded' THEN 'funded' END,
+       created,
+       CASE WHEN status = 'pending' THEN created
+            ELSE least(now(), created + (1 + i % 48) * interval '1 hour') END,
+       CASE WHEN status IN ('funded', 'delivered', 'disputed', 'released', 'refunded')
+            THEN least(now(), created + interval '30 minutes') END,
+       created + interval '72 hours',
+       CASE WHEN status IN ('released', 'refunded', 'cancelled', 'declined', 'expired')
+            THEN least(now(), created + (1 + i % 48) * interval '1 hour') END
+FROM (
+    SELECT i, buyer, seller, status, amount, created,
+           -- invited (1 deal in 10): the invitee's side stays empty unless they joined
+           i % 10 = 3 AND status IN ('pending', 'declined', 'expired', 'cancelled') AS unjoined,
+           -- 8 characters of the deal-code alphabet, distinct for every deal
+           translate(lpad(upper(to_hex(i * 2654435761 % 4294967296)), 8, '0'), '01', 'WX')
+               AS code
+    FROM (
+        SELECT i,
+               CASE WHEN i % 7 = 0 THEN 1 + i % 5 ELSE 11 + (i * 7919) % 19990 END AS buyer,
+               CASE WHEN i % 11 = 0 THEN 1 + (i + 1) % 5
+                    ELSE 11 + ((i * 7919) % 19990 + 1 + (i * 104729) % 19989) % 19990
+               END AS seller,
+               CASE WHEN i > {DEALS} - 1000 THEN (ARRAY[
+                        'pending', 'pending', 'pending', 'pending', 'pending', 'pending',
+                        'accepted', 'accepted', 'accepted', 'funded', 'funded', 'funded',
+                        'delivered', 'delivered', 'disputed', 'released', 'released',
+                        'released', 'cancelled', 'declined'])[i % 20 + 1]
+                    WHEN i % 1000 = 0 THEN 'disputed'
+                    WHEN i % 100 < 80 THEN 'released'
+                    WHEN i % 100 < 85 THEN 'refunded'
+                    WHEN i % 100 < 92 THEN 'cancelled'
+                    WHEN i % 100 < 96 THEN 'declined'
+                    ELSE 'expired'
+               END AS status,
+               100 + (random() * 1000000)::bigint AS amount,
+               now() - ({DEALS} - i) * interval '5 minutes' AS created
+        FROM generate_series($2::bigint, $3::bigint) i
+    ) parties
+) deals
+"""
+# The invited deals' invitations: addressed to a Telegram id (of someone not on
+# the bot yet), to an @username, or to anyone with the link; the invitee's
+# Telegram id is recorded when they take it up.
+INSERT_INVITATIONS = """
+INSERT INTO invitations (code, escrow_id, inviter_id, telegram_id, username, status, expires_at,
+                         created_at, updated_at)
+SELECT md5('invitation ' || e.id), e.id, e.creator_id,
+       CASE WHEN e.id % 3 = 0 THEN 500000000 + e.id ELSE joiner.telegram_id END,
+       CASE WHEN e.id % 3 = 1 THEN coalesce(lower(joiner.username), 'newbie_' || e.id) END,
+       CASE e.status WHEN 'pending' THEN 'active' WHEN 'declined' THEN 'declined'
+                     WHEN 'expired' THEN 'expired' WHEN 'cancelled' THEN 'revoked'
+                     ELSE 'accepted' END,
+       e.created_at + interval '72 hours', e.created_at, e.updated_at
+FROM escrows e
+LEFT JOIN users joiner
+       ON joiner.id = CASE WHEN e.creator_id = e.buyer_id THEN e.seller_id ELSE e.buyer_id END
+WHERE e.id % 10 = 3
+ORDER BY e.id
+"""
+INSERT_WITHDRAWALS = f"""
+INSERT INTO withdrawals (user_id, currency, amount, destination, status, created_at,
+                         decided_at, decided_by)
+SELECT 1 + (g * 7919) % {USERS}, ($1::varchar[])[g % cardinality($1::varchar[]) + 1],
+       1000 + (random() * 1000000)::bigint, 'wallet-' || md5(g::text),
+       CASE WHEN g > {WITHDRAWALS} - 100 THEN 'pending'
+            WHEN g % 10 = 0 THEN 'rejected' ELSE 'approved' END,
+       now() - ({WITHDRAWALS} - g) * interval '2 hours',
+       CASE WHEN g <= {WITHDRAWALS} - 100
+            THEN now() - ({WITHDRAWALS} - g) * interval '2 hours' + interval '1 hour' END,
+       CASE WHEN g <= {WITHDRAWALS} - 100 THEN {ADMIN_ID} END
+FROM generate_series(1, {WITHDRAWALS}) g
+"""
+# The history of deals $1 to $2: the path that led to each one's status, in
+# time order (so one deal's events are spread over the table, as they would be).
+INSERT_DEAL_EVENTS = """
+INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status, created_at)
+SELECT e.id,
+       CASE WHEN p.to_status = 'expired' THEN NULL
+            WHEN p.step = 1 THEN e.creator_id
+            WHEN p.step % 2 = 0 THEN coalesce(e.seller_id, e.creator_id)
+            ELSE coalesce(e.buyer_id, e.creator_id) END,
+       p.from_status, p.to_status, least(now(), e.created_at + p.step * interval '20 minutes')
+FROM escrows e
+JOIN (VALUES
+    ('pending', 1, NULL, 'pending'),
+    ('accepted', 1, NULL, 'pending'), ('accepted', 2, 'pending', 'accepted'),
+    ('funded', 1, NULL, 'pending'), ('funded', 2, 'pending', 'accepted'),
+    ('funded', 3, 'accepted', 'funded'),
+    ('delivered', 1, NULL, 'pending'), ('delivered', 2, 'pending', 'accepted'),
+    ('delivered', 3, 'accepted', 'funded'), ('delivered', 4, 'funded', 'delivered'),
+    ('disputed', 1, NULL, 'pending'), ('disputed', 2, 'pending', 'accepted'),
+    ('disputed', 3, 'accepted', 'funded'), ('disputed', 4, 'funded', 'delivered'),
+    ('disputed', 5, 'delivered', 'disputed'),
+    ('released', 1, NULL, 'pending'), ('released', 2, 'pending', 'accepted'),
+    ('released', 3, 'accepted', 'funded'), ('released', 4, 'funded', 'delivered'),
+    ('released', 5, 'delivered', 'released'),
+    ('refunded', 1, NULL, 'pending'), ('refunded', 2, 'pending', 'accepted'),
+    ('refunded', 3, 'accepted', 'funded'), ('refunded', 4, 'funded', 'disputed'),
+    ('refunded', 5, 'disputed', 'refunded'),
+    ('cancelled', 1, NULL, 'pending'), ('cancelled', 2, 'pending', 'cancelled'),
+    ('declined', 1, NULL, 'pending'), ('declined', 2, 'pending', 'declined'),
+    ('expired', 1, NULL, 'pending'), ('expired', 2, 'pending', 'expired')
+) AS p(status, step, from_status, to_status) ON p.status = e.status
+WHERE e.id BETWEEN $1 AND $2
+ORDER BY 5
+"""
+SET_SEQUENCES = """
+SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users)),
+       setval(pg_get_serial_sequence('escrows', 'id'), (SELECT max(id) FROM escrows))
+"""
+LOADED_TABLES = ("users", "wallets", "escrows", "invitations", "withdrawals", "deal_events")
+
+# Sample values: the busy user, one of their released deals some way down
+# their history (a next-page cursor), and the newest invitation addressed to
+# a Telegram id.
+SAMPLE = f"""
+SELECT u.id AS user_id, u.telegram_id, lower(u.username) AS username,
+       d.id AS deal_id, d.code AS deal_code, i.telegram_id AS invitee_telegram_id
+FROM users u
+CROSS JOIN LATERAL (SELECT id, code FROM escrows WHERE buyer_id = u.id AND status = 'released'
+                    ORDER BY id DESC OFFSET 40 LIMIT 1) d
+CROSS JOIN LATERAL (SELECT telegram_id FROM invitations
+                    WHERE status = 'active' AND telegram_id IS NOT NULL
+                    ORDER BY id DESC LIMIT 1) i
+WHERE u.id = {BUSY_USER}
+"""
+
+
+@dataclass
+class DataSet:
+    engine: AsyncEngine
+    sample: Sample
+    load_seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def load_phases(currencies: list[str], chunks: int = 4) -> list[list[tuple[str, tuple]]]:
+    """The load as phases of statements; a phase's statements run side by side."""
+    size = -(-DEALS // chunks)
+    ranges = [(lo, min(lo + size - 1, DEALS)) for lo in range(1, DEALS + 1, size)]
+    return [
+        [(INSERT_USERS, ())],
+        [(INSERT_WALLETS, (currencies,)), (INSERT_WITHDRAWALS, (currencies,))]
+        + [(INSERT_DEALS, (currencies, lo, hi)) for lo, hi in ranges],
+        [(INSERT_INVITATIONS, ())] + [(INSERT_DEAL_EVENTS, (lo, hi)) for lo, hi in ranges],
+        # what autovacuum would have done by now
+        [(SET_SEQUENCES, ())] + [(f"VACUUM ANALYZE {table}", ()) for table in LOADED_TABLES],
+    ]
+
+
+async def load(engine: AsyncEngine, currencies: list[str]) -> None:
+    async def run(statement: str, args: tuple) -> None:
+        async with engine.connect() as conn:
+            raw: asyncpg.Connection = (await conn.get_raw_connection()).driver_connection
+            await raw.execute("SELECT setseed(0.42)")
+            # Foreign keys are not checked while loading (the data is consistent
+            # by construction): the checks would take longer than the load.
+            with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+                await raw.execute("SET session_replication_role = replica")
+            try:
+                await raw.execute(statement, *args)
+            finally:
+                await raw.execute("RESET session_replication_role")
+
+    for phase in load_phases(currencies):
+        await asyncio.gather(*(run(statement, args) for statement, args in phase))
+
+
+@pytest.fixture(scope="module")
+async def data_set(pg_settings: DatabaseSettings, config: Config) -> AsyncIterator[DataSet]:
+    """A database of its own, migrated and loaded; dropped at the end."""
+    url = pg_settings.sqlalchemy_url
+    server = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username,
+        password=url.password, database="postgres", timeout=5,
+    )  # fmt: skip
+    name = f"{url.database}_explain"
+    try:
+        await server.execute(f'CREATE DATABASE "{name}"')
+        engine = build_engine(
+            msgspec.structs.replace(pg_settings.with_database(name), statement_timeout_ms=60_000)
+        )
+        try:
+            await migrate.run(engine)
+            started = time.perf_counter()
+            await load(engine, list(config.currency_table().codes))
+            load_seconds = time.perf_counter() - started
+            async with engine.connect() as conn:
+                row = (await conn.execute(text(SAMPLE))).one()
+            sample = Sample(currency=config.currency_table().codes[0], **row._asdict())
+            data = DataSet(engine, sample, load_seconds)
+            yield data
+        finally:
+            await engine.dispose()
+        print(f"\n\ndata set loaded in {load_seconds:.2f} s; best execution time of 3:")
+        for key, ms in data.timings.items():
+            print(f"  {key:45} {ms:7.3f} ms")
+    finally:
+        await server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await server.close()
+
+
+# -- EXPLAIN ------------------------------------------------------------------------------
+
+
+def _literal(value: Any) -> str:
+    """A parameter value as an SQL literal, for EXECUTE of a prepared statement."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list | tuple):
+        value = "{" + ",".join('"' + str(item) + '"' for item in value) + "}"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+async def explain(engine: AsyncEngine, query: HotQuery, sample: Sample, *, generic: bool) -> dict:
+    """EXPLAIN (ANALYZE, BUFFERS) of `query`, run three times; the fastest run's plan.
+
+    A custom plan is made for the parameters' values; a generic plan (forced
+    here) is what a prepared statement settles on after five executions if it
+    does not cost more, and has to prove a partial index serves the query
+    without knowing the parameters."""
+    compiled = query.statement.compile(dialect=engine.dialect)
+    values = compiled.construct_params(query.params(sample))
+    args = [values[name] for name in compiled.positiontup]
+    options = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)"
+    plans = []
+    async with engine.connect() as conn:
+        raw: asyncpg.Connection = (await conn.get_raw_connection()).driver_connection
+        if generic:
+            await raw.execute(f"PREPARE hot AS {compiled}")
+            await raw.execute("SET plan_cache_mode = force_generic_plan")
+            execute = f"{options} EXECUTE hot({', '.join(_literal(arg) for arg in args)})"
+        try:
+            for _ in range(3):
+                if generic:
+                    output = await raw.fetchval(execute)
+                else:
+                    output = await raw.fetchval(f"{options} {compiled}", *args)
+                # SQLAlchemy's connections decode json already
+                plans.append((json.loads(output) if isinstance(output, str) else output)[0])
+        finally:
+            if generic:
+                await raw.execute("DEALLOCATE hot; RESET plan_cache_mode")
+    return min(plans, key=lambda plan: plan["Execution Time"])
+
+
+def nodes(plan: dict) -> Iterator[dict]:
+    yield plan
+    for child in plan.get("Plans", ()):
+        yield from nodes(child)
+
+
+def scans(plan: dict) -> list[str]:
+    """The plan's scan nodes, in a few words each."""
+    return [
+        " ".join(
+            filter(
+                None,
+                (
+                    node["Node Type"],
+                    node.get("Scan Direction") == "Backward" and "Backward",
+                    node.get("Index Name"),
+                    node.get("Relation Name") and f"on {node['Relation Name']}",
+                ),
+            )
+        )
+        for node in nodes(plan)
+        if "Scan" in node["Node Type"]
+    ]
+
+
+@pytest.mark.parametrize("mode", ["custom", "generic"])
+@pytest.mark.parametrize("query", HOT_QUERIES, ids=lambda query: query.name)
+async def test_hot_query_plan_uses_its_index(data_set: DataSet, query: HotQuery, mode: str):
+    result = await explain(data_set.engine, query, data_set.sample, generic=mode == "generic")
+    plan = result["Plan"]
+    used = {node["Index Name"] for node in nodes(plan) if node["Node Type"] in INDEX_SCANS}
+    seq_scans = {
+        node["Relation Name"]
+        for node in nodes(plan)
+        if node["Node Type"] == "Seq Scan" and node["Relation Name"] in NO_SEQ_SCAN
+    }
+    ms = result["Execution Time"]
+    data_set.timings[f"{query.name} ({mode})"] = ms
+    print(
+        f"\n{query.name} ({mode}): {ms:.3f} ms execution, "
+        f"{result['Planning Time']:.3f} ms planning; {'; '.join(scans(plan))}"
+    )
+    assert set(query.indexes) <= used, json.dumps(plan, indent=1)
+    assert not seq_scans, json.dumps(plan, indent=1)
+
+
+@pytest.mark.parametrize("query", HOT_QUERIES, ids=lambda query: query.name)
+async def test_hot_query_returns_rows(data_set: DataSet, query: HotQuery):
+    """An index plan over an empty result proves little: the sample values hit rows."""
+    async with data_set.engine.connect() as conn:
+        rows = (await conn.execute(query.statement, query.params(data_set.sample))).all()
+    assert rows
+
+
+# "My deals" as anyone would first write it: one scan of everything the user
+# was ever a party to, sorted.
+MY_DEALS_PLAIN = text("""
+SELECT id FROM escrows
+WHERE (buyer_id = :user_id OR seller_id = :user_id) AND status = ANY(:statuses)
+      AND id < :before_id
+ORDER BY id DESC LIMIT :limit
+""")
+
+
+@pytest.mark.parametrize("before", ["first page", "sample deal"])
+@pytest.mark.parametrize("user_id", [BUSY_USER, 12, 19_999])
+async def test_my_deals_page_is_the_plain_query_page(data_set: DataSet, user_id: int, before: str):
+    params = {
+        "user_id": user_id,
+        "statuses": [status.value for status in FINAL_DEAL_STATUSES] + ["funded", "disputed"],
+        "before_id": FIRST_PAGE if before == "first page" else data_set.sample.deal_id,
+        "limit": PAGE_SIZE,
+    }
+    async with data_set.engine.connect() as conn:
+        page = (await conn.execute(MY_DEALS_PAGE, params)).scalars().all()
+        plain = (await conn.execute(MY_DEALS_PLAIN, params)).scalars().all()
+    assert page == plain
+    assert page
+
+
+async def test_data_set_is_realistic(data_set: DataSet, config: Config):
+    async with data_set.engine.connect() as conn:
+        counts = (
+            await conn.execute(
+                text("""
+SELECT (SELECT count(*) FROM users) AS users, (SELECT count(*) FROM wallets) AS wallets,
+       (SELECT count(*) FROM escrows) AS deals, (SELECT count(*) FROM invitations) AS invitations,
+       (SELECT count(*) FROM withdrawals) AS withdrawals,
+       (SELECT count(*) FROM deal_events) AS deal_events
+""")
+            )
+        ).one()
+        by_status = dict(
+            (await conn.execute(text("SELECT status, count(*) FROM escrows GROUP BY 1"))).all()
+        )
+        busiest = (
+            await conn.execute(
+                text("""
+SELECT party, count(*) FROM (SELECT buyer_id FROM escrows UNION ALL SELECT seller_id FROM escrows)
+AS parties(party) WHERE party IS NOT NULL GROUP BY party ORDER BY 2 DESC LIMIT 6
+""")
+            )
+        ).all()
+    print(f"\nloaded in {data_set.load_seconds:.2f} s: {counts._asdict()}")
+    print(f"deals by status: {by_status}")
+    print(f"busiest parties: {busiest}; sample: {data_set.sample}")
+    assert counts.users == USERS and counts.deals == DEALS
+    assert counts.wallets == USERS * len(config.currency_table().codes)
+    assert by_status["released"] > DEALS // 2
+    assert all(by_status[status] > 0 for status in ("pending", "accepted", "funded", "disputed"))
+    assert {party for party, _ in busiest[:5]} == {1, 2, 3, 4, 5}
+    assert busiest[5][1] < busiest[4][1] // 10  # a few heavy users, then everyone else
