@@ -1,0 +1,18 @@
+"""The Telegram double: an in-process Bot API (`FakeTelegram`) and simulated users who
+drive the real Dispatcher through it, for tests, the benchmark and local mode."""
+
+from bot.sim.state import Button, CallbackAnswer, ChatMessage
+from bot.sim.telegram import BotRequest, FakeTelegram, answered_methods
+from bot.sim.users import ButtonNotFound, SimulatedUser, UpdateResult
+
+__all__ = [
+    "BotRequest",
+    "Button",
+    "ButtonNotFound",
+    "CallbackAnswer",
+    "ChatMessage",
+    "FakeTelegram",
+    "SimulatedUser",
+    "UpdateResult",
+    "answered_methods",
+]

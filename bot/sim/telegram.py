@@ -1,0 +1,402 @@
+"""An in-process Telegram Bot API: the session the product talks to in tests, the
+benchmark and local mode. Nothing here touches the network.
+
+`FakeTelegram` answers the bot's requests from in-memory chats (`bot.sim.state`) and
+hands out the ids simulated users need (`bot.sim.users`). Every request is recorded in
+order; a method it doesn't answer raises, so no call reaches the void silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import defaultdict, deque
+from collections.abc import AsyncGenerator, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any, cast
+
+from aiogram.client.default import Default
+from aiogram.client.session.base import BaseSession
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramRetryAfter
+from aiogram.methods import TelegramMethod
+from aiogram.methods.base import TelegramType
+from aiogram.types import (
+    Message,
+    User,
+)
+
+from bot.sim.state import (
+    BotSettings,
+    CallbackAnswer,
+    ChatMessage,
+    ChatState,
+    Refused,
+    keyboard_of,
+    render_text,
+)
+
+if TYPE_CHECKING:
+    from aiogram import Bot
+
+Listener = Callable[["BotRequest"], object]
+ErrorFactory = Callable[[TelegramMethod[Any]], Exception]
+Handler = Callable[["FakeTelegram", "Bot", "BotRequest"], Any]
+
+# Shared by every double in the process: the bot drops repeated update_ids (SET NX in
+# Redis), so a second double in one test session must not start again at 1.
+_UPDATE_IDS = itertools.count(1)
+_QUERY_IDS = itertools.count(1)
+# Telegram forgets a callback query after a while; keeping only the newest ones also
+# bounds memory over a long benchmark run.
+OPEN_QUERIES_LIMIT = 65_536
+
+
+@dataclass(slots=True, eq=False)
+class BotRequest:
+    """One Bot API call as the server saw it."""
+
+    method: str
+    params: dict[str, Any]
+    """The call's fields that were set, with bot defaults (parse_mode, ...) resolved."""
+    at_ns: int
+    """time.perf_counter_ns() when the server handled it, for one ordered timeline."""
+    call: TelegramMethod[Any] = field(repr=False)
+    result: Any = field(default=None, repr=False)
+    error: Exception | None = None
+    message: ChatMessage | None = field(default=None, repr=False)
+    """The chat message this call created or changed, as it stands afterwards."""
+
+
+class FakeTelegram(BaseSession):
+    """A `BaseSession` that answers Bot API methods from in-memory private chats."""
+
+    def __init__(
+        self,
+        *,
+        bot_username: str = "escrow_test_bot",
+        bot_name: str = "Escrow Test Bot",
+        clock: Callable[[], float] = time.time,
+        latency: float | None = None,
+        keep_log: bool = True,
+    ) -> None:
+        """:param clock: wall clock for message dates (a test can move time forward).
+        :param latency: None answers without suspending (fastest); a number of seconds
+            (0 included) suspends first, so concurrent updates interleave as over a network.
+        :param keep_log: False stops keeping the request log (long benchmark runs);
+            listeners and `capture()` still see every request."""
+        super().__init__()
+        self.bot_username = bot_username
+        self.bot_name = bot_name
+        self.clock = clock
+        self.latency = latency
+        self.keep_log = keep_log
+        self.closed = False
+        self.chats: dict[int, ChatState] = {}
+        self.settings = BotSettings()
+        self.unanswered: list[str] = []
+        """Methods the bot called that the double does not answer (each one raised)."""
+        self._log: list[BotRequest] = []
+        self._listeners: list[Listener] = []
+        self._failures: defaultdict[str, deque[ErrorFactory]] = defaultdict(deque)
+        self._queries: dict[str, int] = {}
+        self._bot_users: dict[int, User] = {}
+        self._second = -1
+        self._date = datetime.now(UTC)
+        self._sinks: ContextVar[tuple[list[BotRequest], ...]] = ContextVar(
+            f"fake_telegram_sinks_{id(self)}", default=()
+        )
+
+    # -- the request log ------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[BotRequest]:
+        """Every request so far, in the order the server handled them (read-only)."""
+        return self._log
+
+    @property
+    def methods(self) -> list[str]:
+        return [request.method for request in self._log]
+
+    def calls(self, method: str) -> list[BotRequest]:
+        return [request for request in self._log if request.method == method]
+
+    def clear(self) -> None:
+        self._log.clear()
+
+    def add_listener(self, listener: Listener) -> Listener:
+        """Call `listener(request)` for every request as the server handles it, e.g. to
+        interleave Bot API calls with SQL statements and Redis commands in one timeline."""
+        self._listeners.append(listener)
+        return listener
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
+
+    @contextmanager
+    def capture(self) -> Iterator[list[BotRequest]]:
+        """Collect the requests made by the current task (and tasks it starts), so two
+        updates in flight at once each see only their own requests."""
+        requests: list[BotRequest] = []
+        token = self._sinks.set((*self._sinks.get(), requests))
+        try:
+            yield requests
+        finally:
+            self._sinks.reset(token)
+
+    def fail_next(
+        self,
+        method: str,
+        times: int = 1,
+        *,
+        retry_after: int | None = None,
+        bad_request: str | None = None,
+        error: ErrorFactory | None = None,
+    ) -> None:
+        """Make the next `times` calls of `method` (e.g. "sendMessage") fail: with a 429
+        (`retry_after` seconds), a 400 (`bad_request` description), or `error(call)`."""
+        if retry_after is not None:
+            error = partial(_retry_after, retry_after)
+        elif bad_request is not None:
+            error = partial(_bad_request, bad_request)
+        if error is None:
+            raise ValueError("pass one of retry_after, bad_request or error")
+        self._failures[method].extend([error] * times)
+
+    # -- the session ----------------------------------------------------------------
+
+    async def make_request(
+        self,
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+        timeout: int | None = None,  # noqa: ASYNC109 - BaseSession's signature
+    ) -> TelegramType:
+        if self.latency is not None:
+            await asyncio.sleep(self.latency)
+        name = method.__api_method__
+        request = BotRequest(name, self._params(bot, method), time.perf_counter_ns(), method)
+        # Everything below is synchronous: a request is handled atomically, so updates in
+        # flight at the same time can't see a half-changed chat.
+        try:
+            if failures := self._failures.get(name):
+                raise failures.popleft()(method)
+            handler = _HANDLERS.get(name)
+            if handler is None:
+                # Also kept apart from the log: a catch-all errors handler in the bot could
+                # swallow the exception, and a fixture can still fail the test on this list.
+                self.unanswered.append(name)
+                raise NotImplementedError(
+                    f"the Telegram double does not answer {name}; add it to bot/sim/telegram.py"
+                )
+            try:
+                request.result = handler(self, bot, request)
+            except Refused as refused:
+                if refused.status == 403:
+                    raise TelegramForbiddenError(method, refused.description) from None
+                raise _bad_request(refused.description, method) from None
+        except Exception as exc:
+            request.error = exc
+            raise
+        finally:
+            self._record(request)
+        return cast(TelegramType, request.result)
+
+    def _params(self, bot: Bot, method: TelegramMethod[Any]) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        for key, value in method.__dict__.items():
+            if isinstance(value, Default):
+                value = bot.default[value.name]
+            if value is not None:
+                params[key] = value
+        if method.__pydantic_extra__:
+            params.update(method.__pydantic_extra__)
+        return params
+
+    def _record(self, request: BotRequest) -> None:
+        if self.keep_log:
+            self._log.append(request)
+        for sink in self._sinks.get():
+            sink.append(request)
+        for listener in self._listeners:
+            listener(request)
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def stream_content(
+        self,
+        url: str,
+        headers: dict[str, Any] | None = None,
+        timeout: int = 30,  # noqa: ASYNC109 - BaseSession's signature
+        chunk_size: int = 65536,
+        raise_for_status: bool = True,
+    ) -> AsyncGenerator[bytes, None]:
+        raise NotImplementedError("the Telegram double serves no files")
+        yield b""  # unreachable: makes this an async generator like the base method
+
+    # -- what simulated users need --------------------------------------------------
+
+    def register_user(self, user: User, *, started: bool = False) -> ChatState:
+        """Open (or return) the private chat with `user`; `started` means the user has
+        pressed Start before, so the bot may write first."""
+        chat = self.chats.get(user.id)
+        if chat is None:
+            chat = self.chats[user.id] = ChatState.private(user)
+        chat.started = chat.started or started
+        return chat
+
+    def next_update_id(self) -> int:
+        return next(_UPDATE_IDS)
+
+    def open_callback_query(self, user_id: int) -> str:
+        """A callback query id the bot may answer (answerCallbackQuery checks it)."""
+        query_id = str(next(_QUERY_IDS))
+        self._queries[query_id] = user_id
+        if len(self._queries) > OPEN_QUERIES_LIMIT:
+            del self._queries[next(iter(self._queries))]
+        return query_id
+
+    def now(self) -> datetime:
+        # Telegram dates have one-second resolution; convert once per second.
+        second = int(self.clock())
+        if second != self._second:
+            self._second, self._date = second, datetime.fromtimestamp(second, UTC)
+        return self._date
+
+    def bot_user(self, bot: Bot) -> User:
+        user = self._bot_users.get(bot.id)
+        if user is None:
+            user = User(
+                id=bot.id, is_bot=True, first_name=self.bot_name, username=self.bot_username
+            )
+            self._bot_users[bot.id] = user
+        return user
+
+    def chat_of(self, request: BotRequest) -> ChatState:
+        chat_id = request.params.get("chat_id")
+        if isinstance(chat_id, str) and chat_id.lstrip("-").isdigit():
+            chat_id = int(chat_id)
+        chat = self.chats.get(chat_id) if isinstance(chat_id, int) else None
+        if chat is None:
+            raise Refused("chat not found")
+        return chat
+
+
+def _retry_after(seconds: int, call: TelegramMethod[Any]) -> Exception:
+    return TelegramRetryAfter(call, f"Too Many Requests: retry after {seconds}", seconds)
+
+
+def _bad_request(description: str, call: TelegramMethod[Any]) -> Exception:
+    return TelegramBadRequest(call, f"Bad Request: {description}")
+
+
+# -- the methods the double answers ---------------------------------------------------
+
+_HANDLERS: dict[str, Handler] = {}
+
+
+def answers(*methods: str) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        for method in methods:
+            _HANDLERS[method] = handler
+        return handler
+
+    return register
+
+
+def answered_methods() -> frozenset[str]:
+    """Bot API methods the double answers; every other method raises."""
+    return frozenset(_HANDLERS)
+
+
+@answers("getMe")
+def _get_me(telegram: FakeTelegram, bot: Bot, request: BotRequest) -> User:
+    return User(
+        id=bot.id,
+        is_bot=True,
+        first_name=telegram.bot_name,
+        username=telegram.bot_username,
+        can_join_groups=True,
+        can_read_all_group_messages=False,
+        supports_inline_queries=False,
+        can_connect_to_business=False,
+        has_main_web_app=False,
+    )
+
+
+@answers("sendMessage")
+def _send_message(telegram: FakeTelegram, bot: Bot, request: BotRequest) -> Message:
+    params = request.params
+    chat = telegram.chat_of(request)
+    request.message = chat.post(
+        telegram.bot_user(bot),
+        telegram.now(),
+        params["text"],
+        params.get("parse_mode"),
+        params.get("reply_markup"),
+    )
+    return request.message.message.as_(bot)
+
+
+@answers("editMessageText", "editMessageReplyMarkup")
+def _edit_message(telegram: FakeTelegram, bot: Bot, request: BotRequest) -> Message | bool:
+    params = request.params
+    text = params["text"] if request.method == "editMessageText" else None
+    parse_mode, markup = params.get("parse_mode"), params.get("reply_markup")
+    if "inline_message_id" in params:
+        # Inline-mode messages are not kept: check what Telegram checks, answer True.
+        keyboard_of(markup)
+        if text is not None:
+            render_text(text, parse_mode)
+        return True
+    chat = telegram.chat_of(request)
+    request.message = chat.edit(params["message_id"], telegram.now(), text, parse_mode, markup)
+    return request.message.message.as_(bot)
+
+
+@answers("answerCallbackQuery")
+def _answer_callback_query(telegram: FakeTelegram, bot: Bot, request: BotRequest) -> bool:
+    params = request.params
+    query_id = params["callback_query_id"]
+    user_id = telegram._queries.get(query_id)
+    if user_id is None:
+        raise Refused("query is too old and response timeout expired or query ID is invalid")
+    answer = CallbackAnswer(
+        query_id, params.get("text"), bool(params.get("show_alert")), params.get("url")
+    )
+    telegram.chats[user_id].answers.append(answer)
+    return True
+
+
+@answers("deleteMessage", "deleteMessages")
+def _delete_messages(telegram: FakeTelegram, bot: Bot, request: BotRequest) -> bool:
+    params = request.params
+    telegram.chat_of(request).delete(params.get("message_ids") or [params["message_id"]])
+    return True
+
+
+@answers("sendChatAction")
+def _send_chat_action(telegram: FakeTelegram, bot: Bot, request: BotRequest) -> bool:
+    telegram.chat_of(request).check_writable()
+    return True
+
+
+@answers(
+    "setMyCommands",
+    "deleteMyCommands",
+    "getMyCommands",
+    "setChatMenuButton",
+    "getChatMenuButton",
+    "setWebhook",
+    "deleteWebhook",
+    "getWebhookInfo",
+    "setMyName",
+    "setMyDescription",
+    "setMyShortDescription",
+)
+def _bot_settings(telegram: FakeTelegram, bot: Bot, request: BotRequest) -> Any:
+    return telegram.settings.answer(request.method, request.params)
