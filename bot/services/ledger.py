@@ -27,12 +27,14 @@ from db.models import LedgerAccount, LedgerKind
 
 POST_MOVEMENT = text("""
 WITH locked AS (
-    -- Lock the moved users' rows in id order before any wallet is touched, so
-    -- two movements over the same users (in any currency) queue instead of
-    -- deadlocking. `moves` reads this CTE, so it runs first.
-    SELECT count(*) AS users FROM (
-        SELECT id FROM users WHERE id = ANY(CAST(:move_users AS bigint[]))
-        ORDER BY id FOR NO KEY UPDATE
+    -- Lock the moved wallets in user order before any of them is changed (the
+    -- debits below run before the credits, whatever the user order), so two
+    -- movements over the same pair of wallets queue instead of deadlocking.
+    -- `moves` reads this CTE, so it runs first.
+    SELECT count(*) AS wallets FROM (
+        SELECT id FROM wallets
+        WHERE user_id = ANY(CAST(:move_users AS bigint[])) AND currency = :currency
+        ORDER BY user_id FOR NO KEY UPDATE
     ) l
 ),
 moves AS (
@@ -124,8 +126,8 @@ async def post_movement(
             deltas[leg.user_id][1] += leg.amount  # type: ignore[index]
         elif leg.account is LedgerAccount.FEES:
             fee += leg.amount
-    # The statement locks the moved users in id order before touching their
-    # wallets, so two movements over the same pair of users cannot deadlock.
+    # The statement locks the moved wallets in user order before changing any,
+    # so two movements over the same pair of users cannot deadlock.
     moved = sorted((user, d) for user, d in deltas.items() if d != [0, 0])
     params = {
         "key": key,

@@ -37,9 +37,13 @@ SELECT id, telegram_id, username, first_name, status, is_admin, version, false, 
 FROM users WHERE telegram_id = :telegram_id AND NOT EXISTS (SELECT 1 FROM upserted)
 """)
 
+# Only wallets that are missing: an INSERT that meets an existing wallet while a
+# money movement is changing it waits for that movement, which in turn waits for
+# the user row this transaction has just locked (a deadlock).
 ADD_WALLETS = text("""
 INSERT INTO wallets (user_id, currency)
 SELECT :user_id, code FROM unnest(CAST(:currencies AS varchar[])) AS code
+WHERE NOT EXISTS (SELECT FROM wallets w WHERE w.user_id = :user_id AND w.currency = code)
 ON CONFLICT (user_id, currency) DO NOTHING
 RETURNING currency
 """)
