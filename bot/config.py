@@ -29,6 +29,9 @@ class TelegramSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Kept out of the committed file: set ESCROW__TELEGRAM__TOKEN.
     token: str = ""
     api_base: str = "https://api.telegram.org"
+    # Signs deal buttons (ESCROW__TELEGRAM__CALLBACK_SECRET); every replica
+    # needs the same one. Empty: derived from the token.
+    callback_secret: str = ""
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -119,32 +119,46 @@ DEALS_BY_SELLER_STATUS = select(escrows).where(
     escrows.c.seller_id == bindparam("user_id"), escrows.c.status == bindparam("status")
 )
 
-_LIST_COLUMNS = "id, code, status, amount, currency, buyer_id, seller_id, created_at"
+_LIST_COLUMNS = (
+    "id, code, status, amount, currency, creator_id, buyer_id, seller_id, created_at, description"
+)
+# One side's deals in the wanted statuses, newest first, at most `limit` per
+# status; with `awaiting_me`, pending deals the user created are left out (the
+# other party has to accept those).
+_SIDE_PAGE = f"""
+    SELECT page.* FROM unnest(CAST(:{{side}}_statuses AS varchar[])) AS wanted(status)
+    CROSS JOIN LATERAL (
+        SELECT {_LIST_COLUMNS} FROM escrows
+        WHERE {{side}}_id = :user_id AND status = wanted.status AND id < :before_id
+          AND NOT (CAST(:awaiting_me AS boolean) AND status = 'pending'
+                   AND creator_id = :user_id)
+        ORDER BY id DESC LIMIT :limit
+    ) page"""
 
-# "My deals": one page of a party's deals in `statuses`, newest first, below
-# the keyset cursor `before_id` (FIRST_PAGE for the first page). Each side
-# reads at most `limit` rows per status from its (party, status, id) index,
-# walked backwards, so a page costs the same for a user with ten deals and
-# one with ten thousand; a single `status = ANY(...)` scan would have to sort
-# all of the party's deals in those statuses instead.
+# "My deals": one page of a party's deals, newest first, below the keyset
+# cursor `before_id` (FIRST_PAGE for the first page), with the other party's
+# name. The statuses are chosen per side (the deals that wait for the buyer
+# are not those that wait for the seller). Each side reads at most `limit`
+# rows per status from its (party, status, id) index, walked backwards, so a
+# page costs the same for a user with ten deals and one with ten thousand; a
+# single `status = ANY(...)` scan would have to sort all of the party's deals
+# in those statuses instead.
 MY_DEALS_PAGE = text(
     f"""
-SELECT {_LIST_COLUMNS} FROM (
-    SELECT page.* FROM unnest(CAST(:statuses AS varchar[])) AS wanted(status)
-    CROSS JOIN LATERAL (
-        SELECT {_LIST_COLUMNS} FROM escrows
-        WHERE buyer_id = :user_id AND status = wanted.status AND id < :before_id
-        ORDER BY id DESC LIMIT :limit
-    ) page
-    UNION ALL
-    SELECT page.* FROM unnest(CAST(:statuses AS varchar[])) AS wanted(status)
-    CROSS JOIN LATERAL (
-        SELECT {_LIST_COLUMNS} FROM escrows
-        WHERE seller_id = :user_id AND status = wanted.status AND id < :before_id
-        ORDER BY id DESC LIMIT :limit
-    ) page
+SELECT deals.*, other.name AS counterparty
+FROM (
+    SELECT * FROM ({_SIDE_PAGE.format(side="buyer")}
+        UNION ALL{_SIDE_PAGE.format(side="seller")}
+    ) both_sides
+    ORDER BY id DESC LIMIT :limit
 ) deals
-ORDER BY id DESC LIMIT :limit"""
+-- the page first, then one primary-key lookup per row for the other party
+LEFT JOIN LATERAL (
+    SELECT coalesce('@' || username, first_name) AS name FROM users
+    WHERE id = CASE WHEN deals.buyer_id = :user_id THEN deals.seller_id
+                    ELSE deals.buyer_id END
+) other ON true
+ORDER BY deals.id DESC"""
 )
 
 _LIST = (
@@ -153,6 +167,8 @@ _LIST = (
     escrows.c.status,
     escrows.c.amount,
     escrows.c.currency,
+    escrows.c.creator_id,
+    escrows.c.description,
     escrows.c.buyer_id,
     escrows.c.seller_id,
     escrows.c.created_at,
@@ -192,6 +208,24 @@ DEAL_HISTORY = (
     .order_by(deal_events.c.id)
 )
 
+# A user's own withdrawals, newest first.
+USER_WITHDRAWALS = (
+    select(
+        withdrawals.c.id,
+        withdrawals.c.user_id,
+        withdrawals.c.currency,
+        withdrawals.c.amount,
+        withdrawals.c.destination,
+        withdrawals.c.status,
+        withdrawals.c.created_at,
+        withdrawals.c.decided_at,
+        withdrawals.c.note,
+    )
+    .where(withdrawals.c.user_id == bindparam("user_id"))
+    .order_by(withdrawals.c.id.desc())
+    .limit(bindparam("limit"))
+)
+
 # -- invitations and withdrawals ----------------------------------------------------
 
 INVITATIONS_BY_TELEGRAM_STATUS = select(invitations).where(
@@ -206,7 +240,14 @@ PENDING_WITHDRAWALS = (
         withdrawals.c.currency,
         withdrawals.c.amount,
         withdrawals.c.destination,
+        withdrawals.c.status,
         withdrawals.c.created_at,
+        withdrawals.c.decided_at,
+        withdrawals.c.note,
+        select(users.c.telegram_id)
+        .where(users.c.id == withdrawals.c.user_id)
+        .scalar_subquery()
+        .label("telegram_id"),
     )
     .where(_partial_index_predicate(withdrawals, "ix_withdrawals_pending"))
     .order_by(withdrawals.c.id)
@@ -297,7 +338,9 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
         MY_DEALS_PAGE,
         lambda s: {
             "user_id": s.user_id,
-            "statuses": _statuses(OPEN_DEAL_STATUSES + FUNDED_DEAL_STATUSES),
+            "buyer_statuses": _statuses(OPEN_DEAL_STATUSES + FUNDED_DEAL_STATUSES),
+            "seller_statuses": _statuses(OPEN_DEAL_STATUSES + FUNDED_DEAL_STATUSES),
+            "awaiting_me": False,
             "before_id": FIRST_PAGE,
             "limit": PAGE_SIZE,
         },
@@ -308,7 +351,9 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
         MY_DEALS_PAGE,
         lambda s: {
             "user_id": s.user_id,
-            "statuses": _statuses(FINAL_DEAL_STATUSES),
+            "buyer_statuses": _statuses(FINAL_DEAL_STATUSES),
+            "seller_statuses": _statuses(FINAL_DEAL_STATUSES),
+            "awaiting_me": False,
             "before_id": s.deal_id,
             "limit": PAGE_SIZE,
         },

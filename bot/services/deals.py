@@ -38,6 +38,7 @@ from db.models import (
     LedgerKind,
     UserStatus,
 )
+from db.queries import DEAL_BY_CODE, USER_BY_USERNAME
 
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L
 CODE_LENGTH = 8
@@ -59,8 +60,6 @@ FROM {source} d
 LEFT JOIN users b ON b.id = d.buyer_id
 LEFT JOIN users s ON s.id = d.seller_id"""
 
-
-DEAL_BY_CODE = text(_deal_view("escrows") + "\nWHERE d.code = :code")
 
 # The deal as it is now, locked for this transaction, with the actor's standing
 # read from the database (never from the cache).
@@ -119,10 +118,6 @@ WITH created AS (
 
 FIND_USER_BY_TELEGRAM_ID = text(
     "SELECT id, telegram_id, status FROM users WHERE telegram_id = :telegram_id"
-)
-FIND_USER_BY_USERNAME = text(
-    "SELECT id, telegram_id, status FROM users WHERE lower(username) = :username"
-    " ORDER BY updated_at DESC LIMIT 1"
 )
 
 INSERT_INVITATION = text("""
@@ -311,7 +306,7 @@ class DealService(Service):
                     await uow.execute(FIND_USER_BY_TELEGRAM_ID, {"telegram_id": telegram_id})
                 ).first()
             elif username is not None:
-                other = (await uow.execute(FIND_USER_BY_USERNAME, {"username": username})).first()
+                other = (await uow.execute(USER_BY_USERNAME, {"username": username})).first()
             if other is not None:
                 if other.id == creator_row:
                     raise SelfDeal("You can't open a deal with yourself.")

@@ -392,9 +392,13 @@ ORDER BY id DESC LIMIT :limit
 @pytest.mark.parametrize("before", ["first page", "sample deal"])
 @pytest.mark.parametrize("user_id", [BUSY_USER, 12, 19_999])
 async def test_my_deals_page_is_the_plain_query_page(data_set: DataSet, user_id: int, before: str):
+    statuses = [status.value for status in FINAL_DEAL_STATUSES] + ["funded", "disputed"]
     params = {
         "user_id": user_id,
-        "statuses": [status.value for status in FINAL_DEAL_STATUSES] + ["funded", "disputed"],
+        "statuses": statuses,
+        "buyer_statuses": statuses,
+        "seller_statuses": statuses,
+        "awaiting_me": False,
         "before_id": FIRST_PAGE if before == "first page" else data_set.sample.deal_id,
         "limit": PAGE_SIZE,
     }

@@ -1,0 +1,137 @@
+"""The composition root: engine, Redis, cache, services, bot and Dispatcher.
+
+Nothing here runs at import; `build_app` wires one bot replica and tests swap
+parts in as keyword arguments (a Telegram double as the session, their own
+engine or Redis).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.base import BaseSession
+from aiogram.enums import ParseMode
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import DisabledEventIsolation
+from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
+from aiogram.types import BotCommand
+from aiogram.utils.callback_answer import CallbackAnswerMiddleware
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.config import Config
+from bot.freshness import DealVersions
+from bot.handlers import build_router
+from bot.keyboards import Signer
+from bot.middlewares import ButtonsSkipStateMiddleware, SnapshotMiddleware
+from bot.services import ServiceContext, Services
+from cache.replica import CacheReplica
+from db import Database
+from db.engine import build_engine
+
+# Used when no token is configured (local mode, tests): a well-formed token
+# that no Telegram server knows.
+LOCAL_TOKEN = "1000000000:local-mode-no-telegram"
+
+COMMANDS = [
+    BotCommand(command="start", description="Main menu"),
+    BotCommand(command="new", description="Open a new deal"),
+    BotCommand(command="deals", description="Your deals"),
+    BotCommand(command="wallet", description="Balances, deposits, withdrawals"),
+    BotCommand(command="cancel", description="Leave what you are doing"),
+    BotCommand(command="help", description="How escrow works"),
+]
+
+
+@dataclass(eq=False)
+class App:
+    config: Config
+    bot: Bot
+    dispatcher: Dispatcher
+    database: Database
+    cache: CacheReplica
+    services: Services
+    deals_seen: DealVersions
+    storage: BaseStorage
+    _owns_engine: bool = True
+
+    async def register_commands(self) -> None:
+        await self.bot.set_my_commands(COMMANDS)
+
+    async def aclose(self) -> None:
+        await self.cache.aclose()
+        await self.storage.close()
+        await self.bot.session.close()
+        if self._owns_engine:
+            await self.database.dispose()
+
+
+async def build_app(
+    config: Config,
+    *,
+    session: BaseSession | None = None,
+    engine: AsyncEngine | None = None,
+    storage: BaseStorage | None = None,
+) -> App:
+    owns_engine = engine is None
+    engine = engine or build_engine(config.database)
+    database = Database(engine)
+    cache = CacheReplica.from_settings(config.redis, config.cache, engine)
+    await cache.start()
+    deals_seen = DealVersions()
+    cache.listener.on_event.append(deals_seen.heard)
+
+    ctx = ServiceContext(
+        db=database,
+        settings=config.escrow,
+        currencies=config.currency_table(),
+        events=cache.publisher,
+    )
+    services = Services(ctx)
+    bot = Bot(
+        config.telegram.token or LOCAL_TOKEN,
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
+    )
+    if storage is None:
+        storage = RedisStorage(
+            Redis.from_url(config.redis.url),
+            key_builder=DefaultKeyBuilder(prefix=f"{config.cache.key_prefix}:fsm"),
+            state_ttl=24 * 3600,
+            data_ttl=24 * 3600,
+        )
+    dispatcher = Dispatcher(
+        storage=storage,
+        disable_fsm=True,
+        # handler dependencies, by name
+        services=services,
+        currencies=ctx.currencies,
+        settings=config.escrow,
+        signer=Signer.for_token(config.telegram.token, config.telegram.callback_secret),
+        deals_seen=deals_seen,
+        snapshots=cache.cache,
+    )
+    # Order matters: aiogram's errors and user-context middlewares are already
+    # first; then the FSM context (and per-user isolation), then the snapshot,
+    # so the one cache read happens inside the user's lock.
+    fsm = ButtonsSkipStateMiddleware(storage, DisabledEventIsolation())
+    dispatcher.fsm = fsm
+    dispatcher.update.outer_middleware(fsm)
+    dispatcher.update.outer_middleware(SnapshotMiddleware(cache.cache, services))
+    # Every button press is answered before its handler runs; handlers that
+    # must alert say so in their callback_answer flags.
+    dispatcher.callback_query.middleware(CallbackAnswerMiddleware(pre=True))
+    dispatcher.include_router(build_router())
+    return App(
+        config=config,
+        bot=bot,
+        dispatcher=dispatcher,
+        database=database,
+        cache=cache,
+        services=services,
+        deals_seen=deals_seen,
+        storage=storage,
+        _owns_engine=owns_engine,
+    )

@@ -1,0 +1,64 @@
+"""One place where failures become replies.
+
+A domain error (a refusal: nothing changed) is told to the user as it is. Any
+other error gets a polite reply with a short reference that is logged with the
+traceback, so support can find it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from aiogram import Bot, Router
+from aiogram.exceptions import TelegramAPIError
+from aiogram.filters import ExceptionTypeFilter
+from aiogram.types import ErrorEvent
+
+from bot.services.errors import EscrowError
+
+log = logging.getLogger(__name__)
+router = Router(name="errors")
+
+UNEXPECTED = (
+    "😕 Something went wrong on our side and nothing was changed. "
+    "Please try again in a moment. (ref <code>{ref}</code>)"
+)
+
+
+def _chat_id(event: ErrorEvent) -> int | None:
+    update = event.update
+    if update.message is not None:
+        return update.message.chat.id
+    if update.callback_query is not None:
+        return update.callback_query.from_user.id
+    return None
+
+
+async def _tell(bot: Bot, event: ErrorEvent, text: str) -> None:
+    chat_id = _chat_id(event)
+    if chat_id is None:
+        return
+    try:
+        await bot.send_message(chat_id, text)
+    except TelegramAPIError:
+        log.warning("could not tell chat %s about a failed update", chat_id, exc_info=True)
+
+
+@router.errors(ExceptionTypeFilter(EscrowError))
+async def refused(event: ErrorEvent, bot: Bot) -> None:
+    error = event.exception
+    assert isinstance(error, EscrowError)
+    await _tell(bot, event, f"⚠️ {error.message}")
+
+
+@router.errors()
+async def unexpected(event: ErrorEvent, bot: Bot) -> None:
+    ref = secrets.token_hex(3)
+    log.error(
+        "update %s failed [ref %s]",
+        event.update.update_id,
+        ref,
+        exc_info=(type(event.exception), event.exception, event.exception.__traceback__),
+    )
+    await _tell(bot, event, UNEXPECTED.format(ref=ref))

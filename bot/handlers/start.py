@@ -1,0 +1,138 @@
+"""/start (with or without an invitation), the main menu, /help and /cancel."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot import keyboards, texts
+from bot.handlers.notify import notify_parties
+from bot.keyboards import Nav, Signer
+from bot.services import Services
+from bot.services.errors import EscrowError
+from bot.services.money import Currencies
+from cache.snapshots import UserSnapshot
+
+router = Router(name="start")
+
+
+class Invite(CallbackData, prefix="iv"):
+    """Take up (or turn down) the invitation behind a deep link."""
+
+    action: str
+    code: str
+
+
+def invitation_keyboard(code: str, addressed: bool):
+    kb = InlineKeyboardBuilder()
+    kb.button(text="✅ Accept the deal", callback_data=Invite(action="accept", code=code))
+    if addressed:
+        kb.button(text="Decline", callback_data=Invite(action="decline", code=code))
+    kb.row(keyboards.menu_button())
+    return kb.as_markup()
+
+
+@router.message(CommandStart(deep_link=True))
+async def start_with_invitation(
+    message: Message,
+    command: CommandObject,
+    snapshot: UserSnapshot,
+    services: Services,
+    currencies: Currencies,
+    state: FSMContext,
+) -> None:
+    await state.clear()
+    try:
+        deal = await services.deals.preview_invitation(snapshot, command.args or "")
+    except EscrowError as refused:
+        await message.answer(
+            f"⚠️ {refused.message}", reply_markup=keyboards.main_menu(snapshot.is_admin)
+        )
+        return
+    headline = "📨 You are invited to this deal. Accept it to take part."
+    addressed = deal.buyer_id is not None and deal.seller_id is not None
+    await message.answer(
+        texts.deal_card(deal, None, currencies, headline),
+        reply_markup=invitation_keyboard(command.args or "", not addressed),
+    )
+
+
+@router.callback_query(Invite.filter())
+async def invitation_answer(
+    query: CallbackQuery,
+    callback_data: Invite,
+    snapshot: UserSnapshot,
+    services: Services,
+    currencies: Currencies,
+    signer: Signer,
+) -> None:
+    if callback_data.action == "accept":
+        outcome = await services.deals.accept_invitation(
+            snapshot, callback_data.code, snapshot.username
+        )
+        headline = "✅ You joined the deal."
+        other = f"✅ {texts.name_of(snapshot)} accepted your invitation."
+    else:
+        outcome = await services.deals.decline_invitation(
+            snapshot, callback_data.code, snapshot.username
+        )
+        headline = "You declined the deal."
+        other = f"✖️ {texts.name_of(snapshot)} declined your invitation."
+    deal = outcome.value
+    if query.message is not None:
+        money = currencies[deal.currency]
+        await query.message.edit_text(
+            texts.deal_card(deal, snapshot.id, currencies, headline),
+            reply_markup=keyboards.deal_keyboard(
+                deal, snapshot.id, snapshot.telegram_id, signer, money.format(deal.amount)
+            ),
+        )
+    await notify_parties(query.bot, deal, snapshot.telegram_id, other, currencies, signer)
+
+
+@router.message(CommandStart())
+@router.message(Command("menu"))
+async def start(
+    message: Message, snapshot: UserSnapshot, currencies: Currencies, state: FSMContext
+) -> None:
+    await state.clear()
+    await message.answer(
+        texts.main_menu(snapshot, currencies), reply_markup=keyboards.main_menu(snapshot.is_admin)
+    )
+
+
+@router.callback_query(Nav.filter(F.to == "menu"))
+async def menu(
+    query: CallbackQuery, snapshot: UserSnapshot, currencies: Currencies, state: FSMContext
+) -> None:
+    await state.clear()
+    if query.message is not None:
+        await query.message.edit_text(
+            texts.main_menu(snapshot, currencies),
+            reply_markup=keyboards.main_menu(snapshot.is_admin),
+        )
+
+
+@router.message(Command("help"))
+async def help_command(message: Message) -> None:
+    await message.answer(texts.HELP, reply_markup=keyboards.back_to_menu())
+
+
+@router.callback_query(Nav.filter(F.to == "help"))
+async def help_button(query: CallbackQuery) -> None:
+    if query.message is not None:
+        await query.message.edit_text(texts.HELP, reply_markup=keyboards.back_to_menu())
+
+
+@router.message(Command("cancel"))
+async def cancel(message: Message, state: FSMContext) -> None:
+    had_state = await state.get_state() is not None
+    await state.clear()
+    await message.answer(
+        texts.CANCELLED if had_state else texts.NOTHING_TO_CANCEL,
+        reply_markup=keyboards.back_to_menu(),
+    )

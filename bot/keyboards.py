@@ -1,0 +1,166 @@
+"""Every button of the bot: CallbackData factories and keyboard builders.
+
+Deal buttons are signed: the callback data carries an HMAC over the viewer,
+the action, the deal and its version, so a forged or edited callback is
+recognised by a filter (no I/O) and answered with an alert before anything
+else happens.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot.services.rules import Action, allowed_actions
+from bot.services.views import DealView
+
+SIGNATURE_LENGTH = 10  # base64url characters: 60 bits
+
+
+class Nav(CallbackData, prefix="nav"):
+    """Go to a screen: menu, wallet, new, help, admin."""
+
+    to: str
+
+
+class DealCard(CallbackData, prefix="dc"):
+    """Show (or refresh) a deal's card."""
+
+    code: str
+
+
+class DealList(CallbackData, prefix="dl"):
+    """A page of "my deals": kind is active, action or finished."""
+
+    kind: str = "active"
+    before: int = 0
+
+
+class DealAct(CallbackData, prefix="da"):
+    """A party's action on a deal, at the version the card showed."""
+
+    action: str
+    code: str
+    v: int
+    ok: bool = False  # the confirmation step was passed
+    sig: str = ""
+
+
+class AdminDeal(CallbackData, prefix="ad"):
+    """An admin's resolution of a disputed deal: release or refund."""
+
+    outcome: str
+    code: str
+    v: int
+    ok: bool = False
+
+
+class Signer:
+    """Signs and checks deal buttons for one viewer."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    @classmethod
+    def for_token(cls, token: str, secret: str = "") -> Signer:
+        """The configured secret, else one derived from the bot token, else (no
+        token: local mode, one process) a random one."""
+        if secret:
+            return cls(secret.encode())
+        if token:
+            return cls(hashlib.sha256(b"escrow-bot/callbacks/" + token.encode()).digest())
+        return cls(secrets.token_bytes(32))
+
+    def _signature(self, viewer: int, action: str, code: str, version: int, ok: bool) -> str:
+        message = f"{viewer}:{action}:{code}:{version}:{int(ok)}".encode()
+        digest = hmac.new(self._key, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode()[:SIGNATURE_LENGTH]
+
+    def act(self, viewer: int, action: str, deal: DealView, *, ok: bool = False) -> DealAct:
+        signature = self._signature(viewer, action, deal.code, deal.version, ok)
+        return DealAct(action=action, code=deal.code, v=deal.version, ok=ok, sig=signature)
+
+    def valid(self, viewer: int, data: DealAct) -> bool:
+        expected = self._signature(viewer, data.action, data.code, data.v, data.ok)
+        return hmac.compare_digest(expected, data.sig)
+
+
+ACTION_LABELS = {
+    Action.ACCEPT: "✅ Accept",
+    Action.DECLINE: "Decline",
+    Action.FUND: "💰 Fund {amount}",
+    Action.DELIVER: "📦 Mark as delivered",
+    Action.RELEASE: "✅ Release payment",
+    Action.DISPUTE: "⚠️ Open a dispute",
+    Action.CANCEL: "Cancel deal",
+}
+# Actions that move money for good ask once more.
+CONFIRMED = frozenset({Action.RELEASE, Action.CANCEL})
+
+
+def menu_button() -> InlineKeyboardButton:
+    return InlineKeyboardButton(text="« Menu", callback_data=Nav(to="menu").pack())
+
+
+def main_menu(is_admin: bool) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    kb.button(text="➕ New deal", callback_data=Nav(to="new"))
+    kb.button(text="📋 My deals", callback_data=DealList(kind="active"))
+    kb.button(text="👛 Wallet", callback_data=Nav(to="wallet"))
+    kb.button(text="❓ Help", callback_data=Nav(to="help"))
+    if is_admin:
+        kb.button(text="🛡 Admin", callback_data=Nav(to="admin"))
+    kb.adjust(2)
+    return kb.as_markup()
+
+
+def back_to_menu() -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[[menu_button()]])
+
+
+def deal_keyboard(
+    deal: DealView, viewer_id: int, viewer_telegram_id: int, signer: Signer, amount_text: str
+) -> InlineKeyboardMarkup:
+    """The actions the viewer may take now, then navigation."""
+    kb = InlineKeyboardBuilder()
+    for action in allowed_actions(deal, viewer_id):
+        label = ACTION_LABELS[action].format(amount=amount_text)
+        if action is Action.CANCEL and deal.status in ("funded", "delivered"):
+            label = "↩️ Cancel and refund the buyer"
+        kb.button(text=label, callback_data=signer.act(viewer_telegram_id, action, deal))
+    kb.button(text="⟳ Refresh", callback_data=DealCard(code=deal.code))
+    kb.button(text="📋 My deals", callback_data=DealList(kind="active"))
+    kb.adjust(1)
+    return kb.as_markup()
+
+
+def confirm_keyboard(
+    deal: DealView, action: Action, viewer_telegram_id: int, signer: Signer, label: str
+) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    kb.button(text=label, callback_data=signer.act(viewer_telegram_id, action, deal, ok=True))
+    kb.button(text="« Back", callback_data=DealCard(code=deal.code))
+    kb.adjust(1)
+    return kb.as_markup()
+
+
+def admin_deal_keyboard(deal: DealView) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    if deal.status == "disputed":
+        kb.button(
+            text="✅ Release to seller",
+            callback_data=AdminDeal(outcome="release", code=deal.code, v=deal.version),
+        )
+        kb.button(
+            text="↩️ Refund buyer",
+            callback_data=AdminDeal(outcome="refund", code=deal.code, v=deal.version),
+        )
+    kb.button(text="« Admin", callback_data=Nav(to="admin"))
+    kb.adjust(1)
+    return kb.as_markup()

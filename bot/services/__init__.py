@@ -1,0 +1,21 @@
+"""The use cases, over a unit of work; no aiogram here."""
+
+from bot.services.base import Outcome, ServiceContext
+from bot.services.deals import DealService
+from bot.services.reads import ReadService
+from bot.services.users import UserService
+from bot.services.wallets import WalletService
+
+
+class Services:
+    """Every use case, sharing one context (database, settings, event sink)."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.users = UserService(ctx)
+        self.deals = DealService(ctx)
+        self.wallets = WalletService(ctx)
+        self.reads = ReadService(ctx)
+
+
+__all__ = ["Outcome", "ServiceContext", "Services"]

@@ -1,0 +1,70 @@
+"""The whole bot on real Postgres and Redis, driven through the Telegram double."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+
+from bot.app import App, build_app
+from bot.config import Config
+from bot.sim import FakeTelegram, SimulatedUser
+from cache.settings import RedisSettings
+from db import Database
+from tests.conftest import ADMIN_TELEGRAM_ID
+
+_ids = itertools.count(50_000)
+
+
+@pytest.fixture
+async def app(
+    config: Config, pg_settings, database: Database, redis_url: str
+) -> AsyncIterator[App]:
+    test_config = msgspec.structs.replace(
+        config,
+        database=pg_settings,
+        redis=RedisSettings(url=redis_url),
+        cache=msgspec.structs.replace(config.cache, key_prefix=f"e2e{secrets.token_hex(4)}"),
+        escrow=msgspec.structs.replace(config.escrow, admins=(ADMIN_TELEGRAM_ID,)),
+    )
+    app = await build_app(test_config, session=FakeTelegram(), engine=database.engine)
+    yield app
+    await app.aclose()
+
+
+@pytest.fixture
+def telegram(app: App) -> FakeTelegram:
+    session = app.bot.session
+    assert isinstance(session, FakeTelegram)
+    return session
+
+
+class People:
+    """Simulated Telegram users talking to the app."""
+
+    def __init__(self, app: App, telegram: FakeTelegram) -> None:
+        self.app = app
+        self.telegram = telegram
+
+    def __call__(
+        self, first_name: str, username: str | None = None, *, user_id: int | None = None
+    ) -> SimulatedUser:
+        return SimulatedUser(
+            self.telegram,
+            self.app.bot,
+            self.app.dispatcher,
+            user_id=user_id or next(_ids),
+            first_name=first_name,
+            username=username,
+        )
+
+    def admin(self) -> SimulatedUser:
+        return self("Ada", "ada_admin", user_id=ADMIN_TELEGRAM_ID)
+
+
+@pytest.fixture
+def people(app: App, telegram: FakeTelegram) -> People:
+    return People(app, telegram)
