@@ -113,16 +113,19 @@ async def build_app(
         deals_seen=deals_seen,
         snapshots=cache.cache,
     )
-    # Order matters: aiogram's errors and user-context middlewares are already
-    # first; then the FSM context (and per-user isolation), then the snapshot,
-    # so the one cache read happens inside the user's lock.
+    # Order matters. aiogram's errors and user-context middlewares come first,
+    # then the FSM context (with per-user isolation; a button press reads no
+    # state). Filters need no I/O. Of the inner middlewares, the callback
+    # answer goes first: a press is acknowledged before anything else, the
+    # snapshot's one cache read included. Handlers that must alert say so in
+    # their callback_answer flags.
     fsm = ButtonsSkipStateMiddleware(storage, DisabledEventIsolation())
     dispatcher.fsm = fsm
     dispatcher.update.outer_middleware(fsm)
-    dispatcher.update.outer_middleware(SnapshotMiddleware(cache.cache, services))
-    # Every button press is answered before its handler runs; handlers that
-    # must alert say so in their callback_answer flags.
     dispatcher.callback_query.middleware(CallbackAnswerMiddleware(pre=True))
+    snapshot = SnapshotMiddleware(cache.cache, services)
+    dispatcher.callback_query.middleware(snapshot)
+    dispatcher.message.middleware(snapshot)
     dispatcher.include_router(build_router())
     return App(
         config=config,

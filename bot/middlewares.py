@@ -53,7 +53,9 @@ def _stale(snapshot: UserSnapshot, user: User, currencies: Currencies) -> bool:
 
 
 class SnapshotMiddleware(BaseMiddleware):
-    """Outer middleware on updates: exactly one cache lookup, injected as `snapshot`.
+    """Inner middleware of messages and button presses: exactly one cache
+    lookup, injected as `snapshot`. It runs after the filters (which therefore
+    never see the snapshot and do no I/O) and after a press has been answered.
 
     First contact and profile changes register the user (one transaction) and
     read the snapshot once more; every other update costs one lookup, which is

@@ -6,17 +6,23 @@ from aiogram import Router
 
 from bot.handlers import admin, deals, errors, fallback, start, wallet, wizard
 
+# Tried in this order; the catch-all comes last.
+FEATURES = (errors, start, deals, wizard, wallet, admin, fallback)
+
+
+def _fresh(template: Router) -> Router:
+    """A new router holding the template's handlers.
+
+    aiogram attaches a router to one parent only, and every app built in one
+    process (two replicas in the benchmark, one per test) needs its own tree;
+    the handlers themselves are stateless and shared."""
+    router = Router(name=template.name)
+    for name, observer in template.observers.items():
+        router.observers[name].handlers.extend(observer.handlers)
+    return router
+
 
 def build_router() -> Router:
     root = Router(name="escrow")
-    root.include_routers(
-        errors.router,
-        start.router,
-        deals.router,
-        wizard.router,
-        wallet.router,
-        admin.router,
-        # the catch-all comes last
-        fallback.router,
-    )
+    root.include_routers(*(_fresh(feature.router) for feature in FEATURES))
     return root

@@ -44,8 +44,10 @@ async def start_with_invitation(
     services: Services,
     currencies: Currencies,
     state: FSMContext,
+    raw_state: str | None,
 ) -> None:
-    await state.clear()
+    if raw_state is not None:
+        await state.clear()
     try:
         deal = await services.deals.preview_invitation(snapshot, command.args or "")
     except EscrowError as refused:
@@ -97,19 +99,23 @@ async def invitation_answer(
 @router.message(CommandStart())
 @router.message(Command("menu"))
 async def start(
-    message: Message, snapshot: UserSnapshot, currencies: Currencies, state: FSMContext
+    message: Message,
+    snapshot: UserSnapshot,
+    currencies: Currencies,
+    state: FSMContext,
+    raw_state: str | None,
 ) -> None:
-    await state.clear()
+    if raw_state is not None:  # leaving a wizard; with no state, no Redis write
+        await state.clear()
     await message.answer(
         texts.main_menu(snapshot, currencies), reply_markup=keyboards.main_menu(snapshot.is_admin)
     )
 
 
 @router.callback_query(Nav.filter(F.to == "menu"))
-async def menu(
-    query: CallbackQuery, snapshot: UserSnapshot, currencies: Currencies, state: FSMContext
-) -> None:
-    await state.clear()
+async def menu(query: CallbackQuery, snapshot: UserSnapshot, currencies: Currencies) -> None:
+    # A press reads no FSM state (see ButtonsSkipStateMiddleware), so the menu
+    # leaves any wizard state alone; /start, /menu and /cancel clear it.
     if query.message is not None:
         await query.message.edit_text(
             texts.main_menu(snapshot, currencies),
