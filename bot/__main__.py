@@ -40,7 +40,13 @@ async def run_command(config: Config) -> int:
     return 0
 
 
-COMMANDS = {"run": run_command, "migrate": migrate_command}
+async def doctor_command(config: Config) -> int:
+    from bot.doctor import doctor_command as doctor
+
+    return await doctor(config)
+
+
+COMMANDS = {"run": run_command, "migrate": migrate_command, "doctor": doctor_command}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # alembic narrates every step at INFO; the commands report what matters
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         config = load_config(args.config)
     except ConfigError as exc:

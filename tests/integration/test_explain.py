@@ -15,9 +15,8 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 import msgspec
@@ -28,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot import migrate
 from bot.config import Config
 from db.engine import DatabaseSettings, build_engine
+from db.explain import explain, indexes_used, scans, seq_scanned
 from db.models import FINAL_DEAL_STATUSES
 from db.queries import FIRST_PAGE, HOT_QUERIES, MY_DEALS_PAGE, PAGE_SIZE, HotQuery, Sample
 
@@ -44,7 +44,6 @@ ADMIN_ID = 11
 NO_SEQ_SCAN = frozenset(
     {"escrows", "users", "wallets", "invitations", "deal_events", "withdrawals"}
 )
-INDEX_SCANS = frozenset({"Index Scan", "Index Only Scan", "Bitmap Index Scan"})
 
 # Where a statement takes $1, it is the array of configured currency codes.
 INSERT_USERS = f"""
@@ -280,87 +279,19 @@ async def data_set(pg_settings: DatabaseSettings, config: Config) -> AsyncIterat
 # -- EXPLAIN ------------------------------------------------------------------------------
 
 
-def _literal(value: Any) -> str:
-    """A parameter value as an SQL literal, for EXECUTE of a prepared statement."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, list | tuple):
-        value = "{" + ",".join('"' + str(item) + '"' for item in value) + "}"
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-async def explain(engine: AsyncEngine, query: HotQuery, sample: Sample, *, generic: bool) -> dict:
-    """EXPLAIN (ANALYZE, BUFFERS) of `query`, run three times; the fastest run's plan.
-
-    A custom plan is made for the parameters' values; a generic plan (forced
-    here) is what a prepared statement settles on after five executions if it
-    does not cost more, and has to prove a partial index serves the query
-    without knowing the parameters."""
-    compiled = query.statement.compile(dialect=engine.dialect)
-    values = compiled.construct_params(query.params(sample))
-    args = [values[name] for name in compiled.positiontup]
-    options = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)"
-    plans = []
-    async with engine.connect() as conn:
-        raw: asyncpg.Connection = (await conn.get_raw_connection()).driver_connection
-        if generic:
-            await raw.execute(f"PREPARE hot AS {compiled}")
-            await raw.execute("SET plan_cache_mode = force_generic_plan")
-            execute = f"{options} EXECUTE hot({', '.join(_literal(arg) for arg in args)})"
-        try:
-            for _ in range(3):
-                if generic:
-                    output = await raw.fetchval(execute)
-                else:
-                    output = await raw.fetchval(f"{options} {compiled}", *args)
-                # SQLAlchemy's connections decode json already
-                plans.append((json.loads(output) if isinstance(output, str) else output)[0])
-        finally:
-            if generic:
-                await raw.execute("DEALLOCATE hot; RESET plan_cache_mode")
-    return min(plans, key=lambda plan: plan["Execution Time"])
-
-
-def nodes(plan: dict) -> Iterator[dict]:
-    yield plan
-    for child in plan.get("Plans", ()):
-        yield from nodes(child)
-
-
-def scans(plan: dict) -> list[str]:
-    """The plan's scan nodes, in a few words each."""
-    return [
-        " ".join(
-            filter(
-                None,
-                (
-                    node["Node Type"],
-                    node.get("Scan Direction") == "Backward" and "Backward",
-                    node.get("Index Name"),
-                    node.get("Relation Name") and f"on {node['Relation Name']}",
-                ),
-            )
-        )
-        for node in nodes(plan)
-        if "Scan" in node["Node Type"]
-    ]
+async def explain_query(
+    engine: AsyncEngine, query: HotQuery, sample: Sample, *, generic: bool
+) -> dict:
+    return await explain(engine, query.statement, query.params(sample), generic=generic)
 
 
 @pytest.mark.parametrize("mode", ["custom", "generic"])
 @pytest.mark.parametrize("query", HOT_QUERIES, ids=lambda query: query.name)
 async def test_hot_query_plan_uses_its_index(data_set: DataSet, query: HotQuery, mode: str):
-    result = await explain(data_set.engine, query, data_set.sample, generic=mode == "generic")
+    result = await explain_query(data_set.engine, query, data_set.sample, generic=mode == "generic")
     plan = result["Plan"]
-    used = {node["Index Name"] for node in nodes(plan) if node["Node Type"] in INDEX_SCANS}
-    seq_scans = {
-        node["Relation Name"]
-        for node in nodes(plan)
-        if node["Node Type"] == "Seq Scan" and node["Relation Name"] in NO_SEQ_SCAN
-    }
+    used = indexes_used(plan)
+    seq_scans = seq_scanned(plan) & NO_SEQ_SCAN
     ms = result["Execution Time"]
     data_set.timings[f"{query.name} ({mode})"] = ms
     print(

@@ -1,0 +1,104 @@
+"""EXPLAIN of a hot query, and what its plan used: for the doctor and the tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Executable
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+INDEX_SCANS = frozenset({"Index Scan", "Index Only Scan", "Bitmap Index Scan"})
+
+
+def _literal(value: Any) -> str:
+    """A parameter value as an SQL literal, for EXECUTE of a prepared statement."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list | tuple):
+        value = "{" + ",".join('"' + str(item) + '"' for item in value) + "}"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+async def explain(
+    engine: AsyncEngine,
+    statement: Executable,
+    params: dict[str, Any],
+    *,
+    generic: bool = False,
+    runs: int = 3,
+    settings: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """EXPLAIN (ANALYZE, BUFFERS) of `statement`, run `runs` times; the fastest run.
+
+    A custom plan is made for the parameters' values; a generic plan (forced
+    with `generic`) is what a prepared statement settles on after five
+    executions if it does not cost more, and has to prove a partial index
+    serves the query without knowing the parameters. `settings` are planner
+    settings for this connection only (e.g. enable_seqscan=off)."""
+    compiled = statement.compile(dialect=engine.dialect)
+    values = compiled.construct_params(params)
+    args = [values[name] for name in compiled.positiontup or ()]
+    options = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)"
+    plans = []
+    async with engine.connect() as conn:
+        raw: asyncpg.Connection = (await conn.get_raw_connection()).driver_connection
+        for name, value in (settings or {}).items():
+            await raw.execute(f"SET {name} = {value}")
+        if generic:
+            await raw.execute(f"PREPARE hot AS {compiled}")
+            await raw.execute("SET plan_cache_mode = force_generic_plan")
+            execute = f"{options} EXECUTE hot({', '.join(_literal(arg) for arg in args)})"
+        try:
+            for _ in range(runs):
+                if generic:
+                    output = await raw.fetchval(execute)
+                else:
+                    output = await raw.fetchval(f"{options} {compiled}", *args)
+                # SQLAlchemy's connections decode json already
+                plans.append((json.loads(output) if isinstance(output, str) else output)[0])
+        finally:
+            if generic:
+                await raw.execute("DEALLOCATE hot; RESET plan_cache_mode")
+            if settings:
+                await raw.execute("RESET ALL")
+    return min(plans, key=lambda plan: plan["Execution Time"])
+
+
+def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", ()):
+        yield from nodes(child)
+
+
+def indexes_used(plan: dict[str, Any]) -> set[str]:
+    return {node["Index Name"] for node in nodes(plan) if node["Node Type"] in INDEX_SCANS}
+
+
+def seq_scanned(plan: dict[str, Any]) -> set[str]:
+    return {node["Relation Name"] for node in nodes(plan) if node["Node Type"] == "Seq Scan"}
+
+
+def scans(plan: dict[str, Any]) -> list[str]:
+    """The plan's scan nodes, in a few words each."""
+    return [
+        " ".join(
+            filter(
+                None,
+                (
+                    node["Node Type"],
+                    node.get("Scan Direction") == "Backward" and "Backward",
+                    node.get("Index Name"),
+                    node.get("Relation Name") and f"on {node['Relation Name']}",
+                ),
+            )
+        )
+        for node in nodes(plan)
+        if "Scan" in node["Node Type"]
+    ]

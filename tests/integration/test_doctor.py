@@ -1,0 +1,41 @@
+"""python -m bot doctor tells a healthy deployment from a broken one."""
+
+from __future__ import annotations
+
+import secrets
+
+import msgspec
+
+from bot.doctor import report, run_doctor
+from cache.settings import RedisSettings
+from db.queries import HOT_QUERIES
+
+
+def deployment(config, pg_settings, redis_url, **database):
+    return msgspec.structs.replace(
+        config,
+        database=msgspec.structs.replace(pg_settings, **database),
+        redis=RedisSettings(url=redis_url),
+        cache=msgspec.structs.replace(config.cache, key_prefix=f"doc{secrets.token_hex(3)}"),
+    )
+
+
+async def test_a_healthy_deployment(config, pg_settings, redis_url, engine):
+    checks = await run_doctor(deployment(config, pg_settings, redis_url))
+    by_name = {check.name: check for check in checks}
+    assert all(check.ok for check in checks), report(checks)
+    assert {query.name for query in HOT_QUERIES} <= set(by_name)
+    assert by_name["invalidation listener"].detail.startswith("subscribed")
+    assert report(checks).endswith("verdict: healthy")
+
+
+async def test_an_unmigrated_database_and_a_dead_redis(config, pg_settings):
+    broken = msgspec.structs.replace(
+        deployment(config, pg_settings, "redis://127.0.0.1:1/0"),
+        database=pg_settings.with_database("postgres"),
+    )
+    checks = await run_doctor(broken)
+    by_name = {check.name: check for check in checks}
+    assert not by_name["migrations"].ok
+    assert not by_name["redis"].ok
+    assert "NOT healthy: migrations, redis" in report(checks)
