@@ -14,7 +14,6 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.base import BaseSession
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
-from aiogram.fsm.storage.memory import DisabledEventIsolation
 from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
 from aiogram.types import BotCommand
 from aiogram.utils.callback_answer import CallbackAnswerMiddleware
@@ -25,8 +24,13 @@ from bot.config import Config
 from bot.freshness import DealVersions
 from bot.handlers import build_router
 from bot.keyboards import Signer
-from bot.middlewares import ButtonsSkipStateMiddleware, SnapshotMiddleware
+from bot.middlewares import (
+    ButtonsSkipStateMiddleware,
+    ProcessEventIsolation,
+    SnapshotMiddleware,
+)
 from bot.services import ServiceContext, Services
+from bot.services.wallets import DemoDepositProvider, DepositProvider
 from cache.replica import CacheReplica
 from db import Database
 from db.engine import build_engine
@@ -74,6 +78,7 @@ async def build_app(
     session: BaseSession | None = None,
     engine: AsyncEngine | None = None,
     storage: BaseStorage | None = None,
+    deposits: DepositProvider | None = None,
 ) -> App:
     owns_engine = engine is None
     engine = engine or build_engine(config.database)
@@ -112,6 +117,8 @@ async def build_app(
         signer=Signer.for_token(config.telegram.token, config.telegram.callback_secret),
         deals_seen=deals_seen,
         snapshots=cache.cache,
+        # where deposits come from; the demo provider credits on request
+        deposits=deposits or DemoDepositProvider(services.wallets),
     )
     # Order matters. aiogram's errors and user-context middlewares come first,
     # then the FSM context (with per-user isolation; a button press reads no
@@ -119,7 +126,7 @@ async def build_app(
     # answer goes first: a press is acknowledged before anything else, the
     # snapshot's one cache read included. Handlers that must alert say so in
     # their callback_answer flags.
-    fsm = ButtonsSkipStateMiddleware(storage, DisabledEventIsolation())
+    fsm = ButtonsSkipStateMiddleware(storage, ProcessEventIsolation())
     dispatcher.fsm = fsm
     dispatcher.update.outer_middleware(fsm)
     dispatcher.callback_query.middleware(CallbackAnswerMiddleware(pre=True))

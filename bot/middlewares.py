@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import asynccontextmanager
 from typing import Any, TypedDict
 
 from aiogram import BaseMiddleware
 from aiogram.fsm.middleware import FSMContextMiddleware
+from aiogram.fsm.storage.base import BaseEventIsolation, StorageKey
 from aiogram.types import TelegramObject, Update, User
 
 from bot.keyboards import Signer
@@ -109,3 +112,34 @@ class ButtonsSkipStateMiddleware(FSMContextMiddleware):
         async with self.events_isolation.lock(key=context.key):
             data["state"] = context
             return await handler(event, data)
+
+
+class ProcessEventIsolation(BaseEventIsolation):
+    """One user's updates run one at a time in this process (a double press
+    of "Create deal" is handled twice in a row, never at once).
+
+    aiogram's SimpleEventIsolation keeps a lock per user forever; here a lock
+    lives only while an update holds or waits for it. Several replicas need
+    the Redis-backed isolation instead."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def lock(self, key: StorageKey) -> AsyncIterator[None]:
+        lock, holders = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[key] = (lock, holders + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, holders = self._locks[key]
+            if holders == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, holders - 1)
+
+    async def close(self) -> None:
+        self._locks.clear()

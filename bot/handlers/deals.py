@@ -13,13 +13,14 @@ from html import escape
 
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.filters import Command, CommandObject, Filter
+from aiogram.filters import Command, CommandObject, Filter, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import keyboards, texts
+from bot.filters import NotACommand
 from bot.freshness import DealVersions
 from bot.handlers.notify import notify_admins, notify_parties
 from bot.keyboards import CONFIRMED, DealAct, DealCard, DealList, Nav, Signer
@@ -263,7 +264,7 @@ async def forged(query: CallbackQuery, callback_data: DealAct) -> None:
 # -- disputes -----------------------------------------------------------------------
 
 
-@router.message(DisputeForm.reason)
+@router.message(StateFilter(DisputeForm.reason), NotACommand())
 async def dispute_reason(
     message: Message,
     state: FSMContext,

@@ -49,17 +49,16 @@ async def start_with_invitation(
     if raw_state is not None:
         await state.clear()
     try:
-        deal = await services.deals.preview_invitation(snapshot, command.args or "")
+        preview = await services.deals.preview_invitation(snapshot, command.args or "")
     except EscrowError as refused:
         await message.answer(
             f"⚠️ {refused.message}", reply_markup=keyboards.main_menu(snapshot.is_admin)
         )
         return
     headline = "📨 You are invited to this deal. Accept it to take part."
-    addressed = deal.buyer_id is not None and deal.seller_id is not None
     await message.answer(
-        texts.deal_card(deal, None, currencies, headline),
-        reply_markup=invitation_keyboard(command.args or "", not addressed),
+        texts.deal_card(preview.deal, None, currencies, headline),
+        reply_markup=invitation_keyboard(command.args or "", preview.addressed),
     )
 
 

@@ -28,7 +28,7 @@ from bot.services.errors import (
 )
 from bot.services.ledger import Leg, post_movement
 from bot.services.rules import RULES, Action, Role, has_role, is_party
-from bot.services.views import CreatedDeal, DealView, InvitationView
+from bot.services.views import CreatedDeal, DealView, InvitationPreview, InvitationView
 from db import UnitOfWork
 from db.events import DealChanged
 from db.models import (
@@ -258,7 +258,7 @@ class DealService(Service):
             raise NotFound("No such deal.")
         return deal
 
-    async def preview_invitation(self, viewer: Actor, code: str) -> DealView:
+    async def preview_invitation(self, viewer: Actor, code: str) -> InvitationPreview:
         """The deal behind an invitation link, if `viewer` may take it up."""
         async with self.ctx.db.engine.connect() as conn:
             invitation = (await conn.execute(READ_INVITATION, {"code": code})).first()
@@ -267,7 +267,8 @@ class DealService(Service):
             row = (await conn.execute(DEAL_BY_CODE, {"code": invitation.deal_code})).one()
         deal = _view(row)
         self._check_invitation(invitation, deal, viewer, getattr(viewer, "username", None))
-        return deal
+        addressed = invitation.telegram_id is not None or invitation.username is not None
+        return InvitationPreview(deal, addressed)
 
     # -- creating -----------------------------------------------------------
 

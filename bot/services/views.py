@@ -48,6 +48,12 @@ class InvitationView(msgspec.Struct, frozen=True):
     expires_at: datetime
 
 
+class InvitationPreview(msgspec.Struct, frozen=True):
+    deal: DealView
+    # Sent to someone in particular (who may decline), or an open link.
+    addressed: bool
+
+
 class CreatedDeal(msgspec.Struct, frozen=True):
     deal: DealView
     # Set when the counterparty is not on the bot yet or the deal is open to a link.

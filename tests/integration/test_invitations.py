@@ -47,7 +47,8 @@ async def test_an_unknown_username_gets_an_invitation_claimed_on_registration(se
         )
     assert bound == 777
 
-    assert (await services.deals.preview_invitation(ned, invitation.code)).id == deal.id
+    preview = await services.deals.preview_invitation(ned, invitation.code)
+    assert preview.deal.id == deal.id and preview.addressed
     joined = (await services.deals.accept_invitation(ned, invitation.code)).value
     assert joined.status == DealStatus.ACCEPTED
     assert (joined.buyer_id, joined.seller_id) == (ned.id, seller.id)

@@ -1,0 +1,416 @@
+"""The new-deal wizard through the real Dispatcher and the Telegram double: every
+way to name the other party, bad input at each typed step, leaving the wizard,
+and buttons pressed after it has moved on."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from bot.app import App
+from bot.sim import ChatMessage, SimulatedUser
+from bot.texts import CANCELLED, NOTHING_TO_CANCEL
+
+BUYING, SELLING = "I'm buying", "I'm selling"
+INVITE, CREATE, CANCEL = "🔗 Invite by link", "✅ Create deal", "✖️ Cancel"
+LINK = re.compile(r"https://t\.me/escrow_test_bot\?start=([A-Za-z0-9_-]+)")
+
+
+async def deals_in_db(app: App) -> list[dict[str, Any]]:
+    async with app.database.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT e.code, e.status, e.amount, e.fee, e.currency, e.description,"
+                " b.telegram_id AS buyer, s.telegram_id AS seller"
+                " FROM escrows e"
+                " LEFT JOIN users b ON b.id = e.buyer_id"
+                " LEFT JOIN users s ON s.id = e.seller_id ORDER BY e.id"
+            )
+        )
+        return [dict(row._mapping) for row in rows]
+
+
+async def invitations_in_db(app: App) -> list[dict[str, Any]]:
+    async with app.database.engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT code, telegram_id, username, status FROM invitations ORDER BY id")
+        )
+        return [dict(row._mapping) for row in rows]
+
+
+async def on_bot(people, name: str, username: str | None = None) -> SimulatedUser:
+    user = people(name, username)
+    await user.start()
+    return user
+
+
+async def up_to_amount(user: SimulatedUser, counterparty: str | None, role: str = BUYING) -> None:
+    """Steps 1-3: role, the other party (typed, or by link when None), USDT."""
+    await user.send("/new")
+    await user.press(role)
+    if counterparty is None:
+        await user.press(INVITE)
+    else:
+        await user.send(counterparty)
+    await user.press("USDT")
+
+
+async def up_to_summary(
+    user: SimulatedUser,
+    counterparty: str | None,
+    *,
+    role: str = BUYING,
+    amount: str = "100",
+    description: str = "A used road bike",
+) -> ChatMessage:
+    await up_to_amount(user, counterparty, role)
+    await user.send(amount)
+    await user.send(description)
+    assert user.buttons() == [CREATE, CANCEL]
+    return user.last
+
+
+def code_on(message: ChatMessage) -> str:
+    found = re.search(r"Deal #([A-Z0-9]+)", message.text)
+    assert found, message.text
+    return found.group(1)
+
+
+# -- creating deals ---------------------------------------------------------------------
+
+
+async def test_by_username_with_a_registered_counterparty(app: App, people) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    bob = await on_bot(people, "Bob", "bob_x")
+
+    await alice.send("/new")
+    assert "step 1 of 5" in alice.last.text
+    assert alice.buttons() == [BUYING, SELLING, CANCEL]
+    await alice.press(BUYING)
+    assert "Who is the seller?" in alice.last.text
+    assert alice.buttons() == [INVITE, CANCEL]
+    await alice.send("@Bob_X")
+    assert "Which currency?" in alice.last.text
+    assert alice.buttons() == ["USDT", "BTC", "TON", CANCEL]
+    await alice.press("USDT")
+    assert "from 1.00 USDT to 1,000,000.00 USDT" in alice.last.text
+    await alice.send("1,250.50")
+    assert "What is the deal for?" in alice.last.text
+    await alice.send("Bike <b>& helmet</b>")
+
+    summary = alice.last.text
+    assert "You are the buyer" in summary
+    assert "Seller: @bob_x" in summary
+    assert "Bike <b>& helmet</b>" in summary  # shown as typed, not as markup
+    assert "Amount: 1,250.50 USDT" in summary
+    assert "Fee: 18.75 USDT (1.5%)" in summary
+    assert "Seller receives: 1,231.75 USDT" in summary
+    assert await deals_in_db(app) == []
+
+    created = await alice.press(CREATE)
+    assert "✅ Deal created. @bob_x can accept it now." in alice.last.text
+    assert "you are the buyer" in alice.last.text
+    assert "Cancel deal" in alice.buttons()
+    assert created.messages[0].message_id == alice.last.message_id  # the summary became the card
+
+    code = code_on(alice.last)
+    assert "@alice_x opened a deal with you: you are the seller" in bob.last.text
+    assert f"Deal #{code}" in bob.last.text
+    assert bob.buttons()[:2] == ["✅ Accept", "Decline"]
+    assert await deals_in_db(app) == [
+        {
+            "code": code,
+            "status": "pending",
+            "amount": 125_050,
+            "fee": 1_875,
+            "currency": "USDT",
+            "description": "Bike <b>& helmet</b>",
+            "buyer": alice.id,
+            "seller": bob.id,
+        }
+    ]
+    assert await invitations_in_db(app) == []
+
+    await bob.press("✅ Accept")
+    assert "You accepted the deal" in bob.last.text
+    assert (await deals_in_db(app))[0]["status"] == "accepted"
+
+
+async def test_by_forwarded_message(app: App, people) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    bob = await on_bot(people, "Bob", "bob_x")
+    await alice.send("/new")
+    await alice.press(SELLING)
+    assert "Who is the buyer?" in alice.last.text
+
+    await alice.forward_from(bob, hidden=True)
+    assert "Bob hides their account in forwarded messages" in alice.last.text
+    assert "Send their @username instead" in alice.last.text
+    assert alice.buttons() == [CANCEL]
+
+    await alice.forward_from(bob, "Deal?")
+    assert "Which currency?" in alice.last.text
+    await alice.press("TON")
+    await alice.send("12.5")
+    await alice.send("Ten concert tickets")
+    assert "Buyer: @bob_x" in alice.last.text
+    assert "Amount: 12.50 TON" in alice.last.text
+    await alice.press(CREATE)
+
+    assert "you are the seller" in alice.last.text
+    assert "you are the buyer" in bob.last.text
+    assert "✅ Accept" in bob.buttons()
+    [deal] = await deals_in_db(app)
+    assert (deal["buyer"], deal["seller"], deal["amount"]) == (bob.id, alice.id, 12_500_000_000)
+
+
+async def test_by_numeric_id_from_the_menu(app: App, people) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    bob = await on_bot(people, "Bob")  # no username: the id is the only handle
+    await alice.press("➕ New deal")
+    assert "step 1 of 5" in alice.last.text
+    assert alice.last.edits == 1  # the menu turned into the wizard
+
+    await alice.press(BUYING)
+    await alice.send(str(bob.id))
+    await alice.press("BTC")
+    await alice.send("0.015")
+    await alice.send("A GPU")
+    assert f"Seller: Telegram ID {bob.id}" in alice.last.text
+    await alice.press(CREATE)
+
+    assert "✅ Deal created. Bob can accept it now." in alice.last.text
+    assert "@alice_x opened a deal with you" in bob.last.text
+    [deal] = await deals_in_db(app)
+    assert (deal["buyer"], deal["seller"], deal["currency"], deal["amount"]) == (
+        alice.id,
+        bob.id,
+        "BTC",
+        1_500_000,
+    )
+
+
+async def test_by_invitation_link(app: App, people) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    summary = await up_to_summary(alice, None)
+    assert "Seller: anyone with the invitation link" in summary.text
+    await alice.press(CREATE)
+
+    card, invitation = alice.messages[-2:]
+    assert "Send the seller the invitation link below" in card.text
+    assert "Seller: invited, not joined yet" in card.text
+    link = LINK.search(invitation.text)
+    assert link, invitation.text
+    assert "works once and expires on" in invitation.text
+    assert "Whoever opens it first joins the deal as the seller" in invitation.text
+    [row] = await invitations_in_db(app)
+    assert row == {"code": link.group(1), "telegram_id": None, "username": None, "status": "active"}
+
+    bob = people("Bob")  # never talked to the bot before
+    await bob.start(link.group(1))
+    assert f"Deal #{code_on(card)}" in bob.last.text
+    assert "✅ Accept the deal" in bob.buttons()
+    await bob.press("✅ Accept the deal")
+    assert "You joined the deal" in bob.last.text
+    assert "Bob accepted your invitation" in alice.last.text
+    [deal] = await deals_in_db(app)
+    assert (deal["status"], deal["buyer"], deal["seller"]) == ("accepted", alice.id, bob.id)
+
+
+async def test_unknown_username_gets_an_invitation(app: App, people) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    await up_to_summary(alice, "@carol_new", role=SELLING)
+    await alice.press(CREATE)
+
+    card, invitation = alice.messages[-2:]
+    assert "@carol_new isn't on the bot yet: send them the invitation link below" in card.text
+    assert "Only @carol_new can use it" in invitation.text
+    link = LINK.search(invitation.text)
+    assert link, invitation.text
+    [row] = await invitations_in_db(app)
+    assert (row["username"], row["telegram_id"]) == ("carol_new", None)
+
+    stranger = people("Eve", "eve_x")
+    await stranger.start(link.group(1))
+    assert "addressed to someone else" in stranger.last.text
+
+    carol = people("Carol", "carol_new")
+    await carol.start(link.group(1))
+    assert carol.buttons() == ["✅ Accept the deal", "Decline", "« Menu"]
+    await carol.press("✅ Accept the deal")
+    [deal] = await deals_in_db(app)
+    assert (deal["status"], deal["buyer"], deal["seller"]) == ("accepted", carol.id, alice.id)
+
+
+# -- bad input ----------------------------------------------------------------------------
+
+BAD_AMOUNTS = [
+    ("abc", "Send the amount as a number, like 1250.50."),
+    ("-5", "The amount must be positive."),
+    ("1e309", "Send the amount as a number, like 1250.50."),
+    ("0.0000001", "USDT amounts have at most 2 decimal places."),
+    ("1,000,000.50", "The maximum is 1,000,000.00 USDT."),
+    ("0.99", "The minimum is 1.00 USDT."),
+    ("0", "The amount must be more than zero."),
+]
+
+
+async def test_every_bad_amount_is_explained_and_asked_again(app: App, people) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    await on_bot(people, "Bob", "bob_x")
+    await up_to_amount(alice, "@bob_x")
+    for typed, reason in BAD_AMOUNTS:
+        reply = await alice.send(typed)
+        assert reply.texts == [
+            f"⚠️ {reason}\n\nType the amount in USDT, from 1.00 USDT to 1,000,000.00 USDT."
+        ], typed
+        assert alice.buttons() == [CANCEL]
+
+    await alice.send("1000000")
+    assert "What is the deal for?" in alice.last.text
+    await alice.send("A boat")
+    assert "Amount: 1,000,000.00 USDT" in alice.last.text
+    assert await deals_in_db(app) == []
+
+
+async def test_description_too_long_or_empty_is_asked_again(app: App, people) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    await on_bot(people, "Bob", "bob_x")
+    await up_to_amount(alice, "@bob_x")
+    await alice.send("50")
+
+    reply = await alice.send("x" * 501)
+    assert reply.texts[0].startswith("⚠️ The description is too long: 501 characters, at most 500.")
+    reply = await alice.send("   ")
+    assert reply.texts[0].startswith("⚠️ The description can't be empty.")
+    await alice.send("y" * 500)
+    assert alice.buttons() == [CREATE, CANCEL]
+    await alice.press(CREATE)
+    [deal] = await deals_in_db(app)
+    assert deal["description"] == "y" * 500
+
+
+async def test_you_cant_deal_with_yourself(app: App, people) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    await alice.send("/new")
+    await alice.press(BUYING)
+    for attempt in ("@ALICE_X", str(alice.id)):
+        reply = await alice.send(attempt)
+        assert reply.texts[0].startswith("⚠️ You can't open a deal with yourself."), attempt
+    reply = await alice.forward_from(alice)
+    assert reply.texts[0].startswith("⚠️ You can't open a deal with yourself.")
+    reply = await alice.send("@escrow_test_bot")
+    assert reply.texts[0].startswith("⚠️ That's me, the escrow bot")
+    reply = await alice.send("@no")
+    assert reply.texts[0].startswith("⚠️ That doesn't look like a Telegram @username.")
+    assert alice.buttons() == [CANCEL]
+
+    await alice.send("@bob_x")  # still at this step: a plausible name goes through
+    assert "Which currency?" in alice.last.text
+
+
+async def test_typing_where_a_button_is_expected_shows_the_buttons_again(app: App, people) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    await alice.send("/new")
+    reply = await alice.send("buyer")
+    assert reply.texts[0].startswith("👆 Please choose with the buttons.")
+    assert alice.buttons() == [BUYING, SELLING, CANCEL]
+
+
+# -- leaving ------------------------------------------------------------------------------
+
+
+async def test_cancel_command_in_the_middle_changes_nothing(app: App, people) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    await on_bot(people, "Bob", "bob_x")
+    await up_to_amount(alice, "@bob_x")
+    await alice.send("100")
+
+    reply = await alice.send("/cancel")
+    assert reply.texts == [CANCELLED]
+    reply = await alice.send("A used road bike")  # no longer a description
+    assert "I didn't understand that" in reply.texts[0]
+    reply = await alice.send("/cancel")
+    assert reply.texts == [NOTHING_TO_CANCEL]
+    assert await deals_in_db(app) == []
+
+
+async def test_cancel_button_on_the_summary_changes_nothing(app: App, people) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    bob = await on_bot(people, "Bob", "bob_x")
+    seen_by_bob = len(bob.messages)
+    summary = await up_to_summary(alice, "@bob_x")
+
+    await alice.press(CANCEL)
+    assert alice.last.message_id == summary.message_id
+    assert alice.last.text == CANCELLED
+    assert alice.buttons() == ["« Menu"]
+    assert await deals_in_db(app) == []
+    assert len(bob.messages) == seen_by_bob
+    reply = await alice.send("/cancel")
+    assert reply.texts == [NOTHING_TO_CANCEL]
+
+
+@pytest.mark.parametrize("step", ["role", "counterparty", "currency", "amount"])
+async def test_cancel_button_at_every_step(app: App, people, step: str) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    await alice.send("/new")
+    if step != "role":
+        await alice.press(BUYING)
+    if step in ("currency", "amount"):
+        await alice.send("@bob_x")
+    if step == "amount":
+        await alice.press("USDT")
+    await alice.press(CANCEL)
+    assert alice.last.text == CANCELLED
+    assert (await alice.send("/cancel")).texts == [NOTHING_TO_CANCEL]
+
+
+# -- stale buttons ------------------------------------------------------------------------
+
+
+async def test_a_button_of_an_ended_wizard_does_nothing(app: App, people) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    await alice.send("/new")
+    first = alice.last
+    await alice.send("/cancel")
+
+    reply = await alice.press(BUYING, message=first)
+    assert reply.handled
+    assert reply.texts == ["⌛ This new-deal wizard has ended. Send /new to open a deal."]
+    assert alice.buttons() == ["➕ New deal", "« Menu"]
+    assert (await alice.send("/cancel")).texts == [NOTHING_TO_CANCEL]
+
+    [restarted] = (await alice.press("➕ New deal")).messages
+    assert "step 1 of 5" in restarted.text
+    assert restarted.buttons == [BUYING, SELLING, CANCEL]
+
+
+async def test_create_pressed_twice_makes_one_deal(app: App, people) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    await on_bot(people, "Bob", "bob_x")
+    summary = await up_to_summary(alice, "@bob_x")
+    await alice.press(CREATE)
+
+    reply = await alice.press(CREATE, message=summary)  # what a slow client still shows
+    assert reply.texts == ["⌛ This new-deal wizard has ended. Send /new to open a deal."]
+    assert len(await deals_in_db(app)) == 1
+
+
+async def test_a_button_from_an_earlier_step_changes_nothing(app: App, people) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    await alice.send("/new")
+    await alice.press(BUYING)
+    counterparty_screen = alice.last
+    await alice.send("@bob_x")
+    await alice.press("USDT")
+
+    reply = await alice.press(INVITE, message=counterparty_screen)
+    assert reply.texts == [
+        "That button is from an earlier step. Carry on with the newest message, or /cancel."
+    ]
+    await alice.send("100")  # still at the amount step
+    assert "What is the deal for?" in alice.last.text
