@@ -28,6 +28,7 @@ from bot.middlewares import (
     ButtonsSkipStateMiddleware,
     ProcessEventIsolation,
     SnapshotMiddleware,
+    SnapshotSource,
 )
 from bot.services import ServiceContext, Services
 from bot.services.wallets import DemoDepositProvider, DepositProvider
@@ -79,7 +80,12 @@ async def build_app(
     engine: AsyncEngine | None = None,
     storage: BaseStorage | None = None,
     deposits: DepositProvider | None = None,
+    snapshot_source: SnapshotSource | None = None,
+    answer_first: bool = True,
 ) -> App:
+    """One bot replica. `snapshot_source` and `answer_first` exist for the
+    benchmark's ablations (reading the database on every update, answering a
+    press after its handler); the product always uses the defaults."""
     owns_engine = engine is None
     engine = engine or build_engine(config.database)
     database = Database(engine)
@@ -129,8 +135,8 @@ async def build_app(
     fsm = ButtonsSkipStateMiddleware(storage, ProcessEventIsolation())
     dispatcher.fsm = fsm
     dispatcher.update.outer_middleware(fsm)
-    dispatcher.callback_query.middleware(CallbackAnswerMiddleware(pre=True))
-    snapshot = SnapshotMiddleware(cache.cache, services)
+    dispatcher.callback_query.middleware(CallbackAnswerMiddleware(pre=answer_first))
+    snapshot = SnapshotMiddleware(snapshot_source or cache.cache, services)
     dispatcher.callback_query.middleware(snapshot)
     dispatcher.message.middleware(snapshot)
     dispatcher.include_router(build_router())

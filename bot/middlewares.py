@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
-from typing import Any, TypedDict
+from typing import Any, Protocol, TypedDict
 
 from aiogram import BaseMiddleware
 from aiogram.fsm.middleware import FSMContextMiddleware
@@ -19,6 +19,13 @@ from bot.services.money import Currencies
 from bot.services.users import Profile
 from cache.snapshots import UserSnapshot
 from cache.store import SnapshotCache
+
+
+class SnapshotSource(Protocol):
+    """Where snapshots are read: the cache (always, in the product); the
+    benchmark's ablations swap in a straight database read."""
+
+    async def get(self, telegram_id: int) -> UserSnapshot | None: ...
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +71,7 @@ class SnapshotMiddleware(BaseMiddleware):
     read the snapshot once more; every other update costs one lookup, which is
     no I/O at all on an L1 hit."""
 
-    def __init__(self, cache: SnapshotCache, services: Services) -> None:
+    def __init__(self, cache: SnapshotSource, services: Services) -> None:
         self.cache = cache
         self.services = services
         self.currencies = services.ctx.currencies
