@@ -50,15 +50,17 @@ def profile_of(user: User) -> Profile:
     )
 
 
-def _stale(snapshot: UserSnapshot, user: User, currencies: Currencies) -> bool:
-    """True when Telegram knows the user differently, or a configured currency
-    has no wallet yet: the rare update that registers before it is handled."""
+def _stale(snapshot: UserSnapshot, user: User, services: Services) -> bool:
+    """True when Telegram knows the user differently, the admin list changed,
+    or a configured currency has no wallet yet: the rare update that registers
+    before it is handled."""
     return (
-        snapshot.username != user.username
+        snapshot.is_admin != (user.id in services.ctx.settings.admins)
+        or snapshot.username != user.username
         or snapshot.first_name != user.first_name[:64]
         or snapshot.last_name != (user.last_name[:64] if user.last_name else None)
         or snapshot.language_code != user.language_code
-        or len(snapshot.wallets) < len(currencies)
+        or len(snapshot.wallets) < len(services.ctx.currencies)
     )
 
 
@@ -74,7 +76,6 @@ class SnapshotMiddleware(BaseMiddleware):
     def __init__(self, cache: SnapshotSource, services: Services) -> None:
         self.cache = cache
         self.services = services
-        self.currencies = services.ctx.currencies
 
     async def __call__(
         self,
@@ -86,7 +87,7 @@ class SnapshotMiddleware(BaseMiddleware):
         if user is None or user.is_bot:
             return await handler(event, data)
         snapshot = await self.cache.get(user.id)
-        if snapshot is None or _stale(snapshot, user, self.currencies):
+        if snapshot is None or _stale(snapshot, user, self.services):
             await self.services.users.register(profile_of(user))
             snapshot = await self.cache.get(user.id)
             if snapshot is None:  # the cache could not see our own commit

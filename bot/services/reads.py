@@ -47,7 +47,7 @@ SELECT (SELECT count(*) FROM users) AS users,
 """)
 DEALS_BY_STATUS = text("SELECT status, count(*) AS deals FROM escrows GROUP BY status")
 VOLUME = text("""
-SELECT e.currency, count(*) AS deals, sum(e.amount) AS volume,
+SELECT e.currency, count(*) AS deals, CAST(sum(e.amount) AS bigint) AS volume,
        coalesce((SELECT fees FROM platform_accounts p WHERE p.currency = e.currency), 0) AS fees
 FROM escrows e WHERE e.status = 'released' GROUP BY e.currency ORDER BY e.currency
 """)

@@ -159,13 +159,24 @@ class WalletService(Service):
             return Outcome(Deposit(telegram_id, money.code, amount, reference, False))
 
     async def request_withdrawal(
-        self, user: Actor, currency: str, amount: int, destination: str
+        self,
+        user: Actor,
+        currency: str,
+        amount: int,
+        destination: str,
+        *,
+        reference: str | None = None,
     ) -> Outcome[WithdrawalView]:
-        """Hold `amount` for a payout to `destination` until an admin decides."""
+        """Hold `amount` for a payout to `destination` until an admin decides.
+
+        With a `reference` (e.g. the confirmation message), the same request
+        made twice (a double press) is refused instead of held twice."""
         money = self._amount(currency, amount)
         destination = bounded_text(
             destination, self.settings.withdrawal_destination_max_length, "destination"
         )
+        if reference is not None:
+            reference = bounded_text(reference, MAX_REFERENCE, "reference")
 
         async def work(uow: UnitOfWork) -> WithdrawalView:
             row = (
@@ -183,7 +194,7 @@ class WalletService(Service):
                 raise UserBlocked("Your account can't withdraw funds.")
             await post_movement(
                 uow,
-                key=f"withdrawal:{row.id}:hold",
+                key=f"withdrawal:request:{reference}" if reference else f"withdrawal:{row.id}:hold",
                 currency=money.code,
                 legs=[
                     Leg(LedgerKind.HOLD, LedgerAccount.AVAILABLE, -amount, user.id),
@@ -194,7 +205,10 @@ class WalletService(Service):
             )
             return _withdrawal(row)
 
-        return await self.transaction(work)
+        try:
+            return await self.transaction(work)
+        except DuplicateMovement:
+            raise WrongState("This withdrawal was already requested.") from None
 
     async def approve_withdrawal(self, admin: Actor, withdrawal_id: int) -> Outcome[WithdrawalView]:
         """The payout was sent: the held amount leaves the escrow."""
