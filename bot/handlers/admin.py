@@ -14,7 +14,7 @@ from typing import Literal
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError
-from aiogram.filters import Command, Filter
+from aiogram.filters import Command, Filter, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -409,7 +409,7 @@ async def reject(
     )
 
 
-@router.message(AdminForm.reject_note, NotACommand())
+@router.message(StateFilter(AdminForm.reject_note), NotACommand())
 async def reject_note(
     message: Message,
     state: FSMContext,
@@ -489,7 +489,7 @@ async def credit(query: CallbackQuery, snapshot: UserSnapshot, state: FSMContext
     )
 
 
-@router.message(AdminForm.credit_user, NotACommand())
+@router.message(StateFilter(AdminForm.credit_user), NotACommand())
 async def credit_user(
     message: Message,
     state: FSMContext,
@@ -554,7 +554,7 @@ async def credit_currency(
     )
 
 
-@router.message(AdminForm.credit_amount, NotACommand())
+@router.message(StateFilter(AdminForm.credit_amount), NotACommand())
 async def credit_amount(
     message: Message,
     state: FSMContext,

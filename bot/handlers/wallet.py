@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
-from aiogram.filters import Command
+from aiogram.filters import Command, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -224,7 +224,7 @@ async def deposit_button(
     )
 
 
-@router.message(WalletForm.deposit_amount, NotACommand())
+@router.message(StateFilter(WalletForm.deposit_amount), NotACommand())
 async def deposit_amount(
     message: Message,
     state: FSMContext,
@@ -294,7 +294,7 @@ async def withdraw_button(
     )
 
 
-@router.message(WalletForm.withdraw_amount, NotACommand())
+@router.message(StateFilter(WalletForm.withdraw_amount), NotACommand())
 async def withdraw_amount(
     message: Message,
     state: FSMContext,
@@ -327,7 +327,7 @@ async def withdraw_amount(
     )
 
 
-@router.message(WalletForm.withdraw_destination, NotACommand())
+@router.message(StateFilter(WalletForm.withdraw_destination), NotACommand())
 async def withdraw_destination(
     message: Message, state: FSMContext, currencies: Currencies, settings: EscrowSettings
 ) -> None:
@@ -362,7 +362,7 @@ async def withdraw_destination(
     )
 
 
-@router.message(WalletForm.withdraw_confirm, NotACommand())
+@router.message(StateFilter(WalletForm.withdraw_confirm), NotACommand())
 async def withdraw_waiting(message: Message) -> None:
     await message.answer(
         "Press ✅ Confirm withdrawal above, or /cancel.", reply_markup=cancel_keyboard()
