@@ -27,6 +27,7 @@ class SnapshotSource(Protocol):
 
     async def get(self, telegram_id: int) -> UserSnapshot | None: ...
 
+
 log = logging.getLogger(__name__)
 
 
