@@ -24,6 +24,7 @@ from bot.config import Config
 from bot.freshness import DealVersions
 from bot.handlers import build_router
 from bot.keyboards import Signer
+from bot.metrics import BotApiMetrics, Metrics, RouteName, UpdateMetrics
 from bot.middlewares import (
     ButtonsSkipStateMiddleware,
     ProcessEventIsolation,
@@ -32,6 +33,7 @@ from bot.middlewares import (
 )
 from bot.services import ServiceContext, Services
 from bot.services.wallets import DemoDepositProvider, DepositProvider
+from cache.client import counting
 from cache.replica import CacheReplica
 from db import Database
 from db.engine import build_engine
@@ -60,6 +62,7 @@ class App:
     services: Services
     deals_seen: DealVersions
     storage: BaseStorage
+    metrics: Metrics
     _owns_engine: bool = True
 
     async def register_commands(self) -> None:
@@ -106,9 +109,12 @@ async def build_app(
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
     )
+    metrics = Metrics(config.observability.slow_update_ms)
+    metrics.watch(engine, cache.cache.counters)
+    bot.session.middleware(BotApiMetrics(metrics))
     if storage is None:
         storage = RedisStorage(
-            Redis.from_url(config.redis.url),
+            Redis.from_url(config.redis.url, **counting(config.redis.url)),
             key_builder=DefaultKeyBuilder(prefix=f"{config.cache.key_prefix}:fsm"),
             state_ttl=24 * 3600,
             data_ttl=24 * 3600,
@@ -127,14 +133,18 @@ async def build_app(
         deposits=deposits or DemoDepositProvider(services.wallets),
     )
     # Order matters. aiogram's errors and user-context middlewares come first,
-    # then the FSM context (with per-user isolation; a button press reads no
-    # state). Filters need no I/O. Of the inner middlewares, the callback
-    # answer goes first: a press is acknowledged before anything else, the
-    # snapshot's one cache read included. Handlers that must alert say so in
-    # their callback_answer flags.
+    # then the update's timer, then the FSM context (with per-user isolation;
+    # a button press reads no state). Filters need no I/O. Of the inner
+    # middlewares, after naming the route, the callback answer goes first: a
+    # press is acknowledged before anything else, the snapshot's one cache
+    # read included. Handlers that must alert say so in their callback_answer
+    # flags.
+    dispatcher.update.outer_middleware(UpdateMetrics(metrics))
     fsm = ButtonsSkipStateMiddleware(storage, ProcessEventIsolation())
     dispatcher.fsm = fsm
     dispatcher.update.outer_middleware(fsm)
+    dispatcher.callback_query.middleware(RouteName())
+    dispatcher.message.middleware(RouteName())
     dispatcher.callback_query.middleware(CallbackAnswerMiddleware(pre=answer_first))
     snapshot = SnapshotMiddleware(snapshot_source or cache.cache, services)
     dispatcher.callback_query.middleware(snapshot)
@@ -149,5 +159,6 @@ async def build_app(
         services=services,
         deals_seen=deals_seen,
         storage=storage,
+        metrics=metrics,
         _owns_engine=owns_engine,
     )

@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -34,12 +34,24 @@ class TelegramSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     callback_secret: str = ""
 
 
+class ObservabilitySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # An update slower than this is logged with its route, SQL and Redis counts.
+    slow_update_ms: Annotated[float, msgspec.Meta(gt=0)] = 50.0
+    # /metrics (Prometheus) and /healthz; 0 turns the side server off.
+    http_host: str = "127.0.0.1"
+    http_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9100
+    # "json": one JSON object per line (for a log shipper); "text": for people.
+    log_format: Literal["json", "text"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
     telegram: TelegramSettings = msgspec.field(default_factory=TelegramSettings)
     escrow: EscrowSettings = msgspec.field(default_factory=EscrowSettings)
+    observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
     currencies: dict[str, CurrencySettings] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:

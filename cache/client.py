@@ -7,11 +7,30 @@ command fails fast and the breaker (cache/breaker.py) decides what comes next.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+from typing import Any
+
 from redis.asyncio import Redis
+from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from cache.settings import CacheSettings, RedisSettings
+
+# Requests sent to Redis in the current context (one bot update, say): whoever
+# wants the count sets a one-item list here; None costs one lookup per request.
+round_trips: ContextVar[list[int] | None] = ContextVar("redis_round_trips", default=None)
+
+
+class CountingConnection(Connection):
+    """A connection that counts each request (a command or a whole pipeline)
+    in `round_trips`, for the per-update metrics."""
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        counter = round_trips.get()
+        if counter is not None:
+            counter[0] += 1
+        await super().send_packed_command(command, check_health)
 
 
 def no_retries() -> Retry:
@@ -26,4 +45,11 @@ def build_redis(redis: RedisSettings, cache: CacheSettings) -> Redis:
         socket_connect_timeout=timeout,
         retry=no_retries(),
         health_check_interval=0,  # the listener pings on its own schedule
+        **counting(redis.url),
     )
+
+
+def counting(url: str) -> dict[str, Any]:
+    """Connection options that count round trips (plain TCP only: TLS and unix
+    sockets keep redis-py's own connection classes, uncounted)."""
+    return {"connection_class": CountingConnection} if url.startswith("redis://") else {}

@@ -1,0 +1,244 @@
+"""What a running replica measures: Prometheus metrics and slow-update logs.
+
+Per update: latency and time-to-answer by route, SQL statements and Redis
+round trips (counted through context variables, so concurrent updates never
+mix their counts). Read at scrape time: cache hits and misses by level,
+invalidations, listener state, connection pool usage.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiogram import BaseMiddleware, Bot
+from aiogram.client.session.middlewares.base import (
+    BaseRequestMiddleware,
+    NextRequestMiddlewareType,
+)
+from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
+from aiogram.methods import AnswerCallbackQuery, Response, TelegramMethod
+from aiogram.methods.base import TelegramType
+from aiogram.types import TelegramObject, Update
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cache.client import round_trips
+from cache.metrics import CacheCounters
+
+log = logging.getLogger("bot.updates")
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
+COUNT_BUCKETS = (0, 1, 2, 3, 4, 6, 8, 12)
+
+
+@dataclass(slots=True)
+class UpdateRecord:
+    started_ns: int
+    route: str = "unhandled"
+    sql: int = 0
+    redis: list[int] = field(default_factory=lambda: [0])
+    answered_ns: int | None = None
+
+
+current: ContextVar[UpdateRecord | None] = ContextVar("update_record", default=None)
+
+
+class Metrics:
+    def __init__(self, slow_update_ms: float = 50.0) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.slow_update_ns = int(slow_update_ms * 1e6)
+        self.update_seconds = Histogram(
+            "escrow_update_seconds",
+            "Update handling time, from the dispatcher in to done",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.answer_seconds = Histogram(
+            "escrow_time_to_answer_seconds",
+            "Button presses: from the dispatcher in to answerCallbackQuery sent",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.sql_per_update = Histogram(
+            "escrow_sql_statements_per_update",
+            "SQL statements sent for one update",
+            ["route"],
+            buckets=COUNT_BUCKETS,
+            registry=self.registry,
+        )
+        self.redis_per_update = Histogram(
+            "escrow_redis_round_trips_per_update",
+            "Redis requests sent for one update",
+            ["route"],
+            buckets=COUNT_BUCKETS,
+            registry=self.registry,
+        )
+        self.telegram_errors = Counter(
+            "escrow_telegram_api_errors",
+            "Failed Bot API requests",
+            ["method", "error"],
+            registry=self.registry,
+        )
+        self.telegram_retries = Counter(
+            "escrow_telegram_retry_after",
+            "Bot API requests refused with RetryAfter (429)",
+            ["method"],
+            registry=self.registry,
+        )
+
+    def watch(self, engine: AsyncEngine, counters: CacheCounters) -> None:
+        """Count SQL per update; export the cache's counters and the pool."""
+        if not event.contains(engine.sync_engine, "before_cursor_execute", _count_statement):
+            event.listen(engine.sync_engine, "before_cursor_execute", _count_statement)
+        self.registry.register(StateCollector(engine, counters))
+
+    def finish(self, record: UpdateRecord) -> None:
+        took = time.perf_counter_ns() - record.started_ns
+        route = record.route
+        self.update_seconds.labels(route).observe(took / 1e9)
+        self.sql_per_update.labels(route).observe(record.sql)
+        self.redis_per_update.labels(route).observe(record.redis[0])
+        if record.answered_ns is not None:
+            self.answer_seconds.labels(route).observe(
+                (record.answered_ns - record.started_ns) / 1e9
+            )
+        if took >= self.slow_update_ns:
+            log.warning(
+                "slow update",
+                extra={
+                    "route": route,
+                    "ms": round(took / 1e6, 3),
+                    "answer_ms": None
+                    if record.answered_ns is None
+                    else round((record.answered_ns - record.started_ns) / 1e6, 3),
+                    "sql": record.sql,
+                    "redis": record.redis[0],
+                },
+            )
+
+
+def _count_statement(*args: Any) -> None:
+    record = current.get()
+    if record is not None:
+        record.sql += 1
+
+
+class UpdateMetrics(BaseMiddleware):
+    """Outer middleware on updates, registered first: times the whole update."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        record = UpdateRecord(time.perf_counter_ns())
+        if isinstance(event, Update):
+            record.route = f"{event.event_type}:unhandled"
+        token = current.set(record)
+        redis_token = round_trips.set(record.redis)
+        try:
+            return await handler(event, data)
+        finally:
+            round_trips.reset(redis_token)
+            current.reset(token)
+            self.metrics.finish(record)
+
+
+class RouteName(BaseMiddleware):
+    """Inner middleware: names the route after the handler that took the update."""
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        record = current.get()
+        if record is not None:
+            record.route = data["handler"].callback.__name__
+        return await handler(event, data)
+
+
+class BotApiMetrics(BaseRequestMiddleware):
+    """Session middleware: when a press was answered, and what failed."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        if isinstance(method, AnswerCallbackQuery):
+            record = current.get()
+            if record is not None and record.answered_ns is None:
+                record.answered_ns = time.perf_counter_ns()
+        try:
+            return await make_request(bot, method)
+        except TelegramRetryAfter:
+            self.metrics.telegram_retries.labels(method.__api_method__).inc()
+            raise
+        except TelegramAPIError as exc:
+            self.metrics.telegram_errors.labels(method.__api_method__, type(exc).__name__).inc()
+            raise
+
+
+class StateCollector(Collector):
+    """Read at scrape time: the cache's counters and the connection pool."""
+
+    def __init__(self, engine: AsyncEngine, counters: CacheCounters) -> None:
+        self.pool = engine.sync_engine.pool
+        self.counters = counters
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        c = self.counters
+        reads = GaugeMetricFamily(
+            "escrow_cache_reads", "Snapshot reads by level and outcome", labels=["level", "outcome"]
+        )
+        for level, outcome, value in (
+            ("l1", "hit", c.l1_hits),
+            ("l1", "miss", c.l1_misses),
+            ("l1", "bypassed", c.l1_bypassed),
+            ("l2", "hit", c.l2_hits),
+            ("l2", "miss", c.l2_misses),
+            ("l2", "skipped", c.l2_skipped),
+            ("postgres", "load", c.loads),
+        ):
+            reads.add_metric([level, outcome], value)
+        yield reads
+        invalidations = GaugeMetricFamily(
+            "escrow_invalidations", "Invalidation events", labels=["direction"]
+        )
+        for direction, value in (
+            ("sent", c.invalidations_sent),
+            ("received", c.invalidations_received),
+            ("pending", c.invalidations_pending),
+        ):
+            invalidations.add_metric([direction], value)
+        yield invalidations
+        listener = GaugeMetricFamily(
+            "escrow_invalidation_listener_up", "1 while the listener is subscribed"
+        )
+        listener.add_metric([], 1 if c.listener_state == "subscribed" else 0)
+        yield listener
+        pool = GaugeMetricFamily("escrow_db_pool_connections", "Pool usage", labels=["state"])
+        pool.add_metric(["checked_out"], self.pool.checkedout())  # type: ignore[attr-defined]
+        pool.add_metric(["idle"], self.pool.checkedin())  # type: ignore[attr-defined]
+        pool.add_metric(["overflow"], max(self.pool.overflow(), 0))  # type: ignore[attr-defined]
+        yield pool
