@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from functools import cache
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
@@ -91,6 +92,8 @@ class Signer:
         return hmac.compare_digest(expected, data.sig)
 
 
+MY_DEALS = DealList(kind="active").pack()
+
 ACTION_LABELS = {
     Action.ACCEPT: "✅ Accept",
     Action.DECLINE: "Decline",
@@ -108,6 +111,9 @@ def menu_button() -> InlineKeyboardButton:
     return InlineKeyboardButton(text="« Menu", callback_data=Nav(to="menu").pack())
 
 
+# Keyboards that never change are built once: aiogram's builder makes and
+# deep-copies pydantic models, which was half the cost of a read-only press.
+@cache
 def main_menu(is_admin: bool) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     kb.button(text="➕ New deal", callback_data=Nav(to="new"))
@@ -120,6 +126,7 @@ def main_menu(is_admin: bool) -> InlineKeyboardMarkup:
     return kb.as_markup()
 
 
+@cache
 def back_to_menu() -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[[menu_button()]])
 
@@ -127,17 +134,21 @@ def back_to_menu() -> InlineKeyboardMarkup:
 def deal_keyboard(
     deal: DealView, viewer_id: int, viewer_telegram_id: int, signer: Signer, amount_text: str
 ) -> InlineKeyboardMarkup:
-    """The actions the viewer may take now, then navigation."""
-    kb = InlineKeyboardBuilder()
+    """The actions the viewer may take now, then navigation (one per row).
+
+    Built from buttons directly: this runs for every card shown and aiogram's
+    builder copies every button it is given."""
+    rows = []
     for action in allowed_actions(deal, viewer_id):
         label = ACTION_LABELS[action].format(amount=amount_text)
         if action is Action.CANCEL and deal.status in ("funded", "delivered"):
             label = "↩️ Cancel and refund the buyer"
-        kb.button(text=label, callback_data=signer.act(viewer_telegram_id, action, deal))
-    kb.button(text="⟳ Refresh", callback_data=DealCard(code=deal.code))
-    kb.button(text="📋 My deals", callback_data=DealList(kind="active"))
-    kb.adjust(1)
-    return kb.as_markup()
+        data = signer.act(viewer_telegram_id, action, deal).pack()
+        rows.append([InlineKeyboardButton(text=label, callback_data=data)])
+    refresh = DealCard(code=deal.code).pack()
+    rows.append([InlineKeyboardButton(text="⟳ Refresh", callback_data=refresh)])
+    rows.append([InlineKeyboardButton(text="📋 My deals", callback_data=MY_DEALS)])
+    return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
 def confirm_keyboard(

@@ -9,6 +9,7 @@ changes something checks it once more inside its transaction.
 from __future__ import annotations
 
 import logging
+from functools import cache
 from html import escape
 from typing import Literal
 
@@ -102,6 +103,7 @@ async def refused(query: CallbackQuery, snapshot: UserSnapshot) -> bool:
     return True
 
 
+@cache
 def home_keyboard() -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     kb.button(text="⚠️ Open disputes", callback_data=AdminPanel(screen="disputes"))
@@ -113,6 +115,7 @@ def home_keyboard() -> InlineKeyboardMarkup:
     return kb.as_markup()
 
 
+@cache
 def screen_keyboard(screen: str) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     kb.button(text="⟳ Refresh", callback_data=AdminPanel(screen=screen))
@@ -120,6 +123,7 @@ def screen_keyboard(screen: str) -> InlineKeyboardMarkup:
     return kb.as_markup()
 
 
+@cache
 def cancel_keyboard() -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     kb.button(text="✖️ Cancel", callback_data=AdminPanel(screen="home"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from functools import cache
 from html import escape
 from typing import Protocol, runtime_checkable
 
@@ -91,6 +92,7 @@ def balances_text(user: UserSnapshot, currencies: Currencies, headline: str = ""
     return "\n".join(lines)
 
 
+@cache
 def wallet_keyboard() -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     kb.button(text="➕ Deposit", callback_data=WalletMenu(screen="deposit"))
@@ -105,10 +107,12 @@ def back_button() -> InlineKeyboardButton:
     return InlineKeyboardButton(text="« Wallet", callback_data=WalletMenu(screen="home").pack())
 
 
+@cache
 def back_to_wallet() -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[[back_button()]])
 
 
+@cache
 def cancel_keyboard() -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     kb.button(text="✖️ Cancel", callback_data=WalletMenu(screen="cancel"))

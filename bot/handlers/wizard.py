@@ -9,6 +9,7 @@ earlier screen, or from a wizard that has ended, changes nothing.
 
 from __future__ import annotations
 
+from functools import cache
 from html import escape
 from typing import Any
 
@@ -155,6 +156,7 @@ def _cancel_button() -> InlineKeyboardButton:
     return InlineKeyboardButton(text=CANCEL, callback_data=WizardAct(act="cancel").pack())
 
 
+@cache
 def role_screen() -> tuple[str, InlineKeyboardMarkup]:
     markup = _keyboard(
         (BUYING, ChooseRole(role="buyer")), (SELLING, ChooseRole(role="seller")), width=2
@@ -172,11 +174,13 @@ def currency_screen(currencies: Currencies) -> tuple[str, InlineKeyboardMarkup]:
     return ASK_CURRENCY.format(step=3, steps=STEPS), _keyboard(*buttons, width=3)
 
 
+@cache
 def amount_screen(money: Currency) -> tuple[str, InlineKeyboardMarkup]:
     text = ASK_AMOUNT.format(step=4, steps=STEPS, **_bounds(money))
     return text, _keyboard()
 
 
+@cache
 def description_screen(limit: int) -> tuple[str, InlineKeyboardMarkup]:
     return ASK_DESCRIPTION.format(step=5, steps=STEPS, limit=limit), _keyboard()
 
@@ -208,6 +212,7 @@ def _bounds(money: Currency) -> dict[str, str]:
     }
 
 
+@cache
 def _expired_keyboard() -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     kb.button(text=NEW_DEAL, callback_data=Nav(to="new"))
