@@ -1,0 +1,266 @@
+"""Timing and counting one update at a time, for the benchmark.
+
+An update is fed to the dispatcher inside a context variable holding its
+record, so whatever the update causes, in its own task or in tasks it starts
+(the cache's single-flight load), is attributed to it:
+
+- SQL statements and commits: SQLAlchemy's `before_cursor_execute` and
+  `commit` events on the engines under test;
+- Redis round trips: every `send_packed_command` of redis-py's asyncio
+  connections (a pipeline is one), patched once in this process;
+- the callback answer: the Telegram double's request listener, with the
+  double's own perf_counter_ns timestamp of answerCallbackQuery.
+
+Records land in `array`s (no objects for the garbage collector to walk).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from array import array
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.types import Update
+from redis.asyncio.connection import AbstractConnection
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from bot.sim.telegram import BotRequest, FakeTelegram
+
+CLASSES = ("read", "card", "list", "wizard_press", "wizard_msg", "write", "other")
+PRESS_CLASSES = frozenset({"read", "card", "list", "wizard_press", "write"})
+ROUTES: dict[str, str] = {
+    "menu": "read",
+    "wallet": "read",
+    "help": "read",
+    "card": "card",
+    "confirm": "card",
+    "list": "list",
+    "older": "list",
+    "role": "wizard_press",
+    "currency": "wizard_press",
+    "new": "wizard_msg",
+    "counterparty": "wizard_msg",
+    "amount": "wizard_msg",
+    "description": "wizard_msg",
+    "create": "write",
+    "accept": "write",
+    "fund": "write",
+    "deliver": "write",
+    "release": "write",
+    "start": "other",
+}
+ROUTE_NAMES = tuple(ROUTES)
+ROUTE_IDS = {name: index for index, name in enumerate(ROUTE_NAMES)}
+# flags of a record
+ERROR, REFILL, PRESS = 1, 2, 4
+UNEXPECTED_PREFIX = "😕"
+
+
+class Rec:
+    __slots__ = ("answer", "commits", "error", "first_io", "redis", "sql")
+
+    def __init__(self) -> None:
+        self.answer = self.first_io = 0
+        self.sql = self.redis = self.commits = 0
+        self.error = False
+
+
+CURRENT: ContextVar[Rec | None] = ContextVar("bench_update", default=None)
+_now = time.perf_counter_ns
+
+
+def _io() -> Rec | None:
+    rec = CURRENT.get()
+    if rec is not None and not rec.first_io:
+        rec.first_io = _now()
+    return rec
+
+
+def install_redis_counter() -> None:
+    """Count every request redis-py's asyncio connections send (once per process)."""
+    if getattr(AbstractConnection.send_packed_command, "_bench", False):
+        return
+    original = AbstractConnection.send_packed_command
+
+    async def send_packed_command(self: Any, command: Any, check_health: bool = True) -> None:
+        rec = _io()
+        if rec is not None:
+            rec.redis += 1
+        return await original(self, command, check_health)
+
+    send_packed_command._bench = True  # type: ignore[attr-defined]
+    AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
+
+
+def _before_cursor_execute(*args: Any) -> None:
+    rec = _io()
+    if rec is not None:
+        rec.sql += 1
+
+
+def _commit(*args: Any) -> None:
+    rec = CURRENT.get()
+    if rec is not None:
+        rec.commits += 1
+
+
+def count_sql(engine: Engine) -> Callable[[], None]:
+    """Attribute `engine`'s statements and commits to the update in flight; the undo."""
+    event.listen(engine, "before_cursor_execute", _before_cursor_execute)
+    event.listen(engine, "commit", _commit)
+
+    def remove() -> None:
+        event.remove(engine, "before_cursor_execute", _before_cursor_execute)
+        event.remove(engine, "commit", _commit)
+
+    return remove
+
+
+class Samples:
+    """One row per measured update, column by column."""
+
+    def __init__(self) -> None:
+        self.route = array("B")
+        self.flags = array("B")
+        self.sched = array("q")  # when it was due to arrive (open loop) or was sent
+        self.t0 = array("q")  # when it entered the dispatcher
+        self.answer = array("q")  # answerCallbackQuery issued (0: none)
+        self.first_io = array("q")  # first SQL statement or Redis request (0: none)
+        self.end = array("q")  # feed_update returned
+        self.sql = array("H")
+        self.redis = array("H")
+        self.commits = array("H")
+
+    def __len__(self) -> int:
+        return len(self.route)
+
+
+class GcWatch:
+    """Pauses of the garbage collector, by generation, while it is on."""
+
+    def __init__(self) -> None:
+        self.pauses: list[list[int]] = [[], [], []]
+        self._started = 0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = _now()
+        else:
+            self.pauses[info["generation"]].append(_now() - self._started)
+
+    def __enter__(self) -> GcWatch:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+
+class LogTally(logging.Filter):
+    """Counts warnings and errors logged while a mode runs; lets only the first
+    few of each kind through to the terminal."""
+
+    def __init__(self, shown: int = 3) -> None:
+        super().__init__()
+        self.shown = shown
+        self.counts: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = f"{record.levelname} {record.name}: {record.msg}"[:160]
+        if record.exc_info and record.exc_info[1] is not None:
+            key += f" ({type(record.exc_info[1]).__name__})"
+        self.counts[key] = self.counts.get(key, 0) + 1
+        # warnings (slow updates, mostly) are only counted; errors are shown a
+        # few times, in one line each (the JSON has the counts)
+        if record.levelno < logging.ERROR or self.counts[key] > self.shown:
+            return False
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.msg}: {record.exc_info[1]!r}"
+            record.exc_info = record.exc_text = None
+        return True
+
+    def take(self) -> dict[str, int]:
+        counts, self.counts = self.counts, {}
+        return counts
+
+
+class Harness:
+    """Feeds updates to one dispatcher, times them and counts their I/O."""
+
+    def __init__(self, telegram: FakeTelegram, bot: Bot, dispatcher: Dispatcher) -> None:
+        self.telegram = telegram
+        self.bot = bot
+        self.dispatcher = dispatcher
+        self.samples = Samples()
+        self.measuring = False
+        self.inflight = 0
+        self.max_inflight = 0
+        self.dropped = 0
+        self.completed = 0
+        self.changed: set[int] = set()  # users whose snapshot changed since their last update
+        self.trace: list[tuple[int, int, bool, str, int]] | None = None
+        self.trace_start = 0
+        telegram.add_listener(self._heard)
+
+    def _heard(self, request: BotRequest) -> None:
+        rec = CURRENT.get()
+        if rec is None:
+            return
+        if request.method == "answerCallbackQuery":
+            if not rec.answer:
+                rec.answer = request.at_ns
+        elif request.method == "sendMessage" and request.params["text"].startswith(
+            UNEXPECTED_PREFIX
+        ):
+            rec.error = True
+
+    def user_changed(self, telegram_id: int) -> None:
+        self.changed.add(telegram_id)
+
+    def start_trace(self) -> None:
+        self.trace, self.trace_start = [], _now()
+
+    async def feed(self, user_index: int, telegram_id: int, update: Update, route: str, sched: int):
+        route_id = ROUTE_IDS[route]
+        press = update.callback_query is not None
+        refill = ROUTES[route] == "read" and telegram_id in self.changed
+        self.changed.discard(telegram_id)
+        if self.trace is not None and self.measuring:
+            payload = update.callback_query.data if press else update.message.text  # type: ignore[union-attr]
+            self.trace.append(
+                (sched - self.trace_start, user_index, press, payload or "", route_id)
+            )
+        self.inflight += 1
+        if self.inflight > self.max_inflight:
+            self.max_inflight = self.inflight
+        rec = Rec()
+        token = CURRENT.set(rec)
+        t0 = _now()
+        try:
+            await self.dispatcher.feed_update(self.bot, update)
+        except Exception:
+            rec.error = True
+        finally:
+            end = _now()
+            CURRENT.reset(token)
+            self.inflight -= 1
+            self.completed += 1
+        if self.measuring:
+            s = self.samples
+            s.route.append(route_id)
+            s.flags.append(ERROR * rec.error | REFILL * refill | PRESS * press)
+            s.sched.append(sched or t0)
+            s.t0.append(t0)
+            s.answer.append(rec.answer)
+            s.first_io.append(rec.first_io)
+            s.end.append(end)
+            s.sql.append(min(rec.sql, 65535))
+            s.redis.append(min(rec.redis, 65535))
+            s.commits.append(min(rec.commits, 65535))
+        return rec
