@@ -1,4 +1,4 @@
-"""Command line: python -m bot {run,migrate}."""
+"""Command line: python -m bot {run,migrate,doctor,bench}."""
 
 from __future__ import annotations
 
@@ -30,14 +30,10 @@ async def migrate_command(config: Config) -> int:
 
 
 async def run_command(config: Config) -> int:
-    """Bring the database to the migration head and report what is configured.
+    """Serve Telegram (polling or webhook), or local mode without a token: bot/run.py."""
+    from bot.run import run
 
-    The Telegram side (polling, webhook, local mode) plugs in here."""
-    await migrate_command(config)
-    currencies = ", ".join(f"{c.code} (fee {c.fee_bps / 100:g}%)" for c in config.currency_table())
-    print(f"currencies {currencies}")
-    print(f"admins {len(config.escrow.admins)} configured")
-    return 0
+    return await run(config)
 
 
 async def doctor_command(config: Config) -> int:
@@ -49,13 +45,25 @@ async def doctor_command(config: Config) -> int:
 COMMANDS = {"run": run_command, "migrate": migrate_command, "doctor": doctor_command}
 
 
+def bench_command(argv: list[str]) -> int:
+    """The benchmark parses its own options and runs its own (uvloop) event loop."""
+    from bot.sim.bench import main as bench
+
+    return bench(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        return bench_command(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
-    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("command", choices=sorted([*COMMANDS, "bench"]))
     parser.add_argument(
         "--config", help="path to config.toml (default: ESCROW_CONFIG or ./config.toml)"
     )
     args = parser.parse_args(argv)
+    if args.command == "bench":  # `python -m bot --config FILE bench`
+        return bench_command(["--config", args.config] if args.config else [])
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -66,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "run":  # logging from [observability], uvloop, signals
+        from bot.run import main as run
+
+        return run(config)
     return asyncio.run(COMMANDS[args.command](config))
 
 

@@ -14,7 +14,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.base import BaseSession
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
-from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
+from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisEventIsolation, RedisStorage
 from aiogram.types import BotCommand
 from aiogram.utils.callback_answer import CallbackAnswerMiddleware
 from redis.asyncio import Redis
@@ -31,9 +31,11 @@ from bot.middlewares import (
     SnapshotMiddleware,
     SnapshotSource,
 )
+from bot.replicas import UpdateDedup
 from bot.services import ServiceContext, Services
 from bot.services.wallets import DemoDepositProvider, DepositProvider
 from cache.client import counting
+from cache.keys import CacheKeys
 from cache.replica import CacheReplica
 from db import Database
 from db.engine import build_engine
@@ -63,6 +65,7 @@ class App:
     deals_seen: DealVersions
     storage: BaseStorage
     metrics: Metrics
+    update_dedup: UpdateDedup | None = None
     _owns_engine: bool = True
 
     async def register_commands(self) -> None:
@@ -85,10 +88,15 @@ async def build_app(
     deposits: DepositProvider | None = None,
     snapshot_source: SnapshotSource | None = None,
     answer_first: bool = True,
+    replicas: bool = False,
 ) -> App:
     """One bot replica. `snapshot_source` and `answer_first` exist for the
     benchmark's ablations (reading the database on every update, answering a
-    press after its handler); the product always uses the defaults."""
+    press after its handler); the product always uses the defaults.
+
+    `replicas`: several replicas share one update stream (webhook mode): one
+    user's updates are ordered by a Redis lock instead of a process lock, and
+    a redelivered update_id is dropped."""
     owns_engine = engine is None
     engine = engine or build_engine(config.database)
     database = Database(engine)
@@ -139,8 +147,20 @@ async def build_app(
     # press is acknowledged before anything else, the snapshot's one cache
     # read included. Handlers that must alert say so in their callback_answer
     # flags.
+    update_dedup = None
+    if replicas:
+        # Before everything of ours: a duplicate takes no lock and is not timed.
+        update_dedup = UpdateDedup(
+            cache.cache.redis,
+            CacheKeys(config.cache.key_prefix),
+            config.runtime.update_dedup_seconds,
+        )
+        dispatcher.update.outer_middleware(update_dedup)
     dispatcher.update.outer_middleware(UpdateMetrics(metrics))
-    fsm = ButtonsSkipStateMiddleware(storage, ProcessEventIsolation())
+    isolation = ProcessEventIsolation()
+    if replicas and isinstance(storage, RedisStorage):
+        isolation = RedisEventIsolation(storage.redis, key_builder=storage.key_builder)
+    fsm = ButtonsSkipStateMiddleware(storage, isolation)
     dispatcher.fsm = fsm
     dispatcher.update.outer_middleware(fsm)
     dispatcher.callback_query.middleware(RouteName())
@@ -160,5 +180,6 @@ async def build_app(
         deals_seen=deals_seen,
         storage=storage,
         metrics=metrics,
+        update_dedup=update_dedup,
         _owns_engine=owns_engine,
     )

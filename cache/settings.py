@@ -8,10 +8,11 @@ import msgspec
 
 
 class RedisSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # Empty: none configured (`run` starts an embedded Redis).
     url: str = "redis://127.0.0.1:6379/0"
 
     def __post_init__(self) -> None:
-        if not self.url.startswith(("redis://", "rediss://", "unix://")):
+        if self.url and not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("url: must be a redis://, rediss:// or unix:// URL")
 
 

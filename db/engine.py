@@ -22,6 +22,8 @@ class DatabaseSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     statement_timeout_ms: Annotated[int, msgspec.Meta(ge=0)] = 5000
 
     def __post_init__(self) -> None:
+        if not self.url:  # none configured: `run` starts an embedded PostgreSQL
+            return
         try:
             backend = make_url(self.url).get_backend_name()
         except Exception:

@@ -29,7 +29,6 @@ async def notify_parties(
     signer: Signer,
 ) -> None:
     """Send every party but the actor a fresh card of `deal` with `headline`."""
-    money = currencies[deal.currency]
     parties = (
         (deal.buyer_id, deal.buyer_telegram_id),
         (deal.seller_id, deal.seller_telegram_id),
@@ -37,16 +36,32 @@ async def notify_parties(
     for user_id, telegram_id in parties:
         if user_id is None or telegram_id is None or telegram_id == actor_telegram_id:
             continue
-        try:
-            await bot.send_message(
-                telegram_id,
-                texts.deal_card(deal, user_id, currencies, headline),
-                reply_markup=keyboards.deal_keyboard(
-                    deal, user_id, telegram_id, signer, money.format(deal.amount)
-                ),
-            )
-        except TelegramAPIError as exc:
-            log.info("could not notify %s about deal %s: %s", telegram_id, deal.code, exc)
+        await notify_party(bot, deal, user_id, telegram_id, headline, currencies, signer)
+
+
+async def notify_party(
+    bot: Bot,
+    deal: DealView,
+    user_id: int,
+    telegram_id: int,
+    headline: str,
+    currencies: Currencies,
+    signer: Signer,
+) -> bool:
+    """Send one party a fresh card of `deal` with `headline`; False if Telegram refused."""
+    money = currencies[deal.currency]
+    try:
+        await bot.send_message(
+            telegram_id,
+            texts.deal_card(deal, user_id, currencies, headline),
+            reply_markup=keyboards.deal_keyboard(
+                deal, user_id, telegram_id, signer, money.format(deal.amount)
+            ),
+        )
+    except TelegramAPIError as exc:
+        log.info("could not notify %s about deal %s: %s", telegram_id, deal.code, exc)
+        return False
+    return True
 
 
 async def notify_admins(

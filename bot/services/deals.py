@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Row, text
@@ -163,6 +164,15 @@ WITH due AS (
     WHERE escrow_id IN (SELECT id FROM expired) AND status = 'active'
 )"""
     + _deal_view("expired")
+)
+
+NEARING_DEADLINE = text(
+    _deal_view("escrows")
+    + """
+WHERE d.status IN ('pending', 'accepted')
+  AND d.deadline_at > now() AND d.deadline_at <= now() + CAST(:within AS interval)
+ORDER BY d.deadline_at
+LIMIT :limit"""
 )
 
 STATUS_WORDS = {
@@ -466,6 +476,15 @@ class DealService(Service):
             return deals
 
         return await self.transaction(work)
+
+    async def nearing_deadline(self, within_seconds: float, limit: int = 500) -> list[DealView]:
+        """Deals still waiting to be accepted or funded whose deadline is within
+        `within_seconds` (for reminders; one read, no transaction)."""
+        async with self.ctx.db.engine.connect() as conn:
+            rows = await conn.execute(
+                NEARING_DEADLINE, {"within": timedelta(seconds=within_seconds), "limit": limit}
+            )
+            return [_view(row) for row in rows]
 
     # -- invitations --------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Protocol
 
 import msgspec
@@ -44,6 +45,19 @@ UPDATE withdrawals SET status = :status, decided_at = now(), decided_by = :admin
 WHERE id = :id AND status = 'pending'
 RETURNING id, user_id, currency, amount, destination, status, created_at, decided_at, note
 """)
+
+# Pending withdrawals no admin decided in time, oldest first, skipping those
+# an admin (or another replica) is deciding right now.
+LOCK_STALE_WITHDRAWALS = text("""
+SELECT w.id, w.user_id, w.currency, w.amount, w.destination, w.status, w.created_at,
+       w.decided_at, w.note, u.telegram_id
+FROM withdrawals w JOIN users u ON u.id = w.user_id
+WHERE w.status = 'pending' AND w.created_at <= now() - CAST(:older_than AS interval)
+ORDER BY w.id
+LIMIT :limit
+FOR UPDATE OF w SKIP LOCKED
+""")
+STALE_WITHDRAWAL_NOTE = "not decided in time"
 
 
 class Deposit(msgspec.Struct, frozen=True):
@@ -221,6 +235,53 @@ class WalletService(Service):
         if note is not None:
             note = bounded_text(note, self.settings.reason_max_length, "note")
         return await self._decide(admin, withdrawal_id, WithdrawalStatus.REJECTED, note)
+
+    async def reject_stale_withdrawals(
+        self, older_than_seconds: float, limit: int = 100
+    ) -> Outcome[list[WithdrawalView]]:
+        """Reject pending withdrawals older than this (no admin decided them):
+        each held amount returns to its owner's available funds, exactly as an
+        admin's rejection would (the same ledger movement and key)."""
+
+        async def work(uow: UnitOfWork) -> list[WithdrawalView]:
+            rows = await uow.execute(
+                LOCK_STALE_WITHDRAWALS,
+                {"older_than": timedelta(seconds=older_than_seconds), "limit": limit},
+            )
+            rejected = []
+            for locked in rows.all():
+                row = (
+                    await uow.execute(
+                        DECIDE_WITHDRAWAL,
+                        {
+                            "id": locked.id,
+                            "status": WithdrawalStatus.REJECTED.value,
+                            "admin_id": None,
+                            "note": STALE_WITHDRAWAL_NOTE,
+                        },
+                    )
+                ).one()
+                await post_movement(
+                    uow,
+                    key=f"withdrawal:{locked.id}:{WithdrawalStatus.REJECTED.value}",
+                    currency=locked.currency,
+                    legs=[
+                        Leg(LedgerKind.REFUND, LedgerAccount.HELD, -locked.amount, locked.user_id),
+                        Leg(
+                            LedgerKind.REFUND,
+                            LedgerAccount.AVAILABLE,
+                            locked.amount,
+                            locked.user_id,
+                        ),
+                    ],
+                    withdrawal_id=locked.id,
+                )
+                rejected.append(
+                    msgspec.structs.replace(_withdrawal(row), telegram_id=locked.telegram_id)
+                )
+            return rejected
+
+        return await self.transaction(work)
 
     async def _decide(
         self, admin: Actor, withdrawal_id: int, status: WithdrawalStatus, note: str | None

@@ -1,0 +1,177 @@
+"""Background jobs: deal expiry and deadline reminders, once per tick across
+all replicas.
+
+Every replica runs the loop; each tick, the one that wins a job's Redis lock
+(`replicas.JobLock`) runs it. Expiry is safe to run twice anyway (`FOR UPDATE
+SKIP LOCKED`, guarded by status); the lock keeps the replicas from doing the
+same work N times. A reminder is sent once per deal and status (a `SET NX`
+marker that lives until the deadline has passed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from datetime import UTC, datetime
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
+
+from bot.handlers.notify import notify_parties, notify_party
+from bot.keyboards import Signer
+from bot.replicas import JobLock
+from bot.services import Services
+from bot.services.rules import Action, allowed_actions
+from bot.services.views import DealView
+
+log = logging.getLogger(__name__)
+
+EXPIRED_HEADLINE = "⌛ This deal expired: it was not accepted and funded by its deadline."
+BATCH = 500
+# What a reminder asks for: the steps that move a deal on (not cancelling it).
+REMINDED_ACTIONS = {Action.ACCEPT: "accept it", Action.FUND: "fund it"}
+
+
+def reminder_headline(deal: DealView, actions: list[Action], now: datetime) -> str:
+    hours = max(1, math.ceil((deal.deadline_at - now).total_seconds() / 3600))
+    what = " and ".join(REMINDED_ACTIONS[action] for action in actions)
+    return f"⏰ Reminder: this deal expires in {hours} h unless you {what}."
+
+
+class BackgroundJobs:
+    def __init__(
+        self,
+        services: Services,
+        bot: Bot,
+        signer: Signer,
+        lock: JobLock,
+        interval_seconds: float,
+        reminder_before_seconds: float = 0.0,
+        withdrawal_timeout_seconds: float = 0.0,
+    ) -> None:
+        self.services = services
+        self.reminder_before = reminder_before_seconds
+        self.withdrawal_timeout = withdrawal_timeout_seconds
+        self.reminded = 0
+        self.withdrawals_rejected = 0
+        self.bot = bot
+        self.signer = signer
+        self.lock = lock
+        self.interval = interval_seconds
+        self.ticks = 0
+        self.expired = 0
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def tick(self) -> int:
+        """Run the jobs this replica wins this tick; the number of deals expired."""
+        expired = await self.expire()
+        if self.reminder_before:
+            await self.remind()
+        if self.withdrawal_timeout:
+            await self.reject_stale_withdrawals()
+        return expired
+
+    async def reject_stale_withdrawals(self) -> int:
+        """Give back withdrawals no admin decided in time, and tell their owners."""
+        if not await self.lock.acquire("reject_stale_withdrawals", self._tick_ms()):
+            return 0
+        rejected = (
+            await self.services.wallets.reject_stale_withdrawals(self.withdrawal_timeout)
+        ).value
+        for withdrawal in rejected:
+            money = self.services.ctx.currencies[withdrawal.currency]
+            text = (
+                f"✖️ Your withdrawal #{withdrawal.id} of {money.format(withdrawal.amount)} was "
+                "not decided in time and is cancelled.\n"
+                "The amount is back in your available balance."
+            )
+            if withdrawal.telegram_id is None:
+                continue
+            try:
+                await self.bot.send_message(withdrawal.telegram_id, text)
+            except TelegramAPIError as exc:
+                log.info("could not tell %s: %s", withdrawal.telegram_id, exc)
+        if rejected:
+            log.info("rejected %d withdrawals no admin decided in time", len(rejected))
+        self.withdrawals_rejected += len(rejected)
+        return len(rejected)
+
+    def _tick_ms(self) -> int:
+        # A lock lives a little less than a tick, so the next tick is free again.
+        return max(int(self.interval * 900), 1)
+
+    async def remind(self) -> int:
+        """Remind whoever must accept or fund a deal nearing its deadline, once."""
+        if not await self.lock.acquire("remind_deadlines", self._tick_ms()):
+            return 0
+        sent = 0
+        now = datetime.now(UTC)
+        redis, keys = self.lock.redis, self.lock.keys
+        for deal in await self.services.deals.nearing_deadline(self.reminder_before):
+            parties = (
+                (deal.buyer_id, deal.buyer_telegram_id),
+                (deal.seller_id, deal.seller_telegram_id),
+            )
+            for user_id, telegram_id in parties:
+                if user_id is None or telegram_id is None:
+                    continue
+                actions = [a for a in allowed_actions(deal, user_id) if a in REMINDED_ACTIONS]
+                if not actions:
+                    continue
+                ttl = max(int((deal.deadline_at - now).total_seconds()) + 3600, 60)
+                marker = keys.reminder(deal.id, deal.status, user_id)
+                if not await redis.set(marker, 1, nx=True, ex=ttl):
+                    continue
+                headline = reminder_headline(deal, actions, now)
+                currencies = self.services.ctx.currencies
+                if await notify_party(
+                    self.bot, deal, user_id, telegram_id, headline, currencies, self.signer
+                ):
+                    sent += 1
+        self.reminded += sent
+        return sent
+
+    async def expire(self) -> int:
+        """Expire overdue deals and tell both parties; the number expired."""
+        if not await self.lock.acquire("expire_deals", self._tick_ms()):
+            return 0
+        self.ticks += 1
+        expired = 0
+        while True:
+            deals = (await self.services.deals.expire_due(limit=BATCH)).value
+            for deal in deals:
+                # No actor: both parties are told.
+                await notify_parties(
+                    self.bot, deal, 0, EXPIRED_HEADLINE, self.services.ctx.currencies, self.signer
+                )
+            expired += len(deals)
+            if len(deals) < BATCH:
+                break
+        if expired:
+            log.info("expired %d overdue deals", expired)
+        self.expired += expired
+        return expired
+
+    async def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("background jobs failed; trying again next tick")
+            try:
+                async with asyncio.timeout(self.interval):
+                    await self._stop.wait()
+            except TimeoutError:
+                pass
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="background-jobs")
+
+    async def stop(self) -> None:
+        """Let a running tick finish, then stop."""
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+            self._task = None

@@ -1,0 +1,136 @@
+"""Telegram's limits on outgoing calls: sends are paced within the global and
+per-chat rates, and a 429 is waited out, not failed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiogram import Bot
+from aiogram.client.session.middlewares.base import (
+    BaseRequestMiddleware,
+    NextRequestMiddlewareType,
+)
+from aiogram.exceptions import TelegramRetryAfter
+from aiogram.methods import Response, TelegramMethod
+from aiogram.methods.base import TelegramType
+
+log = logging.getLogger(__name__)
+
+
+class RetryAfter(BaseRequestMiddleware):
+    """Session middleware: when Telegram answers 429 with `retry_after`, wait
+    that long and send the call again, at most `attempts` times and only for
+    waits up to `max_wait` seconds; then the 429 reaches the caller as usual."""
+
+    def __init__(
+        self,
+        attempts: int = 3,
+        max_wait: float = 60.0,
+        *,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        on_retry: Callable[[str, float], object] | None = None,
+    ) -> None:
+        self.attempts = attempts
+        self.max_wait = max_wait
+        self.sleep = sleep
+        self.on_retry = on_retry
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        retries = 0
+        while True:
+            try:
+                return await make_request(bot, method)
+            except TelegramRetryAfter as exc:
+                if retries >= self.attempts or exc.retry_after > self.max_wait:
+                    raise
+                retries += 1
+                name = method.__api_method__
+                log.warning(
+                    "%s: Telegram asks to retry after %ss (retry %d of %d)",
+                    name,
+                    exc.retry_after,
+                    retries,
+                    self.attempts,
+                )
+                if self.on_retry is not None:
+                    self.on_retry(name, exc.retry_after)
+                await self.sleep(exc.retry_after)
+
+
+class TokenBucket:
+    """`rate` per second with bursts of `burst`. A taker reserves a token and
+    is told how long to wait for it, so waiters are served in order."""
+
+    __slots__ = ("burst", "rate", "tokens", "updated")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.updated = burst, now
+
+    def reserve(self, now: float) -> float:
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        self.tokens -= 1
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+    def idle(self, now: float) -> bool:
+        return self.tokens + (now - self.updated) * self.rate >= self.burst
+
+
+# What Telegram rate-limits: messages sent or changed in a chat. Answering a
+# button press is not limited here: it must never wait behind a send.
+LIMITED_PREFIXES = ("send", "edit", "copy", "forward")
+CHAT_BUCKETS_LIMIT = 10_000
+
+
+class SendRate(BaseRequestMiddleware):
+    """Session middleware: keeps this replica's sends within a global rate and
+    a per-chat rate (with a small burst), waiting instead of being refused.
+    The limits are per replica: divide the global one among the replicas."""
+
+    def __init__(
+        self,
+        per_second: float = 25.0,
+        chat_per_second: float = 1.0,
+        chat_burst: int = 5,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        self.clock, self.sleep = clock, sleep
+        self.chat_rate, self.chat_burst = chat_per_second, chat_burst
+        self.overall = TokenBucket(per_second, max(per_second, 1), clock())
+        self.chats: dict[int | str, TokenBucket] = {}
+
+    def delay(self, chat_id: int | str | None) -> float:
+        """Reserve a send now; how long it must wait."""
+        now = self.clock()
+        wait = 0.0
+        if chat_id is not None:
+            bucket = self.chats.get(chat_id)
+            if bucket is None:
+                if len(self.chats) >= CHAT_BUCKETS_LIMIT:
+                    self.chats = {k: b for k, b in self.chats.items() if not b.idle(now)}
+                bucket = self.chats[chat_id] = TokenBucket(self.chat_rate, self.chat_burst, now)
+            wait = bucket.reserve(now)
+        return max(wait, self.overall.reserve(now))
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        if method.__api_method__.startswith(LIMITED_PREFIXES):
+            wait = self.delay(getattr(method, "chat_id", None))
+            if wait > 0:
+                await self.sleep(wait)
+        return await make_request(bot, method)

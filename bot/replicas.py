@@ -1,0 +1,134 @@
+"""What makes several replicas safe to run side by side: a redelivered update
+is handled once, the webhook is set once per configuration, and a background
+job runs on one replica per tick. All of it is a Redis key under the cache's
+prefix (`cache.keys`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
+from typing import Any
+
+from aiogram import BaseMiddleware, Bot
+from aiogram.types import TelegramObject, Update
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from cache.keys import CacheKeys
+
+log = logging.getLogger(__name__)
+
+
+class UpdateDedup(BaseMiddleware):
+    """Outer middleware on updates: the first replica to `SET NX` an update_id
+    handles it; a redelivery (Telegram retrying a slow webhook, or a load
+    balancer sending it twice) is dropped.
+
+    If the update fails, the key is deleted so a redelivery may try again. If
+    Redis cannot answer, the update is handled: its writes are guarded in the
+    database anyway, so a rare double is a polite no-op, never a second payout."""
+
+    def __init__(self, redis: Redis, keys: CacheKeys, ttl_seconds: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.ttl_seconds = ttl_seconds
+        self.dropped = 0
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        if not isinstance(event, Update):
+            return await handler(event, data)
+        key = self.keys.update(event.update_id)
+        try:
+            first = await self.redis.set(key, 1, nx=True, ex=self.ttl_seconds)
+        except RedisError as exc:
+            log.warning("update %s: dedup skipped, Redis failed: %r", event.update_id, exc)
+            return await handler(event, data)
+        if not first:
+            self.dropped += 1
+            log.info("update %s already taken; dropped", event.update_id)
+            return None
+        try:
+            return await handler(event, data)
+        except BaseException:
+            with suppress(RedisError):
+                await self.redis.delete(key)
+            raise
+
+
+class JobLock:
+    """One replica per tick: `SET <prefix>:job:<name> <token> NX PX <tick>`.
+
+    The key is never released: it expires with the tick, so however many
+    replicas wake up in that tick, one runs the job."""
+
+    def __init__(self, redis: Redis, keys: CacheKeys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.token = secrets.token_hex(8)
+
+    async def acquire(self, name: str, ttl_ms: int) -> bool:
+        return bool(await self.redis.set(self.keys.job(name), self.token, nx=True, px=ttl_ms))
+
+
+def webhook_secret(token: str, configured: str) -> str:
+    """The configured secret, or one derived from the token (the same on every replica)."""
+    if configured:
+        return configured
+    return hmac.new(token.encode(), b"escrow-webhook", hashlib.sha256).hexdigest()
+
+
+def webhook_digest(url: str, secret: str, allowed_updates: Sequence[str]) -> str:
+    """What identifies a webhook configuration (the secret itself is not stored)."""
+    text = "\n".join([url, secret, ",".join(sorted(allowed_updates))])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def ensure_webhook(
+    bot: Bot,
+    redis: Redis,
+    keys: CacheKeys,
+    *,
+    url: str,
+    secret: str,
+    allowed_updates: Sequence[str],
+    lock_ms: int = 30_000,
+) -> bool:
+    """Call setWebhook once per configuration across replicas; True if this
+    replica called it. The digest of the configuration lives in Redis; a
+    replica that sees it current does nothing, and only the holder of the lock
+    sets a new one (the others skip, the holder is doing it)."""
+    digest = webhook_digest(url, secret, allowed_updates)
+    current = await redis.get(keys.webhook)
+    if current is not None and current.decode() == digest:
+        return False
+    lock_key = f"{keys.webhook}:lock"
+    token = secrets.token_hex(8)
+    if not await redis.set(lock_key, token, nx=True, px=lock_ms):
+        log.info("another replica is setting the webhook")
+        return False
+    try:
+        current = await redis.get(keys.webhook)
+        if current is not None and current.decode() == digest:
+            return False
+        await bot.set_webhook(
+            url,
+            secret_token=secret,
+            allowed_updates=list(allowed_updates),
+            drop_pending_updates=False,
+        )
+        await redis.set(keys.webhook, digest)
+        log.info("webhook set to %s", url)
+        return True
+    finally:
+        if (await redis.get(lock_key)) == token.encode():
+            await redis.delete(lock_key)

@@ -1,0 +1,429 @@
+"""`python -m bot run`: one replica's life.
+
+Connect (bounded retries, saying why it waits) → migrate (if configured) →
+build the app → warm up → gc.freeze() → serve: polling, webhook, or local
+mode when no token is configured → on SIGTERM/SIGINT stop taking updates,
+finish the ones in flight, close the pools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import asyncpg
+import msgspec
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.base import BaseSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramNetworkError, TelegramServerError
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy import text
+
+from bot import migrate
+from bot.app import App, build_app
+from bot.config import Config
+from bot.embedded import EmbeddedServices, needs_embedded
+from bot.jobs import BackgroundJobs
+from bot.limits import RetryAfter, SendRate
+from bot.logs import configure_logging
+from bot.replicas import JobLock, ensure_webhook, webhook_secret
+from bot.sim import FakeTelegram
+from bot.web import add_routes, start_side_server
+from cache.keys import CacheKeys
+
+log = logging.getLogger("bot.run")
+T = TypeVar("T")
+Mode = Literal["local", "polling", "webhook"]
+# Worth waiting for at start-up; anything else (a wrong password, say) stops at once.
+TRANSIENT = (
+    OSError,
+    TimeoutError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
+
+
+class StartupError(Exception):
+    """A service did not answer within the configured attempts."""
+
+
+def mode_of(config: Config) -> Mode:
+    return config.telegram.mode if config.telegram.token else "local"
+
+
+async def with_retries(
+    what: str,
+    attempt: Callable[[], Awaitable[T]],
+    attempts: int,
+    backoff_max: float,
+    transient: tuple[type[BaseException], ...] = TRANSIENT,
+) -> T:
+    delay = 0.1
+    for number in range(1, attempts + 1):
+        try:
+            return await attempt()
+        except transient as exc:
+            if number == attempts:
+                raise StartupError(
+                    f"{what} did not answer after {attempts} attempts: {exc}"
+                ) from exc
+            log.warning(
+                "waiting for %s (attempt %d of %d failed: %s); retrying in %.1fs",
+                what,
+                number,
+                attempts,
+                exc or type(exc).__name__,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, backoff_max)
+    raise AssertionError("unreachable")
+
+
+async def wait_for_services(config: Config) -> None:
+    """Postgres (creating the database when migrations run on start) and Redis."""
+    runtime = config.runtime
+    url = config.database.sqlalchemy_url
+
+    async def postgres() -> None:
+        if runtime.migrate_on_start:
+            await migrate.ensure_database(config.database)
+            return
+        conn = await asyncpg.connect(
+            host=url.host or url.query.get("host"),
+            port=url.port or 5432,
+            user=url.username,
+            password=url.password,
+            database=url.database,
+            timeout=config.database.connect_timeout_seconds,
+        )
+        await conn.close()
+
+    async def redis() -> None:
+        client = Redis.from_url(config.redis.url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+    where = url.render_as_string(hide_password=True)
+    attempts, backoff = runtime.connect_attempts, runtime.connect_backoff_max_seconds
+    await with_retries(f"Postgres at {where}", postgres, attempts, backoff)
+    log.info("Postgres answers at %s", where)
+    await with_retries(f"Redis at {config.redis.url}", redis, attempts, backoff)
+    log.info("Redis answers at %s", config.redis.url)
+
+
+def telegram_session(config: Config, mode: Mode) -> BaseSession:
+    if mode == "local":
+        return FakeTelegram(bot_username="escrow_local_bot", bot_name="Escrow (local)")
+    return AiohttpSession(api=TelegramAPIServer.from_base(config.telegram.api_base))
+
+
+def local_config(config: Config) -> Config:
+    """Local mode: the simulated admin is an admin of this run."""
+    admin = config.runtime.local_admin_id
+    if admin in config.escrow.admins:
+        return config
+    escrow = msgspec.structs.replace(config.escrow, admins=(*config.escrow.admins, admin))
+    return msgspec.structs.replace(config, escrow=escrow)
+
+
+class Replica:
+    """One running replica; `stop()` (or SIGTERM/SIGINT) ends `run()` gracefully."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        session: BaseSession | None = None,
+        out: Callable[[str], object] = print,
+    ) -> None:
+        self.mode = mode_of(config)
+        self.config = local_config(config) if self.mode == "local" else config
+        self.session = session
+        self.out = out
+        self.app: App | None = None
+        self.jobs: BackgroundJobs | None = None
+        self.web_runner: web.AppRunner | None = None
+        self.embedded: EmbeddedServices | None = None
+        self.ready = asyncio.Event()
+        self.in_flight = 0
+        self._stop = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGTERM, signal.SIGINT)
+        for sig in signals:
+            with suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            await self._start()
+            return await self._serve()
+        except StartupError as exc:
+            log.error("cannot start: %s", exc)
+            return 1
+        finally:
+            for sig in signals:
+                with suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+            await self._close()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("%s: stopping (no new updates; finishing those in flight)", sig.name)
+        self.stop()
+
+    # -- start-up ---------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        config, started = self.config, time.perf_counter()
+        log.info("starting in %s mode", self.mode)
+        if needs_embedded(config):
+            self.embedded = EmbeddedServices(Path(config.runtime.embedded_data_dir))
+            config = self.config = await self.embedded.start(config)
+        await wait_for_services(config)
+        if config.runtime.migrate_on_start:
+            from db.engine import build_engine
+
+            engine = build_engine(config.database)
+            try:
+                await migrate.run(engine)
+                revision = await migrate.current_revision(engine)
+            finally:
+                await engine.dispose()
+            log.info("schema at revision %s (head %s)", revision, migrate.head_revision())
+        session = self.session or telegram_session(config, self.mode)
+        app = self.app = await build_app(config, session=session, replicas=self.mode == "webhook")
+        app.bot.session.middleware(
+            RetryAfter(
+                config.runtime.retry_after_attempts,
+                config.runtime.retry_after_max_seconds,
+                on_retry=lambda method, _: app.metrics.telegram_retries.labels(method).inc(),
+            )
+        )
+        if self.mode != "local":  # inside the retries: a second attempt is paced too
+            runtime = config.runtime
+            app.bot.session.middleware(
+                SendRate(
+                    runtime.send_per_second,
+                    runtime.chat_send_per_second,
+                    runtime.chat_send_burst,
+                )
+            )
+        # Warm-up: the pool's first connection, the bot's identity, the menu.
+        async with app.database.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        me = await with_retries(
+            f"the Bot API at {config.telegram.api_base}",
+            app.bot.me,
+            config.runtime.connect_attempts,
+            config.runtime.connect_backoff_max_seconds,
+            (*TRANSIENT, TelegramNetworkError, TelegramServerError),
+        )
+        await app.register_commands()
+        currencies = ", ".join(
+            f"{c.code} (fee {c.fee_bps / 100:g}%)" for c in config.currency_table()
+        )
+        log.info(
+            "bot @%s; currencies %s; %d admins", me.username, currencies, len(config.escrow.admins)
+        )
+        redis = app.cache.cache.redis
+        self.jobs = BackgroundJobs(
+            app.services,
+            app.bot,
+            app.dispatcher["signer"],
+            JobLock(redis, CacheKeys(config.cache.key_prefix)),
+            config.runtime.jobs_interval_seconds,
+            config.runtime.reminder_before_hours * 3600,
+            config.runtime.withdrawal_timeout_hours * 3600,
+        )
+        self.jobs.start()
+        observability = config.observability
+        if self.mode != "webhook" and observability.http_port:
+            try:
+                self.web_runner = await start_side_server(
+                    app, observability.http_host, observability.http_port
+                )
+            except OSError as exc:  # the bot is still worth running without them
+                log.warning("no /metrics and /healthz: %s", exc)
+        # Everything built so far lives as long as the process: keep it out of
+        # the collector's generations so full collections stay short.
+        gc.collect()
+        gc.freeze()
+        log.info("ready in %.0f ms", (time.perf_counter() - started) * 1000)
+
+    # -- serving ----------------------------------------------------------------------
+
+    async def _serve(self) -> int:
+        match self.mode:
+            case "local":
+                return await self._serve_local()
+            case "polling":
+                return await self._serve_polling()
+            case "webhook":
+                return await self._serve_webhook()
+
+    async def _until_stopped(self, work: asyncio.Task[Any]) -> None:
+        stopped = asyncio.create_task(self._stop.wait())
+        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+
+    async def _serve_local(self) -> int:
+        from bot.local import LocalMode
+
+        app = self.app
+        assert app is not None
+        telegram = app.bot.session
+        if not isinstance(telegram, FakeTelegram):
+            raise TypeError("local mode needs the Telegram double as the session")
+        self.out("Local mode: no token configured, so simulated people talk to the bot.")
+        self.out("")
+        local = LocalMode(app, telegram, self.config.runtime.local_admin_id, self.out)
+        self.ready.set()
+        work = asyncio.create_task(local.run())
+        await self._until_stopped(work)
+        if not work.done():
+            work.cancel()  # interrupted: the updates already handled are committed
+            with suppress(asyncio.CancelledError):
+                await work
+            return 130
+        timings = work.result()
+        self.out("")
+        self.out("Latency per kind of update (this process, local Postgres and Redis):")
+        for line in timings.summary():
+            self.out("  " + line)
+        return 0
+
+    async def _serve_polling(self) -> int:
+        app = self.app
+        assert app is not None
+        dispatcher = app.dispatcher
+        await app.bot.delete_webhook(drop_pending_updates=False)
+        polling = asyncio.create_task(
+            dispatcher.start_polling(app.bot, handle_signals=False, close_bot_session=False)
+        )
+        self.ready.set()
+        await self._until_stopped(polling)
+        if not polling.done():
+            await dispatcher.stop_polling()
+        # Updates already taken run as tasks of their own: let them finish.
+        in_flight = set(getattr(dispatcher, "_handle_update_tasks", ()))
+        if in_flight:
+            log.info("finishing %d updates in flight", len(in_flight))
+            await asyncio.wait(in_flight, timeout=self.config.runtime.shutdown_timeout_seconds)
+        try:
+            await polling
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("polling failed")
+            return 1
+        return 0
+
+    async def _serve_webhook(self) -> int:
+        app = self.app
+        assert app is not None
+        settings = self.config.telegram
+        secret = webhook_secret(settings.token, settings.webhook_secret)
+        web_app = web.Application(middlewares=[self._track_in_flight])
+        SimpleRequestHandler(
+            app.dispatcher, app.bot, secret_token=secret, handle_in_background=False
+        ).register(web_app, path=settings.webhook_path)
+        add_routes(web_app, app)
+        runner = self.web_runner = web.AppRunner(
+            web_app, access_log=None, shutdown_timeout=self.config.runtime.shutdown_timeout_seconds
+        )
+        await runner.setup()
+        await web.TCPSite(runner, settings.webhook_host, settings.webhook_port).start()
+        log.info(
+            "webhook server on http://%s:%d%s",
+            settings.webhook_host,
+            settings.webhook_port,
+            settings.webhook_path,
+        )
+        await ensure_webhook(
+            app.bot,
+            app.cache.cache.redis,
+            CacheKeys(self.config.cache.key_prefix),
+            url=settings.webhook_url,
+            secret=secret,
+            allowed_updates=app.dispatcher.resolve_used_update_types(),
+        )
+        self.ready.set()
+        await self._stop.wait()
+        # Stop listening first, then let the updates in flight finish.
+        for site in list(runner.sites):
+            await site.stop()
+        if self.in_flight:
+            log.info("finishing %d updates in flight", self.in_flight)
+            with suppress(TimeoutError):
+                async with asyncio.timeout(self.config.runtime.shutdown_timeout_seconds):
+                    await self._idle.wait()
+        return 0
+
+    @web.middleware
+    async def _track_in_flight(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        self.in_flight += 1
+        self._idle.clear()
+        try:
+            return await handler(request)
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self._idle.set()
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    async def _close(self) -> None:
+        gc.unfreeze()
+        if self.jobs is not None:
+            await self.jobs.stop()
+        if self.web_runner is not None:
+            await self.web_runner.cleanup()
+        if self.app is not None:
+            await self.app.aclose()
+            log.info("stopped; pools closed")
+        if self.embedded is not None:
+            await self.embedded.stop()
+
+
+async def run(config: Config, *, session: BaseSession | None = None) -> int:
+    return await Replica(config, session=session).run()
+
+
+def main(config: Config) -> int:
+    """The `run` command: logging from [observability], uvloop when installed."""
+    configure_logging(config.observability.log_format, config.observability.log_level)
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(run(config))
+    return uvloop.run(run(config))
+
+
+if __name__ == "__main__":
+    from bot.config import load_config
+
+    sys.exit(main(load_config()))

@@ -1,0 +1,106 @@
+"""Telegram's limits: a 429 is waited out (its retry_after), within bounds; sends
+are paced within the overall and per-chat rates, button answers never wait."""
+
+from __future__ import annotations
+
+import pytest
+from aiogram import Bot
+from aiogram.exceptions import TelegramRetryAfter
+
+from bot.limits import RetryAfter, SendRate
+from bot.sim import FakeTelegram, SimulatedUser
+
+
+@pytest.fixture
+def telegram() -> FakeTelegram:
+    return FakeTelegram()
+
+
+@pytest.fixture
+def waits() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def bot(telegram: FakeTelegram, waits: list[float]) -> Bot:
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    bot = Bot("42:TEST", session=telegram)
+    bot.session.middleware(RetryAfter(attempts=3, max_wait=10, sleep=sleep))
+    return bot
+
+
+@pytest.fixture
+def chat(telegram: FakeTelegram, bot: Bot) -> int:
+    user = SimulatedUser(telegram, bot, None, user_id=5, first_name="Eve", started=True)  # type: ignore[arg-type]
+    return user.id
+
+
+async def test_the_call_is_sent_again_after_the_given_seconds(telegram, bot, chat, waits):
+    telegram.fail_next("sendMessage", 2, retry_after=3)
+    message = await bot.send_message(chat, "hello")
+    assert message.text == "hello"
+    assert waits == [3, 3]
+    assert [r.error is None for r in telegram.calls("sendMessage")] == [False, False, True]
+
+
+async def test_attempts_are_bounded(telegram, bot, chat, waits):
+    telegram.fail_next("sendMessage", 4, retry_after=1)
+    with pytest.raises(TelegramRetryAfter):
+        await bot.send_message(chat, "hello")
+    assert waits == [1, 1, 1]
+    assert len(telegram.calls("sendMessage")) == 4
+
+
+async def test_a_wait_longer_than_the_limit_fails_at_once(telegram, bot, chat, waits):
+    telegram.fail_next("sendMessage", retry_after=60)
+    with pytest.raises(TelegramRetryAfter):
+        await bot.send_message(chat, "hello")
+    assert waits == []
+
+
+async def test_other_errors_are_not_retried(telegram, bot, chat, waits):
+    telegram.fail_next("sendMessage", bad_request="message is too long")
+    with pytest.raises(Exception, match="message is too long"):
+        await bot.send_message(chat, "hello")
+    assert waits == [] and len(telegram.calls("sendMessage")) == 1
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_sends_in_one_chat_are_paced_after_a_burst():
+    clock = Clock()
+    rate = SendRate(per_second=100, chat_per_second=1, chat_burst=2, clock=clock)
+    assert [rate.delay(7) for _ in range(4)] == [0, 0, 1.0, 2.0]
+    assert rate.delay(8) == 0  # another chat has its own budget
+    clock.now += 3.0  # time passes: the queue has drained and one token is back
+    assert rate.delay(7) == 0
+
+
+def test_the_overall_rate_paces_sends_to_many_chats():
+    clock = Clock()
+    rate = SendRate(per_second=2, chat_per_second=1, chat_burst=5, clock=clock)
+    assert [rate.delay(chat) for chat in range(5)] == [0, 0, 0.5, 1.0, 1.5]
+
+
+async def test_only_sends_wait_and_a_press_is_answered_at_once(telegram, chat):
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    bot = Bot("42:TEST", session=telegram)
+    bot.session.middleware(SendRate(per_second=100, chat_per_second=1, chat_burst=1, sleep=sleep))
+    await bot.send_message(chat, "one")
+    await bot.send_message(chat, "two")
+    assert len(waits) == 1 and 0.9 < waits[0] <= 1.0
+    query = telegram.open_callback_query(chat)
+    assert await bot.answer_callback_query(query)
+    assert len(waits) == 1

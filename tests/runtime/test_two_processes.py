@@ -1,0 +1,206 @@
+"""Two `python -m bot run` processes in webhook mode on their own ports,
+sharing Postgres and Redis, with the Bot API pointed at a test server here:
+the webhook set once, updates posted to either, a duplicate handled once, a
+429 honoured, and SIGTERM mid-update finishing it before exiting 0."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bot.replicas import webhook_secret
+from tests.runtime.test_webhook import free_port
+
+TOKEN = "424242:TEST-two-processes"
+ROOT = Path(__file__).resolve().parents[2]
+_update_ids = itertools.count(int(time.time() * 1000) % 10**9)
+
+
+class BotApiServer:
+    """Just enough of the Bot API: every call is recorded; sendMessage can be
+    slowed down or refused with a 429 once."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.throttle_next = 0
+        self.send_delay = 0.0
+        self.message_ids = itertools.count(1)
+
+    def methods(self, name: str) -> list[dict[str, Any]]:
+        return [params for method, params in self.calls if method == name]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params = dict(await request.post())
+        self.calls.append((method, params))
+        if method == "sendMessage" and self.throttle_next:
+            self.throttle_next -= 1
+            return web.json_response(
+                {
+                    "ok": False,
+                    "error_code": 429,
+                    "description": "Too Many Requests: retry after 1",
+                    "parameters": {"retry_after": 1},
+                },
+                status=429,
+            )
+        result: Any = True
+        if method == "getMe":
+            result = {"id": 424242, "is_bot": True, "first_name": "Test", "username": "t_bot"}
+        elif method == "sendMessage":
+            await asyncio.sleep(self.send_delay)
+            chat = int(params["chat_id"])
+            result = {
+                "message_id": next(self.message_ids),
+                "date": int(time.time()),
+                "chat": {"id": chat, "type": "private"},
+                "text": params.get("text", ""),
+            }
+        return web.json_response({"ok": True, "result": result})
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[tuple[BotApiServer, int]]:
+    server = BotApiServer()
+    app = web.Application()
+    app.router.add_post("/bot{token}/{method}", server.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield server, port
+    await runner.cleanup()
+
+
+class Process:
+    def __init__(self, process: asyncio.subprocess.Process, port: int, log: Path) -> None:
+        self.process, self.port, self.log = process, port, log
+
+    async def post(self, http: aiohttp.ClientSession, update: dict[str, Any]) -> int:
+        headers = {"X-Telegram-Bot-Api-Secret-Token": webhook_secret(TOKEN, "")}
+        url = f"http://127.0.0.1:{self.port}/tg"
+        async with http.post(url, json=update, headers=headers) as response:
+            return response.status
+
+
+async def start(replica_config, api_port: int, log: Path) -> Process:
+    port = free_port()
+    env = {
+        **os.environ,
+        "ESCROW__TELEGRAM__TOKEN": TOKEN,
+        "ESCROW__TELEGRAM__API_BASE": f"http://127.0.0.1:{api_port}",
+        "ESCROW__TELEGRAM__MODE": "webhook",
+        "ESCROW__TELEGRAM__WEBHOOK_HOST": "127.0.0.1",
+        "ESCROW__TELEGRAM__WEBHOOK_PORT": str(port),
+        "ESCROW__TELEGRAM__WEBHOOK_PATH": "/tg",
+        "ESCROW__TELEGRAM__WEBHOOK_URL": "https://bot.example.test/tg",
+        "ESCROW__DATABASE__URL": replica_config.database.url,
+        "ESCROW__REDIS__URL": replica_config.redis.url,
+        "ESCROW__CACHE__KEY_PREFIX": replica_config.cache.key_prefix,
+        "ESCROW__OBSERVABILITY__HTTP_PORT": "0",
+    }
+    with log.open("wb") as sink:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run", cwd=ROOT, env=env, stdout=sink, stderr=sink
+        )
+    running = Process(process, port, log)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            if process.returncode is not None:
+                break
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    if response.status == 200:
+                        return running
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+    process.kill()
+    raise AssertionError(f"replica did not become ready:\n{output(log)}")
+
+
+def output(*logs: Path) -> str:
+    return "".join(log.read_text() for log in logs)
+
+
+def message(user_id: int, text: str) -> dict[str, Any]:
+    update: dict[str, Any] = {
+        "update_id": next(_update_ids),
+        "message": {
+            "message_id": next(_update_ids),
+            "date": int(time.time()),
+            "chat": {"id": user_id, "type": "private", "first_name": "Alice"},
+            "from": {"id": user_id, "is_bot": False, "first_name": "Alice"},
+            "text": text,
+        },
+    }
+    if text.startswith("/"):
+        length = len(text.split()[0])
+        update["message"]["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
+    return update
+
+
+async def stop(process: Process) -> int:
+    if process.process.returncode is None:
+        process.process.send_signal(signal.SIGTERM)
+    return await asyncio.wait_for(process.process.wait(), 30)
+
+
+async def test_two_processes_behind_one_bot_api(replica_config, api, tmp_path, database):
+    server, api_port = api
+    first, second = await asyncio.gather(
+        start(replica_config, api_port, tmp_path / "first.log"),
+        start(replica_config, api_port, tmp_path / "second.log"),
+    )
+    try:
+        # started together, yet setWebhook is called once, not by every replica
+        assert len(server.methods("setWebhook")) == 1
+        async with aiohttp.ClientSession() as http:
+            # a duplicate update_id posted to both is handled once
+            start_update = message(80_001, "/start")
+            statuses = await asyncio.gather(
+                first.post(http, start_update), second.post(http, start_update)
+            )
+            assert statuses == [200, 200]
+            assert [p["chat_id"] for p in server.methods("sendMessage")] == ["80001"]
+
+            # Telegram says 429: the reply waits out retry_after and is sent
+            server.throttle_next = 1
+            began = time.monotonic()
+            assert await second.post(http, message(80_001, "/wallet")) == 200
+            assert time.monotonic() - began >= 1.0
+            sent = server.methods("sendMessage")
+            assert len(sent) == 3 and sent[1] == sent[2]  # the same call, again
+            assert "Your wallet" in sent[2]["text"]  # the user registered via the other one
+
+            # SIGTERM while an update is in flight: it is finished, then exit 0
+            server.send_delay = 1.0
+            posted = asyncio.create_task(first.post(http, message(80_002, "/start")))
+            await asyncio.sleep(0.4)
+            first.process.send_signal(signal.SIGTERM)
+            assert await posted == 200
+            assert await asyncio.wait_for(first.process.wait(), 30) == 0
+            assert server.methods("sendMessage")[-1]["chat_id"] == "80002"
+        async with database.engine.connect() as conn:
+            from sqlalchemy import text
+
+            users = await conn.scalar(
+                text("SELECT count(*) FROM users WHERE telegram_id IN (80001, 80002)")
+            )
+        assert users == 2  # nothing committed was lost
+    finally:
+        codes = [await stop(first), await stop(second)]
+        logs = output(first.log, second.log)
+    assert codes == [0, 0], logs
+    assert "Traceback" not in logs, logs

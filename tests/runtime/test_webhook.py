@@ -1,0 +1,126 @@
+"""Webhook mode, in process: two replicas on their own ports in front of one
+Telegram, the webhook set once, updates posted to either, a duplicate handled
+once, and SIGTERM finishing the updates in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator
+
+import aiohttp
+import msgspec
+import pytest
+from aiogram.types import Update
+
+from bot.config import Config
+from bot.replicas import webhook_secret
+from bot.run import Replica
+from bot.sim import FakeTelegram, SimulatedUser
+from tests.runtime.conftest import eventually
+
+TOKEN = "123456:TEST-webhook"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def webhook_config(config: Config, port: int) -> Config:
+    telegram = msgspec.structs.replace(
+        config.telegram,
+        token=TOKEN,
+        mode="webhook",
+        webhook_host="127.0.0.1",
+        webhook_port=port,
+        webhook_path="/tg",
+        webhook_url="https://bot.example.test/tg",
+    )
+    return msgspec.structs.replace(config, telegram=telegram)
+
+
+class Running:
+    def __init__(self, replica: Replica, task: asyncio.Task[int], port: int) -> None:
+        self.replica, self.task, self.port = replica, task, port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def post(self, http: aiohttp.ClientSession, update: Update) -> int:
+        body = update.model_dump_json(exclude_none=True)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Telegram-Bot-Api-Secret-Token": webhook_secret(TOKEN, ""),
+        }
+        async with http.post(f"{self.url}/tg", data=body, headers=headers) as response:
+            return response.status
+
+
+async def start(config: Config, telegram: FakeTelegram) -> Running:
+    port = free_port()
+    replica = Replica(webhook_config(config, port), session=telegram)
+    task = asyncio.create_task(replica.run())
+    ready = asyncio.create_task(replica.ready.wait())
+    await asyncio.wait({task, ready}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        raise AssertionError(f"replica exited with {task.result()}")
+    assert replica.ready.is_set()
+    return Running(replica, task, port)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def test_two_replicas_set_the_webhook_once_and_handle_a_duplicate_once(replica_config, http):
+    telegram = FakeTelegram()
+    first = await start(replica_config, telegram)
+    second = await start(replica_config, telegram)
+    try:
+        (set_webhook,) = telegram.calls("setWebhook")
+        assert set_webhook.params["url"] == "https://bot.example.test/tg"
+        assert set_webhook.params["secret_token"] == webhook_secret(TOKEN, "")
+        app = first.replica.app
+        alice = SimulatedUser(telegram, app.bot, app.dispatcher, user_id=70_001, first_name="A")
+        update = alice._message_update("/start")
+        statuses = await asyncio.gather(first.post(http, update), second.post(http, update))
+        assert statuses == [200, 200]
+        assert len(telegram.calls("sendMessage")) == 1
+        assert alice.last.text.startswith("👋 Hi, A!")
+        await second.post(http, alice._message_update("/help"))
+        assert len(telegram.calls("sendMessage")) == 2
+
+        # a request without the secret is refused
+        async with http.post(f"{first.url}/tg", json={"update_id": 1}) as response:
+            assert response.status == 401
+        async with http.get(f"{second.url}/healthz") as response:
+            assert response.status == 200
+            assert await response.json() == {"postgres": True, "redis": True, "listener": True}
+    finally:
+        first.replica.stop()
+        second.replica.stop()
+        assert await first.task == 0 and await second.task == 0
+
+
+async def test_sigterm_finishes_the_updates_in_flight_then_stops(replica_config, http):
+    telegram = FakeTelegram(latency=0.3)  # every Bot API call takes 300 ms
+    running = await start(replica_config, telegram)
+    app = running.replica.app
+    bob = SimulatedUser(telegram, app.bot, app.dispatcher, user_id=70_002, first_name="Bob")
+    posted = asyncio.create_task(running.post(http, bob._message_update("/start")))
+    await eventually(lambda: running.replica.in_flight)
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert await posted == 200  # answered, not cut off
+    assert await running.task == 0
+    assert bob.last.text.startswith("👋 Hi, Bob!")  # its reply was sent before closing
+    assert telegram.closed  # the bot's session was closed at the end
+    assert app.database.engine.sync_engine.pool.checkedout() == 0
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await running.post(http, bob._message_update("/help"))
