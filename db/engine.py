@@ -64,10 +64,13 @@ def build_engine(settings: DatabaseSettings) -> AsyncEngine:
 
 
 class Database:
-    """The engine and the units of work opened on it."""
+    """The engine, the units of work opened on it, and single-statement reads."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # One SELECT is its own consistent snapshot: in AUTOCOMMIT no BEGIN and
+        # ROLLBACK round trips wrap it.
+        self.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @classmethod
     def from_settings(cls, settings: DatabaseSettings) -> Database:

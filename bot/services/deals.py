@@ -259,7 +259,7 @@ class DealService(Service):
 
     async def get(self, viewer: Actor, code: str, *, as_admin: bool = False) -> DealView:
         """A deal its viewer is a party to (admins pass `as_admin`)."""
-        async with self.ctx.db.engine.connect() as conn:
+        async with self.ctx.db.reader.connect() as conn:
             row = (await conn.execute(DEAL_BY_CODE, {"code": normalise_code(code)})).first()
         if row is None:
             raise NotFound("No such deal.")
@@ -270,7 +270,7 @@ class DealService(Service):
 
     async def preview_invitation(self, viewer: Actor, code: str) -> InvitationPreview:
         """The deal behind an invitation link, if `viewer` may take it up."""
-        async with self.ctx.db.engine.connect() as conn:
+        async with self.ctx.db.reader.connect() as conn:
             invitation = (await conn.execute(READ_INVITATION, {"code": code})).first()
             if invitation is None:
                 raise InvitationUnavailable("This invitation link is not valid.")
@@ -480,7 +480,7 @@ class DealService(Service):
     async def nearing_deadline(self, within_seconds: float, limit: int = 500) -> list[DealView]:
         """Deals still waiting to be accepted or funded whose deadline is within
         `within_seconds` (for reminders; one read, no transaction)."""
-        async with self.ctx.db.engine.connect() as conn:
+        async with self.ctx.db.reader.connect() as conn:
             rows = await conn.execute(
                 NEARING_DEADLINE, {"within": timedelta(seconds=within_seconds), "limit": limit}
             )

@@ -104,30 +104,30 @@ class ReadService(Service):
             "before_id": before or FIRST_PAGE,
             "limit": limit + 1,  # one more tells whether there is a next page
         }
-        async with self.ctx.db.engine.connect() as conn:
+        async with self.ctx.db.reader.connect() as conn:
             rows = (await conn.execute(MY_DEALS_PAGE, params)).all()
         items = tuple(_item(row._mapping) for row in rows[:limit])
         return DealPage(items, items[-1].id if len(rows) > limit else None)
 
     async def open_disputes(self, limit: int = PAGE_SIZE) -> list[DealListItem]:
-        async with self.ctx.db.engine.connect() as conn:
+        async with self.ctx.db.reader.connect() as conn:
             rows = (await conn.execute(OPEN_DISPUTES, {"limit": limit})).all()
         return [_item(row._mapping) for row in rows]
 
     async def pending_withdrawals(self, limit: int = PAGE_SIZE) -> list[WithdrawalView]:
-        async with self.ctx.db.engine.connect() as conn:
+        async with self.ctx.db.reader.connect() as conn:
             rows = (await conn.execute(PENDING_WITHDRAWALS, {"limit": limit})).all()
         return [WithdrawalView(**row._mapping) for row in rows]
 
     async def withdrawals_of(self, user: Actor, limit: int = 5) -> list[WithdrawalView]:
-        async with self.ctx.db.engine.connect() as conn:
+        async with self.ctx.db.reader.connect() as conn:
             rows = (
                 await conn.execute(USER_WITHDRAWALS, {"user_id": user.id, "limit": limit})
             ).all()
         return [WithdrawalView(**row._mapping) for row in rows]
 
     async def stats(self) -> Stats:
-        async with self.ctx.db.engine.connect() as conn:
+        async with self.ctx.db.reader.connect() as conn:
             totals = (await conn.execute(STATS)).one()
             by_status = {row.status: row.deals for row in await conn.execute(DEALS_BY_STATUS)}
             released = tuple(
