@@ -11,8 +11,8 @@ import logging
 import secrets
 
 from aiogram import Bot, Router
-from aiogram.exceptions import TelegramAPIError
-from aiogram.filters import ExceptionTypeFilter
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.filters import ExceptionTypeFilter, Filter
 from aiogram.types import ErrorEvent
 
 from bot.services.errors import EscrowError
@@ -50,6 +50,21 @@ async def refused(event: ErrorEvent, bot: Bot) -> None:
     error = event.exception
     assert isinstance(error, EscrowError)
     await _tell(bot, event, f"⚠️ {error.message}")
+
+
+class NotModified(Filter):
+    """Telegram refuses an edit that changes nothing (a second press of the tab
+    already shown, a refresh of an unchanged card): the user sees what they
+    asked for, so there is nothing to report."""
+
+    async def __call__(self, event: ErrorEvent) -> bool:
+        error = event.exception
+        return isinstance(error, TelegramBadRequest) and "message is not modified" in error.message
+
+
+@router.errors(NotModified())
+async def nothing_changed(event: ErrorEvent) -> None:
+    return None
 
 
 @router.errors()

@@ -144,3 +144,12 @@ async def test_an_unexpected_error_gets_a_polite_reply_with_a_reference(
     ref = alice.last.text.split("ref ")[1].rstrip(")")
     assert any(ref in record.getMessage() for record in caplog.records)
     assert "database on fire" not in alice.last.text
+
+
+async def test_pressing_the_tab_already_shown_is_not_an_error(app, people):
+    alice = people("Alice", "alice_tabs")
+    await alice.send("/deals")
+    shown = alice.last.text
+    result = await alice.press("• Active")
+    assert result.methods == ["answerCallbackQuery", "editMessageText"]
+    assert alice.last.text == shown  # no "something went wrong" message
