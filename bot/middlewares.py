@@ -13,10 +13,13 @@ from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.fsm.storage.base import BaseEventIsolation, StorageKey
 from aiogram.types import TelegramObject, Update, User
 
+from bot.freshness import DealVersions
 from bot.keyboards import Signer
 from bot.services import Services
 from bot.services.money import Currencies
+from bot.services.settings import EscrowSettings
 from bot.services.users import Profile
+from bot.services.wallets import DepositProvider
 from cache.snapshots import UserSnapshot
 from cache.store import SnapshotCache
 
@@ -34,11 +37,14 @@ log = logging.getLogger(__name__)
 class HandlerData(TypedDict):
     """What handlers may ask for by name (middleware data and Dispatcher kwargs)."""
 
-    snapshot: UserSnapshot
-    services: Services
+    snapshot: UserSnapshot  # SnapshotMiddleware, per update
+    services: Services  # the rest: Dispatcher kwargs from bot/app.py
     currencies: Currencies
+    settings: EscrowSettings
     signer: Signer
+    deals_seen: DealVersions
     snapshots: SnapshotCache
+    deposits: DepositProvider
 
 
 def profile_of(user: User) -> Profile:
