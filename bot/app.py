@@ -27,6 +27,7 @@ from bot.keyboards import Signer
 from bot.metrics import BotApiMetrics, Metrics, RouteName, UpdateMetrics
 from bot.middlewares import (
     ButtonsSkipStateMiddleware,
+    PressLock,
     ProcessEventIsolation,
     SnapshotMiddleware,
     SnapshotSource,
@@ -141,12 +142,13 @@ async def build_app(
         deposits=deposits or DemoDepositProvider(services.wallets),
     )
     # Order matters. aiogram's errors and user-context middlewares come first,
-    # then the update's timer, then the FSM context (with per-user isolation;
-    # a button press reads no state). Filters need no I/O. Of the inner
-    # middlewares, after naming the route, the callback answer goes first: a
-    # press is acknowledged before anything else, the snapshot's one cache
-    # read included. Handlers that must alert say so in their callback_answer
-    # flags.
+    # then the duplicate check (not for presses), the update's timer, the FSM
+    # context (with the user's lock for messages; a press reads no state and
+    # takes no lock here). Filters need no I/O. Of the inner middlewares, after
+    # naming the route, the callback answer goes first: a press is
+    # acknowledged before anything else, its duplicate check, lock and the
+    # snapshot's one cache read included. Handlers that must alert say so in
+    # their callback_answer flags.
     update_dedup = None
     if replicas:
         # Before everything of ours: a duplicate takes no lock and is not timed.
@@ -166,6 +168,10 @@ async def build_app(
     dispatcher.callback_query.middleware(RouteName())
     dispatcher.message.middleware(RouteName())
     dispatcher.callback_query.middleware(CallbackAnswerMiddleware(pre=answer_first))
+    # Only now, the press's own I/O: the duplicate check, the user's lock.
+    if update_dedup is not None:
+        dispatcher.callback_query.middleware(update_dedup)
+    dispatcher.callback_query.middleware(PressLock(isolation))
     snapshot = SnapshotMiddleware(snapshot_source or cache.cache, services)
     dispatcher.callback_query.middleware(snapshot)
     dispatcher.message.middleware(snapshot)

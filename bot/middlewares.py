@@ -104,13 +104,15 @@ class SnapshotMiddleware(BaseMiddleware):
 
 
 class ButtonsSkipStateMiddleware(FSMContextMiddleware):
-    """aiogram's FSM middleware, except that a button press does not read the
-    FSM state up front.
+    """aiogram's FSM middleware, except that a button press neither reads the
+    FSM state up front nor takes the user's lock here.
 
     Typed text is routed by state (a wizard step), so messages pay one Redis
     read for it; buttons carry everything they need in their callback data, so
     a press reads state only if its handler asks (`await state.get_data()`).
-    That keeps a read-only press at zero Redis round trips on an L1 hit."""
+    That keeps a read-only press at zero Redis round trips on an L1 hit. The
+    press takes the user's lock in `PressLock`, after it has been answered:
+    with several replicas that lock is a Redis round trip."""
 
     async def __call__(
         self,
@@ -122,10 +124,28 @@ class ButtonsSkipStateMiddleware(FSMContextMiddleware):
             return await super().__call__(handler, event, data)
         context = self.resolve_event_context(data["bot"], data)
         data["fsm_storage"] = self.storage
-        if context is None:
-            return await handler(event, data)
-        async with self.events_isolation.lock(key=context.key):
+        if context is not None:
             data["state"] = context
+        return await handler(event, data)
+
+
+class PressLock(BaseMiddleware):
+    """Inner middleware of button presses, after the answer: one user's
+    updates still run one at a time (the same lock as their messages)."""
+
+    def __init__(self, isolation: BaseEventIsolation) -> None:
+        self.isolation = isolation
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        state = data.get("state")
+        if state is None:
+            return await handler(event, data)
+        async with self.isolation.lock(key=state.key):
             return await handler(event, data)
 
 

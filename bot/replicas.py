@@ -15,7 +15,7 @@ from contextlib import suppress
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot
-from aiogram.types import TelegramObject, Update
+from aiogram.types import CallbackQuery, TelegramObject, Update
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -25,9 +25,13 @@ log = logging.getLogger(__name__)
 
 
 class UpdateDedup(BaseMiddleware):
-    """Outer middleware on updates: the first replica to `SET NX` an update_id
-    handles it; a redelivery (Telegram retrying a slow webhook, or a load
-    balancer sending it twice) is dropped.
+    """The first replica to `SET NX` an update_id handles it; a redelivery
+    (Telegram retrying a slow webhook, or a load balancer sending it twice) is
+    dropped.
+
+    Outer middleware on updates for everything but button presses; a press is
+    answered first (answering twice is harmless) and checked by the same
+    instance registered as an inner middleware of presses, after the answer.
 
     If the update fails, the key is deleted so a redelivery may try again. If
     Redis cannot answer, the update is handled: its writes are guarded in the
@@ -45,17 +49,23 @@ class UpdateDedup(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
-        if not isinstance(event, Update):
+        if isinstance(event, Update):
+            if event.callback_query is not None:  # checked after its answer
+                return await handler(event, data)
+            update_id = event.update_id
+        elif isinstance(event, CallbackQuery):
+            update_id = data["event_update"].update_id
+        else:
             return await handler(event, data)
-        key = self.keys.update(event.update_id)
+        key = self.keys.update(update_id)
         try:
             first = await self.redis.set(key, 1, nx=True, ex=self.ttl_seconds)
         except RedisError as exc:
-            log.warning("update %s: dedup skipped, Redis failed: %r", event.update_id, exc)
+            log.warning("update %s: dedup skipped, Redis failed: %r", update_id, exc)
             return await handler(event, data)
         if not first:
             self.dropped += 1
-            log.info("update %s already taken; dropped", event.update_id)
+            log.info("update %s already taken; dropped", update_id)
             return None
         try:
             return await handler(event, data)

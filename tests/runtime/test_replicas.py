@@ -90,3 +90,36 @@ async def test_a_wizard_started_on_one_replica_continues_on_the_other(replicas):
     await via(alice, second).press("💰 Fund 120.00 USDT")
     await via(alice, first).send("/wallet")
     assert "USDT: 380.00 USDT available · 120.00 USDT held" in alice.last.text
+
+
+async def test_with_replicas_a_press_is_still_answered_before_any_io(replicas, monkeypatch):
+    """The duplicate check and the user's Redis lock come after the answer."""
+    from redis.asyncio.connection import Connection
+
+    first, second = replicas
+    alice = person(first, "Alice", "alice_io")
+    await alice.send("/start")
+    events: list[str] = []
+    original = Connection.send_packed_command
+
+    async def sent(self, command, check_health=True):
+        packed = command if isinstance(command, (bytes, bytearray)) else b"".join(command)
+        name = packed.split(b"\r\n")[2].decode().upper() if packed.startswith(b"*") else "?"
+        if name not in ("PING", "SUBSCRIBE"):  # the listeners' own traffic
+            events.append(f"redis {name}")
+        return await original(self, command, check_health)
+
+    monkeypatch.setattr(Connection, "send_packed_command", sent)
+    telegram = first.bot.session
+    assert isinstance(telegram, FakeTelegram)
+    telegram.add_listener(lambda request: events.append(f"telegram {request.method}"))
+    for app, label in ((first, "❓ Help"), (second, "« Menu")):
+        via(alice, app)
+        events.clear()
+        result = await alice.press(label)
+        assert result.methods[0] == "answerCallbackQuery"
+        assert events[0] == "telegram answerCallbackQuery", events
+        # ...and the duplicate check and the lock did run, after it
+        assert "redis SET" in events[1:], events
+    redelivered = await via(alice, second).feed(result.update)
+    assert redelivered.methods == ["answerCallbackQuery"]  # answered, not handled again
