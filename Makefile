@@ -16,8 +16,12 @@ setup: $(VENV)/.installed
 services:
 	@bash .ci/services
 
-run: setup services
-	$(PY) -m bot run
+# With the machine's PostgreSQL and Redis (config.toml points at them); on a
+# machine without them, on embedded ones (both URLs empty: see README).
+run: setup
+	@if bash .ci/services; then $(PY) -m bot run; else \
+	  echo "no PostgreSQL/Redis here: running on embedded ones"; \
+	  ESCROW__DATABASE__URL= ESCROW__REDIS__URL= $(PY) -m bot run; fi
 
 lint: setup
 	$(VENV)/bin/ruff check .
