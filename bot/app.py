@@ -8,6 +8,7 @@ engine or Redis).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -32,6 +33,7 @@ from bot.middlewares import (
     SnapshotMiddleware,
     SnapshotSource,
 )
+from bot.outbox import Outbox
 from bot.replicas import UpdateDedup
 from bot.services import ServiceContext, Services
 from bot.services.wallets import DemoDepositProvider, DepositProvider
@@ -66,6 +68,7 @@ class App:
     deals_seen: DealVersions
     storage: BaseStorage
     metrics: Metrics
+    outbox: Outbox
     update_dedup: UpdateDedup | None = None
     _owns_engine: bool = True
 
@@ -111,6 +114,7 @@ async def build_app(
         settings=config.escrow,
         currencies=config.currency_table(),
         events=cache.publisher,
+        notify_grace=timedelta(seconds=config.runtime.outbox_grace_seconds),
     )
     services = Services(ctx)
     bot = Bot(
@@ -121,6 +125,8 @@ async def build_app(
     metrics = Metrics(config.observability.slow_update_ms)
     metrics.watch(engine, cache.cache.counters)
     bot.session.middleware(BotApiMetrics(metrics))
+    signer = Signer.for_token(config.telegram.token, config.telegram.callback_secret)
+    outbox = Outbox(bot, services, signer, config.runtime, metrics)
     if storage is None:
         storage = RedisStorage(
             Redis.from_url(config.redis.url, **counting(config.redis.url)),
@@ -135,7 +141,8 @@ async def build_app(
         services=services,
         currencies=ctx.currencies,
         settings=config.escrow,
-        signer=Signer.for_token(config.telegram.token, config.telegram.callback_secret),
+        signer=signer,
+        outbox=outbox,
         deals_seen=deals_seen,
         snapshots=cache.cache,
         # where deposits come from; the demo provider credits on request
@@ -186,6 +193,7 @@ async def build_app(
         deals_seen=deals_seen,
         storage=storage,
         metrics=metrics,
+        outbox=outbox,
         update_dedup=update_dedup,
         _owns_engine=owns_engine,
     )

@@ -79,10 +79,25 @@ class RuntimeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     send_per_second: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 25.0
     chat_send_per_second: Annotated[float, msgspec.Meta(gt=0, le=100)] = 1.0
     chat_send_burst: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    # Notifications (the outbox): the handler sends one itself at once; one still
+    # unsent after outbox_grace_seconds is the worker's, which polls every
+    # outbox_interval_seconds and retries with a backoff from outbox_retry_seconds
+    # doubling up to outbox_retry_max_seconds, outbox_attempts times at most.
+    outbox_grace_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 30.0
+    outbox_interval_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 1.0
+    outbox_retry_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
+    outbox_retry_max_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 3600.0
+    outbox_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 12
     # Local mode (no token): the simulated admin who settles the dispute.
     local_admin_id: Annotated[int, msgspec.Meta(ge=1)] = 900_000_001
     # No [database] url and no [redis] url: embedded servers keep their data here.
     embedded_data_dir: str = ".local/embedded"
+
+    def __post_init__(self) -> None:
+        # The worker records what handlers sent once per tick: a grace shorter
+        # than two ticks would let it send those again.
+        if self.outbox_grace_seconds < 2 * self.outbox_interval_seconds:
+            raise ValueError("outbox_grace_seconds must be at least twice outbox_interval_seconds")
 
 
 class ObservabilitySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

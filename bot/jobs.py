@@ -4,8 +4,10 @@ all replicas.
 Every replica runs the loop; each tick, the one that wins a job's Redis lock
 (`replicas.JobLock`) runs it. Expiry is safe to run twice anyway (`FOR UPDATE
 SKIP LOCKED`, guarded by status); the lock keeps the replicas from doing the
-same work N times. A reminder is sent once per deal and status (a `SET NX`
-marker that lives until the deadline has passed).
+same work N times. Expiry and timed-out withdrawals tell their parties through
+the outbox, like any change. A reminder changes nothing, so it is sent directly,
+once per deal and status (a `SET NX` marker that lives until the deadline has
+passed).
 """
 
 from __future__ import annotations
@@ -15,11 +17,9 @@ import logging
 import math
 from datetime import UTC, datetime
 
-from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 
-from bot.handlers.notify import notify_parties, notify_party
-from bot.keyboards import Signer
+from bot.outbox import Outbox
 from bot.replicas import JobLock
 from bot.services import Services
 from bot.services.rules import Action, allowed_actions
@@ -27,7 +27,6 @@ from bot.services.views import DealView
 
 log = logging.getLogger(__name__)
 
-EXPIRED_HEADLINE = "⌛ This deal expired: it was not accepted and funded by its deadline."
 BATCH = 500
 # What a reminder asks for: the steps that move a deal on (not cancelling it).
 REMINDED_ACTIONS = {Action.ACCEPT: "accept it", Action.FUND: "fund it"}
@@ -43,8 +42,7 @@ class BackgroundJobs:
     def __init__(
         self,
         services: Services,
-        bot: Bot,
-        signer: Signer,
+        outbox: Outbox,
         lock: JobLock,
         interval_seconds: float,
         reminder_before_seconds: float = 0.0,
@@ -55,8 +53,7 @@ class BackgroundJobs:
         self.withdrawal_timeout = withdrawal_timeout_seconds
         self.reminded = 0
         self.withdrawals_rejected = 0
-        self.bot = bot
-        self.signer = signer
+        self.outbox = outbox
         self.lock = lock
         self.interval = interval_seconds
         self.ticks = 0
@@ -77,22 +74,9 @@ class BackgroundJobs:
         """Give back withdrawals no admin decided in time, and tell their owners."""
         if not await self.lock.acquire("reject_stale_withdrawals", self._tick_ms()):
             return 0
-        rejected = (
-            await self.services.wallets.reject_stale_withdrawals(self.withdrawal_timeout)
-        ).value
-        for withdrawal in rejected:
-            money = self.services.ctx.currencies[withdrawal.currency]
-            text = (
-                f"✖️ Your withdrawal #{withdrawal.id} of {money.format(withdrawal.amount)} was "
-                "not decided in time and is cancelled.\n"
-                "The amount is back in your available balance."
-            )
-            if withdrawal.telegram_id is None:
-                continue
-            try:
-                await self.bot.send_message(withdrawal.telegram_id, text)
-            except TelegramAPIError as exc:
-                log.info("could not tell %s: %s", withdrawal.telegram_id, exc)
+        outcome = await self.services.wallets.reject_stale_withdrawals(self.withdrawal_timeout)
+        rejected = outcome.value
+        await self.outbox.send(outcome.notices, *rejected)
         if rejected:
             log.info("rejected %d withdrawals no admin decided in time", len(rejected))
         self.withdrawals_rejected += len(rejected)
@@ -124,11 +108,14 @@ class BackgroundJobs:
                 marker = keys.reminder(deal.id, deal.status, user_id)
                 if not await redis.set(marker, 1, nx=True, ex=ttl):
                     continue
-                headline = reminder_headline(deal, actions, now)
-                currencies = self.services.ctx.currencies
-                if await notify_party(
-                    self.bot, deal, user_id, telegram_id, headline, currencies, self.signer
-                ):
+                text, markup = self.outbox.card(
+                    deal, user_id, telegram_id, reminder_headline(deal, actions, now)
+                )
+                try:
+                    await self.outbox.bot.send_message(telegram_id, text, reply_markup=markup)
+                except TelegramAPIError as exc:
+                    log.info("could not remind %s about deal %s: %s", telegram_id, deal.code, exc)
+                else:
                     sent += 1
         self.reminded += sent
         return sent
@@ -140,12 +127,9 @@ class BackgroundJobs:
         self.ticks += 1
         expired = 0
         while True:
-            deals = (await self.services.deals.expire_due(limit=BATCH)).value
-            for deal in deals:
-                # No actor: both parties are told.
-                await notify_parties(
-                    self.bot, deal, 0, EXPIRED_HEADLINE, self.services.ctx.currencies, self.signer
-                )
+            outcome = await self.services.deals.expire_due(limit=BATCH)
+            deals = outcome.value
+            await self.outbox.send(outcome.notices, *deals)  # both parties of each
             expired += len(deals)
             if len(deals) < BATCH:
                 break

@@ -24,6 +24,13 @@ from bot.services.views import DealView
 SIGNATURE_LENGTH = 10  # base64url characters: 60 bits
 
 
+class WalletMenu(CallbackData, prefix="w"):
+    """A wallet screen: home, deposit, withdraw, withdrawals, confirm, cancel."""
+
+    screen: str
+    currency: str = ""
+
+
 class Nav(CallbackData, prefix="nav"):
     """Go to a screen: menu, wallet, new, help, admin."""
 

@@ -96,6 +96,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.notifications = Counter(
+            "escrow_notifications",
+            "Notifications by who tried (handler, worker) and what became of them",
+            ["path", "result"],
+            registry=self.registry,
+        )
+
     def watch(self, engine: AsyncEngine, counters: CacheCounters) -> None:
         """Count SQL per update; export the cache's counters and the pool."""
         if not event.contains(engine.sync_engine, "before_cursor_execute", _count_statement):

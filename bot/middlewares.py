@@ -15,6 +15,7 @@ from aiogram.types import TelegramObject, Update, User
 
 from bot.freshness import DealVersions
 from bot.keyboards import Signer
+from bot.outbox import Outbox
 from bot.services import Services
 from bot.services.money import Currencies
 from bot.services.settings import EscrowSettings
@@ -45,6 +46,7 @@ class HandlerData(TypedDict):
     deals_seen: DealVersions
     snapshots: SnapshotCache
     deposits: DepositProvider
+    outbox: Outbox
 
 
 def profile_of(user: User) -> Profile:

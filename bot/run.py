@@ -3,7 +3,7 @@
 Connect (bounded retries, saying why it waits) → migrate (if configured) →
 build the app → warm up → gc.freeze() → serve: polling, webhook, or local
 mode when no token is configured → on SIGTERM/SIGINT stop taking updates,
-finish the ones in flight, close the pools.
+finish the ones in flight, record what the outbox sent, close the pools.
 """
 
 from __future__ import annotations
@@ -250,14 +250,14 @@ class Replica:
         redis = app.cache.cache.redis
         self.jobs = BackgroundJobs(
             app.services,
-            app.bot,
-            app.dispatcher["signer"],
+            app.outbox,
             JobLock(redis, CacheKeys(config.cache.key_prefix)),
             config.runtime.jobs_interval_seconds,
             config.runtime.reminder_before_hours * 3600,
             config.runtime.withdrawal_timeout_hours * 3600,
         )
         self.jobs.start()
+        app.outbox.start()  # on every replica: claims never overlap
         observability = config.observability
         if self.mode != "webhook" and observability.http_port:
             try:
@@ -400,6 +400,8 @@ class Replica:
         gc.unfreeze()
         if self.jobs is not None:
             await self.jobs.stop()
+        if self.app is not None:  # after the updates in flight: record what they sent
+            await self.app.outbox.stop()
         if self.web_runner is not None:
             await self.web_runner.cleanup()
         if self.app is not None:

@@ -83,6 +83,33 @@ class WithdrawalStatus(enum.StrEnum):
     REJECTED = "rejected"
 
 
+class NotificationStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    UNDELIVERABLE = "undeliverable"  # Telegram refuses this chat: blocked, never started
+    FAILED = "failed"  # every attempt failed
+
+
+class NotificationKind(enum.StrEnum):
+    """What a notification tells; the bot renders each kind (`bot/outbox.py`)."""
+
+    INVITED = "invited"  # a deal was opened with you
+    JOINED = "joined"  # your invitation was taken up
+    INVITATION_DECLINED = "invitation_declined"
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    FUND = "fund"
+    DELIVER = "deliver"
+    RELEASE = "release"
+    DISPUTE = "dispute"
+    CANCEL = "cancel"
+    RESOLVE = "resolve"
+    EXPIRE = "expire"
+    DISPUTE_OPENED = "dispute_opened"  # to the admins
+    WITHDRAWAL_REQUESTED = "withdrawal_requested"  # to the admins
+    WITHDRAWAL_DECIDED = "withdrawal_decided"  # to the owner
+
+
 class LedgerKind(enum.StrEnum):
     DEPOSIT = "deposit"
     HOLD = "hold"
@@ -299,6 +326,38 @@ class DealEvent(Base):
     __table_args__ = (Index("ix_deal_events_escrow_id", "escrow_id", "id"),)
 
 
+class Notification(Base):
+    """The outbox: a message to someone, written in the transaction of the change
+    it tells about, and sent (first at once, then by the outbox worker) until
+    Telegram takes it or refuses the chat for good. No foreign keys: every row
+    is written from rows the same statement just read, and nothing references it."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[int | None] = mapped_column(BigInteger)  # the recipient; NULL: an admin chat
+    kind: Mapped[str] = mapped_column(String(32))
+    escrow_id: Mapped[int | None] = mapped_column(BigInteger)
+    withdrawal_id: Mapped[int | None] = mapped_column(BigInteger)
+    actor_id: Mapped[int | None] = mapped_column(BigInteger)  # who caused it; NULL: the system
+    note: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), server_default=NotificationStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # When the worker may (next) try: the first attempt is the handler's own, so
+    # a new row is due only after a grace period.
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(_in("status", NotificationStatus), name="status"),
+        CheckConstraint(_in("kind", NotificationKind), name="kind"),
+        Index("ix_notifications_due", "due_at", postgresql_where=text("status = 'pending'")),
+    )
+
+
 class PlatformAccount(Base):
     """The platform's fee balance per currency."""
 
@@ -318,4 +377,5 @@ invitations = Invitation.__table__
 withdrawals = Withdrawal.__table__
 ledger_entries = LedgerEntry.__table__
 deal_events = DealEvent.__table__
+notifications = Notification.__table__
 platform_accounts = PlatformAccount.__table__

@@ -38,6 +38,7 @@ from db.models import (
     wallets,
     withdrawals,
 )
+from db.outbox import DUE_NOTIFICATIONS
 
 PAGE_SIZE = 10
 # `before_id` of the first page of a keyset listing (ids are below it).
@@ -394,5 +395,11 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
         PENDING_WITHDRAWALS,
         lambda s: {"limit": PAGE_SIZE},
         ("ix_withdrawals_pending",),
+    ),
+    HotQuery(
+        "due_notifications",
+        DUE_NOTIFICATIONS,
+        lambda s: {"limit": 100},  # the outbox worker's batch
+        ("ix_notifications_due",),
     ),
 )

@@ -1,8 +1,9 @@
 """One transaction per use case, on a Core connection.
 
 The unit of work rolls back on exit unless `commit()` was called, and hands out
-the events it collected only after a successful commit, so nothing is ever
-published about a change that did not happen.
+the events it collected (and the notifications its statements wrote) only after
+a successful commit, so nothing is ever published about a change that did not
+happen.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db.events import Event, latest_per_subject
+from db.outbox import Notice
 
 
 class UnitOfWork:
@@ -22,12 +24,14 @@ class UnitOfWork:
         self._engine = engine
         self._connection: AsyncConnection | None = None
         self._events: list[Event] = []
+        self._notices: list[Notice] = []
         self._committed = False
 
     async def __aenter__(self) -> UnitOfWork:
         self._connection = await self._engine.connect()
         await self._connection.begin()
         self._events.clear()
+        self._notices.clear()
         self._committed = False
         return self
 
@@ -58,6 +62,10 @@ class UnitOfWork:
     def record(self, *events: Event) -> None:
         self._events.extend(events)
 
+    def outbox(self, *notices: Notice) -> None:
+        """Notifications this transaction wrote, to be sent once it commits."""
+        self._notices.extend(notices)
+
     async def commit(self) -> None:
         await self.connection.commit()
         self._committed = True
@@ -66,3 +74,8 @@ class UnitOfWork:
         if not self._committed:
             raise RuntimeError("events are handed out only after commit")
         return latest_per_subject(self._events)
+
+    def collect_notices(self) -> tuple[Notice, ...]:
+        if not self._committed:
+            raise RuntimeError("notifications are handed out only after commit")
+        return tuple(self._notices)

@@ -35,7 +35,7 @@ from db.events import Event
 IN_CI = bool(os.environ.get("CI"))
 TABLES = (
     "ledger_entries, deal_events, invitations, withdrawals, wallets, escrows, users, "
-    "platform_accounts"
+    "platform_accounts, notifications"
 )
 ADMIN_TELEGRAM_ID = 900_000_001
 

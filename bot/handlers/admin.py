@@ -25,16 +25,15 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from bot import keyboards, texts
 from bot.filters import NotACommand
 from bot.freshness import DealVersions
-from bot.handlers.notify import notify_parties
 from bot.handlers.wallet import (
-    WalletMenu,
     balances_text,
     bounds,
     edit,
     typed_amount,
     wallet_keyboard,
 )
-from bot.keyboards import AdminDeal, Nav, Signer
+from bot.keyboards import AdminDeal, Nav
+from bot.outbox import Outbox
 from bot.services import Services
 from bot.services.errors import InvalidInput, WrongState
 from bot.services.money import Currencies
@@ -218,17 +217,8 @@ def resolve_question(deal: DealView, outcome: str, currencies: Currencies) -> tu
     )
 
 
-RESOLVED = {
-    # (what the admin reads, what both parties read)
-    "release": (
-        "✅ Released to the seller.",
-        "🛡 An admin settled the dispute: the payment is released to the seller.",
-    ),
-    "refund": (
-        "↩️ Refunded to the buyer.",
-        "🛡 An admin settled the dispute: the buyer is refunded.",
-    ),
-}
+# What the admin reads (the parties' text: bot/outbox.py).
+RESOLVED = {"release": "✅ Released to the seller.", "refund": "↩️ Refunded to the buyer."}
 
 
 @router.callback_query(AdminDeal.filter(F.outcome.in_(RESOLVED)), ConfiguredAdmin())
@@ -238,9 +228,8 @@ async def resolve(
     snapshot: UserSnapshot,
     services: Services,
     currencies: Currencies,
-    signer: Signer,
     deals_seen: DealVersions,
-    bot: Bot,
+    outbox: Outbox,
 ) -> None:
     if await refused(query, snapshot) or not isinstance(query.message, Message):
         return
@@ -269,7 +258,7 @@ async def resolve(
         await edit(card, texts.deal_card(deal, None, currencies, question), kb.as_markup())
         return
     try:
-        deal = (await services.deals.resolve(snapshot, callback_data.code, outcome)).value
+        resolved = await services.deals.resolve(snapshot, callback_data.code, outcome)
     except WrongState as already:
         # A double press, or another admin was first: nothing moved this time.
         if isinstance(already.current, DealView):
@@ -281,12 +270,14 @@ async def resolve(
             )
             return
         raise
+    deal = resolved.value
     deals_seen.note(deal.code, deal.version)
-    mine, theirs = RESOLVED[outcome]
     await edit(
-        card, texts.deal_card(deal, None, currencies, mine), keyboards.admin_deal_keyboard(deal)
+        card,
+        texts.deal_card(deal, None, currencies, RESOLVED[outcome]),
+        keyboards.admin_deal_keyboard(deal),
     )
-    await notify_parties(bot, deal, snapshot.telegram_id, theirs, currencies, signer)
+    await outbox.send(resolved.notices, deal, actor=snapshot)
 
 
 # -- withdrawals --------------------------------------------------------------------
@@ -346,7 +337,7 @@ async def approve(
     snapshot: UserSnapshot,
     services: Services,
     currencies: Currencies,
-    bot: Bot,
+    outbox: Outbox,
 ) -> None:
     if await refused(query, snapshot) or not isinstance(query.message, Message):
         return
@@ -374,18 +365,14 @@ async def approve(
         )
         return
     try:
-        withdrawal = (await services.wallets.approve_withdrawal(snapshot, callback_data.id)).value
+        approved = await services.wallets.approve_withdrawal(snapshot, callback_data.id)
     except WrongState as already:
         headline = f"⚠️ {already.message}"
     else:
+        withdrawal = approved.value
         money = currencies[withdrawal.currency]
         headline = f"✅ Withdrawal #{withdrawal.id} approved: {money.format(withdrawal.amount)}."
-        await notify_user(
-            bot,
-            withdrawal,
-            f"✅ Your withdrawal #{withdrawal.id} of {money.format(withdrawal.amount)} to "
-            f"<code>{escape(withdrawal.destination)}</code> was approved and sent.",
-        )
+        await outbox.send(approved.notices, withdrawal, actor=snapshot)
     text, markup = pending_screen(
         await services.reads.pending_withdrawals(QUEUE_PAGE), currencies, headline
     )
@@ -420,7 +407,7 @@ async def reject_note(
     snapshot: UserSnapshot,
     services: Services,
     currencies: Currencies,
-    bot: Bot,
+    outbox: Outbox,
 ) -> None:
     data = await state.get_data()
     if not snapshot.is_admin or data.get("flow") != "reject":
@@ -432,9 +419,7 @@ async def reject_note(
         return
     withdrawal_id = data["withdrawal_id"]
     try:
-        withdrawal = (
-            await services.wallets.reject_withdrawal(snapshot, withdrawal_id, message.text)
-        ).value
+        rejected = await services.wallets.reject_withdrawal(snapshot, withdrawal_id, message.text)
     except WrongState as already:
         await state.clear()
         headline = f"⚠️ {already.message}"
@@ -443,36 +428,17 @@ async def reject_note(
         return
     else:
         await state.clear()
+        withdrawal = rejected.value
         money = currencies[withdrawal.currency]
         headline = (
             f"✖️ Withdrawal #{withdrawal.id} rejected: {money.format(withdrawal.amount)} "
             "is back in the user's available balance."
         )
-        await notify_user(
-            bot,
-            withdrawal,
-            f"✖️ Your withdrawal #{withdrawal.id} of {money.format(withdrawal.amount)} was "
-            f"rejected: <i>{escape(withdrawal.note or '')}</i>\n"
-            "The amount is back in your available balance.",
-        )
+        await outbox.send(rejected.notices, withdrawal, actor=snapshot)
     text, markup = pending_screen(
         await services.reads.pending_withdrawals(QUEUE_PAGE), currencies, headline
     )
     await message.answer(text, reply_markup=markup)
-
-
-async def notify_user(bot: Bot, withdrawal: WithdrawalView, text: str) -> None:
-    if withdrawal.telegram_id is None:
-        return
-    kb = InlineKeyboardBuilder()
-    kb.button(text="🧾 My withdrawals", callback_data=WalletMenu(screen="withdrawals"))
-    kb.button(text="👛 Wallet", callback_data=Nav(to="wallet"))
-    try:
-        await bot.send_message(withdrawal.telegram_id, text, reply_markup=kb.as_markup())
-    except TelegramAPIError as exc:
-        log.info(
-            "could not tell %s about withdrawal %s: %s", withdrawal.telegram_id, withdrawal.id, exc
-        )
 
 
 # -- deposits by hand ---------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from html import escape
 
-from aiogram import Bot, Router
+from aiogram import Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject, Filter, StateFilter
 from aiogram.fsm.context import FSMContext
@@ -22,13 +22,12 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from bot import keyboards, texts
 from bot.filters import NotACommand
 from bot.freshness import DealVersions
-from bot.handlers.notify import notify_admins, notify_parties
 from bot.keyboards import CONFIRMED, DealAct, DealCard, DealList, Nav, Signer
+from bot.outbox import Outbox
 from bot.services import Services
 from bot.services.errors import WrongState
 from bot.services.money import Currencies
 from bot.services.rules import Action
-from bot.services.settings import EscrowSettings
 from bot.services.views import DealView
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus
@@ -41,28 +40,15 @@ class DisputeForm(StatesGroup):
     reason = State()
 
 
-# (what the actor reads, what the other party reads) after each action
+# What the actor reads after each action (the other party's text: bot/outbox.py).
 HEADLINES = {
-    Action.ACCEPT: ("✅ You accepted the deal.", "✅ {name} accepted the deal."),
-    Action.DECLINE: ("You declined the deal.", "✖️ {name} declined the deal."),
-    Action.FUND: (
-        "🔒 Funded: the money is held in escrow.",
-        "🔒 {name} funded the deal: the money is held in escrow. Deliver, then mark it "
-        "as delivered.",
-    ),
-    Action.DELIVER: (
-        "📦 Marked as delivered.",
-        "📦 {name} marked the deal as delivered. Check it, then release the payment.",
-    ),
-    Action.RELEASE: (
-        "✅ Payment released to the seller.",
-        "✅ {name} released the payment: it is in your wallet.",
-    ),
-    Action.DISPUTE: (
-        "⚠️ Dispute opened. An admin will look at it.",
-        "⚠️ {name} opened a dispute. An admin will decide.",
-    ),
-    Action.CANCEL: ("The deal is cancelled.", "✖️ {name} cancelled the deal."),
+    Action.ACCEPT: "✅ You accepted the deal.",
+    Action.DECLINE: "You declined the deal.",
+    Action.FUND: "🔒 Funded: the money is held in escrow.",
+    Action.DELIVER: "📦 Marked as delivered.",
+    Action.RELEASE: "✅ Payment released to the seller.",
+    Action.DISPUTE: "⚠️ Dispute opened. An admin will look at it.",
+    Action.CANCEL: "The deal is cancelled.",
 }
 
 
@@ -157,6 +143,7 @@ async def act(
     signer: Signer,
     deals_seen: DealVersions,
     state: FSMContext,
+    outbox: Outbox,
 ) -> None:
     action = Action(callback_data.action)
     card = query.message if isinstance(query.message, Message) else None
@@ -176,7 +163,7 @@ async def act(
         return
     method = getattr(services.deals, action.value)
     try:
-        deal = (await method(snapshot, callback_data.code)).value
+        outcome = await method(snapshot, callback_data.code)
     except WrongState as refused:
         if card is not None and isinstance(refused.current, DealView):
             deals_seen.note(refused.current.code, refused.current.version)
@@ -191,21 +178,14 @@ async def act(
             )
             return
         raise
+    deal = outcome.value
     deals_seen.note(deal.code, deal.version)
-    mine, theirs = HEADLINES[action]
+    mine = HEADLINES[action]
     if action is Action.CANCEL and deal.status == DealStatus.REFUNDED:
         mine = "↩️ Cancelled: the buyer is refunded."
-        theirs = "↩️ {name} cancelled the deal: the money is back in your wallet."
     if card is not None:
         await show_card(card, deal, snapshot, currencies, signer, mine, edit=True)
-    await notify_parties(
-        query.bot,
-        deal,
-        snapshot.telegram_id,
-        theirs.format(name=escape(texts.name_of(snapshot))),
-        currencies,
-        signer,
-    )
+    await outbox.send(outcome.notices, deal, actor=snapshot)
 
 
 async def ask_to_confirm(
@@ -273,8 +253,7 @@ async def dispute_reason(
     currencies: Currencies,
     signer: Signer,
     deals_seen: DealVersions,
-    settings: EscrowSettings,
-    bot: Bot,
+    outbox: Outbox,
 ) -> None:
     if not message.text:
         await message.answer("Please describe the problem in a text message, or /cancel.")
@@ -282,19 +261,15 @@ async def dispute_reason(
     code = (await state.get_data())["code"]
     # A reason that is too long raises InvalidInput: the user is told and the
     # state stays, so the next message is tried again.
-    deal = (await services.deals.dispute(snapshot, code, message.text)).value
+    outcome = await services.deals.dispute(snapshot, code, message.text)
+    deal = outcome.value
     await state.clear()
     deals_seen.note(deal.code, deal.version)
-    mine, theirs = HEADLINES[Action.DISPUTE]
-    await show_card(message, deal, snapshot, currencies, signer, mine, edit=False)
-    name = escape(texts.name_of(snapshot))
-    reason = f"\nReason: <i>{escape(message.text)}</i>"
-    await notify_parties(
-        bot, deal, snapshot.telegram_id, theirs.format(name=name) + reason, currencies, signer
+    await show_card(
+        message, deal, snapshot, currencies, signer, HEADLINES[Action.DISPUTE], edit=False
     )
-    await notify_admins(
-        bot, settings.admins, deal, f"🛡 New dispute opened by {name}.{reason}", currencies
-    )
+    # the other party and the admins, who read the reason
+    await outbox.send(outcome.notices, deal, actor=snapshot)
 
 
 # -- my deals -----------------------------------------------------------------------

@@ -10,8 +10,8 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import keyboards, texts
-from bot.handlers.notify import notify_parties
 from bot.keyboards import Nav, Signer
+from bot.outbox import Outbox
 from bot.services import Services
 from bot.services.errors import EscrowError
 from bot.services.money import Currencies
@@ -70,19 +70,18 @@ async def invitation_answer(
     services: Services,
     currencies: Currencies,
     signer: Signer,
+    outbox: Outbox,
 ) -> None:
     if callback_data.action == "accept":
         outcome = await services.deals.accept_invitation(
             snapshot, callback_data.code, snapshot.username
         )
         headline = "✅ You joined the deal."
-        other = f"✅ {texts.name_of(snapshot)} accepted your invitation."
     else:
         outcome = await services.deals.decline_invitation(
             snapshot, callback_data.code, snapshot.username
         )
         headline = "You declined the deal."
-        other = f"✖️ {texts.name_of(snapshot)} declined your invitation."
     deal = outcome.value
     if query.message is not None:
         money = currencies[deal.currency]
@@ -92,7 +91,7 @@ async def invitation_answer(
                 deal, snapshot.id, snapshot.telegram_id, signer, money.format(deal.amount)
             ),
         )
-    await notify_parties(query.bot, deal, snapshot.telegram_id, other, currencies, signer)
+    await outbox.send(outcome.notices, deal, actor=snapshot)
 
 
 @router.message(CommandStart())

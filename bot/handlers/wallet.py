@@ -12,15 +12,13 @@ destinations) are routed by FSM state and read its data.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from functools import cache
 from html import escape
 from typing import Protocol, runtime_checkable
 
-from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, StateFilter
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
@@ -28,7 +26,8 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import keyboards, texts
 from bot.filters import NotACommand
-from bot.keyboards import Nav
+from bot.keyboards import Nav, WalletMenu
+from bot.outbox import Outbox
 from bot.services import Outcome, Services
 from bot.services.base import Actor
 from bot.services.errors import InvalidAmount, UnknownCurrency
@@ -44,13 +43,6 @@ log = logging.getLogger(__name__)
 router = Router(name="wallet")
 
 RECENT_WITHDRAWALS = 5
-
-
-class WalletMenu(CallbackData, prefix="w"):
-    """A wallet screen: home, deposit, withdraw, withdrawals, confirm, cancel."""
-
-    screen: str
-    currency: str = ""
 
 
 class WalletForm(StatesGroup):
@@ -379,10 +371,9 @@ async def withdraw_confirm(
     snapshot: UserSnapshot,
     services: Services,
     currencies: Currencies,
-    settings: EscrowSettings,
     snapshots: SnapshotCache,
     state: FSMContext,
-    bot: Bot,
+    outbox: Outbox,
 ) -> None:
     if not isinstance(query.message, Message):
         return
@@ -396,11 +387,10 @@ async def withdraw_confirm(
     # The confirmation message is the request's identity: a double press (even
     # two at once, on two replicas) is refused by the service, not held twice.
     reference = f"{query.message.chat.id}:{query.message.message_id}"
-    withdrawal = (
-        await services.wallets.request_withdrawal(
-            snapshot, data["currency"], data["amount"], data["destination"], reference=reference
-        )
-    ).value
+    requested = await services.wallets.request_withdrawal(
+        snapshot, data["currency"], data["amount"], data["destination"], reference=reference
+    )
+    withdrawal = requested.value
     await state.clear()
     money = currencies[withdrawal.currency]
     user = await fresh(snapshots, snapshot)
@@ -410,7 +400,7 @@ async def withdraw_confirm(
         f"Status: {WITHDRAWAL_STATUS[WithdrawalStatus(withdrawal.status)]}."
     )
     await edit(query.message, balances_text(user, currencies, headline), wallet_keyboard())
-    await notify_admins(bot, settings.admins, withdrawal, snapshot, currencies)
+    await outbox.send(requested.notices, withdrawal, actor=snapshot)
 
 
 @router.callback_query(WalletMenu.filter(F.screen == "withdrawals"))
@@ -456,24 +446,3 @@ async def typed_amount(message: Message, money: Currency) -> int | None:
             reply_markup=cancel_keyboard(),
         )
         return None
-
-
-async def notify_admins(
-    bot: Bot,
-    admins: Iterable[int],
-    withdrawal: WithdrawalView,
-    user: UserSnapshot,
-    currencies: Currencies,
-) -> None:
-    kb = InlineKeyboardBuilder()
-    kb.button(text="🛡 Admin", callback_data=Nav(to="admin"))
-    text = (
-        f"🛡 New withdrawal request #{withdrawal.id} from {escape(texts.name_of(user))} "
-        f"(id <code>{user.telegram_id}</code>): "
-        f"{currencies[withdrawal.currency].format(withdrawal.amount)}."
-    )
-    for admin in admins:
-        try:
-            await bot.send_message(admin, text, reply_markup=kb.as_markup())
-        except TelegramAPIError as exc:
-            log.info("could not notify admin %s about withdrawal %s: %s", admin, withdrawal.id, exc)

@@ -33,8 +33,8 @@ from bot import keyboards, texts
 from bot.filters import NotACommand
 from bot.freshness import DealVersions
 from bot.handlers.deals import card_markup, show_card
-from bot.handlers.notify import notify_parties
 from bot.keyboards import Nav, Signer
+from bot.outbox import Outbox
 from bot.services import Services
 from bot.services.deals import bounded_text, parse_username
 from bot.services.errors import EscrowError, InvalidAmount, InvalidInput, SelfDeal
@@ -100,7 +100,6 @@ INVITATION_LINK = (
 )
 LINK_FOR_ANYONE = "Whoever opens it first joins the deal as the {other}."
 LINK_FOR_NEWCOMER = "Only {name} can use it."
-INVITED = "📨 {name} opened a deal with you: you are the {role}. Accept it to go ahead."
 NOT_CREATED = "⚠️ {message}\n\nNo deal was created. Send /new to start again."
 
 EXPIRED = "⌛ This new-deal wizard has ended. Send /new to open a deal."
@@ -425,6 +424,7 @@ async def create(
     signer: Signer,
     deals_seen: DealVersions,
     bot: Bot,
+    outbox: Outbox,
 ) -> None:
     if not await _at_step(query, state, NewDeal.confirm):
         return
@@ -434,20 +434,18 @@ async def create(
     # nothing in the app serializes one user's updates yet.)
     await state.clear()
     try:
-        created = (
-            await services.deals.create(
-                snapshot,
-                role=data["role"],
-                currency=data["currency"],
-                amount=data["amount"],
-                description=data["description"],
-                counterparty=data["counterparty"],
-            )
-        ).value
+        outcome = await services.deals.create(
+            snapshot,
+            role=data["role"],
+            currency=data["currency"],
+            amount=data["amount"],
+            description=data["description"],
+            counterparty=data["counterparty"],
+        )
     except EscrowError as refused:
         await _show(query, NOT_CREATED.format(message=escape(refused.message)), None)
         return
-    deal, invitation = created.deal, created.invitation
+    deal, invitation = outcome.value.deal, outcome.value.invitation
     deals_seen.note(deal.code, deal.version)
     role = data["role"]
     other = OTHER_ROLE[role]
@@ -468,8 +466,7 @@ async def create(
             reply_markup=card_markup(deal, snapshot, currencies, signer),
         )
     if invitation is None:
-        invited = INVITED.format(name=escape(texts.name_of(snapshot)), role=other)
-        await notify_parties(bot, deal, snapshot.telegram_id, invited, currencies, signer)
+        await outbox.send(outcome.notices, deal, actor=snapshot)
         return
     link = await create_start_link(bot, invitation.code)
     who = (

@@ -2,6 +2,7 @@
 
 from bot.services.base import Outcome, ServiceContext
 from bot.services.deals import DealService
+from bot.services.outbox import OutboxService
 from bot.services.reads import ReadService
 from bot.services.users import UserService
 from bot.services.wallets import WalletService
@@ -16,6 +17,7 @@ class Services:
         self.deals = DealService(ctx)
         self.wallets = WalletService(ctx)
         self.reads = ReadService(ctx)
+        self.outbox = OutboxService(ctx)
 
 
 __all__ = ["Outcome", "ServiceContext", "Services"]

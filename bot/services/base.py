@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError
@@ -13,6 +14,7 @@ from bot.services.money import Currencies
 from bot.services.settings import EscrowSettings
 from db import Database, UnitOfWork
 from db.events import Event
+from db.outbox import Notice
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +27,12 @@ ATTEMPTS = 3
 
 @dataclass(frozen=True, slots=True)
 class Outcome(Generic[T]):
-    """A use case's result and the events its committed transaction caused."""
+    """A use case's result, the events its committed transaction caused and the
+    notifications it wrote to the outbox (for the caller to send at once)."""
 
     value: T
     events: tuple[Event, ...] = ()
+    notices: tuple[Notice, ...] = ()
 
 
 class EventSink(Protocol):
@@ -56,6 +60,9 @@ class ServiceContext:
     settings: EscrowSettings
     currencies: Currencies
     events: EventSink = field(default_factory=NoEvents)
+    # New notifications wait this long for the handler to send them before the
+    # outbox worker may.
+    notify_grace: timedelta = timedelta(seconds=30)
 
 
 def sqlstate(exc: DBAPIError) -> str | None:
@@ -94,4 +101,4 @@ class Service:
                 # The change is committed; a lost invalidation is bounded by the
                 # cache TTLs, so it must not turn a done deal into an error.
                 log.exception("publishing %d events failed", len(events))
-        return Outcome(value, events)
+        return Outcome(value, events, uow.collect_notices())

@@ -37,8 +37,10 @@ from db.models import (
     InvitationStatus,
     LedgerAccount,
     LedgerKind,
+    NotificationKind,
     UserStatus,
 )
+from db.outbox import NOTICES, decode_notices, notify_parties
 from db.queries import DEAL_BY_CODE, USER_BY_USERNAME
 
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L
@@ -98,8 +100,9 @@ WITH changed AS (
     UPDATE invitations SET status = 'revoked', updated_at = now()
     WHERE escrow_id IN (SELECT id FROM changed) AND status = 'active'
       AND CAST(:final AS boolean)
-)"""
-    + _deal_view("changed")
+), """
+    + notify_parties("changed")
+    + _deal_view("changed", NOTICES)
 )
 
 INSERT_DEAL = text(
@@ -113,8 +116,9 @@ WITH created AS (
 ), history AS (
     INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status)
     SELECT id, creator_id, NULL, status FROM created
-)"""
-    + _deal_view("created")
+), """
+    + notify_parties("created")
+    + _deal_view("created", NOTICES)
 )
 
 FIND_USER_BY_TELEGRAM_ID = text(
@@ -162,8 +166,9 @@ WITH due AS (
 ), closed_invitations AS (
     UPDATE invitations SET status = 'expired', updated_at = now()
     WHERE escrow_id IN (SELECT id FROM expired) AND status = 'active'
-)"""
-    + _deal_view("expired")
+), """
+    + notify_parties("expired")
+    + _deal_view("expired", NOTICES)
 )
 
 NEARING_DEADLINE = text(
@@ -327,25 +332,26 @@ class DealService(Service):
             buyer_id, seller_id = (
                 (creator.id, other_id) if role == "buyer" else (other_id, creator.id)
             )
-            deal = _view(
-                (
-                    await uow.execute(
-                        INSERT_DEAL,
-                        {
-                            "code": new_deal_code(),
-                            "creator_id": creator.id,
-                            "buyer_id": buyer_id,
-                            "seller_id": seller_id,
-                            "amount": amount,
-                            "fee": money.fee_for(amount),
-                            "fee_bps": money.fee_bps,
-                            "currency": money.code,
-                            "description": description,
-                            "deadline": self.settings.deal_deadline,
-                        },
-                    )
-                ).one()
-            )
+            created = (
+                await uow.execute(
+                    INSERT_DEAL,
+                    {
+                        "code": new_deal_code(),
+                        "creator_id": creator.id,
+                        "buyer_id": buyer_id,
+                        "seller_id": seller_id,
+                        "amount": amount,
+                        "fee": money.fee_for(amount),
+                        "fee_bps": money.fee_bps,
+                        "currency": money.code,
+                        "description": description,
+                        "deadline": self.settings.deal_deadline,
+                        **self._notify(NotificationKind.INVITED, creator.id),
+                    },
+                )
+            ).one()
+            deal = _view(created)
+            uow.outbox(*decode_notices(created.notices))
             invitation = None
             if other is None:
                 row = (
@@ -420,7 +426,15 @@ class DealService(Service):
             role, to_status = rule
             if not has_role(deal, actor.id, role):
                 raise NotAllowed(f"{ROLE_WORDS[role]} {ACTION_WORDS[action]}.")
-            changed = await self._transition(uow, deal, actor.id, to_status, reason)
+            changed = await self._transition(
+                uow,
+                deal,
+                actor.id,
+                to_status,
+                reason,
+                notify=NotificationKind(action.value),
+                admins=self.settings.admins if action is Action.DISPUTE else (),
+            )
             await self._move_money(uow, deal, to_status)
             uow.record(_changed(changed))
             return changed
@@ -457,7 +471,9 @@ class DealService(Service):
                     "there is no dispute to settle.",
                     current=deal,
                 )
-            changed = await self._transition(uow, deal, admin.id, to_status, reason)
+            changed = await self._transition(
+                uow, deal, admin.id, to_status, reason, notify=NotificationKind.RESOLVE
+            )
             await self._move_money(uow, deal, to_status)
             uow.record(_changed(changed))
             return changed
@@ -471,7 +487,14 @@ class DealService(Service):
         are skipped, not waited for."""
 
         async def work(uow: UnitOfWork) -> list[DealView]:
-            deals = [_view(row) for row in await uow.execute(EXPIRE_DUE, {"limit": limit})]
+            rows = (
+                await uow.execute(
+                    EXPIRE_DUE, {"limit": limit, **self._notify(NotificationKind.EXPIRE, None)}
+                )
+            ).all()
+            deals = [_view(row) for row in rows]
+            if rows:  # every row carries all the batch's notifications
+                uow.outbox(*decode_notices(rows[0].notices))
             uow.record(*(_changed(deal) for deal in deals))
             return deals
 
@@ -499,7 +522,13 @@ class DealService(Service):
             if locked.actor_status != UserStatus.ACTIVE:
                 raise UserBlocked("Your account is blocked.")
             changed = await self._transition(
-                uow, deal, actor.id, DealStatus.ACCEPTED, "joined by invitation", joiner=actor.id
+                uow,
+                deal,
+                actor.id,
+                DealStatus.ACCEPTED,
+                "joined by invitation",
+                joiner=actor.id,
+                notify=NotificationKind.JOINED,
             )
             await uow.execute(
                 CLOSE_INVITATION,
@@ -527,7 +556,12 @@ class DealService(Service):
                     "This link is open to anyone; if you don't want the deal, just ignore it."
                 )
             changed = await self._transition(
-                uow, deal, actor.id, DealStatus.DECLINED, "invitation declined"
+                uow,
+                deal,
+                actor.id,
+                DealStatus.DECLINED,
+                "invitation declined",
+                notify=NotificationKind.INVITATION_DECLINED,
             )
             await uow.execute(
                 CLOSE_INVITATION,
@@ -596,7 +630,12 @@ class DealService(Service):
         to_status: DealStatus,
         reason: str | None,
         joiner: int | None = None,
+        *,
+        notify: NotificationKind,
+        admins: tuple[int, ...] = (),
     ) -> DealView:
+        """Move the locked deal to `to_status`, write its history and tell the
+        other party (and `admins`) in the outbox, all in one statement."""
         row = (
             await uow.execute(
                 TRANSITION,
@@ -608,12 +647,29 @@ class DealService(Service):
                     "actor_id": actor_id,
                     "reason": reason,
                     "joiner_id": joiner,
+                    **self._notify(
+                        notify, actor_id, reason if notify is NotificationKind.DISPUTE else None
+                    ),
+                    "admin_chats": list(admins),
                 },
             )
         ).first()
         if row is None:  # cannot happen while we hold the row lock; refuse loudly
             raise WrongState(f"Deal {deal.code} changed meanwhile; try again.", current=deal)
+        uow.outbox(*decode_notices(row.notices))
         return _view(row)
+
+    def _notify(
+        self, kind: NotificationKind, actor_id: int | None, note: str | None = None
+    ) -> dict[str, Any]:
+        """The parameters of a statement's `notified` CTE (`db.outbox.notify_parties`)."""
+        return {
+            "notify": kind.value,
+            "actor_id": actor_id,
+            "note": note,
+            "grace": self.ctx.notify_grace,
+            "admin_chats": [],
+        }
 
     async def _move_money(self, uow: UnitOfWork, deal: DealView, to_status: DealStatus) -> None:
         buyer, seller = deal.buyer_id, deal.seller_id

@@ -16,6 +16,7 @@ from bot.services.money import Currency
 from bot.services.views import WithdrawalView
 from db import UnitOfWork
 from db.models import LedgerAccount, LedgerKind, UserStatus, WithdrawalStatus
+from db.outbox import NOTICE_COLUMNS, NOTICES, decode_notices
 
 MAX_REFERENCE = 100
 
@@ -24,11 +25,24 @@ USER_BY_TELEGRAM_ID = text(
     "SELECT id, telegram_id, status, is_admin FROM users WHERE telegram_id = :telegram_id"
 )
 
-INSERT_WITHDRAWAL = text("""
-INSERT INTO withdrawals (user_id, currency, amount, destination)
-SELECT id, :currency, :amount, :destination FROM users
-WHERE id = :user_id AND status = 'active'
-RETURNING id, user_id, currency, amount, destination, status, created_at, decided_at, note
+WITHDRAWAL_COLUMNS = (
+    "id, user_id, currency, amount, destination, status, created_at, decided_at, note"
+)
+
+# The request, and the admins told about it (the outbox), in one statement.
+INSERT_WITHDRAWAL = text(f"""
+WITH requested AS (
+    INSERT INTO withdrawals (user_id, currency, amount, destination)
+    SELECT id, :currency, :amount, :destination FROM users
+    WHERE id = :user_id AND status = 'active'
+    RETURNING {WITHDRAWAL_COLUMNS}
+), notified AS (
+    INSERT INTO notifications (chat_id, kind, withdrawal_id, actor_id, due_at)
+    SELECT a.chat_id, 'withdrawal_requested', r.id, r.user_id, now() + CAST(:grace AS interval)
+    FROM requested r CROSS JOIN unnest(CAST(:admin_chats AS bigint[])) AS a(chat_id)
+    RETURNING {NOTICE_COLUMNS}
+)
+SELECT r.*{NOTICES} FROM requested r
 """)
 
 LOCK_WITHDRAWAL = text("""
@@ -40,10 +54,21 @@ WHERE w.id = :id
 FOR UPDATE OF w
 """)
 
-DECIDE_WITHDRAWAL = text("""
-UPDATE withdrawals SET status = :status, decided_at = now(), decided_by = :admin_id, note = :note
-WHERE id = :id AND status = 'pending'
-RETURNING id, user_id, currency, amount, destination, status, created_at, decided_at, note
+# The decision, and its owner told about it (the outbox), in one statement.
+DECIDE_WITHDRAWAL = text(f"""
+WITH decided AS (
+    UPDATE withdrawals
+    SET status = :status, decided_at = now(), decided_by = :admin_id, note = :note
+    WHERE id = :id AND status = 'pending'
+    RETURNING {WITHDRAWAL_COLUMNS}
+), notified AS (
+    INSERT INTO notifications (chat_id, user_id, kind, withdrawal_id, actor_id, due_at)
+    SELECT u.telegram_id, u.id, 'withdrawal_decided', d.id, CAST(:admin_id AS bigint),
+           now() + CAST(:grace AS interval)
+    FROM decided d JOIN users u ON u.id = d.user_id
+    RETURNING {NOTICE_COLUMNS}
+)
+SELECT d.*{NOTICES} FROM decided d
 """)
 
 # Pending withdrawals no admin decided in time, oldest first, skipping those
@@ -201,11 +226,14 @@ class WalletService(Service):
                         "currency": money.code,
                         "amount": amount,
                         "destination": destination,
+                        "grace": self.ctx.notify_grace,
+                        "admin_chats": list(self.settings.admins),
                     },
                 )
             ).first()
             if row is None:
                 raise UserBlocked("Your account can't withdraw funds.")
+            uow.outbox(*decode_notices(row.notices))
             await post_movement(
                 uow,
                 key=f"withdrawal:request:{reference}" if reference else f"withdrawal:{row.id}:hold",
@@ -258,9 +286,11 @@ class WalletService(Service):
                             "status": WithdrawalStatus.REJECTED.value,
                             "admin_id": None,
                             "note": STALE_WITHDRAWAL_NOTE,
+                            "grace": self.ctx.notify_grace,
                         },
                     )
                 ).one()
+                uow.outbox(*decode_notices(row.notices))
                 await post_movement(
                     uow,
                     key=f"withdrawal:{locked.id}:{WithdrawalStatus.REJECTED.value}",
@@ -299,9 +329,16 @@ class WalletService(Service):
             row = (
                 await uow.execute(
                     DECIDE_WITHDRAWAL,
-                    {"id": locked.id, "status": status.value, "admin_id": admin.id, "note": note},
+                    {
+                        "id": locked.id,
+                        "status": status.value,
+                        "admin_id": admin.id,
+                        "note": note,
+                        "grace": self.ctx.notify_grace,
+                    },
                 )
             ).one()
+            uow.outbox(*decode_notices(row.notices))
             user_id, amount = locked.user_id, locked.amount
             if status is WithdrawalStatus.APPROVED:
                 legs = [

@@ -157,6 +157,18 @@ class SimulatedUser:
         """Press the button with this visible `text` (and/or `callback_data`) on the newest
         bot message that shows one, or on `message`. An old snapshot of a message presses
         what a slow client still shows; the bot gets the message as it stands now."""
+        return await self.feed(
+            self.press_update(text, callback_data=callback_data, message=message)
+        )
+
+    def press_update(
+        self,
+        text: str | None = None,
+        *,
+        callback_data: str | None = None,
+        message: ChatMessage | None = None,
+    ) -> Update:
+        """The update Telegram sends for that press (see `press`), not delivered."""
         if text is None and callback_data is None:
             raise TypeError("press() needs the button's text or its callback_data")
         target, button = self._find_button(text, callback_data, message)
@@ -180,7 +192,7 @@ class SimulatedUser:
         ).as_(self.bot)
         self.chat.started = True
         update = Update(update_id=self.telegram.next_update_id(), callback_query=query)
-        return await self.feed(update.as_(self.bot))
+        return update.as_(self.bot)
 
     async def feed(self, update: Update, **kwargs: Any) -> UpdateResult:
         """Deliver `update` to the dispatcher (again, to simulate Telegram redelivering)."""

@@ -68,3 +68,14 @@ class People:
 @pytest.fixture
 def people(app: App, telegram: FakeTelegram) -> People:
     return People(app, telegram)
+
+
+@pytest.fixture
+async def pair(app: App, people) -> tuple[SimulatedUser, SimulatedUser]:
+    alice, bob = people("Alice", "alice_buys"), people("Bob", "bob_sells")
+    await alice.start()
+    await bob.start()
+    await app.services.wallets.credit_deposit(
+        await app.cache.cache.get(alice.id), "USDT", 500_00, reference=f"seed-{alice.id}"
+    )
+    return alice, bob

@@ -49,17 +49,6 @@ async def status_of(app: App, deal: DealView) -> str:
         return await conn.scalar(text("SELECT status FROM escrows WHERE id = :i"), {"i": deal.id})
 
 
-@pytest.fixture
-async def pair(app: App, people) -> tuple[SimulatedUser, SimulatedUser]:
-    alice, bob = people("Alice", "alice_buys"), people("Bob", "bob_sells")
-    await alice.start()
-    await bob.start()
-    await app.services.wallets.credit_deposit(
-        await actor(app, alice), "USDT", 500_00, reference=f"seed-{alice.id}"
-    )
-    return alice, bob
-
-
 async def open_deal(app: App, alice: SimulatedUser, **overrides: Any) -> DealView:
     params: dict[str, Any] = dict(
         role="buyer",

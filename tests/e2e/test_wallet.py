@@ -14,7 +14,7 @@ from redis.asyncio.connection import Connection
 from sqlalchemy import text
 
 from bot.app import App, build_app
-from bot.handlers.wallet import WalletMenu
+from bot.keyboards import WalletMenu
 from bot.sim import FakeTelegram, SimulatedUser
 from bot.sim.state import ChatMessage
 from cache.snapshots import UserSnapshot

@@ -36,6 +36,7 @@ pytestmark = pytest.mark.slow
 USERS = 20_000
 DEALS = 100_000
 WITHDRAWALS = 3_000
+NOTIFICATIONS = 300_000
 # Users 1-5 are the busy ones: a party to about 1 deal in 7 as buyer and 1 in
 # 11 as seller (some 4,600 deals each); everyone else has a handful.
 BUSY_USER = 1
@@ -146,6 +147,21 @@ SELECT 1 + (g * 7919) % {USERS}, ($1::varchar[])[g % cardinality($1::varchar[]) 
        CASE WHEN g <= {WITHDRAWALS} - 100 THEN {ADMIN_ID} END
 FROM generate_series(1, {WITHDRAWALS}) g
 """
+# The outbox: every notification sent long ago, but the newest few still
+# pending (Telegram was down for a minute), as the worker finds it.
+INSERT_NOTIFICATIONS = f"""
+INSERT INTO notifications (chat_id, user_id, kind, escrow_id, actor_id, status, attempts,
+                           due_at, created_at, sent_at)
+SELECT 1000000 + (g * 7919) % {USERS}, 1 + (g * 7919) % {USERS}, 'fund', 1 + g % {DEALS},
+       1 + (g * 104729) % {USERS},
+       CASE WHEN g > {NOTIFICATIONS} - 50 THEN 'pending' ELSE 'sent' END,
+       CASE WHEN g > {NOTIFICATIONS} - 50 THEN 1 ELSE 0 END,
+       now() - ({NOTIFICATIONS} - g) * interval '1 second',
+       now() - ({NOTIFICATIONS} - g) * interval '1 second' - interval '30 seconds',
+       CASE WHEN g <= {NOTIFICATIONS} - 50
+            THEN now() - ({NOTIFICATIONS} - g) * interval '1 second' END
+FROM generate_series(1::bigint, {NOTIFICATIONS}) g
+"""
 # The history of deals $1 to $2: the path that led to each one's status, in
 # time order (so one deal's events are spread over the table, as they would be).
 INSERT_DEAL_EVENTS = """
@@ -184,7 +200,15 @@ SET_SEQUENCES = """
 SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users)),
        setval(pg_get_serial_sequence('escrows', 'id'), (SELECT max(id) FROM escrows))
 """
-LOADED_TABLES = ("users", "wallets", "escrows", "invitations", "withdrawals", "deal_events")
+LOADED_TABLES = (
+    "users",
+    "wallets",
+    "escrows",
+    "invitations",
+    "withdrawals",
+    "deal_events",
+    "notifications",
+)
 
 # Sample values: the busy user, one of their released deals some way down
 # their history (a next-page cursor), and the newest invitation addressed to
@@ -216,7 +240,11 @@ def load_phases(currencies: list[str], chunks: int = 4) -> list[list[tuple[str, 
     ranges = [(lo, min(lo + size - 1, DEALS)) for lo in range(1, DEALS + 1, size)]
     return [
         [(INSERT_USERS, ())],
-        [(INSERT_WALLETS, (currencies,)), (INSERT_WITHDRAWALS, (currencies,))]
+        [
+            (INSERT_WALLETS, (currencies,)),
+            (INSERT_WITHDRAWALS, (currencies,)),
+            (INSERT_NOTIFICATIONS, ()),
+        ]
         + [(INSERT_DEALS, (currencies, lo, hi)) for lo, hi in ranges],
         [(INSERT_INVITATIONS, ())] + [(INSERT_DEAL_EVENTS, (lo, hi)) for lo, hi in ranges],
         # what autovacuum would have done by now
@@ -348,7 +376,8 @@ async def test_data_set_is_realistic(data_set: DataSet, config: Config):
 SELECT (SELECT count(*) FROM users) AS users, (SELECT count(*) FROM wallets) AS wallets,
        (SELECT count(*) FROM escrows) AS deals, (SELECT count(*) FROM invitations) AS invitations,
        (SELECT count(*) FROM withdrawals) AS withdrawals,
-       (SELECT count(*) FROM deal_events) AS deal_events
+       (SELECT count(*) FROM deal_events) AS deal_events,
+       (SELECT count(*) FROM notifications) AS notifications
 """)
             )
         ).one()

@@ -7,17 +7,18 @@ import asyncio
 
 from sqlalchemy import text
 
-from bot.jobs import EXPIRED_HEADLINE, BackgroundJobs
+from bot.jobs import BackgroundJobs
+from bot.outbox import TOLD
 from bot.replicas import JobLock
 from cache.keys import CacheKeys
+from db.models import NotificationKind
 
 
 def jobs_of(app, interval: float = 1.0) -> BackgroundJobs:
     keys = CacheKeys(app.config.cache.key_prefix)
     return BackgroundJobs(
         app.services,
-        app.bot,
-        app.dispatcher["signer"],
+        app.outbox,
         JobLock(app.cache.cache.redis, keys),
         interval,
     )
@@ -68,7 +69,7 @@ async def test_overdue_deals_expire_once_across_replicas_and_both_parties_are_to
     deal = await app.services.deals.get(await app.cache.cache.get(alice.id), code)
     assert deal.status == "expired"
     for user in (alice, bob):
-        assert user.last.text.startswith(EXPIRED_HEADLINE), user
+        assert user.last.text.startswith(TOLD[NotificationKind.EXPIRE]), user
         assert f"#{code}" in user.last.text
     # nothing more to do on the next tick
     await asyncio.sleep(1.0)
@@ -85,7 +86,7 @@ async def test_the_jobs_loop_ticks_until_stopped(app, people):
         await asyncio.sleep(0.02)
     await jobs.stop()
     assert jobs.expired == 1
-    assert alice.last.text.startswith(EXPIRED_HEADLINE)
+    assert alice.last.text.startswith(TOLD[NotificationKind.EXPIRE])
 
 
 async def set_deadline(app, code: str, interval: str) -> None:

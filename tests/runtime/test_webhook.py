@@ -14,6 +14,7 @@ import aiohttp
 import msgspec
 import pytest
 from aiogram.types import Update
+from sqlalchemy import text
 
 from bot.config import Config
 from bot.replicas import webhook_secret
@@ -124,3 +125,53 @@ async def test_sigterm_finishes_the_updates_in_flight_then_stops(replica_config,
     assert app.database.engine.sync_engine.pool.checkedout() == 0
     with pytest.raises(aiohttp.ClientConnectionError):
         await running.post(http, bob._message_update("/help"))
+
+
+async def test_sigterm_mid_traffic_loses_nothing_committed_and_drops_no_notification(
+    replica_config, http, database
+):
+    telegram = FakeTelegram(latency=0.02)  # every Bot API call takes 20 ms
+    running = await start(replica_config, telegram)
+    app = running.replica.app
+    alice, bob = (
+        SimulatedUser(
+            telegram, app.bot, app.dispatcher, user_id=user_id, first_name=name, username=username
+        )
+        for user_id, name, username in ((70_011, "Alice", "alice_mid"), (70_012, "Bob", "bob_mid"))
+    )
+    for user in (alice, bob):
+        assert await running.post(http, user._message_update("/start")) == 200
+    buyer = await app.cache.cache.get(alice.id)
+    for _ in range(8):  # Alice opens 8 deals with Bob; the cards reach him at once
+        created = await app.services.deals.create(
+            buyer,
+            role="buyer",
+            currency="USDT",
+            amount=10_00,
+            description="lamp",
+            counterparty="@bob_mid",
+        )
+        await app.outbox.send(created.notices, created.value.deal, actor=buyer)
+    cards = [m for m in bob.messages if "✅ Accept" in bob.buttons(m)]
+    assert len(cards) == 8
+    # Bob accepts all 8 at once; SIGTERM lands while they are in flight.
+    presses = [
+        asyncio.create_task(running.post(http, bob.press_update("✅ Accept", message=card)))
+        for card in cards
+    ]
+    await eventually(lambda: running.replica.in_flight >= 4)
+    os.kill(os.getpid(), signal.SIGTERM)
+    answered = await asyncio.gather(*presses, return_exceptions=True)
+    assert await running.task == 0
+    async with database.engine.connect() as conn:
+        accepted = await conn.scalar(text("SELECT count(*) FROM escrows WHERE status = 'accepted'"))
+        told = (
+            await conn.execute(
+                text("SELECT chat_id, status FROM notifications WHERE kind = 'accept'")
+            )
+        ).all()
+    # Every press taken was finished and answered; none was cut off half-way.
+    assert accepted == answered.count(200) >= 4
+    # Each committed accept told Alice, and the outbox recorded it as sent before exit.
+    assert sorted(told) == [(alice.id, "sent")] * accepted
+    assert len([m for m in alice.messages if "@bob_mid accepted the deal" in m.text]) == accepted

@@ -84,6 +84,7 @@ def test_config_path_comes_from_the_environment(config_file):
         ({"ESCROW__CURRENCIES__USDT__DECIMALS": "30"}, "currencies.USDT.decimals"),
         ({"ESCROW__ESCROW__DEAL_DEADLINE_HOURS": "0"}, "escrow.deal_deadline_hours"),
         ({"ESCROW__ESCROW__ADMINS": '["me"]'}, "escrow.admins"),
+        ({"ESCROW__RUNTIME__OUTBOX_GRACE_SECONDS": "1"}, "runtime: outbox_grace_seconds must"),
     ],
 )
 def test_a_bad_value_names_its_key(config_file, environ, key):

@@ -1,0 +1,318 @@
+"""Notifications: what the outbox holds, rendered and sent.
+
+A use case writes its notifications in its own transaction (`db/outbox.py`)
+and hands them back; right after its own reply the handler calls
+`Outbox.send` with what it already holds (the deal, the actor), so the other
+party hears at once and no SQL is spent on it. A notification that was not
+sent then (the process died between commit and send, Telegram was down) is
+due after `outbox_grace_seconds`, and the worker, on every replica, claims it
+and sends it, retrying with a doubling backoff up to `outbox_attempts` times.
+
+Results are kept in memory and recorded in one statement per batch, by the
+worker each tick and on shutdown. A crash between a send and that record
+sends the message again: delivery is at least once, never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
+from html import escape
+
+from aiogram import Bot
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramEntityTooLarge,
+    TelegramForbiddenError,
+    TelegramNotFound,
+)
+from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot import keyboards, texts
+from bot.config import RuntimeSettings
+from bot.keyboards import Nav, Signer, WalletMenu
+from bot.metrics import Metrics
+from bot.services import Services
+from bot.services.outbox import Subjects, Who
+from bot.services.views import DealView, WithdrawalView
+from cache.snapshots import UserSnapshot
+from db.models import DealStatus, NotificationKind, NotificationStatus, WithdrawalStatus
+from db.outbox import Notice
+
+log = logging.getLogger(__name__)
+
+# Telegram will not take this message in this chat, however often it is asked:
+# the user blocked the bot or never started it, the chat is gone.
+PERMANENT = (TelegramForbiddenError, TelegramBadRequest, TelegramNotFound, TelegramEntityTooLarge)
+
+# What the other party reads, by what happened ({name}: who did it).
+TOLD = {
+    NotificationKind.INVITED: (
+        "📨 {name} opened a deal with you: you are the {role}. Accept it to go ahead."
+    ),
+    NotificationKind.JOINED: "✅ {name} accepted your invitation.",
+    NotificationKind.INVITATION_DECLINED: "✖️ {name} declined your invitation.",
+    NotificationKind.ACCEPT: "✅ {name} accepted the deal.",
+    NotificationKind.DECLINE: "✖️ {name} declined the deal.",
+    NotificationKind.FUND: (
+        "🔒 {name} funded the deal: the money is held in escrow. Deliver, then mark it "
+        "as delivered."
+    ),
+    NotificationKind.DELIVER: (
+        "📦 {name} marked the deal as delivered. Check it, then release the payment."
+    ),
+    NotificationKind.RELEASE: "✅ {name} released the payment: it is in your wallet.",
+    NotificationKind.DISPUTE: "⚠️ {name} opened a dispute. An admin will decide.",
+    NotificationKind.CANCEL: "✖️ {name} cancelled the deal.",
+    NotificationKind.EXPIRE: (
+        "⌛ This deal expired: it was not accepted and funded by its deadline."
+    ),
+}
+CANCELLED_AND_REFUNDED = "↩️ {name} cancelled the deal: the money is back in your wallet."
+RESOLVED = {
+    DealStatus.RELEASED: "🛡 An admin settled the dispute: the payment is released to the seller.",
+    DealStatus.REFUNDED: "🛡 An admin settled the dispute: the buyer is refunded.",
+}
+DISPUTE_OPENED = "🛡 New dispute opened by {name}."
+WITHDRAWAL_REQUESTED = (
+    "🛡 New withdrawal request #{id} from {name} (id <code>{telegram_id}</code>): {amount}."
+)
+WITHDRAWAL_APPROVED = (
+    "✅ Your withdrawal #{id} of {amount} to <code>{destination}</code> was approved and sent."
+)
+WITHDRAWAL_REJECTED = (
+    "✖️ Your withdrawal #{id} of {amount} was rejected: <i>{note}</i>\n"
+    "The amount is back in your available balance."
+)
+WITHDRAWAL_TIMED_OUT = (
+    "✖️ Your withdrawal #{id} of {amount} was not decided in time and is cancelled.\n"
+    "The amount is back in your available balance."
+)
+SOMEONE = Who("someone", 0)
+
+Message = tuple[int, str, InlineKeyboardMarkup | None]
+
+
+class Gone(LookupError):
+    """The deal or withdrawal a notification is about does not exist."""
+
+
+class Outbox:
+    def __init__(
+        self,
+        bot: Bot,
+        services: Services,
+        signer: Signer,
+        runtime: RuntimeSettings,
+        metrics: Metrics | None = None,
+        batch: int = 100,
+    ) -> None:
+        self.bot = bot
+        self.services = services
+        self.currencies = services.ctx.currencies
+        self.signer = signer
+        self.metrics = metrics
+        self.batch = batch
+        self.interval = runtime.outbox_interval_seconds
+        self.retry = timedelta(seconds=runtime.outbox_retry_seconds)
+        self.retry_max = timedelta(seconds=runtime.outbox_retry_max_seconds)
+        self.attempts = runtime.outbox_attempts
+        self._results: dict[int, tuple[NotificationStatus, str | None]] = {}
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- the handler's attempt --------------------------------------------------------
+
+    async def send(
+        self,
+        notices: Iterable[Notice],
+        *subjects: DealView | WithdrawalView,
+        actor: UserSnapshot | None = None,
+    ) -> int:
+        """Send `notices` now, rendered from what the caller holds; the number sent.
+
+        What fails here stays in the outbox for the worker."""
+        notices = tuple(notices)
+        if not notices:
+            return 0
+        known = Subjects(
+            deals={s.id: s for s in subjects if isinstance(s, DealView)},
+            withdrawals={s.id: s for s in subjects if isinstance(s, WithdrawalView)},
+            actors={actor.id: Who(texts.name_of(actor), actor.telegram_id)} if actor else {},
+        )
+        return await self._deliver(notices, known, "handler")
+
+    # -- the worker -------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Record results so far, then claim and send what is due; the number sent."""
+        await self.flush()
+        sent = 0
+        while not self._stop.is_set():
+            notices = await self.services.outbox.claim_due(self.batch, self.retry, self.retry_max)
+            if not notices:
+                break
+            subjects = await self.services.outbox.subjects(notices)
+            sent += await self._deliver(notices, subjects, "worker")
+            await self.flush()
+            if len(notices) < self.batch:
+                break
+        return sent
+
+    async def flush(self) -> int:
+        """Record the results gathered since the last flush (one statement)."""
+        if not self._results:
+            return 0
+        results, self._results = self._results, {}
+        try:
+            await self.services.outbox.mark(results)
+        except Exception:
+            log.warning(
+                "recording %d notification results failed; kept for the next tick",
+                len(results),
+                exc_info=True,
+            )
+            for key, value in results.items():
+                self._results.setdefault(key, value)
+            return 0
+        return len(results)
+
+    async def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("the outbox worker failed; trying again next tick")
+            try:
+                async with asyncio.timeout(self.interval):
+                    await self._stop.wait()
+            except TimeoutError:
+                pass
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._task = asyncio.create_task(self._loop(), name="outbox")
+
+    async def stop(self) -> None:
+        """Let a running batch finish, then record every result gathered."""
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await self.flush()
+
+    # -- sending ----------------------------------------------------------------------
+
+    async def _deliver(self, notices: Iterable[Notice], subjects: Subjects, path: str) -> int:
+        sent = 0
+        for notice in notices:
+            result = await self._deliver_one(notice, subjects, path)
+            self._results[notice.id] = result
+            if self.metrics is not None:
+                self.metrics.notifications.labels(path, result[0].value).inc()
+            sent += result[0] is NotificationStatus.SENT
+        return sent
+
+    async def _deliver_one(
+        self, notice: Notice, subjects: Subjects, path: str
+    ) -> tuple[NotificationStatus, str | None]:
+        try:
+            chat_id, text, markup = self.render(notice, subjects)
+        except Gone as exc:
+            log.warning("notification %d dropped: %s", notice.id, exc)
+            return NotificationStatus.FAILED, str(exc)
+        try:
+            await self.bot.send_message(chat_id, text, reply_markup=markup)
+        except PERMANENT as exc:
+            log.info("chat %s refuses notification %d: %s", chat_id, notice.id, exc)
+            return NotificationStatus.UNDELIVERABLE, str(exc)
+        except Exception as exc:  # Telegram down, a timeout, a 429 past its limit
+            given_up = path == "worker" and notice.attempts >= self.attempts
+            log.log(
+                logging.WARNING if given_up else logging.INFO,
+                "notification %d to %s not sent (%s attempt %d): %s",
+                notice.id,
+                chat_id,
+                path,
+                notice.attempts,
+                exc,
+            )
+            status = NotificationStatus.FAILED if given_up else NotificationStatus.PENDING
+            return status, f"{type(exc).__name__}: {exc}"
+        return NotificationStatus.SENT, None
+
+    # -- rendering --------------------------------------------------------------------
+
+    def render(self, notice: Notice, subjects: Subjects) -> Message:
+        """The chat, text and buttons of `notice`, from the deal or withdrawal as
+        `subjects` hold it."""
+        kind = NotificationKind(notice.kind)
+        who = subjects.actors.get(notice.actor_id or 0, SOMEONE)
+        name = escape(who.name)
+        if notice.withdrawal_id is not None:
+            withdrawal = subjects.withdrawals.get(notice.withdrawal_id)
+            if withdrawal is None:
+                raise Gone(f"withdrawal {notice.withdrawal_id} does not exist")
+            return self._withdrawal(notice, kind, withdrawal, who)
+        deal = subjects.deals.get(notice.escrow_id or 0)
+        if deal is None:
+            raise Gone(f"deal {notice.escrow_id} does not exist")
+        reason = f"\nReason: <i>{escape(notice.note)}</i>" if notice.note else ""
+        if kind is NotificationKind.DISPUTE_OPENED:
+            headline = DISPUTE_OPENED.format(name=name) + reason
+            return (
+                notice.chat_id,
+                texts.deal_card(deal, None, self.currencies, headline),
+                keyboards.admin_deal_keyboard(deal),
+            )
+        if kind is NotificationKind.RESOLVE:
+            headline = RESOLVED.get(DealStatus(deal.status), RESOLVED[DealStatus.RELEASED])
+        elif kind is NotificationKind.CANCEL and deal.status == DealStatus.REFUNDED:
+            headline = CANCELLED_AND_REFUNDED.format(name=name)
+        else:
+            role = "buyer" if notice.user_id == deal.buyer_id else "seller"
+            headline = TOLD[kind].format(name=name, role=role) + reason
+        return notice.chat_id, *self.card(deal, notice.user_id, notice.chat_id, headline)
+
+    def card(
+        self, deal: DealView, user_id: int | None, chat_id: int, headline: str
+    ) -> tuple[str, InlineKeyboardMarkup]:
+        """A party's card of `deal` under `headline`, with the buttons they may press."""
+        text = texts.deal_card(deal, user_id, self.currencies, headline)
+        if user_id is None:
+            return text, keyboards.admin_deal_keyboard(deal)
+        amount = self.currencies[deal.currency].format(deal.amount)
+        return text, keyboards.deal_keyboard(deal, user_id, chat_id, self.signer, amount)
+
+    def _withdrawal(
+        self, notice: Notice, kind: NotificationKind, withdrawal: WithdrawalView, who: Who
+    ) -> Message:
+        amount = self.currencies[withdrawal.currency].format(withdrawal.amount)
+        kb = InlineKeyboardBuilder()
+        if kind is NotificationKind.WITHDRAWAL_REQUESTED:
+            kb.button(text="🛡 Admin", callback_data=Nav(to="admin"))
+            text = WITHDRAWAL_REQUESTED.format(
+                id=withdrawal.id,
+                name=escape(who.name),
+                telegram_id=who.telegram_id,
+                amount=amount,
+            )
+            return notice.chat_id, text, kb.as_markup()
+        kb.button(text="🧾 My withdrawals", callback_data=WalletMenu(screen="withdrawals"))
+        kb.button(text="👛 Wallet", callback_data=Nav(to="wallet"))
+        if withdrawal.status == WithdrawalStatus.APPROVED:
+            template = WITHDRAWAL_APPROVED
+        elif notice.actor_id is None:
+            template = WITHDRAWAL_TIMED_OUT
+        else:
+            template = WITHDRAWAL_REJECTED
+        text = template.format(
+            id=withdrawal.id,
+            amount=amount,
+            destination=escape(withdrawal.destination),
+            note=escape(withdrawal.note or ""),
+        )
+        return notice.chat_id, text, kb.as_markup()

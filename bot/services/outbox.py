@@ -1,0 +1,118 @@
+"""The outbox's side of the database: claiming due notifications, reading
+what they are about, recording what became of them.
+
+Every statement here is one autocommitted statement on the reader engine: a
+claim leases its rows (moves them into the future) as it takes them, so no
+transaction stays open while Telegram is called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+from sqlalchemy import text
+
+from bot.services.base import Service
+from bot.services.deals import _deal_view, _view
+from bot.services.views import DealView, WithdrawalView
+from bot.services.wallets import _withdrawal
+from db.models import NotificationStatus
+from db.outbox import CLAIM_DUE, MARK, Notice
+
+DEALS_BY_ID = text(_deal_view("escrows") + "\nWHERE d.id = ANY(CAST(:ids AS bigint[]))")
+WITHDRAWALS_BY_ID = text("""
+SELECT w.id, w.user_id, w.currency, w.amount, w.destination, w.status, w.created_at,
+       w.decided_at, w.note, u.telegram_id
+FROM withdrawals w JOIN users u ON u.id = w.user_id
+WHERE w.id = ANY(CAST(:ids AS bigint[]))
+""")
+ACTORS_BY_ID = text("""
+SELECT id, telegram_id, coalesce('@' || username, first_name) AS name
+FROM users WHERE id = ANY(CAST(:ids AS bigint[]))
+""")
+OUTBOX_STATE = text("""
+SELECT status, count(*) AS n, min(due_at) FILTER (WHERE status = 'pending') AS next_due
+FROM notifications GROUP BY status
+""")
+
+
+class Who(msgspec.Struct, frozen=True):
+    """Whoever caused a notification, as the message names them."""
+
+    name: str
+    telegram_id: int
+
+
+class Subjects(msgspec.Struct, frozen=True):
+    """What a batch of notifications is about, by id."""
+
+    deals: Mapping[int, DealView]
+    withdrawals: Mapping[int, WithdrawalView]
+    actors: Mapping[int, Who]
+
+
+def _ids(values: Iterable[int | None]) -> list[int]:
+    return sorted({value for value in values if value is not None})
+
+
+class OutboxService(Service):
+    async def claim_due(
+        self, limit: int, retry_after: timedelta, retry_max: timedelta
+    ) -> list[Notice]:
+        """Take up to `limit` due notifications; each is due again after
+        `retry_after` doubled per attempt so far (at most `retry_max`) unless it
+        is marked first."""
+        async with self.ctx.db.reader.connect() as conn:
+            rows = await conn.execute(
+                CLAIM_DUE, {"limit": limit, "base": retry_after, "most": retry_max}
+            )
+            return [msgspec.convert(dict(row._mapping), Notice) for row in rows]
+
+    async def subjects(self, notices: Iterable[Notice]) -> Subjects:
+        """The deals, withdrawals and actors `notices` are about, as they are now."""
+        notices = list(notices)
+        deal_ids = _ids(n.escrow_id for n in notices)
+        withdrawal_ids = _ids(n.withdrawal_id for n in notices)
+        actor_ids = _ids(n.actor_id for n in notices)
+        deals: dict[int, DealView] = {}
+        withdrawals: dict[int, WithdrawalView] = {}
+        actors: dict[int, Who] = {}
+        async with self.ctx.db.reader.connect() as conn:
+            if deal_ids:
+                for row in await conn.execute(DEALS_BY_ID, {"ids": deal_ids}):
+                    deals[row.id] = _view(row)
+            if withdrawal_ids:
+                for row in await conn.execute(WITHDRAWALS_BY_ID, {"ids": withdrawal_ids}):
+                    withdrawals[row.id] = _withdrawal(row)
+            if actor_ids:
+                for row in await conn.execute(ACTORS_BY_ID, {"ids": actor_ids}):
+                    actors[row.id] = Who(row.name, row.telegram_id)
+        return Subjects(deals, withdrawals, actors)
+
+    async def mark(self, results: Mapping[int, tuple[NotificationStatus, str | None]]) -> None:
+        """Record each notification's result (one statement for the batch). A
+        pending result keeps the row pending with its error noted."""
+        if not results:
+            return
+        ids = list(results)
+        params: dict[str, Any] = {
+            "ids": ids,
+            "statuses": [results[i][0].value for i in ids],
+            "errors": [results[i][1] for i in ids],
+        }
+        async with self.ctx.db.reader.connect() as conn:
+            await conn.execute(MARK, params)
+
+    async def state(self) -> dict[str, Any]:
+        """How many notifications are in each status, and when the next is due."""
+        async with self.ctx.db.reader.connect() as conn:
+            rows = (await conn.execute(OUTBOX_STATE)).all()
+        counts = {status.value: 0 for status in NotificationStatus}
+        next_due = None
+        for row in rows:
+            counts[row.status] = row.n
+            next_due = row.next_due or next_due
+        return {"counts": counts, "next_due": next_due}

@@ -1,0 +1,101 @@
+"""The notification outbox: rows written by the statement that makes a change,
+claimed and marked by the worker that sends them.
+
+A use case's statement inserts its notifications in a CTE (`NOTIFY_PARTIES`
+and friends below, spliced into the deal and withdrawal statements) and hands
+back the inserted rows as JSON; no statement is added to the transaction.
+New rows are due only after a grace period, the time the handler gets to send
+them itself; the worker sends whatever is still pending after that.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from sqlalchemy import text
+
+
+class Notice(msgspec.Struct, frozen=True):
+    """One notification row, as the use case that wrote it hands it back."""
+
+    id: int
+    chat_id: int
+    kind: str
+    user_id: int | None = None
+    escrow_id: int | None = None
+    withdrawal_id: int | None = None
+    actor_id: int | None = None
+    note: str | None = None
+    attempts: int = 0
+
+
+def decode_notices(value: list[dict[str, Any]] | None) -> tuple[Notice, ...]:
+    """The `notices` column of a statement that wrote notifications (JSON, which
+    the driver has already parsed)."""
+    return msgspec.convert(value, tuple[Notice, ...]) if value else ()
+
+
+NOTICE_COLUMNS = "id, chat_id, kind, user_id, escrow_id, withdrawal_id, actor_id, note, attempts"
+
+# A column listing what a `notified` CTE inserted (spliced into a SELECT list).
+NOTICES = (
+    ", (SELECT json_agg(json_build_object("
+    + ", ".join(f"'{c}', n.{c}" for c in NOTICE_COLUMNS.split(", "))
+    + ") ORDER BY n.id) FROM notified n) AS notices"
+)
+
+
+def notify_parties(source: str) -> str:
+    """A `notified` CTE: the parties of the deals in `source` (a CTE of escrow
+    rows) other than :actor_id (NULL: both) are told :notify (NULL: nobody),
+    the admins in :admin_chats that a dispute was opened."""
+    return f"""notified AS (
+    INSERT INTO notifications (chat_id, user_id, kind, escrow_id, actor_id, note, due_at)
+    SELECT u.telegram_id, u.id, CAST(:notify AS varchar), c.id, CAST(:actor_id AS bigint),
+           CAST(:note AS text), now() + CAST(:grace AS interval)
+    FROM {source} c JOIN users u ON u.id IN (c.buyer_id, c.seller_id)
+    WHERE CAST(:notify AS varchar) IS NOT NULL
+      AND u.id IS DISTINCT FROM CAST(:actor_id AS bigint)
+    UNION ALL
+    SELECT a.chat_id, NULL, 'dispute_opened', c.id, CAST(:actor_id AS bigint),
+           CAST(:note AS text), now() + CAST(:grace AS interval)
+    FROM {source} c CROSS JOIN unnest(CAST(:admin_chats AS bigint[])) AS a(chat_id)
+    RETURNING {NOTICE_COLUMNS}
+)"""
+
+
+# Claim a batch of due notifications: each is leased (moved `lease` into the
+# future) before it is sent, so two workers never send the same row at once
+# and a worker that dies mid-send leaves it to be tried again after the lease.
+DUE = """
+SELECT id FROM notifications
+WHERE status = 'pending' AND due_at <= now()
+ORDER BY due_at
+LIMIT :limit
+FOR UPDATE SKIP LOCKED"""
+# The worker's poll, every tick on every replica (a hot query: db/queries.py).
+DUE_NOTIFICATIONS = text(DUE)
+CLAIM_DUE = text(f"""
+WITH due AS ({DUE})
+UPDATE notifications n
+SET attempts = n.attempts + 1,
+    due_at = now() + least(CAST(:base AS interval) * power(2, n.attempts),
+                           CAST(:most AS interval))
+FROM due WHERE n.id = due.id
+RETURNING {", ".join("n." + c for c in NOTICE_COLUMNS.split(", "))}
+""")
+
+# Record what became of a batch: sent, undeliverable or failed (a transient
+# failure records only its error; the row stays pending until its lease ends).
+MARK = text("""
+UPDATE notifications n
+SET status = m.status,
+    sent_at = CASE WHEN m.status = 'sent' THEN now() END,
+    last_error = m.error
+FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS varchar[]), CAST(:errors AS text[]))
+     AS m(id, status, error)
+WHERE n.id = m.id AND n.status = 'pending'
+""")
+
+PENDING_COUNT = text("SELECT count(*) FROM notifications WHERE status = 'pending'")

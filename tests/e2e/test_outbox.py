@@ -1,0 +1,259 @@
+"""The notification outbox: every change writes its notifications in its own
+transaction; the handler sends them at once; what it could not send (a crash
+between commit and send, Telegram down) the worker sends after the grace, with
+a backoff, at most `outbox_attempts` times; a chat that refuses the bot is not
+asked again; two workers never send one notification twice."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from aiogram.exceptions import TelegramNetworkError, TelegramServerError
+from sqlalchemy import text
+
+from bot.app import App
+from bot.outbox import Outbox
+from bot.services.errors import WrongState
+from bot.services.outbox import Subjects, Who
+from bot.sim import FakeTelegram, SimulatedUser
+from bot.sim.users import ChatMessage
+from db.outbox import Notice
+from tests.e2e.test_deals import actor, open_deal
+
+GRACE = timedelta(milliseconds=300)
+
+
+async def rows(app: App) -> list[Any]:
+    async with app.database.engine.connect() as conn:
+        result = await conn.execute(
+            text(
+                "SELECT id, chat_id, kind, status, attempts, note, last_error,"
+                " extract(epoch FROM due_at - now()) AS due_in FROM notifications ORDER BY id"
+            )
+        )
+        return result.all()
+
+
+async def make_due(app: App) -> None:
+    """As if the grace (or a backoff) had passed."""
+    async with app.database.engine.begin() as conn:
+        await conn.execute(text("UPDATE notifications SET due_at = now() WHERE status = 'pending'"))
+
+
+def told(user: SimulatedUser, words: str) -> list[ChatMessage]:
+    return [m for m in user.messages if words in m.text]
+
+
+def crash_before_sending(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The process dies right after the commit: the handler never sends."""
+    lost: list[int] = []
+
+    async def died(self: Outbox, notices: Any, *subjects: Any, **kwargs: Any) -> int:
+        lost.extend(n.id for n in notices)
+        return 0
+
+    monkeypatch.setattr(Outbox, "send", died)
+    return lost
+
+
+def server_down(error: type[Exception]) -> Any:
+    def make(call: Any) -> Exception:
+        if error is TelegramServerError:
+            return TelegramServerError(call, "Bad Gateway")
+        return TelegramNetworkError(call, "connection reset")
+
+    return make
+
+
+async def test_each_change_writes_its_notifications_in_its_own_transaction(app, pair, people):
+    alice, bob = pair
+    deal = await open_deal(app, alice)  # by @username: Bob is told
+    assert [(r.kind, r.chat_id, r.status) for r in await rows(app)] == [
+        ("invited", bob.id, "pending")
+    ]
+    assert 29 < (await rows(app))[0].due_in <= 30  # the handler's grace, from config.toml
+    await bob.send(f"/deal {deal.code}")
+    await bob.press("✅ Accept")
+    assert told(alice, "@bob_sells accepted the deal")  # the handler sent it at once
+    await alice.press("💰 Fund 100.00 USDT")
+    assert told(bob, "@alice_buys funded the deal")
+    admin = people.admin()
+    await admin.start()
+    await bob.press("⚠️ Open a dispute")
+    await bob.send("It never arrived")
+    kinds = [(r.kind, r.chat_id, r.note) for r in (await rows(app))[1:]]
+    assert kinds == [
+        ("accept", alice.id, None),
+        ("fund", bob.id, None),
+        ("dispute", alice.id, "It never arrived"),
+        ("dispute_opened", admin.id, "It never arrived"),
+    ]
+    # a refused action (the seller can't release) writes nothing
+    before = len(await rows(app))
+    with pytest.raises(WrongState, match=r"you can.t release it now"):
+        await app.services.deals.release(await actor(app, bob), deal.code)
+    assert len(await rows(app)) == before
+    assert told(alice, "Reason: It never arrived")
+    assert told(admin, "New dispute opened by @bob_sells")
+
+
+async def test_a_crash_between_commit_and_send_delays_the_notification(app, pair, monkeypatch):
+    alice, bob = pair
+    app.services.ctx.notify_grace = GRACE
+    deal = await open_deal(app, alice)
+    await app.outbox.send(
+        (await rows_as_notices(app)), deal, actor=await actor(app, alice)
+    )  # Bob sees the deal
+    await bob.press("✅ Accept")
+    await app.outbox.flush()  # its worker's tick recorded what it sent so far
+    lost = crash_before_sending(monkeypatch)
+    await alice.press("💰 Fund 100.00 USDT")
+    assert len(lost) == 1 and not told(bob, "funded the deal")
+    monkeypatch.undo()
+    # another replica's worker (or this one, restarted): nothing is due yet
+    worker = Outbox(app.bot, app.services, app.dispatcher["signer"], app.config.runtime)
+    assert await worker.run_once() == 0
+    await asyncio.sleep(GRACE.total_seconds() + 0.05)
+    assert await worker.run_once() == 1
+    [message] = told(bob, "🔒 @alice_buys funded the deal")
+    assert "📦 Mark as delivered" in bob.buttons(message)  # his card, his buttons
+    await worker.flush()
+    assert [r.status for r in await rows(app) if r.id in lost] == ["sent"]
+    assert await worker.run_once() == 0  # sent once
+    await bob.press("📦 Mark as delivered", message=message)  # and the card works
+    assert told(alice, "marked the deal as delivered")
+
+
+async def rows_as_notices(app: App) -> list[Notice]:
+    async with app.database.engine.connect() as conn:
+        result = await conn.execute(
+            text(
+                "SELECT id, chat_id, kind, user_id, escrow_id, withdrawal_id, actor_id, note,"
+                " attempts FROM notifications WHERE status = 'pending' ORDER BY id"
+            )
+        )
+        return [Notice(**row._mapping) for row in result]
+
+
+async def test_what_the_handler_sent_the_worker_does_not_send_again(app, pair):
+    alice, bob = pair
+    deal = await open_deal(app, alice)
+    await app.outbox.send(await rows_as_notices(app), deal, actor=await actor(app, alice))
+    await bob.press("✅ Accept")
+    assert len(told(alice, "accepted the deal")) == 1
+    assert await app.outbox.flush() == 2
+    await make_due(app)  # nothing is pending: nothing becomes due
+    assert await app.outbox.run_once() == 0
+    assert [r.status for r in await rows(app)] == ["sent", "sent"]
+    assert len(told(alice, "accepted the deal")) == 1
+
+
+async def test_the_worker_renders_what_the_handler_would_have_sent(app, pair, people):
+    alice, bob = pair
+    deal = await open_deal(app, alice)
+    notices = await rows_as_notices(app)
+    alice_as_handler_sees = Who("@alice_buys", alice.id)
+    handler_view = app.outbox.render(
+        notices[0], Subjects({deal.id: deal}, {}, {notices[0].actor_id: alice_as_handler_sees})
+    )
+    subjects = await app.services.outbox.subjects(notices)
+    chat, text_, markup = app.outbox.render(notices[0], subjects)
+    assert chat == bob.id == handler_view[0]
+    assert (text_, markup) == handler_view[1:]
+    assert "📨 @alice_buys opened a deal with you: you are the seller." in text_
+
+
+async def test_telegram_down_is_retried_with_a_backoff_until_it_is_delivered(
+    app, pair, telegram: FakeTelegram
+):
+    alice, bob = pair
+    deal = await open_deal(app, alice)
+    telegram.fail_next("sendMessage", error=server_down(TelegramServerError))
+    await app.outbox.send(await rows_as_notices(app), deal, actor=await actor(app, alice))
+    assert not told(bob, "opened a deal with you")
+    await app.outbox.flush()
+    [row] = await rows(app)
+    assert row.status == "pending" and "Bad Gateway" in row.last_error and row.due_in > 25
+    await make_due(app)
+    telegram.fail_next("sendMessage", error=server_down(TelegramNetworkError))
+    assert await app.outbox.run_once() == 0  # the worker's first attempt fails too
+    [row] = await rows(app)
+    assert row.attempts == 1 and row.status == "pending"
+    assert 9 < row.due_in <= 10  # outbox_retry_seconds, doubling per attempt
+    assert await app.outbox.run_once() == 0  # not due yet
+    await make_due(app)
+    assert await app.outbox.run_once() == 1
+    assert len(told(bob, "opened a deal with you")) == 1
+    await app.outbox.flush()
+    [row] = await rows(app)
+    assert (row.status, row.attempts) == ("sent", 2)
+
+
+async def test_attempts_are_bounded(app, pair, telegram: FakeTelegram):
+    alice, _ = pair
+    await open_deal(app, alice)
+    app.outbox.attempts = 3
+    await make_due(app)
+    for attempt in range(1, 4):
+        telegram.fail_next("sendMessage", error=server_down(TelegramServerError))
+        await app.outbox.run_once()
+        await app.outbox.flush()
+        [row] = await rows(app)
+        assert row.attempts == attempt
+        await make_due(app)
+    assert row.status == "failed"
+    assert await app.outbox.run_once() == 0  # given up: never claimed again
+    assert (await rows(app))[0].attempts == 3
+
+
+async def test_a_chat_that_blocked_the_bot_is_not_asked_again(app, pair):
+    alice, bob = pair
+    deal = await open_deal(app, alice)
+    bob.block()
+    await app.outbox.send(await rows_as_notices(app), deal, actor=await actor(app, alice))
+    await app.outbox.flush()
+    [row] = await rows(app)
+    assert row.status == "undeliverable" and "blocked" in row.last_error
+    await make_due(app)
+    bob.unblock()
+    assert await app.outbox.run_once() == 0
+    assert not told(bob, "opened a deal with you")
+
+
+async def test_two_workers_send_each_notification_exactly_once(
+    app, pair, telegram: FakeTelegram, monkeypatch
+):
+    alice, bob = pair
+    crash_before_sending(monkeypatch)
+    for _ in range(12):
+        await open_deal(app, alice)
+    monkeypatch.undo()
+    await make_due(app)
+    telegram.latency = 0.002  # sends overlap
+    signer, runtime = app.dispatcher["signer"], app.config.runtime
+    workers = [Outbox(app.bot, app.services, signer, runtime, batch=5) for _ in range(2)]
+    sent = await asyncio.gather(*(worker.run_once() for worker in workers))
+    assert sum(sent) == 12 and all(sent)  # both worked, neither twice
+    assert len(told(bob, "opened a deal with you")) == 12
+    for worker in workers:
+        await worker.flush()
+    assert {r.status for r in await rows(app)} == {"sent"}
+
+
+async def test_a_withdrawal_request_reaches_the_admins_even_after_a_crash(app, pair, people):
+    alice, _ = pair
+    admin = people.admin()
+    await admin.start()
+    # the process dies before the handler's send: the request is only in the outbox
+    await app.services.wallets.request_withdrawal(
+        await actor(app, alice), "USDT", 50_00, "TXYZ-wallet"
+    )
+    assert [r.kind for r in await rows(app)] == ["withdrawal_requested"]
+    await make_due(app)
+    assert await app.outbox.run_once() == 1
+    [message] = told(admin, "New withdrawal request")
+    assert "@alice_buys" in message.text and f"(id {alice.id})" in message.text
+    assert "50.00" in message.text
