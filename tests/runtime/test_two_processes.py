@@ -1,7 +1,8 @@
 """Two `python -m bot run` processes in webhook mode on their own ports,
 sharing Postgres and Redis, with the Bot API pointed at a test server here:
 the webhook set once, updates posted to either, a duplicate handled once, a
-429 honoured, and SIGTERM mid-update finishing it before exiting 0."""
+429 honoured, SIGTERM mid-update finishing it before exiting 0, and a replica
+killed between a commit and its notification: the other one sends it."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from sqlalchemy import text
 
+from bot.keyboards import Signer
 from bot.replicas import webhook_secret
 from tests.runtime.test_webhook import free_port
 
@@ -35,6 +38,9 @@ class BotApiServer:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.throttle_next = 0
         self.send_delay = 0.0
+        # sendMessage to this chat does not answer until `unhang` is set
+        self.hang_chat: int | None = None
+        self.unhang = asyncio.Event()
         self.message_ids = itertools.count(1)
 
     def methods(self, name: str) -> list[dict[str, Any]]:
@@ -61,6 +67,8 @@ class BotApiServer:
         elif method == "sendMessage":
             await asyncio.sleep(self.send_delay)
             chat = int(params["chat_id"])
+            if chat == self.hang_chat:
+                await self.unhang.wait()
             result = {
                 "message_id": next(self.message_ids),
                 "date": int(time.time()),
@@ -94,7 +102,7 @@ class Process:
             return response.status
 
 
-async def start(replica_config, api_port: int, log: Path) -> Process:
+async def start(replica_config, api_port: int, log: Path, **settings: str) -> Process:
     port = free_port()
     env = {
         **os.environ,
@@ -110,6 +118,7 @@ async def start(replica_config, api_port: int, log: Path) -> Process:
         "ESCROW__CACHE__KEY_PREFIX": replica_config.cache.key_prefix,
         "ESCROW__OBSERVABILITY__HTTP_PORT": "0",
     }
+    env.update({f"ESCROW__{key.upper()}": value for key, value in settings.items()})
     with log.open("wb") as sink:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", "run", cwd=ROOT, env=env, stdout=sink, stderr=sink
@@ -193,8 +202,6 @@ async def test_two_processes_behind_one_bot_api(replica_config, api, tmp_path, d
             assert await asyncio.wait_for(first.process.wait(), 30) == 0
             assert server.methods("sendMessage")[-1]["chat_id"] == "80002"
         async with database.engine.connect() as conn:
-            from sqlalchemy import text
-
             users = await conn.scalar(
                 text("SELECT count(*) FROM users WHERE telegram_id IN (80001, 80002)")
             )
@@ -204,3 +211,96 @@ async def test_two_processes_behind_one_bot_api(replica_config, api, tmp_path, d
         logs = output(first.log, second.log)
     assert codes == [0, 0], logs
     assert "Traceback" not in logs, logs
+
+
+def press(user_id: int, data: str, message_id: int) -> dict[str, Any]:
+    """A button press on the bot's message `message_id` in the user's chat."""
+    return {
+        "update_id": next(_update_ids),
+        "callback_query": {
+            "id": str(next(_update_ids)),
+            "from": {"id": user_id, "is_bot": False, "first_name": "Bob", "username": "bob_k"},
+            "chat_instance": str(user_id),
+            "data": data,
+            "message": {
+                "message_id": message_id,
+                "date": int(time.time()),
+                "chat": {"id": user_id, "type": "private", "first_name": "Bob"},
+                "from": {"id": 424242, "is_bot": True, "first_name": "Test"},
+                "text": "the deal card",
+            },
+        },
+    }
+
+
+async def test_a_replica_killed_before_sending_a_notification_leaves_it_to_the_other(
+    replica_config, api, tmp_path, database, services
+):
+    server, api_port = api
+    outbox = {
+        "runtime__outbox_grace_seconds": "2",
+        "runtime__outbox_interval_seconds": "0.5",
+        "runtime__outbox_retry_seconds": "1",
+    }
+    first, second = await asyncio.gather(
+        start(replica_config, api_port, tmp_path / "first.log", **outbox),
+        start(replica_config, api_port, tmp_path / "second.log", **outbox),
+    )
+    alice = await services.user("alice_k", telegram_id=80_011, funds={"USDT": 100_00})
+    bob = await services.user("bob_k", telegram_id=80_012)
+    deal = (
+        await services.deals.create(
+            alice,
+            role="buyer",
+            currency="USDT",
+            amount=10_00,
+            description="lamp",
+            counterparty=80_012,
+        )
+    ).value.deal
+    accept = Signer.for_token(TOKEN).act(bob.telegram_id, "accept", deal).pack()
+    try:
+        # Alice's notification hangs in Telegram; the first replica dies meanwhile.
+        server.hang_chat = alice.telegram_id
+        async with aiohttp.ClientSession() as http:
+            pressed = asyncio.create_task(first.post(http, press(bob.telegram_id, accept, 7)))
+            for _ in range(500):
+                if any(p["chat_id"] == "80011" for p in server.methods("sendMessage")):
+                    break
+                await asyncio.sleep(0.01)
+            first.process.kill()
+            with pytest.raises(aiohttp.ClientError):
+                await pressed
+        assert await first.process.wait() == -signal.SIGKILL
+        server.hang_chat = None
+        server.unhang.set()
+        async with database.engine.connect() as conn:
+            status = await conn.scalar(
+                text("SELECT status FROM escrows WHERE id = :id"), {"id": deal.id}
+            )
+        assert status == "accepted"  # committed before the crash
+        # The other replica's worker sends it once the grace has passed.
+        began = time.monotonic()
+        for _ in range(100):
+            async with database.engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        text(
+                            "SELECT status, attempts FROM notifications"
+                            " WHERE kind = 'accept' AND chat_id = 80011"
+                        )
+                    )
+                ).one()
+            if row.status == "sent":
+                break
+            await asyncio.sleep(0.1)
+        assert (row.status, row.attempts) == ("sent", 1), output(second.log)
+        assert time.monotonic() - began < 5
+        told = [p for p in server.methods("sendMessage") if p["chat_id"] == "80011"]
+        assert len(told) == 2  # the one that hung with the dead replica, and this one
+        assert "@bob_k accepted the deal" in told[1]["text"]
+        assert "Fund" in told[1]["reply_markup"]  # Alice's card, with her next step
+    finally:
+        codes = [await stop(first), await stop(second)]
+        logs = output(first.log, second.log)
+    assert codes == [-signal.SIGKILL, 0], logs
