@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import signal
 import sys
@@ -193,6 +194,16 @@ async def test_two_processes_behind_one_bot_api(replica_config, api, tmp_path, d
             assert len(sent) == 3 and sent[1] == sent[2]  # the same call, again
             assert "Your wallet" in sent[2]["text"]  # the user registered via the other one
 
+            # a wizard started on one process continues on the other
+            assert await second.post(http, message(80_001, "/new")) == 200
+            markup = json.loads(server.methods("sendMessage")[-1]["reply_markup"])
+            buying = markup["inline_keyboard"][0][0]
+            assert buying["text"] == "I'm buying"
+            assert await first.post(http, press(80_001, buying["callback_data"], 5)) == 200
+            assert "Who is the seller?" in server.methods("editMessageText")[-1]["text"]
+            assert await second.post(http, message(80_001, "@someone_new")) == 200
+            assert "Which currency?" in server.methods("sendMessage")[-1]["text"]
+
             # SIGTERM while an update is in flight: it is finished, then exit 0
             server.send_delay = 1.0
             posted = asyncio.create_task(first.post(http, message(80_002, "/start")))
@@ -213,19 +224,21 @@ async def test_two_processes_behind_one_bot_api(replica_config, api, tmp_path, d
     assert "Traceback" not in logs, logs
 
 
-def press(user_id: int, data: str, message_id: int) -> dict[str, Any]:
-    """A button press on the bot's message `message_id` in the user's chat."""
+def press(user_id: int, data: str, message_id: int, **who: str) -> dict[str, Any]:
+    """A button press on the bot's message `message_id` in the user's chat (`who`:
+    first_name, username)."""
+    user = {"id": user_id, "is_bot": False, "first_name": "Alice", **who}
     return {
         "update_id": next(_update_ids),
         "callback_query": {
             "id": str(next(_update_ids)),
-            "from": {"id": user_id, "is_bot": False, "first_name": "Bob", "username": "bob_k"},
+            "from": user,
             "chat_instance": str(user_id),
             "data": data,
             "message": {
                 "message_id": message_id,
                 "date": int(time.time()),
-                "chat": {"id": user_id, "type": "private", "first_name": "Bob"},
+                "chat": {"id": user_id, "type": "private", "first_name": user["first_name"]},
                 "from": {"id": 424242, "is_bot": True, "first_name": "Test"},
                 "text": "the deal card",
             },
@@ -263,7 +276,11 @@ async def test_a_replica_killed_before_sending_a_notification_leaves_it_to_the_o
         # Alice's notification hangs in Telegram; the first replica dies meanwhile.
         server.hang_chat = alice.telegram_id
         async with aiohttp.ClientSession() as http:
-            pressed = asyncio.create_task(first.post(http, press(bob.telegram_id, accept, 7)))
+            pressed = asyncio.create_task(
+                first.post(
+                    http, press(bob.telegram_id, accept, 7, first_name="Bob", username="bob_k")
+                )
+            )
             for _ in range(500):
                 if any(p["chat_id"] == "80011" for p in server.methods("sendMessage")):
                     break
