@@ -2,7 +2,8 @@
 
 Checks that the database is at the migration head, EXPLAINs every hot query
 (db/queries.py) with real values from the database and reports whether it
-uses its index, and checks Redis and the invalidation listener. Exit code 0
+uses its index, that the notification outbox is being worked off, and checks
+Redis and the invalidation listener. Exit code 0
 only if every check passes.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -39,6 +41,17 @@ ROW_ESTIMATES = text(
     "SELECT relname, greatest(reltuples, 0)::bigint AS rows FROM pg_class"
     " WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace"
 )
+
+
+# Pending notifications (the partial index's rows); "stuck" ones were due long
+# enough ago that a running outbox worker would have claimed them.
+OUTBOX = text("""
+SELECT count(*) AS pending,
+       count(*) FILTER (WHERE due_at < now() - CAST(:stuck AS interval)) AS stuck,
+       min(due_at) AS oldest
+FROM notifications WHERE status = 'pending'
+""")
+STUCK_AFTER = timedelta(minutes=1)
 
 
 @dataclass
@@ -96,10 +109,23 @@ async def run_doctor(config: Config) -> list[Check]:
             sample = await sample_values(engine, config.currency_table().codes[0])
             for query in HOT_QUERIES:
                 checks.append(await check_query(engine, query, sample, rows))
+            checks.append(await check_outbox(engine))
         checks.extend(await check_redis(config, engine))
     finally:
         await engine.dispose()
     return checks
+
+
+async def check_outbox(engine: AsyncEngine) -> Check:
+    async with engine.connect() as conn:
+        row = (await conn.execute(OUTBOX, {"stuck": STUCK_AFTER})).one()
+    detail = f"{row.pending} pending"
+    if row.stuck:
+        detail += (
+            f", {row.stuck} due for over {STUCK_AFTER.seconds // 60} min (oldest due "
+            f"{row.oldest:%Y-%m-%d %H:%M:%S} UTC): is any replica running?"
+        )
+    return Check("notification outbox", not row.stuck, detail)
 
 
 async def check_redis(config: Config, engine: AsyncEngine) -> list[Check]:

@@ -98,7 +98,7 @@ class Metrics:
 
         self.notifications = Counter(
             "escrow_notifications",
-            "Notifications by who tried (handler, worker) and what became of them",
+            "Notifications by who sent them (direct: right after the change; worker) and result",
             ["path", "result"],
             registry=self.registry,
         )

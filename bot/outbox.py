@@ -143,7 +143,7 @@ class Outbox:
             withdrawals={s.id: s for s in subjects if isinstance(s, WithdrawalView)},
             actors={actor.id: Who(texts.name_of(actor), actor.telegram_id)} if actor else {},
         )
-        return await self._deliver(notices, known, "handler")
+        return await self._deliver(notices, known, "direct")
 
     # -- the worker -------------------------------------------------------------------
 

@@ -33,10 +33,6 @@ ACTORS_BY_ID = text("""
 SELECT id, telegram_id, coalesce('@' || username, first_name) AS name
 FROM users WHERE id = ANY(CAST(:ids AS bigint[]))
 """)
-OUTBOX_STATE = text("""
-SELECT status, count(*) AS n, min(due_at) FILTER (WHERE status = 'pending') AS next_due
-FROM notifications GROUP BY status
-""")
 
 
 class Who(msgspec.Struct, frozen=True):
@@ -105,14 +101,3 @@ class OutboxService(Service):
         }
         async with self.ctx.db.reader.connect() as conn:
             await conn.execute(MARK, params)
-
-    async def state(self) -> dict[str, Any]:
-        """How many notifications are in each status, and when the next is due."""
-        async with self.ctx.db.reader.connect() as conn:
-            rows = (await conn.execute(OUTBOX_STATE)).all()
-        counts = {status.value: 0 for status in NotificationStatus}
-        next_due = None
-        for row in rows:
-            counts[row.status] = row.n
-            next_due = row.next_due or next_due
-        return {"counts": counts, "next_due": next_due}

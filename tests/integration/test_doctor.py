@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 
 import msgspec
+from sqlalchemy import text
 
 from bot.doctor import report, run_doctor
 from cache.settings import RedisSettings
@@ -39,3 +40,24 @@ async def test_an_unmigrated_database_and_a_dead_redis(config, pg_settings):
     assert not by_name["migrations"].ok
     assert not by_name["redis"].ok
     assert "NOT healthy: migrations, redis" in report(checks)
+
+
+async def test_notifications_nobody_sends_make_it_unhealthy(
+    config, pg_settings, redis_url, database
+):
+    async with database.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO notifications (chat_id, kind, due_at) VALUES"
+                " (1, 'fund', now() - interval '2 minutes'), (2, 'fund', now() + interval '1 s')"
+            )
+        )
+    checks = await run_doctor(deployment(config, pg_settings, redis_url))
+    outbox = {check.name: check for check in checks}["notification outbox"]
+    assert not outbox.ok
+    assert outbox.detail.startswith("2 pending, 1 due for over 1 min")
+    assert "NOT healthy: notification outbox" in report(checks)
+    async with database.engine.begin() as conn:  # a worker took them: healthy again
+        await conn.execute(text("UPDATE notifications SET status = 'sent'"))
+    checks = await run_doctor(deployment(config, pg_settings, redis_url))
+    assert {check.name: check for check in checks}["notification outbox"].ok
