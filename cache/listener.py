@@ -56,6 +56,7 @@ class InvalidationListener:
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Condition()
         self._reconnected = False
+        self._stopping = False
 
     @property
     def state(self) -> ListenerState:
@@ -68,8 +69,14 @@ class InvalidationListener:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            self._stopping = True
+            # A cancellation can be swallowed by what the task awaits (a
+            # wait_for finishing at that moment, a driver's cleanup): cancel
+            # again until it is over; the loop also checks `_stopping`.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
+            self._stopping = False
         await self._set_state("stopped")
 
     async def wait_for(self, state: ListenerState) -> None:
@@ -78,9 +85,9 @@ class InvalidationListener:
             await self._changed.wait_for(lambda: self.state == state)
 
     async def run(self) -> None:
-        """Listen forever, reconnecting with a capped, jittered backoff."""
+        """Listen until stopped, reconnecting with a capped, jittered backoff."""
         delay = self.INITIAL_BACKOFF
-        while True:
+        while not self._stopping:
             subscribed = False
             try:
                 await self._set_state("connecting")
@@ -197,6 +204,7 @@ class InvalidationListener:
         if pubsub.connection is not None:
             pubsub.connection.deregister_connect_callback(self._on_reconnect)
         try:
-            await asyncio.wait_for(pubsub.aclose(), 1.0)
+            async with asyncio.timeout(1.0):
+                await pubsub.aclose()
         except (TimeoutError, *REDIS_ERRORS):
             pass
