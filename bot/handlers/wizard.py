@@ -430,8 +430,8 @@ async def create(
         return
     data = await state.get_data()
     # Cleared before the deal is created, so a second press of "Create" finds the
-    # wizard gone. (Two presses in flight at the same moment both read the state:
-    # nothing in the app serializes one user's updates yet.)
+    # wizard gone: it runs after this one, since one user's updates take the
+    # user's lock (PressLock; a Redis lock across replicas).
     await state.clear()
     try:
         outcome = await services.deals.create(

@@ -4,6 +4,7 @@ and buttons pressed after it has moved on."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -398,6 +399,18 @@ async def test_create_pressed_twice_makes_one_deal(app: App, people) -> None:
     reply = await alice.press(CREATE, message=summary)  # what a slow client still shows
     assert reply.texts == ["⌛ This new-deal wizard has ended. Send /new to open a deal."]
     assert len(await deals_in_db(app)) == 1
+
+
+async def test_create_pressed_twice_at_once_makes_one_deal(app: App, people) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    await on_bot(people, "Bob", "bob_x")
+    summary = await up_to_summary(alice, "@bob_x")
+
+    replies = await asyncio.gather(alice.press(CREATE), alice.press(CREATE, message=summary))
+    texts = [text for reply in replies for text in reply.texts]
+    assert len(await deals_in_db(app)) == 1
+    assert "⌛ This new-deal wizard has ended. Send /new to open a deal." in texts
+    assert sum(text.startswith("✅ Deal created.") for text in texts) == 1
 
 
 async def test_a_button_from_an_earlier_step_changes_nothing(app: App, people) -> None:
