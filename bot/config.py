@@ -88,6 +88,9 @@ class RuntimeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     outbox_retry_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
     outbox_retry_max_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 3600.0
     outbox_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 12
+    # Sent and given-up notifications are deleted this long after they were
+    # written (0: kept forever); pending ones never are.
+    outbox_keep_days: Annotated[float, msgspec.Meta(ge=0, le=3650)] = 30.0
     # Local mode (no token): the simulated admin who settles the dispute.
     local_admin_id: Annotated[int, msgspec.Meta(ge=1)] = 900_000_001
     # No [database] url and no [redis] url: embedded servers keep their data here.

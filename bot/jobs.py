@@ -1,5 +1,5 @@
-"""Background jobs: deal expiry and deadline reminders, once per tick across
-all replicas.
+"""Background jobs: deal expiry, deadline reminders, timed-out withdrawals and
+pruning the notification outbox, once per tick across all replicas.
 
 Every replica runs the loop; each tick, the one that wins a job's Redis lock
 (`replicas.JobLock`) runs it. Expiry is safe to run twice anyway (`FOR UPDATE
@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aiogram.exceptions import TelegramAPIError
 
@@ -28,6 +28,7 @@ from bot.services.views import DealView
 log = logging.getLogger(__name__)
 
 BATCH = 500
+PRUNE_BATCH = 5000
 # What a reminder asks for: the steps that move a deal on (not cancelling it).
 REMINDED_ACTIONS = {Action.ACCEPT: "accept it", Action.FUND: "fund it"}
 
@@ -47,10 +48,13 @@ class BackgroundJobs:
         interval_seconds: float,
         reminder_before_seconds: float = 0.0,
         withdrawal_timeout_seconds: float = 0.0,
+        outbox_keep_seconds: float = 0.0,
     ) -> None:
         self.services = services
         self.reminder_before = reminder_before_seconds
         self.withdrawal_timeout = withdrawal_timeout_seconds
+        self.outbox_keep = timedelta(seconds=outbox_keep_seconds)
+        self.pruned = 0
         self.reminded = 0
         self.withdrawals_rejected = 0
         self.outbox = outbox
@@ -68,7 +72,24 @@ class BackgroundJobs:
             await self.remind()
         if self.withdrawal_timeout:
             await self.reject_stale_withdrawals()
+        if self.outbox_keep:
+            await self.prune_outbox()
         return expired
+
+    async def prune_outbox(self) -> int:
+        """Delete notifications done with and older than the configured keep."""
+        if not await self.lock.acquire("prune_outbox", self._tick_ms()):
+            return 0
+        pruned = 0
+        while True:
+            deleted = await self.services.outbox.prune(self.outbox_keep, PRUNE_BATCH)
+            pruned += deleted
+            if deleted < PRUNE_BATCH:
+                break
+        if pruned:
+            log.info("deleted %d notifications older than %s", pruned, self.outbox_keep)
+        self.pruned += pruned
+        return pruned
 
     async def reject_stale_withdrawals(self) -> int:
         """Give back withdrawals no admin decided in time, and tell their owners."""

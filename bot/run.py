@@ -255,6 +255,7 @@ class Replica:
             config.runtime.jobs_interval_seconds,
             config.runtime.reminder_before_hours * 3600,
             config.runtime.withdrawal_timeout_hours * 3600,
+            config.runtime.outbox_keep_days * 86_400,
         )
         self.jobs.start()
         app.outbox.start()  # on every replica: claims never overlap

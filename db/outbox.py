@@ -98,4 +98,12 @@ FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS varchar[]), CAST(:errors A
 WHERE n.id = m.id AND n.status = 'pending'
 """)
 
-PENDING_COUNT = text("SELECT count(*) FROM notifications WHERE status = 'pending'")
+# Notifications done with (sent or given up) and older than :keep, a batch at a
+# time; pending ones are never pruned.
+PRUNE = text("""
+DELETE FROM notifications WHERE id IN (
+    SELECT id FROM notifications
+    WHERE created_at < now() - CAST(:keep AS interval) AND status <> 'pending'
+    LIMIT :limit
+)
+""")

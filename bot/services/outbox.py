@@ -20,7 +20,7 @@ from bot.services.deals import _deal_view, _view
 from bot.services.views import DealView, WithdrawalView
 from bot.services.wallets import _withdrawal
 from db.models import NotificationStatus
-from db.outbox import CLAIM_DUE, MARK, Notice
+from db.outbox import CLAIM_DUE, MARK, PRUNE, Notice
 
 DEALS_BY_ID = text(_deal_view("escrows") + "\nWHERE d.id = ANY(CAST(:ids AS bigint[]))")
 WITHDRAWALS_BY_ID = text("""
@@ -87,6 +87,11 @@ class OutboxService(Service):
                 for row in await conn.execute(ACTORS_BY_ID, {"ids": actor_ids}):
                     actors[row.id] = Who(row.name, row.telegram_id)
         return Subjects(deals, withdrawals, actors)
+
+    async def prune(self, keep: timedelta, limit: int = 5000) -> int:
+        """Delete up to `limit` notifications done with and older than `keep`."""
+        async with self.ctx.db.reader.connect() as conn:
+            return (await conn.execute(PRUNE, {"keep": keep, "limit": limit})).rowcount
 
     async def mark(self, results: Mapping[int, tuple[NotificationStatus, str | None]]) -> None:
         """Record each notification's result (one statement for the batch). A

@@ -57,9 +57,19 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=sa.text("status = 'pending'"),
     )
+    op.create_index(
+        "ix_notifications_created_at",
+        "notifications",
+        ["created_at"],
+        unique=False,
+        postgresql_using="brin",
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(
+        "ix_notifications_created_at", table_name="notifications", postgresql_using="brin"
+    )
     op.drop_index(
         "ix_notifications_due",
         table_name="notifications",

@@ -4,6 +4,7 @@ both parties."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from sqlalchemy import text
 
@@ -164,3 +165,33 @@ async def test_a_withdrawal_no_admin_decided_in_time_is_given_back_once(app, peo
     ]
     await asyncio.sleep(1.0)  # the next tick: nothing left to give back
     assert await replicas[0].reject_stale_withdrawals() == 0
+
+
+async def test_old_notifications_are_pruned_but_never_pending_ones(app):
+    async with app.database.engine.begin() as conn:
+        await conn.execute(
+            text("""
+INSERT INTO notifications (chat_id, kind, status, created_at)
+SELECT g, 'fund', (ARRAY['sent', 'undeliverable', 'failed', 'pending'])[g % 4 + 1],
+       now() - CASE WHEN g <= 12000 THEN interval '40 days' ELSE interval '2 days' END
+FROM generate_series(1, 12100) g
+""")
+        )
+    replicas = [jobs_of(app) for _ in range(2)]
+    for jobs in replicas:
+        jobs.outbox_keep = timedelta(days=30)
+
+    pruned = await asyncio.gather(*(jobs.prune_outbox() for jobs in replicas))
+    assert sorted(pruned) == [0, 9000]  # one replica ran it, in batches of 5000
+    async with app.database.engine.connect() as conn:
+        left = dict(
+            (
+                await conn.execute(
+                    text(
+                        "SELECT created_at < now() - interval '30 days' AND status <> 'pending',"
+                        " count(*) FROM notifications GROUP BY 1"
+                    )
+                )
+            ).all()
+        )
+    assert left == {False: 3000 + 100}  # the old pending ones and every recent one
