@@ -99,11 +99,12 @@ WHERE n.id = m.id AND n.status = 'pending'
 """)
 
 # Notifications done with (sent or given up) and older than :keep, a batch at a
-# time; pending ones are never pruned.
+# time (found by the BRIN index on created_at, deleted by primary key); pending
+# ones are never pruned.
 PRUNE = text("""
-DELETE FROM notifications WHERE id IN (
+DELETE FROM notifications WHERE id = ANY(ARRAY(
     SELECT id FROM notifications
     WHERE created_at < now() - CAST(:keep AS interval) AND status <> 'pending'
     LIMIT :limit
-)
+))
 """)
