@@ -1,15 +1,36 @@
-"""What nobody else handled: a friendly pointer back to the menu."""
+"""What nobody else handled: admin buttons pressed by a non-admin, and a
+friendly pointer back to the menu for anything else."""
 
 from __future__ import annotations
 
-from aiogram import Router
+import logging
+
+from aiogram import F, Router
 from aiogram.types import CallbackQuery, Message
 
-from bot import keyboards
+from bot import keyboards, texts
+from bot.handlers.admin import AdminCard, AdminCredit, AdminPanel, AdminWithdrawal
+from bot.keyboards import AdminDeal, Nav
+
+log = logging.getLogger(__name__)
 
 router = Router(name="fallback")
 
 NOT_UNDERSTOOD = "I didn't understand that. Use the menu below or send /help."
+NOT_ADMIN_ALERT = {"text": texts.NOT_ADMIN, "show_alert": True}
+
+# Admin buttons pressed by someone the admin routers refused (their filter
+# needs a configured admin): an alert, and nothing else.
+
+
+@router.callback_query(Nav.filter(F.to == "admin"), flags={"callback_answer": NOT_ADMIN_ALERT})
+@router.callback_query(AdminPanel.filter(), flags={"callback_answer": NOT_ADMIN_ALERT})
+@router.callback_query(AdminCard.filter(), flags={"callback_answer": NOT_ADMIN_ALERT})
+@router.callback_query(AdminDeal.filter(), flags={"callback_answer": NOT_ADMIN_ALERT})
+@router.callback_query(AdminWithdrawal.filter(), flags={"callback_answer": NOT_ADMIN_ALERT})
+@router.callback_query(AdminCredit.filter(), flags={"callback_answer": NOT_ADMIN_ALERT})
+async def not_an_admin(query: CallbackQuery) -> None:
+    log.info("refused an admin button from %s: %s", query.from_user.id, query.data)
 
 
 @router.message()

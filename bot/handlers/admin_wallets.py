@@ -1,0 +1,378 @@
+"""The admin panel's money screens: pending withdrawals (approve, or reject
+with a reason) and deposits credited by hand. Guarded like the rest of the
+panel (bot/handlers/admin.py)."""
+
+from __future__ import annotations
+
+import logging
+from html import escape
+
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramAPIError
+from aiogram.filters import StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot import texts
+from bot.filters import NotACommand
+from bot.handlers.admin import (
+    QUEUE_PAGE,
+    AdminCredit,
+    AdminForm,
+    AdminPanel,
+    AdminWithdrawal,
+    ConfiguredAdmin,
+    cancel_keyboard,
+    home_keyboard,
+    home_text,
+    queue_size,
+    refused,
+    screen_keyboard,
+)
+from bot.handlers.wallet import (
+    balances_text,
+    bounds,
+    edit,
+    typed_amount,
+    wallet_keyboard,
+)
+from bot.outbox import Outbox
+from bot.services import Services
+from bot.services.errors import InvalidInput, WrongState
+from bot.services.money import Currencies
+from bot.services.settings import EscrowSettings
+from bot.services.views import WithdrawalView
+from cache.snapshots import UserSnapshot
+from cache.store import SnapshotCache
+
+log = logging.getLogger(__name__)
+router = Router(name="admin_wallets")
+
+
+# -- withdrawals --------------------------------------------------------------------
+
+
+def pending_screen(
+    items: list[WithdrawalView], currencies: Currencies, headline: str = ""
+) -> tuple[str, InlineKeyboardMarkup]:
+    lines = [headline, ""] if headline else []
+    lines += [f"🏦 <b>Pending withdrawals</b> ({queue_size(items)})", ""]
+    kb = InlineKeyboardBuilder()
+    for item in items:
+        lines.append(withdrawal_details(item, currencies))
+        kb.row(
+            InlineKeyboardButton(
+                text=f"✅ Approve #{item.id}",
+                callback_data=AdminWithdrawal(action="approve", id=item.id).pack(),
+            ),
+            InlineKeyboardButton(
+                text=f"✖️ Reject #{item.id}",
+                callback_data=AdminWithdrawal(action="reject", id=item.id).pack(),
+            ),
+        )
+    if not items:
+        lines.append("Nothing to decide.")
+    kb.attach(InlineKeyboardBuilder.from_markup(screen_keyboard("withdrawals")))
+    return "\n".join(lines), kb.as_markup()
+
+
+def withdrawal_details(item: WithdrawalView, currencies: Currencies) -> str:
+    return (
+        f"<b>#{item.id}</b> · {currencies[item.currency].format(item.amount)}"
+        f" · user <code>{item.telegram_id}</code>\n"
+        f"    to <code>{escape(item.destination)}</code>\n"
+        f"    requested {texts.when(item.created_at)}"
+    )
+
+
+@router.callback_query(AdminPanel.filter(F.screen == "withdrawals"), ConfiguredAdmin())
+async def withdrawals(
+    query: CallbackQuery, snapshot: UserSnapshot, services: Services, currencies: Currencies
+) -> None:
+    if await refused(query, snapshot) or not isinstance(query.message, Message):
+        return
+    text, markup = pending_screen(await services.reads.pending_withdrawals(QUEUE_PAGE), currencies)
+    await edit(query.message, text, markup)
+
+
+@router.callback_query(AdminWithdrawal.filter(F.action == "approve"), ConfiguredAdmin())
+async def approve(
+    query: CallbackQuery,
+    callback_data: AdminWithdrawal,
+    snapshot: UserSnapshot,
+    services: Services,
+    currencies: Currencies,
+    outbox: Outbox,
+) -> None:
+    if await refused(query, snapshot) or not isinstance(query.message, Message):
+        return
+    if not callback_data.ok:
+        pending = await services.reads.pending_withdrawals(QUEUE_PAGE)
+        item = next((w for w in pending if w.id == callback_data.id), None)
+        if item is None:
+            headline = f"⚠️ Withdrawal #{callback_data.id} is not pending any more."
+            await edit(query.message, *pending_screen(pending, currencies, headline))
+            return
+        money = currencies[item.currency]
+        kb = InlineKeyboardBuilder()
+        kb.button(
+            text="✅ Yes, it was sent",
+            callback_data=AdminWithdrawal(action="approve", id=item.id, ok=True),
+        )
+        kb.button(text="« Back", callback_data=AdminPanel(screen="withdrawals"))
+        kb.adjust(1)
+        await edit(
+            query.message,
+            f"❓ Approve withdrawal #{item.id}? Press only once {money.format(item.amount)} "
+            f"has been sent to <code>{escape(item.destination)}</code>: the held amount then "
+            f"leaves the user's wallet.\n\n{withdrawal_details(item, currencies)}",
+            kb.as_markup(),
+        )
+        return
+    try:
+        approved = await services.wallets.approve_withdrawal(snapshot, callback_data.id)
+    except WrongState as already:
+        headline = f"⚠️ {already.message}"
+    else:
+        withdrawal = approved.value
+        money = currencies[withdrawal.currency]
+        headline = f"✅ Withdrawal #{withdrawal.id} approved: {money.format(withdrawal.amount)}."
+        await outbox.send(approved.notices, withdrawal, actor=snapshot)
+    text, markup = pending_screen(
+        await services.reads.pending_withdrawals(QUEUE_PAGE), currencies, headline
+    )
+    await edit(query.message, text, markup)
+
+
+@router.callback_query(AdminWithdrawal.filter(F.action == "reject"), ConfiguredAdmin())
+async def reject(
+    query: CallbackQuery,
+    callback_data: AdminWithdrawal,
+    snapshot: UserSnapshot,
+    settings: EscrowSettings,
+    state: FSMContext,
+) -> None:
+    if await refused(query, snapshot) or not isinstance(query.message, Message):
+        return
+    await state.set_state(AdminForm.reject_note)
+    await state.set_data({"flow": "reject", "withdrawal_id": callback_data.id})
+    await edit(
+        query.message,
+        f"✖️ Why is withdrawal #{callback_data.id} rejected? Send the reason in one message "
+        f"(at most {settings.reason_max_length} characters); the user will read it. "
+        "/cancel to go back.",
+        cancel_keyboard(),
+    )
+
+
+@router.message(StateFilter(AdminForm.reject_note), NotACommand())
+async def reject_note(
+    message: Message,
+    state: FSMContext,
+    snapshot: UserSnapshot,
+    services: Services,
+    currencies: Currencies,
+    outbox: Outbox,
+) -> None:
+    data = await state.get_data()
+    if not snapshot.is_admin or data.get("flow") != "reject":
+        await state.clear()
+        await message.answer(texts.NOT_ADMIN if not snapshot.is_admin else "⚠️ Start again.")
+        return
+    if not message.text:
+        await message.answer("Please send the reason as text, or /cancel.")
+        return
+    withdrawal_id = data["withdrawal_id"]
+    try:
+        rejected = await services.wallets.reject_withdrawal(snapshot, withdrawal_id, message.text)
+    except WrongState as already:
+        await state.clear()
+        headline = f"⚠️ {already.message}"
+    except InvalidInput as bad:  # the step repeats
+        await message.answer(f"⚠️ {bad.message} Send it again, or /cancel.")
+        return
+    else:
+        await state.clear()
+        withdrawal = rejected.value
+        money = currencies[withdrawal.currency]
+        headline = (
+            f"✖️ Withdrawal #{withdrawal.id} rejected: {money.format(withdrawal.amount)} "
+            "is back in the user's available balance."
+        )
+        await outbox.send(rejected.notices, withdrawal, actor=snapshot)
+    text, markup = pending_screen(
+        await services.reads.pending_withdrawals(QUEUE_PAGE), currencies, headline
+    )
+    await message.answer(text, reply_markup=markup)
+
+
+# -- deposits by hand ---------------------------------------------------------------
+
+
+@router.callback_query(AdminPanel.filter(F.screen == "credit"), ConfiguredAdmin())
+async def credit(query: CallbackQuery, snapshot: UserSnapshot, state: FSMContext) -> None:
+    if await refused(query, snapshot) or not isinstance(query.message, Message):
+        return
+    await state.set_state(AdminForm.credit_user)
+    await state.set_data({"flow": "credit"})
+    await edit(
+        query.message,
+        "💰 <b>Credit a deposit by hand</b>\n\n"
+        "Whose deposit is it? Send the user's Telegram id (a number; they must have "
+        "used the bot). /cancel to go back.",
+        cancel_keyboard(),
+    )
+
+
+@router.message(StateFilter(AdminForm.credit_user), NotACommand())
+async def credit_user(
+    message: Message,
+    state: FSMContext,
+    snapshot: UserSnapshot,
+    snapshots: SnapshotCache,
+    currencies: Currencies,
+) -> None:
+    if not snapshot.is_admin:
+        await state.clear()
+        await message.answer(texts.NOT_ADMIN)
+        return
+    typed = (message.text or "").strip()
+    if not (typed.isascii() and typed.isdigit() and 0 < int(typed) < 2**63):
+        await message.answer(
+            "⚠️ Send the Telegram id as a number, like 123456789, or /cancel.",
+            reply_markup=cancel_keyboard(),
+        )
+        return
+    target = await snapshots.get(int(typed))
+    if target is None:
+        await message.answer(
+            "⚠️ No user with that Telegram id has used the bot. Send another id, or /cancel.",
+            reply_markup=cancel_keyboard(),
+        )
+        return
+    await state.clear()
+    kb = InlineKeyboardBuilder()
+    for money in currencies:
+        kb.button(
+            text=money.code,
+            callback_data=AdminCredit(telegram_id=target.telegram_id, currency=money.code),
+        )
+    kb.adjust(3)
+    kb.attach(InlineKeyboardBuilder.from_markup(cancel_keyboard()))
+    await message.answer(f"💰 Credit {who(target)}: which currency?", reply_markup=kb.as_markup())
+
+
+def who(user: UserSnapshot) -> str:
+    return f"{escape(texts.name_of(user))} (id <code>{user.telegram_id}</code>)"
+
+
+@router.callback_query(AdminCredit.filter(F.amount == 0), ConfiguredAdmin())
+async def credit_currency(
+    query: CallbackQuery,
+    callback_data: AdminCredit,
+    snapshot: UserSnapshot,
+    currencies: Currencies,
+    state: FSMContext,
+) -> None:
+    if await refused(query, snapshot) or not isinstance(query.message, Message):
+        return
+    money = currencies[callback_data.currency]
+    await state.set_state(AdminForm.credit_amount)
+    await state.set_data(
+        {"flow": "credit", "telegram_id": callback_data.telegram_id, "currency": money.code}
+    )
+    await edit(
+        query.message,
+        f"💰 How much {money.code} to credit to user <code>{callback_data.telegram_id}</code>? "
+        f"Send an amount {bounds(money, money.max_amount)}, or /cancel.",
+        cancel_keyboard(),
+    )
+
+
+@router.message(StateFilter(AdminForm.credit_amount), NotACommand())
+async def credit_amount(
+    message: Message,
+    state: FSMContext,
+    snapshot: UserSnapshot,
+    snapshots: SnapshotCache,
+    currencies: Currencies,
+) -> None:
+    data = await state.get_data()
+    if not snapshot.is_admin or data.get("flow") != "credit" or "currency" not in data:
+        await state.clear()
+        await message.answer(texts.NOT_ADMIN if not snapshot.is_admin else "⚠️ Start again.")
+        return
+    money = currencies[data["currency"]]
+    amount = await typed_amount(message, money)
+    if amount is None:
+        return
+    await state.clear()
+    target = await snapshots.get(data["telegram_id"])
+    name = who(target) if target else f"user <code>{data['telegram_id']}</code>"
+    kb = InlineKeyboardBuilder()
+    kb.button(
+        text=f"✅ Credit {money.format(amount)}",
+        callback_data=AdminCredit(
+            telegram_id=data["telegram_id"], currency=money.code, amount=amount
+        ),
+    )
+    kb.button(text="✖️ Cancel", callback_data=AdminPanel(screen="home"))
+    kb.adjust(1)
+    await message.answer(
+        f"❓ Credit <b>{money.format(amount)}</b> to {name}? It is added to their available "
+        "balance at once.",
+        reply_markup=kb.as_markup(),
+    )
+
+
+@router.callback_query(AdminCredit.filter(F.amount > 0), ConfiguredAdmin())
+async def credit_confirm(
+    query: CallbackQuery,
+    callback_data: AdminCredit,
+    snapshot: UserSnapshot,
+    services: Services,
+    currencies: Currencies,
+    snapshots: SnapshotCache,
+    bot: Bot,
+) -> None:
+    if await refused(query, snapshot) or not isinstance(query.message, Message):
+        return
+    money = currencies[callback_data.currency]
+    # The confirmation message is the credit's identity: pressing it twice
+    # (even at once) credits once.
+    reference = f"tg:{query.message.chat.id}:{query.message.message_id}"
+    deposit = (
+        await services.wallets.admin_credit(
+            snapshot,
+            callback_data.telegram_id,
+            money.code,
+            callback_data.amount,
+            reference=reference,
+        )
+    ).value
+    if not deposit.credited:
+        # Told apart from the confirmation, which shows the first press's result.
+        await query.message.answer("⚠️ This deposit was already credited; nothing changed.")
+        return
+    target = await snapshots.get(deposit.telegram_id)
+    name = who(target) if target else f"user <code>{deposit.telegram_id}</code>"
+    await edit(
+        query.message,
+        home_text(f"✅ Credited {money.format(deposit.amount)} to {name}."),
+        home_keyboard(),
+    )
+    if target is None:
+        return
+    try:
+        await bot.send_message(
+            target.telegram_id,
+            balances_text(
+                target,
+                currencies,
+                f"💰 An admin credited {money.format(deposit.amount)}.",
+            ),
+            reply_markup=wallet_keyboard(),
+        )
+    except TelegramAPIError as exc:
+        log.info("could not tell %s about a credit: %s", target.telegram_id, exc)
