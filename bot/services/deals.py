@@ -14,10 +14,22 @@ import secrets
 from datetime import timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Row, text
 from sqlalchemy.exc import IntegrityError
 
 from bot.services.base import Actor, Outcome, Service, violated_constraint
+from bot.services.deal_sql import (
+    CLOSE_INVITATION,
+    EXPIRE_DUE,
+    FIND_USER_BY_TELEGRAM_ID,
+    INSERT_DEAL,
+    INSERT_INVITATION,
+    LOCK_DEAL,
+    LOCK_INVITATION,
+    NEARING_DEADLINE,
+    READ_INVITATION,
+    TRANSITION,
+    deal_view,
+)
 from bot.services.errors import (
     InvalidInput,
     InvitationUnavailable,
@@ -40,7 +52,7 @@ from db.models import (
     NotificationKind,
     UserStatus,
 )
-from db.outbox import NOTICES, decode_notices, notify_parties
+from db.outbox import decode_notices
 from db.queries import DEAL_BY_CODE, USER_BY_USERNAME
 
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L
@@ -49,136 +61,6 @@ CODE_CONSTRAINT = "uq_escrows_code"
 # Telegram usernames: a letter, then letters, digits or underscores; 4-32 in all.
 USERNAME = re.compile(r"[a-z][a-z0-9_]{3,31}")
 
-
-def _deal_view(source: str, extra_columns: str = "") -> str:
-    """SELECT of a DealView from `source` (a table or a CTE of escrow rows)."""
-    return f"""
-SELECT d.id, d.code, d.creator_id, d.buyer_id, d.seller_id, d.amount, d.fee, d.fee_bps,
-       d.currency, d.description, d.status, d.status_before_dispute, d.created_at,
-       d.funded_at, d.deadline_at, d.version,
-       b.telegram_id AS buyer_telegram_id, s.telegram_id AS seller_telegram_id,
-       coalesce('@' || b.username, b.first_name) AS buyer_name,
-       coalesce('@' || s.username, s.first_name) AS seller_name{extra_columns}
-FROM {source} d
-LEFT JOIN users b ON b.id = d.buyer_id
-LEFT JOIN users s ON s.id = d.seller_id"""
-
-
-# The deal as it is now, locked for this transaction, with the actor's standing
-# read from the database (never from the cache).
-LOCK_DEAL = text(
-    _deal_view("escrows", ", a.actor_status, a.actor_is_admin")
-    + """
-LEFT JOIN LATERAL (SELECT status AS actor_status, is_admin AS actor_is_admin
-                   FROM users WHERE id = :actor_id) a ON true
-WHERE d.code = :code
-FOR UPDATE OF d"""
-)
-
-TRANSITION = text(
-    """
-WITH changed AS (
-    UPDATE escrows SET
-        status = CAST(:to_status AS varchar),
-        version = version + 1,
-        updated_at = now(),
-        funded_at = CASE WHEN CAST(:to_status AS varchar) = 'funded' THEN now() ELSE funded_at END,
-        closed_at = CASE WHEN CAST(:final AS boolean) THEN now() ELSE closed_at END,
-        status_before_dispute = CASE WHEN CAST(:to_status AS varchar) = 'disputed'
-                                     THEN status ELSE status_before_dispute END,
-        -- an invitee joins on the side that is still open
-        buyer_id = coalesce(buyer_id, CAST(:joiner_id AS bigint)),
-        seller_id = CASE WHEN buyer_id IS NULL THEN seller_id
-                         ELSE coalesce(seller_id, CAST(:joiner_id AS bigint)) END
-    WHERE id = :deal_id AND status = :from_status
-    RETURNING *
-), history AS (
-    INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status, reason)
-    SELECT id, :actor_id, :from_status, status, :reason FROM changed
-), revoked AS (
-    -- a deal that ends before its invitee joined takes its links with it
-    UPDATE invitations SET status = 'revoked', updated_at = now()
-    WHERE escrow_id IN (SELECT id FROM changed) AND status = 'active'
-      AND CAST(:final AS boolean)
-), """
-    + notify_parties("changed")
-    + _deal_view("changed", NOTICES)
-)
-
-INSERT_DEAL = text(
-    """
-WITH created AS (
-    INSERT INTO escrows (code, creator_id, buyer_id, seller_id, amount, fee, fee_bps,
-                         currency, description, deadline_at)
-    VALUES (:code, :creator_id, :buyer_id, :seller_id, :amount, :fee, :fee_bps,
-            :currency, :description, now() + CAST(:deadline AS interval))
-    RETURNING *
-), history AS (
-    INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status)
-    SELECT id, creator_id, NULL, status FROM created
-), """
-    + notify_parties("created")
-    + _deal_view("created", NOTICES)
-)
-
-FIND_USER_BY_TELEGRAM_ID = text(
-    "SELECT id, telegram_id, status FROM users WHERE telegram_id = :telegram_id"
-)
-
-INSERT_INVITATION = text("""
-INSERT INTO invitations (code, escrow_id, inviter_id, telegram_id, username, expires_at)
-VALUES (:code, :escrow_id, :inviter_id, :telegram_id, :username,
-        now() + CAST(:ttl AS interval))
-RETURNING code, :deal_code AS deal_code, telegram_id, username, status, expires_at
-""")
-
-INVITATION_BY_CODE = """
-SELECT i.id, i.telegram_id, i.username, i.status, i.expires_at <= now() AS expired,
-       e.code AS deal_code
-FROM invitations i JOIN escrows e ON e.id = i.escrow_id
-WHERE i.code = :code"""
-READ_INVITATION = text(INVITATION_BY_CODE)
-LOCK_INVITATION = text(INVITATION_BY_CODE + "\nFOR UPDATE OF i")
-
-CLOSE_INVITATION = text("""
-UPDATE invitations SET status = :status, telegram_id = coalesce(telegram_id, :telegram_id),
-       updated_at = now()
-WHERE id = :id
-""")
-
-EXPIRE_DUE = text(
-    """
-WITH due AS (
-    SELECT id, status FROM escrows
-    WHERE status IN ('pending', 'accepted') AND deadline_at <= now()
-    ORDER BY deadline_at
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
-), expired AS (
-    UPDATE escrows e
-    SET status = 'expired', version = e.version + 1, updated_at = now(), closed_at = now()
-    FROM due WHERE e.id = due.id
-    RETURNING e.*, due.status AS from_status
-), history AS (
-    INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status, reason)
-    SELECT id, NULL, from_status, 'expired', 'not accepted and funded by the deadline'
-    FROM expired
-), closed_invitations AS (
-    UPDATE invitations SET status = 'expired', updated_at = now()
-    WHERE escrow_id IN (SELECT id FROM expired) AND status = 'active'
-), """
-    + notify_parties("expired")
-    + _deal_view("expired", NOTICES)
-)
-
-NEARING_DEADLINE = text(
-    _deal_view("escrows")
-    + """
-WHERE d.status IN ('pending', 'accepted')
-  AND d.deadline_at > now() AND d.deadline_at <= now() + CAST(:within AS interval)
-ORDER BY d.deadline_at
-LIMIT :limit"""
-)
 
 STATUS_WORDS = {
     DealStatus.PENDING: "waiting to be accepted",
@@ -234,11 +116,6 @@ def normalise_code(code: str) -> str:
     return code.strip().upper().removeprefix("#")
 
 
-def _view(row: Row[Any]) -> DealView:
-    mapping = row._mapping
-    return DealView(**{name: mapping[name] for name in DealView.__struct_fields__})
-
-
 def _changed(deal: DealView) -> DealChanged:
     return DealChanged(deal.id, deal.code, deal.version, deal.status, deal.telegram_ids)
 
@@ -268,7 +145,7 @@ class DealService(Service):
             row = (await conn.execute(DEAL_BY_CODE, {"code": normalise_code(code)})).first()
         if row is None:
             raise NotFound("No such deal.")
-        deal = _view(row)
+        deal = deal_view(row)
         if not as_admin and not is_party(deal, viewer.id):
             raise NotFound("No such deal.")
         return deal
@@ -280,7 +157,7 @@ class DealService(Service):
             if invitation is None:
                 raise InvitationUnavailable("This invitation link is not valid.")
             row = (await conn.execute(DEAL_BY_CODE, {"code": invitation.deal_code})).one()
-        deal = _view(row)
+        deal = deal_view(row)
         self._check_invitation(invitation, deal, viewer, getattr(viewer, "username", None))
         addressed = invitation.telegram_id is not None or invitation.username is not None
         return InvitationPreview(deal, addressed)
@@ -350,7 +227,7 @@ class DealService(Service):
                     },
                 )
             ).one()
-            deal = _view(created)
+            deal = deal_view(created)
             uow.outbox(*decode_notices(created.notices))
             invitation = None
             if other is None:
@@ -492,7 +369,7 @@ class DealService(Service):
                     EXPIRE_DUE, {"limit": limit, **self._notify(NotificationKind.EXPIRE, None)}
                 )
             ).all()
-            deals = [_view(row) for row in rows]
+            deals = [deal_view(row) for row in rows]
             if rows:  # every row carries all the batch's notifications
                 uow.outbox(*decode_notices(rows[0].notices))
             uow.record(*(_changed(deal) for deal in deals))
@@ -507,7 +384,7 @@ class DealService(Service):
             rows = await conn.execute(
                 NEARING_DEADLINE, {"within": timedelta(seconds=within_seconds), "limit": limit}
             )
-            return [_view(row) for row in rows]
+            return [deal_view(row) for row in rows]
 
     # -- invitations --------------------------------------------------------
 
@@ -582,7 +459,7 @@ class DealService(Service):
         row = (await uow.execute(LOCK_DEAL, {"code": code, "actor_id": actor.id})).first()
         if row is None:
             raise NotFound("No such deal.")
-        return _view(row), row
+        return deal_view(row), row
 
     async def _lock_invitation(
         self, uow: UnitOfWork, actor: Actor, code: str
@@ -657,7 +534,7 @@ class DealService(Service):
         if row is None:  # cannot happen while we hold the row lock; refuse loudly
             raise WrongState(f"Deal {deal.code} changed meanwhile; try again.", current=deal)
         uow.outbox(*decode_notices(row.notices))
-        return _view(row)
+        return deal_view(row)
 
     def _notify(
         self, kind: NotificationKind, actor_id: int | None, note: str | None = None

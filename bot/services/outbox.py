@@ -16,13 +16,13 @@ import msgspec
 from sqlalchemy import text
 
 from bot.services.base import Service
-from bot.services.deals import _deal_view, _view
+from bot.services.deal_sql import deal_view, deal_view_sql
 from bot.services.views import DealView, WithdrawalView
-from bot.services.wallets import _withdrawal
+from bot.services.wallets import withdrawal_view
 from db.models import NotificationStatus
 from db.outbox import CLAIM_DUE, MARK, PRUNE, Notice
 
-DEALS_BY_ID = text(_deal_view("escrows") + "\nWHERE d.id = ANY(CAST(:ids AS bigint[]))")
+DEALS_BY_ID = text(deal_view_sql("escrows") + "\nWHERE d.id = ANY(CAST(:ids AS bigint[]))")
 WITHDRAWALS_BY_ID = text("""
 SELECT w.id, w.user_id, w.currency, w.amount, w.destination, w.status, w.created_at,
        w.decided_at, w.note, u.telegram_id
@@ -79,10 +79,10 @@ class OutboxService(Service):
         async with self.ctx.db.reader.connect() as conn:
             if deal_ids:
                 for row in await conn.execute(DEALS_BY_ID, {"ids": deal_ids}):
-                    deals[row.id] = _view(row)
+                    deals[row.id] = deal_view(row)
             if withdrawal_ids:
                 for row in await conn.execute(WITHDRAWALS_BY_ID, {"ids": withdrawal_ids}):
-                    withdrawals[row.id] = _withdrawal(row)
+                    withdrawals[row.id] = withdrawal_view(row)
             if actor_ids:
                 for row in await conn.execute(ACTORS_BY_ID, {"ids": actor_ids}):
                     actors[row.id] = Who(row.name, row.telegram_id)

@@ -126,7 +126,7 @@ class DemoDepositProvider:
         )
 
 
-def _withdrawal(row: Any) -> WithdrawalView:
+def withdrawal_view(row: Any) -> WithdrawalView:
     mapping = row._mapping
     return WithdrawalView(
         **{name: mapping[name] for name in WithdrawalView.__struct_fields__ if name in mapping}
@@ -245,7 +245,7 @@ class WalletService(Service):
                 withdrawal_id=row.id,
                 shortfall=f"Not enough funds: you have less than {money.format(amount)} available.",
             )
-            return _withdrawal(row)
+            return withdrawal_view(row)
 
         try:
             return await self.transaction(work)
@@ -307,7 +307,7 @@ class WalletService(Service):
                     withdrawal_id=locked.id,
                 )
                 rejected.append(
-                    msgspec.structs.replace(_withdrawal(row), telegram_id=locked.telegram_id)
+                    msgspec.structs.replace(withdrawal_view(row), telegram_id=locked.telegram_id)
                 )
             return rejected
 
@@ -323,7 +323,7 @@ class WalletService(Service):
             if not (locked and locked.admin_ok):
                 # Non-admins learn nothing about withdrawals that aren't theirs.
                 raise NotAllowed("Only an admin can decide withdrawals.")
-            current = _withdrawal(locked)
+            current = withdrawal_view(locked)
             if locked.status != WithdrawalStatus.PENDING:
                 raise WrongState(f"Withdrawal #{locked.id} is already {locked.status}.", current)
             row = (
@@ -357,6 +357,6 @@ class WalletService(Service):
                 legs=legs,
                 withdrawal_id=locked.id,
             )
-            return msgspec.structs.replace(_withdrawal(row), telegram_id=locked.telegram_id)
+            return msgspec.structs.replace(withdrawal_view(row), telegram_id=locked.telegram_id)
 
         return await self.transaction(work)

@@ -1,0 +1,148 @@
+"""The deal use cases' SQL: one statement per step, each returning the deal as
+a `DealView` (`deal_view_sql`), with the history, invitations and outbox rows
+its change implies written by CTEs of the same statement."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row, text
+
+from bot.services.views import DealView
+from db.outbox import NOTICES, notify_parties
+
+
+def deal_view_sql(source: str, extra_columns: str = "") -> str:
+    """SELECT of a DealView from `source` (a table or a CTE of escrow rows)."""
+    return f"""
+SELECT d.id, d.code, d.creator_id, d.buyer_id, d.seller_id, d.amount, d.fee, d.fee_bps,
+       d.currency, d.description, d.status, d.status_before_dispute, d.created_at,
+       d.funded_at, d.deadline_at, d.version,
+       b.telegram_id AS buyer_telegram_id, s.telegram_id AS seller_telegram_id,
+       coalesce('@' || b.username, b.first_name) AS buyer_name,
+       coalesce('@' || s.username, s.first_name) AS seller_name{extra_columns}
+FROM {source} d
+LEFT JOIN users b ON b.id = d.buyer_id
+LEFT JOIN users s ON s.id = d.seller_id"""
+
+
+# The deal as it is now, locked for this transaction, with the actor's standing
+# read from the database (never from the cache).
+LOCK_DEAL = text(
+    deal_view_sql("escrows", ", a.actor_status, a.actor_is_admin")
+    + """
+LEFT JOIN LATERAL (SELECT status AS actor_status, is_admin AS actor_is_admin
+                   FROM users WHERE id = :actor_id) a ON true
+WHERE d.code = :code
+FOR UPDATE OF d"""
+)
+
+TRANSITION = text(
+    """
+WITH changed AS (
+    UPDATE escrows SET
+        status = CAST(:to_status AS varchar),
+        version = version + 1,
+        updated_at = now(),
+        funded_at = CASE WHEN CAST(:to_status AS varchar) = 'funded' THEN now() ELSE funded_at END,
+        closed_at = CASE WHEN CAST(:final AS boolean) THEN now() ELSE closed_at END,
+        status_before_dispute = CASE WHEN CAST(:to_status AS varchar) = 'disputed'
+                                     THEN status ELSE status_before_dispute END,
+        -- an invitee joins on the side that is still open
+        buyer_id = coalesce(buyer_id, CAST(:joiner_id AS bigint)),
+        seller_id = CASE WHEN buyer_id IS NULL THEN seller_id
+                         ELSE coalesce(seller_id, CAST(:joiner_id AS bigint)) END
+    WHERE id = :deal_id AND status = :from_status
+    RETURNING *
+), history AS (
+    INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status, reason)
+    SELECT id, :actor_id, :from_status, status, :reason FROM changed
+), revoked AS (
+    -- a deal that ends before its invitee joined takes its links with it
+    UPDATE invitations SET status = 'revoked', updated_at = now()
+    WHERE escrow_id IN (SELECT id FROM changed) AND status = 'active'
+      AND CAST(:final AS boolean)
+), """
+    + notify_parties("changed")
+    + deal_view_sql("changed", NOTICES)
+)
+
+INSERT_DEAL = text(
+    """
+WITH created AS (
+    INSERT INTO escrows (code, creator_id, buyer_id, seller_id, amount, fee, fee_bps,
+                         currency, description, deadline_at)
+    VALUES (:code, :creator_id, :buyer_id, :seller_id, :amount, :fee, :fee_bps,
+            :currency, :description, now() + CAST(:deadline AS interval))
+    RETURNING *
+), history AS (
+    INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status)
+    SELECT id, creator_id, NULL, status FROM created
+), """
+    + notify_parties("created")
+    + deal_view_sql("created", NOTICES)
+)
+
+FIND_USER_BY_TELEGRAM_ID = text(
+    "SELECT id, telegram_id, status FROM users WHERE telegram_id = :telegram_id"
+)
+
+INSERT_INVITATION = text("""
+INSERT INTO invitations (code, escrow_id, inviter_id, telegram_id, username, expires_at)
+VALUES (:code, :escrow_id, :inviter_id, :telegram_id, :username,
+        now() + CAST(:ttl AS interval))
+RETURNING code, :deal_code AS deal_code, telegram_id, username, status, expires_at
+""")
+
+INVITATION_BY_CODE = """
+SELECT i.id, i.telegram_id, i.username, i.status, i.expires_at <= now() AS expired,
+       e.code AS deal_code
+FROM invitations i JOIN escrows e ON e.id = i.escrow_id
+WHERE i.code = :code"""
+READ_INVITATION = text(INVITATION_BY_CODE)
+LOCK_INVITATION = text(INVITATION_BY_CODE + "\nFOR UPDATE OF i")
+
+CLOSE_INVITATION = text("""
+UPDATE invitations SET status = :status, telegram_id = coalesce(telegram_id, :telegram_id),
+       updated_at = now()
+WHERE id = :id
+""")
+
+EXPIRE_DUE = text(
+    """
+WITH due AS (
+    SELECT id, status FROM escrows
+    WHERE status IN ('pending', 'accepted') AND deadline_at <= now()
+    ORDER BY deadline_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+), expired AS (
+    UPDATE escrows e
+    SET status = 'expired', version = e.version + 1, updated_at = now(), closed_at = now()
+    FROM due WHERE e.id = due.id
+    RETURNING e.*, due.status AS from_status
+), history AS (
+    INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status, reason)
+    SELECT id, NULL, from_status, 'expired', 'not accepted and funded by the deadline'
+    FROM expired
+), closed_invitations AS (
+    UPDATE invitations SET status = 'expired', updated_at = now()
+    WHERE escrow_id IN (SELECT id FROM expired) AND status = 'active'
+), """
+    + notify_parties("expired")
+    + deal_view_sql("expired", NOTICES)
+)
+
+NEARING_DEADLINE = text(
+    deal_view_sql("escrows")
+    + """
+WHERE d.status IN ('pending', 'accepted')
+  AND d.deadline_at > now() AND d.deadline_at <= now() + CAST(:within AS interval)
+ORDER BY d.deadline_at
+LIMIT :limit"""
+)
+
+
+def deal_view(row: Row[Any]) -> DealView:
+    mapping = row._mapping
+    return DealView(**{name: mapping[name] for name in DealView.__struct_fields__})
