@@ -204,6 +204,7 @@ class Harness:
         self.dropped = 0
         self.completed = 0
         self.changed: set[int] = set()  # users whose snapshot changed since their last update
+        self.changes: dict[int, int] = {}  # how often each user's snapshot changed
         self.trace: list[tuple[int, int, bool, str, int]] | None = None
         self.trace_start = 0
         telegram.add_listener(self._heard)
@@ -222,6 +223,7 @@ class Harness:
 
     def user_changed(self, telegram_id: int) -> None:
         self.changed.add(telegram_id)
+        self.changes[telegram_id] = self.changes.get(telegram_id, 0) + 1
 
     def start_trace(self) -> None:
         self.trace, self.trace_start = [], _now()
@@ -229,8 +231,10 @@ class Harness:
     async def feed(self, user_index: int, telegram_id: int, update: Update, route: str, sched: int):
         route_id = ROUTE_IDS[route]
         press = update.callback_query is not None
-        refill = ROUTES[route] == "read" and telegram_id in self.changed
+        read = ROUTES[route] == "read"
+        refill = read and telegram_id in self.changed
         self.changed.discard(telegram_id)
+        changes = self.changes.get(telegram_id, 0)
         if self.trace is not None and self.measuring:
             payload = update.callback_query.data if press else update.message.text  # type: ignore[union-attr]
             self.trace.append(
@@ -251,6 +255,11 @@ class Harness:
             CURRENT.reset(token)
             self.inflight -= 1
             self.completed += 1
+        if read and self.changes.get(telegram_id, 0) != changes:
+            # The user's snapshot changed while this read ran (a counterparty's
+            # write): it may have found L1 dropped and refilled. The user stays
+            # marked: if it read before the drop, the next read refills.
+            refill = True
         if self.measuring:
             s = self.samples
             s.route.append(route_id)
