@@ -190,6 +190,13 @@ async def test_telegram_down_is_retried_with_a_backoff_until_it_is_delivered(
     await app.outbox.flush()
     [row] = await rows(app)
     assert (row.status, row.attempts) == ("sent", 2)
+    counted = {
+        (path, result): app.metrics.registry.get_sample_value(
+            "escrow_notifications_total", {"path": path, "result": result}
+        )
+        for path, result in (("direct", "pending"), ("worker", "pending"), ("worker", "sent"))
+    }
+    assert counted == {k: 1.0 for k in counted}  # on /metrics: what was tried, and how it went
 
 
 async def test_attempts_are_bounded(app, pair, telegram: FakeTelegram):
