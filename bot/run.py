@@ -17,9 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-import asyncpg
 import msgspec
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.base import BaseSession
@@ -27,9 +26,6 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramNetworkError, TelegramServerError
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import text
 
 from bot import migrate
@@ -41,92 +37,16 @@ from bot.limits import RetryAfter, SendRate
 from bot.logs import configure_logging
 from bot.replicas import JobLock, ensure_webhook, webhook_secret
 from bot.sim import FakeTelegram
+from bot.startup import TRANSIENT, StartupError, wait_for_services, with_retries
 from bot.web import add_routes, start_side_server
 from cache.keys import CacheKeys
 
 log = logging.getLogger("bot.run")
-T = TypeVar("T")
 Mode = Literal["local", "polling", "webhook"]
-# Worth waiting for at start-up; anything else (a wrong password, say) stops at once.
-TRANSIENT = (
-    OSError,
-    TimeoutError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    RedisConnectionError,
-    RedisTimeoutError,
-)
-
-
-class StartupError(Exception):
-    """A service did not answer within the configured attempts."""
 
 
 def mode_of(config: Config) -> Mode:
     return config.telegram.mode if config.telegram.token else "local"
-
-
-async def with_retries(
-    what: str,
-    attempt: Callable[[], Awaitable[T]],
-    attempts: int,
-    backoff_max: float,
-    transient: tuple[type[BaseException], ...] = TRANSIENT,
-) -> T:
-    delay = 0.1
-    for number in range(1, attempts + 1):
-        try:
-            return await attempt()
-        except transient as exc:
-            if number == attempts:
-                raise StartupError(
-                    f"{what} did not answer after {attempts} attempts: {exc}"
-                ) from exc
-            log.warning(
-                "waiting for %s (attempt %d of %d failed: %s); retrying in %.1fs",
-                what,
-                number,
-                attempts,
-                exc or type(exc).__name__,
-                delay,
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, backoff_max)
-    raise AssertionError("unreachable")
-
-
-async def wait_for_services(config: Config) -> None:
-    """Postgres (creating the database when migrations run on start) and Redis."""
-    runtime = config.runtime
-    url = config.database.sqlalchemy_url
-
-    async def postgres() -> None:
-        if runtime.migrate_on_start:
-            await migrate.ensure_database(config.database)
-            return
-        conn = await asyncpg.connect(
-            host=url.host or url.query.get("host"),
-            port=url.port or 5432,
-            user=url.username,
-            password=url.password,
-            database=url.database,
-            timeout=config.database.connect_timeout_seconds,
-        )
-        await conn.close()
-
-    async def redis() -> None:
-        client = Redis.from_url(config.redis.url, socket_connect_timeout=2, socket_timeout=2)
-        try:
-            await client.ping()
-        finally:
-            await client.aclose()
-
-    where = url.render_as_string(hide_password=True)
-    attempts, backoff = runtime.connect_attempts, runtime.connect_backoff_max_seconds
-    await with_retries(f"Postgres at {where}", postgres, attempts, backoff)
-    log.info("Postgres answers at %s", where)
-    await with_retries(f"Redis at {config.redis.url}", redis, attempts, backoff)
-    log.info("Redis answers at %s", config.redis.url)
 
 
 def telegram_session(config: Config, mode: Mode) -> BaseSession:
