@@ -120,6 +120,7 @@ class Outbox:
         self.retry = timedelta(seconds=runtime.outbox_retry_seconds)
         self.retry_max = timedelta(seconds=runtime.outbox_retry_max_seconds)
         self.attempts = runtime.outbox_attempts
+        self.lease = timedelta(seconds=runtime.outbox_lease_seconds)
         self._results: dict[int, tuple[NotificationStatus, str | None]] = {}
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -152,7 +153,7 @@ class Outbox:
         await self.flush()
         sent = 0
         while not self._stop.is_set():
-            notices = await self.services.outbox.claim_due(self.batch, self.retry, self.retry_max)
+            notices = await self.services.outbox.claim_due(self.batch, self.lease)
             if not notices:
                 break
             subjects = await self.services.outbox.subjects(notices)
@@ -168,7 +169,7 @@ class Outbox:
             return 0
         results, self._results = self._results, {}
         try:
-            await self.services.outbox.mark(results)
+            await self.services.outbox.mark(results, self.retry, self.retry_max)
         except Exception:
             log.warning(
                 "recording %d notification results failed; kept for the next tick",

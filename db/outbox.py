@@ -65,7 +65,7 @@ def notify_parties(source: str) -> str:
 )"""
 
 
-# Claim a batch of due notifications: each is leased (moved `lease` into the
+# Claim a batch of due notifications: each is leased (moved :lease into the
 # future) before it is sent, so two workers never send the same row at once
 # and a worker that dies mid-send leaves it to be tried again after the lease.
 DUE = """
@@ -79,20 +79,24 @@ DUE_NOTIFICATIONS = text(DUE)
 CLAIM_DUE = text(f"""
 WITH due AS ({DUE})
 UPDATE notifications n
-SET attempts = n.attempts + 1,
-    due_at = now() + least(CAST(:base AS interval) * power(2, n.attempts),
-                           CAST(:most AS interval))
+SET attempts = n.attempts + 1, due_at = now() + CAST(:lease AS interval)
 FROM due WHERE n.id = due.id
 RETURNING {", ".join("n." + c for c in NOTICE_COLUMNS.split(", "))}
 """)
 
-# Record what became of a batch: sent, undeliverable or failed (a transient
-# failure records only its error; the row stays pending until its lease ends).
+# Record what became of a batch: sent, undeliverable or failed. A transient
+# failure keeps the row pending with its error; after a worker's attempt it is
+# due again :base after it, doubling with each attempt up to :most (after the
+# first, direct attempt it stays due at the end of its grace).
 MARK = text("""
 UPDATE notifications n
 SET status = m.status,
     sent_at = CASE WHEN m.status = 'sent' THEN now() END,
-    last_error = m.error
+    last_error = m.error,
+    due_at = CASE WHEN m.status = 'pending' AND n.attempts > 0
+                  THEN now() + least(CAST(:base AS interval) * power(2, n.attempts - 1),
+                                     CAST(:most AS interval))
+                  ELSE n.due_at END
 FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS varchar[]), CAST(:errors AS text[]))
      AS m(id, status, error)
 WHERE n.id = m.id AND n.status = 'pending'

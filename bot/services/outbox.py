@@ -55,16 +55,11 @@ def _ids(values: Iterable[int | None]) -> list[int]:
 
 
 class OutboxService(Service):
-    async def claim_due(
-        self, limit: int, retry_after: timedelta, retry_max: timedelta
-    ) -> list[Notice]:
-        """Take up to `limit` due notifications; each is due again after
-        `retry_after` doubled per attempt so far (at most `retry_max`) unless it
-        is marked first."""
+    async def claim_due(self, limit: int, lease: timedelta) -> list[Notice]:
+        """Take up to `limit` due notifications, each leased for `lease`: due
+        again then, unless it is marked first."""
         async with self.ctx.db.reader.connect() as conn:
-            rows = await conn.execute(
-                CLAIM_DUE, {"limit": limit, "base": retry_after, "most": retry_max}
-            )
+            rows = await conn.execute(CLAIM_DUE, {"limit": limit, "lease": lease})
             return [msgspec.convert(dict(row._mapping), Notice) for row in rows]
 
     async def subjects(self, notices: Iterable[Notice]) -> Subjects:
@@ -93,9 +88,15 @@ class OutboxService(Service):
         async with self.ctx.db.reader.connect() as conn:
             return (await conn.execute(PRUNE, {"keep": keep, "limit": limit})).rowcount
 
-    async def mark(self, results: Mapping[int, tuple[NotificationStatus, str | None]]) -> None:
+    async def mark(
+        self,
+        results: Mapping[int, tuple[NotificationStatus, str | None]],
+        retry_after: timedelta,
+        retry_max: timedelta,
+    ) -> None:
         """Record each notification's result (one statement for the batch). A
-        pending result keeps the row pending with its error noted."""
+        pending result keeps the row pending with its error noted, due again
+        `retry_after` doubled per worker attempt so far (at most `retry_max`)."""
         if not results:
             return
         ids = list(results)
@@ -103,6 +104,8 @@ class OutboxService(Service):
             "ids": ids,
             "statuses": [results[i][0].value for i in ids],
             "errors": [results[i][1] for i in ids],
+            "base": retry_after,
+            "most": retry_max,
         }
         async with self.ctx.db.reader.connect() as conn:
             await conn.execute(MARK, params)

@@ -250,6 +250,23 @@ async def test_two_workers_send_each_notification_exactly_once(
     assert {r.status for r in await rows(app)} == {"sent"}
 
 
+async def test_a_batch_being_sent_is_leased_to_its_worker(app, pair, telegram: FakeTelegram):
+    alice, bob = pair
+    await open_deal(app, alice)
+    await make_due(app)
+    telegram.latency = 0.3  # Telegram is slow: the send is still in flight below
+    first = asyncio.create_task(app.outbox.run_once())
+    await asyncio.sleep(0.1)
+    [row] = await rows(app)
+    assert row.attempts == 1 and 299 < row.due_in <= 300  # outbox_lease_seconds
+    other = Outbox(app.bot, app.services, app.dispatcher["signer"], app.config.runtime)
+    assert await other.run_once() == 0  # another replica's worker leaves it alone
+    assert await first == 1
+    await app.outbox.flush()
+    assert [r.status for r in await rows(app)] == ["sent"]
+    assert len(told(bob, "opened a deal with you")) == 1
+
+
 async def test_a_withdrawal_request_reaches_the_admins_even_after_a_crash(app, pair, people):
     alice, _ = pair
     admin = people.admin()
