@@ -4,39 +4,25 @@ pruning the notification outbox, once per tick across all replicas.
 Every replica runs the loop; each tick, the one that wins a job's Redis lock
 (`replicas.JobLock`) runs it. Expiry is safe to run twice anyway (`FOR UPDATE
 SKIP LOCKED`, guarded by status); the lock keeps the replicas from doing the
-same work N times. Expiry and timed-out withdrawals tell their parties through
-the outbox, like any change. A reminder changes nothing, so it is sent directly,
-once per deal and status (a `SET NX` marker that lives until the deadline has
-passed).
+same work N times. What they tell people goes through the outbox: expiry and
+timed-out withdrawals like any change, and a deadline reminder once per deal,
+party and status (a unique index on the outbox rows).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from aiogram.exceptions import TelegramAPIError
-
-from bot.outbox import Outbox
+from bot.outbox import Outbox, reminded_actions
 from bot.replicas import JobLock
 from bot.services import Services
-from bot.services.rules import Action, allowed_actions
-from bot.services.views import DealView
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
 PRUNE_BATCH = 5000
-# What a reminder asks for: the steps that move a deal on (not cancelling it).
-REMINDED_ACTIONS = {Action.ACCEPT: "accept it", Action.FUND: "fund it"}
-
-
-def reminder_headline(deal: DealView, actions: list[Action], now: datetime) -> str:
-    hours = max(1, math.ceil((deal.deadline_at - now).total_seconds() / 3600))
-    what = " and ".join(REMINDED_ACTIONS[action] for action in actions)
-    return f"⏰ Reminder: this deal expires in {hours} h unless you {what}."
 
 
 class BackgroundJobs:
@@ -108,36 +94,22 @@ class BackgroundJobs:
         return max(int(self.interval * 900), 1)
 
     async def remind(self) -> int:
-        """Remind whoever must accept or fund a deal nearing its deadline, once."""
+        """Remind whoever must accept or fund a deal nearing its deadline, once
+        per deal, party and status (through the outbox); the number sent now."""
         if not await self.lock.acquire("remind_deadlines", self._tick_ms()):
             return 0
-        sent = 0
-        now = datetime.now(UTC)
-        redis, keys = self.lock.redis, self.lock.keys
-        for deal in await self.services.deals.nearing_deadline(self.reminder_before):
-            parties = (
+        deals = await self.services.deals.nearing_deadline(self.reminder_before)
+        due = [
+            (telegram_id, user_id, deal)
+            for deal in deals
+            for user_id, telegram_id in (
                 (deal.buyer_id, deal.buyer_telegram_id),
                 (deal.seller_id, deal.seller_telegram_id),
             )
-            for user_id, telegram_id in parties:
-                if user_id is None or telegram_id is None:
-                    continue
-                actions = [a for a in allowed_actions(deal, user_id) if a in REMINDED_ACTIONS]
-                if not actions:
-                    continue
-                ttl = max(int((deal.deadline_at - now).total_seconds()) + 3600, 60)
-                marker = keys.reminder(deal.id, deal.status, user_id)
-                if not await redis.set(marker, 1, nx=True, ex=ttl):
-                    continue
-                text, markup = self.outbox.card(
-                    deal, user_id, telegram_id, reminder_headline(deal, actions, now)
-                )
-                try:
-                    await self.outbox.bot.send_message(telegram_id, text, reply_markup=markup)
-                except TelegramAPIError as exc:
-                    log.info("could not remind %s about deal %s: %s", telegram_id, deal.code, exc)
-                else:
-                    sent += 1
+            if user_id is not None and telegram_id is not None and reminded_actions(deal, user_id)
+        ]
+        notices = await self.services.outbox.remind(due)
+        sent = await self.outbox.send(notices, *deals)
         self.reminded += sent
         return sent
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from html import escape
 
 from aiogram import Bot
@@ -37,6 +38,7 @@ from bot.keyboards import Nav, Signer, WalletMenu
 from bot.metrics import Metrics
 from bot.services import Services
 from bot.services.outbox import Subjects, Who
+from bot.services.rules import Action, allowed_actions
 from bot.services.views import DealView, WithdrawalView
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus, NotificationKind, NotificationStatus, WithdrawalStatus
@@ -96,8 +98,27 @@ SOMEONE = Who("someone", 0)
 Message = tuple[int, str, InlineKeyboardMarkup | None]
 
 
+# What a reminder asks for: the steps that move a deal on (not cancelling it).
+REMINDED_ACTIONS = {Action.ACCEPT: "accept it", Action.FUND: "fund it"}
+
+
+def reminded_actions(deal: DealView, user_id: int) -> list[Action]:
+    """What `user_id` would be reminded to do on `deal` now (nothing: no reminder)."""
+    return [action for action in allowed_actions(deal, user_id) if action in REMINDED_ACTIONS]
+
+
+def reminder_headline(deal: DealView, actions: list[Action], now: datetime) -> str:
+    hours = max(1, math.ceil((deal.deadline_at - now).total_seconds() / 3600))
+    what = " and ".join(REMINDED_ACTIONS[action] for action in actions)
+    return f"⏰ Reminder: this deal expires in {hours} h unless you {what}."
+
+
 class Gone(LookupError):
     """The deal or withdrawal a notification is about does not exist."""
+
+
+class Obsolete(LookupError):
+    """What the notification says is no longer true (a reminder, the deal moved on)."""
 
 
 class Outbox:
@@ -225,6 +246,8 @@ class Outbox:
         except Gone as exc:
             log.warning("notification %d dropped: %s", notice.id, exc)
             return NotificationStatus.FAILED, str(exc)
+        except Obsolete as exc:
+            return NotificationStatus.OBSOLETE, str(exc)
         try:
             await self.bot.send_message(chat_id, text, reply_markup=markup)
         except PERMANENT as exc:
@@ -269,7 +292,12 @@ class Outbox:
                 texts.deal_card(deal, None, self.currencies, headline),
                 keyboards.admin_deal_keyboard(deal),
             )
-        if kind is NotificationKind.RESOLVE:
+        if kind is NotificationKind.REMIND:
+            actions = reminded_actions(deal, notice.user_id or 0)
+            if deal.status != notice.note or not actions:
+                raise Obsolete(f"deal {deal.code} is {deal.status} now, not {notice.note}")
+            headline = reminder_headline(deal, actions, datetime.now(UTC))
+        elif kind is NotificationKind.RESOLVE:
             headline = RESOLVED.get(DealStatus(deal.status), RESOLVED[DealStatus.RELEASED])
         elif kind is NotificationKind.CANCEL and deal.status == DealStatus.REFUNDED:
             headline = CANCELLED_AND_REFUNDED.format(name=name)

@@ -7,8 +7,7 @@
 - `<prefix>:invalidations`: the channel every replica's listener subscribes to.
 - `<prefix>:update:<update_id>`: an update some replica took (webhook mode
   drops a redelivered one), `<prefix>:job:<name>`: who runs a background job
-  this tick, `<prefix>:webhook` (and `:lock`): the webhook configuration set,
-  `<prefix>:reminded:<deal_id>:<status>:<user_id>`: a deadline reminder sent.
+  this tick, `<prefix>:webhook` (and `:lock`): the webhook configuration set.
 
 The snapshot keys and the generation key live in different hash slots, which
 is fine for one Redis (or Sentinel) but not for Redis Cluster.
@@ -30,9 +29,6 @@ class CacheKeys:
 
     def update(self, update_id: int) -> str:
         return f"{self.prefix}:update:{update_id}"
-
-    def reminder(self, deal_id: int, status: str, user_id: int) -> str:
-        return f"{self.prefix}:reminded:{deal_id}:{status}:{user_id}"
 
     def job(self, name: str) -> str:
         return f"{self.prefix}:job:{name}"

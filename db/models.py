@@ -88,6 +88,7 @@ class NotificationStatus(enum.StrEnum):
     SENT = "sent"
     UNDELIVERABLE = "undeliverable"  # Telegram refuses this chat: blocked, never started
     FAILED = "failed"  # every attempt failed
+    OBSOLETE = "obsolete"  # no longer true when it could be sent (a reminder, the deal moved on)
 
 
 class NotificationKind(enum.StrEnum):
@@ -108,6 +109,7 @@ class NotificationKind(enum.StrEnum):
     DISPUTE_OPENED = "dispute_opened"  # to the admins
     WITHDRAWAL_REQUESTED = "withdrawal_requested"  # to the admins
     WITHDRAWAL_DECIDED = "withdrawal_decided"  # to the owner
+    REMIND = "remind"  # a deadline is near and you must act (note: the deal's status)
 
 
 class LedgerKind(enum.StrEnum):
@@ -358,6 +360,15 @@ class Notification(Base):
         # Rows are appended in time order: a BRIN index finds old ones to prune
         # for almost nothing on every insert.
         Index("ix_notifications_created_at", "created_at", postgresql_using="brin"),
+        # One deadline reminder per deal, party and status of the deal.
+        Index(
+            "uq_notifications_reminder",
+            "escrow_id",
+            "user_id",
+            "note",
+            unique=True,
+            postgresql_where=text("kind = 'remind'"),
+        ),
     )
 
 

@@ -65,6 +65,18 @@ def notify_parties(source: str) -> str:
 )"""
 
 
+# Deadline reminders, one per deal, party and status of the deal however often
+# the job runs (the unique index): only the new ones come back.
+REMIND = text(f"""
+INSERT INTO notifications (chat_id, user_id, kind, escrow_id, note, due_at)
+SELECT r.chat_id, r.user_id, 'remind', r.escrow_id, r.status, now() + CAST(:grace AS interval)
+FROM unnest(CAST(:chat_ids AS bigint[]), CAST(:user_ids AS bigint[]),
+            CAST(:escrow_ids AS bigint[]), CAST(:statuses AS varchar[]))
+     AS r(chat_id, user_id, escrow_id, status)
+ON CONFLICT (escrow_id, user_id, note) WHERE kind = 'remind' DO NOTHING
+RETURNING {NOTICE_COLUMNS}
+""")
+
 # Claim a batch of due notifications: each is leased (moved :lease into the
 # future) before it is sent, so two workers never send the same row at once
 # and a worker that dies mid-send leaves it to be tried again after the lease.

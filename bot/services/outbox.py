@@ -20,7 +20,7 @@ from bot.services.deal_sql import deal_view, deal_view_sql
 from bot.services.views import DealView, WithdrawalView
 from bot.services.wallets import withdrawal_view
 from db.models import NotificationStatus
-from db.outbox import CLAIM_DUE, MARK, PRUNE, Notice
+from db.outbox import CLAIM_DUE, MARK, PRUNE, REMIND, Notice
 
 DEALS_BY_ID = text(deal_view_sql("escrows") + "\nWHERE d.id = ANY(CAST(:ids AS bigint[]))")
 WITHDRAWALS_BY_ID = text("""
@@ -82,6 +82,23 @@ class OutboxService(Service):
                 for row in await conn.execute(ACTORS_BY_ID, {"ids": actor_ids}):
                     actors[row.id] = Who(row.name, row.telegram_id)
         return Subjects(deals, withdrawals, actors)
+
+    async def remind(self, due: Iterable[tuple[int, int, DealView]]) -> list[Notice]:
+        """Write a deadline reminder for each (chat, user, deal) not reminded of
+        the deal in its current status yet; the new ones (one statement)."""
+        due = list(due)
+        if not due:
+            return []
+        params = {
+            "chat_ids": [chat for chat, _, _ in due],
+            "user_ids": [user for _, user, _ in due],
+            "escrow_ids": [deal.id for _, _, deal in due],
+            "statuses": [deal.status for _, _, deal in due],
+            "grace": self.ctx.notify_grace,
+        }
+        async with self.ctx.db.reader.connect() as conn:
+            rows = await conn.execute(REMIND, params)
+            return [msgspec.convert(dict(row._mapping), Notice) for row in rows]
 
     async def prune(self, keep: timedelta, limit: int = 5000) -> int:
         """Delete up to `limit` notifications done with and older than `keep`."""

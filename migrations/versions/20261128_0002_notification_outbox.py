@@ -41,11 +41,11 @@ def upgrade() -> None:
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.CheckConstraint(
-            "kind IN ('invited', 'joined', 'invitation_declined', 'accept', 'decline', 'fund', 'deliver', 'release', 'dispute', 'cancel', 'resolve', 'expire', 'dispute_opened', 'withdrawal_requested', 'withdrawal_decided')",
+            "kind IN ('invited', 'joined', 'invitation_declined', 'accept', 'decline', 'fund', 'deliver', 'release', 'dispute', 'cancel', 'resolve', 'expire', 'dispute_opened', 'withdrawal_requested', 'withdrawal_decided', 'remind')",
             name=op.f("ck_notifications_kind"),
         ),
         sa.CheckConstraint(
-            "status IN ('pending', 'sent', 'undeliverable', 'failed')",
+            "status IN ('pending', 'sent', 'undeliverable', 'failed', 'obsolete')",
             name=op.f("ck_notifications_status"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_notifications")),
@@ -64,9 +64,21 @@ def upgrade() -> None:
         unique=False,
         postgresql_using="brin",
     )
+    op.create_index(
+        "uq_notifications_reminder",
+        "notifications",
+        ["escrow_id", "user_id", "note"],
+        unique=True,
+        postgresql_where=sa.text("kind = 'remind'"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(
+        "uq_notifications_reminder",
+        table_name="notifications",
+        postgresql_where=sa.text("kind = 'remind'"),
+    )
     op.drop_index(
         "ix_notifications_created_at", table_name="notifications", postgresql_using="brin"
     )

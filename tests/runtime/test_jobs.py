@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from aiogram.exceptions import TelegramServerError
 from sqlalchemy import text
 
 from bot.jobs import BackgroundJobs
@@ -13,6 +14,7 @@ from bot.outbox import TOLD
 from bot.replicas import JobLock
 from cache.keys import CacheKeys
 from db.models import NotificationKind
+from tests.e2e.test_outbox import make_due, server_down
 
 
 def jobs_of(app, interval: float = 1.0) -> BackgroundJobs:
@@ -195,3 +197,43 @@ FROM generate_series(1, 12100) g
             ).all()
         )
     assert left == {False: 3000 + 100}  # the old pending ones and every recent one
+
+
+async def test_a_reminder_telegram_failed_to_take_is_sent_later_unless_it_is_moot(
+    app, people, telegram
+):
+    code, alice, bob = await overdue_deal(app, people)
+    await set_deadline(app, code, "3 hours")
+    async with app.database.engine.begin() as conn:  # the invitation: not this test's
+        await conn.execute(text("UPDATE notifications SET status = 'sent'"))
+    jobs = jobs_of(app)
+    jobs.reminder_before = 12 * 3600
+    telegram.fail_next("sendMessage", error=server_down(TelegramServerError))
+    assert await jobs.remind() == 0  # Telegram was down: not sent, not forgotten
+    await asyncio.sleep(1.0)
+    assert await jobs.remind() == 0  # and not written twice
+    await make_due(app)
+    assert await app.outbox.run_once() == 1
+    assert bob.last.text.startswith("⏰ Reminder: this deal expires in 3 h unless you accept it.")
+
+    await bob.press("✅ Accept")  # Alice must fund now; her reminder fails to go out ...
+    await asyncio.sleep(1.0)
+    telegram.fail_next("sendMessage", error=server_down(TelegramServerError))
+    assert await jobs.remind() == 0
+    buyer = await app.cache.cache.get(alice.id)
+    await app.services.wallets.credit_deposit(buyer, "USDT", 10_00, reference="seed:moot")
+    await alice.press("💰 Fund 10.00 USDT")  # ... and she funds before it is retried
+    await app.outbox.flush()  # the tick that records what the handlers sent
+    await make_due(app)
+    assert await app.outbox.run_once() == 0  # a reminder to fund a funded deal is not sent
+    await app.outbox.flush()
+    async with app.database.engine.connect() as conn:
+        reminders = (
+            await conn.execute(
+                text(
+                    "SELECT chat_id, note, status FROM notifications"
+                    " WHERE kind = 'remind' ORDER BY id"
+                )
+            )
+        ).all()
+    assert reminders == [(bob.id, "pending", "sent"), (alice.id, "accepted", "obsolete")]
