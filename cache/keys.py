@@ -5,6 +5,8 @@
 - `<prefix>:generation`: the cache generation; bumping it disowns every entry
   written before (a reset, used when invalidations were lost).
 - `<prefix>:invalidations`: the channel every replica's listener subscribes to.
+- `<prefix>:database`: which database the entries were loaded from (another
+  one, recreated or restored, disowns them at start-up).
 - `<prefix>:update:<update_id>`: an update some replica took (webhook mode
   drops a redelivered one), `<prefix>:job:<name>`: who runs a background job
   this tick, `<prefix>:webhook` (and `:lock`): the webhook configuration set.
@@ -17,12 +19,13 @@ from __future__ import annotations
 
 
 class CacheKeys:
-    __slots__ = ("channel", "generation", "prefix")
+    __slots__ = ("channel", "database", "generation", "prefix")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.generation = f"{prefix}:generation"
         self.channel = f"{prefix}:invalidations"
+        self.database = f"{prefix}:database"
 
     def snapshot(self, telegram_id: int) -> str:
         return f"{self.prefix}:snapshot:{telegram_id}"

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cache.snapshots import UserSnapshot, snapshot_from_rows
 from db.queries import load_snapshot_rows
 
 SnapshotLoader = Callable[[int], Awaitable[UserSnapshot | None]]
+
+# A database dropped and created again, or restored into a new one, gets a new oid.
+DATABASE_IDENTITY = text(
+    "SELECT oid::text || ':' || datname FROM pg_database WHERE datname = current_database()"
+)
 
 
 class PostgresSnapshotLoader:
@@ -22,6 +28,11 @@ class PostgresSnapshotLoader:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def identity(self) -> str:
+        """Which database this is: cached entries belong to one."""
+        async with self._engine.connect() as connection:
+            return str(await connection.scalar(DATABASE_IDENTITY))
 
     async def __call__(self, telegram_id: int) -> UserSnapshot | None:
         async with self._engine.connect() as connection:

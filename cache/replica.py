@@ -22,9 +22,10 @@ from cache.client import build_redis
 from cache.invalidation import InvalidationPublisher
 from cache.listener import InvalidationListener
 from cache.loader import PostgresSnapshotLoader, SnapshotLoader
+from cache.messages import CacheReset, encode_messages
 from cache.settings import CacheSettings, RedisSettings
 from cache.snapshots import CODEC, SnapshotCodec
-from cache.store import SnapshotCache
+from cache.store import REDIS_ERRORS, SnapshotCache
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class CacheReplica:
     async def start(self, wait_seconds: float | None = 5.0) -> None:
         """Start listening; wait a little for the first subscribe, but a replica
         without Redis still starts (it reads from Postgres until Redis is back)."""
+        await self.check_database()
         self.listener.start()
         if wait_seconds:
             try:
@@ -80,6 +82,33 @@ class CacheReplica:
                     await self.listener.wait_for("subscribed")
             except TimeoutError:
                 log.warning("cache listener not subscribed after %.1fs; L1 stays off", wait_seconds)
+
+    async def check_database(self) -> None:
+        """Entries in Redis come from one database. If they were loaded from
+        another (it was recreated or restored, or this prefix pointed elsewhere)
+        or nobody recorded which, their versions mean nothing here: disown them
+        all (a new generation, announced to running replicas) before any read."""
+        identity = getattr(self.cache.loader, "identity", None)
+        if identity is None:  # a loader with no database behind it
+            return
+        cache, keys = self.cache, self.cache.keys
+        ours = await identity()
+        try:
+            recorded = await cache.redis.get(keys.database)
+            if recorded is not None and recorded.decode() == ours:
+                return
+            generation = await cache.reset_generation()
+            await cache.redis.publish(keys.channel, encode_messages((CacheReset(generation),)))
+            await cache.redis.set(keys.database, ours)
+        except REDIS_ERRORS as exc:  # reads go to Postgres meanwhile; checked at next start
+            log.warning("could not check which database the cache holds: %r", exc)
+            return
+        log.warning(
+            "cache entries were loaded from %s, this is database %s: all disowned (generation %d)",
+            recorded.decode() if recorded is not None else "an unrecorded database",
+            ours,
+            generation,
+        )
 
     async def aclose(self) -> None:
         await self.listener.stop()

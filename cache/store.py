@@ -80,7 +80,7 @@ class SnapshotCache:
         self.keys = CacheKeys(settings.key_prefix)
         self.counters = CacheCounters()
         self.breaker = CircuitBreaker(settings.breaker_open_seconds, clock)
-        self._loader = loader
+        self.loader = loader
         self._codec = codec
         self._clock = clock
         self._l1: OrderedDict[int, _L1Entry] = OrderedDict()
@@ -149,7 +149,7 @@ class SnapshotCache:
             self.counters.l2_skipped += 1
         started = self._clock()
         self.counters.loads += 1
-        snapshot = await self._loader(telegram_id)
+        snapshot = await self.loader(telegram_id)
         if snapshot is None:
             self.counters.unknown_users += 1
             return None

@@ -202,7 +202,7 @@ async def test_a_stale_fill_loses_to_a_commit_on_postgres(cluster: Cluster) -> N
         await release.wait()
         return snapshot
 
-    b.cache._loader = slow_loader
+    b.cache.loader = slow_loader
     reader = asyncio.create_task(b.cache.get(TELEGRAM_ID))
     await loaded.wait()  # b has read version N
     outcome = await a.services.wallets.credit_deposit(actor, "USDT", 5_00, reference="late")
@@ -214,7 +214,7 @@ async def test_a_stale_fill_loses_to_a_commit_on_postgres(cluster: Cluster) -> N
     raw = await a.cache.redis.get(a.cache.keys.snapshot(TELEGRAM_ID))
     header = parse_header(raw)
     assert header is not None and (header.version, header.schema) == (new_version, TOMBSTONE_SCHEMA)
-    b.cache._loader = real_loader
+    b.cache.loader = real_loader
     assert usdt(await b.cache.get(TELEGRAM_ID)) == 15_00
 
 

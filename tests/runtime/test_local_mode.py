@@ -3,7 +3,24 @@ through complete deals on the real database and Redis, and exits 0."""
 
 from __future__ import annotations
 
+import logging
+
+import asyncpg
+import msgspec
+
 from bot.run import Replica
+from db.engine import DatabaseSettings
+
+
+async def drop_database(settings: DatabaseSettings) -> None:
+    url = settings.sqlalchemy_url
+    server = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, database="postgres"
+    )
+    try:
+        await server.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+    finally:
+        await server.close()
 
 
 async def test_local_mode_walks_through_three_deals_and_prints_a_latency_summary(replica_config):
@@ -38,3 +55,22 @@ async def test_a_second_run_meets_the_same_people_and_still_completes(replica_co
         assert await Replica(replica_config, out=lines.append).run() == 0
     shown = "\n".join(lines)
     assert "Bob: 👛 Your wallet ⏎ USDT: 788.00 USDT available" in shown
+
+
+async def test_a_new_database_under_a_warm_redis_serves_its_own_users(replica_config, caplog):
+    """The database is recreated (or restored, or another one configured) while
+    Redis still holds snapshots loaded from the old one, at higher versions:
+    those are disowned at start-up, not served."""
+    assert await Replica(replica_config, out=lambda line: None).run() == 0
+    name = replica_config.database.sqlalchemy_url.database
+    other = replica_config.database.with_database(f"{name}_new")
+    fresh = msgspec.structs.replace(replica_config, database=other)
+    lines: list[str] = []
+    try:
+        with caplog.at_level(logging.WARNING, logger="cache.replica"):
+            assert await Replica(fresh, out=lines.append).run() == 0
+    finally:
+        await drop_database(other)
+    assert "cache entries were loaded from" in caplog.text  # and were disowned
+    shown = "\n".join(lines)
+    assert "Bob: 👛 Your wallet ⏎ USDT: 394.00 USDT available · 0.00 USDT held" in shown
