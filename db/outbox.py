@@ -1,7 +1,7 @@
 """The notification outbox: rows written by the statement that makes a change,
 claimed and marked by the worker that sends them.
 
-A use case's statement inserts its notifications in a CTE (`NOTIFY_PARTIES`
+A use case's statement inserts its notifications in a CTE (`notify_parties`
 and friends below, spliced into the deal and withdrawal statements) and hands
 back the inserted rows as JSON; no statement is added to the transaction.
 New rows are due only after a grace period, the time the handler gets to send
