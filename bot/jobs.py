@@ -18,6 +18,7 @@ from datetime import timedelta
 from bot.outbox import Outbox, reminded_actions
 from bot.replicas import JobLock
 from bot.services import Services
+from bot.ticks import every
 
 log = logging.getLogger(__name__)
 
@@ -131,20 +132,10 @@ class BackgroundJobs:
         self.expired += expired
         return expired
 
-    async def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("background jobs failed; trying again next tick")
-            try:
-                async with asyncio.timeout(self.interval):
-                    await self._stop.wait()
-            except TimeoutError:
-                pass
-
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="background-jobs")
+        self._task = asyncio.create_task(
+            every(self.interval, self._stop, self.tick, "background jobs"), name="background-jobs"
+        )
 
     async def stop(self) -> None:
         """Let a running tick finish, then stop."""

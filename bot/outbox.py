@@ -40,6 +40,7 @@ from bot.services import Services
 from bot.services.outbox import Subjects, Who
 from bot.services.rules import Action, allowed_actions
 from bot.services.views import DealView, WithdrawalView
+from bot.ticks import every
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus, NotificationKind, NotificationStatus, WithdrawalStatus
 from db.outbox import Notice
@@ -202,21 +203,11 @@ class Outbox:
             return 0
         return len(results)
 
-    async def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("the outbox worker failed; trying again next tick")
-            try:
-                async with asyncio.timeout(self.interval):
-                    await self._stop.wait()
-            except TimeoutError:
-                pass
-
     def start(self) -> None:
         self._stop.clear()
-        self._task = asyncio.create_task(self._loop(), name="outbox")
+        self._task = asyncio.create_task(
+            every(self.interval, self._stop, self.run_once, "the outbox worker"), name="outbox"
+        )
 
     async def stop(self) -> None:
         """Let a running batch finish, then record every result gathered."""
