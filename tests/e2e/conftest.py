@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
+from sqlalchemy import text
 
 from bot.app import App, build_app
 from bot.config import Config
 from bot.sim import FakeTelegram, SimulatedUser
 from cache.settings import RedisSettings
+from cache.snapshots import UserSnapshot
 from db import Database
 from tests.conftest import ADMIN_TELEGRAM_ID
 
@@ -40,6 +42,26 @@ def telegram(app: App) -> FakeTelegram:
     session = app.bot.session
     assert isinstance(session, FakeTelegram)
     return session
+
+
+async def actor(app: App, user: SimulatedUser) -> UserSnapshot:
+    snapshot = await app.cache.cache.get(user.id)
+    assert snapshot is not None
+    return snapshot
+
+
+async def balance(app: App, user: SimulatedUser, currency: str = "USDT") -> tuple[int, int]:
+    async with app.database.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT w.available, w.held FROM wallets w JOIN users u ON u.id = w.user_id"
+                    " WHERE u.telegram_id = :t AND w.currency = :c"
+                ),
+                {"t": user.id, "c": currency},
+            )
+        ).one()
+    return row.available, row.held
 
 
 class People:
@@ -76,6 +98,6 @@ async def pair(app: App, people) -> tuple[SimulatedUser, SimulatedUser]:
     await alice.start()
     await bob.start()
     await app.services.wallets.credit_deposit(
-        await app.cache.cache.get(alice.id), "USDT", 500_00, reference=f"seed-{alice.id}"
+        await actor(app, alice), "USDT", 500_00, reference=f"seed-{alice.id}"
     )
     return alice, bob

@@ -18,7 +18,8 @@ from bot.services.views import DealView
 from bot.sim import FakeTelegram, SimulatedUser
 from bot.texts import NOT_ADMIN
 from db.models import DealStatus
-from tests.e2e.test_wallet import actor, balance, fund, on
+from tests.e2e.conftest import actor, balance
+from tests.e2e.test_wallet import fund, on
 
 PRICE = 100_00
 

@@ -18,30 +18,10 @@ from bot.keyboards import DealAct
 from bot.services.views import DealView
 from bot.sim import FakeTelegram, SimulatedUser
 from bot.texts import FORGED_BUTTON, OUTDATED_CARD
-from cache.snapshots import UserSnapshot
 from db.models import DealStatus
+from tests.e2e.conftest import actor, balance
 
 PRICE = 100_00
-
-
-async def actor(app: App, user: SimulatedUser) -> UserSnapshot:
-    snapshot = await app.cache.cache.get(user.id)
-    assert snapshot is not None
-    return snapshot
-
-
-async def balance(app: App, user: SimulatedUser, currency: str = "USDT") -> tuple[int, int]:
-    async with app.database.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                text(
-                    "SELECT w.available, w.held FROM wallets w JOIN users u ON u.id = w.user_id"
-                    " WHERE u.telegram_id = :t AND w.currency = :c"
-                ),
-                {"t": user.id, "c": currency},
-            )
-        ).one()
-    return row.available, row.held
 
 
 async def status_of(app: App, deal: DealView) -> str:

@@ -21,7 +21,8 @@ from bot.services.outbox import Subjects, Who
 from bot.sim import FakeTelegram, SimulatedUser
 from bot.sim.users import ChatMessage
 from db.outbox import Notice
-from tests.e2e.test_deals import actor, open_deal
+from tests.e2e.conftest import actor
+from tests.e2e.test_deals import open_deal
 
 GRACE = timedelta(milliseconds=300)
 

@@ -17,27 +17,7 @@ from bot.app import App, build_app
 from bot.keyboards import WalletMenu
 from bot.sim import FakeTelegram, SimulatedUser
 from bot.sim.state import ChatMessage
-from cache.snapshots import UserSnapshot
-
-
-async def actor(app: App, user: SimulatedUser) -> UserSnapshot:
-    snapshot = await app.cache.cache.get(user.id)
-    assert snapshot is not None
-    return snapshot
-
-
-async def balance(app: App, user: SimulatedUser, currency: str = "USDT") -> tuple[int, int]:
-    async with app.database.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                text(
-                    "SELECT w.available, w.held FROM wallets w JOIN users u ON u.id = w.user_id"
-                    " WHERE u.telegram_id = :t AND w.currency = :c"
-                ),
-                {"t": user.id, "c": currency},
-            )
-        ).one()
-    return row.available, row.held
+from tests.e2e.conftest import actor, balance
 
 
 async def withdrawals(app: App, user: SimulatedUser) -> list[tuple[int, str]]:
