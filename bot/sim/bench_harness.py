@@ -58,17 +58,18 @@ ROUTES: dict[str, str] = {
 ROUTE_NAMES = tuple(ROUTES)
 ROUTE_IDS = {name: index for index, name in enumerate(ROUTE_NAMES)}
 # flags of a record
-ERROR, REFILL, PRESS = 1, 2, 4
+ERROR, REFILL, PRESS, FALLBACK = 1, 2, 4, 8
 UNEXPECTED_PREFIX = "😕"
 
 
 class Rec:
-    __slots__ = ("answer", "commits", "error", "first_io", "redis", "sql")
+    __slots__ = ("answer", "commits", "error", "fallback", "first_io", "redis", "sql")
 
     def __init__(self) -> None:
         self.answer = self.first_io = 0
         self.sql = self.redis = self.commits = 0
         self.error = False
+        self.fallback = False  # its snapshot came from Postgres because Redis failed
 
 
 CURRENT: ContextVar[Rec | None] = ContextVar("bench_update", default=None)
@@ -225,6 +226,14 @@ class Harness:
         self.changed.add(telegram_id)
         self.changes[telegram_id] = self.changes.get(telegram_id, 0) + 1
 
+    def loading(self, redis_failed: bool) -> None:
+        """The cache is loading a snapshot from Postgres for the update in
+        flight; `redis_failed`: because Redis failed or its breaker is open
+        (the designed fallback, not a steady-state miss)."""
+        rec = CURRENT.get()
+        if rec is not None and redis_failed:
+            rec.fallback = True
+
     def start_trace(self) -> None:
         self.trace, self.trace_start = [], _now()
 
@@ -263,7 +272,9 @@ class Harness:
         if self.measuring:
             s = self.samples
             s.route.append(route_id)
-            s.flags.append(ERROR * rec.error | REFILL * refill | PRESS * press)
+            s.flags.append(
+                ERROR * rec.error | REFILL * refill | PRESS * press | FALLBACK * rec.fallback
+            )
             s.sched.append(sched or t0)
             s.t0.append(t0)
             s.answer.append(rec.answer)

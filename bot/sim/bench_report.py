@@ -9,6 +9,7 @@ from typing import Any
 from bot.sim.bench_harness import (
     CLASSES,
     ERROR,
+    FALLBACK,
     PRESS,
     REFILL,
     ROUTE_NAMES,
@@ -86,7 +87,8 @@ def mode_figures(s: Samples) -> dict[str, Any]:
     classes["all"] = class_figures(s, everything)
     classes["presses"] = class_figures(s, [i for i in everything if s.flags[i] & PRESS])
     reads = by_class["read"]
-    steady = [i for i in reads if not s.flags[i] & REFILL]
+    fallbacks = [i for i in reads if s.flags[i] & FALLBACK]
+    steady = [i for i in reads if not s.flags[i] & (REFILL | FALLBACK)]
     span = (max(s.end) - min(s.sched)) / 1e9 if len(s) else 0.0
     return {
         "updates": len(s),
@@ -103,7 +105,9 @@ def mode_figures(s: Samples) -> dict[str, Any]:
         },
         "steady_read": {
             "count": len(steady),
-            "refills": len(reads) - len(steady),
+            "refills": sum(1 for i in reads if s.flags[i] & REFILL),
+            # Redis failed or its breaker was open: served from Postgres by design
+            "redis_fallbacks": len(fallbacks),
             # served without SQL (L1 or L2), and without any I/O at all (L1)
             "hit_ratio": _share(steady, lambda i: s.sql[i] == 0),
             "l1_hit_ratio": _share(steady, lambda i: s.sql[i] == 0 and s.redis[i] == 0),

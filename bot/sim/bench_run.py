@@ -22,6 +22,7 @@ from bot.sim.bench_report import cache_figures, dist, mode_figures
 from bot.sim.bench_rows import telegram_id
 from bot.sim.bench_workload import BenchUser, Mix, Workload, pairs_of
 from bot.sim.telegram import FakeTelegram
+from cache.snapshots import UserSnapshot
 from db.events import UserChanged
 
 
@@ -93,7 +94,8 @@ async def _welcome(users: list[BenchUser]) -> None:
 
 
 def _hooks(built: Built, harness: Harness, heard: Heard) -> None:
-    """Tell the harness whose snapshot changed (a first read after a change is a refill)."""
+    """Tell the harness whose snapshot changed (a first read after a change is a
+    refill) and which loads were Redis failures' fallback to Postgres."""
     app = built.app
     if app is None:
         return
@@ -113,6 +115,16 @@ def _hooks(built: Built, harness: Harness, heard: Heard) -> None:
         await original(events)
 
     publisher.publish = publish  # type: ignore[method-assign]
+    snapshots = app.cache.cache
+    loader = snapshots.loader
+
+    async def load(telegram_id: int) -> UserSnapshot | None:
+        # Nothing is awaited between the cache's Redis attempt (failed, or
+        # skipped by the open breaker) and this call: the state is that read's.
+        harness.loading(redis_failed=not snapshots.breaker.closed)
+        return await loader(telegram_id)
+
+    snapshots.loader = load
 
 
 async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str, Any]:
