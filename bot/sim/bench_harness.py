@@ -206,6 +206,7 @@ class Harness:
         self.completed = 0
         self.changed: set[int] = set()  # users whose snapshot changed since their last update
         self.changes: dict[int, int] = {}  # how often each user's snapshot changed
+        self.unfilled: set[int] = set()  # users whose L2 fill a Redis failure prevented
         self.trace: list[tuple[int, int, bool, str, int]] | None = None
         self.trace_start = 0
         telegram.add_listener(self._heard)
@@ -226,13 +227,24 @@ class Harness:
         self.changed.add(telegram_id)
         self.changes[telegram_id] = self.changes.get(telegram_id, 0) + 1
 
-    def loading(self, redis_failed: bool) -> None:
+    def loading(self, telegram_id: int, redis_down: bool) -> None:
         """The cache is loading a snapshot from Postgres for the update in
-        flight; `redis_failed`: because Redis failed or its breaker is open
-        (the designed fallback, not a steady-state miss)."""
-        rec = CURRENT.get()
-        if rec is not None and redis_failed:
-            rec.fallback = True
+        flight. With Redis down (this read's request failed, or the breaker is
+        open), or for a user whose L2 entry a Redis failure kept from being
+        written, that is the cache's designed fallback, not a steady-state miss."""
+        if redis_down or telegram_id in self.unfilled:
+            rec = CURRENT.get()
+            if rec is not None:
+                rec.fallback = True
+        if redis_down:  # its fill will be skipped
+            self.unfilled.add(telegram_id)
+
+    def filled(self, telegram_id: int, ok: bool) -> None:
+        """The cache's L2 write of a loaded snapshot went through (or failed)."""
+        if ok:
+            self.unfilled.discard(telegram_id)
+        else:
+            self.unfilled.add(telegram_id)
 
     def start_trace(self) -> None:
         self.trace, self.trace_start = [], _now()

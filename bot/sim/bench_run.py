@@ -116,15 +116,25 @@ def _hooks(built: Built, harness: Harness, heard: Heard) -> None:
 
     publisher.publish = publish  # type: ignore[method-assign]
     snapshots = app.cache.cache
-    loader = snapshots.loader
+    loader, fill = snapshots.loader, snapshots.script.fill
 
     async def load(telegram_id: int) -> UserSnapshot | None:
         # Nothing is awaited between the cache's Redis attempt (failed, or
         # skipped by the open breaker) and this call: the state is that read's.
-        harness.loading(redis_failed=not snapshots.breaker.closed)
+        harness.loading(telegram_id, redis_down=not snapshots.breaker.closed)
         return await loader(telegram_id)
 
+    async def fill_l2(telegram_id: int, *args: Any) -> tuple[int, int]:
+        try:
+            result = await fill(telegram_id, *args)
+        except BaseException:
+            harness.filled(telegram_id, ok=False)
+            raise
+        harness.filled(telegram_id, ok=True)
+        return result
+
     snapshots.loader = load
+    snapshots.script.fill = fill_l2  # type: ignore[method-assign]
 
 
 async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str, Any]:
