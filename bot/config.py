@@ -90,7 +90,8 @@ class RuntimeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     outbox_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 12
     # A claimed batch is the worker's for this long (sends are paced: up to
     # ~100 s for a batch of 100 to one chat); a worker that dies mid-batch
-    # leaves its rows to be tried again after it.
+    # leaves its rows to be tried again after it. The worker sends for half of
+    # it at most and hands back what is left, so no row is sent by two.
     outbox_lease_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 300.0
     # Sent and given-up notifications are deleted this long after they were
     # written (0: kept forever); pending ones never are.

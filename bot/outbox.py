@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from html import escape
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 # Telegram will not take this message in this chat, however often it is asked:
 # the user blocked the bot or never started it, the chat is gone.
 PERMANENT = (TelegramForbiddenError, TelegramBadRequest, TelegramNotFound, TelegramEntityTooLarge)
+LEASE_RAN_OUT = "not sent within its batch's lease; handed back"
 
 # What the other party reads, by what happened ({name}: who did it).
 TOLD = {
@@ -178,8 +180,12 @@ class Outbox:
             notices = await self.services.outbox.claim_due(self.batch, self.lease)
             if not notices:
                 break
+            # Half the lease for sending, the other half for a send in flight
+            # and the record: rows are never still ours when another worker
+            # may claim them.
+            until = time.monotonic() + self.lease.total_seconds() / 2
             subjects = await self.services.outbox.subjects(notices)
-            sent += await self._deliver(notices, subjects, "worker")
+            sent += await self._deliver(notices, subjects, "worker", until)
             await self.flush()
             if len(notices) < self.batch:
                 break
@@ -219,9 +225,19 @@ class Outbox:
 
     # -- sending ----------------------------------------------------------------------
 
-    async def _deliver(self, notices: Iterable[Notice], subjects: Subjects, path: str) -> int:
+    async def _deliver(
+        self,
+        notices: Iterable[Notice],
+        subjects: Subjects,
+        path: str,
+        until: float = math.inf,
+    ) -> int:
         sent = 0
         for notice in notices:
+            if time.monotonic() > until:
+                # Out of lease: handed back, due again after its backoff.
+                self._results[notice.id] = (NotificationStatus.PENDING, LEASE_RAN_OUT)
+                continue
             result = await self._deliver_one(notice, subjects, path)
             self._results[notice.id] = result
             if self.metrics is not None:

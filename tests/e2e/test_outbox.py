@@ -10,12 +10,13 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 import pytest
 from aiogram.exceptions import TelegramNetworkError, TelegramServerError
 from sqlalchemy import text
 
 from bot.app import App
-from bot.outbox import Outbox
+from bot.outbox import LEASE_RAN_OUT, Outbox
 from bot.services.errors import WrongState
 from bot.services.outbox import Subjects, Who
 from bot.sim import FakeTelegram, SimulatedUser
@@ -282,3 +283,35 @@ async def test_a_withdrawal_request_reaches_the_admins_even_after_a_crash(app, p
     [message] = told(admin, "New withdrawal request")
     assert "@alice_buys" in message.text and f"(id {alice.id})" in message.text
     assert "50.00" in message.text
+
+
+async def test_a_batch_outliving_half_its_lease_hands_the_rest_back(
+    app, pair, telegram: FakeTelegram, monkeypatch
+):
+    """Telegram so slow that a batch would outlive its lease: the worker stops
+    sending at half of it, and a worker coming once the lease is over sends
+    only what the first handed back, later. Nobody is told twice."""
+    alice, bob = pair
+    crash_before_sending(monkeypatch)
+    for _ in range(5):
+        await open_deal(app, alice)
+    monkeypatch.undo()
+    await make_due(app)
+    telegram.latency = 0.4
+    signer = app.dispatcher["signer"]
+    runtime = msgspec.structs.replace(app.config.runtime, outbox_lease_seconds=1.0)
+    first, second = (Outbox(app.bot, app.services, signer, runtime) for _ in range(2))
+    busy = asyncio.create_task(first.run_once())
+    await asyncio.sleep(1.1)  # the first batch's lease is over
+    assert await second.run_once() == 0  # what was handed back is not due yet
+    assert await busy == 2  # sends started before 0.5 s: at 0 and 0.4 s
+    statuses = [(r.status, r.last_error) for r in await rows(app)]
+    assert statuses.count(("sent", None)) == 2
+    assert statuses.count(("pending", LEASE_RAN_OUT)) == 3
+    assert len(told(bob, "opened a deal with you")) == 2
+    await make_due(app)  # its backoff has passed
+    telegram.latency = 0.0
+    assert await second.run_once() == 3
+    await second.flush()
+    assert {r.status for r in await rows(app)} == {"sent"}
+    assert len(told(bob, "opened a deal with you")) == 5
