@@ -205,17 +205,28 @@ def services(
 
 @pytest.fixture(scope="session")
 async def redis_url(config: Config) -> AsyncIterator[str]:
-    """A Redis database of its own for this session (one of 1-15), flushed."""
+    """A Redis database of its own for this session (one of 1-15, claimed in
+    database 0 so that sessions running at once never share one), flushed."""
     base = (
         config.redis.url.rsplit("/", 1)[0] if config.redis.url.count("/") > 2 else config.redis.url
     )
-    url = f"{base}/{secrets.randbelow(15) + 1}"
-    client = aioredis.Redis.from_url(url, socket_connect_timeout=3)
+    claims = aioredis.Redis.from_url(f"{base}/0", socket_connect_timeout=3)
+    me = f"{os.getpid()}-{secrets.token_hex(4)}"
     try:
+        for number in sorted(range(1, 16), key=lambda _: secrets.randbelow(1000)):
+            if await claims.set(f"escrow-tests:redis-db:{number}", me, nx=True, ex=3 * 3600):
+                break
+        else:
+            pytest.fail("Redis databases 1-15 are all claimed by other test sessions")
+        claim = f"escrow-tests:redis-db:{number}"
+        client = aioredis.Redis.from_url(f"{base}/{number}", socket_connect_timeout=3)
         await client.flushdb()
     except (OSError, aioredis.RedisError) as exc:
-        await client.aclose()
+        await claims.aclose()
         unavailable("Redis", exc)
-    yield url
+    yield f"{base}/{number}"
     await client.flushdb()
     await client.aclose()
+    if await claims.get(claim) == me.encode():
+        await claims.delete(claim)
+    await claims.aclose()
