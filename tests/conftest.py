@@ -211,6 +211,7 @@ async def redis_url(config: Config) -> AsyncIterator[str]:
         config.redis.url.rsplit("/", 1)[0] if config.redis.url.count("/") > 2 else config.redis.url
     )
     claims = aioredis.Redis.from_url(f"{base}/0", socket_connect_timeout=3)
+    client: aioredis.Redis | None = None
     me = f"{os.getpid()}-{secrets.token_hex(4)}"
     try:
         for number in sorted(range(1, 16), key=lambda _: secrets.randbelow(1000)):
@@ -222,7 +223,9 @@ async def redis_url(config: Config) -> AsyncIterator[str]:
         client = aioredis.Redis.from_url(f"{base}/{number}", socket_connect_timeout=3)
         await client.flushdb()
     except (OSError, aioredis.RedisError) as exc:
-        await claims.aclose()
+        for opened in (client, claims):
+            if opened is not None:
+                await opened.aclose()
         unavailable("Redis", exc)
     yield f"{base}/{number}"
     await client.flushdb()

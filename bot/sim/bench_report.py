@@ -106,7 +106,8 @@ def mode_figures(s: Samples) -> dict[str, Any]:
         "steady_read": {
             "count": len(steady),
             "refills": sum(1 for i in reads if s.flags[i] & REFILL),
-            # Redis failed or its breaker was open: served from Postgres by design
+            # Redis failed (or had, before the user's entry could be written):
+            # served from Postgres by design
             "redis_fallbacks": len(fallbacks),
             # served without SQL (L1 or L2), and without any I/O at all (L1)
             "hit_ratio": _share(steady, lambda i: s.sql[i] == 0),
