@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from aiogram.types import CallbackQuery, Message, MessageEntity, Update
 
-from bot.handlers import wizard
+from bot.handlers import wizard_screens
 from bot.keyboards import ACTION_LABELS, DealCard, DealList, Nav
 from bot.services.money import Currency, format_minor_units
 from bot.services.rules import Action
@@ -35,7 +35,7 @@ from bot.sim.users import ButtonNotFound, SimulatedUser
 
 _now = time.perf_counter_ns
 LIST_KINDS = ("active", "action", "finished")
-CREATE_TEXT = wizard.CREATE
+CREATE_TEXT = wizard_screens.CREATE
 FUND_PREFIX = ACTION_LABELS[Action.FUND].split("{", 1)[0]
 
 
@@ -166,7 +166,7 @@ class Pair:
         b, s = self.buyer, self.seller
         return (
             (b, "new", "send", "/new"),
-            (b, "role", "press", wizard.BUYING),
+            (b, "role", "press", wizard_screens.BUYING),
             (b, "counterparty", "send", str(s.id)),
             (b, "currency", "press", self.currency),
             (b, "amount", "send", self.amount_text),
