@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.handlers import admin, admin_wallets, deals, errors, fallback, start, wallet, wizard
+from bot.handlers import (
+    admin,
+    admin_wallets,
+    deals,
+    errors,
+    fallback,
+    start,
+    wallet,
+    withdraw,
+    wizard,
+)
 
 # Tried in this order; the catch-all comes last.
-FEATURES = (errors, start, deals, wizard, wallet, admin, admin_wallets, fallback)
+FEATURES = (errors, start, deals, wizard, wallet, withdraw, admin, admin_wallets, fallback)
 
 
 def _fresh(template: Router) -> Router:
