@@ -28,7 +28,7 @@ def samples(*reads: tuple[int, int]) -> Samples:
         s.answer.append(0)
         s.first_io.append(0)
         s.sql.append(sql)
-        s.redis.append(0 if sql else 1)
+        s.redis.append(2 if sql else 1)  # GET, and the fill after a load
         s.commits.append(0)
     return s
 
