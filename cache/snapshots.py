@@ -15,7 +15,7 @@ newer code is a miss, never a misread.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -57,13 +57,23 @@ class UserSnapshot(msgspec.Struct, frozen=True, array_like=True, gc=False):
                 return wallet
         return None
 
+    def available(self, currency: str) -> int:
+        """What the user can spend in `currency` (0 without a wallet in it)."""
+        wallet = self.wallet(currency)
+        return wallet.available if wallet is not None else 0
+
 
 def snapshot_from_rows(rows: Sequence[Any]) -> UserSnapshot | None:
     """Build a snapshot from `db.queries.load_snapshot_rows` (one row per wallet,
     or one row with NULL wallet columns); None for an unknown user."""
     if not rows:
         return None
-    user = rows[0]
+    return snapshot_of(rows[0], [row for row in rows if row.currency is not None])
+
+
+def snapshot_of(user: Any, wallets: Iterable[Any]) -> UserSnapshot:
+    """A snapshot from anything with the user's columns and wallets with
+    currency, available and held (rows or ORM objects), wallets in the given order."""
     return UserSnapshot(
         id=user.id,
         telegram_id=user.telegram_id,
@@ -74,11 +84,7 @@ def snapshot_from_rows(rows: Sequence[Any]) -> UserSnapshot | None:
         status=user.status,
         is_admin=user.is_admin,
         version=user.version,
-        wallets=tuple(
-            WalletSnapshot(row.currency, row.available, row.held)
-            for row in rows
-            if row.currency is not None
-        ),
+        wallets=tuple(WalletSnapshot(w.currency, w.available, w.held) for w in wallets),
     )
 
 

@@ -106,8 +106,7 @@ def currency_keyboard(
     for money in currencies:
         label = money.code
         if screen == "withdraw":
-            wallet = user.wallet(money.code)
-            label += f" · {money.format(wallet.available if wallet else 0)}"
+            label += f" · {money.format(user.available(money.code))}"
         kb.button(text=label, callback_data=WalletMenu(screen=screen, currency=money.code))
     kb.adjust(3 if screen == "deposit" else 1)
     kb.row(back_button())

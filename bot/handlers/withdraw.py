@@ -77,8 +77,7 @@ async def withdraw_button(
         )
         return
     money = currencies[callback_data.currency]
-    wallet = snapshot.wallet(money.code)
-    available = wallet.available if wallet else 0
+    available = snapshot.available(money.code)
     if available < money.min_amount:
         await edit(
             query.message,
@@ -113,8 +112,7 @@ async def withdraw_amount(
     if amount is None:
         return
     # A display check from the snapshot; the service checks again in its transaction.
-    wallet = snapshot.wallet(money.code)
-    available = wallet.available if wallet else 0
+    available = snapshot.available(money.code)
     if amount > available:
         await message.answer(
             f"⚠️ You have only {money.format(available)} available. "

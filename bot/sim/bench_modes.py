@@ -24,7 +24,7 @@ from bot.app import LOCAL_TOKEN, App, build_app
 from bot.config import Config
 from bot.sim.telegram import FakeTelegram
 from cache.loader import PostgresSnapshotLoader
-from cache.snapshots import UserSnapshot, WalletSnapshot
+from cache.snapshots import UserSnapshot, snapshot_of
 from db.engine import DatabaseSettings, build_engine
 from db.explain import explain
 from db.models import User, Wallet
@@ -104,21 +104,7 @@ class CoreSource:
 
 
 def _snapshot(user: Any, wallets: list[Any]) -> UserSnapshot:
-    return UserSnapshot(
-        id=user.id,
-        telegram_id=user.telegram_id,
-        username=user.username,
-        first_name=user.first_name,
-        last_name=user.last_name,
-        language_code=user.language_code,
-        status=user.status,
-        is_admin=user.is_admin,
-        version=user.version,
-        wallets=tuple(
-            WalletSnapshot(w.currency, w.available, w.held)
-            for w in sorted(wallets, key=lambda w: w.currency)
-        ),
-    )
+    return snapshot_of(user, sorted(wallets, key=lambda w: w.currency))
 
 
 class OrmSource:
