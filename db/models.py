@@ -152,13 +152,16 @@ class User(Base):
     version: Mapped[int] = mapped_column(BigInteger, server_default=text("1"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # When Telegram last reported this name and @username (written by registration).
+    profile_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     wallets: Mapped[list[Wallet]] = relationship(back_populates="user", lazy="raise")
 
     __table_args__ = (
         CheckConstraint(_in("status", UserStatus), name="status"),
-        # Counterparty lookup by @username is case-insensitive.
-        Index("ix_users_username_lower", func.lower(username)),
+        # Counterparty lookup by @username is case-insensitive, and a name has
+        # one holder: registration takes it from whoever held it before.
+        Index("uq_users_username_lower", func.lower(username), unique=True),
     )
 
 
@@ -204,6 +207,8 @@ class Escrow(Base):
     deadline_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(BigInteger, server_default=text("1"))
+    # The creating wizard's id: retrying Create after an unknown outcome finds this deal.
+    create_key: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         CheckConstraint(_in("status", DealStatus), name="status"),
@@ -229,6 +234,13 @@ class Escrow(Base):
         ),
         # The admin panel lists open disputes, oldest first.
         Index("ix_escrows_disputed", "updated_at", postgresql_where=text("status = 'disputed'")),
+        Index(
+            "uq_escrows_creator_create_key",
+            "creator_id",
+            "create_key",
+            unique=True,
+            postgresql_where=text("create_key IS NOT NULL"),
+        ),
     )
 
 

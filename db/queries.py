@@ -79,11 +79,9 @@ SNAPSHOT_BY_TELEGRAM_ID = (
 )
 
 # A counterparty named by @username (stored as typed; matched lower-cased).
-USER_BY_USERNAME = (
-    select(users.c.id, users.c.telegram_id, users.c.status)
-    .where(func.lower(users.c.username) == bindparam("username"))
-    .order_by(users.c.updated_at.desc())
-    .limit(1)
+# At most one row: registration takes a name from whoever held it before.
+USER_BY_USERNAME = select(users.c.id, users.c.telegram_id, users.c.status).where(
+    func.lower(users.c.username) == bindparam("username")
 )
 
 WALLET_BY_USER_CURRENCY = select(wallets).where(
@@ -308,7 +306,7 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
         "user_by_username",
         USER_BY_USERNAME,
         lambda s: {"username": s.username},
-        ("ix_users_username_lower",),
+        ("uq_users_username_lower",),
     ),
     HotQuery(
         "wallet_by_user_currency",

@@ -22,7 +22,8 @@ WITH upserted AS (
         language_code = excluded.language_code,
         is_admin = excluded.is_admin,
         version = users.version + 1,
-        updated_at = now()
+        updated_at = now(),
+        profile_at = now()
     WHERE (users.username, users.first_name, users.last_name, users.language_code,
            users.is_admin)
           IS DISTINCT FROM
@@ -46,6 +47,15 @@ SELECT :user_id, code FROM unnest(CAST(:currencies AS varchar[])) AS code
 WHERE NOT EXISTS (SELECT FROM wallets w WHERE w.user_id = :user_id AND w.currency = code)
 ON CONFLICT (user_id, currency) DO NOTHING
 RETURNING currency
+""")
+
+# Usernames change hands on Telegram: whoever reports a name now holds it, and
+# any other row still carrying it (its owner renamed since) lets go of it in
+# the same transaction, so a deal by @username never binds to a stale holder.
+RELEASE_USERNAME = text("""
+UPDATE users SET username = NULL, version = version + 1, updated_at = now()
+WHERE lower(username) = lower(:username) AND telegram_id <> :telegram_id
+RETURNING id, telegram_id, version
 """)
 
 BUMP_VERSION = text("""
@@ -85,6 +95,9 @@ class UserService(Service):
         }
 
         async def work(uow: UnitOfWork) -> UserView:
+            if profile.username:
+                released = await uow.execute(RELEASE_USERNAME, params)
+                uow.record(*(UserChanged(r.id, r.telegram_id, r.version) for r in released))
             row = (await uow.execute(UPSERT_USER, params)).one()
             version = row.version
             added = (
