@@ -162,8 +162,12 @@ async def act(
             await ask_to_confirm(card, deal, action, snapshot, currencies, signer)
         return
     method = getattr(services.deals, action.value)
+    # A confirmation acts only on the deal it asked about: signed at version v,
+    # it is refused if the deal has moved on since, even when this replica has
+    # not heard of the move (the Current filter only knows what it heard).
+    guard = {"expected_version": callback_data.v} if action in CONFIRMED else {}
     try:
-        outcome = await method(snapshot, callback_data.code)
+        outcome = await method(snapshot, callback_data.code, **guard)
     except WrongState as refused:
         if card is not None and isinstance(refused.current, DealView):
             deals_seen.note(refused.current.code, refused.current.version)

@@ -37,6 +37,8 @@ WHERE d.code = :code
 FOR UPDATE OF d"""
 )
 
+# Guarded by the status and version the deal was locked at: a change that
+# slipped past the lock would leave this statement without a row.
 TRANSITION = text(
     """
 WITH changed AS (
@@ -52,7 +54,7 @@ WITH changed AS (
         buyer_id = coalesce(buyer_id, CAST(:joiner_id AS bigint)),
         seller_id = CASE WHEN buyer_id IS NULL THEN seller_id
                          ELSE coalesce(seller_id, CAST(:joiner_id AS bigint)) END
-    WHERE id = :deal_id AND status = :from_status
+    WHERE id = :deal_id AND status = :from_status AND version = :from_version
     RETURNING *
 ), history AS (
     INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status, reason)

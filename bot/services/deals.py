@@ -272,18 +272,33 @@ class DealService(Service):
     async def deliver(self, actor: Actor, code: str) -> Outcome[DealView]:
         return await self._act(actor, code, Action.DELIVER)
 
-    async def release(self, actor: Actor, code: str) -> Outcome[DealView]:
-        return await self._act(actor, code, Action.RELEASE)
+    async def release(
+        self, actor: Actor, code: str, *, expected_version: int | None = None
+    ) -> Outcome[DealView]:
+        """Pay the seller. `expected_version`: the deal's version when the buyer
+        was asked to confirm; a deal that has moved on since is left alone."""
+        return await self._act(actor, code, Action.RELEASE, expected_version=expected_version)
 
     async def dispute(self, actor: Actor, code: str, reason: str) -> Outcome[DealView]:
         reason = bounded_text(reason, self.settings.reason_max_length, "reason")
         return await self._act(actor, code, Action.DISPUTE, reason=reason)
 
-    async def cancel(self, actor: Actor, code: str) -> Outcome[DealView]:
-        return await self._act(actor, code, Action.CANCEL)
+    async def cancel(
+        self, actor: Actor, code: str, *, expected_version: int | None = None
+    ) -> Outcome[DealView]:
+        """Call the deal off (refunding the buyer once it is funded).
+        `expected_version`: as for `release`; a cancel confirmed before funding
+        must not become a refund."""
+        return await self._act(actor, code, Action.CANCEL, expected_version=expected_version)
 
     async def _act(
-        self, actor: Actor, code: str, action: Action, reason: str | None = None
+        self,
+        actor: Actor,
+        code: str,
+        action: Action,
+        reason: str | None = None,
+        *,
+        expected_version: int | None = None,
     ) -> Outcome[DealView]:
         code = normalise_code(code)
 
@@ -293,6 +308,14 @@ class DealService(Service):
                 raise NotFound("No such deal.")
             if locked.actor_status != UserStatus.ACTIVE:
                 raise UserBlocked("Your account is blocked.")
+            if expected_version is not None and deal.version != expected_version:
+                # The question was asked about another deal than this one now
+                # (a cancel asked before funding would now refund).
+                raise WrongState(
+                    f"Deal {deal.code} has changed since you were asked: it is "
+                    f"{STATUS_WORDS[DealStatus(deal.status)]} now, so nothing was done.",
+                    current=deal,
+                )
             rule = RULES[action].get(DealStatus(deal.status))
             if rule is None:
                 raise WrongState(
@@ -519,6 +542,7 @@ class DealService(Service):
                 {
                     "deal_id": deal.id,
                     "from_status": deal.status,
+                    "from_version": deal.version,
                     "to_status": to_status.value,
                     "final": to_status in FINAL,
                     "actor_id": actor_id,

@@ -478,3 +478,40 @@ async def test_only_parties_and_admins_see_a_deal(services, cast):
     with pytest.raises(NotFound):
         await services.deals.get(cast.stranger, deal.code)
     assert (await services.deals.get(cast.admin, deal.code, as_admin=True)).id == deal.id
+
+
+# -- confirmations at the version they were asked at ---------------------------------
+
+
+async def test_a_confirmation_asked_before_the_deal_moved_on_does_nothing(services, cast, sql):
+    # "Yes, cancel the deal" was asked while the deal was accepted; the buyer
+    # funded it since, so the same press would now cancel *and refund*.
+    deal = await deal_in(services, cast, DealStatus.ACCEPTED)
+    asked_at = deal.version
+    funded = (await services.deals.fund(cast.buyer, deal.code)).value
+    before = await world(services.ctx.db)
+
+    sql.start()
+    with pytest.raises(WrongState, match="changed since you were asked") as refused:
+        await services.deals.cancel(cast.seller, deal.code, expected_version=asked_at)
+    assert len(sql.stop()) == 1  # the lock, and nothing else
+    assert refused.value.current.status == DealStatus.FUNDED
+    assert refused.value.current.version == funded.version
+    assert await world(services.ctx.db) == before
+    assert await balance(services.ctx.db, cast.buyer.id) == (START - PRICE, PRICE)
+
+    # asked again at the version it is now, the seller's cancel refunds the buyer
+    refunded = await services.deals.cancel(cast.seller, deal.code, expected_version=funded.version)
+    assert refunded.value.status == DealStatus.REFUNDED
+    assert await balance(services.ctx.db, cast.buyer.id) == (START, 0)
+
+
+async def test_a_release_confirmed_at_an_older_version_pays_nothing(services, cast):
+    deal = await deal_in(services, cast, DealStatus.FUNDED)
+    disputed = (await services.deals.dispute(cast.seller, deal.code, "Not paid for")).value
+    before = await world(services.ctx.db)
+    with pytest.raises(WrongState, match="changed since you were asked") as refused:
+        await services.deals.release(cast.buyer, deal.code, expected_version=deal.version)
+    assert refused.value.current.status == DealStatus.DISPUTED
+    assert refused.value.current.version == disputed.version
+    assert await world(services.ctx.db) == before
