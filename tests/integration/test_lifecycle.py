@@ -158,6 +158,61 @@ async def test_create_as_seller_by_telegram_id(services, cast):
     assert deal.fee == 500  # 1% of 0.0005 BTC
 
 
+async def test_create_with_the_same_key_twice_makes_one_deal(services, cast, sql, events):
+    # The wizard's id: a Create pressed again after an unknown outcome (the
+    # connection dropped at COMMIT) must find the deal, not make a second one.
+    params = dict(
+        role="buyer",
+        currency="USDT",
+        amount=PRICE,
+        description="A vintage lamp",
+        counterparty="@bob_seller",
+    )
+    sql.start()
+    first = await services.deals.create(cast.buyer, **params, create_key="wizard-1")
+    assert len(sql.stop()) == 4  # the key's deal (none yet), standing, counterparty, insert
+    assert len(first.notices) == 1  # the seller is told
+    events.published.clear()
+    before = await world(services.ctx.db)
+
+    sql.start()
+    again = await services.deals.create(cast.buyer, **params, create_key="wizard-1")
+    assert len(sql.stop()) == 1  # found by its key, with its invitation if any
+    assert again.value == first.value
+    assert (again.events, again.notices) == ((), ())  # nobody is told twice
+    assert events.published == []
+    assert await world(services.ctx.db) == before
+
+    # another wizard makes another deal; another creator's key is theirs alone
+    other = await services.deals.create(cast.buyer, **params, create_key="wizard-2")
+    theirs = await services.deals.create(
+        cast.stranger, **{**params, "counterparty": "@bob_seller"}, create_key="wizard-1"
+    )
+    ids = {first.value.deal.id, other.value.deal.id, theirs.value.deal.id}
+    assert len(ids) == 3
+
+
+async def test_create_by_link_with_the_same_key_returns_the_same_invitation(services, cast):
+    params = dict(
+        role="seller", currency="USDT", amount=PRICE, description="Logo", counterparty=None
+    )
+    first = (await services.deals.create(cast.seller, **params, create_key="k")).value
+    again = (await services.deals.create(cast.seller, **params, create_key="k")).value
+    assert first.invitation is not None
+    assert again == first
+    assert await services.deals.created_with(cast.seller, "k") == first
+    assert await services.deals.created_with(cast.seller, "other") is None
+    assert await services.deals.created_with(cast.buyer, "k") is None
+
+
+@pytest.mark.parametrize("key", ["", "x" * 65])
+async def test_a_malformed_create_key_is_refused(services, cast, key):
+    before = await world(services.ctx.db)
+    with pytest.raises(InvalidInput):
+        await open_deal(services, cast, create_key=key)
+    assert await world(services.ctx.db) == before
+
+
 @pytest.mark.parametrize(
     ("overrides", "error", "message"),
     [
