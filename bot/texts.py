@@ -59,6 +59,7 @@ FORGED_BUTTON = "This button isn't valid for you."
 OUTDATED_CARD = "This card was out of date: here is the deal as it is now."
 NOT_ADMIN = "That is for admins only."
 CANCELLED = "Cancelled. Nothing was changed."
+FORM_FINISHED = "That form had already finished, so there was nothing to cancel."
 NOTHING_TO_CANCEL = "There is nothing to cancel."
 
 
