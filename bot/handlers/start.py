@@ -12,6 +12,8 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from bot import keyboards, texts
 from bot.handlers.committed import pressed_message
 from bot.handlers.deals import show_committed_card
+from bot.handlers.wizard import show_made, wizard_deal
+from bot.handlers.wizard_screens import NewDeal
 from bot.keyboards import Nav, Signer
 from bot.outbox import Outbox
 from bot.services import Services
@@ -130,10 +132,24 @@ async def help_button(query: CallbackQuery) -> None:
 
 
 @router.message(Command("cancel"))
-async def cancel(message: Message, state: FSMContext) -> None:
-    had_state = await state.get_state() is not None
+async def cancel(
+    message: Message,
+    state: FSMContext,
+    raw_state: str | None,
+    snapshot: UserSnapshot,
+    services: Services,
+    currencies: Currencies,
+    signer: Signer,
+    bot: Bot,
+) -> None:
+    if raw_state == NewDeal.confirm.state:
+        # Create may have been pressed (an unknown outcome): say what it made.
+        made = await wizard_deal(state, raw_state, snapshot, services)
+        if made is not None:
+            await show_made(state, raw_state, made, snapshot, currencies, signer, bot)
+            return
     await state.clear()
     await message.answer(
-        texts.CANCELLED if had_state else texts.NOTHING_TO_CANCEL,
+        texts.CANCELLED if raw_state is not None else texts.NOTHING_TO_CANCEL,
         reply_markup=keyboards.back_to_menu(),
     )
