@@ -318,3 +318,31 @@ async def test_a_manual_credit_whose_confirmation_is_gone_is_still_told(
     assert admin.last.text.startswith("✅ Credited 12.00 USDT to @alice_w")
     assert alice.last.text.startswith("💰 An admin credited 12.00 USDT.")
     told_nothing_false(admin, alice)
+
+
+async def test_a_rejection_whose_reply_and_form_cleanup_fail_still_reaches_its_owner(
+    app, alice, people, telegram, forgetting
+):
+    admin = people.admin()
+    await admin.start()
+    await fund(app, alice, 100_00)
+    await app.services.wallets.request_withdrawal(await actor(app, alice), "USDT", 40_00, "acct")
+    await admin.send("/admin")
+    await admin.press("🏦 Pending withdrawals")
+    await admin.press("✖️ Reject #1")
+    seen_by_admin = len(admin.messages)
+    forgetting.next()
+    telegram.fail_next("sendMessage", retry_after=600)  # the admin's own reply
+
+    await admin.send("Wrong network")
+
+    assert forgetting.failed == 1
+    assert await balance(app, alice) == (100_00, 0)
+    assert await withdrawals(app, alice) == [(40_00, "rejected")]
+    assert alice.last.text.startswith("✖️ Your withdrawal #1 of 40.00 USDT was rejected:")
+    assert len(admin.messages) == seen_by_admin  # no false "something went wrong" either
+    # the note form Redis did not forget: the withdrawal refuses a second decision
+    await admin.send("Wrong network, again")
+    assert "Withdrawal #1 is already rejected." in admin.last.text
+    assert await balance(app, alice) == (100_00, 0)
+    told_nothing_false(admin, alice)
