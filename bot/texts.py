@@ -59,6 +59,12 @@ FORGED_BUTTON = "This button isn't valid for you."
 OUTDATED_CARD = "This card was out of date: here is the deal as it is now."
 NOT_ADMIN = "That is for admins only."
 CANCELLED = "Cancelled. Nothing was changed."
+FORM_FINISHED = "That form had already finished, so there was nothing to cancel."
+WIZARD_FINISHED = "This new-deal wizard had already finished: the deal below was created."
+CREATE_UNCONFIRMED = (
+    "⚠️ We could not confirm that the deal was created. To be sure, "
+    "press ✅ Create deal again: it will not be created twice."
+)
 NOTHING_TO_CANCEL = "There is nothing to cancel."
 
 

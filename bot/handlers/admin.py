@@ -14,7 +14,7 @@ from functools import cache
 from html import escape
 from typing import Literal
 
-from aiogram import F, Router
+from aiogram import Bot, F, Router
 from aiogram.filters import Command, Filter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
@@ -24,9 +24,8 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import keyboards, texts
 from bot.freshness import DealVersions
-from bot.handlers.wallet import (
-    edit,
-)
+from bot.handlers.committed import show_result
+from bot.handlers.wallet import edit
 from bot.keyboards import AdminDeal, Nav
 from bot.outbox import Outbox
 from bot.services import Services
@@ -226,6 +225,7 @@ async def resolve(
     currencies: Currencies,
     deals_seen: DealVersions,
     outbox: Outbox,
+    bot: Bot,
 ) -> None:
     if await refused(query, snapshot) or not isinstance(query.message, Message):
         return
@@ -268,10 +268,12 @@ async def resolve(
         raise
     deal = resolved.value
     deals_seen.note(deal.code, deal.version)
-    await edit(
-        card,
+    await show_result(
+        bot,
+        snapshot.telegram_id,
         texts.deal_card(deal, None, currencies, RESOLVED[outcome]),
         keyboards.admin_deal_keyboard(deal),
+        edit=card,
     )
     await outbox.send(resolved.notices, deal, actor=snapshot)
 

@@ -30,6 +30,7 @@ from bot.handlers.admin import (
     refused,
     screen_keyboard,
 )
+from bot.handlers.committed import close_form, read_after_commit, show_result
 from bot.handlers.wallet import (
     balances_text,
     bounds,
@@ -104,6 +105,7 @@ async def approve(
     services: Services,
     currencies: Currencies,
     outbox: Outbox,
+    bot: Bot,
 ) -> None:
     if await refused(query, snapshot) or not isinstance(query.message, Message):
         return
@@ -134,15 +136,35 @@ async def approve(
         approved = await services.wallets.approve_withdrawal(snapshot, callback_data.id)
     except WrongState as already:
         headline = f"⚠️ {already.message}"
+        text, markup = pending_screen(
+            await services.reads.pending_withdrawals(QUEUE_PAGE), currencies, headline
+        )
+        await edit(query.message, text, markup)
+        return
+    withdrawal = approved.value
+    money = currencies[withdrawal.currency]
+    headline = f"✅ Withdrawal #{withdrawal.id} approved: {money.format(withdrawal.amount)}."
+    await show_decision(bot, snapshot, services, currencies, headline, edit=query.message)
+    await outbox.send(approved.notices, withdrawal, actor=snapshot)
+
+
+async def show_decision(
+    bot: Bot,
+    admin: UserSnapshot,
+    services: Services,
+    currencies: Currencies,
+    headline: str,
+    *,
+    edit: Message | None,
+) -> None:
+    """A committed decision on a withdrawal, above the queue as it is now (or
+    alone, with the way back, when the queue can't be read)."""
+    pending = await read_after_commit(services.reads.pending_withdrawals(QUEUE_PAGE))
+    if pending is None:
+        text, markup = home_text(headline), home_keyboard()
     else:
-        withdrawal = approved.value
-        money = currencies[withdrawal.currency]
-        headline = f"✅ Withdrawal #{withdrawal.id} approved: {money.format(withdrawal.amount)}."
-        await outbox.send(approved.notices, withdrawal, actor=snapshot)
-    text, markup = pending_screen(
-        await services.reads.pending_withdrawals(QUEUE_PAGE), currencies, headline
-    )
-    await edit(query.message, text, markup)
+        text, markup = pending_screen(pending, currencies, headline)
+    await show_result(bot, admin.telegram_id, text, markup, edit=edit)
 
 
 @router.callback_query(AdminWithdrawal.filter(F.action == "reject"), ConfiguredAdmin())
@@ -174,6 +196,7 @@ async def reject_note(
     services: Services,
     currencies: Currencies,
     outbox: Outbox,
+    bot: Bot,
 ) -> None:
     data = await state.get_data()
     if not snapshot.is_admin or data.get("flow") != "reject":
@@ -188,23 +211,24 @@ async def reject_note(
         rejected = await services.wallets.reject_withdrawal(snapshot, withdrawal_id, message.text)
     except WrongState as already:
         await state.clear()
-        headline = f"⚠️ {already.message}"
+        text, markup = pending_screen(
+            await services.reads.pending_withdrawals(QUEUE_PAGE), currencies, f"⚠️ {already.message}"
+        )
+        await message.answer(text, reply_markup=markup)
+        return
     except InvalidInput as bad:  # the step repeats
         await message.answer(f"⚠️ {bad.message} Send it again, or /cancel.")
         return
-    else:
-        await state.clear()
-        withdrawal = rejected.value
-        money = currencies[withdrawal.currency]
-        headline = (
-            f"✖️ Withdrawal #{withdrawal.id} rejected: {money.format(withdrawal.amount)} "
-            "is back in the user's available balance."
-        )
-        await outbox.send(rejected.notices, withdrawal, actor=snapshot)
-    text, markup = pending_screen(
-        await services.reads.pending_withdrawals(QUEUE_PAGE), currencies, headline
+    # A form Redis could not forget is refused by the withdrawal: it is decided now.
+    await close_form(state)
+    withdrawal = rejected.value
+    money = currencies[withdrawal.currency]
+    headline = (
+        f"✖️ Withdrawal #{withdrawal.id} rejected: {money.format(withdrawal.amount)} "
+        "is back in the user's available balance."
     )
-    await message.answer(text, reply_markup=markup)
+    await show_decision(bot, snapshot, services, currencies, headline, edit=None)
+    await outbox.send(rejected.notices, withdrawal, actor=snapshot)
 
 
 # -- deposits by hand ---------------------------------------------------------------
@@ -355,12 +379,14 @@ async def credit_confirm(
         # Told apart from the confirmation, which shows the first press's result.
         await query.message.answer("⚠️ This deposit was already credited; nothing changed.")
         return
-    target = await snapshots.get(deposit.telegram_id)
+    target = await read_after_commit(snapshots.get(deposit.telegram_id))
     name = who(target) if target else f"user <code>{deposit.telegram_id}</code>"
-    await edit(
-        query.message,
+    await show_result(
+        bot,
+        snapshot.telegram_id,
         home_text(f"✅ Credited {money.format(deposit.amount)} to {name}."),
         home_keyboard(),
+        edit=query.message,
     )
     if target is None:
         return

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from html import escape
 
-from aiogram import Router
+from aiogram import Bot, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject, Filter, StateFilter
 from aiogram.fsm.context import FSMContext
@@ -22,6 +22,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from bot import keyboards, texts
 from bot.filters import NotACommand
 from bot.freshness import DealVersions
+from bot.handlers.committed import close_form, show_result
 from bot.keyboards import CONFIRMED, DealAct, DealCard, DealList, Nav, Signer
 from bot.outbox import Outbox
 from bot.services import Services
@@ -57,6 +58,22 @@ def card_markup(
 ) -> InlineKeyboardMarkup:
     amount = currencies[deal.currency].format(deal.amount)
     return keyboards.deal_keyboard(deal, viewer.id, viewer.telegram_id, signer, amount)
+
+
+async def show_committed_card(
+    bot: Bot,
+    deal: DealView,
+    viewer: UserSnapshot,
+    currencies: Currencies,
+    signer: Signer,
+    headline: str,
+    *,
+    edit: Message | None,
+) -> None:
+    """The card after a change this update committed (see bot/handlers/committed.py)."""
+    text = texts.deal_card(deal, viewer.id, currencies, headline)
+    markup = card_markup(deal, viewer, currencies, signer)
+    await show_result(bot, viewer.telegram_id, text, markup, edit=edit)
 
 
 async def show_card(
@@ -144,6 +161,7 @@ async def act(
     deals_seen: DealVersions,
     state: FSMContext,
     outbox: Outbox,
+    bot: Bot,
 ) -> None:
     action = Action(callback_data.action)
     card = query.message if isinstance(query.message, Message) else None
@@ -162,8 +180,12 @@ async def act(
             await ask_to_confirm(card, deal, action, snapshot, currencies, signer)
         return
     method = getattr(services.deals, action.value)
+    # A confirmation acts only on the deal it asked about: signed at version v,
+    # it is refused if the deal has moved on since, even when this replica has
+    # not heard of the move (the Current filter only knows what it heard).
+    guard = {"expected_version": callback_data.v} if action in CONFIRMED else {}
     try:
-        outcome = await method(snapshot, callback_data.code)
+        outcome = await method(snapshot, callback_data.code, **guard)
     except WrongState as refused:
         if card is not None and isinstance(refused.current, DealView):
             deals_seen.note(refused.current.code, refused.current.version)
@@ -178,13 +200,13 @@ async def act(
             )
             return
         raise
+    # Committed: from here on nothing may claim that nothing changed.
     deal = outcome.value
     deals_seen.note(deal.code, deal.version)
     mine = HEADLINES[action]
     if action is Action.CANCEL and deal.status == DealStatus.REFUNDED:
         mine = "↩️ Cancelled: the buyer is refunded."
-    if card is not None:
-        await show_card(card, deal, snapshot, currencies, signer, mine, edit=True)
+    await show_committed_card(bot, deal, snapshot, currencies, signer, mine, edit=card)
     await outbox.send(outcome.notices, deal, actor=snapshot)
 
 
@@ -254,6 +276,7 @@ async def dispute_reason(
     signer: Signer,
     deals_seen: DealVersions,
     outbox: Outbox,
+    bot: Bot,
 ) -> None:
     if not message.text:
         await message.answer("Please describe the problem in a text message, or /cancel.")
@@ -263,11 +286,11 @@ async def dispute_reason(
     # state stays, so the next message is tried again.
     outcome = await services.deals.dispute(snapshot, code, message.text)
     deal = outcome.value
-    await state.clear()
+    # A form Redis could not forget is refused by the deal: it is in dispute now.
+    await close_form(state)
     deals_seen.note(deal.code, deal.version)
-    await show_card(
-        message, deal, snapshot, currencies, signer, HEADLINES[Action.DISPUTE], edit=False
-    )
+    headline = HEADLINES[Action.DISPUTE]
+    await show_committed_card(bot, deal, snapshot, currencies, signer, headline, edit=None)
     # the other party and the admins, who read the reason
     await outbox.send(outcome.notices, deal, actor=snapshot)
 

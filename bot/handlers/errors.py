@@ -2,7 +2,10 @@
 
 A domain error (a refusal: nothing changed) is told to the user as it is. Any
 other error gets a polite reply with a short reference that is logged with the
-traceback, so support can find it.
+traceback, so support can find it. That reply claims nothing about what
+changed: it can't know (a handler's use case may have committed before the
+failure; handlers keep what fails after a commit from getting here, see
+bot/handlers/committed.py).
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ log = logging.getLogger(__name__)
 router = Router(name="errors")
 
 UNEXPECTED = (
-    "😕 Something went wrong on our side and nothing was changed. "
-    "Please try again in a moment. (ref <code>{ref}</code>)"
+    "😕 Something went wrong on our side. Please check the deal or your wallet "
+    "before you try again. (ref <code>{ref}</code>)"
 )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiogram import F, Router
+from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
@@ -10,6 +10,10 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import keyboards, texts
+from bot.handlers.committed import pressed_message
+from bot.handlers.deals import show_committed_card
+from bot.handlers.wizard import show_made, wizard_deal
+from bot.handlers.wizard_screens import NewDeal
 from bot.keyboards import Nav, Signer
 from bot.outbox import Outbox
 from bot.services import Services
@@ -71,6 +75,7 @@ async def invitation_answer(
     currencies: Currencies,
     signer: Signer,
     outbox: Outbox,
+    bot: Bot,
 ) -> None:
     if callback_data.action == "accept":
         outcome = await services.deals.accept_invitation(
@@ -83,14 +88,8 @@ async def invitation_answer(
         )
         headline = "You declined the deal."
     deal = outcome.value
-    if query.message is not None:
-        money = currencies[deal.currency]
-        await query.message.edit_text(
-            texts.deal_card(deal, snapshot.id, currencies, headline),
-            reply_markup=keyboards.deal_keyboard(
-                deal, snapshot.id, snapshot.telegram_id, signer, money.format(deal.amount)
-            ),
-        )
+    edit = pressed_message(query)
+    await show_committed_card(bot, deal, snapshot, currencies, signer, headline, edit=edit)
     await outbox.send(outcome.notices, deal, actor=snapshot)
 
 
@@ -133,10 +132,24 @@ async def help_button(query: CallbackQuery) -> None:
 
 
 @router.message(Command("cancel"))
-async def cancel(message: Message, state: FSMContext) -> None:
-    had_state = await state.get_state() is not None
+async def cancel(
+    message: Message,
+    state: FSMContext,
+    raw_state: str | None,
+    snapshot: UserSnapshot,
+    services: Services,
+    currencies: Currencies,
+    signer: Signer,
+    bot: Bot,
+) -> None:
+    if raw_state == NewDeal.confirm.state:
+        # Create may have been pressed (an unknown outcome): say what it made.
+        made = await wizard_deal(state, raw_state, snapshot, services)
+        if made is not None:
+            await show_made(state, raw_state, made, snapshot, currencies, signer, bot)
+            return
     await state.clear()
     await message.answer(
-        texts.CANCELLED if had_state else texts.NOTHING_TO_CANCEL,
+        texts.CANCELLED if raw_state is not None else texts.NOTHING_TO_CANCEL,
         reply_markup=keyboards.back_to_menu(),
     )

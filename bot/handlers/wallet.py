@@ -7,17 +7,20 @@ balances are read again through the cache (the publisher dropped this
 replica's L1 entry after the commit, so that read sees the new version).
 
 Buttons carry their step in their callback data; typed steps (amounts,
-destinations) are routed by FSM state and read its data.
+destinations) are routed by FSM state and read its data. A form's data keeps
+the ids of its messages that carry a ✖️ Cancel, whose buttons go when the
+form is done; a Cancel pressed after that says the form had finished.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from functools import cache
 from html import escape
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from aiogram import F, Router
+from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
@@ -27,6 +30,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import keyboards, texts
 from bot.filters import NotACommand
+from bot.handlers.committed import close_form, read_after_commit, show_result, strip_keyboards
 from bot.keyboards import Nav, WalletMenu
 from bot.services import Outcome
 from bot.services.base import Actor
@@ -121,9 +125,20 @@ async def edit(message: Message, text: str, markup: InlineKeyboardMarkup) -> Non
             raise
 
 
-async def fresh(snapshots: SnapshotCache, user: UserSnapshot) -> UserSnapshot:
-    """The user's snapshot after a change this update committed."""
-    return await snapshots.get(user.telegram_id) or user
+async def fresh(snapshots: SnapshotCache, user: UserSnapshot) -> UserSnapshot | None:
+    """The user's snapshot after a change this update committed (None if it
+    can't be read just now: the reply then shows the result alone)."""
+    return await read_after_commit(snapshots.get(user.telegram_id))
+
+
+def committed_wallet(
+    user: UserSnapshot | None, currencies: Currencies, headline: str
+) -> tuple[str, InlineKeyboardMarkup]:
+    """A committed result above the wallet as it is now (or alone, with the
+    way back to the wallet, when the new balances can't be read)."""
+    if user is None:
+        return headline, back_to_wallet()
+    return balances_text(user, currencies, headline), wallet_keyboard()
 
 
 # -- balances -----------------------------------------------------------------------
@@ -154,11 +169,16 @@ async def show_wallet(query: CallbackQuery, snapshot: UserSnapshot, currencies: 
 async def cancel_button(
     query: CallbackQuery, snapshot: UserSnapshot, currencies: Currencies, state: FSMContext
 ) -> None:
-    await state.clear()
+    if await state.get_state() in WalletForm:
+        await state.clear()
+        headline = texts.CANCELLED
+    else:
+        # A Cancel left on a form that is done (a deposit credited, a withdrawal
+        # requested) or was left: nothing to cancel, and the wallet as it is
+        # now (this update's snapshot is read after that commit).
+        headline = texts.FORM_FINISHED
     if isinstance(query.message, Message):
-        await edit(
-            query.message, balances_text(snapshot, currencies, texts.CANCELLED), wallet_keyboard()
-        )
+        await edit(query.message, balances_text(snapshot, currencies, headline), wallet_keyboard())
 
 
 # -- deposits -----------------------------------------------------------------------
@@ -188,7 +208,16 @@ async def deposit_button(
         await edit(query.message, text, back_to_wallet())
         return
     await state.set_state(WalletForm.deposit_amount)
-    await state.set_data({"flow": "deposit", "currency": money.code})
+    await state.set_data(
+        {
+            "flow": "deposit",
+            "currency": money.code,
+            # the deposit's identity: one credit per form, however often an
+            # amount is typed into it (Redis may fail to forget it)
+            "form": secrets.token_urlsafe(9),
+            "messages": [query.message.message_id],
+        }
+    )
     await edit(
         query.message,
         f"{text}\n\nHow much? Send an amount {bounds(money, money.max_amount)}, or /cancel.",
@@ -204,24 +233,28 @@ async def deposit_amount(
     currencies: Currencies,
     deposits: DepositProvider,
     snapshots: SnapshotCache,
+    bot: Bot,
 ) -> None:
-    money = await form_currency(message, state, currencies, "deposit")
-    if money is None or not isinstance(deposits, InstantDeposits):
+    form = await open_form(message, state, currencies, "deposit")
+    if form is None or not isinstance(deposits, InstantDeposits):
         return
+    money, data = form
     amount = await typed_amount(message, money)
     if amount is None:
         return
-    # Unique per request and the same if Telegram delivers this message again.
-    reference = f"{message.chat.id}:{message.message_id}"
+    # The same for every amount typed into this form and for this message
+    # delivered again (forms started before forms had ids: the message).
+    reference = f"{message.chat.id}:{data.get('form') or message.message_id}"
     deposit = (await deposits.deposit(snapshot, money.code, amount, reference)).value
-    await state.clear()
+    await close_form(state)
     headline = (
         f"✅ Deposited {money.format(amount)}."
         if deposit.credited
         else "This deposit was already credited; nothing changed."
     )
-    user = await fresh(snapshots, snapshot)
-    await message.answer(balances_text(user, currencies, headline), reply_markup=wallet_keyboard())
+    text, markup = committed_wallet(await fresh(snapshots, snapshot), currencies, headline)
+    await show_result(bot, message.chat.id, text, markup)
+    await strip_keyboards(bot, message.chat.id, data.get("messages", ()))
 
 
 # -- helpers ------------------------------------------------------------------------
@@ -231,11 +264,11 @@ def bounds(money: Currency, most: int) -> str:
     return f"from {money.format(money.min_amount)} to {money.format(min(most, money.max_amount))}"
 
 
-async def form_currency(
+async def open_form(
     message: Message, state: FSMContext, currencies: Currencies, flow: str
-) -> Currency | None:
-    """The currency the form was started with, or None (and the form is left) if
-    its data is gone."""
+) -> tuple[Currency, dict[str, Any]] | None:
+    """The currency the form was started with and its data, or None (and the
+    form is left) if its data is gone."""
     data = await state.get_data()
     if data.get("flow") != flow or "currency" not in data:
         await state.clear()
@@ -243,7 +276,7 @@ async def form_currency(
             "⚠️ That form has expired. Start again from the wallet.", reply_markup=back_to_wallet()
         )
         return None
-    return currencies[data["currency"]]
+    return currencies[data["currency"]], data
 
 
 async def typed_amount(message: Message, money: Currency) -> int | None:

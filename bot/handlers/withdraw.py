@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from html import escape
 
-from aiogram import F, Router
+from aiogram import Bot, F, Router
 from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
@@ -14,18 +14,18 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import texts
 from bot.filters import NotACommand
+from bot.handlers.committed import close_form, show_result, strip_keyboards
 from bot.handlers.wallet import (
     WalletForm,
     back_to_wallet,
-    balances_text,
     bounds,
     cancel_keyboard,
+    committed_wallet,
     currency_keyboard,
     edit,
-    form_currency,
     fresh,
+    open_form,
     typed_amount,
-    wallet_keyboard,
 )
 from bot.keyboards import WalletMenu
 from bot.outbox import Outbox
@@ -87,7 +87,9 @@ async def withdraw_button(
         )
         return
     await state.set_state(WalletForm.withdraw_amount)
-    await state.set_data({"flow": "withdraw", "currency": money.code})
+    await state.set_data(
+        {"flow": "withdraw", "currency": money.code, "messages": [query.message.message_id]}
+    )
     await edit(
         query.message,
         f"➖ <b>Withdraw {money.code}</b>\n\nAvailable: {money.format(available)}.\n"
@@ -105,9 +107,10 @@ async def withdraw_amount(
     currencies: Currencies,
     settings: EscrowSettings,
 ) -> None:
-    money = await form_currency(message, state, currencies, "withdraw")
-    if money is None:
+    form = await open_form(message, state, currencies, "withdraw")
+    if form is None:
         return
+    money, data = form
     amount = await typed_amount(message, money)
     if amount is None:
         return
@@ -120,13 +123,14 @@ async def withdraw_amount(
             reply_markup=cancel_keyboard(),
         )
         return
-    await state.set_state(WalletForm.withdraw_destination)
-    await state.update_data(amount=amount)
-    await message.answer(
+    asked = await message.answer(
         f"Where should {money.format(amount)} be sent? Send the address or account "
         f"(at most {settings.withdrawal_destination_max_length} characters), or /cancel.",
         reply_markup=cancel_keyboard(),
     )
+    await state.set_state(WalletForm.withdraw_destination)
+    messages = [*data.get("messages", ()), asked.message_id]
+    await state.set_data({**data, "amount": amount, "messages": messages})
 
 
 @router.message(StateFilter(WalletForm.withdraw_destination), NotACommand())
@@ -147,10 +151,12 @@ async def withdraw_destination(
             reply_markup=cancel_keyboard(),
         )
         return
-    money = await form_currency(message, state, currencies, "withdraw")
-    if money is None:
+    form = await open_form(message, state, currencies, "withdraw")
+    if form is None:
         return
-    data = await state.update_data(destination=destination)
+    money, data = form
+    data = {**data, "destination": destination}
+    await state.set_data(data)
     await state.set_state(WalletForm.withdraw_confirm)
     kb = InlineKeyboardBuilder()
     kb.button(text="✅ Confirm withdrawal", callback_data=WalletMenu(screen="confirm"))
@@ -180,6 +186,7 @@ async def withdraw_confirm(
     snapshots: SnapshotCache,
     state: FSMContext,
     outbox: Outbox,
+    bot: Bot,
 ) -> None:
     if not isinstance(query.message, Message):
         return
@@ -197,16 +204,19 @@ async def withdraw_confirm(
         snapshot, data["currency"], data["amount"], data["destination"], reference=reference
     )
     withdrawal = requested.value
-    await state.clear()
+    # A form Redis could not forget is refused by the service: same confirmation.
+    await close_form(state)
     money = currencies[withdrawal.currency]
-    user = await fresh(snapshots, snapshot)
     headline = (
         f"✅ Withdrawal #{withdrawal.id} requested: {money.format(withdrawal.amount)} to "
         f"<code>{escape(withdrawal.destination)}</code>.\n"
         f"Status: {WITHDRAWAL_STATUS[WithdrawalStatus(withdrawal.status)]}."
     )
-    await edit(query.message, balances_text(user, currencies, headline), wallet_keyboard())
+    text, markup = committed_wallet(await fresh(snapshots, snapshot), currencies, headline)
+    chat_id = query.message.chat.id
+    await show_result(bot, chat_id, text, markup, edit=query.message)
     await outbox.send(requested.notices, withdrawal, actor=snapshot)
+    await strip_keyboards(bot, chat_id, data.get("messages", ()))
 
 
 @router.callback_query(WalletMenu.filter(F.screen == "withdrawals"))

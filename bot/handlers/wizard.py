@@ -5,11 +5,21 @@ next message. Typed steps are routed by state; a button press does not preload
 the state (see `ButtonsSkipStateMiddleware`), so each wizard button names its
 step in its callback data and checks the stored state itself: a button from an
 earlier screen, or from a wizard that has ended, changes nothing.
+
+A wizard has an id (`key`, drawn at its first step), the idempotency key of
+its Create: the wizard stays at its last step until the deal is committed, so
+a Create whose outcome is unknown (the connection died at COMMIT) can be
+pressed again and finds the deal instead of making a second one. A finished
+wizard keeps its id in the FSM data, so a Cancel pressed later shows the deal
+it made.
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
 from html import escape
+from typing import NamedTuple
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, StateFilter
@@ -23,12 +33,14 @@ from aiogram.types import (
     MessageOriginUser,
 )
 from aiogram.utils.deep_linking import create_start_link
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot import keyboards, texts
 from bot.filters import NotACommand
 from bot.freshness import DealVersions
 from bot.handlers import wizard_screens as screens
-from bot.handlers.deals import card_markup, show_card
+from bot.handlers.committed import close_form, pressed_message, show_result
+from bot.handlers.deals import show_committed_card
 from bot.keyboards import Nav, Signer
 from bot.outbox import Outbox
 from bot.services import Services
@@ -36,9 +48,39 @@ from bot.services.deals import bounded_text, parse_username
 from bot.services.errors import EscrowError, InvalidAmount, InvalidInput, SelfDeal
 from bot.services.money import Currencies
 from bot.services.settings import EscrowSettings
+from bot.services.views import DealView
 from cache.snapshots import UserSnapshot
 
+log = logging.getLogger(__name__)
 router = Router(name="wizard")
+
+# A create that fails with these may or may not have committed (the
+# connection died at COMMIT, a timeout): its outcome is unknown.
+UNKNOWN_OUTCOME = (SQLAlchemyError, OSError)
+
+
+def new_wizard_key() -> str:
+    return secrets.token_urlsafe(16)
+
+
+class WizardDeal(NamedTuple):
+    key: str
+    deal: DealView
+
+
+async def wizard_deal(
+    state: FSMContext, current: str | None, creator: UserSnapshot, services: Services
+) -> WizardDeal | None:
+    """The deal this user's wizard made, if its Create may have been pressed:
+    at its last step (an unknown outcome, or Redis failed to forget it) or
+    finished (its id is kept). One Redis read, and one SQL read if it has an id."""
+    if current is not None and current != screens.NewDeal.confirm.state:
+        return None  # before its last step a wizard has made nothing
+    key = (await state.get_data()).get("key")
+    if not key:
+        return None
+    made = await services.deals.created_with(creator, key)
+    return WizardDeal(key, made.deal) if made is not None else None
 
 
 async def _show(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup | None) -> None:
@@ -83,15 +125,46 @@ async def new_button(query: CallbackQuery, state: FSMContext) -> None:
 
 
 @router.callback_query(screens.WizardAct.filter(F.act == "cancel"))
-async def cancel_button(query: CallbackQuery, state: FSMContext) -> None:
-    if await state.get_state() not in screens.NewDeal:
-        if query.bot is not None:
-            await query.bot.send_message(
-                query.from_user.id, screens.EXPIRED, reply_markup=screens.expired_keyboard()
-            )
+async def cancel_button(
+    query: CallbackQuery,
+    state: FSMContext,
+    snapshot: UserSnapshot,
+    services: Services,
+    currencies: Currencies,
+    signer: Signer,
+    bot: Bot,
+) -> None:
+    current = await state.get_state()
+    made = await wizard_deal(state, current, snapshot, services)
+    if made is not None:
+        await show_made(state, current, made, snapshot, currencies, signer, bot, query)
+        return
+    if current not in screens.NewDeal:
+        await bot.send_message(
+            query.from_user.id, screens.EXPIRED, reply_markup=screens.expired_keyboard()
+        )
         return
     await state.clear()
     await _show(query, texts.CANCELLED, keyboards.back_to_menu())
+
+
+async def show_made(
+    state: FSMContext,
+    current: str | None,
+    made: WizardDeal,
+    viewer: UserSnapshot,
+    currencies: Currencies,
+    signer: Signer,
+    bot: Bot,
+    query: CallbackQuery | None = None,
+) -> None:
+    """A cancel of a wizard that had made its deal: it had finished, and the
+    deal as it is now (never "nothing was changed")."""
+    if current is not None:
+        await close_form(state, remember={"key": made.key})
+    edit = pressed_message(query) if query is not None else None
+    headline = texts.WIZARD_FINISHED
+    await show_committed_card(bot, made.deal, viewer, currencies, signer, headline, edit=edit)
 
 
 # -- 1. role ------------------------------------------------------------------------
@@ -103,7 +176,8 @@ async def choose_role(
 ) -> None:
     if not await _at_step(query, state, screens.NewDeal.role):
         return
-    await state.set_data({"role": callback_data.role})
+    # The wizard's id is drawn here, with the first data it stores (no extra write).
+    await state.set_data({"role": callback_data.role, "key": new_wizard_key()})
     await state.set_state(screens.NewDeal.counterparty)
     await _show(query, *screens.counterparty_screen(callback_data.role))
 
@@ -259,10 +333,13 @@ async def create(
     if not await _at_step(query, state, screens.NewDeal.confirm):
         return
     data = await state.get_data()
-    # Cleared before the deal is created, so a second press of "Create" finds the
-    # wizard gone: it runs after this one, since one user's updates take the
-    # user's lock (PressLock; a Redis lock across replicas).
-    await state.clear()
+    if not data.get("key"):  # a wizard started before wizards had ids
+        data = {**data, "key": new_wizard_key()}
+        await state.set_data(data)
+    summary = pressed_message(query)
+    # The wizard stays at this step until the deal is committed: a second
+    # press runs after this one (one user's updates take the user's lock,
+    # PressLock) and the key keeps it from making a second deal even without it.
     try:
         outcome = await services.deals.create(
             snapshot,
@@ -271,10 +348,20 @@ async def create(
             amount=data["amount"],
             description=data["description"],
             counterparty=data["counterparty"],
+            create_key=data["key"],
         )
     except EscrowError as refused:
+        await state.clear()
         await _show(query, screens.NOT_CREATED.format(message=escape(refused.message)), None)
         return
+    except UNKNOWN_OUTCOME as exc:
+        log.warning("create of wizard %s: outcome unknown: %r", data["key"], exc)
+        text, markup = screens.summary_screen(data, currencies)
+        unconfirmed = f"{texts.CREATE_UNCONFIRMED}\n\n{text}"
+        await show_result(bot, snapshot.telegram_id, unconfirmed, markup, edit=summary)
+        return
+    # Committed. The wizard's id is kept, for a Cancel pressed later.
+    await close_form(state, remember={"key": data["key"]})
     deal, invitation = outcome.value.deal, outcome.value.invitation
     deals_seen.note(deal.code, deal.version)
     role = data["role"]
@@ -287,14 +374,7 @@ async def create(
         headline = screens.CREATED_FOR_LINK.format(other=other)
     else:
         headline = screens.CREATED_FOR_NEWCOMER.format(name=label)
-    if isinstance(query.message, Message):
-        await show_card(query.message, deal, snapshot, currencies, signer, headline, edit=True)
-    else:
-        await bot.send_message(
-            snapshot.telegram_id,
-            texts.deal_card(deal, snapshot.id, currencies, headline),
-            reply_markup=card_markup(deal, snapshot, currencies, signer),
-        )
+    await show_committed_card(bot, deal, snapshot, currencies, signer, headline, edit=summary)
     if invitation is None:
         await outbox.send(outcome.notices, deal, actor=snapshot)
         return
@@ -304,12 +384,10 @@ async def create(
         if data["counterparty"] is None
         else screens.LINK_FOR_NEWCOMER.format(name=label)
     )
-    await bot.send_message(
-        snapshot.telegram_id,
-        screens.INVITATION_LINK.format(
-            other=other, link=link, expires=texts.when(invitation.expires_at), who=who
-        ),
+    text = screens.INVITATION_LINK.format(
+        other=other, link=link, expires=texts.when(invitation.expires_at), who=who
     )
+    await show_result(bot, snapshot.telegram_id, text)
 
 
 # -- typing where a button is expected ----------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Row, text
 
-from bot.services.views import DealView
+from bot.services.views import CreatedDeal, DealView, InvitationView
 from db.outbox import NOTICES, notify_parties
 
 
@@ -37,6 +37,8 @@ WHERE d.code = :code
 FOR UPDATE OF d"""
 )
 
+# Guarded by the status and version the deal was locked at: a change that
+# slipped past the lock would leave this statement without a row.
 TRANSITION = text(
     """
 WITH changed AS (
@@ -52,7 +54,7 @@ WITH changed AS (
         buyer_id = coalesce(buyer_id, CAST(:joiner_id AS bigint)),
         seller_id = CASE WHEN buyer_id IS NULL THEN seller_id
                          ELSE coalesce(seller_id, CAST(:joiner_id AS bigint)) END
-    WHERE id = :deal_id AND status = :from_status
+    WHERE id = :deal_id AND status = :from_status AND version = :from_version
     RETURNING *
 ), history AS (
     INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status, reason)
@@ -71,9 +73,9 @@ INSERT_DEAL = text(
     """
 WITH created AS (
     INSERT INTO escrows (code, creator_id, buyer_id, seller_id, amount, fee, fee_bps,
-                         currency, description, deadline_at)
+                         currency, description, deadline_at, create_key)
     VALUES (:code, :creator_id, :buyer_id, :seller_id, :amount, :fee, :fee_bps,
-            :currency, :description, now() + CAST(:deadline AS interval))
+            :currency, :description, now() + CAST(:deadline AS interval), :create_key)
     RETURNING *
 ), history AS (
     INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status)
@@ -81,6 +83,21 @@ WITH created AS (
 ), """
     + notify_parties("created")
     + deal_view_sql("created", NOTICES)
+)
+
+# The deal a creator's request with this idempotency key made, with its
+# invitation (the partial unique index uq_escrows_creator_create_key).
+DEAL_BY_CREATE_KEY = text(
+    deal_view_sql(
+        "escrows",
+        """, i.code AS invitation_code, i.telegram_id AS invitation_telegram_id,
+       i.username AS invitation_username, i.status AS invitation_status,
+       i.expires_at AS invitation_expires_at""",
+    )
+    + """
+LEFT JOIN LATERAL (SELECT code, telegram_id, username, status, expires_at FROM invitations
+                   WHERE escrow_id = d.id ORDER BY id LIMIT 1) i ON true
+WHERE d.creator_id = :creator_id AND d.create_key = :create_key"""
 )
 
 FIND_USER_BY_TELEGRAM_ID = text(
@@ -141,6 +158,22 @@ WHERE d.status IN ('pending', 'accepted')
 ORDER BY d.deadline_at
 LIMIT :limit"""
 )
+
+
+def created_deal(row: Row[Any]) -> CreatedDeal:
+    """A DEAL_BY_CREATE_KEY row."""
+    mapping = row._mapping
+    invitation = None
+    if mapping["invitation_code"] is not None:
+        invitation = InvitationView(
+            code=mapping["invitation_code"],
+            deal_code=mapping["code"],
+            telegram_id=mapping["invitation_telegram_id"],
+            username=mapping["invitation_username"],
+            status=mapping["invitation_status"],
+            expires_at=mapping["invitation_expires_at"],
+        )
+    return CreatedDeal(deal=deal_view(row), invitation=invitation)
 
 
 def deal_view(row: Row[Any]) -> DealView:

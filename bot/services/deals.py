@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.services.base import Actor, Outcome, Service, violated_constraint
 from bot.services.deal_sql import (
     CLOSE_INVITATION,
+    DEAL_BY_CREATE_KEY,
     EXPIRE_DUE,
     FIND_USER_BY_TELEGRAM_ID,
     INSERT_DEAL,
@@ -28,6 +29,7 @@ from bot.services.deal_sql import (
     NEARING_DEADLINE,
     READ_INVITATION,
     TRANSITION,
+    created_deal,
     deal_view,
 )
 from bot.services.errors import (
@@ -58,6 +60,8 @@ from db.queries import DEAL_BY_CODE, USER_BY_USERNAME
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L
 CODE_LENGTH = 8
 CODE_CONSTRAINT = "uq_escrows_code"
+CREATE_KEY_CONSTRAINT = "uq_escrows_creator_create_key"
+CREATE_KEY_LENGTH = 64  # escrows.create_key
 # Telegram usernames: a letter, then letters, digits or underscores; 4-32 in all.
 USERNAME = re.compile(r"[a-z][a-z0-9_]{3,31}")
 
@@ -150,6 +154,16 @@ class DealService(Service):
             raise NotFound("No such deal.")
         return deal
 
+    async def created_with(self, creator: Actor, create_key: str) -> CreatedDeal | None:
+        """The deal `creator` made with this idempotency key, if any (one read)."""
+        async with self.ctx.db.reader.connect() as conn:
+            row = (
+                await conn.execute(
+                    DEAL_BY_CREATE_KEY, {"creator_id": creator.id, "create_key": create_key}
+                )
+            ).first()
+        return created_deal(row) if row is not None else None
+
     async def preview_invitation(self, viewer: Actor, code: str) -> InvitationPreview:
         """The deal behind an invitation link, if `viewer` may take it up."""
         async with self.ctx.db.reader.connect() as conn:
@@ -173,10 +187,18 @@ class DealService(Service):
         amount: int,
         description: str,
         counterparty: int | str | None,
+        create_key: str | None = None,
     ) -> Outcome[CreatedDeal]:
         """Open a deal with `counterparty`: a Telegram id, an @username, or None
         for an invitation link anyone can take up. Someone not on the bot yet
-        gets an invitation and joins through its link."""
+        gets an invitation and joins through its link.
+
+        `create_key` (the wizard's id) makes the request idempotent: made again,
+        by a retry after an unknown outcome or a second press even without the
+        user's lock, it returns the deal (and invitation) the first one made,
+        changing nothing and telling nobody again."""
+        if create_key is not None and not 0 < len(create_key) <= CREATE_KEY_LENGTH:
+            raise InvalidInput("That request can't be used: start the deal again with /new.")
         if role not in ("buyer", "seller"):
             raise InvalidInput("Choose whether you are the buyer or the seller.")
         money = self.currencies[currency]
@@ -192,6 +214,16 @@ class DealService(Service):
             raise SelfDeal("You can't open a deal with yourself.")
 
         async def work(uow: UnitOfWork) -> CreatedDeal:
+            if create_key is not None:
+                # Before any check that could now refuse (the counterparty
+                # blocked since, a name changing hands): made is made.
+                made = (
+                    await uow.execute(
+                        DEAL_BY_CREATE_KEY, {"creator_id": creator.id, "create_key": create_key}
+                    )
+                ).first()
+                if made is not None:
+                    return created_deal(made)
             creator_row = await self._require_active(uow, creator)
             other = None
             if telegram_id is not None:
@@ -223,6 +255,7 @@ class DealService(Service):
                         "currency": money.code,
                         "description": description,
                         "deadline": self.settings.deal_deadline,
+                        "create_key": create_key,
                         **self._notify(NotificationKind.INVITED, creator.id),
                     },
                 )
@@ -253,8 +286,11 @@ class DealService(Service):
             try:
                 return await self.transaction(work)
             except IntegrityError as exc:
-                # A deal code drawn twice (1 in 10^12 per pair): draw again.
-                if violated_constraint(exc) != CODE_CONSTRAINT or attempt == 2:
+                constraint = violated_constraint(exc)
+                # The same key committed by a concurrent request: the next
+                # attempt finds its deal. A deal code drawn twice (1 in 10^12
+                # per pair): draw again.
+                if constraint not in (CREATE_KEY_CONSTRAINT, CODE_CONSTRAINT) or attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
@@ -272,18 +308,33 @@ class DealService(Service):
     async def deliver(self, actor: Actor, code: str) -> Outcome[DealView]:
         return await self._act(actor, code, Action.DELIVER)
 
-    async def release(self, actor: Actor, code: str) -> Outcome[DealView]:
-        return await self._act(actor, code, Action.RELEASE)
+    async def release(
+        self, actor: Actor, code: str, *, expected_version: int | None = None
+    ) -> Outcome[DealView]:
+        """Pay the seller. `expected_version`: the deal's version when the buyer
+        was asked to confirm; a deal that has moved on since is left alone."""
+        return await self._act(actor, code, Action.RELEASE, expected_version=expected_version)
 
     async def dispute(self, actor: Actor, code: str, reason: str) -> Outcome[DealView]:
         reason = bounded_text(reason, self.settings.reason_max_length, "reason")
         return await self._act(actor, code, Action.DISPUTE, reason=reason)
 
-    async def cancel(self, actor: Actor, code: str) -> Outcome[DealView]:
-        return await self._act(actor, code, Action.CANCEL)
+    async def cancel(
+        self, actor: Actor, code: str, *, expected_version: int | None = None
+    ) -> Outcome[DealView]:
+        """Call the deal off (refunding the buyer once it is funded).
+        `expected_version`: as for `release`; a cancel confirmed before funding
+        must not become a refund."""
+        return await self._act(actor, code, Action.CANCEL, expected_version=expected_version)
 
     async def _act(
-        self, actor: Actor, code: str, action: Action, reason: str | None = None
+        self,
+        actor: Actor,
+        code: str,
+        action: Action,
+        reason: str | None = None,
+        *,
+        expected_version: int | None = None,
     ) -> Outcome[DealView]:
         code = normalise_code(code)
 
@@ -293,6 +344,14 @@ class DealService(Service):
                 raise NotFound("No such deal.")
             if locked.actor_status != UserStatus.ACTIVE:
                 raise UserBlocked("Your account is blocked.")
+            if expected_version is not None and deal.version != expected_version:
+                # The question was asked about another deal than this one now
+                # (a cancel asked before funding would now refund).
+                raise WrongState(
+                    f"Deal {deal.code} has changed since you were asked: it is "
+                    f"{STATUS_WORDS[DealStatus(deal.status)]} now, so nothing was done.",
+                    current=deal,
+                )
             rule = RULES[action].get(DealStatus(deal.status))
             if rule is None:
                 raise WrongState(
@@ -519,6 +578,7 @@ class DealService(Service):
                 {
                     "deal_id": deal.id,
                     "from_status": deal.status,
+                    "from_version": deal.version,
                     "to_status": to_status.value,
                     "final": to_status in FINAL,
                     "actor_id": actor_id,

@@ -15,6 +15,7 @@ from sqlalchemy import event, text
 
 from bot.app import App
 from bot.keyboards import DealAct
+from bot.services import ServiceContext, Services
 from bot.services.views import DealView
 from bot.sim import FakeTelegram, SimulatedUser
 from bot.texts import FORGED_BUTTON, OUTDATED_CARD
@@ -241,6 +242,36 @@ async def test_two_presses_of_release_at_once_pay_once(app, pair):
             {"i": deal.id},
         )
     assert legs == 2
+
+
+async def test_a_confirmation_from_before_an_unheard_move_does_not_refund(app, pair):
+    alice, bob = pair
+    deal = await open_deal(app, alice)
+    await show(bob, deal)
+    await bob.press("✅ Accept")
+    await bob.press("Cancel deal")  # asked while the deal is only accepted
+    confirm = bob.last
+    assert bob.buttons(confirm)[0] == "Yes, cancel the deal"
+    # Alice funds it through another replica whose event this one never hears
+    # (lost, or this replica restarted): its DealVersions knows nothing newer.
+    elsewhere = Services(
+        ServiceContext(
+            db=app.database,
+            settings=app.services.ctx.settings,
+            currencies=app.services.ctx.currencies,
+        )
+    )
+    await elsewhere.deals.fund(await actor(app, alice), deal.code)
+    assert not app.deals_seen.outdated(deal.code, deal.version + 1)
+
+    result = await bob.press("Yes, cancel the deal", message=confirm)
+    assert not result.answer.show_alert  # not the outdated-card path: the service refused
+    assert await status_of(app, deal) == DealStatus.FUNDED
+    assert await balance(app, alice) == (400_00, 100_00)
+    assert "changed since you were asked" in bob.last.text
+    assert "funded — the money is held in escrow" in bob.last.text
+    # the card as it is now offers the refund, asked once more
+    assert "↩️ Cancel and refund the buyer" in bob.buttons()
 
 
 async def test_someone_elses_deal_code(app, pair, people):

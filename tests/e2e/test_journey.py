@@ -141,6 +141,9 @@ async def test_an_unexpected_error_gets_a_polite_reply_with_a_reference(
     with caplog.at_level(logging.ERROR):
         await alice.send("/deals")
     assert "Something went wrong on our side" in alice.last.text
+    # it can't know whether anything changed, so it says neither
+    assert "nothing was changed" not in alice.last.text.lower()
+    assert "check the deal or your wallet before you try again" in alice.last.text
     ref = alice.last.text.split("ref ")[1].rstrip(")")
     assert any(ref in record.getMessage() for record in caplog.records)
     assert "database on fire" not in alice.last.text

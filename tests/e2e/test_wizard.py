@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import re
+from functools import partial
 from typing import Any
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from bot.app import App
 from bot.sim import ChatMessage, SimulatedUser
 from bot.texts import CANCELLED, NOTHING_TO_CANCEL
+from db import UnitOfWork
 
 BUYING, SELLING = "I'm buying", "I'm selling"
 INVITE, CREATE, CANCEL = "🔗 Invite by link", "✅ Create deal", "✖️ Cancel"
@@ -427,3 +431,182 @@ async def test_a_button_from_an_earlier_step_changes_nothing(app: App, people) -
     ]
     await alice.send("100")  # still at the amount step
     assert "What is the deal for?" in alice.last.text
+
+
+# -- after Create: an unknown outcome, failures after the commit ---------------------------
+
+UNCONFIRMED = "⚠️ We could not confirm that the deal was created."
+WIZARD_FINISHED = "This new-deal wizard had already finished: the deal below was created."
+
+
+async def notifications_of(app: App, code: str) -> list[str]:
+    async with app.database.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT n.status FROM notifications n JOIN escrows e ON e.id = n.escrow_id"
+                " WHERE e.code = :code"
+            ),
+            {"code": code},
+        )
+        return [row.status for row in rows]
+
+
+def fail_next_commit(monkeypatch: pytest.MonkeyPatch, fault) -> None:
+    """The next unit of work's COMMIT goes through `fault(uow, commit)` instead."""
+    original = UnitOfWork.commit
+
+    async def faulty(self: UnitOfWork) -> None:
+        monkeypatch.setattr(UnitOfWork, "commit", original)  # once
+        await fault(self, partial(original, self))
+
+    monkeypatch.setattr(UnitOfWork, "commit", faulty)
+
+
+async def test_create_after_a_commit_whose_answer_was_lost_makes_one_deal(
+    app: App, people, monkeypatch
+) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    bob = await on_bot(people, "Bob", "bob_x")
+    seen_by_bob = len(bob.messages)
+    summary = await up_to_summary(alice, "@bob_x")
+
+    async def committed_then_lost(uow: UnitOfWork, commit) -> None:
+        await commit()  # the server committed; its answer never arrived
+        raise OperationalError("COMMIT", None, ConnectionResetError("connection reset"))
+
+    fail_next_commit(monkeypatch, committed_then_lost)
+    reply = await alice.press(CREATE)
+
+    # told honestly, and Create can be pressed again on the same summary
+    assert reply.texts[-1].startswith(UNCONFIRMED)
+    assert "press ✅ Create deal again: it will not be created twice" in reply.texts[-1]
+    assert alice.last.message_id == summary.message_id
+    assert alice.buttons() == [CREATE, CANCEL]
+    assert not any("Something went wrong" in t or "No deal was created" in t for t in reply.texts)
+    [deal] = await deals_in_db(app)  # it was created
+
+    await alice.press(CREATE)
+    assert "✅ Deal created. @bob_x can accept it now." in alice.last.text
+    assert code_on(alice.last) == deal["code"]
+    assert len(await deals_in_db(app)) == 1
+    # Bob is told once: by the outbox worker, from the first commit's row
+    assert await notifications_of(app, deal["code"]) == ["pending"]
+    assert len(bob.messages) == seen_by_bob
+    async with app.database.engine.begin() as conn:
+        await conn.execute(text("UPDATE notifications SET due_at = now()"))
+    await app.outbox.run_once()
+    assert len(bob.messages) == seen_by_bob + 1
+    assert bob.last.text.startswith("📨 @alice_x opened a deal with you")
+    assert (await alice.send("/cancel")).texts == [NOTHING_TO_CANCEL]
+
+
+async def test_create_after_the_connection_died_before_commit_makes_the_deal_once(
+    app: App, people, monkeypatch
+) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    bob = await on_bot(people, "Bob", "bob_x")
+    seen_by_bob = len(bob.messages)
+    await up_to_summary(alice, "@bob_x")
+
+    async def terminated(uow: UnitOfWork, commit) -> None:
+        pid = await uow.connection.scalar(text("SELECT pg_backend_pid()"))
+        async with app.database.engine.connect() as other:
+            await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        await commit()
+
+    fail_next_commit(monkeypatch, terminated)
+    reply = await alice.press(CREATE)
+    assert reply.texts[-1].startswith(UNCONFIRMED)
+    assert await deals_in_db(app) == []  # the server rolled it back
+
+    await alice.press(CREATE)
+    assert "✅ Deal created. @bob_x can accept it now." in alice.last.text
+    [deal] = await deals_in_db(app)
+    assert bob.last.text.startswith("📨 @alice_x opened a deal with you")
+    assert len(bob.messages) == seen_by_bob + 1
+    assert len(await notifications_of(app, deal["code"])) == 1
+
+
+@pytest.mark.parametrize("leave", ["button", "command"])
+async def test_cancel_after_an_unknown_outcome_shows_the_deal_it_made(
+    app: App, people, monkeypatch, leave: str
+) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    await on_bot(people, "Bob", "bob_x")
+    await up_to_summary(alice, "@bob_x")
+
+    async def committed_then_lost(uow: UnitOfWork, commit) -> None:
+        await commit()
+        raise OperationalError("COMMIT", None, ConnectionResetError("connection reset"))
+
+    fail_next_commit(monkeypatch, committed_then_lost)
+    await alice.press(CREATE)
+    [deal] = await deals_in_db(app)
+
+    reply = await (alice.press(CANCEL) if leave == "button" else alice.send("/cancel"))
+    assert reply.texts[-1].startswith(WIZARD_FINISHED)
+    assert f"Deal #{deal['code']}" in alice.last.text
+    assert "Cancel deal" in alice.buttons()  # the card's own buttons
+    assert CANCELLED not in reply.texts
+    assert (await alice.send("/cancel")).texts == [NOTHING_TO_CANCEL]
+    assert len(await deals_in_db(app)) == 1
+
+
+async def test_a_deal_whose_summary_cant_be_edited_is_shown_as_a_new_card(
+    app: App, people, telegram
+) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    bob = await on_bot(people, "Bob", "bob_x")
+    await up_to_amount(alice, "@bob_x")
+    await alice.send("100")
+    description_screen = alice.last
+    assert alice.buttons(description_screen) == [CANCEL]
+    summary = await up_to_summary_from_description(alice)
+    telegram.fail_next("editMessageText", bad_request="message to edit not found")
+
+    await alice.press(CREATE, message=summary)
+
+    [deal] = await deals_in_db(app)
+    assert alice.last.message_id != summary.message_id
+    assert "✅ Deal created. @bob_x can accept it now." in alice.last.text
+    assert bob.last.text.startswith("📨 @alice_x opened a deal with you")
+    # an earlier screen's Cancel, pressed now, shows the deal the wizard made
+    reply = await alice.press(CANCEL, message=description_screen)
+    assert reply.texts[-1].startswith(WIZARD_FINISHED)
+    assert f"Deal #{deal['code']}" in reply.texts[-1]
+    assert not any("Something went wrong" in m.text for m in alice.messages)
+
+
+async def up_to_summary_from_description(user: SimulatedUser) -> ChatMessage:
+    await user.send("A used road bike")
+    assert user.buttons() == [CREATE, CANCEL]
+    return user.last
+
+
+async def test_a_wizard_redis_failed_to_forget_creates_once(app: App, people, monkeypatch) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    await on_bot(people, "Bob", "bob_x")
+    summary = await up_to_summary(alice, "@bob_x")
+    storage, failed = app.storage, []
+    original = storage.set_state
+
+    async def set_state(key, state=None):
+        if state is None and not failed:
+            failed.append(key)
+            raise RedisConnectionError("Connection reset by peer")
+        await original(key, state)
+
+    monkeypatch.setattr(storage, "set_state", set_state)
+    await alice.press(CREATE)
+    assert failed
+    assert "✅ Deal created." in alice.last.text
+    [deal] = await deals_in_db(app)
+
+    # the wizard is still at its last step in Redis: Create again (what a slow
+    # client still shows) finds the deal, and the card it became stays as it is
+    reply = await alice.press(CREATE, message=summary)
+    assert reply.methods == ["answerCallbackQuery", "editMessageText"]  # "not modified"
+    assert f"Deal #{deal['code']}" in alice.chat.messages[summary.message_id].text
+    assert not any("Something went wrong" in m.text for m in alice.messages)
+    assert len(await deals_in_db(app)) == 1
+    assert len(await notifications_of(app, deal["code"])) == 1

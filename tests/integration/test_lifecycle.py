@@ -158,6 +158,61 @@ async def test_create_as_seller_by_telegram_id(services, cast):
     assert deal.fee == 500  # 1% of 0.0005 BTC
 
 
+async def test_create_with_the_same_key_twice_makes_one_deal(services, cast, sql, events):
+    # The wizard's id: a Create pressed again after an unknown outcome (the
+    # connection dropped at COMMIT) must find the deal, not make a second one.
+    params = dict(
+        role="buyer",
+        currency="USDT",
+        amount=PRICE,
+        description="A vintage lamp",
+        counterparty="@bob_seller",
+    )
+    sql.start()
+    first = await services.deals.create(cast.buyer, **params, create_key="wizard-1")
+    assert len(sql.stop()) == 4  # the key's deal (none yet), standing, counterparty, insert
+    assert len(first.notices) == 1  # the seller is told
+    events.published.clear()
+    before = await world(services.ctx.db)
+
+    sql.start()
+    again = await services.deals.create(cast.buyer, **params, create_key="wizard-1")
+    assert len(sql.stop()) == 1  # found by its key, with its invitation if any
+    assert again.value == first.value
+    assert (again.events, again.notices) == ((), ())  # nobody is told twice
+    assert events.published == []
+    assert await world(services.ctx.db) == before
+
+    # another wizard makes another deal; another creator's key is theirs alone
+    other = await services.deals.create(cast.buyer, **params, create_key="wizard-2")
+    theirs = await services.deals.create(
+        cast.stranger, **{**params, "counterparty": "@bob_seller"}, create_key="wizard-1"
+    )
+    ids = {first.value.deal.id, other.value.deal.id, theirs.value.deal.id}
+    assert len(ids) == 3
+
+
+async def test_create_by_link_with_the_same_key_returns_the_same_invitation(services, cast):
+    params = dict(
+        role="seller", currency="USDT", amount=PRICE, description="Logo", counterparty=None
+    )
+    first = (await services.deals.create(cast.seller, **params, create_key="k")).value
+    again = (await services.deals.create(cast.seller, **params, create_key="k")).value
+    assert first.invitation is not None
+    assert again == first
+    assert await services.deals.created_with(cast.seller, "k") == first
+    assert await services.deals.created_with(cast.seller, "other") is None
+    assert await services.deals.created_with(cast.buyer, "k") is None
+
+
+@pytest.mark.parametrize("key", ["", "x" * 65])
+async def test_a_malformed_create_key_is_refused(services, cast, key):
+    before = await world(services.ctx.db)
+    with pytest.raises(InvalidInput):
+        await open_deal(services, cast, create_key=key)
+    assert await world(services.ctx.db) == before
+
+
 @pytest.mark.parametrize(
     ("overrides", "error", "message"),
     [
@@ -478,3 +533,40 @@ async def test_only_parties_and_admins_see_a_deal(services, cast):
     with pytest.raises(NotFound):
         await services.deals.get(cast.stranger, deal.code)
     assert (await services.deals.get(cast.admin, deal.code, as_admin=True)).id == deal.id
+
+
+# -- confirmations at the version they were asked at ---------------------------------
+
+
+async def test_a_confirmation_asked_before_the_deal_moved_on_does_nothing(services, cast, sql):
+    # "Yes, cancel the deal" was asked while the deal was accepted; the buyer
+    # funded it since, so the same press would now cancel *and refund*.
+    deal = await deal_in(services, cast, DealStatus.ACCEPTED)
+    asked_at = deal.version
+    funded = (await services.deals.fund(cast.buyer, deal.code)).value
+    before = await world(services.ctx.db)
+
+    sql.start()
+    with pytest.raises(WrongState, match="changed since you were asked") as refused:
+        await services.deals.cancel(cast.seller, deal.code, expected_version=asked_at)
+    assert len(sql.stop()) == 1  # the lock, and nothing else
+    assert refused.value.current.status == DealStatus.FUNDED
+    assert refused.value.current.version == funded.version
+    assert await world(services.ctx.db) == before
+    assert await balance(services.ctx.db, cast.buyer.id) == (START - PRICE, PRICE)
+
+    # asked again at the version it is now, the seller's cancel refunds the buyer
+    refunded = await services.deals.cancel(cast.seller, deal.code, expected_version=funded.version)
+    assert refunded.value.status == DealStatus.REFUNDED
+    assert await balance(services.ctx.db, cast.buyer.id) == (START, 0)
+
+
+async def test_a_release_confirmed_at_an_older_version_pays_nothing(services, cast):
+    deal = await deal_in(services, cast, DealStatus.FUNDED)
+    disputed = (await services.deals.dispute(cast.seller, deal.code, "Not paid for")).value
+    before = await world(services.ctx.db)
+    with pytest.raises(WrongState, match="changed since you were asked") as refused:
+        await services.deals.release(cast.buyer, deal.code, expected_version=deal.version)
+    assert refused.value.current.status == DealStatus.DISPUTED
+    assert refused.value.current.version == disputed.version
+    assert await world(services.ctx.db) == before

@@ -130,6 +130,32 @@ async def test_concurrent_funding_holds_once(services, database):
     assert await status(database, deal) == DealStatus.FUNDED
 
 
+async def test_concurrent_creates_with_one_key_make_one_deal(services, database):
+    # Without the user's lock (two replicas, a lost lock), the key alone keeps
+    # a repeated Create from making a second deal.
+    buyer = await services.user("buyer")
+    seller = await services.user("seller")
+    create = dict(
+        role="buyer",
+        currency="USDT",
+        amount=AMOUNT,
+        description="a used bicycle",
+        counterparty=seller.telegram_id,
+        create_key="wizard-race",
+    )
+
+    results, errors = await race(services.deals.create(buyer, **create) for _ in range(N))
+
+    assert errors == []
+    assert len({result.value.deal.id for result in results}) == 1
+    assert sum(len(result.notices) for result in results) == 1  # the seller is told once
+    deal = results[0].value.deal
+    mine = "SELECT count(*) FROM escrows WHERE creator_id = :id"
+    assert await scalar(database, mine, id=buyer.id) == 1
+    told = "SELECT count(*) FROM notifications WHERE escrow_id = :id"
+    assert await scalar(database, told, id=deal.id) == 1
+
+
 async def test_concurrent_releases_pay_the_seller_once(services, database):
     buyer = await services.user("buyer", funds={"USDT": 3 * AMOUNT})
     seller = await services.user("seller")
