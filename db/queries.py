@@ -78,11 +78,17 @@ SNAPSHOT_BY_TELEGRAM_ID = (
     .order_by(wallets.c.currency)
 )
 
-# A counterparty named by @username (stored as typed; matched lower-cased).
+# A counterparty named by @username (stored as typed; matched lower-cased), with
+# what Telegram last reported about them and when, for the creator to check.
 # At most one row: registration takes a name from whoever held it before.
-USER_BY_USERNAME = select(users.c.id, users.c.telegram_id, users.c.status).where(
-    func.lower(users.c.username) == bindparam("username")
-)
+USER_BY_USERNAME = select(
+    users.c.id,
+    users.c.telegram_id,
+    users.c.first_name,
+    users.c.username,
+    users.c.status,
+    users.c.profile_at,
+).where(func.lower(users.c.username) == bindparam("username"))
 
 WALLET_BY_USER_CURRENCY = select(wallets).where(
     wallets.c.user_id == bindparam("user_id"), wallets.c.currency == bindparam("currency")

@@ -84,7 +84,7 @@ WITH created AS (
 )
 
 FIND_USER_BY_TELEGRAM_ID = text(
-    "SELECT id, telegram_id, status FROM users WHERE telegram_id = :telegram_id"
+    "SELECT id, telegram_id, username, status FROM users WHERE telegram_id = :telegram_id"
 )
 
 INSERT_INVITATION = text("""

@@ -108,7 +108,7 @@ async def test_my_deals_pages_through_older_deals(app, people):
                 currency="USDT",
                 amount=10_00 + i,
                 description=f"item {i}",
-                counterparty="@bob_p",
+                counterparty=await app.services.users.find_by_username("bob_p"),
             )
         ).value.deal.code
         for i in range(13)
