@@ -92,7 +92,9 @@ async def withdrawals(
 ) -> None:
     if await refused(query, snapshot) or not isinstance(query.message, Message):
         return
-    text, markup = pending_screen(await services.reads.pending_withdrawals(QUEUE_PAGE), currencies)
+    text, markup = pending_screen(
+        await services.reads.pending_withdrawals(snapshot, QUEUE_PAGE), currencies
+    )
     await edit(query.message, text, markup)
 
 
@@ -108,7 +110,7 @@ async def approve(
     if await refused(query, snapshot) or not isinstance(query.message, Message):
         return
     if not callback_data.ok:
-        pending = await services.reads.pending_withdrawals(QUEUE_PAGE)
+        pending = await services.reads.pending_withdrawals(snapshot, QUEUE_PAGE)
         item = next((w for w in pending if w.id == callback_data.id), None)
         if item is None:
             headline = f"⚠️ Withdrawal #{callback_data.id} is not pending any more."
@@ -140,7 +142,7 @@ async def approve(
         headline = f"✅ Withdrawal #{withdrawal.id} approved: {money.format(withdrawal.amount)}."
         await outbox.send(approved.notices, withdrawal, actor=snapshot)
     text, markup = pending_screen(
-        await services.reads.pending_withdrawals(QUEUE_PAGE), currencies, headline
+        await services.reads.pending_withdrawals(snapshot, QUEUE_PAGE), currencies, headline
     )
     await edit(query.message, text, markup)
 
@@ -202,7 +204,7 @@ async def reject_note(
         )
         await outbox.send(rejected.notices, withdrawal, actor=snapshot)
     text, markup = pending_screen(
-        await services.reads.pending_withdrawals(QUEUE_PAGE), currencies, headline
+        await services.reads.pending_withdrawals(snapshot, QUEUE_PAGE), currencies, headline
     )
     await message.answer(text, reply_markup=markup)
 

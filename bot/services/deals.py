@@ -39,6 +39,7 @@ from bot.services.errors import (
     WrongState,
 )
 from bot.services.ledger import Leg, post_movement
+from bot.services.reads import read_as_admin
 from bot.services.rules import RULES, Action, Role, has_role, is_party
 from bot.services.users import Person, parse_username
 from bot.services.views import CreatedDeal, DealView, InvitationPreview, InvitationView
@@ -53,7 +54,7 @@ from db.models import (
     UserStatus,
 )
 from db.outbox import decode_notices
-from db.queries import DEAL_BY_CODE
+from db.queries import ADMIN_DEAL_BY_CODE, DEAL_BY_CODE
 
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L
 CODE_LENGTH = 8
@@ -131,12 +132,17 @@ class DealService(Service):
     # -- reads --------------------------------------------------------------
 
     async def get(self, viewer: Actor, code: str, *, as_admin: bool = False) -> DealView:
-        """A deal its viewer is a party to (admins pass `as_admin`)."""
+        """A deal its viewer is a party to; with `as_admin`, any deal, if the
+        viewer's own row is an active admin (checked in the same statement)."""
+        params = {"code": normalise_code(code)}
         async with self.ctx.db.reader.connect() as conn:
-            row = (await conn.execute(DEAL_BY_CODE, {"code": normalise_code(code)})).first()
-        if row is None:
+            if as_admin:
+                rows = await read_as_admin(conn, ADMIN_DEAL_BY_CODE, viewer, params)
+            else:
+                rows = (await conn.execute(DEAL_BY_CODE, params)).all()
+        if not rows:
             raise NotFound("No such deal.")
-        deal = deal_view(row)
+        deal = deal_view(rows[0])
         if not as_admin and not is_party(deal, viewer.id):
             raise NotFound("No such deal.")
         return deal

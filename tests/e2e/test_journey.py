@@ -67,7 +67,9 @@ async def test_a_deal_by_username_and_one_by_link_from_first_press_to_payout(app
     ]:
         await user.send("/wallet")
         assert shown in user.last.text, user
-    stats = (await app.services.reads.stats()).released
+    admin = people.admin()
+    await admin.send("/start")
+    stats = (await app.services.reads.stats(await app.cache.cache.get(admin.id))).released
     assert [(v.currency, v.deals, v.volume, v.fees) for v in stats] == [("USDT", 2, 500_00, 7_50)]
 
 
