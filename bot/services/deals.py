@@ -24,6 +24,7 @@ from bot.services.deal_sql import (
     INSERT_INVITATION,
     LOCK_DEAL,
     LOCK_INVITATION,
+    LOCK_INVITED_DEAL,
     NEARING_DEADLINE,
     READ_INVITATION,
     TRANSITION,
@@ -478,11 +479,19 @@ class DealService(Service):
     async def _lock_invitation(
         self, uow: UnitOfWork, actor: Actor, code: str
     ) -> tuple[Any, DealView, Any]:
-        invitation = (await uow.execute(LOCK_INVITATION, {"code": code})).first()
-        if invitation is None:
+        """The invitation and its deal, both locked: the deal first, as every
+        path that locks both does (see LOCK_INVITED_DEAL)."""
+        locked = (
+            await uow.execute(LOCK_INVITED_DEAL, {"invitation_code": code, "actor_id": actor.id})
+        ).first()
+        invitation = (
+            (await uow.execute(LOCK_INVITATION, {"code": code})).first()
+            if locked is not None
+            else None
+        )
+        if locked is None or invitation is None:
             raise InvitationUnavailable("This invitation link is not valid.")
-        deal, locked = await self._lock(uow, actor, invitation.deal_code)
-        return invitation, deal, locked
+        return invitation, deal_view(locked), locked
 
     @staticmethod
     def _check_invitation(
