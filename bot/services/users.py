@@ -85,9 +85,10 @@ WHERE username = :username AND telegram_id IS NULL AND status = 'active'
 
 
 class Person(msgspec.Struct, frozen=True):
-    """Someone on the bot found by @username, as Telegram last reported them
-    (first name and @username) and when it did (`profile_at`). A deal made
-    with a Person goes to that user row, whatever happens to the name since."""
+    """Someone on the bot found by @username: first name and @username as
+    Telegram last reported them, and `profile_at`, when it first reported that
+    pair (first contact or the change to it). A deal made with a Person goes
+    to that user row, whatever happens to the name since."""
 
     id: int
     telegram_id: int

@@ -374,6 +374,22 @@ async def test_every_bad_amount_is_explained_and_asked_again(app: App, people) -
     assert await deals_in_db(app) == []
 
 
+async def test_an_amount_that_reads_two_ways_is_asked_back(app: App, people) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    await on_bot(people, "Bob", "bob_x")
+    await alice.send("/new")
+    await alice.press(BUYING)
+    await alice.send("@bob_x")
+    await alice.press("BTC")
+    reply = await alice.send("1,500")
+    assert reply.texts[0].startswith(
+        "⚠️ Did you mean 1.500 or 1500? Send it as 1.5 or 1500.\n\nType the amount in BTC"
+    )
+    await alice.send("0,015")  # a leading 0 is never thousands: 0.015 BTC
+    await alice.send("A GPU")
+    assert "Amount: 0.015 BTC" in alice.last.text
+
+
 async def test_description_too_long_or_empty_is_asked_again(app: App, people) -> None:
     alice = await on_bot(people, "Alice", "alice_x")
     await on_bot(people, "Bob", "bob_x")
