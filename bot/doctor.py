@@ -33,7 +33,8 @@ SAMPLE = text("""
 SELECT u.id AS user_id, u.telegram_id, coalesce(lower(u.username), '') AS username,
        e.currency, e.id AS deal_id, e.code AS deal_code,
        coalesce((SELECT telegram_id FROM invitations WHERE telegram_id IS NOT NULL
-                 ORDER BY id DESC LIMIT 1), 0) AS invitee_telegram_id
+                 ORDER BY id DESC LIMIT 1), 0) AS invitee_telegram_id,
+       coalesce((SELECT id FROM users WHERE is_admin ORDER BY id LIMIT 1), 0) AS admin_id
 FROM escrows e JOIN users u ON u.id = e.buyer_id
 ORDER BY e.id DESC LIMIT 1
 """)

@@ -15,13 +15,16 @@ from typing import Any
 from sqlalchemy import (
     Executable,
     Row,
+    Select,
     String,
     Table,
+    and_,
     bindparam,
     func,
     literal_column,
     select,
     text,
+    true,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,6 +34,7 @@ from db.models import (
     OPEN_DEAL_STATUSES,
     DealStatus,
     InvitationStatus,
+    UserStatus,
     deal_events,
     escrows,
     invitations,
@@ -43,6 +47,27 @@ from db.outbox import DUE_NOTIFICATIONS
 PAGE_SIZE = 10
 # `before_id` of the first page of a keyset listing (ids are below it).
 FIRST_PAGE = 2**63 - 1
+
+
+def admin_only(statement: Select[Any]) -> Select[Any]:
+    """`statement` for the user :admin_id, only if that user's row is an active
+    admin, checked in the same statement. The first column, `admin_ok`, is
+    true for an active admin; a single row with NULLs in every other column
+    means there is nothing to see (or nothing may be seen: `admin_ok` says
+    which). An admin's cached snapshot may still say admin after their rights
+    were taken away, so the row decides, as it does for admin writes."""
+    gate = (
+        select(
+            # bool_or: one row even for an unknown user (NULL, refused)
+            func.bool_or(and_(users.c.is_admin, users.c.status == UserStatus.ACTIVE.value)).label(
+                "admin_ok"
+            )
+        )
+        .where(users.c.id == bindparam("admin_id"))
+        .subquery("gate")
+    )
+    seen = statement.where(gate.c.admin_ok).lateral("seen")
+    return select(gate.c.admin_ok, seen).select_from(gate.outerjoin(seen, true()))
 
 
 def _partial_index_predicate(table: Table, name: str) -> Any:
@@ -78,11 +103,17 @@ SNAPSHOT_BY_TELEGRAM_ID = (
     .order_by(wallets.c.currency)
 )
 
-# A counterparty named by @username (stored as typed; matched lower-cased).
+# A counterparty named by @username (stored as typed; matched lower-cased), with
+# what Telegram last reported about them and when, for the creator to check.
 # At most one row: registration takes a name from whoever held it before.
-USER_BY_USERNAME = select(users.c.id, users.c.telegram_id, users.c.status).where(
-    func.lower(users.c.username) == bindparam("username")
-)
+USER_BY_USERNAME = select(
+    users.c.id,
+    users.c.telegram_id,
+    users.c.first_name,
+    users.c.username,
+    users.c.status,
+    users.c.profile_at,
+).where(func.lower(users.c.username) == bindparam("username"))
 
 WALLET_BY_USER_CURRENCY = select(wallets).where(
     wallets.c.user_id == bindparam("user_id"), wallets.c.currency == bindparam("currency")
@@ -109,6 +140,9 @@ DEAL_BY_CODE = (
     )
     .where(escrows.c.code == bindparam("code"))
 )
+
+# Any deal, as an admin sees it.
+ADMIN_DEAL_BY_CODE = admin_only(DEAL_BY_CODE)
 
 # The seed's two lookups of a party's deals in one status.
 DEALS_BY_BUYER_STATUS = select(escrows).where(
@@ -187,7 +221,8 @@ DEALS_DUE_TO_EXPIRE = (
     .limit(bindparam("limit"))
 )
 
-OPEN_DISPUTES = (
+# The admin panel's queue, oldest first.
+OPEN_DISPUTES = admin_only(
     select(*_LIST, escrows.c.updated_at)
     .where(_partial_index_predicate(escrows, "ix_escrows_disputed"))
     .order_by(escrows.c.updated_at)
@@ -232,7 +267,8 @@ INVITATIONS_BY_TELEGRAM_STATUS = select(invitations).where(
     invitations.c.status == bindparam("status"),
 )
 
-PENDING_WITHDRAWALS = (
+# The admin panel's queue, with every user's destination: admins only.
+PENDING_WITHDRAWALS = admin_only(
     select(
         withdrawals.c.id,
         withdrawals.c.user_id,
@@ -279,6 +315,7 @@ class Sample:
     deal_id: int  # one of that user's finished deals, with history; also a keyset cursor
     deal_code: str  # that deal's code
     invitee_telegram_id: int  # someone an active invitation is addressed to
+    admin_id: int = 0  # an active admin (the admin reads check the reader's row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +356,12 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
         DEAL_BY_CODE,
         lambda s: {"code": s.deal_code},
         ("uq_escrows_code",),
+    ),
+    HotQuery(
+        "admin_deal_by_code",
+        ADMIN_DEAL_BY_CODE,
+        lambda s: {"code": s.deal_code, "admin_id": s.admin_id},
+        ("pk_users", "uq_escrows_code"),
     ),
     HotQuery(
         "deals_by_buyer_status",
@@ -373,8 +416,8 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
     HotQuery(
         "open_disputes",
         OPEN_DISPUTES,
-        lambda s: {"limit": PAGE_SIZE},
-        ("ix_escrows_disputed",),
+        lambda s: {"limit": PAGE_SIZE, "admin_id": s.admin_id},
+        ("pk_users", "ix_escrows_disputed"),
     ),
     HotQuery(
         "deal_history",
@@ -391,8 +434,8 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
     HotQuery(
         "pending_withdrawals",
         PENDING_WITHDRAWALS,
-        lambda s: {"limit": PAGE_SIZE},
-        ("ix_withdrawals_pending",),
+        lambda s: {"limit": PAGE_SIZE, "admin_id": s.admin_id},
+        ("pk_users", "ix_withdrawals_pending"),
     ),
     HotQuery(
         "due_notifications",

@@ -163,7 +163,7 @@ async def disputes(
 ) -> None:
     if await refused(query, snapshot) or not isinstance(query.message, Message):
         return
-    items = await services.reads.open_disputes(QUEUE_PAGE)
+    items = await services.reads.open_disputes(snapshot, QUEUE_PAGE)
     lines = [f"⚠️ <b>Open disputes</b> ({queue_size(items)})", ""]
     kb = InlineKeyboardBuilder()
     for item in items:
@@ -308,5 +308,5 @@ async def stats(
 ) -> None:
     if await refused(query, snapshot) or not isinstance(query.message, Message):
         return
-    text = stats_text(await services.reads.stats(), currencies)
+    text = stats_text(await services.reads.stats(snapshot), currencies)
     await edit(query.message, text, screen_keyboard("stats"))

@@ -93,7 +93,9 @@ async def withdrawals(
 ) -> None:
     if await refused(query, snapshot) or not isinstance(query.message, Message):
         return
-    text, markup = pending_screen(await services.reads.pending_withdrawals(QUEUE_PAGE), currencies)
+    text, markup = pending_screen(
+        await services.reads.pending_withdrawals(snapshot, QUEUE_PAGE), currencies
+    )
     await edit(query.message, text, markup)
 
 
@@ -110,7 +112,7 @@ async def approve(
     if await refused(query, snapshot) or not isinstance(query.message, Message):
         return
     if not callback_data.ok:
-        pending = await services.reads.pending_withdrawals(QUEUE_PAGE)
+        pending = await services.reads.pending_withdrawals(snapshot, QUEUE_PAGE)
         item = next((w for w in pending if w.id == callback_data.id), None)
         if item is None:
             headline = f"⚠️ Withdrawal #{callback_data.id} is not pending any more."
@@ -137,7 +139,7 @@ async def approve(
     except WrongState as already:
         headline = f"⚠️ {already.message}"
         text, markup = pending_screen(
-            await services.reads.pending_withdrawals(QUEUE_PAGE), currencies, headline
+            await services.reads.pending_withdrawals(snapshot, QUEUE_PAGE), currencies, headline
         )
         await edit(query.message, text, markup)
         return
@@ -159,7 +161,7 @@ async def show_decision(
 ) -> None:
     """A committed decision on a withdrawal, above the queue as it is now (or
     alone, with the way back, when the queue can't be read)."""
-    pending = await read_after_commit(services.reads.pending_withdrawals(QUEUE_PAGE))
+    pending = await read_after_commit(services.reads.pending_withdrawals(admin, QUEUE_PAGE))
     if pending is None:
         text, markup = home_text(headline), home_keyboard()
     else:
@@ -212,7 +214,9 @@ async def reject_note(
     except WrongState as already:
         await state.clear()
         text, markup = pending_screen(
-            await services.reads.pending_withdrawals(QUEUE_PAGE), currencies, f"⚠️ {already.message}"
+            await services.reads.pending_withdrawals(snapshot, QUEUE_PAGE),
+            currencies,
+            f"⚠️ {already.message}",
         )
         await message.answer(text, reply_markup=markup)
         return

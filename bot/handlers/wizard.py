@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import UTC, datetime
 from html import escape
 from typing import NamedTuple
 
@@ -44,12 +45,14 @@ from bot.handlers.deals import show_committed_card
 from bot.keyboards import Nav, Signer
 from bot.outbox import Outbox
 from bot.services import Services
-from bot.services.deals import bounded_text, parse_username
+from bot.services.deals import bounded_text
 from bot.services.errors import EscrowError, InvalidAmount, InvalidInput, SelfDeal
 from bot.services.money import Currencies
 from bot.services.settings import EscrowSettings
+from bot.services.users import Person, parse_username
 from bot.services.views import DealView
 from cache.snapshots import UserSnapshot
+from db.models import UserStatus
 
 log = logging.getLogger(__name__)
 router = Router(name="wizard")
@@ -220,22 +223,74 @@ async def counterparty_of(message: Message, me: UserSnapshot, bot: Bot) -> tuple
     return f"@{username}", f"@{username}"
 
 
+async def person_named(username: str, me: UserSnapshot, services: Services) -> Person | None:
+    """Who holds @username on the bot now, if they may deal with `me`."""
+    person = await services.users.find_by_username(username)
+    if person is None:
+        return None
+    if person.id == me.id:
+        raise SelfDeal(screens.SELF)
+    if person.status != UserStatus.ACTIVE:
+        raise InvalidInput(screens.CANT_DEAL)
+    return person
+
+
 @router.message(StateFilter(screens.NewDeal.counterparty), NotACommand())
 async def counterparty_typed(
-    message: Message, state: FSMContext, snapshot: UserSnapshot, currencies: Currencies, bot: Bot
+    message: Message,
+    state: FSMContext,
+    snapshot: UserSnapshot,
+    services: Services,
+    currencies: Currencies,
+    bot: Bot,
 ) -> None:
     try:
         counterparty, label = await counterparty_of(message, snapshot, bot)
+        # A typed @username is looked up now, so the summary can name the person
+        # and the deal goes to them (by id) however the name moves meanwhile.
+        person = (
+            await person_named(counterparty, snapshot, services)
+            if isinstance(counterparty, str)
+            else None
+        )
     except InvalidInput as refused:
         await message.answer(
             screens.refusal(refused.message, screens.HINT_COUNTERPARTY),
             reply_markup=screens.keyboard(),
         )
         return
-    await state.update_data(counterparty=counterparty, counterparty_label=label)
+    if isinstance(counterparty, str) and person is None:
+        # Not an invitation unless the user asks for one: a typo stays a typo.
+        text, markup = screens.nobody_holds_screen(counterparty.removeprefix("@"))
+        await message.answer(text, reply_markup=markup)
+        return
+    headline = ""
+    if person is not None:
+        label = screens.person_name(person)
+        line = screens.person_line(person, datetime.now(UTC))
+        headline = screens.FOUND.format(person=escape(line))
+    await state.update_data(
+        counterparty=screens.remembered(person) if person is not None else counterparty,
+        counterparty_label=label,
+    )
     await state.set_state(screens.NewDeal.currency)
-    text, markup = screens.currency_screen(currencies)
+    text, markup = screens.currency_screen(currencies, headline)
     await message.answer(text, reply_markup=markup)
+
+
+@router.callback_query(screens.InviteNamed.filter())
+async def invite_named(
+    query: CallbackQuery,
+    callback_data: screens.InviteNamed,
+    state: FSMContext,
+    currencies: Currencies,
+) -> None:
+    username = parse_username(callback_data.username)
+    if not await _at_step(query, state, screens.NewDeal.counterparty):
+        return
+    await state.update_data(counterparty=f"@{username}", counterparty_label=f"@{username}")
+    await state.set_state(screens.NewDeal.currency)
+    await _show(query, *screens.currency_screen(currencies))
 
 
 @router.callback_query(screens.WizardAct.filter(F.act == "link"))
@@ -347,7 +402,7 @@ async def create(
             currency=data["currency"],
             amount=data["amount"],
             description=data["description"],
-            counterparty=data["counterparty"],
+            counterparty=screens.chosen_counterparty(data),
             create_key=data["key"],
         )
     except EscrowError as refused:

@@ -3,10 +3,12 @@ callback data and the screen of each step (text and keyboard)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import cache
 from html import escape
 from typing import Any
 
+import msgspec
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
@@ -15,6 +17,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from bot import keyboards
 from bot.keyboards import Nav
 from bot.services.money import Currencies, Currency
+from bot.services.users import Person
 
 STEPS = 5
 HEADER = "➕ <b>New deal</b> · step {step} of {steps}\n\n"
@@ -44,6 +47,17 @@ SUMMARY = (
 )
 ANYONE_WITH_LINK = "anyone with the invitation link (you get it next)"
 TELEGRAM_ID_LABEL = "Telegram ID {telegram_id}"
+# profile_at: when Telegram reported this first name and @username (first
+# contact, or the change to them); not "last seen", which is not recorded.
+PERSON = "{name}, as Telegram reported them {ago}"
+FOUND = "👤 On the bot: {person}.\n\n"
+NOBODY_HOLDS = (
+    "🤷 Nobody on the bot goes by @{username}. Check the spelling and send the name again, "
+    "or invite @{username} by link: only they will be able to use it."
+)
+INVITE_NAMED = "🔗 Invite @{username} by link"
+INVITED_BY_NAME = "@{username}, by an invitation link only they can use"
+CANT_DEAL = "That user can't take part in deals."
 
 HINT_COUNTERPARTY = "Send their @username or numeric Telegram ID, or forward a message from them."
 HINT_AMOUNT = "Type the amount in {code}, from {low} to {high}."
@@ -111,6 +125,12 @@ class WizardAct(CallbackData, prefix="wa"):
     act: str
 
 
+class InviteNamed(CallbackData, prefix="wi"):
+    """Invite by link someone nobody on the bot goes by yet (the @username)."""
+
+    username: str
+
+
 # -- screens ------------------------------------------------------------------------
 
 
@@ -140,9 +160,62 @@ def counterparty_screen(role: str) -> tuple[str, InlineKeyboardMarkup]:
     return text, keyboard((INVITE_BY_LINK, WizardAct(act="link")))
 
 
-def currency_screen(currencies: Currencies) -> tuple[str, InlineKeyboardMarkup]:
+def nobody_holds_screen(username: str) -> tuple[str, InlineKeyboardMarkup]:
+    text = NOBODY_HOLDS.format(username=username)
+    return text, keyboard((INVITE_NAMED.format(username=username), InviteNamed(username=username)))
+
+
+def currency_screen(currencies: Currencies, headline: str = "") -> tuple[str, InlineKeyboardMarkup]:
     buttons = [(money.code, ChooseCurrency(code=money.code)) for money in currencies]
-    return ASK_CURRENCY.format(step=3, steps=STEPS), keyboard(*buttons, width=3)
+    return headline + ASK_CURRENCY.format(step=3, steps=STEPS), keyboard(*buttons, width=3)
+
+
+# -- the person found by @username ----------------------------------------------------
+
+
+def person_name(person: Person) -> str:
+    """First name and @username, as Telegram reported them."""
+    if not person.username:
+        return person.first_name
+    return (
+        f"{person.first_name} (@{person.username})" if person.first_name else f"@{person.username}"
+    )
+
+
+def person_line(person: Person, now: datetime) -> str:
+    return PERSON.format(name=person_name(person), ago=ago(person.profile_at, now))
+
+
+def ago(moment: datetime, now: datetime) -> str:
+    """How long before `now`, in the largest whole unit: "3 days ago"."""
+    seconds = max(0, int((now - moment).total_seconds()))
+    for unit, size in (("year", 365 * 86400), ("month", 30 * 86400), ("day", 86400),
+                       ("hour", 3600), ("minute", 60)):  # fmt: skip
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'} ago"
+    return "just now"
+
+
+def remembered(person: Person) -> dict[str, Any]:
+    """The person as the wizard keeps them in its FSM data (JSON in Redis)."""
+    return msgspec.to_builtins(person)
+
+
+def chosen_counterparty(data: dict[str, Any]) -> Person | int | str | None:
+    """What the summary named, for `DealService.create`: a Person found by
+    @username (bound by their id), a Telegram id, "@name" to invite, or None."""
+    chosen = data["counterparty"]
+    return msgspec.convert(chosen, Person) if isinstance(chosen, dict) else chosen
+
+
+def counterparty_text(data: dict[str, Any], now: datetime) -> str:
+    chosen = chosen_counterparty(data)
+    if isinstance(chosen, Person):
+        return person_line(chosen, now)
+    if isinstance(chosen, str):
+        return INVITED_BY_NAME.format(username=chosen.removeprefix("@"))
+    return data["counterparty_label"]
 
 
 @cache
@@ -157,7 +230,7 @@ def description_screen(limit: int) -> tuple[str, InlineKeyboardMarkup]:
 
 
 def summary_screen(
-    data: dict[str, Any], currencies: Currencies
+    data: dict[str, Any], currencies: Currencies, now: datetime | None = None
 ) -> tuple[str, InlineKeyboardMarkup]:
     money = currencies[data["currency"]]
     amount, other = data["amount"], OTHER_ROLE[data["role"]]
@@ -165,7 +238,7 @@ def summary_screen(
     text = SUMMARY.format(
         role=data["role"],
         Other=other.capitalize(),
-        counterparty=escape(data["counterparty_label"]),
+        counterparty=escape(counterparty_text(data, now or datetime.now(UTC))),
         description=escape(data["description"]),
         amount=money.format(amount),
         fee=money.format(fee),

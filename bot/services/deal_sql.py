@@ -37,6 +37,19 @@ WHERE d.code = :code
 FOR UPDATE OF d"""
 )
 
+# The deal an invitation is for, locked like LOCK_DEAL, before the invitation
+# itself (LOCK_INVITATION): every path that locks both takes the deal first
+# (a final transition revokes, and the expiry job expires, the invitations of
+# the deals they hold), so none of them waits for another in a cycle.
+LOCK_INVITED_DEAL = text(
+    deal_view_sql("escrows", ", a.actor_status, a.actor_is_admin")
+    + """
+LEFT JOIN LATERAL (SELECT status AS actor_status, is_admin AS actor_is_admin
+                   FROM users WHERE id = :actor_id) a ON true
+WHERE d.id = (SELECT escrow_id FROM invitations WHERE code = :invitation_code)
+FOR UPDATE OF d"""
+)
+
 # Guarded by the status and version the deal was locked at: a change that
 # slipped past the lock would leave this statement without a row.
 TRANSITION = text(
@@ -101,7 +114,7 @@ WHERE d.creator_id = :creator_id AND d.create_key = :create_key"""
 )
 
 FIND_USER_BY_TELEGRAM_ID = text(
-    "SELECT id, telegram_id, status FROM users WHERE telegram_id = :telegram_id"
+    "SELECT id, telegram_id, username, status FROM users WHERE telegram_id = :telegram_id"
 )
 
 INSERT_INVITATION = text("""
@@ -117,6 +130,7 @@ SELECT i.id, i.telegram_id, i.username, i.status, i.expires_at <= now() AS expir
 FROM invitations i JOIN escrows e ON e.id = i.escrow_id
 WHERE i.code = :code"""
 READ_INVITATION = text(INVITATION_BY_CODE)
+# Only ever after its deal (LOCK_INVITED_DEAL).
 LOCK_INVITATION = text(INVITATION_BY_CODE + "\nFOR UPDATE OF i")
 
 CLOSE_INVITATION = text("""

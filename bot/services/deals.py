@@ -9,7 +9,6 @@ retry or a race between replicas finds the deal already moved and is told so
 
 from __future__ import annotations
 
-import re
 import secrets
 from datetime import timedelta
 from typing import Any, Literal
@@ -26,6 +25,7 @@ from bot.services.deal_sql import (
     INSERT_INVITATION,
     LOCK_DEAL,
     LOCK_INVITATION,
+    LOCK_INVITED_DEAL,
     NEARING_DEADLINE,
     READ_INVITATION,
     TRANSITION,
@@ -42,7 +42,9 @@ from bot.services.errors import (
     WrongState,
 )
 from bot.services.ledger import Leg, post_movement
+from bot.services.reads import read_as_admin
 from bot.services.rules import RULES, Action, Role, has_role, is_party
+from bot.services.users import Person, parse_username
 from bot.services.views import CreatedDeal, DealView, InvitationPreview, InvitationView
 from db import UnitOfWork
 from db.events import DealChanged
@@ -55,15 +57,13 @@ from db.models import (
     UserStatus,
 )
 from db.outbox import decode_notices
-from db.queries import DEAL_BY_CODE, USER_BY_USERNAME
+from db.queries import ADMIN_DEAL_BY_CODE, DEAL_BY_CODE
 
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L
 CODE_LENGTH = 8
 CODE_CONSTRAINT = "uq_escrows_code"
 CREATE_KEY_CONSTRAINT = "uq_escrows_creator_create_key"
 CREATE_KEY_LENGTH = 64  # escrows.create_key
-# Telegram usernames: a letter, then letters, digits or underscores; 4-32 in all.
-USERNAME = re.compile(r"[a-z][a-z0-9_]{3,31}")
 
 
 STATUS_WORDS = {
@@ -133,23 +133,21 @@ def bounded_text(value: str, limit: int, what: str) -> str:
     return value
 
 
-def parse_username(value: str) -> str:
-    username = value.strip().removeprefix("@").lower()
-    if not USERNAME.fullmatch(username):
-        raise InvalidInput("That doesn't look like a Telegram @username.")
-    return username
-
-
 class DealService(Service):
     # -- reads --------------------------------------------------------------
 
     async def get(self, viewer: Actor, code: str, *, as_admin: bool = False) -> DealView:
-        """A deal its viewer is a party to (admins pass `as_admin`)."""
+        """A deal its viewer is a party to; with `as_admin`, any deal, if the
+        viewer's own row is an active admin (checked in the same statement)."""
+        params = {"code": normalise_code(code)}
         async with self.ctx.db.reader.connect() as conn:
-            row = (await conn.execute(DEAL_BY_CODE, {"code": normalise_code(code)})).first()
-        if row is None:
+            if as_admin:
+                rows = await read_as_admin(conn, ADMIN_DEAL_BY_CODE, viewer, params)
+            else:
+                rows = (await conn.execute(DEAL_BY_CODE, params)).all()
+        if not rows:
             raise NotFound("No such deal.")
-        deal = deal_view(row)
+        deal = deal_view(rows[0])
         if not as_admin and not is_party(deal, viewer.id):
             raise NotFound("No such deal.")
         return deal
@@ -186,12 +184,19 @@ class DealService(Service):
         currency: str,
         amount: int,
         description: str,
-        counterparty: int | str | None,
+        counterparty: Person | int | str | None,
         create_key: str | None = None,
     ) -> Outcome[CreatedDeal]:
-        """Open a deal with `counterparty`: a Telegram id, an @username, or None
-        for an invitation link anyone can take up. Someone not on the bot yet
-        gets an invitation and joins through its link.
+        """Open a deal with `counterparty`:
+
+        - a `Person` the creator was shown (`UserService.find_by_username`):
+          bound to that user row, checked again here (still the same user,
+          still active), whoever holds their old @username by now;
+        - a Telegram id: whoever has it on the bot, or an invitation for it;
+        - an @username: an invitation addressed to that name, never the name's
+          holder on the bot (who was not shown to the creator): they join
+          through the link like anyone not on the bot yet;
+        - None: an invitation link anyone can take up.
 
         `create_key` (the wizard's id) makes the request idempotent: made again,
         by a retry after an unknown outcome or a second press even without the
@@ -208,7 +213,14 @@ class DealService(Service):
                 f"and {money.format(money.max_amount)}."
             )
         description = bounded_text(description, self.settings.description_max_length, "description")
-        telegram_id = counterparty if isinstance(counterparty, int) else None
+        person = counterparty if isinstance(counterparty, Person) else None
+        telegram_id = (
+            person.telegram_id
+            if person is not None
+            else counterparty
+            if isinstance(counterparty, int)
+            else None
+        )
         username = parse_username(counterparty) if isinstance(counterparty, str) else None
         if telegram_id == creator.telegram_id:
             raise SelfDeal("You can't open a deal with yourself.")
@@ -225,15 +237,18 @@ class DealService(Service):
                 if made is not None:
                     return created_deal(made)
             creator_row = await self._require_active(uow, creator)
+            if username is not None and username == (creator_row.username or "").lower():
+                raise SelfDeal("You can't open a deal with yourself.")
             other = None
             if telegram_id is not None:
                 other = (
                     await uow.execute(FIND_USER_BY_TELEGRAM_ID, {"telegram_id": telegram_id})
                 ).first()
-            elif username is not None:
-                other = (await uow.execute(USER_BY_USERNAME, {"username": username})).first()
+            if person is not None and (other is None or other.id != person.id):
+                # never someone else in place of the person the summary named
+                raise NotFound("The person you chose is no longer on the bot.")
             if other is not None:
-                if other.id == creator_row:
+                if other.id == creator_row.id:
                     raise SelfDeal("You can't open a deal with yourself.")
                 if other.status != UserStatus.ACTIVE:
                     raise NotAllowed("That user can't take part in deals.")
@@ -523,11 +538,19 @@ class DealService(Service):
     async def _lock_invitation(
         self, uow: UnitOfWork, actor: Actor, code: str
     ) -> tuple[Any, DealView, Any]:
-        invitation = (await uow.execute(LOCK_INVITATION, {"code": code})).first()
-        if invitation is None:
+        """The invitation and its deal, both locked: the deal first, as every
+        path that locks both does (see LOCK_INVITED_DEAL)."""
+        locked = (
+            await uow.execute(LOCK_INVITED_DEAL, {"invitation_code": code, "actor_id": actor.id})
+        ).first()
+        invitation = (
+            (await uow.execute(LOCK_INVITATION, {"code": code})).first()
+            if locked is not None
+            else None
+        )
+        if locked is None or invitation is None:
             raise InvitationUnavailable("This invitation link is not valid.")
-        deal, locked = await self._lock(uow, actor, invitation.deal_code)
-        return invitation, deal, locked
+        return invitation, deal_view(locked), locked
 
     @staticmethod
     def _check_invitation(
@@ -548,7 +571,8 @@ class DealService(Service):
         ):
             raise InvitationUnavailable("This invitation is addressed to someone else.")
 
-    async def _require_active(self, uow: UnitOfWork, actor: Actor) -> int:
+    async def _require_active(self, uow: UnitOfWork, actor: Actor) -> Any:
+        """The actor's row (id, telegram_id, username, status), if active."""
         row = (
             await uow.execute(FIND_USER_BY_TELEGRAM_ID, {"telegram_id": actor.telegram_id})
         ).first()
@@ -556,7 +580,7 @@ class DealService(Service):
             raise NotFound("Send /start first.")
         if row.status != UserStatus.ACTIVE:
             raise UserBlocked("Your account is blocked.")
-        return row.id
+        return row
 
     async def _transition(
         self,

@@ -21,6 +21,11 @@ class InvalidAmount(InvalidInput):
     """Not an amount, or an amount outside the currency's bounds."""
 
 
+class AmbiguousAmount(InvalidAmount):
+    """An amount that reads two ways ("1,500" in a currency with 3 or more
+    decimals): the message asks which one was meant."""
+
+
 class UnknownCurrency(InvalidInput):
     pass
 

@@ -10,15 +10,22 @@ from typing import Annotated
 
 import msgspec
 
-from bot.services.errors import InvalidAmount, UnknownCurrency
+from bot.services.errors import AmbiguousAmount, InvalidAmount, UnknownCurrency
 
 MAX_AMOUNT_TEXT = 40
 # Balances are BIGINT; keeping every single amount far below its range means
 # no sum of them can overflow in practice.
 MAX_MINOR_UNITS = 10**15
 
-_GROUPED = re.compile(r"\d{1,3}(?:[,\u00a0 '_]\d{3})+")
-_PLAIN = re.compile(r"\d+(?:\.\d*)?|\.\d+")
+NOT_A_NUMBER = "Send the amount as a number, like 1250.50."
+# Typed amounts: ASCII digits (never Unicode's other digits, which `\d` and
+# int() accept), the two decimal marks and the grouping spaces and apostrophes.
+_SPACE_GROUPS = " \u00a0\u202f'\u2019"
+_ALLOWED = re.compile(f"[0-9.,{_SPACE_GROUPS}]+")
+_DIGITS = re.compile("[0-9]+")
+# The first group of a grouped number: 1-3 digits, not starting with 0.
+_LEADING_GROUP = re.compile("[1-9][0-9]{0,2}")
+_PLAIN = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 
 
 class Currency(msgspec.Struct, frozen=True):
@@ -103,33 +110,84 @@ class Currencies:
         return tuple(self._by_code)
 
 
-def _normalise(text: str) -> str:
-    """Drop grouping separators and settle which mark is the decimal point."""
+def _grouped(whole: str, group: str) -> bool:
+    """`whole` is thousands grouped with `group`: "1,000,000", never "0,001"."""
+    head, *rest = whole.split(group)
+    return (
+        bool(rest)
+        and _LEADING_GROUP.fullmatch(head) is not None
+        and all(_DIGITS.fullmatch(part) and len(part) == 3 for part in rest)
+    )
+
+
+def _normalise(text: str, decimals: int) -> str:
+    """Plain "digits[.digits]" from what a person typed: grouping dropped where
+    it can only be grouping, the decimal mark settled, anything else refused."""
     text = text.strip()
-    if "," in text and "." in text:
-        # "1,000,000.50" or "1.000.000,50": the last mark is the decimal point.
-        decimal = "." if text.rfind(".") > text.rfind(",") else ","
+    if text.startswith("-"):
+        raise InvalidAmount("The amount must be positive.")
+    if any(char.isdigit() and not char.isascii() for char in text):
+        # int() would take them, but a look-alike digit is not what the user saw
+        raise InvalidAmount("Use the digits 0-9, like 1250.50.")
+    if _ALLOWED.fullmatch(text) is None:
+        raise InvalidAmount(NOT_A_NUMBER)
+    spaced = {char for char in text if char in _SPACE_GROUPS}
+    marks = [char for char in text if char in ".,"]
+    if len(spaced) > 1:  # "1 000'000": two kinds of grouping
+        raise InvalidAmount(NOT_A_NUMBER)
+    if len(set(marks)) == 2:
+        # "1,000,000.50" or "1.000.000,50": the last mark is the decimal point
+        decimal = marks[-1]
         group = "," if decimal == "." else "."
-        whole, _, fraction = text.rpartition(decimal)
-        if not _GROUPED.fullmatch(whole.replace(group, ",")):
-            raise InvalidAmount("Use digits with one decimal point, like 1250.50.")
+        if marks.count(decimal) > 1 or spaced:
+            raise InvalidAmount(NOT_A_NUMBER)
+        whole, _, fraction = text.partition(decimal)
+        if not _grouped(whole, group):
+            raise InvalidAmount(NOT_A_NUMBER)
         return whole.replace(group, "") + "." + fraction
-    if _GROUPED.fullmatch(text):  # "1,000,000", "1 000 000", "1'000"
-        return re.sub(r"[,\u00a0 '_]", "", text)
-    if text.count(",") == 1:  # "12,5": a decimal comma
-        return text.replace(",", ".")
-    return text
+    mark = marks[0] if marks else None
+    if spaced:  # "1 000 000", "1'000", "1 000,50": spaces and apostrophes only group
+        group = spaced.pop()
+        whole, _, fraction = text.partition(mark) if mark else (text, "", "")
+        if (mark and marks.count(mark) > 1) or not _grouped(whole, group):
+            raise InvalidAmount(NOT_A_NUMBER)
+        return whole.replace(group, "") + "." + fraction
+    if mark is None:
+        return text
+    if len(marks) > 1:  # "1,000,000" or "1.000.000": only grouping repeats
+        if not _grouped(text, mark):
+            raise InvalidAmount(NOT_A_NUMBER)
+        return text.replace(mark, "")
+    whole, _, fraction = text.partition(mark)
+    if mark == "," and len(fraction) == 3 and _LEADING_GROUP.fullmatch(whole):
+        # "1,500": grouping where amounts have fewer than 3 decimals; where they
+        # have 3 or more, 1.5 and 1500 are both plausible, so the user says which.
+        if decimals < 3:
+            return whole + fraction
+        meant = (whole + "." + fraction).rstrip("0").rstrip(".")
+        raise AmbiguousAmount(
+            f"Did you mean {whole}.{fraction} or {whole}{fraction}? "
+            f"Send it as {meant} or {whole}{fraction}."
+        )
+    # "12,5", "0,500" (a leading 0 is never a thousands group), "1000,5", "1.500"
+    return whole + "." + fraction
 
 
 def parse_minor_units(text: str, decimals: int, code: str) -> int:
     if len(text) > MAX_AMOUNT_TEXT:
         raise InvalidAmount("That amount is too long.")
-    plain = _normalise(text)
-    if plain.startswith("-"):
-        raise InvalidAmount("The amount must be positive.")
+    plain = _normalise(text, decimals)
     if not _PLAIN.fullmatch(plain):
-        raise InvalidAmount("Send the amount as a number, like 1250.50.")
+        raise InvalidAmount(NOT_A_NUMBER)
     whole, _, fraction = plain.partition(".")
+    if (
+        len(fraction) > decimals
+        and not fraction[decimals:].strip("0")
+        and not (len(fraction) == 3 and _LEADING_GROUP.fullmatch(whole))
+    ):
+        # "0,500" or "12.3400" in cents: the zeros say nothing; "1.500" might
+        # be a thousands group, so it is refused below rather than read as 1.50.
+        fraction = fraction[:decimals]
     if len(fraction) > decimals:
         unit = f"{code} " if code else ""
         raise InvalidAmount(

@@ -1,7 +1,9 @@
 """Reads beyond the caller's snapshot: deal lists, admin queues and stats.
 
 Each is one statement on the hot-query registry's indexes (db/queries.py),
-except the admin stats, which count the whole table and are for admins only.
+except the admin stats, which count the whole table. The admin reads take the
+admin as their actor and check, in that statement, that the admin's own row
+is an active admin (`read_as_admin`): a cached snapshot is not enough.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
-from sqlalchemy import text
+from sqlalchemy import Executable, Row, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.services.base import Actor, Service
+from bot.services.errors import NotAllowed
 from bot.services.views import WithdrawalView
 from db.models import FINAL_DEAL_STATUSES, FUNDED_DEAL_STATUSES, OPEN_DEAL_STATUSES, DealStatus
 from db.queries import (
@@ -41,15 +45,28 @@ FILTERS: dict[str, tuple[list[str], list[str], bool]] = {
     "finished": (_FINISHED, _FINISHED, False),
 }
 
+NOT_ADMIN = "That is for admins only."
+
+# The admin's stats in one statement, counted only for an active admin (the
+# gate of `db.queries.admin_only`, written out for a statement in text).
 STATS = text("""
-SELECT (SELECT count(*) FROM users) AS users,
-       (SELECT count(*) FROM withdrawals WHERE status = 'pending') AS pending_withdrawals
-""")
-DEALS_BY_STATUS = text("SELECT status, count(*) AS deals FROM escrows GROUP BY status")
-VOLUME = text("""
-SELECT e.currency, count(*) AS deals, CAST(sum(e.amount) AS bigint) AS volume,
-       coalesce((SELECT fees FROM platform_accounts p WHERE p.currency = e.currency), 0) AS fees
-FROM escrows e WHERE e.status = 'released' GROUP BY e.currency ORDER BY e.currency
+SELECT gate.admin_ok, seen.*
+FROM (SELECT bool_or(is_admin AND status = 'active') AS admin_ok
+      FROM users WHERE id = :admin_id) gate
+LEFT JOIN LATERAL (
+    SELECT (SELECT count(*) FROM users) AS users,
+           (SELECT count(*) FROM withdrawals WHERE status = 'pending') AS pending_withdrawals,
+           (SELECT coalesce(json_object_agg(status, deals), '{}')
+            FROM (SELECT status, count(*) AS deals FROM escrows GROUP BY status) d)
+               AS deals_by_status,
+           (SELECT coalesce(json_agg(v ORDER BY v.currency), '[]') FROM (
+                SELECT e.currency, count(*) AS deals, CAST(sum(e.amount) AS bigint) AS volume,
+                       coalesce((SELECT fees FROM platform_accounts p
+                                 WHERE p.currency = e.currency), 0) AS fees
+                FROM escrows e WHERE e.status = 'released' GROUP BY e.currency
+            ) v) AS released
+    WHERE gate.admin_ok
+) seen ON true
 """)
 
 
@@ -91,6 +108,18 @@ def _item(row: Mapping[str, Any]) -> DealListItem:
     return DealListItem(**{name: row.get(name) for name in DealListItem.__struct_fields__})
 
 
+async def read_as_admin(
+    conn: AsyncConnection, statement: Executable, admin: Actor, params: dict[str, Any]
+) -> list[Row[Any]]:
+    """The rows of an admin-only statement (`db.queries.admin_only`), or
+    NotAllowed unless `admin`'s own row is an active admin."""
+    rows = (await conn.execute(statement, {**params, "admin_id": admin.id})).all()
+    if not rows or not rows[0].admin_ok:
+        raise NotAllowed(NOT_ADMIN)
+    # an admin with nothing to see gets the gate's row alone, all NULLs after admin_ok
+    return [row for row in rows if any(value is not None for value in row[1:])]
+
+
 class ReadService(Service):
     async def deals_page(
         self, viewer: Actor, kind: DealFilter, before: int | None = None, limit: int = PAGE_SIZE
@@ -109,15 +138,19 @@ class ReadService(Service):
         items = tuple(_item(row._mapping) for row in rows[:limit])
         return DealPage(items, items[-1].id if len(rows) > limit else None)
 
-    async def open_disputes(self, limit: int = PAGE_SIZE) -> list[DealListItem]:
+    async def open_disputes(self, admin: Actor, limit: int = PAGE_SIZE) -> list[DealListItem]:
         async with self.ctx.db.reader.connect() as conn:
-            rows = (await conn.execute(OPEN_DISPUTES, {"limit": limit})).all()
+            rows = await read_as_admin(conn, OPEN_DISPUTES, admin, {"limit": limit})
         return [_item(row._mapping) for row in rows]
 
-    async def pending_withdrawals(self, limit: int = PAGE_SIZE) -> list[WithdrawalView]:
+    async def pending_withdrawals(
+        self, admin: Actor, limit: int = PAGE_SIZE
+    ) -> list[WithdrawalView]:
+        """Every user's pending withdrawal with its destination: admins only."""
         async with self.ctx.db.reader.connect() as conn:
-            rows = (await conn.execute(PENDING_WITHDRAWALS, {"limit": limit})).all()
-        return [WithdrawalView(**row._mapping) for row in rows]
+            rows = await read_as_admin(conn, PENDING_WITHDRAWALS, admin, {"limit": limit})
+        fields = WithdrawalView.__struct_fields__
+        return [WithdrawalView(**{name: row._mapping[name] for name in fields}) for row in rows]
 
     async def withdrawals_of(self, user: Actor, limit: int = 5) -> list[WithdrawalView]:
         async with self.ctx.db.reader.connect() as conn:
@@ -126,12 +159,12 @@ class ReadService(Service):
             ).all()
         return [WithdrawalView(**row._mapping) for row in rows]
 
-    async def stats(self) -> Stats:
+    async def stats(self, admin: Actor) -> Stats:
         async with self.ctx.db.reader.connect() as conn:
-            totals = (await conn.execute(STATS)).one()
-            by_status = {row.status: row.deals for row in await conn.execute(DEALS_BY_STATUS)}
-            released = tuple(
-                CurrencyVolume(row.currency, row.deals, row.volume, row.fees)
-                for row in await conn.execute(VOLUME)
-            )
-        return Stats(totals.users, by_status, released, totals.pending_withdrawals)
+            [totals] = await read_as_admin(conn, STATS, admin, {})
+        return Stats(
+            totals.users,
+            totals.deals_by_status,
+            msgspec.convert(totals.released, tuple[CurrencyVolume, ...]),
+            totals.pending_withdrawals,
+        )

@@ -1,14 +1,23 @@
-"""Registering a Telegram user and keeping their profile and wallets current."""
+"""Registering a Telegram user, keeping their profile and wallets current, and
+finding who holds an @username."""
 
 from __future__ import annotations
+
+import re
+from datetime import datetime
 
 import msgspec
 from sqlalchemy import text
 
 from bot.services.base import Outcome, Service
+from bot.services.errors import InvalidInput
 from bot.services.views import UserView
 from db import UnitOfWork
 from db.events import UserChanged
+from db.queries import USER_BY_USERNAME
+
+# Telegram usernames: a letter, then letters, digits or underscores; 4-32 in all.
+USERNAME = re.compile(r"[a-z][a-z0-9_]{3,31}")
 
 # Insert or update the profile; an unchanged profile is not written at all.
 UPSERT_USER = text("""
@@ -23,7 +32,11 @@ WITH upserted AS (
         is_admin = excluded.is_admin,
         version = users.version + 1,
         updated_at = now(),
-        profile_at = now()
+        -- when Telegram reported this name and @username: what the creator of a
+        -- deal by @username is shown, so a new language does not move it
+        profile_at = CASE WHEN (users.username, users.first_name)
+                               IS DISTINCT FROM (excluded.username, excluded.first_name)
+                          THEN now() ELSE users.profile_at END
     WHERE (users.username, users.first_name, users.last_name, users.language_code,
            users.is_admin)
           IS DISTINCT FROM
@@ -71,6 +84,28 @@ WHERE username = :username AND telegram_id IS NULL AND status = 'active'
 """)
 
 
+class Person(msgspec.Struct, frozen=True):
+    """Someone on the bot found by @username: first name and @username as
+    Telegram last reported them, and `profile_at`, when it first reported that
+    pair (first contact or the change to it). A deal made with a Person goes
+    to that user row, whatever happens to the name since."""
+
+    id: int
+    telegram_id: int
+    first_name: str
+    username: str | None
+    status: str
+    profile_at: datetime
+
+
+def parse_username(value: str) -> str:
+    """A typed @username, lower-cased (how names are matched), or InvalidInput."""
+    username = value.strip().removeprefix("@").lower()
+    if not USERNAME.fullmatch(username):
+        raise InvalidInput("That doesn't look like a Telegram @username.")
+    return username
+
+
 class Profile(msgspec.Struct, frozen=True):
     """What Telegram tells us about a user."""
 
@@ -82,6 +117,14 @@ class Profile(msgspec.Struct, frozen=True):
 
 
 class UserService(Service):
+    async def find_by_username(self, username: str) -> Person | None:
+        """Who holds @username on the bot now (one indexed read), or None."""
+        async with self.ctx.db.reader.connect() as conn:
+            row = (
+                await conn.execute(USER_BY_USERNAME, {"username": parse_username(username)})
+            ).first()
+        return Person(**row._mapping) if row is not None else None
+
     async def register(self, profile: Profile) -> Outcome[UserView]:
         """Create the user on first contact, refresh a changed profile, and make
         sure there is a wallet for every configured currency."""

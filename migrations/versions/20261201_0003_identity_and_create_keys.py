@@ -28,7 +28,9 @@ def upgrade() -> None:
             nullable=False,
         ),
     )
-    op.execute("UPDATE users SET profile_at = updated_at")
+    # Unknown for existing rows: their first contact is the safe guess (it
+    # errs older; updated_at moves with every money movement).
+    op.execute("UPDATE users SET profile_at = created_at")
     # A name held by several rows: nobody can tell which holds it now, so none
     # keeps it (each gets it back when its owner next writes to the bot).
     op.execute("""

@@ -59,7 +59,7 @@ async def disputed_deal(app: App, alice: SimulatedUser, bob: SimulatedUser) -> D
         currency="USDT",
         amount=PRICE,
         description="Vintage <lamp>",
-        counterparty="@bob_sells",
+        counterparty=await app.services.users.find_by_username("bob_sells"),
     )
     code = created.value.deal.code
     await app.services.deals.accept(seller, code)
@@ -124,7 +124,7 @@ async def test_a_dispute_refunded_from_the_admins_notification(app, admin, pair)
             currency="USDT",
             amount=PRICE,
             description="Lamp",
-            counterparty="@bob_sells",
+            counterparty=await app.services.users.find_by_username("bob_sells"),
         )
     ).value.deal
     await bob.send(f"/deal {deal.code}")

@@ -36,7 +36,7 @@ async def open_deal(app: App, alice: SimulatedUser, **overrides: Any) -> DealVie
         currency="USDT",
         amount=PRICE,
         description="Vintage lamp",
-        counterparty="@bob_sells",
+        counterparty=await app.services.users.find_by_username("bob_sells"),
     )
     params.update(overrides)
     created = await app.services.deals.create(await actor(app, alice), **params)

@@ -98,6 +98,9 @@ async def test_by_username_with_a_registered_counterparty(app: App, people) -> N
     assert "Who is the seller?" in alice.last.text
     assert alice.buttons() == [INVITE, CANCEL]
     await alice.send("@Bob_X")
+    assert alice.last.text.startswith(
+        "👤 On the bot: Bob (@bob_x), as Telegram reported them just now."
+    )
     assert "Which currency?" in alice.last.text
     assert alice.buttons() == ["USDT", "BTC", "TON", CANCEL]
     await alice.press("USDT")
@@ -108,7 +111,7 @@ async def test_by_username_with_a_registered_counterparty(app: App, people) -> N
 
     summary = alice.last.text
     assert "You are the buyer" in summary
-    assert "Seller: @bob_x" in summary
+    assert "Seller: Bob (@bob_x), as Telegram reported them just now" in summary
     assert "Bike <b>& helmet</b>" in summary  # shown as typed, not as markup
     assert "Amount: 1,250.50 USDT" in summary
     assert "Fee: 18.75 USDT (1.5%)" in summary
@@ -225,9 +228,103 @@ async def test_by_invitation_link(app: App, people) -> None:
     assert (deal["status"], deal["buyer"], deal["seller"]) == ("accepted", alice.id, bob.id)
 
 
+async def test_the_summary_says_how_long_ago_telegram_reported_the_person(app: App, people) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    bob = await on_bot(people, "Bob", "bob_x")
+    async with app.database.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE users SET profile_at = now() - interval '3 days 2 hours'"
+                " WHERE telegram_id = :t"
+            ),
+            {"t": bob.id},
+        )
+    summary = await up_to_summary(alice, "@bob_x")
+    assert "Seller: Bob (@bob_x), as Telegram reported them 3 days ago" in summary.text
+
+
+async def test_a_name_that_changes_hands_after_the_summary_does_not_move_the_deal(
+    app: App, people
+) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    bob = await on_bot(people, "Bob", "bob_x")
+    await up_to_summary(alice, "@bob_x")
+    # before Alice presses Create, Bob renames on Telegram and Carol takes @bob_x
+    await people("Bob", "bob_renamed", user_id=bob.id).send("/start")
+    carol = await on_bot(people, "Carol", "bob_x")
+
+    await alice.press(CREATE)
+    assert "✅ Deal created. @bob_renamed can accept it now." in alice.last.text
+    [deal] = await deals_in_db(app)
+    assert (deal["buyer"], deal["seller"]) == (alice.id, bob.id)
+    assert not any("opened a deal with you" in m.text for m in carol.messages)
+
+
+async def test_a_stale_holder_of_a_name_is_never_found(app: App, people) -> None:
+    """Bob dropped @old_name on Telegram and has not written since; Carol holds
+    it now and wrote to the bot: the wizard finds Carol, never Bob."""
+    alice = await on_bot(people, "Alice", "alice_x")
+    await on_bot(people, "Bob", "old_name")
+    carol = await on_bot(people, "Carol", "Old_Name")
+    await up_to_amount(alice, "@old_name")
+    await alice.send("10")
+    await alice.send("A lamp")
+    assert "Seller: Carol (@Old_Name), as Telegram reported them just now" in alice.last.text
+    await alice.press(CREATE)
+    [deal] = await deals_in_db(app)
+    assert deal["seller"] == carol.id
+
+
+async def test_a_blocked_person_is_refused_at_their_step(app: App, people) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    bob = await on_bot(people, "Bob", "bob_x")
+    async with app.database.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE users SET status = 'blocked' WHERE telegram_id = :t"), {"t": bob.id}
+        )
+    await alice.send("/new")
+    await alice.press(BUYING)
+    reply = await alice.send("@bob_x")
+    assert reply.texts[0].startswith("⚠️ That user can't take part in deals.")
+    assert alice.buttons() == [CANCEL]
+
+
+async def test_a_name_nobody_on_the_bot_holds_is_not_made_an_invitation_unasked(
+    app: App, people
+) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    await on_bot(people, "Bob", "bob_x")
+    await alice.send("/new")
+    await alice.press(BUYING)
+    reply = await alice.send("@bob_xx")
+    assert reply.texts == [
+        "🤷 Nobody on the bot goes by @bob_xx. Check the spelling and send the name again, "
+        "or invite @bob_xx by link: only they will be able to use it."
+    ]
+    assert alice.buttons() == ["🔗 Invite @bob_xx by link", CANCEL]
+    assert await invitations_in_db(app) == []
+
+    await alice.send("@bob_x")  # the name meant
+    assert alice.last.text.startswith("👤 On the bot: Bob (@bob_x)")
+    await alice.press("USDT")
+    await alice.send("10")
+    await alice.send("A lamp")
+    await alice.press(CREATE)
+    assert await invitations_in_db(app) == []
+    assert (await deals_in_db(app))[0]["seller"] is not None
+
+
 async def test_unknown_username_gets_an_invitation(app: App, people) -> None:
     alice = await on_bot(people, "Alice", "alice_x")
-    await up_to_summary(alice, "@carol_new", role=SELLING)
+    await alice.send("/new")
+    await alice.press(SELLING)
+    await alice.send("@Carol_New")
+    await alice.press("🔗 Invite @carol_new by link")
+    assert "Which currency?" in alice.last.text
+    await alice.press("USDT")
+    await alice.send("100")
+    await alice.send("A used road bike")
+    assert "Buyer: @carol_new, by an invitation link only they can use" in alice.last.text
     await alice.press(CREATE)
 
     card, invitation = alice.messages[-2:]
@@ -281,6 +378,22 @@ async def test_every_bad_amount_is_explained_and_asked_again(app: App, people) -
     assert await deals_in_db(app) == []
 
 
+async def test_an_amount_that_reads_two_ways_is_asked_back(app: App, people) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    await on_bot(people, "Bob", "bob_x")
+    await alice.send("/new")
+    await alice.press(BUYING)
+    await alice.send("@bob_x")
+    await alice.press("BTC")
+    reply = await alice.send("1,500")
+    assert reply.texts[0].startswith(
+        "⚠️ Did you mean 1.500 or 1500? Send it as 1.5 or 1500.\n\nType the amount in BTC"
+    )
+    await alice.send("0,015")  # a leading 0 is never thousands: 0.015 BTC
+    await alice.send("A GPU")
+    assert "Amount: 0.015 BTC" in alice.last.text
+
+
 async def test_description_too_long_or_empty_is_asked_again(app: App, people) -> None:
     alice = await on_bot(people, "Alice", "alice_x")
     await on_bot(people, "Bob", "bob_x")
@@ -313,7 +426,8 @@ async def test_you_cant_deal_with_yourself(app: App, people) -> None:
     assert reply.texts[0].startswith("⚠️ That doesn't look like a Telegram @username.")
     assert alice.buttons() == [CANCEL]
 
-    await alice.send("@bob_x")  # still at this step: a plausible name goes through
+    await on_bot(people, "Bob", "bob_x")
+    await alice.send("@bob_x")  # still at this step: someone else goes through
     assert "Which currency?" in alice.last.text
 
 
@@ -362,6 +476,7 @@ async def test_cancel_button_on_the_summary_changes_nothing(app: App, people) ->
 @pytest.mark.parametrize("step", ["role", "counterparty", "currency", "amount"])
 async def test_cancel_button_at_every_step(app: App, people, step: str) -> None:
     alice = await on_bot(people, "Alice", "alice_x")
+    await on_bot(people, "Bob", "bob_x")
     await alice.send("/new")
     if step != "role":
         await alice.press(BUYING)
@@ -419,6 +534,7 @@ async def test_create_pressed_twice_at_once_makes_one_deal(app: App, people) -> 
 
 async def test_a_button_from_an_earlier_step_changes_nothing(app: App, people) -> None:
     alice = await on_bot(people, "Alice", "alice_x")
+    await on_bot(people, "Bob", "bob_x")
     await alice.send("/new")
     await alice.press(BUYING)
     counterparty_screen = alice.last

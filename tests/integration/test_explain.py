@@ -212,10 +212,11 @@ LOADED_TABLES = (
 
 # Sample values: the busy user, one of their released deals some way down
 # their history (a next-page cursor), and the newest invitation addressed to
-# a Telegram id.
+# a Telegram id; the admin (the admin reads check their row).
 SAMPLE = f"""
 SELECT u.id AS user_id, u.telegram_id, lower(u.username) AS username,
-       d.id AS deal_id, d.code AS deal_code, i.telegram_id AS invitee_telegram_id
+       d.id AS deal_id, d.code AS deal_code, i.telegram_id AS invitee_telegram_id,
+       {ADMIN_ID} AS admin_id
 FROM users u
 CROSS JOIN LATERAL (SELECT id, code FROM escrows WHERE buyer_id = u.id AND status = 'released'
                     ORDER BY id DESC OFFSET 40 LIMIT 1) d

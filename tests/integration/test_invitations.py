@@ -29,7 +29,7 @@ async def test_an_unknown_username_gets_an_invitation_claimed_on_registration(se
     seller = await services.user("sally_seller")
     sql.start()
     created = await invite(services, seller, "@Newcomer_Ned")
-    assert sql.stop() and sql.count == 4  # standing, lookup, deal, invitation
+    assert sql.stop() and sql.count == 3  # standing, deal, invitation (no lookup by name)
     deal, invitation = created.deal, created.invitation
     assert (deal.buyer_id, deal.seller_id) == (None, seller.id)
     assert invitation.username == "newcomer_ned" and invitation.telegram_id is None
@@ -61,6 +61,30 @@ async def test_an_unknown_username_gets_an_invitation_claimed_on_registration(se
     )
     with pytest.raises(InvitationUnavailable, match="already a party"):
         await services.deals.accept_invitation(ned, invitation.code)
+
+
+async def test_a_username_given_to_create_only_ever_invites_that_name(services):
+    """Only a person the creator was shown (a `Person`) is bound to a deal; a
+    bare @username is an invitation addressed to the name, even when someone
+    on the bot holds it now: its holder joins through the link, or nobody."""
+    seller = await services.user("plain_seller")
+    holder = await services.user("Name_Holder")
+    created = await invite(services, seller, "@name_holder")
+    assert (created.deal.buyer_id, created.deal.seller_id) == (None, seller.id)
+    assert created.invitation is not None
+    assert (created.invitation.username, created.invitation.telegram_id) == ("name_holder", None)
+    joined = (
+        await services.deals.accept_invitation(holder, created.invitation.code, "Name_Holder")
+    ).value
+    assert (joined.buyer_id, joined.status) == (holder.id, DealStatus.ACCEPTED)
+
+
+async def test_an_invitation_to_your_own_username_is_refused(services):
+    seller = await services.user("Own_Name")
+    before = await world(services.ctx.db)
+    with pytest.raises(SelfDeal, match="with yourself"):
+        await invite(services, seller, "@own_name")
+    assert await world(services.ctx.db) == before
 
 
 async def test_an_unregistered_telegram_id_is_invited_by_id(services):

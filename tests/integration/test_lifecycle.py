@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
 import pytest
 from sqlalchemy import text
 
@@ -20,6 +21,7 @@ from bot.services.errors import (
     WrongState,
 )
 from bot.services.rules import RULES, Action, Role
+from bot.services.users import Profile
 from bot.services.views import DealView, UserView
 from db.events import DealChanged, UserChanged
 from db.models import DealStatus
@@ -58,7 +60,7 @@ async def open_deal(services: Services, cast: Cast, **overrides) -> DealView:
         currency="USDT",
         amount=PRICE,
         description="A vintage lamp, shipped insured",
-        counterparty="@bob_seller",
+        counterparty=cast.seller.telegram_id,
     )
     params.update(overrides)
     return (await services.deals.create(cast.buyer, **params)).value.deal
@@ -111,6 +113,7 @@ async def act(services: Services, action: Action, actor: UserView, deal: DealVie
 
 
 async def test_create_freezes_the_fee_and_records_history(services, cast, sql, events):
+    bob = await services.users.find_by_username("@Bob_Seller")
     sql.start()
     outcome = await services.deals.create(
         cast.buyer,
@@ -118,7 +121,7 @@ async def test_create_freezes_the_fee_and_records_history(services, cast, sql, e
         currency="usdt",
         amount=PRICE,
         description="  A vintage lamp  ",
-        counterparty="@Bob_Seller",
+        counterparty=bob,
     )
     assert sql.stop() and sql.count == 3  # creator's standing, counterparty, insert
     deal = outcome.value.deal
@@ -166,7 +169,7 @@ async def test_create_with_the_same_key_twice_makes_one_deal(services, cast, sql
         currency="USDT",
         amount=PRICE,
         description="A vintage lamp",
-        counterparty="@bob_seller",
+        counterparty=await services.users.find_by_username("bob_seller"),
     )
     sql.start()
     first = await services.deals.create(cast.buyer, **params, create_key="wizard-1")
@@ -185,9 +188,7 @@ async def test_create_with_the_same_key_twice_makes_one_deal(services, cast, sql
 
     # another wizard makes another deal; another creator's key is theirs alone
     other = await services.deals.create(cast.buyer, **params, create_key="wizard-2")
-    theirs = await services.deals.create(
-        cast.stranger, **{**params, "counterparty": "@bob_seller"}, create_key="wizard-1"
-    )
+    theirs = await services.deals.create(cast.stranger, **params, create_key="wizard-1")
     ids = {first.value.deal.id, other.value.deal.id, theirs.value.deal.id}
     assert len(ids) == 3
 
@@ -240,6 +241,36 @@ async def test_bad_deal_requests_are_refused_and_change_nothing(
 async def test_a_deal_with_yourself_by_telegram_id_is_refused(services, cast):
     with pytest.raises(SelfDeal):
         await open_deal(services, cast, counterparty=cast.buyer.telegram_id)
+
+
+async def test_the_person_shown_is_checked_again_when_the_deal_is_made(services, cast):
+    """The summary named a person; between it and Create the name may move on
+    (the deal still goes to that person) or the person may be blocked (refused)."""
+    bob = await services.users.find_by_username("bob_seller")
+    assert bob is not None
+    # Bob renames on Telegram and Carol takes his old name before Create is pressed
+    await services.users.register(
+        Profile(telegram_id=cast.seller.telegram_id, first_name="Bob", username="bob_renamed")
+    )
+    carol = await services.user("bob_seller")
+    deal = await open_deal(services, cast, counterparty=bob)
+    assert (deal.seller_id, deal.seller_name) == (cast.seller.id, "@bob_renamed")
+    assert deal.seller_id != carol.id
+
+    # someone the summary did not name is not taken for them (ids must match)
+    forged = msgspec.structs.replace(bob, id=carol.id)
+    before = await world(services.ctx.db)
+    with pytest.raises(NotFound, match="no longer on the bot"):
+        await open_deal(services, cast, counterparty=forged)
+    assert await world(services.ctx.db) == before
+    async with services.ctx.db.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE users SET status = 'blocked' WHERE id = :id"), {"id": cast.seller.id}
+        )
+    before = await world(services.ctx.db)
+    with pytest.raises(NotAllowed, match="can't take part in deals"):
+        await open_deal(services, cast, counterparty=bob)
+    assert await world(services.ctx.db) == before
 
 
 # -- every allowed transition ----------------------------------------------------

@@ -73,3 +73,81 @@ async def test_a_newly_configured_currency_gets_a_wallet_on_the_next_visit(servi
     )
     assert outcome.value.version == user.version + 1
     assert ("EUR", 0, 0) in await wallets_of(services.ctx.db, user.id)
+
+
+# -- who holds an @username ------------------------------------------------------------
+
+
+async def holders_of(database, name: str) -> list[int]:
+    async with database.engine.connect() as conn:
+        rows = await conn.scalars(
+            text("SELECT id FROM users WHERE lower(username) = :u ORDER BY id"), {"u": name}
+        )
+        return list(rows)
+
+
+async def test_a_name_that_changed_hands_is_found_with_its_new_holder(services, events, sql):
+    """Telegram gave @shared_name to Bob after Alice dropped it; Alice has not
+    written to the bot since, but her money moved after Bob registered (which
+    bumps updated_at, what the lookup used to prefer). The deal goes to Bob."""
+    alice = await services.user("shared_name", telegram_id=101)
+    bob = await services.user("Shared_Name", telegram_id=102)
+    await services.wallets.credit_deposit(alice, "USDT", 5_00, reference="after-bob")
+    buyer = await services.user("the_buyer", funds={"USDT": 100_00})
+
+    assert await holders_of(services.ctx.db, "shared_name") == [bob.id]
+    # Alice's snapshot changed (she lost the name): her cached entries are invalidated
+    assert UserChanged(alice.id, 101, 2) in events.published
+
+    sql.start()
+    found = await services.users.find_by_username("@SHARED_name")
+    assert sql.stop() and sql.count == 1
+    assert found is not None
+    assert (found.id, found.telegram_id, found.username, found.first_name) == (
+        bob.id,
+        102,
+        "Shared_Name",
+        "User 102",
+    )
+    deal = (
+        await services.deals.create(
+            buyer,
+            role="buyer",
+            currency="USDT",
+            amount=10_00,
+            description="A lamp",
+            counterparty=found,
+        )
+    ).value.deal
+    assert (deal.seller_id, deal.seller_telegram_id) == (bob.id, 102)
+
+
+async def test_nobody_holds_an_unknown_name(services):
+    await services.user("someone_x")
+    assert await services.users.find_by_username("nobody_here") is None
+    assert await services.users.find_by_username("@someone") is None  # no prefix matching
+
+
+async def test_profile_at_moves_only_when_the_name_or_username_does(services):
+    async def profile_at(telegram_id: int):
+        async with services.ctx.db.engine.connect() as conn:
+            return await conn.scalar(
+                text("SELECT profile_at FROM users WHERE telegram_id = :t"), {"t": telegram_id}
+            )
+
+    async def backdate() -> None:
+        async with services.ctx.db.engine.begin() as conn:
+            await conn.execute(text("UPDATE users SET profile_at = now() - interval '30 days'"))
+
+    await services.users.register(Profile(telegram_id=58, first_name="Di", username="di_d"))
+    await backdate()
+    reported = await profile_at(58)
+    # a new language is not a new name: "as Telegram reported them" keeps its date
+    await services.users.register(
+        Profile(telegram_id=58, first_name="Di", username="di_d", language_code="de")
+    )
+    assert await profile_at(58) == reported
+    found = await services.users.find_by_username("di_d")
+    assert found is not None and found.profile_at == reported
+    await services.users.register(Profile(telegram_id=58, first_name="Diana", username="di_d"))
+    assert await profile_at(58) > reported

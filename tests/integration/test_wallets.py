@@ -129,7 +129,7 @@ async def test_held_funds_cannot_fund_a_deal(services):
             currency="USDT",
             amount=50_00,
             description="desk",
-            counterparty="@wd_seller",
+            counterparty=seller.telegram_id,
         )
     ).value.deal
     await services.deals.accept(seller, deal.code)

@@ -38,7 +38,7 @@ async def overdue_deal(app, people) -> tuple[str, object, object]:
         currency="USDT",
         amount=10_00,
         description="lamp",
-        counterparty="@bob_x",
+        counterparty=await app.services.users.find_by_username("bob_x"),
     )
     code = created.value.deal.code
     async with app.database.engine.begin() as conn:

@@ -202,7 +202,11 @@ async def test_two_processes_behind_one_bot_api(replica_config, api, tmp_path, d
             assert await first.post(http, press(80_001, buying["callback_data"], 5)) == 200
             assert "Who is the seller?" in server.methods("editMessageText")[-1]["text"]
             assert await second.post(http, message(80_001, "@someone_new")) == 200
-            assert "Which currency?" in server.methods("sendMessage")[-1]["text"]
+            # the counterparty step, looked up on the second process
+            assert (
+                "Nobody on the bot goes by @someone_new"
+                in server.methods("sendMessage")[-1]["text"]
+            )
 
             # SIGTERM while an update is in flight: it is finished, then exit 0
             server.send_delay = 1.0

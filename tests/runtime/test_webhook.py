@@ -149,7 +149,7 @@ async def test_sigterm_mid_traffic_loses_nothing_committed_and_drops_no_notifica
             currency="USDT",
             amount=10_00,
             description="lamp",
-            counterparty="@bob_mid",
+            counterparty=await app.services.users.find_by_username("bob_mid"),
         )
         await app.outbox.send(created.notices, created.value.deal, actor=buyer)
     cards = [m for m in bob.messages if "✅ Accept" in bob.buttons(m)]

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.services.errors import InvalidAmount, UnknownCurrency
+from bot.services.errors import AmbiguousAmount, InvalidAmount, UnknownCurrency
 from bot.services.money import (
     Currencies,
     Currency,
@@ -120,3 +120,130 @@ def test_currencies_from_settings_and_lookup():
     assert table["usdt"] == Currency("USDT", 2, 100, 1000, 150)
     with pytest.raises(UnknownCurrency, match="USDT"):
         table["DOGE"]
+
+
+# -- what people type: digits, separators and grouping -------------------------------
+
+TON = Currency("TON", decimals=9, min_amount=10**8, max_amount=10**15, fee_bps=100)
+
+
+@pytest.mark.parametrize(
+    ("text", "decimals", "minor"),
+    [
+        # a leading 0 group is never thousands grouping
+        ("0,001", 8, 100_000),
+        ("0,500", 2, 50),
+        ("0,5", 2, 50),
+        (",5", 2, 50),
+        ("00,500", 8, 50_000_000),
+        ("01,000", 8, 100_000_000),
+        # zeros past the currency's decimals change nothing where grouping is ruled out
+        ("0.500", 2, 50),
+        ("12.3400", 2, 12_34),
+        ("1,000.500", 2, 1000_50),
+        # more than three digits before the mark: not grouping either
+        ("1000,500", 8, 100_050_000_000),
+        # anything but three digits after a single comma is a decimal comma
+        ("1,5", 8, 150_000_000),
+        ("1,50", 2, 1_50),
+        ("1,5000", 8, 150_000_000),
+        # in a currency with fewer than 3 decimals one comma and three digits is grouping
+        ("1,500", 2, 1500_00),
+        ("1,500", 0, 1500),
+        ("999,999", 2, 999_999_00),
+        # both marks: the last one is the decimal point, the other groups
+        ("1,000,000.50", 2, 1_000_000_50),
+        ("1.000.000,50", 2, 1_000_000_50),
+        ("1.000,500", 8, 100_050_000_000),
+        ("1,000.500", 8, 100_050_000_000),
+        # several of one mark: grouping
+        ("1,000,000", 2, 1_000_000_00),
+        ("1.000.000", 2, 1_000_000_00),
+        # spaces (also no-break and narrow no-break) and apostrophes only group
+        ("1 000 000", 2, 1_000_000_00),
+        ("1\u00a0000,50", 2, 1000_50),
+        ("1\u202f000.5", 8, 100_050_000_000),
+        ("1'000", 2, 1000_00),
+        ("12'345.67", 2, 12_345_67),
+        # a single dot is a decimal point
+        ("1.500", 8, 150_000_000),
+        ("0.015", 8, 1_500_000),
+    ],
+)
+def test_separators_are_read_only_where_unambiguous(text, decimals, minor):
+    assert parse_minor_units(text, decimals, "XYZ") == minor
+
+
+@pytest.mark.parametrize(
+    ("text", "currency", "asked"),
+    [
+        ("1,500", BTC, "Did you mean 1.500 or 1500? Send it as 1.5 or 1500."),
+        ("12,345", BTC, "Did you mean 12.345 or 12345? Send it as 12.345 or 12345."),
+        ("1,000", TON, "Did you mean 1.000 or 1000? Send it as 1 or 1000."),
+        ("250,050", TON, "Did you mean 250.050 or 250050? Send it as 250.05 or 250050."),
+    ],
+)
+def test_one_comma_and_three_digits_is_asked_back_where_both_readings_fit(text, currency, asked):
+    with pytest.raises(AmbiguousAmount) as refused:
+        currency.parse(text)
+    assert refused.value.message == asked
+    # every caller that shows an InvalidAmount shows this one too
+    assert isinstance(refused.value, InvalidAmount)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "١٠٠",  # Arabic-Indic digits
+        "۱۰۰",  # Extended Arabic-Indic (Persian) digits
+        "１００",  # full-width digits
+        "1٠0",  # mixed scripts
+        "१००",  # Devanagari
+        "10.５",
+    ],
+)
+def test_only_ascii_digits_are_numbers(text):
+    with pytest.raises(InvalidAmount, match="digits 0-9"):
+        USDT.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "decimals"),
+    [
+        ("1.500", 2),  # 1.5 or a German 1500: refused, not guessed
+        ("1.005", 2),
+        ("0.001", 2),
+    ],
+)
+def test_decimals_beyond_the_currencys_are_refused(text, decimals):
+    with pytest.raises(InvalidAmount, match="at most 2 decimal places"):
+        parse_minor_units(text, decimals, "USDT")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1_000",
+        "1__0",
+        "0,001,000",  # a leading 0 group
+        "1,0000,000",
+        "1,000 000",  # two kinds of grouping
+        "1 000,000.5",
+        "1  000",
+        "1,000.000,5",
+        "1.000,000.5",
+        "1,,5",
+        "1.,5",
+        ",",
+        ".",
+        "1,000,",
+        "'1000",
+        "1'000'00",
+        "+5",
+        "5-",
+        "1 5",
+    ],
+)
+def test_malformed_numbers_are_refused(text):
+    with pytest.raises(InvalidAmount, match="as a number"):
+        BTC.parse(text)
