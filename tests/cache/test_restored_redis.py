@@ -214,11 +214,13 @@ async def test_until_its_listener_has_checked_redis_a_replica_reads_only_postgre
 
     b.listener._subscribe = held_back  # type: ignore[method-assign]
     await server.stop()
-    async with asyncio.timeout(5):
-        await b.listener.wait_for("disconnected")
+    for replica in (a, b):
+        async with asyncio.timeout(5):
+            await replica.listener.wait_for("disconnected")
     await server.start()
     async with asyncio.timeout(5):
         await a.listener.wait_for("subscribed")  # a has disowned the old entries
+    assert a.cache.counters.redis_runs_disowned == 2  # at its first start, and now
     shown = [await b.shows() for _ in range(5)]
     assert shown == [12_00] * 5
     assert b.cache.counters.l2_hits == hits  # Redis was not read
