@@ -233,8 +233,11 @@ class InvalidationListener:
                     cache.counters.invalidations_received += 1
                     cache.drop_local(telegram_id, version)
                 case CacheReset(generation=generation):
-                    cache.set_generation(generation)
-                    cache.clear_local()
+                    # A reset this replica has applied already (its own, or
+                    # one it met first in an entry) leaves L1 alone: all of it
+                    # was read under that generation.
+                    if generation > cache.generation:
+                        cache.set_generation(generation)
                 case DealChanged():
                     pass
             for hook in self.on_event:
