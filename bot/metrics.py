@@ -98,7 +98,9 @@ class Metrics:
 
         self.notifications = Counter(
             "escrow_notifications",
-            "Notifications by who sent them (direct: right after the change; worker) and result",
+            "Notifications by who sent them (direct: right after the change; worker) and result"
+            " (sent; pending: tried again later; undeliverable: the chat refuses the bot;"
+            " failed: Telegram refused the request, or attempts ran out; obsolete)",
             ["path", "result"],
             registry=self.registry,
         )

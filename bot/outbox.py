@@ -7,6 +7,10 @@ party hears at once and no SQL is spent on it. A notification that was not
 sent then (the process died between commit and send, Telegram was down) is
 due after `outbox_grace_seconds`, and the worker, on every replica, claims it
 and sends it, retrying with a doubling backoff up to `outbox_attempts` times.
+Both paths judge a refusal alike: a chat that refuses the bot (any 403, "chat
+not found") makes the row `undeliverable`; any other refused request (a 400:
+markup, length, buttons) is a defect of ours, `failed` at once and logged at
+ERROR; anything else (Telegram down, a timeout) is tried again.
 
 Results are kept in memory and recorded in one statement per batch, by the
 worker each tick and on shutdown. A crash between a send and that record
@@ -28,7 +32,6 @@ from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramEntityTooLarge,
     TelegramForbiddenError,
-    TelegramNotFound,
 )
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
@@ -48,9 +51,23 @@ from db.outbox import Notice
 
 log = logging.getLogger(__name__)
 
-# Telegram will not take this message in this chat, however often it is asked:
-# the user blocked the bot or never started it, the chat is gone.
-PERMANENT = (TelegramForbiddenError, TelegramBadRequest, TelegramNotFound, TelegramEntityTooLarge)
+# Telegram refuses the request itself (400, 413): the text, its markup or its
+# buttons are wrong, which is a defect of ours; sending it again fails again.
+REFUSED_REQUEST = (TelegramBadRequest, TelegramEntityTooLarge)
+# The 400s that mean the chat is not there for the bot (telegram-bot-api: "chat
+# not found", "private chat not found" for a user it has never seen).
+CHAT_GONE = "chat not found"
+
+
+def refuses_the_bot(exc: Exception) -> bool:
+    """The chat will not take a message from the bot, however often it is asked:
+    the user blocked the bot, never started it or is deactivated (any 403), or
+    the chat is gone. Not ours to fix, and nobody to tell."""
+    if isinstance(exc, TelegramForbiddenError):
+        return True
+    return isinstance(exc, TelegramBadRequest) and exc.message.endswith(CHAT_GONE)
+
+
 LEASE_RAN_OUT = "not sent within its batch's lease; handed back"
 
 # What the other party reads, by what happened ({name}: who did it).
@@ -257,23 +274,44 @@ class Outbox:
             return NotificationStatus.OBSOLETE, str(exc)
         try:
             await self.bot.send_message(chat_id, text, reply_markup=markup)
-        except PERMANENT as exc:
+        except Exception as exc:
+            return self._refused(notice, chat_id, path, exc)
+        return NotificationStatus.SENT, None
+
+    def _refused(
+        self, notice: Notice, chat_id: int, path: str, exc: Exception
+    ) -> tuple[NotificationStatus, str | None]:
+        """What becomes of a notification whose send raised `exc`."""
+        if refuses_the_bot(exc):
             log.info("chat %s refuses notification %d: %s", chat_id, notice.id, exc)
             return NotificationStatus.UNDELIVERABLE, str(exc)
-        except Exception as exc:  # Telegram down, a timeout, a 429 past its limit
-            given_up = path == "worker" and notice.attempts >= self.attempts
-            log.log(
-                logging.WARNING if given_up else logging.INFO,
-                "notification %d to %s not sent (%s attempt %d): %s",
+        if isinstance(exc, REFUSED_REQUEST):
+            # Retrying would fail the same way, and the user would never know:
+            # failed now, loudly, for someone to fix what we render.
+            log.error(
+                "notification %d (%s) to %s refused by Telegram (%s attempt %d): %s",
                 notice.id,
+                notice.kind,
                 chat_id,
                 path,
                 notice.attempts,
                 exc,
             )
-            status = NotificationStatus.FAILED if given_up else NotificationStatus.PENDING
-            return status, f"{type(exc).__name__}: {exc}"
-        return NotificationStatus.SENT, None
+            return NotificationStatus.FAILED, str(exc)
+        # Telegram down, a timeout, a 429 past its limit, a 404 or 401 (a wrong
+        # API address or token, being fixed perhaps): tried again later.
+        given_up = path == "worker" and notice.attempts >= self.attempts
+        log.log(
+            logging.WARNING if given_up else logging.INFO,
+            "notification %d to %s not sent (%s attempt %d): %s",
+            notice.id,
+            chat_id,
+            path,
+            notice.attempts,
+            exc,
+        )
+        status = NotificationStatus.FAILED if given_up else NotificationStatus.PENDING
+        return status, f"{type(exc).__name__}: {exc}"
 
     # -- rendering --------------------------------------------------------------------
 

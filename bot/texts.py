@@ -68,6 +68,12 @@ CREATE_UNCONFIRMED = (
 NOTHING_TO_CANCEL = "There is nothing to cancel."
 
 
+def shorten(value: str, limit: int) -> str:
+    """`value`, cut to `limit` characters (an ellipsis the last) if longer: for
+    lists, whose entries must fit one message however long each was typed."""
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
 def name_of(user: UserSnapshot) -> str:
     return f"@{user.username}" if user.username else user.first_name
 

@@ -7,6 +7,9 @@
 - `<prefix>:invalidations`: the channel every replica's listener subscribes to.
 - `<prefix>:database`: which database the entries were loaded from (another
   one, recreated or restored, disowns them at start-up).
+- `<prefix>:redis_run`: the run_id of the Redis process the entries were
+  written to (another one, restarted from saved data or failed over to,
+  disowns them when a listener connects to it).
 - `<prefix>:update:<update_id>`: an update some replica took (webhook mode
   drops a redelivered one), `<prefix>:job:<name>`: who runs a background job
   this tick, `<prefix>:webhook` (and `:lock`): the webhook configuration set.
@@ -19,13 +22,14 @@ from __future__ import annotations
 
 
 class CacheKeys:
-    __slots__ = ("channel", "database", "generation", "prefix")
+    __slots__ = ("channel", "database", "generation", "prefix", "redis_run")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.generation = f"{prefix}:generation"
         self.channel = f"{prefix}:invalidations"
         self.database = f"{prefix}:database"
+        self.redis_run = f"{prefix}:redis_run"
 
     def snapshot(self, telegram_id: int) -> str:
         return f"{self.prefix}:snapshot:{telegram_id}"

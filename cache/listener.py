@@ -2,15 +2,24 @@
 
 It subscribes to the channel and drops the L1 entries of the users it hears
 about. While it is not subscribed (connecting, Redis down, connection killed,
-no PONG) the cache does not trust L1 at all; on (re)subscribe it reads the
-generation and starts with an empty L1, so nothing published while it was
-away can be missed. A lost message (subscribed, yet not delivered) is bounded
-by `l1_ttl_seconds`.
+no PONG) the cache reads neither L1 nor L2; on (re)subscribe it checks that
+Redis is the one the entries were written to, reads the generation and starts
+with an empty L1, so nothing published while it was away can be missed. A
+lost message (subscribed, yet not delivered) is bounded by `l1_ttl_seconds`.
+
+The check: Redis's run_id (INFO server) changes with every restart and
+differs between nodes. A Redis restarted from its saved data, or a replica
+promoted after it lagged, brings back entries older than Postgres under the
+generation the replicas still use; its run_id is not the one recorded with
+the entries (`<prefix>:redis_run`), so they are disowned (cache/scripts.py,
+RUN_CHECK_SCRIPT: a new generation, once, however many replicas reconnect
+at the same moment) and the reset is announced.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -21,8 +30,10 @@ import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
-from cache.messages import CacheReset, Message, decode_messages
+from cache.messages import CacheReset, Message, decode_messages, encode_messages
+from cache.scripts import RunCheck
 from cache.store import REDIS_ERRORS, SnapshotCache
 from db.events import DealChanged, UserChanged
 
@@ -50,6 +61,8 @@ class InvalidationListener:
         self._cache = cache
         self._ping_seconds = cache.settings.listener_ping_seconds
         self._backoff_max = cache.settings.listener_backoff_max_seconds
+        self._run_check = RunCheck(redis, cache.keys)
+        self._run_id_unknown_told = False
         self.on_event: list[EventHook] = []
         self.on_subscribed: list[ConnectedHook] = []
         self.on_idle: list[ConnectedHook] = []
@@ -123,12 +136,16 @@ class InvalidationListener:
         # a silent reconnect could hide lost messages, so it ends this session.
         self._reconnected = False
         pubsub.connection.register_connect_callback(self._on_reconnect)  # type: ignore[union-attr]
-        # Subscribed first, then the generation and an empty L1: whatever
-        # changes from here on is heard.
+        # Subscribed first, then the check of this Redis, the generation and
+        # an empty L1: whatever changes from here on is heard.
         await self._cache.script.load(self._redis)
-        raw = await self._redis.get(self._cache.keys.generation)
-        self._cache.set_generation(int(raw or 0))
+        self._cache.set_generation(await self._check_redis())
         self._cache.clear_local()
+        # Pooled connections from before may be dead (a restart) or lead to
+        # another node than the one just checked (a failover): reads connect
+        # afresh, to where the listener did.
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self._cache.redis.connection_pool.disconnect(inuse_connections=False)
         self._cache.set_listening(True)
         # Redis answers: no need to keep readers off it for the rest of the
         # breaker's open time, and held-back invalidations can go out now.
@@ -136,6 +153,44 @@ class InvalidationListener:
         self._cache.counters.listener_connects += 1
         await self._set_state("subscribed")
         await self._run_hooks(self.on_subscribed)
+
+    async def _check_redis(self) -> int:
+        """The generation to read with from now on, once it is sure that this
+        Redis holds what was written to it (or everything it holds is disowned)."""
+        keys = self._cache.keys
+        run_id = await self._run_id()
+        if run_id is None:
+            return int(await self._redis.get(keys.generation) or 0)
+        disowned, generation = await self._run_check(run_id, self._cache.highest_generation)
+        if disowned:
+            self._cache.counters.redis_runs_disowned += 1
+            log.warning(
+                "Redis %s is not the one the cache entries were written to (restarted or "
+                "failed over): all disowned (generation %d)",
+                run_id,
+                generation,
+            )
+            await self._redis.publish(keys.channel, encode_messages((CacheReset(generation),)))
+        return generation
+
+    async def _run_id(self) -> str | None:
+        """This Redis's run_id, or None where INFO is refused (some proxies)."""
+        try:
+            run_id = (await self._redis.info("server")).get("run_id")
+        except ResponseError as exc:
+            run_id, why = None, str(exc)
+        else:
+            why = "no run_id in INFO server"
+        if run_id:
+            return str(run_id)
+        if not self._run_id_unknown_told:
+            self._run_id_unknown_told = True
+            log.warning(
+                "Redis does not tell its run_id (%s): a restart from older data is not "
+                "detected; such entries live until l2_ttl_seconds",
+                why,
+            )
+        return None
 
     def _on_reconnect(self, connection: Any) -> None:
         self._reconnected = True
@@ -178,8 +233,11 @@ class InvalidationListener:
                     cache.counters.invalidations_received += 1
                     cache.drop_local(telegram_id, version)
                 case CacheReset(generation=generation):
-                    cache.set_generation(generation)
-                    cache.clear_local()
+                    # A reset this replica has applied already (its own, or
+                    # one it met first in an entry) leaves L1 alone: all of it
+                    # was read under that generation.
+                    if generation > cache.generation:
+                        cache.set_generation(generation)
                 case DealChanged():
                     pass
             for hook in self.on_event:

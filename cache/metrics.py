@@ -19,7 +19,7 @@ class CacheCounters:
     l1_fills_skipped: int = 0  # an invalidation raced the read; not kept in L1
     l2_hits: int = 0
     l2_misses: int = 0  # no entry, a tombstone, another schema or generation
-    l2_skipped: int = 0  # breaker open: straight to Postgres
+    l2_skipped: int = 0  # breaker open, or the listener not (yet) subscribed: straight to Postgres
     loads: int = 0  # SQL round trips
     load_joins: int = 0  # reads that shared an in-flight load (single flight)
     unknown_users: int = 0  # loads that found no user (never cached)
@@ -38,6 +38,7 @@ class CacheCounters:
     publish_failures: int = 0
     generation_resets: int = 0  # resets this replica made
     generation_changes: int = 0  # generations this replica switched to
+    redis_runs_disowned: int = 0  # a Redis not the entries' own (restarted, failed over) found
     # Listener.
     listener_state: str = "stopped"  # stopped | connecting | subscribed | disconnected
     listener_connects: int = 0

@@ -1,9 +1,13 @@
-"""Set-if-newer: the one Lua script that writes snapshot entries and tombstones.
+"""The cache's Lua scripts.
 
+Set-if-newer: the one script that writes snapshot entries and tombstones.
 Readers fill with it and the publisher writes tombstones with it, so no write
 to a snapshot key ever replaces a newer version with an older one, whatever
 the interleaving (Redis runs a script atomically). An entry from another
 generation counts as absent; a fill read under a stale generation is refused.
+
+The run check: is this Redis the one the entries were written to? If not,
+disown them all, once, however many replicas ask at the same moment.
 """
 
 from __future__ import annotations
@@ -88,3 +92,35 @@ class FillScript:
     async def load(self, client: Redis) -> None:
         sha = await client.script_load(FILL_SCRIPT)
         self._script.sha = sha.decode() if isinstance(sha, bytes) else sha
+
+
+# KEYS: redis_run, generation. ARGV: the run_id of the Redis asked, the highest
+# generation the caller has used. Returns {disowned (1) or not (0), generation}.
+# A Redis restored from saved data (or a replica promoted after it lagged)
+# holds entries with the generation of their time, which the replicas may have
+# used since, with newer data: the new generation is past both the one stored
+# here and the caller's. The first replica to ask moves it and records the
+# run_id; the ones after it find their run_id recorded and take the generation.
+RUN_CHECK_SCRIPT = """
+local generation = tonumber(redis.call('GET', KEYS[2]) or '0')
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return {0, generation}
+end
+generation = math.max(generation, tonumber(ARGV[2])) + 1
+redis.call('SET', KEYS[2], generation)
+redis.call('SET', KEYS[1], ARGV[1])
+return {1, generation}
+"""
+
+
+class RunCheck:
+    """RUN_CHECK_SCRIPT registered on one client, with the cache's keys."""
+
+    def __init__(self, redis: Redis, keys: CacheKeys) -> None:
+        self._script = redis.register_script(RUN_CHECK_SCRIPT)
+        self._keys = (keys.redis_run, keys.generation)
+
+    async def __call__(self, run_id: str, seen_generation: int) -> tuple[bool, int]:
+        """(whether the entries were disowned just now, the generation to use)."""
+        disowned, generation = await self._script(keys=self._keys, args=(run_id, seen_generation))
+        return bool(disowned), int(generation)

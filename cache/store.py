@@ -18,11 +18,23 @@ Consistency, and its bounds:
   Redis breaker is closed; losing either clears it. Invalidations bump a
   striped epoch, and a read that raced one does not keep its result in L1.
   An invalidation lost in flight is bounded by `l1_ttl_seconds`.
-- While Redis is failing (breaker open), reads go straight to Postgres with
-  single flight and no L1, so they are exactly as fresh as Postgres. Writers'
-  invalidations are kept and sent when Redis is back (cache/invalidation.py):
-  the writer's listener resubscribes within `listener_backoff_max_seconds` of
-  Redis answering again and flushes them before anything else, so after
+- L2 is read only while the listener is subscribed, and what a GET returns
+  is dropped if the listener lost Redis meanwhile. On every (re)subscribe the
+  listener checks that Redis is the one the entries were written to (its
+  run_id): a Redis restarted from saved data or a failover to a replica that
+  lagged brings back entries older than Postgres under the current
+  generation, and they are disowned (a new generation) before any replica
+  reads them. A restart closes every connection, so the listener knows at
+  once; a node that vanishes silently, within the missing PONG (about two
+  `listener_ping_seconds`): that is how long a replica may still read it.
+  A Redis that refuses INFO (some proxies) cannot be checked; its entries
+  are bounded by `l2_ttl_seconds`.
+- While Redis is failing (breaker open, or the listener away), reads go
+  straight to Postgres with single flight and no L1, so they are exactly as
+  fresh as Postgres. Writers' invalidations are kept and sent when Redis is
+  back (cache/invalidation.py): the writer's listener resubscribes within
+  `listener_backoff_max_seconds` of Redis answering again and flushes them
+  before anything else, so after
   recovery an L2 entry written before a change made during the outage is
   stale for at most that long (plus one `listener_ping_seconds` tick). If
   more were held back than `pending_limit`, the cache generation is bumped
@@ -89,10 +101,14 @@ class SnapshotCache:
         self._l1_enabled = settings.l1_size > 0 and settings.l1_ttl_seconds > 0
         self._l1_trusted = False
         self._listening = False
+        # Bumped whenever the listener subscribes or loses Redis: a read that
+        # spans a change does not use what Redis answered.
+        self._session = 0
         self._epoch = 0
         self._stripes = [0] * _STRIPES
         self._inflight: dict[int, asyncio.Task[UserSnapshot | None]] = {}
         self._generation = 0
+        self._highest_generation = 0
         self._l2_ttl_ms = settings.l2_ttl_seconds * 1000
         self.script = FillScript(redis, self.keys, int(settings.tombstone_ttl_seconds * 1000))
         self._fill_deadline = settings.tombstone_ttl_seconds / 2
@@ -129,7 +145,12 @@ class SnapshotCache:
         trusted = self._l1_trusted
         epoch, stripe = self._epoch, self._stripes[telegram_id & _STRIPE_MASK]
         key = self.keys.snapshot(telegram_id)
-        use_redis = self.breaker.allow()
+        # L2 only while the listener is subscribed: it has checked that this
+        # Redis holds what was written to it (not an older copy brought back
+        # by a restart or a failover) and hears every change since.
+        session = self._session
+        use_redis = self._listening and self.breaker.allow()
+        raw: bytes | None = None
         if use_redis:
             try:
                 raw = await self.redis.get(key)
@@ -138,22 +159,25 @@ class SnapshotCache:
                 use_redis = False
             else:
                 self.redis_succeeded()
-                snapshot = self._decode_entry(raw) if raw is not None else None
-                if snapshot is not None:
-                    self.counters.l2_hits += 1
-                    if trusted:
-                        self._remember(telegram_id, snapshot, epoch, stripe)
-                    return snapshot
-                self.counters.l2_misses += 1
-        else:
+                # The listener lost Redis while the GET was out: the answer may
+                # come from a Redis it has not checked yet.
+                use_redis = session == self._session
+        if not use_redis:
             self.counters.l2_skipped += 1
+        elif raw is not None and (snapshot := self._decode_entry(raw)) is not None:
+            self.counters.l2_hits += 1
+            if trusted:
+                self._remember(telegram_id, snapshot, epoch, stripe)
+            return snapshot
+        else:
+            self.counters.l2_misses += 1
         started = self._clock()
         self.counters.loads += 1
         snapshot = await self.loader(telegram_id)
         if snapshot is None:
             self.counters.unknown_users += 1
             return None
-        if use_redis and await self._fill(snapshot, started) and trusted:
+        if use_redis and await self._fill(snapshot, started, session) and trusted:
             self._remember(telegram_id, snapshot, epoch, stripe)
         return snapshot
 
@@ -167,10 +191,10 @@ class SnapshotCache:
             self.set_generation(header.generation)  # a reset we have not heard of yet
         return self._codec.decode(raw, header)
 
-    async def _fill(self, snapshot: UserSnapshot, started: float) -> bool:
+    async def _fill(self, snapshot: UserSnapshot, started: float, session: int) -> bool:
         """Write the loaded snapshot to L2 unless something newer is there;
         True if L2 now holds this version."""
-        if not self.breaker.closed:
+        if not self.breaker.closed or session != self._session:
             return False
         if self._clock() - started > self._fill_deadline:
             # Its tombstone may have expired: writing it could resurrect it.
@@ -249,7 +273,9 @@ class SnapshotCache:
         return len(self._l1)
 
     def set_listening(self, listening: bool) -> None:
-        """Called by the listener: L1 may be trusted only while it is subscribed."""
+        """Called by the listener: L1 and L2 are read only while it is subscribed."""
+        if listening != self._listening:
+            self._session += 1
         self._listening = listening
         self._update_trust()
 
@@ -280,9 +306,16 @@ class SnapshotCache:
     def generation(self) -> int:
         return self._generation
 
+    @property
+    def highest_generation(self) -> int:
+        """The highest generation this replica has used (a restored Redis may
+        hold a lower one than it has used since)."""
+        return self._highest_generation
+
     def set_generation(self, generation: int) -> None:
         """Switch to the generation Redis has (learned on subscribe, from a
         reset message, an entry or a refused fill); a change clears L1."""
+        self._highest_generation = max(self._highest_generation, generation)
         if generation != self._generation:
             self._generation = generation
             self.counters.generation_changes += 1

@@ -78,11 +78,16 @@ def pending_screen(
     return "\n".join(lines), kb.as_markup()
 
 
+# A page of withdrawals fits one message: each shows this much of its
+# destination (the approval's question shows all of it).
+LISTED_DESTINATION = 64
+
+
 def withdrawal_details(item: WithdrawalView, currencies: Currencies) -> str:
     return (
         f"<b>#{item.id}</b> · {currencies[item.currency].format(item.amount)}"
         f" · user <code>{item.telegram_id}</code>\n"
-        f"    to <code>{escape(item.destination)}</code>\n"
+        f"    to <code>{escape(texts.shorten(item.destination, LISTED_DESTINATION))}</code>\n"
         f"    requested {texts.when(item.created_at)}"
     )
 

@@ -48,14 +48,21 @@ WITHDRAWAL_STATUS = {
 }
 
 
+# The recent withdrawals fit one message: each shows this much of its
+# destination and of an admin's note (the owner was sent the note whole).
+LISTED_DESTINATION = 64
+LISTED_NOTE = 300
+
+
 def withdrawal_line(item: WithdrawalView, currencies: Currencies) -> str:
     money = currencies[item.currency]
+    destination = escape(texts.shorten(item.destination, LISTED_DESTINATION))
     line = (
-        f"<b>#{item.id}</b> · {money.format(item.amount)} → <code>{escape(item.destination)}</code>"
+        f"<b>#{item.id}</b> · {money.format(item.amount)} → <code>{destination}</code>"
         f"\n    {WITHDRAWAL_STATUS[WithdrawalStatus(item.status)]} · {texts.when(item.created_at)}"
     )
     if item.note:
-        line += f"\n    <i>{escape(item.note)}</i>"
+        line += f"\n    <i>{escape(texts.shorten(item.note, LISTED_NOTE))}</i>"
     return line
 
 

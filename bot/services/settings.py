@@ -7,15 +7,25 @@ from typing import Annotated
 
 import msgspec
 
+# The most an operator may allow for what users type. A message holds 4,096
+# characters, and the longest ones show these texts whole: a dispute's
+# notification shows the deal's description and the reason (under two
+# 64-character names and the largest amounts); a withdrawal's confirmation
+# shows its destination. Lists shorten them instead (tests/e2e/
+# test_message_lengths.py renders every such screen at these maxima).
+DESCRIPTION_MAX = 2000
+REASON_MAX = 1000
+DESTINATION_MAX = 1000
+
 
 class EscrowSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Telegram user ids that get the admin panel and settle disputes.
     admins: tuple[int, ...] = ()
     deal_deadline_hours: Annotated[float, msgspec.Meta(gt=0, le=24 * 365)] = 72
     invitation_ttl_hours: Annotated[float, msgspec.Meta(gt=0, le=24 * 365)] = 72
-    description_max_length: Annotated[int, msgspec.Meta(ge=1, le=3000)] = 500
-    reason_max_length: Annotated[int, msgspec.Meta(ge=1, le=3000)] = 500
-    withdrawal_destination_max_length: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 200
+    description_max_length: Annotated[int, msgspec.Meta(ge=1, le=DESCRIPTION_MAX)] = 500
+    reason_max_length: Annotated[int, msgspec.Meta(ge=1, le=REASON_MAX)] = 500
+    withdrawal_destination_max_length: Annotated[int, msgspec.Meta(ge=1, le=DESTINATION_MAX)] = 200
 
     @property
     def deal_deadline(self) -> timedelta:

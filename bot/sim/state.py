@@ -24,8 +24,11 @@ from aiogram.types import (
     WebhookInfo,
 )
 
-# Bot API limits the double enforces, so an oversized reply fails in tests, not in production.
+# Bot API limits the double enforces, so an oversized reply fails in tests, not in production:
+# characters once entities are parsed (code points, as telegram-bot-api counts them),
+# bytes of the text as sent (before parsing), bytes of a button's callback data.
 MAX_TEXT_LENGTH = 4096
+MAX_RAW_TEXT_BYTES = 1 << 15
 MAX_CALLBACK_DATA_BYTES = 64
 
 # Tags Telegram accepts with parse_mode=HTML (https://core.telegram.org/bots/api#html-style).
@@ -91,6 +94,8 @@ def _offset(text: str, token: re.Match[str]) -> str:
 
 def render_text(text: str, parse_mode: str | None) -> str:
     """The plain text Telegram would show for a message text, or Refused."""
+    if len(text.encode()) > MAX_RAW_TEXT_BYTES:
+        raise Refused("text is too long")
     try:
         plain = html_to_plain(text) if (parse_mode or "").upper() == "HTML" else text
     except ValueError as exc:

@@ -204,14 +204,41 @@ async def test_a_generation_reset_voids_every_entry_on_every_replica(pair: Pair)
     assert parse_header(raw).generation == generation  # type: ignore[union-attr]
 
 
+async def test_a_reset_already_applied_leaves_l1_alone(pair: Pair) -> None:
+    """A replica hears its own reset (and another's it learned of first from
+    an entry) after it has read under the new generation: what it read stays."""
+    a = await pair.node("a")
+    pair.loader.add(ALICE)
+    generation = await a.cache.reset_generation()  # applied here at once
+    resets: list[int] = []
+    heard = asyncio.Event()
+
+    def on_reset(message: Message) -> None:
+        if isinstance(message, CacheReset):
+            resets.append(message.generation)
+            heard.set()
+
+    a.listener.on_event.append(on_reset)
+    await a.cache.get(ALICE)
+    for late in (generation, generation - 1):  # its own echo, then an older one
+        heard.clear()
+        await a.cache.redis.publish(a.cache.keys.channel, encode_messages((CacheReset(late),)))
+        async with asyncio.timeout(5):
+            await heard.wait()
+        assert a.cache.generation == generation
+        assert a.cache.cached_locally(ALICE) is not None
+    assert resets == [generation, generation - 1]
+
+
 async def test_a_replica_with_a_stale_generation_learns_it_from_a_refused_fill(
     pair: Pair,
 ) -> None:
     a = await pair.node("a")
     pair.loader.add(ALICE)
+    told = a.cache.generation
     await a.cache.redis.incr(a.cache.keys.generation)  # nobody told a
     assert await a.cache.get(ALICE) is not None
-    assert a.cache.generation == 1
+    assert a.cache.generation == told + 1
     assert a.cache.counters.fills_refused == 1
     await a.cache.get(ALICE)
     assert a.cache.counters.fills == 1

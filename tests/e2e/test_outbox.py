@@ -7,12 +7,18 @@ asked again; two workers never send one notification twice."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 from typing import Any
 
 import msgspec
 import pytest
-from aiogram.exceptions import TelegramNetworkError, TelegramServerError
+from aiogram.exceptions import (
+    TelegramEntityTooLarge,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramServerError,
+)
 from sqlalchemy import text
 
 from bot.app import App
@@ -315,3 +321,115 @@ async def test_a_batch_outliving_half_its_lease_hands_the_rest_back(
     await second.flush()
     assert {r.status for r in await rows(app)} == {"sent"}
     assert len(told(bob, "opened a deal with you")) == 5
+
+
+# -- what Telegram refuses -------------------------------------------------------------
+
+
+def forbidden(description: str) -> Any:
+    return lambda call: TelegramForbiddenError(call, f"Forbidden: {description}")
+
+
+def counted(app: App, path: str, result: str) -> float:
+    value = app.metrics.registry.get_sample_value(
+        "escrow_notifications_total", {"path": path, "result": result}
+    )
+    return value or 0.0
+
+
+# Telegram's descriptions (telegram-bot-api) of a chat that will not take a message
+# from the bot, however often it is asked.
+REFUSING_CHATS = {
+    "blocked": dict(error=forbidden("bot was blocked by the user")),
+    "deactivated": dict(error=forbidden("user is deactivated")),
+    "never started": dict(error=forbidden("bot can't initiate conversation with a user")),
+    "kicked": dict(error=forbidden("bot was kicked from the group chat")),
+    "no such chat": dict(bad_request="chat not found"),
+    "unknown user": dict(bad_request="private chat not found"),
+}
+
+# Requests Telegram refuses because of what we sent: sending it again fails again.
+OUR_DEFECTS = {
+    "markup": dict(bad_request='can\'t parse entities: Unsupported start tag "x" at byte offset 0'),
+    "length": dict(bad_request="message is too long"),
+    "button": dict(bad_request="BUTTON_DATA_INVALID"),
+    "entity too large": dict(
+        error=lambda call: TelegramEntityTooLarge(call, "Request Entity Too Large")
+    ),
+}
+
+
+@pytest.mark.parametrize("refusal", REFUSING_CHATS.values(), ids=REFUSING_CHATS)
+async def test_a_chat_that_refuses_the_bot_is_undeliverable(
+    app, pair, telegram: FakeTelegram, refusal: dict[str, Any], caplog
+):
+    alice, bob = pair
+    deal = await open_deal(app, alice)
+    telegram.fail_next("sendMessage", **refusal)
+    with caplog.at_level(logging.INFO, logger="bot.outbox"):
+        await app.outbox.send(await rows_as_notices(app), deal, actor=await actor(app, alice))
+    await app.outbox.flush()
+    [row] = await rows(app)
+    assert row.status == "undeliverable" and row.last_error
+    assert [r.levelno for r in caplog.records if r.name == "bot.outbox"] == [logging.INFO]
+    assert counted(app, "direct", "undeliverable") == 1
+    await make_due(app)
+    assert await app.outbox.run_once() == 0  # not asked again
+    assert not told(bob, "opened a deal with you")
+
+
+@pytest.mark.parametrize("path", ["direct", "worker"])
+@pytest.mark.parametrize("defect", OUR_DEFECTS.values(), ids=OUR_DEFECTS)
+async def test_a_message_telegram_refuses_as_malformed_fails_loudly_once(
+    app, pair, telegram: FakeTelegram, monkeypatch, defect: dict[str, Any], path: str, caplog
+):
+    """Not the chat's fault but ours: the row is failed with Telegram's words,
+    logged at ERROR with its id and counted, and not tried again."""
+    alice, bob = pair
+    if path == "worker":
+        crash_before_sending(monkeypatch)
+    deal = await open_deal(app, alice)
+    monkeypatch.undo()
+    [notice] = await rows_as_notices(app)
+    telegram.fail_next("sendMessage", **defect)
+    with caplog.at_level(logging.INFO, logger="bot.outbox"):
+        if path == "direct":
+            await app.outbox.send([notice], deal, actor=await actor(app, alice))
+        else:
+            await make_due(app)
+            assert await app.outbox.run_once() == 0
+    await app.outbox.flush()
+    [row] = await rows(app)
+    assert row.status == "failed"
+    refused = telegram.calls("sendMessage")[-1].error
+    assert refused is not None and str(refused.message) in row.last_error
+    [logged] = [r for r in caplog.records if r.name == "bot.outbox"]
+    assert logged.levelno == logging.ERROR and f"notification {notice.id}" in logged.getMessage()
+    assert counted(app, path, "failed") == 1
+    await make_due(app)
+    assert await app.outbox.run_once() == 0  # given up: never claimed again
+    assert not told(bob, "opened a deal with you")
+
+
+async def test_an_overlong_notification_is_failed_by_what_telegram_says(app, pair, people):
+    """A text the double refuses as Telegram does (over 4,096 characters once
+    parsed) fails the row at once instead of retrying it outbox_attempts times."""
+    alice, bob = pair
+    admin = people.admin()
+    await admin.start()
+    deal = await open_deal(app, alice)
+    await bob.send(f"/deal {deal.code}")
+    await bob.press("✅ Accept")
+    await alice.press("💰 Fund 100.00 USDT")
+    # a reason longer than any the settings allow, as a row written by an older release
+    outcome = await app.services.deals.dispute(await actor(app, bob), deal.code, "why")
+    to_admin = next(n for n in outcome.notices if n.kind == "dispute_opened")
+    long_notice = msgspec.structs.replace(to_admin, note="<" * 4_000)
+    await app.outbox.send([long_notice], outcome.value, actor=await actor(app, bob))
+    await app.outbox.flush()
+    statuses = {r.id: (r.status, r.last_error) for r in await rows(app)}
+    assert statuses[to_admin.id] == (
+        "failed",
+        "Telegram server says - Bad Request: message is too long",
+    )
+    assert not told(admin, "New dispute opened")

@@ -394,6 +394,28 @@ async def test_malformed_html_is_refused_like_telegram(bot: Bot, alice: Simulate
     assert alice.last.text == "5 < 6 & 7 > 3"
 
 
+async def test_lengths_are_counted_like_telegram(bot: Bot, alice: SimulatedUser) -> None:
+    """4,096 characters of text once entities are parsed (one per code point: an
+    escaped "<" is one, so is an emoji); 32 KiB of text as sent; 64 bytes of
+    callback data."""
+    await alice.send("/start")
+    await bot.send_message(alice.id, "&lt;" * 4095 + "🛡")
+    assert len(alice.last.text) == 4096
+    with pytest.raises(TelegramBadRequest, match="message is too long"):
+        await bot.send_message(alice.id, "&lt;" * 4096 + "🛡")
+    with pytest.raises(TelegramBadRequest, match="message is too long"):
+        await bot.edit_message_text("x" * 4097, chat_id=alice.id, message_id=alice.last.message_id)
+    with pytest.raises(TelegramBadRequest, match="text is too long"):
+        await bot.send_message(alice.id, "<b></b>" * 4700 + "short")
+
+    def keyboard(data: str) -> InlineKeyboardMarkup:
+        return InlineKeyboardBuilder().button(text="Go", callback_data=data).as_markup()
+
+    await bot.send_message(alice.id, "Buttons", reply_markup=keyboard("é" * 32))
+    with pytest.raises(TelegramBadRequest, match="BUTTON_DATA_INVALID"):
+        await bot.send_message(alice.id, "Buttons", reply_markup=keyboard("é" * 32 + "x"))
+
+
 async def test_a_timeline_listener_sees_every_request_as_it_is_made(
     telegram: FakeTelegram, alice: SimulatedUser
 ) -> None:

@@ -84,6 +84,15 @@ def test_config_path_comes_from_the_environment(config_file):
         ({"ESCROW__CURRENCIES__USDT__DECIMALS": "30"}, "currencies.USDT.decimals"),
         ({"ESCROW__ESCROW__DEAL_DEADLINE_HOURS": "0"}, "escrow.deal_deadline_hours"),
         ({"ESCROW__ESCROW__ADMINS": '["me"]'}, "escrow.admins"),
+        # what users type must fit the longest message showing it (4,096 characters)
+        (
+            {"ESCROW__ESCROW__DESCRIPTION_MAX_LENGTH": "2001"},
+            "escrow.description_max_length: Expected `int` <= 2000",
+        ),
+        (
+            {"ESCROW__ESCROW__REASON_MAX_LENGTH": "1001"},
+            "escrow.reason_max_length: Expected `int` <= 1000",
+        ),
         ({"ESCROW__RUNTIME__OUTBOX_GRACE_SECONDS": "1"}, "runtime: outbox_grace_seconds must"),
     ],
 )
