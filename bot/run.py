@@ -55,6 +55,16 @@ def telegram_session(config: Config, mode: Mode) -> BaseSession:
     return AiohttpSession(api=TelegramAPIServer.from_base(config.telegram.api_base))
 
 
+def check_fit_to_serve(config: Config, mode: Mode) -> None:
+    """Refuse a configuration that would serve real people badly (StartupError)."""
+    if mode != "local" and not config.escrow.admins:
+        raise StartupError(
+            "no admins configured: disputes could never be settled and withdrawals would "
+            "wait until they time out. Set [escrow] admins in config.toml or "
+            "ESCROW__ESCROW__ADMINS='[<Telegram user id>, ...]'"
+        )
+
+
 def local_config(config: Config) -> Config:
     """Local mode: the simulated admin is an admin of this run."""
     admin = config.runtime.local_admin_id
@@ -117,6 +127,7 @@ class Replica:
 
     async def _start(self) -> None:
         config, started = self.config, time.perf_counter()
+        check_fit_to_serve(config, self.mode)  # before touching any service
         log.info("starting in %s mode", self.mode)
         if needs_embedded(config):
             self.embedded = EmbeddedServices(Path(config.runtime.embedded_data_dir))

@@ -19,6 +19,7 @@ from bot.config import Config, ConfigError, load_config
 from bot.run import Replica, telegram_session
 from bot.sim import FakeTelegram, SimulatedUser
 from cache.settings import RedisSettings
+from tests.conftest import ADMIN_TELEGRAM_ID
 from tests.runtime.conftest import eventually
 from tests.runtime.test_webhook import free_port
 
@@ -42,7 +43,8 @@ class PollingTelegram(FakeTelegram):
 
 def polling_config(config: Config) -> Config:
     telegram = msgspec.structs.replace(config.telegram, token="123456:TEST-polling")
-    return msgspec.structs.replace(config, telegram=telegram)
+    escrow = msgspec.structs.replace(config.escrow, admins=(ADMIN_TELEGRAM_ID,))
+    return msgspec.structs.replace(config, telegram=telegram, escrow=escrow)
 
 
 def test_the_bot_api_base_url_comes_from_the_config(config):
@@ -140,3 +142,33 @@ def test_webhook_mode_needs_the_public_url():
         load_config(environ=environ)
     assert "telegram.webhook_url: required in webhook mode" in str(refused.value)
     assert "ESCROW__TELEGRAM__WEBHOOK_URL" in str(refused.value)
+
+
+@pytest.mark.parametrize("mode", ["polling", "webhook"])
+async def test_a_token_without_admins_refuses_to_start_and_says_what_to_set(
+    replica_config, caplog, mode
+):
+    """Nobody could settle a dispute or decide a withdrawal: refuse before serving."""
+    telegram = msgspec.structs.replace(
+        replica_config.telegram,
+        token="123456:TEST-no-admins",
+        mode=mode,
+        webhook_url="https://bot.example.test/tg",
+        webhook_host="127.0.0.1",
+        webhook_port=free_port(),
+    )
+    config = msgspec.structs.replace(
+        replica_config,
+        telegram=telegram,
+        escrow=msgspec.structs.replace(replica_config.escrow, admins=()),
+    )
+    session = PollingTelegram()
+    replica = Replica(config, session=session)
+    with caplog.at_level(logging.ERROR, logger="bot.run"):
+        assert await asyncio.wait_for(replica.run(), 20) == 1
+    (refusal,) = [r.getMessage() for r in caplog.records if r.name == "bot.run"]
+    assert refusal.startswith("cannot start: no admins configured")
+    assert "ESCROW__ESCROW__ADMINS" in refusal and "[escrow] admins" in refusal
+    assert not replica.ready.is_set()
+    assert session.requests == []  # Telegram was never asked for anything
+    assert replica.app is None  # nothing was built, nothing served

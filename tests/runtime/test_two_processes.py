@@ -24,6 +24,7 @@ from sqlalchemy import text
 
 from bot.keyboards import Signer
 from bot.replicas import webhook_secret
+from tests.conftest import ADMIN_TELEGRAM_ID
 from tests.runtime.test_webhook import free_port
 
 TOKEN = "424242:TEST-two-processes"
@@ -118,6 +119,7 @@ async def start(replica_config, api_port: int, log: Path, **settings: str) -> Pr
         "ESCROW__REDIS__URL": replica_config.redis.url,
         "ESCROW__CACHE__KEY_PREFIX": replica_config.cache.key_prefix,
         "ESCROW__OBSERVABILITY__HTTP_PORT": "0",
+        "ESCROW__ESCROW__ADMINS": f"[{ADMIN_TELEGRAM_ID}]",
     }
     env.update({f"ESCROW__{key.upper()}": value for key, value in settings.items()})
     with log.open("wb") as sink:

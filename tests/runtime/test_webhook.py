@@ -20,6 +20,7 @@ from bot.config import Config
 from bot.replicas import webhook_secret
 from bot.run import Replica
 from bot.sim import FakeTelegram, SimulatedUser
+from tests.conftest import ADMIN_TELEGRAM_ID
 from tests.runtime.conftest import eventually
 
 TOKEN = "123456:TEST-webhook"
@@ -41,7 +42,8 @@ def webhook_config(config: Config, port: int) -> Config:
         webhook_path="/tg",
         webhook_url="https://bot.example.test/tg",
     )
-    return msgspec.structs.replace(config, telegram=telegram)
+    escrow = msgspec.structs.replace(config.escrow, admins=(ADMIN_TELEGRAM_ID,))
+    return msgspec.structs.replace(config, telegram=telegram, escrow=escrow)
 
 
 class Running:
