@@ -53,6 +53,9 @@ def build_engine(settings: DatabaseSettings) -> AsyncEngine:
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout_seconds,
         pool_pre_ping=False,  # a dead connection surfaces as an error and is replaced
+        # Bound values are people's descriptions, reasons and payout destinations:
+        # errors and SQLAlchemy's log show the statement, never them.
+        hide_parameters=True,
         connect_args={
             "timeout": settings.connect_timeout_seconds,
             "server_settings": {
