@@ -36,8 +36,8 @@ class TelegramSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # replicas behind a load balancer. Without a token `run` starts local mode.
     mode: Literal["polling", "webhook"] = "polling"
     # Webhook mode: where this replica listens, and the public HTTPS URL that
-    # Telegram posts to (the load balancer's). /metrics and /healthz are served
-    # on the same server.
+    # Telegram posts to (the load balancer's). Only webhook_path is served
+    # there; /metrics and /healthz are on [observability] http_host/http_port.
     webhook_host: str = "0.0.0.0"
     webhook_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8080
     webhook_path: Annotated[str, msgspec.Meta(pattern=r"^/[A-Za-z0-9_./-]*$")] = "/telegram"
@@ -111,7 +111,8 @@ class RuntimeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class ObservabilitySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # An update slower than this is logged with its route, SQL and Redis counts.
     slow_update_ms: Annotated[float, msgspec.Meta(gt=0)] = 50.0
-    # /metrics (Prometheus) and /healthz; 0 turns the side server off.
+    # /metrics (Prometheus) and /healthz, in every mode, on an internal address
+    # (in webhook mode not on the public webhook listener); 0 turns it off.
     http_host: str = "127.0.0.1"
     http_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9100
     # "json": one JSON object per line (for a log shipper); "text": for people.

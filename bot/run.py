@@ -38,7 +38,7 @@ from bot.logs import configure_logging
 from bot.replicas import JobLock, ensure_webhook, webhook_secret
 from bot.sim import FakeTelegram
 from bot.startup import TRANSIENT, StartupError, wait_for_services, with_retries
-from bot.web import add_routes, start_side_server
+from bot.web import start_side_server
 from cache.keys import CacheKeys
 
 log = logging.getLogger("bot.run")
@@ -90,7 +90,8 @@ class Replica:
         self.out = out
         self.app: App | None = None
         self.jobs: BackgroundJobs | None = None
-        self.web_runner: web.AppRunner | None = None
+        self.web_runner: web.AppRunner | None = None  # webhook mode's public listener
+        self.side_runner: web.AppRunner | None = None  # /metrics and /healthz
         self.embedded: EmbeddedServices | None = None
         self.ready = asyncio.Event()
         self.in_flight = 0
@@ -190,14 +191,6 @@ class Replica:
         )
         self.jobs.start()
         app.outbox.start()  # on every replica: claims never overlap
-        observability = config.observability
-        if self.mode != "webhook" and observability.http_port:
-            try:
-                self.web_runner = await start_side_server(
-                    app, observability.http_host, observability.http_port
-                )
-            except OSError as exc:  # the bot is still worth running without them
-                log.warning("no /metrics and /healthz: %s", exc)
         # Everything built so far lives as long as the process: keep it out of
         # the collector's generations so full collections stay short.
         gc.collect()
@@ -205,6 +198,21 @@ class Replica:
         log.info("ready in %.0f ms", (time.perf_counter() - started) * 1000)
 
     # -- serving ----------------------------------------------------------------------
+
+    async def _serving(self) -> None:
+        """Taking updates now: open /metrics and /healthz, so a health check that
+        answers means a replica that serves, then say ready."""
+        observability = self.config.observability
+        # In every mode on the internal side server: in webhook mode the public
+        # listener (behind the load balancer) serves the webhook path only.
+        if observability.http_port and self.app is not None:
+            try:
+                self.side_runner = await start_side_server(
+                    self.app, observability.http_host, observability.http_port
+                )
+            except OSError as exc:  # the bot is still worth running without them
+                log.warning("no /metrics and /healthz: %s", exc)
+        self.ready.set()
 
     async def _serve(self) -> int:
         match self.mode:
@@ -231,7 +239,7 @@ class Replica:
         self.out("Local mode: no token configured, so simulated people talk to the bot.")
         self.out("")
         local = LocalMode(app, telegram, self.config.runtime.local_admin_id, self.out)
-        self.ready.set()
+        await self._serving()
         work = asyncio.create_task(local.run())
         await self._until_stopped(work)
         if not work.done():
@@ -254,7 +262,7 @@ class Replica:
         polling = asyncio.create_task(
             dispatcher.start_polling(app.bot, handle_signals=False, close_bot_session=False)
         )
-        self.ready.set()
+        await self._serving()
         await self._until_stopped(polling)
         if not polling.done():
             await dispatcher.stop_polling()
@@ -281,7 +289,6 @@ class Replica:
         SimpleRequestHandler(
             app.dispatcher, app.bot, secret_token=secret, handle_in_background=False
         ).register(web_app, path=settings.webhook_path)
-        add_routes(web_app, app)
         runner = self.web_runner = web.AppRunner(
             web_app, access_log=None, shutdown_timeout=self.config.runtime.shutdown_timeout_seconds
         )
@@ -301,7 +308,7 @@ class Replica:
             secret=secret,
             allowed_updates=app.dispatcher.resolve_used_update_types(),
         )
-        self.ready.set()
+        await self._serving()
         await self._stop.wait()
         # Stop listening first, then let the updates in flight finish.
         for site in list(runner.sites):
@@ -334,8 +341,9 @@ class Replica:
             await self.jobs.stop()
         if self.app is not None:  # after the updates in flight: record what they sent
             await self.app.outbox.stop()
-        if self.web_runner is not None:
-            await self.web_runner.cleanup()
+        for runner in (self.web_runner, self.side_runner):
+            if runner is not None:
+                await runner.cleanup()
         if self.app is not None:
             await self.app.aclose()
             log.info("stopped; pools closed")

@@ -94,8 +94,10 @@ async def api() -> AsyncIterator[tuple[BotApiServer, int]]:
 
 
 class Process:
-    def __init__(self, process: asyncio.subprocess.Process, port: int, log: Path) -> None:
-        self.process, self.port, self.log = process, port, log
+    def __init__(
+        self, process: asyncio.subprocess.Process, port: int, side_port: int, log: Path
+    ) -> None:
+        self.process, self.port, self.side_port, self.log = process, port, side_port, log
 
     async def post(self, http: aiohttp.ClientSession, update: dict[str, Any]) -> int:
         headers = {"X-Telegram-Bot-Api-Secret-Token": webhook_secret(TOKEN, "")}
@@ -105,7 +107,7 @@ class Process:
 
 
 async def start(replica_config, api_port: int, log: Path, **settings: str) -> Process:
-    port = free_port()
+    port, side_port = free_port(), free_port()
     env = {
         **os.environ,
         "ESCROW__TELEGRAM__TOKEN": TOKEN,
@@ -118,7 +120,8 @@ async def start(replica_config, api_port: int, log: Path, **settings: str) -> Pr
         "ESCROW__DATABASE__URL": replica_config.database.url,
         "ESCROW__REDIS__URL": replica_config.redis.url,
         "ESCROW__CACHE__KEY_PREFIX": replica_config.cache.key_prefix,
-        "ESCROW__OBSERVABILITY__HTTP_PORT": "0",
+        "ESCROW__OBSERVABILITY__HTTP_HOST": "127.0.0.1",
+        "ESCROW__OBSERVABILITY__HTTP_PORT": str(side_port),
         "ESCROW__ESCROW__ADMINS": f"[{ADMIN_TELEGRAM_ID}]",
     }
     env.update({f"ESCROW__{key.upper()}": value for key, value in settings.items()})
@@ -126,13 +129,14 @@ async def start(replica_config, api_port: int, log: Path, **settings: str) -> Pr
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", "run", cwd=ROOT, env=env, stdout=sink, stderr=sink
         )
-    running = Process(process, port, log)
+    running = Process(process, port, side_port, log)
     async with aiohttp.ClientSession() as http:
         for _ in range(300):
             if process.returncode is not None:
                 break
             try:
-                async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                # /healthz is on the internal side server, not the public webhook port
+                async with http.get(f"http://127.0.0.1:{side_port}/healthz") as response:
                     if response.status == 200:
                         return running
             except aiohttp.ClientConnectionError:
