@@ -35,9 +35,10 @@ from bot.embedded import EmbeddedServices, needs_embedded
 from bot.jobs import BackgroundJobs
 from bot.limits import RetryAfter, SendRate
 from bot.logs import configure_logging
-from bot.replicas import JobLock, ensure_webhook, webhook_secret
+from bot.replicas import JobLock, delete_webhook, ensure_webhook, webhook_secret
 from bot.sim import FakeTelegram
 from bot.startup import TRANSIENT, StartupError, wait_for_services, with_retries
+from bot.ticks import every
 from bot.web import start_side_server
 from cache.keys import CacheKeys
 
@@ -258,7 +259,10 @@ class Replica:
         app = self.app
         assert app is not None
         dispatcher = app.dispatcher
-        await app.bot.delete_webhook(drop_pending_updates=False)
+        # Polling and a webhook exclude each other; the webhook's digest goes too.
+        await delete_webhook(
+            app.bot, app.cache.cache.redis, CacheKeys(self.config.cache.key_prefix)
+        )
         polling = asyncio.create_task(
             dispatcher.start_polling(app.bot, handle_signals=False, close_bot_session=False)
         )
@@ -300,16 +304,37 @@ class Replica:
             settings.webhook_port,
             settings.webhook_path,
         )
-        await ensure_webhook(
-            app.bot,
-            app.cache.cache.redis,
-            CacheKeys(self.config.cache.key_prefix),
-            url=settings.webhook_url,
-            secret=secret,
-            allowed_updates=app.dispatcher.resolve_used_update_types(),
-        )
+        redis, keys = app.cache.cache.redis, CacheKeys(self.config.cache.key_prefix)
+        allowed_updates = app.dispatcher.resolve_used_update_types()
+
+        async def ensure() -> None:
+            await ensure_webhook(
+                app.bot,
+                redis,
+                keys,
+                url=settings.webhook_url,
+                secret=secret,
+                allowed_updates=allowed_updates,
+            )
+
+        # Each jobs tick one replica checks that Telegram still has the webhook
+        # (removed from outside, say) and sets it again. The start-up check counts
+        # as this tick's, so starting replicas do not ask twice.
+        lock, interval = JobLock(redis, keys), self.config.runtime.jobs_interval_seconds
+        tick_ms = max(int(interval * 900), 1)  # a little less than a tick
+
+        async def recheck() -> None:
+            if await lock.acquire("webhook", tick_ms):
+                await ensure()
+
+        await lock.acquire("webhook", tick_ms)
+        await ensure()
+        keeper = asyncio.create_task(every(interval, self._stop, recheck, "webhook check"))
         await self._serving()
         await self._stop.wait()
+        keeper.cancel()  # a check cut short is redone by the next replica's tick
+        with suppress(asyncio.CancelledError):
+            await keeper
         # Stop listening first, then let the updates in flight finish.
         for site in list(runner.sites):
             await site.stop()

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
+from aiogram.exceptions import TelegramConflictError
 from aiogram.methods import GetUpdates, TelegramMethod
 from aiogram.types import Update
 
@@ -25,7 +26,8 @@ from tests.runtime.test_webhook import free_port
 
 
 class PollingTelegram(FakeTelegram):
-    """The double, plus getUpdates served from a queue (long polling of 0.1 s)."""
+    """The double, plus getUpdates served from a queue (long polling of 0.1 s),
+    refused while a webhook is set, as Telegram does."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -33,6 +35,12 @@ class PollingTelegram(FakeTelegram):
 
     async def make_request(self, bot, method: TelegramMethod[Any], timeout=None):  # noqa: ASYNC109
         if isinstance(method, GetUpdates):
+            if self.settings.webhook_url:
+                raise TelegramConflictError(
+                    method,
+                    "Conflict: can't use getUpdates method while webhook is active;"
+                    " use deleteWebhook to delete the webhook first",
+                )
             try:
                 async with asyncio.timeout(0.1):
                     return [await self.updates.get()]

@@ -33,8 +33,8 @@ _update_ids = itertools.count(int(time.time() * 1000) % 10**9)
 
 
 class BotApiServer:
-    """Just enough of the Bot API: every call is recorded; sendMessage can be
-    slowed down or refused with a 429 once."""
+    """Just enough of the Bot API: every call is recorded; the webhook is kept
+    as Telegram keeps it; sendMessage can be slowed down or refused with a 429 once."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
@@ -44,6 +44,7 @@ class BotApiServer:
         self.hang_chat: int | None = None
         self.unhang = asyncio.Event()
         self.message_ids = itertools.count(1)
+        self.webhook: dict[str, Any] = {}  # what setWebhook set, as getWebhookInfo tells
 
     def methods(self, name: str) -> list[dict[str, Any]]:
         return [params for method, params in self.calls if method == name]
@@ -64,7 +65,15 @@ class BotApiServer:
                 status=429,
             )
         result: Any = True
-        if method == "getMe":
+        if method == "setWebhook":
+            self.webhook = {"url": params["url"], "has_custom_certificate": False}
+            self.webhook["allowed_updates"] = json.loads(params.get("allowed_updates", "[]"))
+        elif method == "deleteWebhook":
+            self.webhook = {}
+        elif method == "getWebhookInfo":
+            result = {"url": "", "has_custom_certificate": False, **self.webhook}
+            result["pending_update_count"] = 0
+        elif method == "getMe":
             result = {"id": 424242, "is_bot": True, "first_name": "Test", "username": "t_bot"}
         elif method == "sendMessage":
             await asyncio.sleep(self.send_delay)
