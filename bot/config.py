@@ -66,6 +66,11 @@ class RuntimeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # A withdrawal no admin decided within this is rejected and the amount
     # returned to the user's available funds (0: wait for an admin forever).
     withdrawal_timeout_hours: Annotated[float, msgspec.Meta(ge=0, le=24 * 365)] = 72.0
+    # Updates handled at once, per replica (0: [database] pool_size + max_overflow,
+    # as many as can hold a connection). Polling takes no more from Telegram until
+    # one finishes; the webhook answers 503 with Retry-After beyond it and Telegram
+    # delivers the update again later.
+    max_updates_in_flight: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
     # Webhook mode: a redelivered update_id is dropped for this long.
     update_dedup_seconds: Annotated[int, msgspec.Meta(ge=1, le=7 * 86_400)] = 3600
     # On SIGTERM, in-flight updates get this long to finish.
@@ -136,6 +141,12 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         for code in self.currencies:
             if not _CURRENCY_CODE.fullmatch(code):
                 raise ValueError(f"currency code {code!r} must be 2-10 upper-case letters/digits")
+
+    @property
+    def max_updates_in_flight(self) -> int:
+        """The bound on updates handled at once by one replica."""
+        configured = self.runtime.max_updates_in_flight
+        return configured or self.database.pool_size + self.database.max_overflow
 
     def currency_table(self) -> Currencies:
         return Currencies.from_settings(self.currencies)

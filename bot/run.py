@@ -96,6 +96,8 @@ class Replica:
         self.embedded: EmbeddedServices | None = None
         self.ready = asyncio.Event()
         self.in_flight = 0
+        self.deferred = 0  # webhook updates answered 503 beyond the bound
+        self._busy = False
         self._stop = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -264,7 +266,13 @@ class Replica:
             app.bot, app.cache.cache.redis, CacheKeys(self.config.cache.key_prefix)
         )
         polling = asyncio.create_task(
-            dispatcher.start_polling(app.bot, handle_signals=False, close_bot_session=False)
+            dispatcher.start_polling(
+                app.bot,
+                handle_signals=False,
+                close_bot_session=False,
+                # Beyond the bound the loop waits before asking Telegram for more.
+                tasks_concurrency_limit=self.config.max_updates_in_flight,
+            )
         )
         await self._serving()
         await self._until_stopped(polling)
@@ -349,12 +357,24 @@ class Replica:
     async def _track_in_flight(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        bound = self.config.max_updates_in_flight
+        if self.in_flight >= bound:
+            # Not handled: Telegram keeps an update it got no 2xx for and posts it
+            # again after Retry-After (a redelivery is not a duplicate: no
+            # replica took it).
+            self.deferred += 1
+            if not self._busy:
+                self._busy = True
+                log.warning("%d updates in flight: asking Telegram to deliver more later", bound)
+            return web.Response(status=503, headers={"Retry-After": "1"}, text="busy")
         self.in_flight += 1
         self._idle.clear()
         try:
             return await handler(request)
         finally:
             self.in_flight -= 1
+            if self.in_flight < bound:
+                self._busy = False
             if not self.in_flight:
                 self._idle.set()
 

@@ -43,9 +43,12 @@ class PollingTelegram(FakeTelegram):
                 )
             try:
                 async with asyncio.timeout(0.1):
-                    return [await self.updates.get()]
+                    updates = [await self.updates.get()]
             except TimeoutError:
                 return []
+            while not self.updates.empty() and len(updates) < 100:  # a burst comes at once
+                updates.append(self.updates.get_nowait())
+            return updates
         return await super().make_request(bot, method, timeout)
 
 

@@ -54,12 +54,13 @@ class Running:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def secret_header(self) -> dict[str, str]:
+        return {"X-Telegram-Bot-Api-Secret-Token": webhook_secret(TOKEN, "")}
+
     async def post(self, http: aiohttp.ClientSession, update: Update) -> int:
         body = update.model_dump_json(exclude_none=True)
-        headers = {
-            "Content-Type": "application/json",
-            "X-Telegram-Bot-Api-Secret-Token": webhook_secret(TOKEN, ""),
-        }
+        headers = {"Content-Type": "application/json", **self.secret_header}
         async with http.post(f"{self.url}/tg", data=body, headers=headers) as response:
             return response.status
 
