@@ -137,16 +137,11 @@ class Replica:
             self.embedded = EmbeddedServices(Path(config.runtime.embedded_data_dir))
             config = self.config = await self.embedded.start(config)
         await wait_for_services(config)
-        if config.runtime.migrate_on_start:
-            from db.engine import build_engine
-
-            engine = build_engine(config.database)
-            try:
-                await migrate.run(engine)
-                revision = await migrate.current_revision(engine)
-            finally:
-                await engine.dispose()
-            log.info("schema at revision %s (head %s)", revision, migrate.head_revision())
+        if config.runtime.migrate_on_start:  # one replica at a time (an advisory lock)
+            before, after = await migrate.upgrade(config.database)
+            if before != after:
+                log.info("schema migrated from %s to %s", before or "nothing", after)
+            log.info("schema at revision %s (head %s)", after, migrate.head_revision())
         session = self.session or telegram_session(config, self.mode)
         app = self.app = await build_app(config, session=session, replicas=self.mode == "webhook")
         app.bot.session.middleware(

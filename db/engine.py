@@ -20,6 +20,10 @@ class DatabaseSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pool_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     statement_timeout_ms: Annotated[int, msgspec.Meta(ge=0)] = 5000
+    # Migrations run without the statement timeout; each wait for a table lock
+    # they need is bounded by this (0: wait for ever), so a migration stuck
+    # behind a long transaction fails instead of stalling every query behind it.
+    migration_lock_timeout_ms: Annotated[int, msgspec.Meta(ge=0)] = 10_000
 
     def __post_init__(self) -> None:
         if not self.url:  # none configured: `run` starts an embedded PostgreSQL
