@@ -15,6 +15,7 @@ import asyncpg
 import msgspec
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from bot import migrate
 from bot.run import Replica
@@ -151,3 +152,33 @@ async def test_five_replicas_starting_at_once_on_a_missing_database_all_serve(
             replica.stop()
         codes = await asyncio.wait_for(asyncio.gather(*runs, return_exceptions=True), 60)
     assert codes == [0] * REPLICAS
+
+
+async def test_a_migration_stuck_behind_a_long_transaction_fails_instead_of_waiting_for_ever(
+    absent_database, monkeypatch
+):
+    """Its wait for a table lock is bounded by migration_lock_timeout_ms, so it
+    does not hold every query on that table behind it."""
+    await migrate.ensure_database(absent_database)
+    url = absent_database.sqlalchemy_url
+    engine = build_engine(absent_database)
+    other = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, database=url.database
+    )
+
+    def altering_step(config, revision):
+        config.attributes["connection"].execute(text("ALTER TABLE held ADD COLUMN note text"))
+
+    monkeypatch.setattr(migrate.command, "upgrade", altering_step)
+    try:
+        await other.execute("CREATE TABLE held (id int)")
+        transaction = other.transaction()
+        await transaction.start()
+        await other.execute("SELECT * FROM held")  # an open transaction reading the table
+        with pytest.raises(DBAPIError) as failed:
+            await asyncio.wait_for(migrate.run(engine, lock_timeout_ms=200), 10)
+        assert isinstance(failed.value.orig.__cause__, asyncpg.LockNotAvailableError)
+        await transaction.rollback()
+    finally:
+        await other.close()
+        await engine.dispose()
