@@ -9,20 +9,13 @@ import sys
 
 from bot import migrate
 from bot.config import Config, ConfigError, load_config
-from db.engine import build_engine
 
 log = logging.getLogger("bot")
 
 
 async def migrate_command(config: Config) -> int:
     created = await migrate.ensure_database(config.database)
-    engine = build_engine(config.database)
-    try:
-        before = await migrate.current_revision(engine)
-        await migrate.run(engine)
-        after = await migrate.current_revision(engine)
-    finally:
-        await engine.dispose()
+    before, after = await migrate.upgrade(config.database)
     url = config.database.sqlalchemy_url.render_as_string(hide_password=True)
     print(f"database {url}{' (created)' if created else ''}")
     print(f"schema revision {before or 'empty'} -> {after} (head {migrate.head_revision()})")

@@ -36,8 +36,8 @@ class TelegramSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # replicas behind a load balancer. Without a token `run` starts local mode.
     mode: Literal["polling", "webhook"] = "polling"
     # Webhook mode: where this replica listens, and the public HTTPS URL that
-    # Telegram posts to (the load balancer's). /metrics and /healthz are served
-    # on the same server.
+    # Telegram posts to (the load balancer's). Only webhook_path is served
+    # there; /metrics and /healthz are on [observability] http_host/http_port.
     webhook_host: str = "0.0.0.0"
     webhook_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8080
     webhook_path: Annotated[str, msgspec.Meta(pattern=r"^/[A-Za-z0-9_./-]*$")] = "/telegram"
@@ -66,6 +66,11 @@ class RuntimeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # A withdrawal no admin decided within this is rejected and the amount
     # returned to the user's available funds (0: wait for an admin forever).
     withdrawal_timeout_hours: Annotated[float, msgspec.Meta(ge=0, le=24 * 365)] = 72.0
+    # Updates handled at once, per replica (0: [database] pool_size + max_overflow,
+    # as many as can hold a connection). Polling takes no more from Telegram until
+    # one finishes; the webhook answers 503 with Retry-After beyond it and Telegram
+    # delivers the update again later.
+    max_updates_in_flight: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
     # Webhook mode: a redelivered update_id is dropped for this long.
     update_dedup_seconds: Annotated[int, msgspec.Meta(ge=1, le=7 * 86_400)] = 3600
     # On SIGTERM, in-flight updates get this long to finish.
@@ -111,7 +116,8 @@ class RuntimeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class ObservabilitySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # An update slower than this is logged with its route, SQL and Redis counts.
     slow_update_ms: Annotated[float, msgspec.Meta(gt=0)] = 50.0
-    # /metrics (Prometheus) and /healthz; 0 turns the side server off.
+    # /metrics (Prometheus) and /healthz, in every mode, on an internal address
+    # (in webhook mode not on the public webhook listener); 0 turns it off.
     http_host: str = "127.0.0.1"
     http_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9100
     # "json": one JSON object per line (for a log shipper); "text": for people.
@@ -135,6 +141,12 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         for code in self.currencies:
             if not _CURRENCY_CODE.fullmatch(code):
                 raise ValueError(f"currency code {code!r} must be 2-10 upper-case letters/digits")
+
+    @property
+    def max_updates_in_flight(self) -> int:
+        """The bound on updates handled at once by one replica."""
+        configured = self.runtime.max_updates_in_flight
+        return configured or self.database.pool_size + self.database.max_overflow
 
     def currency_table(self) -> Currencies:
         return Currencies.from_settings(self.currencies)

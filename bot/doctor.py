@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import migrate
 from bot.config import Config
+from bot.startup import redacted_url
 from cache.client import build_redis
 from cache.replica import CacheReplica
 from db.engine import build_engine
@@ -131,12 +132,14 @@ async def check_outbox(engine: AsyncEngine) -> Check:
 
 async def check_redis(config: Config, engine: AsyncEngine) -> list[Check]:
     redis = build_redis(config.redis, config.cache)
+    where = redacted_url(config.redis.url)
     try:
         started = time.perf_counter()
         await redis.ping()
-        ping = Check("redis", True, f"PING {1000 * (time.perf_counter() - started):.2f} ms")
+        took = 1000 * (time.perf_counter() - started)
+        ping = Check("redis", True, f"PING {took:.2f} ms at {where}")
     except Exception as exc:
-        return [Check("redis", False, f"unreachable: {exc!r}")]
+        return [Check("redis", False, f"unreachable at {where}: {exc!r}")]
     finally:
         await redis.aclose()
     replica = CacheReplica.from_settings(config.redis, config.cache, engine)

@@ -6,18 +6,32 @@ import logging
 from pathlib import Path
 
 import asyncpg
+import msgspec
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.engine import DatabaseSettings
+from db.engine import DatabaseSettings, build_engine
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+# pg_advisory_lock keys: fixed numbers, the same in every release ("escrow" 1, 2).
+MIGRATIONS_LOCK = 0x6573_6372_6F77_0001
+CREATE_DATABASE_LOCK = 0x6573_6372_6F77_0002
+# For this transaction only: waiting for another replica's migration, and a
+# long step, are not cut short by the app's statement_timeout.
+NO_TIMEOUTS = text(
+    "SELECT set_config('statement_timeout', '0', true), set_config('lock_timeout', '0', true)"
+)
+TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
+LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+LOCK_TIMEOUT = text("SELECT set_config('lock_timeout', :ms, true)")
 
 
 def alembic_config() -> AlembicConfig:
@@ -40,7 +54,10 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 
 async def ensure_database(settings: DatabaseSettings) -> bool:
-    """Create the configured database if the server does not have it yet."""
+    """Create the configured database if the server does not have it yet; True
+    if this call created it. Replicas starting together check and create one at
+    a time (an advisory lock in the maintenance database, held until this
+    connection closes)."""
     url = settings.sqlalchemy_url
     name = url.database
     server = await asyncpg.connect(
@@ -52,26 +69,67 @@ async def ensure_database(settings: DatabaseSettings) -> bool:
         timeout=settings.connect_timeout_seconds,
     )
     try:
+        await server.execute("SELECT pg_advisory_lock($1)", CREATE_DATABASE_LOCK)
         exists = await server.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if exists:
             return False
-        await server.execute(f'CREATE DATABASE "{name}"')
+        try:
+            await server.execute(f'CREATE DATABASE "{name}"')
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            # Created meanwhile by someone not taking the lock (an older release):
+            # it exists, which is all this wanted.
+            return False
         log.info("created database %s", name)
         return True
     finally:
         await server.close()
 
 
-async def run(engine: AsyncEngine, revision: str = "head", *, downgrade: bool = False) -> None:
-    """Upgrade (or downgrade) the database behind `engine` to `revision`."""
+async def run(
+    engine: AsyncEngine,
+    revision: str = "head",
+    *,
+    downgrade: bool = False,
+    lock_timeout_ms: int = 0,
+) -> str | None:
+    """Upgrade (or downgrade) the database behind `engine` to `revision`; the
+    revision it was at before, read under the lock (so of replicas migrating
+    together, exactly one sees the old one).
+
+    One transaction holding an advisory lock: replicas starting together migrate
+    one after another, and the later ones find the work done. Neither the wait
+    nor a step (an index build on a big table) is cut by the app's
+    statement_timeout; `lock_timeout_ms` bounds each wait for a table lock, so a
+    migration stuck behind a long transaction fails instead of holding every
+    query on that table behind it. (A migration using `autocommit_block()` would
+    end the transaction and the lock with it: it must lock again.)"""
     config = alembic_config()
 
-    def migrate(connection: Connection) -> None:
+    def migrate(connection: Connection) -> str | None:
+        connection.execute(NO_TIMEOUTS)
+        if not connection.scalar(TRY_LOCK, {"key": MIGRATIONS_LOCK}):
+            log.info("another replica is migrating the database; waiting for it")
+            connection.execute(LOCK, {"key": MIGRATIONS_LOCK})
+        connection.execute(LOCK_TIMEOUT, {"ms": str(lock_timeout_ms)})
+        before = MigrationContext.configure(connection).get_current_revision()
         config.attributes["connection"] = connection
         if downgrade:
             command.downgrade(config, revision)
         else:
             command.upgrade(config, revision)
+        return before
 
     async with engine.begin() as connection:
-        await connection.run_sync(migrate)
+        return await connection.run_sync(migrate)
+
+
+async def upgrade(settings: DatabaseSettings) -> tuple[str | None, str | None]:
+    """Bring the configured database to the head revision on a connection of
+    its own; the revisions before and after."""
+    engine = build_engine(msgspec.structs.replace(settings, pool_size=1, max_overflow=0))
+    try:
+        before = await run(engine, lock_timeout_ms=settings.migration_lock_timeout_ms)
+        after = await current_revision(engine)
+    finally:
+        await engine.dispose()
+    return before, after

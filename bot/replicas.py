@@ -6,6 +6,7 @@ prefix (`cache.keys`).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -113,32 +114,67 @@ async def ensure_webhook(
     allowed_updates: Sequence[str],
     lock_ms: int = 30_000,
 ) -> bool:
-    """Call setWebhook once per configuration across replicas; True if this
-    replica called it. The digest of the configuration lives in Redis; a
-    replica that sees it current does nothing, and only the holder of the lock
-    sets a new one (the others skip, the holder is doing it)."""
+    """Make sure Telegram posts to `url`; True if this replica called setWebhook.
+
+    Telegram is the authority: its getWebhookInfo (URL and update types) must
+    match, whatever Redis says, so a webhook deleted by polling or from outside
+    is set again. The secret is not reported, so the digest of what was last
+    set (`<prefix>:webhook`) must match too. One replica at a time sets it,
+    under a lock; the others wait for the lock and check again, so a replica
+    only reports ready once the webhook is really set."""
     digest = webhook_digest(url, secret, allowed_updates)
-    current = await redis.get(keys.webhook)
-    if current is not None and current.decode() == digest:
-        return False
     lock_key = f"{keys.webhook}:lock"
-    token = secrets.token_hex(8)
-    if not await redis.set(lock_key, token, nx=True, px=lock_ms):
-        log.info("another replica is setting the webhook")
-        return False
-    try:
-        current = await redis.get(keys.webhook)
-        if current is not None and current.decode() == digest:
+    waiting = False
+    while True:
+        if await webhook_is_set(bot, redis, keys, url, allowed_updates, digest):
             return False
-        await bot.set_webhook(
-            url,
-            secret_token=secret,
-            allowed_updates=list(allowed_updates),
-            drop_pending_updates=False,
-        )
-        await redis.set(keys.webhook, digest)
-        log.info("webhook set to %s", url)
-        return True
-    finally:
-        if (await redis.get(lock_key)) == token.encode():
-            await redis.delete(lock_key)
+        token = secrets.token_hex(8)
+        if await redis.set(lock_key, token, nx=True, px=lock_ms):
+            try:
+                # the lock's previous holder may have set it meanwhile
+                if await webhook_is_set(bot, redis, keys, url, allowed_updates, digest):
+                    return False
+                await bot.set_webhook(
+                    url,
+                    secret_token=secret,
+                    allowed_updates=list(allowed_updates),
+                    drop_pending_updates=False,
+                )
+                await redis.set(keys.webhook, digest)
+                log.info("webhook set to %s", url)
+                return True
+            finally:
+                if (await redis.get(lock_key)) == token.encode():
+                    await redis.delete(lock_key)
+        if not waiting:
+            log.info("another replica is setting the webhook; waiting for it")
+            waiting = True
+        await asyncio.sleep(0.05)  # the lock expires by itself if its holder died
+
+
+async def webhook_is_set(
+    bot: Bot,
+    redis: Redis,
+    keys: CacheKeys,
+    url: str,
+    allowed_updates: Sequence[str],
+    digest: str,
+) -> bool:
+    """Whether the configuration with `digest` was set and Telegram still has it."""
+    recorded = await redis.get(keys.webhook)
+    if recorded is None or recorded.decode() != digest:
+        return False
+    info = await bot.get_webhook_info()
+    # Telegram leaves its default update types out; ours are never exactly those
+    # (a bot that used them all would only call setWebhook once more per start).
+    return info.url == url and set(info.allowed_updates or ()) == set(allowed_updates)
+
+
+async def delete_webhook(bot: Bot, redis: Redis, keys: CacheKeys) -> None:
+    """Polling: Telegram must not post anywhere, and the digest of the webhook
+    last set goes with it (a later webhook start checks Telegram anyway)."""
+    try:
+        await redis.delete(keys.webhook)
+    except RedisError as exc:
+        log.warning("could not forget the webhook's digest in Redis: %r", exc)
+    await bot.delete_webhook(drop_pending_updates=False)

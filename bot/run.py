@@ -35,10 +35,11 @@ from bot.embedded import EmbeddedServices, needs_embedded
 from bot.jobs import BackgroundJobs
 from bot.limits import RetryAfter, SendRate
 from bot.logs import configure_logging
-from bot.replicas import JobLock, ensure_webhook, webhook_secret
+from bot.replicas import JobLock, delete_webhook, ensure_webhook, webhook_secret
 from bot.sim import FakeTelegram
 from bot.startup import TRANSIENT, StartupError, wait_for_services, with_retries
-from bot.web import add_routes, start_side_server
+from bot.ticks import every
+from bot.web import start_side_server
 from cache.keys import CacheKeys
 
 log = logging.getLogger("bot.run")
@@ -53,6 +54,16 @@ def telegram_session(config: Config, mode: Mode) -> BaseSession:
     if mode == "local":
         return FakeTelegram(bot_username="escrow_local_bot", bot_name="Escrow (local)")
     return AiohttpSession(api=TelegramAPIServer.from_base(config.telegram.api_base))
+
+
+def check_fit_to_serve(config: Config, mode: Mode) -> None:
+    """Refuse a configuration that would serve real people badly (StartupError)."""
+    if mode != "local" and not config.escrow.admins:
+        raise StartupError(
+            "no admins configured: disputes could never be settled and withdrawals would "
+            "wait until they time out. Set [escrow] admins in config.toml or "
+            "ESCROW__ESCROW__ADMINS='[<Telegram user id>, ...]'"
+        )
 
 
 def local_config(config: Config) -> Config:
@@ -80,10 +91,13 @@ class Replica:
         self.out = out
         self.app: App | None = None
         self.jobs: BackgroundJobs | None = None
-        self.web_runner: web.AppRunner | None = None
+        self.web_runner: web.AppRunner | None = None  # webhook mode's public listener
+        self.side_runner: web.AppRunner | None = None  # /metrics and /healthz
         self.embedded: EmbeddedServices | None = None
         self.ready = asyncio.Event()
         self.in_flight = 0
+        self.deferred = 0  # webhook updates answered 503 beyond the bound
+        self._busy = False
         self._stop = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -117,21 +131,17 @@ class Replica:
 
     async def _start(self) -> None:
         config, started = self.config, time.perf_counter()
+        check_fit_to_serve(config, self.mode)  # before touching any service
         log.info("starting in %s mode", self.mode)
         if needs_embedded(config):
             self.embedded = EmbeddedServices(Path(config.runtime.embedded_data_dir))
             config = self.config = await self.embedded.start(config)
         await wait_for_services(config)
-        if config.runtime.migrate_on_start:
-            from db.engine import build_engine
-
-            engine = build_engine(config.database)
-            try:
-                await migrate.run(engine)
-                revision = await migrate.current_revision(engine)
-            finally:
-                await engine.dispose()
-            log.info("schema at revision %s (head %s)", revision, migrate.head_revision())
+        if config.runtime.migrate_on_start:  # one replica at a time (an advisory lock)
+            before, after = await migrate.upgrade(config.database)
+            if before != after:
+                log.info("schema migrated from %s to %s", before or "nothing", after)
+            log.info("schema at revision %s (head %s)", after, migrate.head_revision())
         session = self.session or telegram_session(config, self.mode)
         app = self.app = await build_app(config, session=session, replicas=self.mode == "webhook")
         app.bot.session.middleware(
@@ -179,14 +189,6 @@ class Replica:
         )
         self.jobs.start()
         app.outbox.start()  # on every replica: claims never overlap
-        observability = config.observability
-        if self.mode != "webhook" and observability.http_port:
-            try:
-                self.web_runner = await start_side_server(
-                    app, observability.http_host, observability.http_port
-                )
-            except OSError as exc:  # the bot is still worth running without them
-                log.warning("no /metrics and /healthz: %s", exc)
         # Everything built so far lives as long as the process: keep it out of
         # the collector's generations so full collections stay short.
         gc.collect()
@@ -194,6 +196,21 @@ class Replica:
         log.info("ready in %.0f ms", (time.perf_counter() - started) * 1000)
 
     # -- serving ----------------------------------------------------------------------
+
+    async def _serving(self) -> None:
+        """Taking updates now: open /metrics and /healthz, so a health check that
+        answers means a replica that serves, then say ready."""
+        observability = self.config.observability
+        # In every mode on the internal side server: in webhook mode the public
+        # listener (behind the load balancer) serves the webhook path only.
+        if observability.http_port and self.app is not None:
+            try:
+                self.side_runner = await start_side_server(
+                    self.app, observability.http_host, observability.http_port
+                )
+            except OSError as exc:  # the bot is still worth running without them
+                log.warning("no /metrics and /healthz: %s", exc)
+        self.ready.set()
 
     async def _serve(self) -> int:
         match self.mode:
@@ -220,7 +237,7 @@ class Replica:
         self.out("Local mode: no token configured, so simulated people talk to the bot.")
         self.out("")
         local = LocalMode(app, telegram, self.config.runtime.local_admin_id, self.out)
-        self.ready.set()
+        await self._serving()
         work = asyncio.create_task(local.run())
         await self._until_stopped(work)
         if not work.done():
@@ -239,11 +256,20 @@ class Replica:
         app = self.app
         assert app is not None
         dispatcher = app.dispatcher
-        await app.bot.delete_webhook(drop_pending_updates=False)
-        polling = asyncio.create_task(
-            dispatcher.start_polling(app.bot, handle_signals=False, close_bot_session=False)
+        # Polling and a webhook exclude each other; the webhook's digest goes too.
+        await delete_webhook(
+            app.bot, app.cache.cache.redis, CacheKeys(self.config.cache.key_prefix)
         )
-        self.ready.set()
+        polling = asyncio.create_task(
+            dispatcher.start_polling(
+                app.bot,
+                handle_signals=False,
+                close_bot_session=False,
+                # Beyond the bound the loop waits before asking Telegram for more.
+                tasks_concurrency_limit=self.config.max_updates_in_flight,
+            )
+        )
+        await self._serving()
         await self._until_stopped(polling)
         if not polling.done():
             await dispatcher.stop_polling()
@@ -270,7 +296,6 @@ class Replica:
         SimpleRequestHandler(
             app.dispatcher, app.bot, secret_token=secret, handle_in_background=False
         ).register(web_app, path=settings.webhook_path)
-        add_routes(web_app, app)
         runner = self.web_runner = web.AppRunner(
             web_app, access_log=None, shutdown_timeout=self.config.runtime.shutdown_timeout_seconds
         )
@@ -282,16 +307,37 @@ class Replica:
             settings.webhook_port,
             settings.webhook_path,
         )
-        await ensure_webhook(
-            app.bot,
-            app.cache.cache.redis,
-            CacheKeys(self.config.cache.key_prefix),
-            url=settings.webhook_url,
-            secret=secret,
-            allowed_updates=app.dispatcher.resolve_used_update_types(),
-        )
-        self.ready.set()
+        redis, keys = app.cache.cache.redis, CacheKeys(self.config.cache.key_prefix)
+        allowed_updates = app.dispatcher.resolve_used_update_types()
+
+        async def ensure() -> None:
+            await ensure_webhook(
+                app.bot,
+                redis,
+                keys,
+                url=settings.webhook_url,
+                secret=secret,
+                allowed_updates=allowed_updates,
+            )
+
+        # Each jobs tick one replica checks that Telegram still has the webhook
+        # (removed from outside, say) and sets it again. The start-up check counts
+        # as this tick's, so starting replicas do not ask twice.
+        lock, interval = JobLock(redis, keys), self.config.runtime.jobs_interval_seconds
+        tick_ms = max(int(interval * 900), 1)  # a little less than a tick
+
+        async def recheck() -> None:
+            if await lock.acquire("webhook", tick_ms):
+                await ensure()
+
+        await lock.acquire("webhook", tick_ms)
+        await ensure()
+        keeper = asyncio.create_task(every(interval, self._stop, recheck, "webhook check"))
+        await self._serving()
         await self._stop.wait()
+        keeper.cancel()  # a check cut short is redone by the next replica's tick
+        with suppress(asyncio.CancelledError):
+            await keeper
         # Stop listening first, then let the updates in flight finish.
         for site in list(runner.sites):
             await site.stop()
@@ -306,12 +352,24 @@ class Replica:
     async def _track_in_flight(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        bound = self.config.max_updates_in_flight
+        if self.in_flight >= bound:
+            # Not handled: Telegram keeps an update it got no 2xx for and posts it
+            # again after Retry-After (a redelivery is not a duplicate: no
+            # replica took it).
+            self.deferred += 1
+            if not self._busy:
+                self._busy = True
+                log.warning("%d updates in flight: asking Telegram to deliver more later", bound)
+            return web.Response(status=503, headers={"Retry-After": "1"}, text="busy")
         self.in_flight += 1
         self._idle.clear()
         try:
             return await handler(request)
         finally:
             self.in_flight -= 1
+            if self.in_flight < bound:
+                self._busy = False
             if not self.in_flight:
                 self._idle.set()
 
@@ -323,8 +381,9 @@ class Replica:
             await self.jobs.stop()
         if self.app is not None:  # after the updates in flight: record what they sent
             await self.app.outbox.stop()
-        if self.web_runner is not None:
-            await self.web_runner.cleanup()
+        for runner in (self.web_runner, self.side_runner):
+            if runner is not None:
+                await runner.cleanup()
         if self.app is not None:
             await self.app.aclose()
             log.info("stopped; pools closed")

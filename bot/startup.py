@@ -12,6 +12,8 @@ import asyncpg
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bot import migrate
 from bot.config import Config
@@ -27,6 +29,20 @@ TRANSIENT = (
     RedisConnectionError,
     RedisTimeoutError,
 )
+
+
+def redacted_url(url: str) -> str:
+    """A Redis URL fit for a log or an error: a password, in the user part or as
+    `?password=`, shown as ***. (SQLAlchemy's URL parses any scheme://user:pass@.)"""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url.split("://", 1)[0] + "://…"  # unparseable: show nothing that may be secret
+    shown = parsed.render_as_string(hide_password=True)
+    if "password" in parsed.query:  # redis-py also takes it as a query argument
+        hidden = parsed.update_query_dict({"password": "***"}).render_as_string(hide_password=True)
+        shown = hidden.replace("password=%2A%2A%2A", "password=***")
+    return shown
 
 
 class StartupError(Exception):
@@ -92,5 +108,6 @@ async def wait_for_services(config: Config) -> None:
     attempts, backoff = runtime.connect_attempts, runtime.connect_backoff_max_seconds
     await with_retries(f"Postgres at {where}", postgres, attempts, backoff)
     log.info("Postgres answers at %s", where)
-    await with_retries(f"Redis at {config.redis.url}", redis, attempts, backoff)
-    log.info("Redis answers at %s", config.redis.url)
+    where = redacted_url(config.redis.url)
+    await with_retries(f"Redis at {where}", redis, attempts, backoff)
+    log.info("Redis answers at %s", where)

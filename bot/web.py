@@ -1,7 +1,8 @@
 """The replica's HTTP side: Prometheus /metrics and /healthz.
 
-Served by the webhook server in webhook mode, or by this small server of its
-own otherwise (aiohttp, which aiogram already depends on).
+Served in every mode by this small server of its own (aiohttp, which aiogram
+already depends on) on `[observability] http_host/http_port`, an internal
+address: in webhook mode the public listener serves the webhook path only.
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@ class DatabaseSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pool_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     statement_timeout_ms: Annotated[int, msgspec.Meta(ge=0)] = 5000
+    # Migrations run without the statement timeout; each wait for a table lock
+    # they need is bounded by this (0: wait for ever), so a migration stuck
+    # behind a long transaction fails instead of stalling every query behind it.
+    migration_lock_timeout_ms: Annotated[int, msgspec.Meta(ge=0)] = 10_000
 
     def __post_init__(self) -> None:
         if not self.url:  # none configured: `run` starts an embedded PostgreSQL
@@ -53,6 +57,9 @@ def build_engine(settings: DatabaseSettings) -> AsyncEngine:
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout_seconds,
         pool_pre_ping=False,  # a dead connection surfaces as an error and is replaced
+        # Bound values are people's descriptions, reasons and payout destinations:
+        # errors and SQLAlchemy's log show the statement, never them.
+        hide_parameters=True,
         connect_args={
             "timeout": settings.connect_timeout_seconds,
             "server_settings": {

@@ -298,6 +298,7 @@ class BotSettings:
     webhook_url: str = ""
     webhook_secret: str | None = None
     allowed_updates: list[str] | None = None
+    """None: Telegram's default set of update types (not reported by getWebhookInfo)."""
     profile: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def answer(self, method: str, params: dict[str, Any]) -> Any:
@@ -316,8 +317,12 @@ class BotSettings:
             case "setWebhook":
                 self.webhook_url = params["url"]
                 self.webhook_secret = params.get("secret_token")
-                self.allowed_updates = params.get("allowed_updates")
+                # Telegram keeps the previous types when none are given; [] means its
+                # default set, which getWebhookInfo then leaves out.
+                if "allowed_updates" in params:
+                    self.allowed_updates = list(params["allowed_updates"]) or None
             case "deleteWebhook":
+                # The update types stay: getUpdates and the next setWebhook share them.
                 self.webhook_url, self.webhook_secret = "", None
             case "getWebhookInfo":
                 return WebhookInfo(

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
+from aiogram.exceptions import TelegramConflictError
 from aiogram.methods import GetUpdates, TelegramMethod
 from aiogram.types import Update
 
@@ -19,12 +20,14 @@ from bot.config import Config, ConfigError, load_config
 from bot.run import Replica, telegram_session
 from bot.sim import FakeTelegram, SimulatedUser
 from cache.settings import RedisSettings
+from tests.conftest import ADMIN_TELEGRAM_ID
 from tests.runtime.conftest import eventually
 from tests.runtime.test_webhook import free_port
 
 
 class PollingTelegram(FakeTelegram):
-    """The double, plus getUpdates served from a queue (long polling of 0.1 s)."""
+    """The double, plus getUpdates served from a queue (long polling of 0.1 s),
+    refused while a webhook is set, as Telegram does."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -32,17 +35,27 @@ class PollingTelegram(FakeTelegram):
 
     async def make_request(self, bot, method: TelegramMethod[Any], timeout=None):  # noqa: ASYNC109
         if isinstance(method, GetUpdates):
+            if self.settings.webhook_url:
+                raise TelegramConflictError(
+                    method,
+                    "Conflict: can't use getUpdates method while webhook is active;"
+                    " use deleteWebhook to delete the webhook first",
+                )
             try:
                 async with asyncio.timeout(0.1):
-                    return [await self.updates.get()]
+                    updates = [await self.updates.get()]
             except TimeoutError:
                 return []
+            while not self.updates.empty() and len(updates) < 100:  # a burst comes at once
+                updates.append(self.updates.get_nowait())
+            return updates
         return await super().make_request(bot, method, timeout)
 
 
 def polling_config(config: Config) -> Config:
     telegram = msgspec.structs.replace(config.telegram, token="123456:TEST-polling")
-    return msgspec.structs.replace(config, telegram=telegram)
+    escrow = msgspec.structs.replace(config.escrow, admins=(ADMIN_TELEGRAM_ID,))
+    return msgspec.structs.replace(config, telegram=telegram, escrow=escrow)
 
 
 def test_the_bot_api_base_url_comes_from_the_config(config):
@@ -140,3 +153,33 @@ def test_webhook_mode_needs_the_public_url():
         load_config(environ=environ)
     assert "telegram.webhook_url: required in webhook mode" in str(refused.value)
     assert "ESCROW__TELEGRAM__WEBHOOK_URL" in str(refused.value)
+
+
+@pytest.mark.parametrize("mode", ["polling", "webhook"])
+async def test_a_token_without_admins_refuses_to_start_and_says_what_to_set(
+    replica_config, caplog, mode
+):
+    """Nobody could settle a dispute or decide a withdrawal: refuse before serving."""
+    telegram = msgspec.structs.replace(
+        replica_config.telegram,
+        token="123456:TEST-no-admins",
+        mode=mode,
+        webhook_url="https://bot.example.test/tg",
+        webhook_host="127.0.0.1",
+        webhook_port=free_port(),
+    )
+    config = msgspec.structs.replace(
+        replica_config,
+        telegram=telegram,
+        escrow=msgspec.structs.replace(replica_config.escrow, admins=()),
+    )
+    session = PollingTelegram()
+    replica = Replica(config, session=session)
+    with caplog.at_level(logging.ERROR, logger="bot.run"):
+        assert await asyncio.wait_for(replica.run(), 20) == 1
+    (refusal,) = [r.getMessage() for r in caplog.records if r.name == "bot.run"]
+    assert refusal.startswith("cannot start: no admins configured")
+    assert "ESCROW__ESCROW__ADMINS" in refusal and "[escrow] admins" in refusal
+    assert not replica.ready.is_set()
+    assert session.requests == []  # Telegram was never asked for anything
+    assert replica.app is None  # nothing was built, nothing served

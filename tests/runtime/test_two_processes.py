@@ -24,6 +24,7 @@ from sqlalchemy import text
 
 from bot.keyboards import Signer
 from bot.replicas import webhook_secret
+from tests.conftest import ADMIN_TELEGRAM_ID
 from tests.runtime.test_webhook import free_port
 
 TOKEN = "424242:TEST-two-processes"
@@ -32,8 +33,8 @@ _update_ids = itertools.count(int(time.time() * 1000) % 10**9)
 
 
 class BotApiServer:
-    """Just enough of the Bot API: every call is recorded; sendMessage can be
-    slowed down or refused with a 429 once."""
+    """Just enough of the Bot API: every call is recorded; the webhook is kept
+    as Telegram keeps it; sendMessage can be slowed down or refused with a 429 once."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
@@ -43,6 +44,7 @@ class BotApiServer:
         self.hang_chat: int | None = None
         self.unhang = asyncio.Event()
         self.message_ids = itertools.count(1)
+        self.webhook: dict[str, Any] = {}  # what setWebhook set, as getWebhookInfo tells
 
     def methods(self, name: str) -> list[dict[str, Any]]:
         return [params for method, params in self.calls if method == name]
@@ -63,7 +65,15 @@ class BotApiServer:
                 status=429,
             )
         result: Any = True
-        if method == "getMe":
+        if method == "setWebhook":
+            self.webhook = {"url": params["url"], "has_custom_certificate": False}
+            self.webhook["allowed_updates"] = json.loads(params.get("allowed_updates", "[]"))
+        elif method == "deleteWebhook":
+            self.webhook = {}
+        elif method == "getWebhookInfo":
+            result = {"url": "", "has_custom_certificate": False, **self.webhook}
+            result["pending_update_count"] = 0
+        elif method == "getMe":
             result = {"id": 424242, "is_bot": True, "first_name": "Test", "username": "t_bot"}
         elif method == "sendMessage":
             await asyncio.sleep(self.send_delay)
@@ -93,8 +103,10 @@ async def api() -> AsyncIterator[tuple[BotApiServer, int]]:
 
 
 class Process:
-    def __init__(self, process: asyncio.subprocess.Process, port: int, log: Path) -> None:
-        self.process, self.port, self.log = process, port, log
+    def __init__(
+        self, process: asyncio.subprocess.Process, port: int, side_port: int, log: Path
+    ) -> None:
+        self.process, self.port, self.side_port, self.log = process, port, side_port, log
 
     async def post(self, http: aiohttp.ClientSession, update: dict[str, Any]) -> int:
         headers = {"X-Telegram-Bot-Api-Secret-Token": webhook_secret(TOKEN, "")}
@@ -104,7 +116,7 @@ class Process:
 
 
 async def start(replica_config, api_port: int, log: Path, **settings: str) -> Process:
-    port = free_port()
+    port, side_port = free_port(), free_port()
     env = {
         **os.environ,
         "ESCROW__TELEGRAM__TOKEN": TOKEN,
@@ -117,20 +129,23 @@ async def start(replica_config, api_port: int, log: Path, **settings: str) -> Pr
         "ESCROW__DATABASE__URL": replica_config.database.url,
         "ESCROW__REDIS__URL": replica_config.redis.url,
         "ESCROW__CACHE__KEY_PREFIX": replica_config.cache.key_prefix,
-        "ESCROW__OBSERVABILITY__HTTP_PORT": "0",
+        "ESCROW__OBSERVABILITY__HTTP_HOST": "127.0.0.1",
+        "ESCROW__OBSERVABILITY__HTTP_PORT": str(side_port),
+        "ESCROW__ESCROW__ADMINS": f"[{ADMIN_TELEGRAM_ID}]",
     }
     env.update({f"ESCROW__{key.upper()}": value for key, value in settings.items()})
     with log.open("wb") as sink:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", "run", cwd=ROOT, env=env, stdout=sink, stderr=sink
         )
-    running = Process(process, port, log)
+    running = Process(process, port, side_port, log)
     async with aiohttp.ClientSession() as http:
         for _ in range(300):
             if process.returncode is not None:
                 break
             try:
-                async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                # /healthz is on the internal side server, not the public webhook port
+                async with http.get(f"http://127.0.0.1:{side_port}/healthz") as response:
                     if response.status == 200:
                         return running
             except aiohttp.ClientConnectionError:

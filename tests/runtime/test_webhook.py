@@ -20,6 +20,7 @@ from bot.config import Config
 from bot.replicas import webhook_secret
 from bot.run import Replica
 from bot.sim import FakeTelegram, SimulatedUser
+from tests.conftest import ADMIN_TELEGRAM_ID
 from tests.runtime.conftest import eventually
 
 TOKEN = "123456:TEST-webhook"
@@ -41,7 +42,8 @@ def webhook_config(config: Config, port: int) -> Config:
         webhook_path="/tg",
         webhook_url="https://bot.example.test/tg",
     )
-    return msgspec.structs.replace(config, telegram=telegram)
+    escrow = msgspec.structs.replace(config.escrow, admins=(ADMIN_TELEGRAM_ID,))
+    return msgspec.structs.replace(config, telegram=telegram, escrow=escrow)
 
 
 class Running:
@@ -52,12 +54,13 @@ class Running:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def secret_header(self) -> dict[str, str]:
+        return {"X-Telegram-Bot-Api-Secret-Token": webhook_secret(TOKEN, "")}
+
     async def post(self, http: aiohttp.ClientSession, update: Update) -> int:
         body = update.model_dump_json(exclude_none=True)
-        headers = {
-            "Content-Type": "application/json",
-            "X-Telegram-Bot-Api-Secret-Token": webhook_secret(TOKEN, ""),
-        }
+        headers = {"Content-Type": "application/json", **self.secret_header}
         async with http.post(f"{self.url}/tg", data=body, headers=headers) as response:
             return response.status
 
@@ -101,13 +104,37 @@ async def test_two_replicas_set_the_webhook_once_and_handle_a_duplicate_once(rep
         # a request without the secret is refused
         async with http.post(f"{first.url}/tg", json={"update_id": 1}) as response:
             assert response.status == 401
-        async with http.get(f"{second.url}/healthz") as response:
-            assert response.status == 200
-            assert await response.json() == {"postgres": True, "redis": True, "listener": True}
     finally:
         first.replica.stop()
         second.replica.stop()
         assert await first.task == 0 and await second.task == 0
+
+
+def with_side_server(config: Config, port: int) -> Config:
+    observability = msgspec.structs.replace(
+        config.observability, http_host="127.0.0.1", http_port=port
+    )
+    return msgspec.structs.replace(config, observability=observability)
+
+
+async def test_metrics_and_health_are_on_the_internal_side_server_not_the_public_port(
+    replica_config, http
+):
+    side_port = free_port()
+    running = await start(with_side_server(replica_config, side_port), FakeTelegram())
+    try:
+        for path in ("/metrics", "/healthz"):  # the public listener serves the webhook only
+            async with http.get(f"{running.url}{path}") as response:
+                assert response.status == 404, path
+        async with http.get(f"http://127.0.0.1:{side_port}/healthz") as response:
+            assert response.status == 200
+            assert await response.json() == {"postgres": True, "redis": True, "listener": True}
+        async with http.get(f"http://127.0.0.1:{side_port}/metrics") as response:
+            assert response.status == 200
+            assert "escrow_invalidation_listener_up 1.0" in await response.text()
+    finally:
+        running.replica.stop()
+        assert await running.task == 0
 
 
 async def test_sigterm_finishes_the_updates_in_flight_then_stops(replica_config, http):

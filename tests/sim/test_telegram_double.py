@@ -462,3 +462,22 @@ async def test_capture_collects_only_the_current_tasks_requests(
 
     assert [r.method for r in requests] == ["answerCallbackQuery", "editMessageText"]
     assert all(isinstance(r, BotRequest) for r in requests)
+
+
+async def test_webhook_info_follows_set_and_delete_as_telegram_reports_it(bot: Bot) -> None:
+    info = await bot.get_webhook_info()
+    assert (info.url, info.allowed_updates) == ("", None)  # never set: the default types
+    assert await bot.set_webhook(
+        "https://bot.example.org/hook", secret_token="s3cret", allowed_updates=["message"]
+    )
+    info = await bot.get_webhook_info()
+    assert (info.url, info.allowed_updates) == ("https://bot.example.org/hook", ["message"])
+    # Telegram keeps the update types across deleteWebhook (getUpdates uses them too)
+    assert await bot.delete_webhook()
+    info = await bot.get_webhook_info()
+    assert (info.url, info.allowed_updates) == ("", ["message"])
+    # setWebhook without allowed_updates keeps the previous ones; [] means the default
+    assert await bot.set_webhook("https://bot.example.org/other")
+    assert (await bot.get_webhook_info()).allowed_updates == ["message"]
+    assert await bot.set_webhook("https://bot.example.org/other", allowed_updates=[])
+    assert (await bot.get_webhook_info()).allowed_updates is None

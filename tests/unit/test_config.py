@@ -120,3 +120,11 @@ def test_a_currency_is_required(tmp_path):
     path.write_text("[database]\nurl = 'postgresql://x/y'\n")
     with pytest.raises(ConfigError, match="at least one currency"):
         load_config(path, environ={})
+
+
+def test_updates_in_flight_are_bounded_by_the_database_pool_unless_configured(config_file):
+    assert load_config(config_file, environ={}).max_updates_in_flight == 10 + 10
+    pool = {"ESCROW__DATABASE__POOL_SIZE": "30", "ESCROW__DATABASE__MAX_OVERFLOW": "5"}
+    assert load_config(config_file, environ=pool).max_updates_in_flight == 35
+    configured = {**pool, "ESCROW__RUNTIME__MAX_UPDATES_IN_FLIGHT": "8"}
+    assert load_config(config_file, environ=configured).max_updates_in_flight == 8
