@@ -16,6 +16,7 @@ from aiogram.types import CallbackQuery, TelegramObject, Update, User
 from aiogram.utils.callback_answer import CallbackAnswer, CallbackAnswerMiddleware
 
 from bot.freshness import DealVersions
+from bot.fsm import StateUnavailable, StateUnread
 from bot.keyboards import Signer
 from bot.outbox import Outbox
 from bot.services import Services
@@ -116,7 +117,11 @@ class ButtonsSkipStateMiddleware(FSMContextMiddleware):
     a press reads state only if its handler asks (`await state.get_data()`).
     That keeps a read-only press at zero Redis round trips on an L1 hit. The
     press takes the user's lock in `PressLock`, after it has been answered:
-    with several replicas that lock is a Redis round trip."""
+    with several replicas that lock is a Redis round trip.
+
+    A message whose state can't be read (Redis failing) is not handled: it
+    may be a wizard step, and guessing "no form" would treat it as something
+    else. `StateUnread` asks the sender to send it again (bot/fsm.py)."""
 
     async def __call__(
         self,
@@ -124,13 +129,20 @@ class ButtonsSkipStateMiddleware(FSMContextMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
-        if not (isinstance(event, Update) and event.callback_query is not None):
-            return await super().__call__(handler, event, data)
         context = self.resolve_event_context(data["bot"], data)
         data["fsm_storage"] = self.storage
-        if context is not None:
-            data["state"] = context
-        return await handler(event, data)
+        if context is None:
+            return await handler(event, data)
+        data["state"] = context
+        if isinstance(event, Update) and event.callback_query is not None:
+            return await handler(event, data)
+        # as aiogram does: the state is read once the user's lock is held
+        async with self.events_isolation.lock(key=context.key):
+            try:
+                data["raw_state"] = await context.get_state()
+            except StateUnavailable as exc:
+                raise StateUnread(str(exc)) from exc
+            return await handler(event, data)
 
 
 class PressLock(BaseMiddleware):

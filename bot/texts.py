@@ -66,6 +66,15 @@ CREATE_UNCONFIRMED = (
     "press ✅ Create deal again: it will not be created twice."
 )
 NOTHING_TO_CANCEL = "There is nothing to cancel."
+# Redis failing (bot/fsm.py): nothing was handled, nothing changed.
+MESSAGE_NOT_READ = (
+    "⏳ We couldn't read that just now. Nothing was changed: please send it again "
+    "in a moment. The buttons below keep working meanwhile."
+)
+FORM_UNAVAILABLE = (
+    "⏳ Forms are unavailable for a moment. Nothing was changed: please try again "
+    "shortly. Your deals and wallet can still be viewed."
+)
 
 
 def shorten(value: str, limit: int) -> str:

@@ -16,6 +16,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import texts
 from bot.filters import NotACommand
+from bot.fsm import enter
 from bot.handlers.admin import (
     QUEUE_PAGE,
     AdminCredit,
@@ -184,8 +185,7 @@ async def reject(
 ) -> None:
     if await refused(query, snapshot) or not isinstance(query.message, Message):
         return
-    await state.set_state(AdminForm.reject_note)
-    await state.set_data({"flow": "reject", "withdrawal_id": callback_data.id})
+    await enter(state, AdminForm.reject_note, {"flow": "reject", "withdrawal_id": callback_data.id})
     await edit(
         query.message,
         f"✖️ Why is withdrawal #{callback_data.id} rejected? Send the reason in one message "
@@ -247,8 +247,7 @@ async def reject_note(
 async def credit(query: CallbackQuery, snapshot: UserSnapshot, state: FSMContext) -> None:
     if await refused(query, snapshot) or not isinstance(query.message, Message):
         return
-    await state.set_state(AdminForm.credit_user)
-    await state.set_data({"flow": "credit"})
+    await enter(state, AdminForm.credit_user, {"flow": "credit"})
     await edit(
         query.message,
         "💰 <b>Credit a deposit by hand</b>\n\n"
@@ -311,9 +310,10 @@ async def credit_currency(
     if await refused(query, snapshot) or not isinstance(query.message, Message):
         return
     money = currencies[callback_data.currency]
-    await state.set_state(AdminForm.credit_amount)
-    await state.set_data(
-        {"flow": "credit", "telegram_id": callback_data.telegram_id, "currency": money.code}
+    await enter(
+        state,
+        AdminForm.credit_amount,
+        {"flow": "credit", "telegram_id": callback_data.telegram_id, "currency": money.code},
     )
     await edit(
         query.message,

@@ -166,8 +166,8 @@ async def act(
     action = Action(callback_data.action)
     card = query.message if isinstance(query.message, Message) else None
     if action is Action.DISPUTE:
+        await state.update_data(code=callback_data.code)  # the data first, the step last
         await state.set_state(DisputeForm.reason)
-        await state.update_data(code=callback_data.code)
         if card is not None:
             await card.answer(
                 "⚠️ What went wrong? Describe it in one message; the admins will read it.\n"

@@ -16,8 +16,10 @@ import secrets
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import ExceptionTypeFilter, Filter
-from aiogram.types import ErrorEvent
+from aiogram.types import ErrorEvent, InlineKeyboardMarkup
 
+from bot import keyboards, texts
+from bot.fsm import StateUnavailable, StateUnread
 from bot.services.errors import EscrowError
 
 log = logging.getLogger(__name__)
@@ -38,12 +40,14 @@ def _chat_id(event: ErrorEvent) -> int | None:
     return None
 
 
-async def _tell(bot: Bot, event: ErrorEvent, text: str) -> None:
+async def _tell(
+    bot: Bot, event: ErrorEvent, text: str, markup: InlineKeyboardMarkup | None = None
+) -> None:
     chat_id = _chat_id(event)
     if chat_id is None:
         return
     try:
-        await bot.send_message(chat_id, text)
+        await bot.send_message(chat_id, text, reply_markup=markup)
     except TelegramAPIError:
         log.warning("could not tell chat %s about a failed update", chat_id, exc_info=True)
 
@@ -53,6 +57,20 @@ async def refused(event: ErrorEvent, bot: Bot) -> None:
     error = event.exception
     assert isinstance(error, EscrowError)
     await _tell(bot, event, f"⚠️ {error.message}")
+
+
+@router.errors(ExceptionTypeFilter(StateUnread))
+async def message_not_read(event: ErrorEvent, bot: Bot) -> None:
+    """Redis failed reading the sender's form state: the message was not handled."""
+    log.warning("update %s not handled: %s", event.update.update_id, event.exception)
+    await _tell(bot, event, texts.MESSAGE_NOT_READ, keyboards.back_to_menu())
+
+
+@router.errors(ExceptionTypeFilter(StateUnavailable))
+async def form_unavailable(event: ErrorEvent, bot: Bot) -> None:
+    """Redis failed writing (or reading) a form's state before its use case ran."""
+    log.warning("update %s: form state unavailable: %s", event.update.update_id, event.exception)
+    await _tell(bot, event, texts.FORM_UNAVAILABLE, keyboards.back_to_menu())
 
 
 class NotModified(Filter):

@@ -30,6 +30,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import keyboards, texts
 from bot.filters import NotACommand
+from bot.fsm import enter
 from bot.handlers.committed import close_form, read_after_commit, show_result, strip_keyboards
 from bot.keyboards import Nav, WalletMenu
 from bot.services import Outcome
@@ -207,8 +208,9 @@ async def deposit_button(
     if not isinstance(deposits, InstantDeposits):
         await edit(query.message, text, back_to_wallet())
         return
-    await state.set_state(WalletForm.deposit_amount)
-    await state.set_data(
+    await enter(
+        state,
+        WalletForm.deposit_amount,
         {
             "flow": "deposit",
             "currency": money.code,
@@ -216,7 +218,7 @@ async def deposit_button(
             # amount is typed into it (Redis may fail to forget it)
             "form": secrets.token_urlsafe(9),
             "messages": [query.message.message_id],
-        }
+        },
     )
     await edit(
         query.message,

@@ -14,6 +14,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import texts
 from bot.filters import NotACommand
+from bot.fsm import enter
 from bot.handlers.committed import close_form, show_result, strip_keyboards
 from bot.handlers.wallet import (
     WalletForm,
@@ -93,9 +94,10 @@ async def withdraw_button(
             back_to_wallet(),
         )
         return
-    await state.set_state(WalletForm.withdraw_amount)
-    await state.set_data(
-        {"flow": "withdraw", "currency": money.code, "messages": [query.message.message_id]}
+    await enter(
+        state,
+        WalletForm.withdraw_amount,
+        {"flow": "withdraw", "currency": money.code, "messages": [query.message.message_id]},
     )
     await edit(
         query.message,
@@ -135,9 +137,10 @@ async def withdraw_amount(
         f"(at most {settings.withdrawal_destination_max_length} characters), or /cancel.",
         reply_markup=cancel_keyboard(),
     )
-    await state.set_state(WalletForm.withdraw_destination)
     messages = [*data.get("messages", ()), asked.message_id]
-    await state.set_data({**data, "amount": amount, "messages": messages})
+    await enter(
+        state, WalletForm.withdraw_destination, {**data, "amount": amount, "messages": messages}
+    )
 
 
 @router.message(StateFilter(WalletForm.withdraw_destination), NotACommand())

@@ -39,6 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot import keyboards, texts
 from bot.filters import NotACommand
 from bot.freshness import DealVersions
+from bot.fsm import enter
 from bot.handlers import wizard_screens as screens
 from bot.handlers.committed import close_form, pressed_message, show_result
 from bot.handlers.deals import show_committed_card
@@ -114,16 +115,14 @@ async def _at_step(query: CallbackQuery, state: FSMContext, step: State) -> bool
 
 @router.message(Command("new"))
 async def new_command(message: Message, state: FSMContext) -> None:
-    await state.set_state(screens.NewDeal.role)
-    await state.set_data({})
+    await enter(state, screens.NewDeal.role, {})
     text, markup = screens.role_screen()
     await message.answer(text, reply_markup=markup)
 
 
 @router.callback_query(Nav.filter(F.to == "new"))
 async def new_button(query: CallbackQuery, state: FSMContext) -> None:
-    await state.set_state(screens.NewDeal.role)
-    await state.set_data({})
+    await enter(state, screens.NewDeal.role, {})
     await _show(query, *screens.role_screen())
 
 
