@@ -14,14 +14,14 @@ from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.base import BaseSession
 from aiogram.enums import ParseMode
-from aiogram.fsm.storage.base import BaseStorage
-from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisEventIsolation, RedisStorage
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
+from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
 from aiogram.types import BotCommand
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import Config
 from bot.freshness import DealVersions
+from bot.fsm import GuardedStorage, RedisGuard
 from bot.handlers import build_router
 from bot.keyboards import Signer
 from bot.metrics import BotApiMetrics, Metrics, RouteName, UpdateMetrics
@@ -34,10 +34,10 @@ from bot.middlewares import (
     SnapshotSource,
 )
 from bot.outbox import Outbox
-from bot.replicas import UpdateDedup
+from bot.replicas import RedisUserLock, UpdateDedup
 from bot.services import ServiceContext, Services
 from bot.services.wallets import DemoDepositProvider, DepositProvider
-from cache.client import counting
+from cache.client import build_redis
 from cache.keys import CacheKeys
 from cache.replica import CacheReplica
 from db import Database
@@ -127,13 +127,19 @@ async def build_app(
     bot.session.middleware(BotApiMetrics(metrics))
     signer = Signer.for_token(config.telegram.token, config.telegram.callback_secret)
     outbox = Outbox(bot, services, signer, config.runtime, metrics)
+    # Form state, the user's lock and the update dedup share one breaker: a
+    # failing Redis is skipped by all three for `breaker_open_seconds`.
+    guard = RedisGuard(config.cache.breaker_open_seconds)
+    key_builder = DefaultKeyBuilder(prefix=f"{config.cache.key_prefix}:fsm")
+    redis_storage: RedisStorage | None = None
     if storage is None:
-        storage = RedisStorage(
-            Redis.from_url(config.redis.url, **counting(config.redis.url)),
-            key_builder=DefaultKeyBuilder(prefix=f"{config.cache.key_prefix}:fsm"),
+        redis_storage = RedisStorage(
+            build_redis(config.redis, config.cache),
+            key_builder=key_builder,
             state_ttl=24 * 3600,
             data_ttl=24 * 3600,
         )
+        storage = GuardedStorage(redis_storage, guard)
     dispatcher = Dispatcher(
         storage=storage,
         disable_fsm=True,
@@ -163,12 +169,16 @@ async def build_app(
             cache.cache.redis,
             CacheKeys(config.cache.key_prefix),
             config.runtime.update_dedup_seconds,
+            config.runtime.lease_seconds,
+            guard,
         )
         dispatcher.update.outer_middleware(update_dedup)
     dispatcher.update.outer_middleware(UpdateMetrics(metrics))
-    isolation = ProcessEventIsolation()
-    if replicas and isinstance(storage, RedisStorage):
-        isolation = RedisEventIsolation(storage.redis, key_builder=storage.key_builder)
+    isolation: BaseEventIsolation = ProcessEventIsolation()
+    if replicas and redis_storage is not None:
+        isolation = RedisUserLock(
+            redis_storage.redis, key_builder, config.runtime.lease_seconds, guard
+        )
     fsm = ButtonsSkipStateMiddleware(storage, isolation)
     dispatcher.fsm = fsm
     dispatcher.update.outer_middleware(fsm)

@@ -71,8 +71,16 @@ class RuntimeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # one finishes; the webhook answers 503 with Retry-After beyond it and Telegram
     # delivers the update again later.
     max_updates_in_flight: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
-    # Webhook mode: a redelivered update_id is dropped for this long.
+    # Webhook mode: a redelivered update_id is dropped for this long after it
+    # was handled.
     update_dedup_seconds: Annotated[int, msgspec.Meta(ge=1, le=7 * 86_400)] = 3600
+    # Webhook mode: an update being handled holds a lease on its update_id and
+    # on its user's lock for this long, renewed every third of it while the
+    # update runs. A replica that dies (or can't reach Redis to let go) frees
+    # both within this: Telegram's redelivery is handled, the user's next
+    # update runs. A few times the longest update; never shorter than Redis's
+    # command timeout.
+    lease_seconds: Annotated[float, msgspec.Meta(ge=0.5, le=120)] = 5.0
     # On SIGTERM, in-flight updates get this long to finish.
     shutdown_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
     # A 429 from Telegram is retried after its retry_after, this many times at

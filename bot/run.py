@@ -35,7 +35,14 @@ from bot.embedded import EmbeddedServices, needs_embedded
 from bot.jobs import BackgroundJobs
 from bot.limits import RetryAfter, SendRate
 from bot.logs import configure_logging
-from bot.replicas import JobLock, delete_webhook, ensure_webhook, webhook_secret
+from bot.replicas import (
+    JobLock,
+    WebhookReply,
+    delete_webhook,
+    ensure_webhook,
+    webhook_reply,
+    webhook_secret,
+)
 from bot.sim import FakeTelegram
 from bot.startup import TRANSIENT, StartupError, wait_for_services, with_retries
 from bot.ticks import every
@@ -364,14 +371,23 @@ class Replica:
             return web.Response(status=503, headers={"Retry-After": "1"}, text="busy")
         self.in_flight += 1
         self._idle.clear()
+        reply = WebhookReply()
+        token = webhook_reply.set(reply)
         try:
-            return await handler(request)
+            response = await handler(request)
         finally:
+            webhook_reply.reset(token)
             self.in_flight -= 1
             if self.in_flight < bound:
                 self._busy = False
             if not self.in_flight:
                 self._idle.set()
+        if reply.retry_later:
+            # Another replica holds this update's lease (bot/replicas.py): not
+            # handled here; Telegram posts it again, and it is dropped then if
+            # that replica finished it, handled if that replica died.
+            return web.Response(status=503, headers={"Retry-After": "1"}, text="in hand")
+        return response
 
     # -- shutdown ---------------------------------------------------------------------
 

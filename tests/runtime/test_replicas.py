@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
-from aiogram.fsm.storage.redis import RedisEventIsolation
 
 from bot.app import App, build_app
+from bot.replicas import RedisUserLock
 from bot.sim import FakeTelegram, SimulatedUser
 
 _ids = itertools.count(60_000)
@@ -49,7 +49,7 @@ def via(user: SimulatedUser, app: App) -> SimulatedUser:
 
 async def test_replicas_order_a_users_updates_with_a_redis_lock(replicas):
     first, _ = replicas
-    assert isinstance(first.dispatcher.fsm.events_isolation, RedisEventIsolation)
+    assert isinstance(first.dispatcher.fsm.events_isolation, RedisUserLock)
 
 
 async def test_a_redelivered_update_is_handled_once_by_either_replica(replicas):

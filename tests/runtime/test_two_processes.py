@@ -1,8 +1,9 @@
 """Two `python -m bot run` processes in webhook mode on their own ports,
 sharing Postgres and Redis, with the Bot API pointed at a test server here:
 the webhook set once, updates posted to either, a duplicate handled once, a
-429 honoured, SIGTERM mid-update finishing it before exiting 0, and a replica
-killed between a commit and its notification: the other one sends it."""
+429 honoured, SIGTERM mid-update finishing it before exiting 0, a replica
+killed between a commit and its notification: the other one sends it, and
+an update in hand on a replica killed: the other one handles it."""
 
 from __future__ import annotations
 
@@ -197,7 +198,11 @@ async def test_two_processes_behind_one_bot_api(replica_config, api, tmp_path, d
             statuses = await asyncio.gather(
                 first.post(http, start_update), second.post(http, start_update)
             )
-            assert statuses == [200, 200]
+            # one handles it; the other finds it in hand and asks Telegram to post
+            # it again later (503), unless the first was done by then (dropped: 200)
+            assert sorted(statuses) in ([200, 200], [200, 503])
+            for replica in (first, second):  # posted again: dropped by either
+                assert await replica.post(http, start_update) == 200
             assert [p["chat_id"] for p in server.methods("sendMessage")] == ["80001"]
 
             # Telegram says 429: the reply waits out retry_after and is sent
@@ -340,3 +345,42 @@ async def test_a_replica_killed_before_sending_a_notification_leaves_it_to_the_o
         codes = [await stop(first), await stop(second)]
         logs = output(first.log, second.log)
     assert codes == [-signal.SIGKILL, 0], logs
+
+
+async def test_an_update_in_hand_on_a_killed_replica_is_handled_by_the_other(
+    replica_config, api, tmp_path
+):
+    """Telegram posts again what got no answer; the update's lease on the dead
+    replica runs out and the other one handles it, once."""
+    server, api_port = api
+    lease = {"runtime__lease_seconds": "1"}
+    first, second = await asyncio.gather(
+        start(replica_config, api_port, tmp_path / "first.log", **lease),
+        start(replica_config, api_port, tmp_path / "second.log", **lease),
+    )
+    user_id = 80_021
+    update = message(user_id, "/help")
+    try:
+        server.hang_chat = user_id  # the reply hangs in Telegram; the replica dies meanwhile
+        async with aiohttp.ClientSession() as http:
+            posted = asyncio.create_task(first.post(http, update))
+            for _ in range(500):
+                if any(p["chat_id"] == str(user_id) for p in server.methods("sendMessage")):
+                    break
+                await asyncio.sleep(0.01)
+            first.process.kill()
+            with pytest.raises(aiohttp.ClientError):
+                await posted
+            server.hang_chat = None
+            server.unhang.set()
+            # redelivered at once: in hand (the dead replica's lease), Telegram is asked to wait
+            assert await second.post(http, update) == 503
+            await asyncio.sleep(1.2)
+            assert await second.post(http, update) == 200  # the lease ran out: handled
+            assert await second.post(http, update) == 200  # and dropped from now on
+        replies = [p for p in server.methods("sendMessage") if p["chat_id"] == str(user_id)]
+        assert len(replies) == 2, output(second.log)  # the one that hung, and the other's
+        assert "How escrow works" in replies[1]["text"]
+    finally:
+        await stop(first)
+        assert await stop(second) == 0, output(second.log)

@@ -1,0 +1,172 @@
+"""Leases in Redis between replicas: an update in hand on a replica that died
+is handled once its lease runs out, one that was handled is dropped, and a
+user's lock that could not be released frees the user within the lease."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+from aiogram.fsm.storage.base import StorageKey
+from redis.asyncio import Redis
+from redis.asyncio.lock import Lock
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from bot.app import App, build_app
+from bot.replicas import DONE, Lease, RedisUserLock, WebhookReply, webhook_reply
+from bot.sim import FakeTelegram, SimulatedUser
+from cache.keys import CacheKeys
+
+_ids = itertools.count(80_000)
+LEASE = 0.5
+
+
+@pytest.fixture
+async def app(replica_config) -> AsyncIterator[App]:
+    config = msgspec.structs.replace(
+        replica_config,
+        runtime=msgspec.structs.replace(replica_config.runtime, lease_seconds=LEASE),
+    )
+    app = await build_app(config, session=FakeTelegram(), replicas=True)
+    yield app
+    await app.aclose()
+
+
+@pytest.fixture
+async def redis(app: App) -> Redis:
+    return app.cache.cache.redis
+
+
+def person(app: App) -> SimulatedUser:
+    telegram = app.bot.session
+    assert isinstance(telegram, FakeTelegram)
+    return SimulatedUser(telegram, app.bot, app.dispatcher, user_id=next(_ids), first_name="Lee")
+
+
+async def posted(user: SimulatedUser, update) -> tuple[WebhookReply, list[str]]:
+    """`update` as the webhook server receives it: what it answers Telegram, and
+    what the bot sent."""
+    reply = WebhookReply()
+    token = webhook_reply.set(reply)
+    try:
+        result = await user.feed(update)
+    finally:
+        webhook_reply.reset(token)
+    return reply, result.methods
+
+
+async def test_an_update_in_hand_on_a_dead_replica_is_handled_after_its_lease(
+    app: App, redis: Redis
+) -> None:
+    user = person(app)
+    update = user._message_update("/help")
+    key = CacheKeys(app.config.cache.key_prefix).update(update.update_id)
+    # another replica took it and died mid-update: its lease is left to run out
+    await redis.set(key, b"their-token", px=int(LEASE * 1000))
+
+    reply, sent = await posted(user, update)
+    assert reply.retry_later  # the webhook answers 503: Telegram posts it again later
+    assert sent == []
+    assert app.update_dedup is not None and app.update_dedup.deferred == 1
+
+    await asyncio.sleep(LEASE + 0.1)
+    reply, sent = await posted(user, update)
+    assert not reply.retry_later
+    assert sent == ["sendMessage"]  # handled, by this replica
+    assert await redis.get(key) == DONE
+    ttl = await redis.ttl(key)
+    assert (
+        app.config.runtime.update_dedup_seconds - 5 < ttl <= app.config.runtime.update_dedup_seconds
+    )
+
+    reply, sent = await posted(user, update)  # and once only
+    assert (reply.retry_later, sent) == (False, [])
+    assert app.update_dedup.dropped == 1
+
+
+async def test_a_press_in_hand_elsewhere_is_answered_and_posted_again_later(
+    app: App, redis: Redis
+) -> None:
+    user = person(app)
+    await user.send("/start")
+    update = user.press_update("❓ Help")
+    key = CacheKeys(app.config.cache.key_prefix).update(update.update_id)
+    await redis.set(key, b"their-token", px=int(LEASE * 1000))
+    reply, sent = await posted(user, update)
+    assert reply.retry_later
+    assert sent == ["answerCallbackQuery"]  # the spinner stops; the press is not lost
+
+
+async def test_an_update_that_fails_leaves_no_lease_behind(app: App, redis: Redis) -> None:
+    user = person(app)
+    update = user._message_update("/help")
+    key = CacheKeys(app.config.cache.key_prefix).update(update.update_id)
+    telegram = app.bot.session
+    assert isinstance(telegram, FakeTelegram)
+    telegram.fail_next("sendMessage", bad_request="chat not found")
+    await posted(user, update)
+    assert await redis.get(key) is None  # a redelivery may try again at once
+    reply, sent = await posted(user, update)
+    assert (reply.retry_later, sent) == (False, ["sendMessage"])
+
+
+async def test_a_lease_is_renewed_while_held_and_gone_when_released(redis: Redis) -> None:
+    lease = Lease(redis, "lease-test:held", LEASE)
+    assert await lease.acquire()
+    await asyncio.sleep(LEASE * 3)  # three times its length
+    assert await redis.get(lease.name) == lease.token
+    other = Lease(redis, lease.name, LEASE)
+    assert not await other.acquire()
+    await lease.release()
+    assert await redis.get(lease.name) is None
+    assert await other.acquire()
+    await other.release()
+
+
+async def test_a_user_lock_that_could_not_be_released_frees_the_user_within_the_lease(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    isolation = app.dispatcher.fsm.events_isolation
+    assert isinstance(isolation, RedisUserLock)
+    user = person(app)
+    await user.send("/start")
+
+    release = Lock.do_release
+
+    async def lost(self: Lock, expected_token: bytes) -> None:
+        monkeypatch.setattr(Lock, "do_release", release)  # once
+        raise RedisConnectionError("Connection reset by peer")
+
+    monkeypatch.setattr(Lock, "do_release", lost)
+    first = await user.send("/help")
+    assert first.methods == ["sendMessage"]  # the update itself went through
+    key = StorageKey(bot_id=app.bot.id, chat_id=user.id, user_id=user.id)
+    assert await app.cache.cache.redis.exists(isolation.key_builder.build(key, "lock"))
+
+    started = time.monotonic()
+    second = await user.send("/help")
+    waited = time.monotonic() - started
+    assert second.methods == ["sendMessage"]
+    assert waited < LEASE + 0.3  # not the old 60 s lock timeout
+    assert isolation.unlocked == 0  # it waited for the lock and took it
+
+
+async def test_an_orphaned_user_lock_from_a_previous_run_delays_the_user_at_most_the_lease(
+    app: App,
+) -> None:
+    isolation = app.dispatcher.fsm.events_isolation
+    assert isinstance(isolation, RedisUserLock)
+    user = person(app)
+    key = StorageKey(bot_id=app.bot.id, chat_id=user.id, user_id=user.id)
+    # left by a replica killed while holding it (a lease: it carries a TTL)
+    await app.cache.cache.redis.set(
+        isolation.key_builder.build(key, "lock"), b"dead-replica", px=int(LEASE * 1000)
+    )
+    started = time.monotonic()
+    result = await user.send("/start")
+    assert result.methods == ["sendMessage"]
+    assert time.monotonic() - started < LEASE + 0.3
