@@ -74,8 +74,9 @@ class TcpProxy:
         with contextlib.suppress(ConnectionError, OSError):
             await reader.read(1)
         sock = writer.get_extra_info("socket")
-        if sock is not None:
-            # linger 0: closing sends RST, as a host that lost the connection does
+        # linger 0: closing sends RST, as a host that lost the connection does
+        # (unless the client has closed it meanwhile)
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         writer.transport.abort()
         self._writers.discard(writer)

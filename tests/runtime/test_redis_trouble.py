@@ -112,3 +112,30 @@ async def test_redis_trouble_keeps_the_bot_polite_and_changes_nothing(
     assert not any(SOMETHING_WENT_WRONG in t for t in retry.texts)
     assert "Nobody on the bot goes by @nobody_here" in person.last.text  # the wizard's step
     assert person.buttons() == ["🔗 Invite @nobody_here by link", "✖️ Cancel"]
+
+
+async def test_connections_lost_while_idle_fail_no_update_once_redis_is_back(
+    app: App, proxy: TcpProxy
+) -> None:
+    """Redis's host rebooted while nobody wrote to the bot: every pooled
+    connection (cache, form state, locks) is dead without knowing it. The next
+    updates are handled as if nothing happened."""
+    telegram = app.bot.session
+    assert isinstance(telegram, FakeTelegram)
+    person = SimulatedUser(telegram, app.bot, app.dispatcher, user_id=next(_ids), first_name="Bo")
+    await person.send("/start")
+    await person.send("/new")
+    await person.press("I'm buying")
+
+    await proxy.forget()
+
+    typed = await lively(person, "@nobody_here", send=True)
+    assert "Nobody on the bot goes by @nobody_here" in person.last.text  # the wizard's step
+    started = await lively(person, "/start", send=True)
+    wallet = await lively(person, "👛 Wallet")
+    assert "USDT" in person.last.text
+    menu = await lively(person, "« Menu")
+    assert "Balance" in person.last.text
+    for result in (typed, started, wallet, menu):
+        assert not any(SOMETHING_WENT_WRONG in t for t in result.texts)
+        assert texts.MESSAGE_NOT_READ not in result.texts
