@@ -155,6 +155,8 @@ class Replica:
             RetryAfter(
                 config.runtime.retry_after_attempts,
                 config.runtime.retry_after_max_seconds,
+                server_error_attempts=config.runtime.server_error_attempts,
+                server_error_wait=config.runtime.server_error_wait_seconds,
                 on_retry=lambda method, _: app.metrics.telegram_retries.labels(method).inc(),
             )
         )

@@ -1,11 +1,12 @@
-"""Telegram's limits: a 429 is waited out (its retry_after), within bounds; sends
-are paced within the overall and per-chat rates, button answers never wait."""
+"""Telegram's limits: a 429 is waited out (its retry_after), within bounds, a 5xx
+is tried again (not a press's answer); sends are paced within the overall and
+per-chat rates, button answers never wait."""
 
 from __future__ import annotations
 
 import pytest
 from aiogram import Bot
-from aiogram.exceptions import TelegramRetryAfter
+from aiogram.exceptions import TelegramRetryAfter, TelegramServerError
 
 from bot.limits import RetryAfter, SendRate
 from bot.sim import FakeTelegram, SimulatedUser
@@ -58,6 +59,35 @@ async def test_a_wait_longer_than_the_limit_fails_at_once(telegram, bot, chat, w
     with pytest.raises(TelegramRetryAfter):
         await bot.send_message(chat, "hello")
     assert waits == []
+
+
+def server_error(call):
+    return TelegramServerError(call, "Internal Server Error")
+
+
+async def test_a_telegram_server_error_is_sent_again_with_a_doubling_wait(
+    telegram, bot, chat, waits
+):
+    telegram.fail_next("sendMessage", 2, error=server_error)
+    message = await bot.send_message(chat, "hello")
+    assert message.text == "hello"
+    assert waits == [0.5, 1.0]
+    assert [r.error is None for r in telegram.calls("sendMessage")] == [False, False, True]
+
+
+async def test_server_error_retries_are_bounded(telegram, bot, chat, waits):
+    telegram.fail_next("sendMessage", 3, error=server_error)
+    with pytest.raises(TelegramServerError):
+        await bot.send_message(chat, "hello")
+    assert len(telegram.calls("sendMessage")) == 3
+
+
+async def test_a_press_answer_is_not_retried(telegram, bot, chat, waits):
+    query_id = telegram.open_callback_query(chat)
+    telegram.fail_next("answerCallbackQuery", error=server_error)
+    with pytest.raises(TelegramServerError):
+        await bot.answer_callback_query(query_id)
+    assert waits == [] and len(telegram.calls("answerCallbackQuery")) == 1
 
 
 async def test_other_errors_are_not_retried(telegram, bot, chat, waits):
