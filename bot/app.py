@@ -17,7 +17,6 @@ from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisEventIsolation, RedisStorage
 from aiogram.types import BotCommand
-from aiogram.utils.callback_answer import CallbackAnswerMiddleware
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,6 +26,7 @@ from bot.handlers import build_router
 from bot.keyboards import Signer
 from bot.metrics import BotApiMetrics, Metrics, RouteName, UpdateMetrics
 from bot.middlewares import (
+    AnswerFirst,
     ButtonsSkipStateMiddleware,
     PressLock,
     ProcessEventIsolation,
@@ -174,7 +174,7 @@ async def build_app(
     dispatcher.update.outer_middleware(fsm)
     dispatcher.callback_query.middleware(RouteName())
     dispatcher.message.middleware(RouteName())
-    dispatcher.callback_query.middleware(CallbackAnswerMiddleware(pre=answer_first))
+    dispatcher.callback_query.middleware(AnswerFirst(pre=answer_first))
     # Only now, the press's own I/O: the duplicate check, the user's lock.
     if update_dedup is not None:
         dispatcher.callback_query.middleware(update_dedup)

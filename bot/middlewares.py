@@ -9,9 +9,11 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypedDict
 
 from aiogram import BaseMiddleware
+from aiogram.exceptions import TelegramAPIError
 from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.fsm.storage.base import BaseEventIsolation, StorageKey
-from aiogram.types import TelegramObject, Update, User
+from aiogram.types import CallbackQuery, TelegramObject, Update, User
+from aiogram.utils.callback_answer import CallbackAnswer, CallbackAnswerMiddleware
 
 from bot.freshness import DealVersions
 from bot.keyboards import Signer
@@ -180,3 +182,21 @@ class ProcessEventIsolation(BaseEventIsolation):
 
     async def close(self) -> None:
         self._locks.clear()
+
+
+class AnswerFirst(CallbackAnswerMiddleware):
+    """aiogram's callback answer, except that a failed answer never stops the
+    press: Telegram refusing it (a redelivered press whose query was answered
+    already, a query older than Telegram keeps) or failing (a 500, a timeout)
+    costs the spinner, not the action. It is logged and counted, never shown."""
+
+    def __init__(self, pre: bool = True) -> None:
+        super().__init__(pre=pre)
+        self.failed = 0
+
+    async def answer(self, event: CallbackQuery, callback_answer: CallbackAnswer) -> None:  # type: ignore[override]
+        try:
+            await super().answer(event, callback_answer)
+        except TelegramAPIError as exc:
+            self.failed += 1
+            log.warning("press %s: not acknowledged (%s); handled anyway", event.id, exc)

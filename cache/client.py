@@ -1,8 +1,17 @@
-"""The Redis client the cache is built on: short timeouts, no retries.
+"""The Redis client the bot is built on (cache, FSM, locks): short timeouts,
+one retry on a fresh connection, health checks on idle connections.
 
 redis-py retries a failed command up to 10 times with backoff by default; for
 a cache that would turn an outage into seconds of waiting per update. Here a
 command fails fast and the breaker (cache/breaker.py) decides what comes next.
+
+Only a broken connection is retried, once, at once: after Redis restarted,
+every pooled connection is dead, and without the retry each would fail one
+update before being replaced. A timeout is never retried (Redis may be hung,
+and waiting twice helps nobody). Every command we send may be sent twice (a
+SET of a versioned entry, a PUBLISH of an invalidation, a SET NX whose first
+reply was lost: its callers check the value they find, see bot/replicas.py).
+An idle connection is PINGed before use after `redis_health_check_seconds`.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError
 
 from cache.settings import CacheSettings, RedisSettings
 
@@ -26,15 +36,29 @@ class CountingConnection(Connection):
     """A connection that counts each request (a command or a whole pipeline)
     in `round_trips`, for the per-update metrics."""
 
+    _checking = False  # a health check's PING is not the update's round trip
+
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         counter = round_trips.get()
-        if counter is not None:
+        if counter is not None and not self._checking:
             counter[0] += 1
         await super().send_packed_command(command, check_health)
+
+    async def check_health(self) -> None:
+        self._checking = True
+        try:
+            await super().check_health()
+        finally:
+            self._checking = False
 
 
 def no_retries() -> Retry:
     return Retry(NoBackoff(), 0)
+
+
+def fresh_connection_retry() -> Retry:
+    """One immediate retry, for a broken connection only (never a timeout)."""
+    return Retry(NoBackoff(), 1, supported_errors=(ConnectionError,))
 
 
 def build_redis(redis: RedisSettings, cache: CacheSettings) -> Redis:
@@ -43,8 +67,8 @@ def build_redis(redis: RedisSettings, cache: CacheSettings) -> Redis:
         redis.url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        retry=no_retries(),
-        health_check_interval=0,  # the listener pings on its own schedule
+        retry=fresh_connection_retry(),
+        health_check_interval=cache.redis_health_check_seconds,
         **counting(redis.url),
     )
 

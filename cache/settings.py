@@ -33,6 +33,9 @@ class CacheSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Every Redis command (and connect) gives up after this: a slow Redis must
     # cost an update milliseconds, never seconds.
     redis_timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=60_000)] = 250
+    # A pooled connection idle longer than this is PINGed before it is used
+    # (one that died while idle is replaced before it fails an update).
+    redis_health_check_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 10.0
     # After a Redis failure, reads go straight to Postgres for this long.
     breaker_open_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 2.0
     # The listener pings this often when idle; a missing PONG counts as a

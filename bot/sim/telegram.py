@@ -362,7 +362,8 @@ def _edit_message(telegram: FakeTelegram, bot: Bot, request: BotRequest) -> Mess
 def _answer_callback_query(telegram: FakeTelegram, bot: Bot, request: BotRequest) -> bool:
     params = request.params
     query_id = params["callback_query_id"]
-    user_id = telegram._queries.get(query_id)
+    # Telegram takes one answer per query: a second one is refused like an old one
+    user_id = telegram._queries.pop(query_id, None)
     if user_id is None:
         raise Refused("query is too old and response timeout expired or query ID is invalid")
     answer = CallbackAnswer(

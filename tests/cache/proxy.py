@@ -3,12 +3,18 @@
 `stop()` closes the listening socket and every proxied connection (Redis
 "goes down": connects are refused, open connections see EOF); `start()`
 listens again on the same port. `blackhole()` keeps every connection open
-but lets nothing through, so clients hit their socket timeouts.
+but lets nothing through, so clients hit their socket timeouts. `forget()`
+is Redis's host coming back from a reboot (or a firewall losing its state):
+open connections get no FIN, but the first thing a client sends on one is
+answered by a reset; new connections work.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 
 
 class TcpProxy:
@@ -19,6 +25,10 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._blackhole = False
+        # client side of each open connection, and its upstream writer
+        self._pairs: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, asyncio.StreamWriter]]
+        self._pairs = []
+        self._forgetting = False
 
     async def start(self) -> None:
         self._blackhole = False
@@ -42,6 +52,34 @@ class TcpProxy:
         """From now on nothing gets through, either way; connections stay open."""
         self._blackhole = True
 
+    async def forget(self) -> None:
+        """Drop every open connection without telling the client (see above)."""
+        pairs, self._pairs = self._pairs, []
+        self._forgetting = True  # the pipes stop without closing the client's side
+        try:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            self._forgetting = False
+        for reader, writer, upstream in pairs:
+            upstream.close()
+            task = asyncio.get_running_loop().create_task(self._reset_on_data(reader, writer))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _reset_on_data(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            await reader.read(1)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            # linger 0: closing sends RST, as a host that lost the connection does
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+        self._writers.discard(writer)
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         try:
@@ -50,6 +88,7 @@ class TcpProxy:
             writer.close()
             return
         self._writers.add(up_writer)
+        self._pairs.append((reader, writer, up_writer))
         for source, sink in ((reader, up_writer), (up_reader, writer)):
             task = asyncio.get_running_loop().create_task(self._pipe(source, sink))
             self._tasks.add(task)
@@ -64,5 +103,6 @@ class TcpProxy:
         except (ConnectionError, OSError):
             pass
         finally:
-            sink.close()
-            self._writers.discard(sink)
+            if not self._forgetting:
+                sink.close()
+                self._writers.discard(sink)

@@ -201,7 +201,12 @@ async def test_until_its_listener_has_checked_redis_a_replica_reads_only_postgre
     await server.save()
     actor = await a.cache.get(TELEGRAM_ID)
     assert actor is not None
+    received = b.cache.counters.invalidations_received
     await a.services.wallets.credit_deposit(actor, "USDT", 2_00, reference="after-save")
+    for _ in range(500):  # b hears of the deposit through the channel
+        if b.cache.counters.invalidations_received > received:
+            break
+        await asyncio.sleep(0.01)
     assert await b.shows() == 12_00
     hits = b.cache.counters.l2_hits
 
