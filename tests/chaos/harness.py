@@ -25,7 +25,7 @@ import asyncpg
 from tests.cache.redis_server import OwnRedis
 from tests.runtime.botapi import BotApiServer, Process, Shown, message, press, start
 
-STEP_SECONDS = 25.0  # how long a person waits for the screen an update should bring
+STEP_SECONDS = 15.0  # how long a person waits for the screen an update should bring
 
 
 class Stuck(Exception):
@@ -187,8 +187,10 @@ class Person:
     async def wait(self, since: int, expect: Callable[[Shown], bool], what: str) -> Shown:
         deadline = time.monotonic() + STEP_SECONDS
         while True:
-            for shown in sorted(self.chat.messages.values(), key=lambda m: -m.version):
-                if shown.version > since and expect(shown):
+            for shown in reversed(self.chat.history):
+                if shown.version <= since:
+                    break
+                if expect(shown):
                     return shown
             left = deadline - time.monotonic()
             if left <= 0:
@@ -202,8 +204,9 @@ class Person:
         return [f"#{m.message_id} v{m.version} {m.text[:120]!r} {m.labels()}" for m in newest]
 
 
-def has(text: str) -> Callable[[Shown], bool]:
-    return lambda shown: text in shown.text
+def has(*parts: str) -> Callable[[Shown], bool]:
+    """A screen showing every one of `parts`."""
+    return lambda shown: all(part in shown.text for part in parts)
 
 
 def offers(label: str) -> Callable[[Shown], bool]:
@@ -299,7 +302,7 @@ def handled_counts(logs: list[Path], presses: set[int]) -> tuple[Counter[int], l
     """How many times each update was handled to the end, across the replicas'
     JSON logs: its per-update record, less the redeliveries dropped as taken (a
     dropped press still has a record: it is dropped after it is answered).
-    Also every ERROR line."""
+    Also why each update that failed did (its ERROR line)."""
     records: Counter[int] = Counter()
     dropped: Counter[int] = Counter()
     errors: list[str] = []
@@ -315,7 +318,7 @@ def handled_counts(logs: list[Path], presses: set[int]) -> tuple[Counter[int], l
                 records[int(entry["update"])] += 1
             elif found := DROPPED.search(text):
                 dropped[int(found.group(1))] += 1
-            if entry.get("level") == "ERROR":
+            if entry.get("level") == "ERROR" and FAILED.search(text):
                 errors.append(f"{log.name}: {text} {entry.get('exception', '')[-600:]}")
     handled: Counter[int] = Counter()
     for update_id in set(records) | set(dropped):

@@ -45,7 +45,7 @@ from tests.runtime.botapi import Faults as TelegramFaults
 pytestmark = pytest.mark.chaos
 
 SEED = int(os.environ.get("CHAOS_SEED", "1010"))
-RUN_SECONDS = 60.0
+RUN_SECONDS = 50.0
 PAIRS = 4
 FAULTS = 10
 DOUBLE_PRESS = 0.15  # a press sent twice at once
@@ -107,7 +107,9 @@ class Run:
         await buyer.press("USDT", has("How much?"))
         await buyer.send(amount, has("What is the deal for?"))
         await buyer.send(f"Item {rng.randrange(10**6)}", offers("✅ Create deal"))
-        shown = await buyer.press("✅ Create deal", has("Deal #"), double=self.double(rng))
+        shown = await buyer.press(
+            "✅ Create deal", has("✅ Deal created.", "Deal #"), double=self.double(rng)
+        )
         found = re.search(r"Deal #(\w+)", shown.text)
         assert found is not None
         return found.group(1)
@@ -122,14 +124,14 @@ class Run:
                 await admin.press("✅ Release to seller", offers("✅ Yes, release to the seller"))
                 await admin.press(
                     "✅ Yes, release to the seller",
-                    has("Released to the seller."),
+                    has("Released to the seller.", f"Deal #{code}"),
                     double=self.double(rng),
                 )
             else:
                 await admin.press("↩️ Refund buyer", offers("↩️ Yes, refund the buyer"))
                 await admin.press(
                     "↩️ Yes, refund the buyer",
-                    has("Refunded to the buyer."),
+                    has("Refunded to the buyer.", f"Deal #{code}"),
                     double=self.double(rng),
                 )
 
@@ -137,39 +139,44 @@ class Run:
         amount = f"{rng.randint(1, 40)}.{rng.randint(0, 99):02d}"
         code = await self.open_deal(buyer, seller, amount, rng)
         ending = rng.choice(ENDINGS)
+        deal = f"Deal #{code}"
         self.deals[code] = f"{ending} (open)"
         if ending == "cancel":
             await self.card(buyer, code)
             await buyer.press("Cancel deal", offers("Yes, cancel the deal"))
-            await buyer.press("Yes, cancel the deal", has("cancelled"), double=self.double(rng))
+            await buyer.press(
+                "Yes, cancel the deal", has(deal, "cancelled"), double=self.double(rng)
+            )
             self.deals[code] = ending
             return
         await self.card(seller, code)
-        await seller.press("✅ Accept", has("You accepted the deal"), double=self.double(rng))
+        await seller.press("✅ Accept", has("You accepted", deal), double=self.double(rng))
         await self.card(buyer, code)
-        await buyer.press("💰 Fund", has("funded — the money is held"), double=self.double(rng))
+        await buyer.press("💰 Fund", has(deal, "funded — the money"), double=self.double(rng))
         if ending == "refund":
             await self.card(seller, code)
             await seller.press("↩️ Cancel and refund the buyer", offers("↩️ Yes, cancel and refund"))
             await seller.press(
-                "↩️ Yes, cancel and refund", has("refunded to the buyer"), double=self.double(rng)
+                "↩️ Yes, cancel and refund",
+                has(deal, "refunded to the buyer"),
+                double=self.double(rng),
             )
         elif ending == "release":
             await self.card(seller, code)
             await seller.press(
-                "📦 Mark as delivered", has("delivered — waiting"), double=self.double(rng)
+                "📦 Mark as delivered", has(deal, "delivered — waiting"), double=self.double(rng)
             )
             await self.card(buyer, code)
             await buyer.press("✅ Release payment", offers("✅ Yes, release the payment"))
             await buyer.press(
                 "✅ Yes, release the payment",
-                has("released to the seller"),
+                has(deal, "released to the seller"),
                 double=self.double(rng),
             )
         else:
             await self.card(buyer, code)
             await buyer.press("⚠️ Open a dispute", has("What went wrong?"))
-            await buyer.send("Never arrived", has("in dispute"))
+            await buyer.send("Never arrived", has(deal, "in dispute"))
             await self.settle(code, ending == "dispute_release", rng)
         self.deals[code] = ending
 
@@ -181,11 +188,22 @@ class Run:
             for person in (a, b):
                 await person.send("/start", has("Hi,"))
                 await self.deposit(person, f"{rng.randint(500, 2000)}.00", rng)
-            while time.monotonic() < deadline:
-                buyer, seller = (a, b) if rng.random() < 0.5 else (b, a)
-                await self.deal(buyer, seller, rng)
         except Stuck as exc:
             self.stuck.append(f"pair {index}: {exc}")
+            return
+        while time.monotonic() < deadline:
+            buyer, seller = (a, b) if rng.random() < 0.5 else (b, a)
+            try:
+                await self.deal(buyer, seller, rng)
+            except Stuck as exc:
+                # Told, and carried on from the menu as a person would.
+                self.stuck.append(f"pair {index}: {exc}")
+                try:
+                    for person in (a, b):
+                        await person.send("/start", has("Hi,"))
+                except Stuck as again:
+                    self.stuck.append(f"pair {index}, given up: {again}")
+                    return
 
 
 async def rows(conn: asyncpg.Connection, query: str) -> list[Any]:
@@ -321,14 +339,15 @@ async def test_a_bounded_run_with_faults_keeps_every_promise(config: Config, tmp
 
                     # Every wallet screen, on each replica, shows Postgres's balances.
                     for person in run.people:
-                        stored = await conn.fetchrow(
-                            "SELECT w.available, w.held FROM wallets w JOIN users u"
-                            " ON u.id = w.user_id WHERE u.telegram_id = $1 AND w.currency = 'USDT'",
-                            person.user_id,
-                        )
                         for replica in range(2):
                             shown = await person.send("/wallet", has("Your wallet"), replica)
                             seen = wallet_shown(shown.text)
+                            stored = await conn.fetchrow(
+                                "SELECT w.available, w.held FROM wallets w JOIN users u"
+                                " ON u.id = w.user_id"
+                                " WHERE u.telegram_id = $1 AND w.currency = 'USDT'",
+                                person.user_id,
+                            )
                             if stored is None or seen != (stored["available"], stored["held"]):
                                 problems.append(
                                     f"{person.username} on replica {replica}: wallet shows"
@@ -359,12 +378,16 @@ async def test_a_bounded_run_with_faults_keeps_every_promise(config: Config, tmp
     presses = {d.update_id for d in deliveries.values() if d.kind == "press"}
     handled, errors = handled_counts([p.log for p in replicas.running], presses)
     for update_id, delivery in deliveries.items():
-        if handled[update_id] != 1:
+        # A POST cut by a SIGKILL leaves no record of what the killed replica did
+        # (it may have finished): 0 is allowed then, and a loss shows as a person
+        # who never saw the update's screen (stuck, naming the update).
+        cut = any(s.endswith("Error") for s in delivery.statuses)
+        if handled[update_id] not in ((0, 1) if cut else (1,)):
             problems.append(
                 f"update {update_id} ({delivery.kind} {delivery.text[:40]!r} in chat"
                 f" {delivery.chat}) handled {handled[update_id]} times; POSTs {delivery.statuses}"
             )
-    problems += [f"logged error: {e}" for e in errors]
+    problems += [f"failed: {e}" for e in errors]
 
     # Nobody was told something went wrong, or that nothing changed.
     for chat_id, chat in telegram_api.chats.items():

@@ -9,6 +9,7 @@ calls with 429 (retry_after) or 500."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import os
@@ -61,6 +62,8 @@ class Chat:
 
     messages: dict[int, Shown] = field(default_factory=dict)
     texts: list[str] = field(default_factory=list)
+    # every screen shown, as it was then (a second edit may replace it at once)
+    history: list[Shown] = field(default_factory=list)
     version: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -164,6 +167,7 @@ class BotApiServer:
             chat.texts.append(text)
             chat.messages[message_id] = Shown(message_id, text, self._markup(params), 0)
             chat.messages[message_id].version = chat.touch()
+            chat.history.append(dataclasses.replace(chat.messages[message_id]))
             result = self._message(chat_id, message_id, text)
         elif method in ("editMessageText", "editMessageReplyMarkup"):
             chat_id, message_id = int(params["chat_id"]), int(params["message_id"])
@@ -181,6 +185,7 @@ class BotApiServer:
                 shown.text = text if text is not None else shown.text
                 shown.markup = self._markup(params)
                 shown.version = chat.touch()
+                chat.history.append(dataclasses.replace(shown))
             if text is not None:
                 chat.texts.append(text)
                 chat.touch()
