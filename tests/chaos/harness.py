@@ -305,6 +305,7 @@ def handled_counts(logs: list[Path], presses: set[int]) -> tuple[Counter[int], l
     Also why each update that failed did (its ERROR line)."""
     records: Counter[int] = Counter()
     dropped: Counter[int] = Counter()
+    failed: Counter[int] = Counter()
     errors: list[str] = []
     for log in logs:
         for line in log.read_text().splitlines():
@@ -318,12 +319,16 @@ def handled_counts(logs: list[Path], presses: set[int]) -> tuple[Counter[int], l
                 records[int(entry["update"])] += 1
             elif found := DROPPED.search(text):
                 dropped[int(found.group(1))] += 1
-            if entry.get("level") == "ERROR" and FAILED.search(text):
+            if entry.get("level") == "ERROR" and (found := FAILED.search(text)):
+                failed[int(found.group(1))] += 1
                 errors.append(f"{log.name}: {text} {entry.get('exception', '')[-600:]}")
     handled: Counter[int] = Counter()
     for update_id in set(records) | set(dropped):
-        handled[update_id] = records[update_id] - (
-            dropped[update_id] if update_id in presses else 0
+        # a failed handling lets a redelivery try again (and is reported apart)
+        handled[update_id] = (
+            records[update_id]
+            - (dropped[update_id] if update_id in presses else 0)
+            - failed[update_id]
         )
     return handled, errors
 
