@@ -42,6 +42,7 @@ COUNT_BUCKETS = (0, 1, 2, 3, 4, 6, 8, 12)
 @dataclass(slots=True)
 class UpdateRecord:
     started_ns: int
+    update_id: int | None = None
     route: str = "unhandled"
     sql: int = 0
     redis: list[int] = field(default_factory=lambda: [0])
@@ -125,6 +126,7 @@ class Metrics:
             log.warning(
                 "slow update",
                 extra={
+                    "update": record.update_id,
                     "route": route,
                     "ms": round(took / 1e6, 3),
                     "answer_ms": None
@@ -156,6 +158,7 @@ class UpdateMetrics(BaseMiddleware):
     ) -> Any:
         record = UpdateRecord(time.perf_counter_ns())
         if isinstance(event, Update):
+            record.update_id = event.update_id
             record.route = f"{event.event_type}:unhandled"
         token = current.set(record)
         redis_token = round_trips.set(record.redis)

@@ -8,179 +8,33 @@ an update in hand on a replica killed: the other one handles it."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
-import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from sqlalchemy import text
 
 from bot.keyboards import Signer
-from bot.replicas import webhook_secret
-from tests.conftest import ADMIN_TELEGRAM_ID
-from tests.runtime.test_webhook import free_port
-
-TOKEN = "424242:TEST-two-processes"
-ROOT = Path(__file__).resolve().parents[2]
-_update_ids = itertools.count(int(time.time() * 1000) % 10**9)
-
-
-class BotApiServer:
-    """Just enough of the Bot API: every call is recorded; the webhook is kept
-    as Telegram keeps it; sendMessage can be slowed down or refused with a 429 once."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.throttle_next = 0
-        self.send_delay = 0.0
-        # sendMessage to this chat does not answer until `unhang` is set
-        self.hang_chat: int | None = None
-        self.unhang = asyncio.Event()
-        self.message_ids = itertools.count(1)
-        self.webhook: dict[str, Any] = {}  # what setWebhook set, as getWebhookInfo tells
-
-    def methods(self, name: str) -> list[dict[str, Any]]:
-        return [params for method, params in self.calls if method == name]
-
-    async def handle(self, request: web.Request) -> web.Response:
-        method = request.match_info["method"]
-        params = dict(await request.post())
-        self.calls.append((method, params))
-        if method == "sendMessage" and self.throttle_next:
-            self.throttle_next -= 1
-            return web.json_response(
-                {
-                    "ok": False,
-                    "error_code": 429,
-                    "description": "Too Many Requests: retry after 1",
-                    "parameters": {"retry_after": 1},
-                },
-                status=429,
-            )
-        result: Any = True
-        if method == "setWebhook":
-            self.webhook = {"url": params["url"], "has_custom_certificate": False}
-            self.webhook["allowed_updates"] = json.loads(params.get("allowed_updates", "[]"))
-        elif method == "deleteWebhook":
-            self.webhook = {}
-        elif method == "getWebhookInfo":
-            result = {"url": "", "has_custom_certificate": False, **self.webhook}
-            result["pending_update_count"] = 0
-        elif method == "getMe":
-            result = {"id": 424242, "is_bot": True, "first_name": "Test", "username": "t_bot"}
-        elif method == "sendMessage":
-            await asyncio.sleep(self.send_delay)
-            chat = int(params["chat_id"])
-            if chat == self.hang_chat:
-                await self.unhang.wait()
-            result = {
-                "message_id": next(self.message_ids),
-                "date": int(time.time()),
-                "chat": {"id": chat, "type": "private"},
-                "text": params.get("text", ""),
-            }
-        return web.json_response({"ok": True, "result": result})
+from tests.runtime.botapi import (
+    TOKEN,
+    BotApiServer,
+    message,
+    output,
+    press,
+    serving,
+    start,
+    stop,
+)
 
 
 @pytest.fixture
 async def api() -> AsyncIterator[tuple[BotApiServer, int]]:
     server = BotApiServer()
-    app = web.Application()
-    app.router.add_post("/bot{token}/{method}", server.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield server, port
-    await runner.cleanup()
-
-
-class Process:
-    def __init__(
-        self, process: asyncio.subprocess.Process, port: int, side_port: int, log: Path
-    ) -> None:
-        self.process, self.port, self.side_port, self.log = process, port, side_port, log
-
-    async def post(self, http: aiohttp.ClientSession, update: dict[str, Any]) -> int:
-        headers = {"X-Telegram-Bot-Api-Secret-Token": webhook_secret(TOKEN, "")}
-        url = f"http://127.0.0.1:{self.port}/tg"
-        async with http.post(url, json=update, headers=headers) as response:
-            return response.status
-
-
-async def start(replica_config, api_port: int, log: Path, **settings: str) -> Process:
-    port, side_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "ESCROW__TELEGRAM__TOKEN": TOKEN,
-        "ESCROW__TELEGRAM__API_BASE": f"http://127.0.0.1:{api_port}",
-        "ESCROW__TELEGRAM__MODE": "webhook",
-        "ESCROW__TELEGRAM__WEBHOOK_HOST": "127.0.0.1",
-        "ESCROW__TELEGRAM__WEBHOOK_PORT": str(port),
-        "ESCROW__TELEGRAM__WEBHOOK_PATH": "/tg",
-        "ESCROW__TELEGRAM__WEBHOOK_URL": "https://bot.example.test/tg",
-        "ESCROW__DATABASE__URL": replica_config.database.url,
-        "ESCROW__REDIS__URL": replica_config.redis.url,
-        "ESCROW__CACHE__KEY_PREFIX": replica_config.cache.key_prefix,
-        "ESCROW__OBSERVABILITY__HTTP_HOST": "127.0.0.1",
-        "ESCROW__OBSERVABILITY__HTTP_PORT": str(side_port),
-        "ESCROW__ESCROW__ADMINS": f"[{ADMIN_TELEGRAM_ID}]",
-    }
-    env.update({f"ESCROW__{key.upper()}": value for key, value in settings.items()})
-    with log.open("wb") as sink:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run", cwd=ROOT, env=env, stdout=sink, stderr=sink
-        )
-    running = Process(process, port, side_port, log)
-    async with aiohttp.ClientSession() as http:
-        for _ in range(300):
-            if process.returncode is not None:
-                break
-            try:
-                # /healthz is on the internal side server, not the public webhook port
-                async with http.get(f"http://127.0.0.1:{side_port}/healthz") as response:
-                    if response.status == 200:
-                        return running
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.05)
-    process.kill()
-    raise AssertionError(f"replica did not become ready:\n{output(log)}")
-
-
-def output(*logs: Path) -> str:
-    return "".join(log.read_text() for log in logs)
-
-
-def message(user_id: int, text: str) -> dict[str, Any]:
-    update: dict[str, Any] = {
-        "update_id": next(_update_ids),
-        "message": {
-            "message_id": next(_update_ids),
-            "date": int(time.time()),
-            "chat": {"id": user_id, "type": "private", "first_name": "Alice"},
-            "from": {"id": user_id, "is_bot": False, "first_name": "Alice"},
-            "text": text,
-        },
-    }
-    if text.startswith("/"):
-        length = len(text.split()[0])
-        update["message"]["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
-    return update
-
-
-async def stop(process: Process) -> int:
-    if process.process.returncode is None:
-        process.process.send_signal(signal.SIGTERM)
-    return await asyncio.wait_for(process.process.wait(), 30)
+    async with serving(server) as port:
+        yield server, port
 
 
 async def test_two_processes_behind_one_bot_api(replica_config, api, tmp_path, database):
@@ -246,28 +100,6 @@ async def test_two_processes_behind_one_bot_api(replica_config, api, tmp_path, d
         logs = output(first.log, second.log)
     assert codes == [0, 0], logs
     assert "Traceback" not in logs, logs
-
-
-def press(user_id: int, data: str, message_id: int, **who: str) -> dict[str, Any]:
-    """A button press on the bot's message `message_id` in the user's chat (`who`:
-    first_name, username)."""
-    user = {"id": user_id, "is_bot": False, "first_name": "Alice", **who}
-    return {
-        "update_id": next(_update_ids),
-        "callback_query": {
-            "id": str(next(_update_ids)),
-            "from": user,
-            "chat_instance": str(user_id),
-            "data": data,
-            "message": {
-                "message_id": message_id,
-                "date": int(time.time()),
-                "chat": {"id": user_id, "type": "private", "first_name": user["first_name"]},
-                "from": {"id": 424242, "is_bot": True, "first_name": "Test"},
-                "text": "the deal card",
-            },
-        },
-    }
 
 
 async def test_a_replica_killed_before_sending_a_notification_leaves_it_to_the_other(
