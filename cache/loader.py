@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cache.snapshots import UserSnapshot, snapshot_from_rows
@@ -35,6 +36,15 @@ class PostgresSnapshotLoader:
             return str(await connection.scalar(DATABASE_IDENTITY))
 
     async def __call__(self, telegram_id: int) -> UserSnapshot | None:
-        async with self._engine.connect() as connection:
-            rows = await load_snapshot_rows(connection, telegram_id)
+        try:
+            async with self._engine.connect() as connection:
+                rows = await load_snapshot_rows(connection, telegram_id)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            # Postgres had closed the pooled connection (restarted, failed over,
+            # terminated); SQLAlchemy has discarded the pool's older ones: read
+            # again on a fresh one, so the update doesn't fail for it.
+            async with self._engine.connect() as connection:
+                rows = await load_snapshot_rows(connection, telegram_id)
         return snapshot_from_rows(rows)

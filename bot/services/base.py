@@ -83,14 +83,25 @@ class Service:
     async def transaction(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> Outcome[T]:
         """Run `work` in one transaction, commit, then publish what it changed."""
         for attempt in range(1, ATTEMPTS + 1):
+            committing = False
             try:
                 async with self.ctx.db.unit_of_work() as uow:
                     value = await work(uow)
+                    committing = True
                     await uow.commit()
                 break
             except DBAPIError as exc:
-                if sqlstate(exc) in RETRYABLE_SQLSTATES and attempt < ATTEMPTS:
+                if attempt == ATTEMPTS:
+                    raise
+                if sqlstate(exc) in RETRYABLE_SQLSTATES:
                     log.info("transaction retried after %s (attempt %d)", sqlstate(exc), attempt)
+                    continue
+                # A pooled connection Postgres had closed (restarted, failed over,
+                # terminated): nothing was committed unless COMMIT itself was
+                # sent, so before that it is run again on a fresh connection
+                # (SQLAlchemy has discarded the pool's older connections).
+                if exc.connection_invalidated and not committing:
+                    log.warning("transaction retried on a fresh connection: %s", exc.orig)
                     continue
                 raise
         events = uow.collect_events()
