@@ -294,14 +294,17 @@ class Faults:
 # -- the replicas' logs ------------------------------------------------------------------
 
 
-DROPPED = re.compile(r"update (\d+) already taken; dropped")
+# not handled here: done already (dropped), or in hand on the other replica
+# (Telegram is asked to post it again)
+DROPPED = re.compile(r"update (\d+) (?:already handled; dropped|is in hand elsewhere)")
 FAILED = re.compile(r"update (\d+) failed")
 
 
 def handled_counts(logs: list[Path], presses: set[int]) -> tuple[Counter[int], list[str]]:
     """How many times each update was handled to the end, across the replicas'
-    JSON logs: its per-update record, less the redeliveries dropped as taken (a
-    dropped press still has a record: it is dropped after it is answered).
+    JSON logs: its per-update record, less the redeliveries not handled (done
+    already, or in hand elsewhere): a press still has a record then, as it is
+    checked after it is answered.
     Also why each update that failed did (its ERROR line)."""
     records: Counter[int] = Counter()
     dropped: Counter[int] = Counter()

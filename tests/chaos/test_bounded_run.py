@@ -23,7 +23,7 @@ import asyncpg
 import pytest
 
 from bot import texts
-from bot.config import Config, RuntimeSettings
+from bot.config import Config
 from bot.handlers.errors import UNEXPECTED
 from tests.cache.redis_server import OwnRedis
 from tests.chaos.harness import (
@@ -64,9 +64,8 @@ SETTINGS = {
     "runtime__chat_send_burst": "20",
     "observability__slow_update_ms": "0.001",  # every update logs its record
     "observability__log_format": "json",
+    "runtime__lease_seconds": "1",
 }
-if "lease_seconds" in RuntimeSettings.__struct_fields__:
-    SETTINGS["runtime__lease_seconds"] = "1"
 
 
 class Run:
