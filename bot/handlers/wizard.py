@@ -100,6 +100,11 @@ async def _at_step(query: CallbackQuery, state: FSMContext, step: State) -> bool
     current = await state.get_state()
     if current == step.state:
         return True
+    await _not_at_step(query, current)
+    return False
+
+
+async def _not_at_step(query: CallbackQuery, current: str | None) -> None:
     if query.bot is not None:
         if current in screens.NewDeal:
             await query.bot.send_message(query.from_user.id, screens.EARLIER_STEP)
@@ -107,7 +112,6 @@ async def _at_step(query: CallbackQuery, state: FSMContext, step: State) -> bool
             await query.bot.send_message(
                 query.from_user.id, screens.EXPIRED, reply_markup=screens.expired_keyboard()
             )
-    return False
 
 
 # -- entry and leaving --------------------------------------------------------------
@@ -384,7 +388,15 @@ async def create(
     bot: Bot,
     outbox: Outbox,
 ) -> None:
-    if not await _at_step(query, state, screens.NewDeal.confirm):
+    current = await state.get_state()
+    if current != screens.NewDeal.confirm.state:
+        # Finished already: by this press on a replica that died before replying
+        # (Telegram posts it again), or by a first press of a double one.
+        made = await wizard_deal(state, current, snapshot, services)
+        if made is not None:
+            await show_made(state, current, made, snapshot, currencies, signer, bot, query)
+        else:
+            await _not_at_step(query, current)
         return
     data = await state.get_data()
     if not data.get("key"):  # a wizard started before wizards had ids

@@ -22,14 +22,31 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from bot import texts
+from bot.handlers import wizard_screens
+from bot.handlers.fallback import NOT_UNDERSTOOD
 from tests.cache.redis_server import OwnRedis
 from tests.runtime.botapi import BotApiServer, Process, Shown, message, press, start
 
 STEP_SECONDS = 15.0  # how long a person waits for the screen an update should bring
+# What the bot says while Redis fails (bot/fsm.py): nothing was done, send or
+# press it again in a moment; a person does, a few times.
+ASKED_AGAIN = (texts.MESSAGE_NOT_READ, texts.FORM_UNAVAILABLE)
+AGAIN_ATTEMPTS = 12
+# What a form whose state Redis lost (restarted empty, flushed) answers.
+FORM_GONE = (NOT_UNDERSTOOD, wizard_screens.EXPIRED, "That form has expired", "Start again")
 
 
 class Stuck(Exception):
     """A person did not see what their update should have shown."""
+
+    def __init__(self, message: str, form_gone: bool = False) -> None:
+        super().__init__(message)
+        self.form_gone = form_gone
+
+
+class AskedAgain(Exception):
+    """The bot asked to send or press it again in a moment (Redis failing)."""
 
 
 @dataclass
@@ -39,6 +56,8 @@ class Delivery:
     chat: int
     text: str
     statuses: list[str] = field(default_factory=list)  # one per POST: "200", "503", "timeout"...
+    first_at: float = 0.0  # monotonic time of the first POST and of the last answer
+    last_at: float = 0.0
 
 
 class Replicas:
@@ -110,7 +129,7 @@ class Telegram:
             kind, body = "press", update["callback_query"]
             chat, text = body["from"]["id"], body["data"]
         delivery = self.deliveries[update["update_id"]] = Delivery(
-            update["update_id"], kind, chat, text
+            update["update_id"], kind, chat, text, first_at=time.monotonic()
         )
         deadline = time.monotonic() + 90
         first = True
@@ -133,6 +152,8 @@ class Telegram:
                 delivery.statuses.append(f"{target}:timeout")
             except aiohttp.ClientError as exc:
                 delivery.statuses.append(f"{target}:{type(exc).__name__}")
+            finally:
+                delivery.last_at = time.monotonic()
             await asyncio.sleep(self.rng.uniform(0.1, 0.6))
         raise Stuck(f"update {update['update_id']} never accepted: {delivery.statuses}")
 
@@ -157,25 +178,36 @@ class Person:
         expect: Callable[[Shown], bool],
         replica: int | None = None,
     ) -> Shown:
-        since = self.chat.version
-        update = message(self.user_id, text, **self.who())
-        await self.telegram.deliver(update, replica)
-        return await self.wait(since, expect, f"{text!r} (update {update['update_id']})")
+        for attempt in range(AGAIN_ATTEMPTS):
+            since = self.chat.version
+            update = message(self.user_id, text, **self.who())
+            await self.telegram.deliver(update, replica)
+            try:
+                return await self.wait(since, expect, f"{text!r} (update {update['update_id']})")
+            except AskedAgain:
+                await asyncio.sleep(0.5 + attempt * 0.25)
+        raise Stuck(f"{self.username}: asked again {AGAIN_ATTEMPTS} times after {text!r}")
 
     async def press(
         self, label: str, expect: Callable[[Shown], bool], double: bool = False
     ) -> Shown:
         """Press the newest button whose text starts with `label`; `double`: the
         same button twice at once (two updates, as a quick double tap sends)."""
-        shown, button = self.button(label)
-        since = self.chat.version
-        updates = [
-            press(self.user_id, button["callback_data"], shown.message_id, shown.text, **self.who())
-            for _ in range(2 if double else 1)
-        ]
-        await asyncio.gather(*(self.telegram.deliver(update) for update in updates))
-        ids = [u["update_id"] for u in updates]
-        return await self.wait(since, expect, f"press {label!r} (updates {ids})")
+        for attempt in range(AGAIN_ATTEMPTS):
+            shown, button = self.button(label)
+            since = self.chat.version
+            data = button["callback_data"]
+            updates = [
+                press(self.user_id, data, shown.message_id, shown.text, **self.who())
+                for _ in range(2 if double else 1)
+            ]
+            await asyncio.gather(*(self.telegram.deliver(update) for update in updates))
+            ids = [u["update_id"] for u in updates]
+            try:
+                return await self.wait(since, expect, f"press {label!r} (updates {ids})")
+            except AskedAgain:
+                await asyncio.sleep(0.5 + attempt * 0.25)
+        raise Stuck(f"{self.username}: asked again {AGAIN_ATTEMPTS} times after {label!r}")
 
     def button(self, label: str) -> tuple[Shown, dict[str, Any]]:
         for shown in sorted(self.chat.messages.values(), key=lambda m: -m.version):
@@ -187,14 +219,21 @@ class Person:
     async def wait(self, since: int, expect: Callable[[Shown], bool], what: str) -> Shown:
         deadline = time.monotonic() + STEP_SECONDS
         while True:
+            asked_again = form_gone = False
             for shown in reversed(self.chat.history):
                 if shown.version <= since:
                     break
                 if expect(shown):
                     return shown
+                asked_again = asked_again or shown.text.startswith(ASKED_AGAIN)
+                form_gone = form_gone or any(part in shown.text for part in FORM_GONE)
             left = deadline - time.monotonic()
+            if asked_again and left < STEP_SECONDS - 1:  # a second for the rest to arrive
+                raise AskedAgain(what)
             if left <= 0:
-                raise Stuck(f"{self.username}: nothing expected after {what}: {self.screens()}")
+                raise Stuck(
+                    f"{self.username}: nothing expected after {what}: {self.screens()}", form_gone
+                )
             changed = self.chat.changed
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), left)
@@ -242,6 +281,9 @@ class Faults:
     ) -> None:
         self.rng, self.redis, self.replicas, self.pg_dsn = rng, redis, replicas, pg_dsn
         self.done: list[tuple[float, str]] = []
+        # (start, end) in monotonic time of each Redis restart or flush: what Redis
+        # held (forms, leases, locks) is gone, and it fails meanwhile
+        self.redis_trouble: list[tuple[float, float]] = []
 
     def plan(self, seconds: float, count: int) -> list[tuple[float, str]]:
         """`count` faults in `seconds`, every kind at least once, in a seeded order."""
@@ -258,16 +300,28 @@ class Faults:
             self.done.append((round(time.monotonic() - began, 1), kind))
 
     async def redis_restart(self) -> None:
+        began = time.monotonic()
         await self.redis.stop()
         await asyncio.sleep(self.rng.uniform(0.3, 1.5))
         await self.redis.start()
+        self.redis_trouble.append((began, time.monotonic()))
 
     async def flushall(self) -> None:
+        began = time.monotonic()
         client = self.redis.client()
         try:
             await client.flushall()
         finally:
             await client.aclose()
+        self.redis_trouble.append((began, time.monotonic()))
+
+    def redis_lost_data(self, since: float) -> bool:
+        """Whether Redis was restarted empty or flushed after `since`."""
+        return any(end >= since for _, end in self.redis_trouble)
+
+    def redis_impaired(self, start: float, end: float, after: float) -> bool:
+        """Whether a Redis restart or flush overlapped [start, end + after]."""
+        return any(b <= end + after and e >= start for b, e in self.redis_trouble)
 
     async def kill_pubsub(self) -> None:
         client = self.redis.client()
