@@ -4,6 +4,7 @@ fresh connections instead of failing the update that meets a dead one."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -75,3 +76,14 @@ async def test_a_transaction_that_meets_a_dead_connection_runs_again_once(
         )
     assert available == 7_00
     assert credits and credits > 0
+
+
+async def test_a_read_after_postgres_closed_the_idle_connections_uses_fresh_ones(
+    own_engine: AsyncEngine, database: Database
+) -> None:
+    assert await kill_pool(own_engine, database.engine) == 2
+    await asyncio.sleep(0.2)  # the termination reaches the driver (as it does before any later use)
+    reader = Database(own_engine).reader
+    for _ in range(3):  # each of the pool's two dead connections, and more
+        async with reader.connect() as conn:
+            assert await conn.scalar(text("SELECT 1")) == 1
