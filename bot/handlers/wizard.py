@@ -95,23 +95,48 @@ async def _show(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup | 
         await query.bot.send_message(query.from_user.id, text, reply_markup=markup)
 
 
-async def _at_step(query: CallbackQuery, state: FSMContext, step: State) -> bool:
+async def _at_step(
+    query: CallbackQuery,
+    state: FSMContext,
+    step: State,
+    currencies: Currencies,
+    settings: EscrowSettings,
+) -> bool:
     """True when the wizard waits for this button; otherwise say why it does nothing."""
     current = await state.get_state()
     if current == step.state:
         return True
-    await _not_at_step(query, current)
+    await _not_at_step(query, state, current, currencies, settings)
     return False
 
 
-async def _not_at_step(query: CallbackQuery, current: str | None) -> None:
-    if query.bot is not None:
-        if current in screens.NewDeal:
-            await query.bot.send_message(query.from_user.id, screens.EARLIER_STEP)
-        else:
-            await query.bot.send_message(
-                query.from_user.id, screens.EXPIRED, reply_markup=screens.expired_keyboard()
-            )
+async def _not_at_step(
+    query: CallbackQuery,
+    state: FSMContext,
+    current: str | None,
+    currencies: Currencies,
+    settings: EscrowSettings,
+) -> None:
+    """A button of another step, or of a wizard that ended. At another step, the
+    step the wizard is at is shown again: this very press may have moved it
+    there on a replica that died before showing it (Telegram posts it again)."""
+    if query.bot is None:
+        return
+    if current not in screens.NewDeal:
+        await query.bot.send_message(
+            query.from_user.id, screens.EXPIRED, reply_markup=screens.expired_keyboard()
+        )
+        return
+    screen = screens.step_screen(
+        current, await state.get_data(), currencies, settings.description_max_length
+    )
+    if screen is None:
+        await query.bot.send_message(query.from_user.id, screens.EARLIER_STEP)
+        return
+    text, markup = screen
+    await query.bot.send_message(
+        query.from_user.id, f"{screens.EARLIER_STEP}\n\n{text}", reply_markup=markup
+    )
 
 
 # -- entry and leaving --------------------------------------------------------------
@@ -178,9 +203,13 @@ async def show_made(
 
 @router.callback_query(screens.ChooseRole.filter(F.role.in_(("buyer", "seller"))))
 async def choose_role(
-    query: CallbackQuery, callback_data: screens.ChooseRole, state: FSMContext
+    query: CallbackQuery,
+    callback_data: screens.ChooseRole,
+    state: FSMContext,
+    currencies: Currencies,
+    settings: EscrowSettings,
 ) -> None:
-    if not await _at_step(query, state, screens.NewDeal.role):
+    if not await _at_step(query, state, screens.NewDeal.role, currencies, settings):
         return
     # The wizard's id is drawn here, with the first data it stores (no extra write).
     await state.set_data({"role": callback_data.role, "key": new_wizard_key()})
@@ -287,9 +316,10 @@ async def invite_named(
     callback_data: screens.InviteNamed,
     state: FSMContext,
     currencies: Currencies,
+    settings: EscrowSettings,
 ) -> None:
     username = parse_username(callback_data.username)
-    if not await _at_step(query, state, screens.NewDeal.counterparty):
+    if not await _at_step(query, state, screens.NewDeal.counterparty, currencies, settings):
         return
     await state.update_data(counterparty=f"@{username}", counterparty_label=f"@{username}")
     await state.set_state(screens.NewDeal.currency)
@@ -297,8 +327,10 @@ async def invite_named(
 
 
 @router.callback_query(screens.WizardAct.filter(F.act == "link"))
-async def invite_by_link(query: CallbackQuery, state: FSMContext, currencies: Currencies) -> None:
-    if not await _at_step(query, state, screens.NewDeal.counterparty):
+async def invite_by_link(
+    query: CallbackQuery, state: FSMContext, currencies: Currencies, settings: EscrowSettings
+) -> None:
+    if not await _at_step(query, state, screens.NewDeal.counterparty, currencies, settings):
         return
     await state.update_data(counterparty=None, counterparty_label=screens.ANYONE_WITH_LINK)
     await state.set_state(screens.NewDeal.currency)
@@ -314,9 +346,10 @@ async def choose_currency(
     callback_data: screens.ChooseCurrency,
     state: FSMContext,
     currencies: Currencies,
+    settings: EscrowSettings,
 ) -> None:
     money = currencies[callback_data.code]  # an unknown code is refused with the known ones
-    if not await _at_step(query, state, screens.NewDeal.currency):
+    if not await _at_step(query, state, screens.NewDeal.currency, currencies, settings):
         return
     await state.update_data(currency=money.code)
     await state.set_state(screens.NewDeal.amount)
@@ -383,6 +416,7 @@ async def create(
     snapshot: UserSnapshot,
     services: Services,
     currencies: Currencies,
+    settings: EscrowSettings,
     signer: Signer,
     deals_seen: DealVersions,
     bot: Bot,
@@ -396,7 +430,7 @@ async def create(
         if made is not None:
             await show_made(state, current, made, snapshot, currencies, signer, bot, query)
         else:
-            await _not_at_step(query, current)
+            await _not_at_step(query, state, current, currencies, settings)
         return
     data = await state.get_data()
     if not data.get("key"):  # a wizard started before wizards had ids

@@ -248,6 +248,29 @@ def summary_screen(
     return text, keyboard((CREATE, WizardAct(act="create")))
 
 
+def step_screen(
+    step: str | None, data: dict[str, Any], currencies: Currencies, description_limit: int
+) -> tuple[str, InlineKeyboardMarkup] | None:
+    """The screen of the step the wizard is at, from its data (None if the data
+    lacks what it needs)."""
+    try:
+        if step == NewDeal.role.state:
+            return role_screen()
+        if step == NewDeal.counterparty.state:
+            return counterparty_screen(data["role"])
+        if step == NewDeal.currency.state:
+            return currency_screen(currencies)
+        if step == NewDeal.amount.state:
+            return amount_screen(currencies[data["currency"]])
+        if step == NewDeal.description.state:
+            return description_screen(description_limit)
+        if step == NewDeal.confirm.state:
+            return summary_screen(data, currencies)
+    except (KeyError, TypeError):
+        return None
+    return None
+
+
 def bounds(money: Currency) -> dict[str, str]:
     return {
         "code": money.code,

@@ -189,12 +189,18 @@ class Person:
         raise Stuck(f"{self.username}: asked again {AGAIN_ATTEMPTS} times after {text!r}")
 
     async def press(
-        self, label: str, expect: Callable[[Shown], bool], double: bool = False
+        self,
+        label: str,
+        expect: Callable[[Shown], bool],
+        double: bool = False,
+        on: Shown | None = None,
     ) -> Shown:
-        """Press the newest button whose text starts with `label`; `double`: the
-        same button twice at once (two updates, as a quick double tap sends)."""
+        """Press the newest button whose text starts with `label` (on the message
+        `on` was shown in, if given: other messages may offer the same label);
+        `double`: the same button twice at once (two updates, as a quick double
+        tap sends)."""
         for attempt in range(AGAIN_ATTEMPTS):
-            shown, button = self.button(label)
+            shown, button = self.button(label, on)
             since = self.chat.version
             data = button["callback_data"]
             updates = [
@@ -209,8 +215,11 @@ class Person:
                 await asyncio.sleep(0.5 + attempt * 0.25)
         raise Stuck(f"{self.username}: asked again {AGAIN_ATTEMPTS} times after {label!r}")
 
-    def button(self, label: str) -> tuple[Shown, dict[str, Any]]:
-        for shown in sorted(self.chat.messages.values(), key=lambda m: -m.version):
+    def button(self, label: str, on: Shown | None = None) -> tuple[Shown, dict[str, Any]]:
+        messages = self.chat.messages.values()
+        if on is not None:
+            messages = [m for m in messages if m.message_id == on.message_id]
+        for shown in sorted(messages, key=lambda m: -m.version):
             for button in shown.buttons():
                 if button["text"].startswith(label) and "callback_data" in button:
                     return shown, button

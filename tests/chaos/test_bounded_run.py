@@ -128,20 +128,27 @@ class Run:
         async with self.admin_lock:
             await admin.send("/admin", offers("⚠️ Open disputes"))
             await admin.press("⚠️ Open disputes", offers(f"#{code}"))
-            await admin.press(f"#{code}", offers("✅ Release to seller"))
+            # on the deal's own card: notifications of newer disputes offer the same buttons
+            card = await admin.press(f"#{code}", offers("✅ Release to seller"))
             if release:
-                await admin.press("✅ Release to seller", offers("✅ Yes, release to the seller"))
+                ask = await admin.press(
+                    "✅ Release to seller", offers("✅ Yes, release to the seller"), on=card
+                )
                 await admin.press(
                     "✅ Yes, release to the seller",
                     has("Released to the seller.", f"Deal #{code}"),
                     double=self.double(rng),
+                    on=ask,
                 )
             else:
-                await admin.press("↩️ Refund buyer", offers("↩️ Yes, refund the buyer"))
+                ask = await admin.press(
+                    "↩️ Refund buyer", offers("↩️ Yes, refund the buyer"), on=card
+                )
                 await admin.press(
                     "↩️ Yes, refund the buyer",
                     has("Refunded to the buyer.", f"Deal #{code}"),
                     double=self.double(rng),
+                    on=ask,
                 )
 
     async def deal(self, buyer: Person, seller: Person, rng: random.Random) -> None:
