@@ -375,8 +375,13 @@ async def amount_typed(
             screens.refusal(refused.message, hint), reply_markup=screens.keyboard()
         )
         return
-    await state.set_data({**data, "amount": amount})
-    await state.set_state(screens.NewDeal.description)
+    # "typed": which message moved the wizard on, so the same message posted
+    # again (its replica died before replying) is not read as the next step.
+    await enter(
+        state,
+        screens.NewDeal.description,
+        {**data, "amount": amount, "typed": message.message_id},
+    )
     text, markup = screens.description_screen(settings.description_max_length)
     await message.answer(text, reply_markup=markup)
 
@@ -389,6 +394,11 @@ async def description_typed(
     message: Message, state: FSMContext, currencies: Currencies, settings: EscrowSettings
 ) -> None:
     limit = settings.description_max_length
+    data = await state.get_data()
+    if data.get("typed") == message.message_id:  # the amount, posted again: not a description
+        text, markup = screens.description_screen(limit)
+        await message.answer(text, reply_markup=markup)
+        return
     try:
         if message.text is None:
             raise InvalidInput(screens.NOT_TEXT_DESCRIPTION)
@@ -399,9 +409,8 @@ async def description_typed(
             screens.refusal(refused.message, hint), reply_markup=screens.keyboard()
         )
         return
-    data = {**await state.get_data(), "description": description}
-    await state.set_data(data)
-    await state.set_state(screens.NewDeal.confirm)
+    data = {**data, "description": description}
+    await enter(state, screens.NewDeal.confirm, data)
     text, markup = screens.summary_screen(data, currencies)
     await message.answer(text, reply_markup=markup)
 

@@ -536,6 +536,26 @@ async def test_create_pressed_twice_at_once_makes_one_deal(app: App, people) -> 
     assert sum(text.startswith(WIZARD_FINISHED) for text in texts) == 1
 
 
+async def test_an_amount_posted_again_is_not_taken_as_the_description(app: App, people) -> None:
+    """Telegram posts a message again when the replica handling it died before
+    answering; if it had moved the wizard on, the amount must not become the
+    description."""
+    alice = await on_bot(people, "Alice", "alice_x")
+    await on_bot(people, "Bob", "bob_x")
+    await up_to_amount(alice, "@bob_x")
+    amount = alice._message_update("100")
+    await alice.feed(amount)
+    assert "What is the deal for?" in alice.last.text
+
+    again = await alice.feed(amount)
+
+    (said,) = again.texts
+    assert "What is the deal for?" in said  # the step it is at, asked again
+    await alice.send("A used road bike")
+    assert alice.buttons() == [CREATE, CANCEL]
+    assert "A used road bike" in alice.last.text and "100.00 USDT" in alice.last.text
+
+
 async def test_a_button_from_an_earlier_step_changes_nothing(app: App, people) -> None:
     alice = await on_bot(people, "Alice", "alice_x")
     await on_bot(people, "Bob", "bob_x")
