@@ -36,7 +36,7 @@ from bot.middlewares import (
 from bot.outbox import Outbox
 from bot.replicas import RedisUserLock, UpdateDedup
 from bot.services import ServiceContext, Services
-from bot.services.wallets import DemoDepositProvider, DepositProvider
+from bot.services.wallets import AdminCreditsOnly, DemoDepositProvider, DepositProvider
 from cache.client import build_redis
 from cache.keys import CacheKeys
 from cache.replica import CacheReplica
@@ -81,6 +81,14 @@ class App:
         await self.bot.session.close()
         if self._owns_engine:
             await self.database.dispose()
+
+
+def deposit_provider(config: Config, services: Services) -> DepositProvider:
+    """Demo in local mode (no token) and where configured (start-up refuses it
+    with a token unless allowed, bot/run.py); otherwise admins credit funds."""
+    if not config.telegram.token or config.payments.provider == "demo":
+        return DemoDepositProvider(services.wallets)
+    return AdminCreditsOnly()
 
 
 async def build_app(
@@ -152,7 +160,7 @@ async def build_app(
         deals_seen=deals_seen,
         snapshots=cache.cache,
         # where deposits come from; the demo provider credits on request
-        deposits=deposits or DemoDepositProvider(services.wallets),
+        deposits=deposits or deposit_provider(config, services),
     )
     # Order matters. aiogram's errors and user-context middlewares come first,
     # then the duplicate check (not for presses), the update's timer, the FSM

@@ -125,6 +125,17 @@ class RuntimeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("outbox_grace_seconds must be at least twice outbox_interval_seconds")
 
 
+class PaymentsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # Where self-service deposits come from. "none": the wallet offers none and
+    # says how to get funds (an admin's manual credit). "demo": any amount is
+    # credited on request (play money); with a Telegram token it is refused at
+    # start-up unless allow_demo = true. Local mode (no token) always uses demo.
+    provider: Literal["none", "demo"] = "none"
+    # Run "demo" with a real token anyway: logged loudly at start, and the
+    # wallet and deposit screens say the balances are play money.
+    allow_demo: bool = False
+
+
 class ObservabilitySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # An update slower than this is logged with its route, SQL and Redis counts.
     slow_update_ms: Annotated[float, msgspec.Meta(gt=0)] = 50.0
@@ -145,6 +156,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     escrow: EscrowSettings = msgspec.field(default_factory=EscrowSettings)
     observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
     runtime: RuntimeSettings = msgspec.field(default_factory=RuntimeSettings)
+    payments: PaymentsSettings = msgspec.field(default_factory=PaymentsSettings)
     currencies: dict[str, CurrencySettings] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -65,11 +65,25 @@ def telegram_session(config: Config, mode: Mode) -> BaseSession:
 
 def check_fit_to_serve(config: Config, mode: Mode) -> None:
     """Refuse a configuration that would serve real people badly (StartupError)."""
-    if mode != "local" and not config.escrow.admins:
+    if mode == "local":
+        return
+    if not config.escrow.admins:
         raise StartupError(
             "no admins configured: disputes could never be settled and withdrawals would "
             "wait until they time out. Set [escrow] admins in config.toml or "
             "ESCROW__ESCROW__ADMINS='[<Telegram user id>, ...]'"
+        )
+    if config.payments.provider == "demo":
+        if not config.payments.allow_demo:
+            raise StartupError(
+                'payments: provider = "demo" credits any amount anyone asks for (play '
+                "money); with a Telegram token that is refused. Set [payments] provider = "
+                '"none" (admins credit funds), or allow_demo = true '
+                "(ESCROW__PAYMENTS__ALLOW_DEMO=true) to run play money on purpose"
+            )
+        log.warning(
+            "DEMO PAYMENTS with a real Telegram token: anyone can credit any amount to "
+            "their own wallet. Balances are play money; never let real funds in or out."
         )
 
 

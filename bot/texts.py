@@ -91,7 +91,10 @@ def when(moment: datetime) -> str:
     return moment.strftime("%d %b %Y, %H:%M UTC")
 
 
-def main_menu(user: UserSnapshot, currencies: Currencies) -> str:
+PLAY_MONEY = "🎲 <b>Demo:</b> balances here are play money, not real funds."
+
+
+def main_menu(user: UserSnapshot, currencies: Currencies, play_money: bool = False) -> str:
     lines = [f"👋 Hi, {escape(user.first_name or name_of(user))}!", ""]
     balances = [
         currencies[w.currency].format(w.available)
@@ -100,6 +103,8 @@ def main_menu(user: UserSnapshot, currencies: Currencies) -> str:
         if w.available or w.held
     ]
     lines.append("Balance: " + (", ".join(balances) if balances else "empty"))
+    if play_money:
+        lines.append(PLAY_MONEY)
     lines.append("")
     lines.append("What would you like to do?")
     return "\n".join(lines)

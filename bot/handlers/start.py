@@ -19,6 +19,7 @@ from bot.outbox import Outbox
 from bot.services import Services
 from bot.services.errors import EscrowError
 from bot.services.money import Currencies
+from bot.services.wallets import DepositProvider
 from cache.snapshots import UserSnapshot
 
 router = Router(name="start")
@@ -101,21 +102,28 @@ async def start(
     currencies: Currencies,
     state: FSMContext,
     raw_state: str | None,
+    deposits: DepositProvider,
 ) -> None:
     if raw_state is not None:  # leaving a wizard; with no state, no Redis write
         await state.clear()
     await message.answer(
-        texts.main_menu(snapshot, currencies), reply_markup=keyboards.main_menu(snapshot.is_admin)
+        texts.main_menu(snapshot, currencies, deposits.play_money),
+        reply_markup=keyboards.main_menu(snapshot.is_admin),
     )
 
 
 @router.callback_query(Nav.filter(F.to == "menu"))
-async def menu(query: CallbackQuery, snapshot: UserSnapshot, currencies: Currencies) -> None:
+async def menu(
+    query: CallbackQuery,
+    snapshot: UserSnapshot,
+    currencies: Currencies,
+    deposits: DepositProvider,
+) -> None:
     # A press reads no FSM state (see ButtonsSkipStateMiddleware), so the menu
     # leaves any wizard state alone; /start, /menu and /cancel clear it.
     if query.message is not None:
         await query.message.edit_text(
-            texts.main_menu(snapshot, currencies),
+            texts.main_menu(snapshot, currencies, deposits.play_money),
             reply_markup=keyboards.main_menu(snapshot.is_admin),
         )
 

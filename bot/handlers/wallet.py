@@ -64,9 +64,12 @@ class InstantDeposits(Protocol):
 # -- rendering ----------------------------------------------------------------------
 
 
-def balances_text(user: UserSnapshot, currencies: Currencies, headline: str = "") -> str:
+def balances_text(
+    user: UserSnapshot, currencies: Currencies, headline: str = "", play_money: bool = False
+) -> str:
     lines = [headline, ""] if headline else []
     lines += ["👛 <b>Your wallet</b>", ""]
+
     for money in currencies:
         wallet = user.wallet(money.code)
         available, held = (wallet.available, wallet.held) if wallet else (0, 0)
@@ -74,6 +77,8 @@ def balances_text(user: UserSnapshot, currencies: Currencies, headline: str = ""
             f"<b>{money.code}</b>: {money.format(available)} available · {money.format(held)} held"
         )
     lines += ["", "<i>Held: locked in funded deals and pending withdrawals.</i>"]
+    if play_money:
+        lines += ["", texts.PLAY_MONEY]
     return "\n".join(lines)
 
 
@@ -133,13 +138,13 @@ async def fresh(snapshots: SnapshotCache, user: UserSnapshot) -> UserSnapshot | 
 
 
 def committed_wallet(
-    user: UserSnapshot | None, currencies: Currencies, headline: str
+    user: UserSnapshot | None, currencies: Currencies, headline: str, play_money: bool
 ) -> tuple[str, InlineKeyboardMarkup]:
     """A committed result above the wallet as it is now (or alone, with the
     way back to the wallet, when the new balances can't be read)."""
     if user is None:
         return headline, back_to_wallet()
-    return balances_text(user, currencies, headline), wallet_keyboard()
+    return balances_text(user, currencies, headline, play_money), wallet_keyboard()
 
 
 # -- balances -----------------------------------------------------------------------
@@ -152,23 +157,35 @@ async def wallet_command(
     currencies: Currencies,
     state: FSMContext,
     raw_state: str | None,
+    deposits: DepositProvider,
 ) -> None:
     if raw_state is not None:  # leaving a form costs a write only when there is one
         await state.clear()
-    await message.answer(balances_text(snapshot, currencies), reply_markup=wallet_keyboard())
+    text = balances_text(snapshot, currencies, play_money=deposits.play_money)
+    await message.answer(text, reply_markup=wallet_keyboard())
 
 
 @router.callback_query(Nav.filter(F.to == "wallet"))
 @router.callback_query(WalletMenu.filter(F.screen == "home"))
-async def show_wallet(query: CallbackQuery, snapshot: UserSnapshot, currencies: Currencies) -> None:
+async def show_wallet(
+    query: CallbackQuery,
+    snapshot: UserSnapshot,
+    currencies: Currencies,
+    deposits: DepositProvider,
+) -> None:
     # Read-only: the snapshot is all it needs (no SQL, no FSM read).
     if isinstance(query.message, Message):
-        await edit(query.message, balances_text(snapshot, currencies), wallet_keyboard())
+        text = balances_text(snapshot, currencies, play_money=deposits.play_money)
+        await edit(query.message, text, wallet_keyboard())
 
 
 @router.callback_query(WalletMenu.filter(F.screen == "cancel"))
 async def cancel_button(
-    query: CallbackQuery, snapshot: UserSnapshot, currencies: Currencies, state: FSMContext
+    query: CallbackQuery,
+    snapshot: UserSnapshot,
+    currencies: Currencies,
+    state: FSMContext,
+    deposits: DepositProvider,
 ) -> None:
     if await state.get_state() in WalletForm:
         await state.clear()
@@ -179,7 +196,8 @@ async def cancel_button(
         # now (this update's snapshot is read after that commit).
         headline = texts.FORM_FINISHED
     if isinstance(query.message, Message):
-        await edit(query.message, balances_text(snapshot, currencies, headline), wallet_keyboard())
+        text = balances_text(snapshot, currencies, headline, deposits.play_money)
+        await edit(query.message, text, wallet_keyboard())
 
 
 # -- deposits -----------------------------------------------------------------------
@@ -254,7 +272,9 @@ async def deposit_amount(
         if deposit.credited
         else "This deposit was already credited; nothing changed."
     )
-    text, markup = committed_wallet(await fresh(snapshots, snapshot), currencies, headline)
+    text, markup = committed_wallet(
+        await fresh(snapshots, snapshot), currencies, headline, deposits.play_money
+    )
     await show_result(bot, message.chat.id, text, markup)
     await strip_keyboards(bot, message.chat.id, data.get("messages", ()))
 

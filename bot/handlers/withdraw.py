@@ -34,6 +34,7 @@ from bot.services import Services
 from bot.services.money import Currencies
 from bot.services.settings import EscrowSettings
 from bot.services.views import WithdrawalView
+from bot.services.wallets import DepositProvider
 from cache.snapshots import UserSnapshot
 from cache.store import SnapshotCache
 from db.models import WithdrawalStatus
@@ -197,6 +198,7 @@ async def withdraw_confirm(
     state: FSMContext,
     outbox: Outbox,
     bot: Bot,
+    deposits: DepositProvider,
 ) -> None:
     if not isinstance(query.message, Message):
         return
@@ -222,7 +224,9 @@ async def withdraw_confirm(
         f"<code>{escape(withdrawal.destination)}</code>.\n"
         f"Status: {WITHDRAWAL_STATUS[WithdrawalStatus(withdrawal.status)]}."
     )
-    text, markup = committed_wallet(await fresh(snapshots, snapshot), currencies, headline)
+    text, markup = committed_wallet(
+        await fresh(snapshots, snapshot), currencies, headline, deposits.play_money
+    )
     chat_id = query.message.chat.id
     await show_result(bot, chat_id, text, markup, edit=query.message)
     await outbox.send(requested.notices, withdrawal, actor=snapshot)

@@ -99,8 +99,24 @@ class DepositProvider(Protocol):
     with its own reference as the idempotency key."""
 
     name: str
+    # Balances raised through it are not real money (the wallet says so).
+    play_money: bool
 
     def instructions(self, currency: Currency) -> str: ...
+
+
+class AdminCreditsOnly:
+    """No self-service deposits: funds arrive by an admin's manual credit."""
+
+    name = "none"
+    play_money = False
+
+    def instructions(self, currency: Currency) -> str:
+        return (
+            f"This bot takes no {currency.code} deposits by itself. To add funds, "
+            "contact the bot's admins: an admin credits your wallet once your payment "
+            "has reached them."
+        )
 
 
 class DemoDepositProvider:
@@ -108,6 +124,7 @@ class DemoDepositProvider:
 
     name = "demo"
     instant = True
+    play_money = True
 
     def __init__(self, wallets: WalletService) -> None:
         self.wallets = wallets
