@@ -113,10 +113,10 @@ class FakeCryptoPay:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
         # A short shutdown: hanging handlers are released by stop() anyway.
-        await web.TCPSite(self._runner, "127.0.0.1", 0, shutdown_timeout=1.0).start()
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
         host, port = self._runner.addresses[0][:2]
         self.base_url = f"http://{host}:{port}/api/"
         return self.base_url
