@@ -38,7 +38,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any, Generic, TypeVar
 
 import aiohttp
@@ -216,7 +216,12 @@ def to_minor_units(amount: Decimal | str | int, decimals: int, *, round_down: bo
     An amount finer than the currency's ``decimals`` is refused, unless
     ``round_down`` asks to drop the excess (never rounding up what was paid).
     """
-    value = _decimal(amount).scaleb(decimals)
+    value = _decimal(amount)
+    # Enough precision that scaling never rounds, however long the amount.
+    shape = value.as_tuple()
+    precision = len(shape.digits) + abs(int(shape.exponent)) + decimals + 1
+    with localcontext(prec=max(precision, 28)):
+        value = value.scaleb(decimals)
     whole = int(value)  # truncates toward zero
     if whole != value and not round_down:
         raise InexactAmount(f"{amount} has more than {decimals} decimals")
@@ -227,7 +232,11 @@ def from_minor_units(minor: int, decimals: int) -> str:
     """The API's decimal string for integer minor units (1250, 2 -> ``"12.50"``)."""
     if isinstance(minor, bool) or not isinstance(minor, int):
         raise TypeError("minor units are an int")
-    return format(Decimal(minor).scaleb(-decimals), "f")
+    if decimals == 0:
+        return str(minor)
+    digits = str(abs(minor)).rjust(decimals + 1, "0")
+    sign = "-" if minor < 0 else ""
+    return f"{sign}{digits[:-decimals]}.{digits[-decimals:]}"
 
 
 def _amount_param(amount: Decimal | str | int) -> str:

@@ -324,7 +324,17 @@ def test_an_amount_finer_than_the_currency_is_refused_or_rounded_down_on_request
         from_minor_units(1.0, 2)  # type: ignore[arg-type]
 
 
-@given(minor=st.integers(min_value=0, max_value=10**20), decimals=st.integers(0, 12))
+def test_long_amounts_are_not_rounded_on_the_way():
+    long = "123456789012345678901234567890.12"
+    assert to_minor_units(long, 2) == 12345678901234567890123456789012
+    assert from_minor_units(12345678901234567890123456789012, 2) == long
+    with pytest.raises(InexactAmount):
+        to_minor_units("1.00000000000000000000000000000001", 2)
+    assert from_minor_units(-5, 2) == "-0.05"
+    assert from_minor_units(7, 0) == "7"
+
+
+@given(minor=st.integers(min_value=-(10**40), max_value=10**40), decimals=st.integers(0, 12))
 def test_minor_units_round_trip_through_the_api_string(minor, decimals):
     text = from_minor_units(minor, decimals)
     assert "E" not in text.upper()
