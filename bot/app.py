@@ -192,7 +192,8 @@ async def build_app(
     dispatcher.update.outer_middleware(fsm)
     dispatcher.callback_query.middleware(RouteName())
     dispatcher.message.middleware(RouteName())
-    dispatcher.callback_query.middleware(AnswerFirst(pre=answer_first))
+    answer = AnswerFirst(pre=answer_first)
+    dispatcher.callback_query.middleware(answer)
     # Only now, the press's own I/O: the duplicate check, the user's lock.
     if update_dedup is not None:
         dispatcher.callback_query.middleware(update_dedup)
@@ -201,6 +202,29 @@ async def build_app(
     dispatcher.callback_query.middleware(snapshot)
     dispatcher.message.middleware(snapshot)
     dispatcher.include_router(build_router())
+    metrics.read_at_scrape(
+        "escrow_press_answers_failed",
+        "Presses whose answerCallbackQuery failed (handled anyway)",
+        "reason",
+        lambda: {"telegram_error": answer.failed},
+    )
+    if update_dedup is not None:
+        dedup = update_dedup
+        metrics.read_at_scrape(
+            "escrow_updates_not_handled",
+            "Updates not handled here: done already (duplicate), or in hand on another"
+            " replica (answered 503 so Telegram posts them again)",
+            "reason",
+            lambda: {"duplicate": dedup.dropped, "in_hand_elsewhere": dedup.deferred},
+        )
+    if isinstance(isolation, RedisUserLock):
+        user_lock = isolation
+        metrics.read_at_scrape(
+            "escrow_user_lock_skipped",
+            "Updates handled without the user's Redis lock (Redis failing, or held too long)",
+            "reason",
+            lambda: {"unavailable_or_held": user_lock.unlocked},
+        )
     return App(
         config=config,
         bot=bot,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +25,7 @@ from aiogram.methods import AnswerCallbackQuery, Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import TelegramObject, Update
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -92,7 +92,7 @@ class Metrics:
         )
         self.telegram_retries = Counter(
             "escrow_telegram_retry_after",
-            "Bot API requests refused with RetryAfter (429)",
+            "Bot API requests sent again: after a 429's retry_after, or after a 5xx",
             ["method"],
             registry=self.registry,
         )
@@ -105,6 +105,13 @@ class Metrics:
             ["path", "result"],
             registry=self.registry,
         )
+
+    def read_at_scrape(
+        self, name: str, documentation: str, label: str, read: Callable[[], Mapping[str, int]]
+    ) -> None:
+        """A counter kept by a component as plain ints (so it costs the hot path
+        nothing), exported as `name{label=...}` whenever /metrics is scraped."""
+        self.registry.register(ReadAtScrape(name, documentation, label, read))
 
     def watch(self, engine: AsyncEngine, counters: CacheCounters) -> None:
         """Count SQL per update; export the cache's counters and the pool."""
@@ -209,6 +216,19 @@ class BotApiMetrics(BaseRequestMiddleware):
         except TelegramAPIError as exc:
             self.metrics.telegram_errors.labels(method.__api_method__, type(exc).__name__).inc()
             raise
+
+
+class ReadAtScrape(Collector):
+    def __init__(
+        self, name: str, documentation: str, label: str, read: Callable[[], Mapping[str, int]]
+    ) -> None:
+        self.name, self.documentation, self.label, self.read = name, documentation, label, read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+        for value, count in self.read().items():
+            family.add_metric([value], count)
+        yield family
 
 
 class StateCollector(Collector):

@@ -165,6 +165,13 @@ class Replica:
             log.info("schema at revision %s (head %s)", after, migrate.head_revision())
         session = self.session or telegram_session(config, self.mode)
         app = self.app = await build_app(config, session=session, replicas=self.mode == "webhook")
+        if self.mode == "webhook":
+            app.metrics.read_at_scrape(
+                "escrow_webhook_busy",
+                "Webhook updates answered 503 beyond max_updates_in_flight (posted again later)",
+                "reason",
+                lambda: {"max_updates_in_flight": self.deferred},
+            )
         app.bot.session.middleware(
             RetryAfter(
                 config.runtime.retry_after_attempts,

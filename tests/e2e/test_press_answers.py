@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 from aiogram.exceptions import TelegramServerError
+from prometheus_client import generate_latest
 
 from bot.handlers.errors import UNEXPECTED
 from db.models import DealStatus
@@ -35,6 +36,8 @@ async def test_a_press_whose_answer_fails_is_handled_anyway(app, pair, telegram,
     assert "funded — the money is held in escrow" in alice.last.text
     assert not any(SOMETHING_WENT_WRONG in t for t in result.texts)
     assert "not acknowledged" in caplog.text  # logged for the operator, not shown
+    scrape = generate_latest(app.metrics.registry).decode()
+    assert 'escrow_press_answers_failed_total{reason="telegram_error"} 1.0' in scrape
 
 
 async def test_a_redelivered_press_is_not_reported_as_a_failure(app, pair, telegram):

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 from aiogram.fsm.storage.base import StorageKey
+from prometheus_client import generate_latest
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -86,6 +87,9 @@ async def test_an_update_in_hand_on_a_dead_replica_is_handled_after_its_lease(
     reply, sent = await posted(user, update)  # and once only
     assert (reply.retry_later, sent) == (False, [])
     assert app.update_dedup.dropped == 1
+    scrape = generate_latest(app.metrics.registry).decode()
+    assert 'escrow_updates_not_handled_total{reason="in_hand_elsewhere"} 1.0' in scrape
+    assert 'escrow_updates_not_handled_total{reason="duplicate"} 1.0' in scrape
 
 
 async def test_a_press_in_hand_elsewhere_is_answered_and_posted_again_later(

@@ -14,11 +14,13 @@ from urllib.parse import urlsplit
 
 import msgspec
 import pytest
+from prometheus_client import generate_latest
 from sqlalchemy import text
 
 from bot import texts
 from bot.app import App, build_app
 from bot.handlers.errors import UNEXPECTED
+from bot.replicas import RedisUserLock
 from bot.sim import FakeTelegram, SimulatedUser
 from cache.settings import RedisSettings
 from tests.cache.proxy import TcpProxy
@@ -98,6 +100,10 @@ async def test_redis_trouble_keeps_the_bot_polite_and_changes_nothing(
     for result in (typed, menu, wallet, new):
         assert not any(SOMETHING_WENT_WRONG in t for t in result.texts)
     assert await deals(app) == 0
+    if isinstance(app.dispatcher.fsm.events_isolation, RedisUserLock):  # counted for operators
+        scrape = generate_latest(app.metrics.registry).decode()
+        assert 'escrow_user_lock_skipped_total{reason="unavailable_or_held"} 0.0' not in scrape
+        assert "escrow_user_lock_skipped_total" in scrape
 
     if trouble == "stopped":
         await proxy.start()
