@@ -41,6 +41,7 @@ from bot.config import RuntimeSettings
 from bot.keyboards import Nav, Signer, WalletMenu
 from bot.metrics import Metrics
 from bot.services import Services
+from bot.services.deposits import DepositView
 from bot.services.outbox import Subjects, Who
 from bot.services.rules import Action, allowed_actions
 from bot.services.views import DealView, WithdrawalView
@@ -99,6 +100,12 @@ RESOLVED = {
     DealStatus.REFUNDED: "🛡 An admin settled the dispute: the buyer is refunded.",
 }
 DISPUTE_OPENED = "🛡 New dispute opened by {name}."
+DEPOSIT_CREDITED = "✅ Your deposit of {amount} has arrived: it is in your wallet."
+DEPOSIT_MISMATCH = (
+    "⚠️ Deposit #{id} (Crypto Pay invoice {invoice}) by {name} (id <code>{telegram_id}</code>) "
+    "was paid as {paid}, not the invoiced {amount}. It was not credited: check the payment "
+    "in Crypto Pay, and credit it by hand if it is right."
+)
 WITHDRAWAL_REQUESTED = (
     "🛡 New withdrawal request #{id} from {name} (id <code>{telegram_id}</code>): {amount}."
 )
@@ -321,6 +328,11 @@ class Outbox:
         kind = NotificationKind(notice.kind)
         who = subjects.actors.get(notice.actor_id or 0, SOMEONE)
         name = escape(who.name)
+        if notice.deposit_id is not None:
+            deposit = subjects.deposits.get(notice.deposit_id)
+            if deposit is None:
+                raise Gone(f"deposit {notice.deposit_id} does not exist")
+            return self._deposit(notice, kind, deposit, who)
         if notice.withdrawal_id is not None:
             withdrawal = subjects.withdrawals.get(notice.withdrawal_id)
             if withdrawal is None:
@@ -360,6 +372,26 @@ class Outbox:
             return text, keyboards.admin_deal_keyboard(deal)
         amount = self.currencies[deal.currency].format(deal.amount)
         return text, keyboards.deal_keyboard(deal, user_id, chat_id, self.signer, amount)
+
+    def _deposit(
+        self, notice: Notice, kind: NotificationKind, deposit: DepositView, who: Who
+    ) -> Message:
+        amount = self.currencies[deposit.currency].format(deposit.amount)
+        kb = InlineKeyboardBuilder()
+        if kind is NotificationKind.DEPOSIT_MISMATCH:
+            kb.button(text="🛡 Admin", callback_data=Nav(to="admin"))
+            paid = f"{deposit.paid_amount or '?'} {deposit.paid_asset or '?'}"
+            text = DEPOSIT_MISMATCH.format(
+                id=deposit.id,
+                invoice=deposit.invoice_id,
+                name=escape(who.name),
+                telegram_id=who.telegram_id,
+                paid=escape(paid),
+                amount=amount,
+            )
+            return notice.chat_id, text, kb.as_markup()
+        kb.button(text="👛 Wallet", callback_data=Nav(to="wallet"))
+        return notice.chat_id, DEPOSIT_CREDITED.format(amount=amount), kb.as_markup()
 
     def _withdrawal(
         self, notice: Notice, kind: NotificationKind, withdrawal: WithdrawalView, who: Who

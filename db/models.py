@@ -83,6 +83,20 @@ class WithdrawalStatus(enum.StrEnum):
     REJECTED = "rejected"
 
 
+class DepositStatus(enum.StrEnum):
+    """A deposit by invoice: the row is written before the provider is asked."""
+
+    CREATING = "creating"  # the provider was asked for an invoice
+    ACTIVE = "active"  # the invoice exists and may be paid
+    PAID = "paid"  # paid as invoiced and credited (once: the ledger key is the invoice)
+    EXPIRED = "expired"  # never paid
+    MISMATCHED = "mismatched"  # paid in another asset or amount: not credited, admins told
+    FAILED = "failed"  # the provider refused to create the invoice
+
+
+OPEN_DEPOSIT_STATUSES = (DepositStatus.CREATING, DepositStatus.ACTIVE)
+
+
 class NotificationStatus(enum.StrEnum):
     PENDING = "pending"
     SENT = "sent"
@@ -110,6 +124,8 @@ class NotificationKind(enum.StrEnum):
     WITHDRAWAL_REQUESTED = "withdrawal_requested"  # to the admins
     WITHDRAWAL_DECIDED = "withdrawal_decided"  # to the owner
     REMIND = "remind"  # a deadline is near and you must act (note: the deal's status)
+    DEPOSIT_CREDITED = "deposit_credited"  # to the owner: a paid invoice was credited
+    DEPOSIT_MISMATCH = "deposit_mismatch"  # to the admins: paid, but not as invoiced
 
 
 class LedgerKind(enum.StrEnum):
@@ -292,6 +308,42 @@ class Withdrawal(Base):
     )
 
 
+class DepositInvoice(Base):
+    """A deposit through a payment provider's invoice (Crypto Pay): what was
+    asked, and what the provider says was paid."""
+
+    __tablename__ = "deposits"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    currency: Mapped[str] = mapped_column(String(CURRENCY_CODE_LENGTH))
+    amount: Mapped[int] = mapped_column(BigInteger)  # minor units
+    provider: Mapped[str] = mapped_column(String(16))
+    invoice_id: Mapped[int | None] = mapped_column(BigInteger)  # the provider's
+    pay_url: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), server_default=DepositStatus.CREATING.value)
+    # As the provider reported the payment (asset code, decimal amount text).
+    paid_asset: Mapped[str | None] = mapped_column(String(16))
+    paid_amount: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(_in("status", DepositStatus), name="status"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        Index(
+            "uq_deposits_provider_invoice",
+            "provider",
+            "invoice_id",
+            unique=True,
+            postgresql_where=text("invoice_id IS NOT NULL"),
+        ),
+        Index("ix_deposits_user_id", "user_id", "created_at"),
+        Index("ix_deposits_open", "id", postgresql_where=text("status IN ('creating', 'active')")),
+    )
+
+
 class LedgerEntry(Base):
     """One leg of a double-entry money movement; the legs of a movement sum to zero."""
 
@@ -354,6 +406,7 @@ class Notification(Base):
     kind: Mapped[str] = mapped_column(String(32))
     escrow_id: Mapped[int | None] = mapped_column(BigInteger)
     withdrawal_id: Mapped[int | None] = mapped_column(BigInteger)
+    deposit_id: Mapped[int | None] = mapped_column(BigInteger)
     actor_id: Mapped[int | None] = mapped_column(BigInteger)  # who caused it; NULL: the system
     note: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), server_default=NotificationStatus.PENDING.value)
@@ -401,6 +454,7 @@ wallets = Wallet.__table__
 escrows = Escrow.__table__
 invitations = Invitation.__table__
 withdrawals = Withdrawal.__table__
+deposits = DepositInvoice.__table__
 ledger_entries = LedgerEntry.__table__
 deal_events = DealEvent.__table__
 notifications = Notification.__table__

@@ -25,6 +25,7 @@ class Notice(msgspec.Struct, frozen=True):
     user_id: int | None = None
     escrow_id: int | None = None
     withdrawal_id: int | None = None
+    deposit_id: int | None = None
     actor_id: int | None = None
     note: str | None = None
     attempts: int = 0
@@ -36,7 +37,9 @@ def decode_notices(value: list[dict[str, Any]] | None) -> tuple[Notice, ...]:
     return msgspec.convert(value, tuple[Notice, ...]) if value else ()
 
 
-NOTICE_COLUMNS = "id, chat_id, kind, user_id, escrow_id, withdrawal_id, actor_id, note, attempts"
+NOTICE_COLUMNS = (
+    "id, chat_id, kind, user_id, escrow_id, withdrawal_id, deposit_id, actor_id, note, attempts"
+)
 
 # A column listing what a `notified` CTE inserted (spliced into a SELECT list).
 NOTICES = (

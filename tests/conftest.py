@@ -24,6 +24,7 @@ from bot import migrate
 from bot.config import Config, load_config
 from bot.services.base import ServiceContext
 from bot.services.deals import DealService
+from bot.services.deposits import DepositService
 from bot.services.settings import EscrowSettings
 from bot.services.users import Profile, UserService
 from bot.services.views import UserView
@@ -152,6 +153,7 @@ class Services:
         self.users = UserService(ctx)
         self.deals = DealService(ctx)
         self.wallets = WalletService(ctx)
+        self.deposits = DepositService(ctx)
         self._ids = itertools.count(1000)
 
     async def user(

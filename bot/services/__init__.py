@@ -2,6 +2,7 @@
 
 from bot.services.base import Outcome, ServiceContext
 from bot.services.deals import DealService
+from bot.services.deposits import DepositService
 from bot.services.outbox import OutboxService
 from bot.services.reads import ReadService
 from bot.services.users import UserService
@@ -16,6 +17,7 @@ class Services:
         self.users = UserService(ctx)
         self.deals = DealService(ctx)
         self.wallets = WalletService(ctx)
+        self.deposits = DepositService(ctx)
         self.reads = ReadService(ctx)
         self.outbox = OutboxService(ctx)
 

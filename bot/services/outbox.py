@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from bot.services.base import Service
 from bot.services.deal_sql import deal_view, deal_view_sql
+from bot.services.deposits import DEPOSITS_BY_ID, DepositView, deposit_view
 from bot.services.views import DealView, WithdrawalView
 from bot.services.wallets import withdrawal_view
 from db.models import NotificationStatus
@@ -48,6 +49,7 @@ class Subjects(msgspec.Struct, frozen=True):
     deals: Mapping[int, DealView]
     withdrawals: Mapping[int, WithdrawalView]
     actors: Mapping[int, Who]
+    deposits: Mapping[int, DepositView] = msgspec.field(default_factory=dict)
 
 
 def _ids(values: Iterable[int | None]) -> list[int]:
@@ -67,6 +69,7 @@ class OutboxService(Service):
         notices = list(notices)
         deal_ids = _ids(n.escrow_id for n in notices)
         withdrawal_ids = _ids(n.withdrawal_id for n in notices)
+        deposit_ids = _ids(n.deposit_id for n in notices)
         actor_ids = _ids(n.actor_id for n in notices)
         deals: dict[int, DealView] = {}
         withdrawals: dict[int, WithdrawalView] = {}
@@ -81,7 +84,11 @@ class OutboxService(Service):
             if actor_ids:
                 for row in await conn.execute(ACTORS_BY_ID, {"ids": actor_ids}):
                     actors[row.id] = Who(row.name, row.telegram_id)
-        return Subjects(deals, withdrawals, actors)
+            deposits: dict[int, DepositView] = {}
+            if deposit_ids:
+                for row in await conn.execute(DEPOSITS_BY_ID, {"ids": deposit_ids}):
+                    deposits[row.id] = deposit_view(row)
+        return Subjects(deals, withdrawals, actors, deposits)
 
     async def remind(self, due: Iterable[tuple[int, int, DealView]]) -> list[Notice]:
         """Write a deadline reminder for each (chat, user, deal) not reminded of

@@ -1,0 +1,247 @@
+"""Deposits through a payment provider's invoice (Crypto Pay).
+
+A deposit row is written before the provider is asked for an invoice (so
+every invoice we create has a row to settle against: its payload is the row's
+id), then activated with the provider's invoice id and payment link. What the
+provider later reports about the invoice — by its webhook or by the
+reconciler's poll, in any order and as often as it likes — settles the row
+once, under a row lock:
+
+- paid in the invoiced asset and amount: credited through the ledger (key
+  `deposit:<provider>:<invoice id>`, so never twice), the owner told;
+- paid otherwise (another asset, another amount): not credited, recorded as
+  `mismatched`, the admins told;
+- expired: marked so.
+
+An invoice nobody here created changes nothing (the caller logs and counts it).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import text
+
+from bot.services.base import Actor, Outcome, Service
+from bot.services.errors import InvalidInput, UserBlocked
+from bot.services.ledger import Leg, post_movement
+from db import UnitOfWork
+from db.models import DepositStatus, LedgerAccount, LedgerKind
+from db.outbox import NOTICE_COLUMNS, NOTICES, decode_notices
+
+DEPOSIT_COLUMNS = (
+    "id, user_id, currency, amount, provider, invoice_id, pay_url, status, paid_asset,"
+    " paid_amount, created_at, expires_at, settled_at"
+)
+
+OPEN_DEPOSIT = text(f"""
+INSERT INTO deposits (user_id, currency, amount, provider)
+SELECT id, :currency, :amount, :provider FROM users WHERE id = :user_id AND status = 'active'
+RETURNING {DEPOSIT_COLUMNS}
+""")
+
+ACTIVATE = text(f"""
+UPDATE deposits SET status = 'active', invoice_id = :invoice_id, pay_url = :pay_url,
+                    expires_at = :expires_at
+WHERE id = :id AND status = 'creating'
+RETURNING {DEPOSIT_COLUMNS}
+""")
+
+ABANDON = text(
+    "UPDATE deposits SET status = 'failed', settled_at = now() WHERE id = :id"
+    " AND status = 'creating'"
+)
+
+LOCK_BY_INVOICE = text(f"""
+SELECT {DEPOSIT_COLUMNS} FROM deposits
+WHERE provider = :provider AND invoice_id = :invoice_id
+FOR UPDATE
+""")
+
+# The settlement, and who is told about it (the outbox), in one statement.
+SETTLE = text(f"""
+WITH settled AS (
+    UPDATE deposits
+    SET status = :status, paid_asset = :paid_asset, paid_amount = :paid_amount,
+        settled_at = now()
+    WHERE id = :id AND status IN ('creating', 'active')
+    RETURNING id, user_id
+), notified AS (
+    INSERT INTO notifications (chat_id, user_id, kind, deposit_id, actor_id, due_at)
+    SELECT u.telegram_id, u.id, 'deposit_credited', s.id, NULL, now() + CAST(:grace AS interval)
+    FROM settled s JOIN users u ON u.id = s.user_id
+    WHERE CAST(:status AS varchar) = 'paid'
+    UNION ALL
+    SELECT a.chat_id, NULL, 'deposit_mismatch', s.id, s.user_id, now() + CAST(:grace AS interval)
+    FROM settled s CROSS JOIN unnest(CAST(:admin_chats AS bigint[])) AS a(chat_id)
+    WHERE CAST(:status AS varchar) = 'mismatched'
+    RETURNING {NOTICE_COLUMNS}
+)
+SELECT s.id{NOTICES} FROM settled s
+""")
+
+UNSETTLED = text(f"""
+SELECT {DEPOSIT_COLUMNS} FROM deposits
+WHERE status IN ('creating', 'active') AND provider = :provider AND id > :after
+ORDER BY id LIMIT :limit
+""")
+
+DEPOSITS_BY_ID = text(f"SELECT {DEPOSIT_COLUMNS} FROM deposits WHERE id = ANY(:ids)")
+
+
+class DepositView(msgspec.Struct, frozen=True):
+    id: int
+    user_id: int
+    currency: str
+    amount: int  # minor units
+    provider: str
+    status: str
+    invoice_id: int | None = None
+    pay_url: str | None = None
+    paid_asset: str | None = None
+    paid_amount: str | None = None
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    settled_at: datetime | None = None
+
+
+def deposit_view(row: Any) -> DepositView:
+    return msgspec.convert(dict(row._mapping), DepositView)
+
+
+class Payment(msgspec.Struct, frozen=True):
+    """What the provider reports about one of its invoices. `amount` is in the
+    paid asset's minor units when the asset is one of ours and the amount is
+    exact in them; None otherwise (it can't match, then)."""
+
+    invoice_id: int
+    status: str  # "active", "paid" or "expired"
+    asset: str | None = None
+    amount: int | None = None
+    amount_text: str | None = None  # as reported, for the record
+
+
+class Settlement(msgspec.Struct, frozen=True):
+    deposit: DepositView | None  # None: an invoice nobody here created
+    outcome: str  # "credited", "mismatched", "expired", "unchanged", "unknown"
+
+
+class DepositService(Service):
+    async def open(self, user: Actor, currency: str, amount: int, provider: str) -> DepositView:
+        """A deposit row for an invoice about to be created (its payload: the id)."""
+        money = self.currencies[currency]
+        if not isinstance(amount, int) or not money.min_amount <= amount <= money.max_amount:
+            raise InvalidInput(
+                f"The amount must be between {money.format(money.min_amount)} "
+                f"and {money.format(money.max_amount)}."
+            )
+
+        async def work(uow: UnitOfWork) -> DepositView:
+            params = {
+                "user_id": user.id,
+                "currency": money.code,
+                "amount": amount,
+                "provider": provider,
+            }
+            row = (await uow.execute(OPEN_DEPOSIT, params)).first()
+            if row is None:
+                raise UserBlocked("Your account can't deposit funds.")
+            return deposit_view(row)
+
+        return (await self.transaction(work)).value
+
+    async def activate(
+        self, deposit_id: int, invoice_id: int, pay_url: str, expires_at: datetime | None
+    ) -> DepositView | None:
+        """The provider created the invoice: it may be paid now."""
+        params = {
+            "id": deposit_id,
+            "invoice_id": invoice_id,
+            "pay_url": pay_url,
+            "expires_at": expires_at,
+        }
+
+        async def work(uow: UnitOfWork) -> DepositView | None:
+            row = (await uow.execute(ACTIVATE, params)).first()
+            return deposit_view(row) if row is not None else None
+
+        return (await self.transaction(work)).value
+
+    async def abandon(self, deposit_id: int) -> None:
+        """The provider refused to create the invoice: nothing can be paid."""
+
+        async def work(uow: UnitOfWork) -> None:
+            await uow.execute(ABANDON, {"id": deposit_id})
+
+        await self.transaction(work)
+
+    async def settle(self, provider: str, payment: Payment) -> Outcome[Settlement]:
+        """Settle the deposit behind `payment` once (see the module docstring)."""
+
+        async def work(uow: UnitOfWork) -> Settlement:
+            params = {"provider": provider, "invoice_id": payment.invoice_id}
+            row = (await uow.execute(LOCK_BY_INVOICE, params)).first()
+            if row is None:
+                return Settlement(None, "unknown")
+            deposit = deposit_view(row)
+            if deposit.status not in (DepositStatus.CREATING, DepositStatus.ACTIVE):
+                return Settlement(deposit, "unchanged")
+            if payment.status == "expired":
+                status, outcome = DepositStatus.EXPIRED, "expired"
+            elif payment.status != "paid":
+                return Settlement(deposit, "unchanged")
+            elif payment.asset == deposit.currency and payment.amount == deposit.amount:
+                status, outcome = DepositStatus.PAID, "credited"
+                await post_movement(
+                    uow,
+                    key=f"deposit:{provider}:{payment.invoice_id}",
+                    currency=deposit.currency,
+                    legs=[
+                        Leg(LedgerKind.DEPOSIT, LedgerAccount.EXTERNAL, -deposit.amount),
+                        Leg(
+                            LedgerKind.DEPOSIT,
+                            LedgerAccount.AVAILABLE,
+                            deposit.amount,
+                            deposit.user_id,
+                        ),
+                    ],
+                )
+            else:
+                status, outcome = DepositStatus.MISMATCHED, "mismatched"
+            settled = (
+                await uow.execute(
+                    SETTLE,
+                    {
+                        "id": deposit.id,
+                        "status": status.value,
+                        "paid_asset": payment.asset,
+                        "paid_amount": payment.amount_text,
+                        "grace": self.ctx.notify_grace,
+                        "admin_chats": list(self.settings.admins),
+                    },
+                )
+            ).first()
+            assert settled is not None  # the row is locked and was open
+            uow.outbox(*decode_notices(settled.notices))
+            return Settlement(msgspec.structs.replace(deposit, status=status.value), outcome)
+
+        return await self.transaction(work)
+
+    async def unsettled(self, provider: str, after: int = 0, limit: int = 100) -> list[DepositView]:
+        """Deposits still waiting for the provider (for the reconciler), by id."""
+        async with self.ctx.db.reader.connect() as conn:
+            rows = await conn.execute(
+                UNSETTLED, {"provider": provider, "after": after, "limit": limit}
+            )
+            return [deposit_view(row) for row in rows]
+
+    async def by_ids(self, ids: list[int]) -> dict[int, DepositView]:
+        if not ids:
+            return {}
+        async with self.ctx.db.reader.connect() as conn:
+            return {
+                row.id: deposit_view(row)
+                for row in await conn.execute(DEPOSITS_BY_ID, {"ids": ids})
+            }
