@@ -34,6 +34,8 @@ from bot.middlewares import (
     SnapshotSource,
 )
 from bot.outbox import Outbox
+from bot.payments.cryptopay import CryptoPayClient
+from bot.payments.deposits import CryptoPayDeposits
 from bot.replicas import RedisUserLock, UpdateDedup
 from bot.services import ServiceContext, Services
 from bot.services.wallets import AdminCreditsOnly, DemoDepositProvider, DepositProvider
@@ -69,6 +71,7 @@ class App:
     storage: BaseStorage
     metrics: Metrics
     outbox: Outbox
+    deposits: DepositProvider | None = None
     update_dedup: UpdateDedup | None = None
     _owns_engine: bool = True
 
@@ -76,6 +79,8 @@ class App:
         await self.bot.set_my_commands(COMMANDS)
 
     async def aclose(self) -> None:
+        if isinstance(self.deposits, CryptoPayDeposits):
+            await self.deposits.client.close()
         await self.cache.aclose()
         await self.storage.close()
         await self.bot.session.close()
@@ -83,11 +88,28 @@ class App:
             await self.database.dispose()
 
 
-def deposit_provider(config: Config, services: Services) -> DepositProvider:
+def deposit_provider(config: Config, services: Services, outbox: Outbox) -> DepositProvider:
     """Demo in local mode (no token) and where configured (start-up refuses it
-    with a token unless allowed, bot/run.py); otherwise admins credit funds."""
-    if not config.telegram.token or config.payments.provider == "demo":
+    with a token unless allowed, bot/run.py); Crypto Pay invoices; otherwise
+    admins credit funds."""
+    payments = config.payments
+    if not config.telegram.token or payments.provider == "demo":
         return DemoDepositProvider(services.wallets)
+    if payments.provider == "cryptopay":
+        client = CryptoPayClient(
+            payments.cryptopay_token,
+            base_url=payments.cryptopay_api_base,
+            timeout=payments.cryptopay_timeout_seconds,
+        )
+        provider = CryptoPayDeposits(
+            services,
+            client,
+            payments.cryptopay_token,
+            services.ctx.currencies,
+            timedelta(seconds=payments.invoice_lifetime_seconds),
+        )
+        provider.outbox = outbox
+        return provider
     return AdminCreditsOnly()
 
 
@@ -148,6 +170,7 @@ async def build_app(
             data_ttl=24 * 3600,
         )
         storage = GuardedStorage(redis_storage, guard)
+    deposits = deposits or deposit_provider(config, services, outbox)
     dispatcher = Dispatcher(
         storage=storage,
         disable_fsm=True,
@@ -160,7 +183,7 @@ async def build_app(
         deals_seen=deals_seen,
         snapshots=cache.cache,
         # where deposits come from; the demo provider credits on request
-        deposits=deposits or deposit_provider(config, services),
+        deposits=deposits,
     )
     # Order matters. aiogram's errors and user-context middlewares come first,
     # then the duplicate check (not for presses), the update's timer, the FSM
@@ -236,6 +259,7 @@ async def build_app(
         storage=storage,
         metrics=metrics,
         outbox=outbox,
+        deposits=deposits,
         update_dedup=update_dedup,
         _owns_engine=owns_engine,
     )

@@ -127,13 +127,29 @@ class RuntimeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class PaymentsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Where self-service deposits come from. "none": the wallet offers none and
-    # says how to get funds (an admin's manual credit). "demo": any amount is
-    # credited on request (play money); with a Telegram token it is refused at
-    # start-up unless allow_demo = true. Local mode (no token) always uses demo.
-    provider: Literal["none", "demo"] = "none"
+    # says how to get funds (an admin's manual credit). "cryptopay": invoices of
+    # Crypto Pay (@CryptoBot's payment API). "demo": any amount is credited on
+    # request (play money); with a Telegram token it is refused at start-up
+    # unless allow_demo = true. Local mode (no token) always uses demo.
+    provider: Literal["none", "demo", "cryptopay"] = "none"
     # Run "demo" with a real token anyway: logged loudly at start, and the
     # wallet and deposit screens say the balances are play money.
     allow_demo: bool = False
+    # Crypto Pay: the API (mainnet; testnet: https://testnet-pay.crypt.bot/api/;
+    # or a local test server) and the app's token, kept out of the committed
+    # file: set ESCROW__PAYMENTS__CRYPTOPAY_TOKEN.
+    cryptopay_api_base: str = "https://pay.crypt.bot/api/"
+    cryptopay_token: str = ""
+    # Every Crypto Pay call gives up after this (its outcome is then unknown:
+    # an invoice is not shown, a payout is settled by the reconciler).
+    cryptopay_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=120)] = 10.0
+    # How long a deposit invoice can be paid.
+    invoice_lifetime_seconds: Annotated[int, msgspec.Meta(ge=60, le=2_678_400)] = 3600
+    # Webhook mode: Crypto Pay's webhook is served here on the webhook listener
+    # (register <public base>/<this path> in @CryptoBot's app settings).
+    cryptopay_webhook_path: Annotated[str, msgspec.Meta(pattern=r"^/[A-Za-z0-9_./-]*$")] = (
+        "/cryptopay"
+    )
 
 
 class ObservabilitySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

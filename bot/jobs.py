@@ -16,8 +16,11 @@ import logging
 from datetime import timedelta
 
 from bot.outbox import Outbox, reminded_actions
+from bot.payments.cryptopay import CryptoPayUnavailable
+from bot.payments.deposits import CryptoPayDeposits
 from bot.replicas import JobLock
 from bot.services import Services
+from bot.services.wallets import DepositProvider
 from bot.ticks import every
 
 log = logging.getLogger(__name__)
@@ -36,8 +39,11 @@ class BackgroundJobs:
         reminder_before_seconds: float = 0.0,
         withdrawal_timeout_seconds: float = 0.0,
         outbox_keep_seconds: float = 0.0,
+        deposits: DepositProvider | None = None,
     ) -> None:
         self.services = services
+        self.deposits = deposits
+        self.deposits_settled = 0
         self.reminder_before = reminder_before_seconds
         self.withdrawal_timeout = withdrawal_timeout_seconds
         self.outbox_keep = timedelta(seconds=outbox_keep_seconds)
@@ -61,7 +67,25 @@ class BackgroundJobs:
             await self.reject_stale_withdrawals()
         if self.outbox_keep:
             await self.prune_outbox()
+        if isinstance(self.deposits, CryptoPayDeposits):
+            await self.reconcile_deposits(self.deposits)
         return expired
+
+    async def reconcile_deposits(self, deposits: CryptoPayDeposits) -> int:
+        """Settle the open invoices Crypto Pay reports paid or expired (a webhook
+        lost, disabled, or never reachable); the number settled now."""
+        if not await self.lock.acquire("reconcile_deposits", self._tick_ms()):
+            return 0
+        try:
+            settled = await deposits.reconcile()
+        except CryptoPayUnavailable as exc:
+            log.warning("deposits not reconciled: Crypto Pay unavailable (%s)", exc)
+            return 0
+        changed = [s for s in settled if s.value.outcome not in ("unchanged", "unknown")]
+        if changed:
+            log.info("reconciled %d deposits", len(changed))
+        self.deposits_settled += len(changed)
+        return len(changed)
 
     async def prune_outbox(self) -> int:
         """Delete notifications done with and older than the configured keep."""

@@ -178,7 +178,7 @@ class Outbox:
     async def send(
         self,
         notices: Iterable[Notice],
-        *subjects: DealView | WithdrawalView,
+        *subjects: DealView | WithdrawalView | DepositView,
         actor: UserSnapshot | None = None,
     ) -> int:
         """Send `notices` now, rendered from what the caller holds; the number sent.
@@ -191,6 +191,7 @@ class Outbox:
             deals={s.id: s for s in subjects if isinstance(s, DealView)},
             withdrawals={s.id: s for s in subjects if isinstance(s, WithdrawalView)},
             actors={actor.id: Who(texts.name_of(actor), actor.telegram_id)} if actor else {},
+            deposits={s.id: s for s in subjects if isinstance(s, DepositView)},
         )
         return await self._deliver(notices, known, "direct")
 

@@ -35,6 +35,7 @@ from bot.embedded import EmbeddedServices, needs_embedded
 from bot.jobs import BackgroundJobs
 from bot.limits import RetryAfter, SendRate
 from bot.logs import configure_logging
+from bot.payments.deposits import CryptoPayDeposits, webhook_handler
 from bot.replicas import (
     JobLock,
     WebhookReply,
@@ -72,6 +73,11 @@ def check_fit_to_serve(config: Config, mode: Mode) -> None:
             "no admins configured: disputes could never be settled and withdrawals would "
             "wait until they time out. Set [escrow] admins in config.toml or "
             "ESCROW__ESCROW__ADMINS='[<Telegram user id>, ...]'"
+        )
+    if config.payments.provider == "cryptopay" and not config.payments.cryptopay_token:
+        raise StartupError(
+            'payments: provider = "cryptopay" needs the Crypto Pay app\'s token: set '
+            "ESCROW__PAYMENTS__CRYPTOPAY_TOKEN (from @CryptoBot > Crypto Pay > My Apps)"
         )
     if config.payments.provider == "demo":
         if not config.payments.allow_demo:
@@ -216,6 +222,7 @@ class Replica:
             config.runtime.reminder_before_hours * 3600,
             config.runtime.withdrawal_timeout_hours * 3600,
             config.runtime.outbox_keep_days * 86_400,
+            deposits=app.deposits,
         )
         self.jobs.start()
         app.outbox.start()  # on every replica: claims never overlap
@@ -326,6 +333,10 @@ class Replica:
         SimpleRequestHandler(
             app.dispatcher, app.bot, secret_token=secret, handle_in_background=False
         ).register(web_app, path=settings.webhook_path)
+        if isinstance(app.deposits, CryptoPayDeposits):
+            web_app.router.add_post(
+                self.config.payments.cryptopay_webhook_path, webhook_handler(app.deposits)
+            )
         runner = self.web_runner = web.AppRunner(
             web_app, access_log=None, shutdown_timeout=self.config.runtime.shutdown_timeout_seconds
         )

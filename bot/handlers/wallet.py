@@ -35,6 +35,7 @@ from bot.handlers.committed import close_form, read_after_commit, show_result, s
 from bot.keyboards import Nav, WalletMenu
 from bot.services import Outcome
 from bot.services.base import Actor
+from bot.services.deposits import DepositView
 from bot.services.errors import InvalidAmount, UnknownCurrency
 from bot.services.money import Currencies, Currency
 from bot.services.wallets import Deposit, DepositProvider
@@ -59,6 +60,14 @@ class InstantDeposits(Protocol):
     async def deposit(
         self, user: Actor, currency: str, amount: int, reference: str
     ) -> Outcome[Deposit]: ...
+
+
+@runtime_checkable
+class InvoiceDeposits(Protocol):
+    """A provider paid by invoice (Crypto Pay): the user types an amount and
+    gets a payment link; the wallet is credited when the provider confirms."""
+
+    async def invoice(self, user: Actor, currency: str, amount: int) -> DepositView: ...
 
 
 # -- rendering ----------------------------------------------------------------------
@@ -223,7 +232,7 @@ async def deposit_button(
         return
     money = currencies[callback_data.currency]
     text = f"➕ <b>Deposit {money.code}</b>\n\n{escape(deposits.instructions(money))}"
-    if not isinstance(deposits, InstantDeposits):
+    if not isinstance(deposits, InstantDeposits | InvoiceDeposits):
         await edit(query.message, text, back_to_wallet())
         return
     await enter(
@@ -256,11 +265,19 @@ async def deposit_amount(
     bot: Bot,
 ) -> None:
     form = await open_form(message, state, currencies, "deposit")
-    if form is None or not isinstance(deposits, InstantDeposits):
+    if form is None or not isinstance(deposits, InstantDeposits | InvoiceDeposits):
         return
     money, data = form
     amount = await typed_amount(message, money)
     if amount is None:
+        return
+    if isinstance(deposits, InvoiceDeposits):
+        # Refused (Crypto Pay down, say): the error handler says so, the form stays.
+        invoice = await deposits.invoice(snapshot, money.code, amount)
+        await close_form(state)
+        text, markup = invoice_screen(invoice, money)
+        await show_result(bot, message.chat.id, text, markup)
+        await strip_keyboards(bot, message.chat.id, data.get("messages", ()))
         return
     # The same for every amount typed into this form and for this message
     # delivered again (forms started before forms had ids: the message).
@@ -277,6 +294,21 @@ async def deposit_amount(
     )
     await show_result(bot, message.chat.id, text, markup)
     await strip_keyboards(bot, message.chat.id, data.get("messages", ()))
+
+
+def invoice_screen(invoice: DepositView, money: Currency) -> tuple[str, InlineKeyboardMarkup]:
+    amount = money.format(invoice.amount)
+    until = f" It is valid until {texts.when(invoice.expires_at)}." if invoice.expires_at else ""
+    text = (
+        f"💳 <b>Deposit #{invoice.id}: pay {amount}</b>\n\n"
+        f"Open the link to pay with @CryptoBot.{until} Your wallet is credited as soon "
+        "as Crypto Pay confirms the payment, and you get a message here."
+    )
+    kb = InlineKeyboardBuilder()
+    if invoice.pay_url:
+        kb.button(text=f"💳 Pay {amount}", url=invoice.pay_url)
+    kb.row(back_button())
+    return text, kb.as_markup()
 
 
 # -- helpers ------------------------------------------------------------------------

@@ -1,0 +1,320 @@
+"""Deposits through Crypto Pay, from the wallet's button to the credited
+balance, against a fake Crypto Pay server (tests/payments/fake_cryptopay.py):
+the webhook (signed; forged, repeated, concurrent, for someone else's invoice,
+paid otherwise), the reconciler when no webhook comes, and Crypto Pay failing
+to make the invoice. After each test the ledger, the deposits table and the
+provider's balance agree."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import msgspec
+import pytest
+from aiohttp import web
+from sqlalchemy import text
+
+from bot.app import App, build_app
+from bot.config import PaymentsSettings
+from bot.payments.deposits import CryptoPayDeposits, webhook_handler
+from bot.run import Replica
+from bot.sim import FakeTelegram, SimulatedUser
+from db.outbox import NOTICE_COLUMNS, Notice
+from tests.conftest import ADMIN_TELEGRAM_ID
+from tests.payments.fake_cryptopay import TOKEN, FakeCryptoPay, Fault
+from tests.runtime.test_polling_and_startup import PollingTelegram
+from tests.runtime.test_webhook import free_port, start
+
+_ids = itertools.count(95_000)
+
+
+@pytest.fixture
+async def cryptopay() -> AsyncIterator[FakeCryptoPay]:
+    async with FakeCryptoPay(TOKEN, hang_seconds=5.0) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def app(replica_config, cryptopay: FakeCryptoPay) -> AsyncIterator[App]:
+    config = msgspec.structs.replace(
+        replica_config,
+        telegram=msgspec.structs.replace(replica_config.telegram, token="123456:TEST-cp"),
+        escrow=msgspec.structs.replace(replica_config.escrow, admins=(ADMIN_TELEGRAM_ID,)),
+        payments=PaymentsSettings(
+            provider="cryptopay",
+            cryptopay_api_base=cryptopay.base_url,
+            cryptopay_token=TOKEN,
+            cryptopay_timeout_seconds=1.0,
+        ),
+    )
+    app = await build_app(config, session=FakeTelegram())
+    yield app
+    await books_agree(app, cryptopay)
+    await app.aclose()
+
+
+@pytest.fixture
+async def webhook_url(app: App) -> AsyncIterator[str]:
+    """Crypto Pay's webhook, served as the replica serves it (bot/run.py)."""
+    deposits = app.deposits
+    assert isinstance(deposits, CryptoPayDeposits)
+    web_app = web.Application()
+    web_app.router.add_post("/cryptopay", webhook_handler(deposits))
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}/cryptopay"
+    await runner.cleanup()
+
+
+async def books_agree(app: App, cryptopay: FakeCryptoPay) -> None:
+    """Once the reconciler has run (a webhook may have been refused, or never
+    come): ledger deposits = deposits paid here = what reached the provider
+    as invoiced on our invoices."""
+    deposits = app.deposits
+    assert isinstance(deposits, CryptoPayDeposits)
+    await deposits.reconcile()
+    async with app.database.engine.connect() as conn:
+        in_ledger = await conn.scalar(
+            text(
+                "SELECT coalesce(sum(amount), 0) FROM ledger_entries"
+                " WHERE kind = 'deposit' AND account = 'available' AND currency = 'USDT'"
+            )
+        )
+        paid_here = await conn.scalar(
+            text("SELECT coalesce(sum(amount), 0) FROM deposits WHERE status = 'paid'")
+        )
+    paid_at_provider = sum(
+        Decimal(i["paid_amount"])
+        for i in cryptopay.invoices.values()
+        if i["status"] == "paid"
+        and i.get("payload") is not None  # ours: the payload is our deposit's id
+        and i.get("paid_asset") == "USDT"
+        and i["amount"] == i["paid_amount"]
+    )
+    assert in_ledger == paid_here == int(paid_at_provider * 100)
+
+
+def person(app: App) -> SimulatedUser:
+    telegram = app.bot.session
+    assert isinstance(telegram, FakeTelegram)
+    return SimulatedUser(telegram, app.bot, app.dispatcher, user_id=next(_ids), first_name="Dee")
+
+
+async def invoice_for(user: SimulatedUser, cryptopay: FakeCryptoPay, amount: str = "25") -> int:
+    """Through the wallet's buttons to a payment link; the invoice behind it."""
+    await user.send("/wallet")
+    await user.press("➕ Deposit")
+    await user.press("USDT")
+    assert "@CryptoBot" in user.last.text
+    await user.send(amount)
+    assert f"pay {amount}.00 USDT" in user.last.text
+    markup = user.last.message.reply_markup
+    assert markup is not None
+    pay = markup.inline_keyboard[0][0]
+    assert pay.text == f"💳 Pay {amount}.00 USDT"
+    newest = max(cryptopay.invoices)
+    assert pay.url == cryptopay.invoices[newest]["bot_invoice_url"]
+    return newest
+
+
+async def available(app: App, user: SimulatedUser) -> int:
+    async with app.database.engine.connect() as conn:
+        return int(
+            await conn.scalar(
+                text(
+                    "SELECT w.available FROM wallets w JOIN users u ON u.id = w.user_id"
+                    " WHERE u.telegram_id = :t AND w.currency = 'USDT'"
+                ),
+                {"t": user.id},
+            )
+            or 0
+        )
+
+
+async def test_a_paid_invoice_is_credited_through_the_webhook_and_the_owner_told(
+    app, cryptopay, webhook_url
+):
+    dee = person(app)
+    invoice = await invoice_for(dee, cryptopay)
+    assert await available(app, dee) == 0  # nothing before it is paid
+    cryptopay.pay(invoice)
+
+    assert await cryptopay.send_webhook(webhook_url, invoice) == 200
+
+    assert await available(app, dee) == 25_00
+    assert dee.last.text.startswith("✅ Your deposit of 25.00 USDT has arrived")
+    await dee.send("/wallet")
+    assert "25.00 USDT available" in dee.last.text  # the snapshot was invalidated
+
+
+async def test_the_same_webhook_five_times_and_at_once_credits_once(app, cryptopay, webhook_url):
+    dee = person(app)
+    invoice = await invoice_for(dee, cryptopay)
+    cryptopay.pay(invoice)
+    statuses = await asyncio.gather(
+        *(cryptopay.send_webhook(webhook_url, invoice) for _ in range(5))
+    )
+    assert statuses == [200] * 5
+    assert await cryptopay.send_webhook(webhook_url, invoice) == 200
+    assert await available(app, dee) == 25_00
+    told = [m for m in dee.messages if m.text.startswith("✅ Your deposit")]
+    assert len(told) == 1
+
+
+@pytest.mark.parametrize("signature", ["bad", "missing"])
+async def test_a_forged_or_unsigned_webhook_is_refused_and_changes_nothing(
+    app, cryptopay, webhook_url, signature
+):
+    dee = person(app)
+    invoice = await invoice_for(dee, cryptopay)
+    cryptopay.pay(invoice)
+    assert await cryptopay.send_webhook(webhook_url, invoice, signature=signature) == 401
+    assert await available(app, dee) == 0
+    async with app.database.engine.connect() as conn:
+        status = await conn.scalar(text("SELECT status FROM deposits"))
+    assert status == "active"
+
+
+async def test_a_webhook_for_an_invoice_we_never_created_changes_nothing(
+    app, cryptopay, webhook_url
+):
+    dee = person(app)
+    await invoice_for(dee, cryptopay)
+    stranger = cryptopay._create_invoice({"asset": "USDT", "amount": "50"})["invoice_id"]
+    cryptopay.pay(stranger)
+    assert await cryptopay.send_webhook(webhook_url, stranger) == 200  # acknowledged, ignored
+    assert await available(app, dee) == 0
+    deposits = app.deposits
+    assert isinstance(deposits, CryptoPayDeposits) and deposits.counts.get("unknown") == 1
+
+
+@pytest.mark.parametrize(("asset", "amount"), [("TON", "25"), ("USDT", "24.99")], ids=str)
+async def test_paid_otherwise_is_not_credited_and_the_admins_are_told(
+    app, cryptopay, webhook_url, asset, amount
+):
+    dee = person(app)
+    invoice = await invoice_for(dee, cryptopay)
+    cryptopay.pay(invoice, asset=asset, amount=amount)
+    assert await cryptopay.send_webhook(webhook_url, invoice) == 200
+    assert await available(app, dee) == 0
+    async with app.database.engine.connect() as conn:
+        status = await conn.scalar(text("SELECT status FROM deposits"))
+        alert = await conn.scalar(
+            text("SELECT chat_id FROM notifications WHERE kind = 'deposit_mismatch'")
+        )
+    assert status == "mismatched" and alert == ADMIN_TELEGRAM_ID
+    # the alert, as the outbox worker renders it for the admins
+    async with app.database.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(f"SELECT {NOTICE_COLUMNS} FROM notifications WHERE kind = 'deposit_mismatch'")
+            )
+        ).one()
+    notice = msgspec.convert(dict(row._mapping), Notice)
+    chat, said, _ = app.outbox.render(notice, await app.services.outbox.subjects([notice]))
+    assert chat == ADMIN_TELEGRAM_ID
+    assert f"was paid as {amount} {asset}, not the invoiced 25.00 USDT" in said
+    assert "Dee" in said and str(dee.id) in said and "not credited" in said
+
+
+async def test_without_a_webhook_the_reconciler_credits_a_paid_invoice_and_closes_an_expired_one(
+    app, cryptopay
+):
+    dee, eve = person(app), person(app)
+    paid = await invoice_for(dee, cryptopay)
+    expired = await invoice_for(eve, cryptopay, "30")
+    cryptopay.pay(paid)
+    cryptopay.expire(expired)
+    deposits = app.deposits
+    assert isinstance(deposits, CryptoPayDeposits)
+
+    settled = await deposits.reconcile()
+
+    assert sorted(s.value.outcome for s in settled) == ["credited", "expired"]
+    assert await available(app, dee) == 25_00 and await available(app, eve) == 0
+    assert dee.last.text.startswith("✅ Your deposit of 25.00 USDT has arrived")
+    assert [s.value.outcome for s in await deposits.reconcile()] == []  # nothing open
+
+
+@pytest.mark.parametrize("fault", [Fault.ERROR_500, Fault.HANG, Fault.MALFORMED])
+async def test_crypto_pay_failing_to_make_the_invoice_is_said_and_the_form_stays(
+    app, cryptopay, fault
+):
+    dee = person(app)
+    await dee.send("/wallet")
+    await dee.press("➕ Deposit")
+    await dee.press("USDT")
+    cryptopay.fail_next("createInvoice", fault)
+    failed = await dee.send("25")
+    assert any("could not create the payment link" in t for t in failed.texts)
+    assert any("Nothing was charged" in t for t in failed.texts)
+    async with app.database.engine.connect() as conn:
+        statuses = (await conn.execute(text("SELECT status FROM deposits"))).scalars().all()
+    assert statuses == ["failed"]
+    await dee.send("25")  # the form is still open: typed again, it works
+    markup = dee.last.message.reply_markup
+    assert markup is not None and markup.inline_keyboard[0][0].text == "💳 Pay 25.00 USDT"
+
+
+async def test_an_amount_outside_the_bounds_asks_again_and_makes_no_invoice(app, cryptopay):
+    dee = person(app)
+    await dee.send("/wallet")
+    await dee.press("➕ Deposit")
+    await dee.press("USDT")
+    await dee.send("0.001")
+    assert cryptopay.calls_to("createInvoice") == []
+    await dee.send("abc")
+    assert cryptopay.calls_to("createInvoice") == []
+
+
+async def test_a_webhook_replica_serves_crypto_pay_on_its_own_path(replica_config, cryptopay):
+    """The whole replica: Crypto Pay's signed webhook on the webhook listener,
+    next to Telegram's (whose secret it does not need)."""
+    config = msgspec.structs.replace(
+        replica_config,
+        payments=PaymentsSettings(
+            provider="cryptopay",
+            cryptopay_api_base=cryptopay.base_url,
+            cryptopay_token=TOKEN,
+            cryptopay_webhook_path="/cp-hook",
+        ),
+    )
+    running = await start(config, FakeTelegram())
+    try:
+        app = running.replica.app
+        assert app is not None
+        dee = person(app)
+        invoice = await invoice_for(dee, cryptopay)
+        cryptopay.pay(invoice)
+        url = f"{running.url}/cp-hook"
+        assert await cryptopay.send_webhook(url, invoice, signature="bad") == 401
+        assert await available(app, dee) == 0
+        assert await cryptopay.send_webhook(url, invoice) == 200
+        assert await available(app, dee) == 25_00
+        await books_agree(app, cryptopay)
+    finally:
+        running.replica.stop()
+        assert await running.task == 0
+
+
+async def test_crypto_pay_without_its_token_refuses_to_start_and_says_what_to_set(
+    replica_config, caplog
+):
+    config = msgspec.structs.replace(
+        replica_config,
+        telegram=msgspec.structs.replace(replica_config.telegram, token="123456:TEST-cp"),
+        escrow=msgspec.structs.replace(replica_config.escrow, admins=(ADMIN_TELEGRAM_ID,)),
+        payments=PaymentsSettings(provider="cryptopay"),
+    )
+    replica = Replica(config, session=PollingTelegram())
+    with caplog.at_level(logging.ERROR, logger="bot.run"):
+        assert await asyncio.wait_for(replica.run(), 20) == 1
+    (refusal,) = [r.getMessage() for r in caplog.records if r.name == "bot.run"]
+    assert "ESCROW__PAYMENTS__CRYPTOPAY_TOKEN" in refusal
+    assert replica.app is None
