@@ -36,6 +36,7 @@ from bot.middlewares import (
 from bot.outbox import Outbox
 from bot.payments.cryptopay import CryptoPayClient
 from bot.payments.deposits import CryptoPayDeposits
+from bot.payments.payouts import CryptoPayPayouts, Payouts
 from bot.replicas import RedisUserLock, UpdateDedup
 from bot.services import ServiceContext, Services
 from bot.services.wallets import AdminCreditsOnly, DemoDepositProvider, DepositProvider
@@ -72,6 +73,7 @@ class App:
     metrics: Metrics
     outbox: Outbox
     deposits: DepositProvider | None = None
+    payouts: Payouts | None = None
     update_dedup: UpdateDedup | None = None
     _owns_engine: bool = True
 
@@ -111,6 +113,18 @@ def deposit_provider(config: Config, services: Services, outbox: Outbox) -> Depo
         provider.outbox = outbox
         return provider
     return AdminCreditsOnly()
+
+
+def payout_provider(
+    deposits: DepositProvider, services: Services, outbox: Outbox
+) -> Payouts | None:
+    """Crypto Pay pays approved withdrawals when it takes the deposits; otherwise
+    an admin pays by hand and approves after."""
+    if not isinstance(deposits, CryptoPayDeposits):
+        return None
+    payouts = CryptoPayPayouts(services, deposits.client, services.ctx.currencies)
+    payouts.outbox = outbox
+    return payouts
 
 
 async def build_app(
@@ -171,6 +185,7 @@ async def build_app(
         )
         storage = GuardedStorage(redis_storage, guard)
     deposits = deposits or deposit_provider(config, services, outbox)
+    payouts = payout_provider(deposits, services, outbox)
     dispatcher = Dispatcher(
         storage=storage,
         disable_fsm=True,
@@ -184,6 +199,7 @@ async def build_app(
         snapshots=cache.cache,
         # where deposits come from; the demo provider credits on request
         deposits=deposits,
+        payouts=payouts,
     )
     # Order matters. aiogram's errors and user-context middlewares come first,
     # then the duplicate check (not for presses), the update's timer, the FSM
@@ -260,6 +276,7 @@ async def build_app(
         metrics=metrics,
         outbox=outbox,
         deposits=deposits,
+        payouts=payouts,
         update_dedup=update_dedup,
         _owns_engine=owns_engine,
     )

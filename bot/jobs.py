@@ -18,6 +18,7 @@ from datetime import timedelta
 from bot.outbox import Outbox, reminded_actions
 from bot.payments.cryptopay import CryptoPayUnavailable
 from bot.payments.deposits import CryptoPayDeposits
+from bot.payments.payouts import CryptoPayPayouts, Payouts
 from bot.replicas import JobLock
 from bot.services import Services
 from bot.services.wallets import DepositProvider
@@ -40,9 +41,12 @@ class BackgroundJobs:
         withdrawal_timeout_seconds: float = 0.0,
         outbox_keep_seconds: float = 0.0,
         deposits: DepositProvider | None = None,
+        payouts: Payouts | None = None,
     ) -> None:
         self.services = services
         self.deposits = deposits
+        self.payouts = payouts
+        self.payouts_settled = 0
         self.deposits_settled = 0
         self.reminder_before = reminder_before_seconds
         self.withdrawal_timeout = withdrawal_timeout_seconds
@@ -69,7 +73,24 @@ class BackgroundJobs:
             await self.prune_outbox()
         if isinstance(self.deposits, CryptoPayDeposits):
             await self.reconcile_deposits(self.deposits)
+        if isinstance(self.payouts, CryptoPayPayouts):
+            await self.reconcile_payouts(self.payouts)
         return expired
+
+    async def reconcile_payouts(self, payouts: CryptoPayPayouts) -> int:
+        """Settle payouts whose transfer's outcome was unknown (asking Crypto Pay
+        by spend id first, sending only if it has none); the number settled."""
+        if not await self.lock.acquire("reconcile_payouts", self._tick_ms()):
+            return 0
+        try:
+            settled = await payouts.reconcile()
+        except CryptoPayUnavailable as exc:
+            log.warning("payouts not reconciled: Crypto Pay unavailable (%s)", exc)
+            return 0
+        if settled:
+            log.info("reconciled %d payouts", settled)
+        self.payouts_settled += settled
+        return settled
 
     async def reconcile_deposits(self, deposits: CryptoPayDeposits) -> int:
         """Settle the open invoices Crypto Pay reports paid or expired (a webhook

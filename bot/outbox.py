@@ -101,6 +101,16 @@ RESOLVED = {
 }
 DISPUTE_OPENED = "🛡 New dispute opened by {name}."
 DEPOSIT_CREDITED = "✅ Your deposit of {amount} has arrived: it is in your wallet."
+WITHDRAWAL_PAID = "✅ Your withdrawal #{id} of {amount} was sent to your @CryptoBot wallet."
+WITHDRAWAL_FAILED = (
+    "↩️ Your withdrawal #{id} of {amount} could not be sent: the amount is back in your "
+    "wallet's available balance. The admins have been told."
+)
+PAYOUT_FAILED = (
+    "⚠️ Crypto Pay refused the payout of withdrawal #{id} ({amount}): <code>{reason}</code>. "
+    "The amount is back in the user's available balance. Top up the Crypto Pay app "
+    "if its balance ran short."
+)
 DEPOSIT_MISMATCH = (
     "⚠️ Deposit #{id} (Crypto Pay invoice {invoice}) by {name} (id <code>{telegram_id}</code>) "
     "was paid as {paid}, not the invoiced {amount}. It was not credited: check the payment "
@@ -408,8 +418,20 @@ class Outbox:
                 amount=amount,
             )
             return notice.chat_id, text, kb.as_markup()
+        if kind is NotificationKind.PAYOUT_FAILED:
+            kb.button(text="🛡 Admin", callback_data=Nav(to="admin"))
+            text = PAYOUT_FAILED.format(
+                id=withdrawal.id, amount=amount, reason=escape(notice.note or "refused")
+            )
+            return notice.chat_id, text, kb.as_markup()
         kb.button(text="🧾 My withdrawals", callback_data=WalletMenu(screen="withdrawals"))
         kb.button(text="👛 Wallet", callback_data=Nav(to="wallet"))
+        if kind is NotificationKind.WITHDRAWAL_PAID:
+            text = WITHDRAWAL_PAID.format(id=withdrawal.id, amount=amount)
+            return notice.chat_id, text, kb.as_markup()
+        if kind is NotificationKind.WITHDRAWAL_FAILED:
+            text = WITHDRAWAL_FAILED.format(id=withdrawal.id, amount=amount)
+            return notice.chat_id, text, kb.as_markup()
         if withdrawal.status == WithdrawalStatus.APPROVED:
             template = WITHDRAWAL_APPROVED
         elif notice.actor_id is None:

@@ -223,6 +223,7 @@ class Replica:
             config.runtime.withdrawal_timeout_hours * 3600,
             config.runtime.outbox_keep_days * 86_400,
             deposits=app.deposits,
+            payouts=app.payouts,
         )
         self.jobs.start()
         app.outbox.start()  # on every replica: claims never overlap

@@ -79,8 +79,11 @@ class InvitationStatus(enum.StrEnum):
 
 class WithdrawalStatus(enum.StrEnum):
     PENDING = "pending"
-    APPROVED = "approved"
+    APPROVED = "approved"  # paid by hand (no payment provider): the money left then
     REJECTED = "rejected"
+    SENDING = "sending"  # approved for a provider's payout: held until it is settled
+    PAID = "paid"  # the provider's transfer went through: the money left
+    FAILED = "failed"  # the provider refused the transfer: the money is available again
 
 
 class DepositStatus(enum.StrEnum):
@@ -126,6 +129,9 @@ class NotificationKind(enum.StrEnum):
     REMIND = "remind"  # a deadline is near and you must act (note: the deal's status)
     DEPOSIT_CREDITED = "deposit_credited"  # to the owner: a paid invoice was credited
     DEPOSIT_MISMATCH = "deposit_mismatch"  # to the admins: paid, but not as invoiced
+    WITHDRAWAL_PAID = "withdrawal_paid"  # to the owner: the provider's transfer went through
+    WITHDRAWAL_FAILED = "withdrawal_failed"  # to the owner: refused, the money is back
+    PAYOUT_FAILED = "payout_failed"  # to the admins: a provider refused a payout
 
 
 class LedgerKind(enum.StrEnum):
@@ -299,12 +305,19 @@ class Withdrawal(Base):
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     note: Mapped[str | None] = mapped_column(Text)
+    # A provider's payout (Crypto Pay): its transfer, when it went through or
+    # why it was refused.
+    payout: Mapped[str | None] = mapped_column(String(16))
+    transfer_id: Mapped[int | None] = mapped_column(BigInteger)
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failure: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         CheckConstraint(_in("status", WithdrawalStatus), name="status"),
         CheckConstraint("amount > 0", name="amount_positive"),
         Index("ix_withdrawals_user_id", "user_id", "id"),
         Index("ix_withdrawals_pending", "id", postgresql_where=text("status = 'pending'")),
+        Index("ix_withdrawals_sending", "id", postgresql_where=text("status = 'sending'")),
     )
 
 

@@ -25,6 +25,7 @@ from bot.config import Config, load_config
 from bot.services.base import ServiceContext
 from bot.services.deals import DealService
 from bot.services.deposits import DepositService
+from bot.services.payouts import PayoutService
 from bot.services.settings import EscrowSettings
 from bot.services.users import Profile, UserService
 from bot.services.views import UserView
@@ -154,6 +155,7 @@ class Services:
         self.deals = DealService(ctx)
         self.wallets = WalletService(ctx)
         self.deposits = DepositService(ctx)
+        self.payouts = PayoutService(ctx)
         self._ids = itertools.count(1000)
 
     async def user(

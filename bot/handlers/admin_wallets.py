@@ -40,6 +40,7 @@ from bot.handlers.wallet import (
     wallet_keyboard,
 )
 from bot.outbox import Outbox
+from bot.payments.payouts import Payouts
 from bot.services import Services
 from bot.services.errors import InvalidInput, WrongState
 from bot.services.money import Currencies
@@ -47,6 +48,7 @@ from bot.services.settings import EscrowSettings
 from bot.services.views import WithdrawalView
 from cache.snapshots import UserSnapshot
 from cache.store import SnapshotCache
+from db.models import WithdrawalStatus
 
 log = logging.getLogger(__name__)
 router = Router(name="admin_wallets")
@@ -114,6 +116,7 @@ async def approve(
     currencies: Currencies,
     outbox: Outbox,
     bot: Bot,
+    payouts: Payouts | None,
 ) -> None:
     if await refused(query, snapshot) or not isinstance(query.message, Message):
         return
@@ -126,19 +129,30 @@ async def approve(
             return
         money = currencies[item.currency]
         kb = InlineKeyboardBuilder()
-        kb.button(
-            text="✅ Yes, it was sent",
-            callback_data=AdminWithdrawal(action="approve", id=item.id, ok=True),
-        )
+        if payouts is not None:
+            yes = "✅ Yes, pay it through @CryptoBot"
+            question = (
+                f"❓ Pay withdrawal #{item.id}? {money.format(item.amount)} is sent now from "
+                "the Crypto Pay app's balance to the user's @CryptoBot wallet."
+            )
+        else:
+            yes = "✅ Yes, it was sent"
+            question = (
+                f"❓ Approve withdrawal #{item.id}? Press only once {money.format(item.amount)} "
+                f"has been sent to <code>{escape(item.destination)}</code>: the held amount "
+                "then leaves the user's wallet."
+            )
+        kb.button(text=yes, callback_data=AdminWithdrawal(action="approve", id=item.id, ok=True))
         kb.button(text="« Back", callback_data=AdminPanel(screen="withdrawals"))
         kb.adjust(1)
         await edit(
             query.message,
-            f"❓ Approve withdrawal #{item.id}? Press only once {money.format(item.amount)} "
-            f"has been sent to <code>{escape(item.destination)}</code>: the held amount then "
-            f"leaves the user's wallet.\n\n{withdrawal_details(item, currencies)}",
+            f"{question}\n\n{withdrawal_details(item, currencies)}",
             kb.as_markup(),
         )
+        return
+    if payouts is not None:
+        await pay_out(query.message, callback_data.id, snapshot, services, currencies, payouts, bot)
         return
     try:
         approved = await services.wallets.approve_withdrawal(snapshot, callback_data.id)
@@ -154,6 +168,45 @@ async def approve(
     headline = f"✅ Withdrawal #{withdrawal.id} approved: {money.format(withdrawal.amount)}."
     await show_decision(bot, snapshot, services, currencies, headline, edit=query.message)
     await outbox.send(approved.notices, withdrawal, actor=snapshot)
+
+
+async def pay_out(
+    message: Message,
+    withdrawal_id: int,
+    snapshot: UserSnapshot,
+    services: Services,
+    currencies: Currencies,
+    payouts: Payouts,
+    bot: Bot,
+) -> None:
+    """Approve for the provider's payout (committed), then send it: the admin
+    sees what became of it — paid, refused (the money back), or still being
+    sent (an unknown outcome the reconciler settles)."""
+    try:
+        withdrawal = await payouts.approve(snapshot, withdrawal_id)
+    except WrongState as already:
+        text, markup = pending_screen(
+            await services.reads.pending_withdrawals(snapshot, QUEUE_PAGE),
+            currencies,
+            f"⚠️ {already.message}",
+        )
+        await edit(message, text, markup)
+        return
+    amount = currencies[withdrawal.currency].format(withdrawal.amount)
+    result = await payouts.pay(withdrawal)
+    if result is None:
+        headline = (
+            f"⏳ Withdrawal #{withdrawal.id} ({amount}) approved; Crypto Pay did not confirm "
+            "the transfer yet. It is settled within a jobs tick, never paid twice."
+        )
+    elif result.status == WithdrawalStatus.PAID:
+        headline = f"✅ Withdrawal #{withdrawal.id} paid: {amount} sent through @CryptoBot."
+    else:
+        headline = (
+            f"⚠️ Crypto Pay refused withdrawal #{withdrawal.id} ({amount}): the amount is "
+            "back in the user's available balance."
+        )
+    await show_decision(bot, snapshot, services, currencies, headline, edit=message)
 
 
 async def show_decision(

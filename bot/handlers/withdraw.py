@@ -5,6 +5,7 @@ the user's recent requests with their status. An admin decides them
 from __future__ import annotations
 
 from html import escape
+from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.filters import StateFilter
@@ -30,8 +31,9 @@ from bot.handlers.wallet import (
 )
 from bot.keyboards import WalletMenu
 from bot.outbox import Outbox
+from bot.payments.payouts import Payouts
 from bot.services import Services
-from bot.services.money import Currencies
+from bot.services.money import Currencies, Currency
 from bot.services.settings import EscrowSettings
 from bot.services.views import WithdrawalView
 from bot.services.wallets import DepositProvider
@@ -47,6 +49,9 @@ WITHDRAWAL_STATUS = {
     WithdrawalStatus.PENDING: "⏳ pending: an admin will send it",
     WithdrawalStatus.APPROVED: "✅ sent",
     WithdrawalStatus.REJECTED: "✖️ rejected",
+    WithdrawalStatus.SENDING: "📤 approved: being sent through @CryptoBot",
+    WithdrawalStatus.PAID: "✅ sent to your @CryptoBot wallet",
+    WithdrawalStatus.FAILED: "↩️ could not be sent: the amount is back in your wallet",
 }
 
 
@@ -116,6 +121,7 @@ async def withdraw_amount(
     snapshot: UserSnapshot,
     currencies: Currencies,
     settings: EscrowSettings,
+    payouts: Payouts | None,
 ) -> None:
     form = await open_form(message, state, currencies, "withdraw")
     if form is None:
@@ -133,6 +139,10 @@ async def withdraw_amount(
             reply_markup=cancel_keyboard(),
         )
         return
+    if payouts is not None:  # paid to the sender's own wallet there: no address to ask
+        data = {**data, "amount": amount}
+        await ask_confirmation(message, state, money, data, payouts.destination(snapshot))
+        return
     asked = await message.answer(
         f"Where should {money.format(amount)} be sent? Send the address or account "
         f"(at most {settings.withdrawal_destination_max_length} characters), or /cancel.",
@@ -146,7 +156,10 @@ async def withdraw_amount(
 
 @router.message(StateFilter(WalletForm.withdraw_destination), NotACommand())
 async def withdraw_destination(
-    message: Message, state: FSMContext, currencies: Currencies, settings: EscrowSettings
+    message: Message,
+    state: FSMContext,
+    currencies: Currencies,
+    settings: EscrowSettings,
 ) -> None:
     destination = (message.text or "").strip()
     limit = settings.withdrawal_destination_max_length
@@ -166,9 +179,18 @@ async def withdraw_destination(
     if form is None:
         return
     money, data = form
+    await ask_confirmation(message, state, money, data, destination)
+
+
+async def ask_confirmation(
+    message: Message,
+    state: FSMContext,
+    money: Currency,
+    data: dict[str, Any],
+    destination: str,
+) -> None:
     data = {**data, "destination": destination}
-    await state.set_data(data)
-    await state.set_state(WalletForm.withdraw_confirm)
+    await enter(state, WalletForm.withdraw_confirm, data)
     kb = InlineKeyboardBuilder()
     kb.button(text="✅ Confirm withdrawal", callback_data=WalletMenu(screen="confirm"))
     kb.button(text="✖️ Cancel", callback_data=WalletMenu(screen="cancel"))
@@ -176,7 +198,7 @@ async def withdraw_destination(
     await message.answer(
         f"❓ Withdraw <b>{money.format(data['amount'])}</b> to "
         f"<code>{escape(destination)}</code>?\n\n"
-        "The amount is held in your wallet until an admin sends it.",
+        "The amount is held in your wallet until an admin approves and it is sent.",
         reply_markup=kb.as_markup(),
     )
 

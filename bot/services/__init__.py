@@ -4,6 +4,7 @@ from bot.services.base import Outcome, ServiceContext
 from bot.services.deals import DealService
 from bot.services.deposits import DepositService
 from bot.services.outbox import OutboxService
+from bot.services.payouts import PayoutService
 from bot.services.reads import ReadService
 from bot.services.users import UserService
 from bot.services.wallets import WalletService
@@ -18,6 +19,7 @@ class Services:
         self.deals = DealService(ctx)
         self.wallets = WalletService(ctx)
         self.deposits = DepositService(ctx)
+        self.payouts = PayoutService(ctx)
         self.reads = ReadService(ctx)
         self.outbox = OutboxService(ctx)
 

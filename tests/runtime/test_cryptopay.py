@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from decimal import Decimal
 
 import msgspec
@@ -75,7 +76,7 @@ async def webhook_url(app: App) -> AsyncIterator[str]:
 async def books_agree(app: App, cryptopay: FakeCryptoPay) -> None:
     """Once the reconciler has run (a webhook may have been refused, or never
     come): ledger deposits = deposits paid here = what reached the provider
-    as invoiced on our invoices."""
+    as invoiced on our invoices; ledger payouts = the provider's transfers."""
     deposits = app.deposits
     assert isinstance(deposits, CryptoPayDeposits)
     await deposits.reconcile()
@@ -98,6 +99,17 @@ async def books_agree(app: App, cryptopay: FakeCryptoPay) -> None:
         and i["amount"] == i["paid_amount"]
     )
     assert in_ledger == paid_here == int(paid_at_provider * 100)
+    # and out: what the ledger paid out is what Crypto Pay transferred, once each
+    async with app.database.engine.connect() as conn:
+        paid_out = await conn.scalar(
+            text(
+                "SELECT coalesce(sum(amount), 0) FROM ledger_entries"
+                " WHERE kind = 'withdrawal' AND account = 'external' AND currency = 'USDT'"
+            )
+        )
+    transferred = sum(Decimal(t["amount"]) for t in cryptopay.transfers if t["asset"] == "USDT")
+    assert paid_out == int(transferred * 100)
+    assert len({t["spend_id"] for t in cryptopay.transfers}) == len(cryptopay.transfers)
 
 
 def person(app: App) -> SimulatedUser:
@@ -318,3 +330,156 @@ async def test_crypto_pay_without_its_token_refuses_to_start_and_says_what_to_se
     (refusal,) = [r.getMessage() for r in caplog.records if r.name == "bot.run"]
     assert "ESCROW__PAYMENTS__CRYPTOPAY_TOKEN" in refusal
     assert replica.app is None
+
+
+# -- payouts ----------------------------------------------------------------------------
+
+
+def admin_of(app: App) -> SimulatedUser:
+    telegram = app.bot.session
+    assert isinstance(telegram, FakeTelegram)
+    return SimulatedUser(
+        telegram, app.bot, app.dispatcher, user_id=ADMIN_TELEGRAM_ID, first_name="Ada"
+    )
+
+
+async def funded(app: App, cryptopay: FakeCryptoPay, amount: str = "25") -> SimulatedUser:
+    """A user with `amount` USDT deposited through Crypto Pay."""
+    dee = person(app)
+    invoice = await invoice_for(dee, cryptopay, amount)
+    cryptopay.pay(invoice)
+    deposits = app.deposits
+    assert isinstance(deposits, CryptoPayDeposits)
+    await deposits.reconcile()
+    return dee
+
+
+async def requested(app: App, dee: SimulatedUser, amount: str = "10") -> int:
+    """Through the wallet's buttons (no address asked: it is paid to the user's
+    @CryptoBot wallet); the withdrawal's id."""
+    await dee.send("/wallet")
+    await dee.press("➖ Withdraw")
+    await dee.press("USDT · 25.00 USDT")  # with what is available
+    await dee.send(amount)
+    assert "your @CryptoBot wallet" in dee.last.text
+    await dee.press("✅ Confirm withdrawal")
+    async with app.database.engine.connect() as conn:
+        return int(await conn.scalar(text("SELECT max(id) FROM withdrawals")))
+
+
+async def withdrawal_status(app: App, withdrawal_id: int) -> tuple[str, int, int]:
+    async with app.database.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT w.status, wa.available, wa.held FROM withdrawals w"
+                    " JOIN wallets wa ON wa.user_id = w.user_id AND wa.currency = w.currency"
+                    " WHERE w.id = :i"
+                ),
+                {"i": withdrawal_id},
+            )
+        ).one()
+    return row.status, row.available, row.held
+
+
+async def approve(admin: SimulatedUser, withdrawal_id: int) -> str:
+    await admin.send("/admin")
+    await admin.press("🏦 Pending withdrawals")
+    await admin.press(f"✅ Approve #{withdrawal_id}")
+    assert "sent now from the Crypto Pay app's balance" in admin.last.text
+    result = await admin.press("✅ Yes, pay it through @CryptoBot")
+    return "\n".join(result.texts)  # the decision, and any alert it raised
+
+
+async def test_an_approved_withdrawal_is_paid_by_transfer_to_the_users_cryptobot_wallet(
+    app, cryptopay
+):
+    dee = await funded(app, cryptopay)
+    withdrawal_id = await requested(app, dee)
+    assert await withdrawal_status(app, withdrawal_id) == ("pending", 15_00, 10_00)
+
+    said = await approve(admin_of(app), withdrawal_id)
+
+    assert f"✅ Withdrawal #{withdrawal_id} paid: 10.00 USDT" in said
+    (transfer,) = cryptopay.transfers
+    assert transfer["user_id"] == dee.id and transfer["asset"] == "USDT"
+    assert Decimal(transfer["amount"]) == Decimal("10")
+    assert transfer["spend_id"] == f"withdrawal-{withdrawal_id}"
+    assert await withdrawal_status(app, withdrawal_id) == ("paid", 15_00, 0)
+    assert dee.last.text.startswith(f"✅ Your withdrawal #{withdrawal_id} of 10.00 USDT was sent")
+    assert cryptopay.balance("USDT") == Decimal("15")  # 25 paid in, 10 sent out
+
+
+async def test_a_transfer_whose_answer_was_lost_is_settled_without_paying_twice(app, cryptopay):
+    dee = await funded(app, cryptopay)
+    withdrawal_id = await requested(app, dee)
+    cryptopay.fail_next("transfer", Fault.LOST_ANSWER)
+
+    said = await approve(admin_of(app), withdrawal_id)
+
+    assert "did not confirm the transfer yet" in said
+    assert await withdrawal_status(app, withdrawal_id) == ("sending", 15_00, 10_00)
+    payouts = app.payouts
+    assert payouts is not None
+    assert await payouts.reconcile(min_age=timedelta(0)) == 1  # type: ignore[attr-defined]
+    assert len(cryptopay.transfers) == 1  # found by its spend id, not sent again
+    assert await withdrawal_status(app, withdrawal_id) == ("paid", 15_00, 0)
+    assert await payouts.reconcile(min_age=timedelta(0)) == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("fault", [Fault.ERROR_500, Fault.HANG])
+async def test_a_transfer_that_failed_before_sending_is_sent_once_by_the_reconciler(
+    app, cryptopay, fault
+):
+    dee = await funded(app, cryptopay)
+    withdrawal_id = await requested(app, dee)
+    cryptopay.fail_next("transfer", fault)
+    assert "did not confirm" in await approve(admin_of(app), withdrawal_id)
+    assert cryptopay.transfers == []
+    payouts = app.payouts
+    assert payouts is not None
+    assert await payouts.reconcile(min_age=timedelta(0)) == 1  # type: ignore[attr-defined]
+    assert len(cryptopay.transfers) == 1
+    assert await withdrawal_status(app, withdrawal_id) == ("paid", 15_00, 0)
+
+
+async def test_a_refused_transfer_fails_the_withdrawal_and_gives_the_money_back(app, cryptopay):
+    dee = await funded(app, cryptopay)
+    withdrawal_id = await requested(app, dee)
+    cryptopay.set_balance("USDT", "5")  # the app's balance ran short
+
+    said = await approve(admin_of(app), withdrawal_id)
+
+    assert f"Crypto Pay refused withdrawal #{withdrawal_id}" in said  # the admin's screen
+    assert "INSUFFICIENT_FUNDS" in said  # and the alert to the admins
+    assert cryptopay.transfers == []
+    assert await withdrawal_status(app, withdrawal_id) == ("failed", 25_00, 0)
+    assert dee.last.text.startswith(f"↩️ Your withdrawal #{withdrawal_id} of 10.00 USDT could not")
+    async with app.database.engine.connect() as conn:
+        alert = await conn.scalar(
+            text("SELECT note FROM notifications WHERE kind = 'payout_failed'")
+        )
+    assert alert == "INSUFFICIENT_FUNDS"
+
+
+async def test_two_replicas_paying_one_withdrawal_pay_it_once(app, cryptopay):
+    dee = await funded(app, cryptopay)
+    withdrawal_id = await requested(app, dee)
+    payouts = app.payouts
+    assert payouts is not None
+    approved = await payouts.approve(await admin_snapshot(app), withdrawal_id)
+    results = await asyncio.gather(
+        payouts.pay(approved),
+        payouts.pay(approved),
+        payouts.reconcile(min_age=timedelta(0)),  # type: ignore[attr-defined]
+    )
+    assert len(cryptopay.transfers) == 1
+    assert await withdrawal_status(app, withdrawal_id) == ("paid", 15_00, 0)
+    assert sum(1 for r in results[:2] if r is not None and r.status == "paid") >= 1
+
+
+async def admin_snapshot(app: App):
+    await admin_of(app).send("/start")
+    snapshot = await app.cache.cache.get(ADMIN_TELEGRAM_ID)
+    assert snapshot is not None
+    return snapshot

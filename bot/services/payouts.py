@@ -1,0 +1,162 @@
+"""Payouts through a payment provider (Crypto Pay's transfer).
+
+An admin's approval of a withdrawal moves it to `sending`: its amount stays
+held. The provider's transfer (idempotent by the withdrawal's spend id) then
+settles it once, under a row lock:
+
+- the transfer went through: `paid`, the held amount leaves (the same ledger
+  key as a payout made by hand, `withdrawal:<id>:approved`), the owner told;
+- the provider refused it: `failed`, the held amount is available again, the
+  owner and the admins told;
+- the outcome is unknown (a timeout, a 5xx): it stays `sending` and the
+  reconciler asks the provider about the spend id before anything is sent again.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import msgspec
+from sqlalchemy import text
+
+from bot.services.base import Actor, Outcome, Service
+from bot.services.errors import NotAllowed, WrongState
+from bot.services.ledger import Leg, post_movement
+from bot.services.views import WithdrawalView
+from bot.services.wallets import LOCK_WITHDRAWAL, WITHDRAWAL_COLUMNS, withdrawal_view
+from db import UnitOfWork
+from db.models import LedgerAccount, LedgerKind, WithdrawalStatus
+from db.outbox import NOTICE_COLUMNS, NOTICES, decode_notices
+
+APPROVE_FOR_PAYOUT = text(f"""
+UPDATE withdrawals
+SET status = 'sending', decided_at = now(), decided_by = :admin_id, payout = :provider
+WHERE id = :id AND status = 'pending'
+RETURNING {WITHDRAWAL_COLUMNS}
+""")
+
+LOCK_SENDING = text(f"""
+SELECT {", ".join("w." + c for c in WITHDRAWAL_COLUMNS.split(", "))}, u.telegram_id
+FROM withdrawals w JOIN users u ON u.id = w.user_id
+WHERE w.id = :id
+FOR UPDATE OF w
+""")
+
+# The settlement, and who is told (the outbox), in one statement.
+SETTLE_PAYOUT = text(f"""
+WITH settled AS (
+    UPDATE withdrawals
+    SET status = :status, transfer_id = :transfer_id, failure = :failure,
+        paid_at = CASE WHEN CAST(:status AS varchar) = 'paid' THEN now() END
+    WHERE id = :id AND status = 'sending'
+    RETURNING {WITHDRAWAL_COLUMNS}
+), notified AS (
+    INSERT INTO notifications (chat_id, user_id, kind, withdrawal_id, note, due_at)
+    SELECT u.telegram_id, u.id,
+           CASE WHEN CAST(:status AS varchar) = 'paid' THEN 'withdrawal_paid'
+                ELSE 'withdrawal_failed' END,
+           s.id, CAST(:failure AS text), now() + CAST(:grace AS interval)
+    FROM settled s JOIN users u ON u.id = s.user_id
+    UNION ALL
+    SELECT a.chat_id, NULL, 'payout_failed', s.id, CAST(:failure AS text),
+           now() + CAST(:grace AS interval)
+    FROM settled s CROSS JOIN unnest(CAST(:admin_chats AS bigint[])) AS a(chat_id)
+    WHERE CAST(:status AS varchar) = 'failed'
+    RETURNING {NOTICE_COLUMNS}
+)
+SELECT s.*{NOTICES} FROM settled s
+""")
+
+SENDING = text(f"""
+SELECT {", ".join("w." + c for c in WITHDRAWAL_COLUMNS.split(", "))}, u.telegram_id
+FROM withdrawals w JOIN users u ON u.id = w.user_id
+WHERE w.status = 'sending' AND w.payout = :provider AND w.id > :after
+  AND w.decided_at <= now() - CAST(:min_age AS interval)
+ORDER BY w.id LIMIT :limit
+""")
+
+
+class PayoutService(Service):
+    async def approve(
+        self, admin: Actor, withdrawal_id: int, provider: str
+    ) -> Outcome[WithdrawalView]:
+        """An admin approves a pending withdrawal for the provider to pay: it is
+        `sending`, its amount still held (nobody is told yet: nothing was sent)."""
+
+        async def work(uow: UnitOfWork) -> WithdrawalView:
+            locked = (
+                await uow.execute(LOCK_WITHDRAWAL, {"id": withdrawal_id, "admin_id": admin.id})
+            ).first()
+            if not (locked and locked.admin_ok):
+                raise NotAllowed("Only an admin can decide withdrawals.")
+            if locked.status != WithdrawalStatus.PENDING:
+                current = withdrawal_view(locked)
+                raise WrongState(f"Withdrawal #{locked.id} is already {locked.status}.", current)
+            params = {"id": locked.id, "admin_id": admin.id, "provider": provider}
+            row = (await uow.execute(APPROVE_FOR_PAYOUT, params)).one()
+            return msgspec.structs.replace(withdrawal_view(row), telegram_id=locked.telegram_id)
+
+        return await self.transaction(work)
+
+    async def settle(
+        self, withdrawal_id: int, *, transfer_id: int | None, failure: str | None
+    ) -> Outcome[WithdrawalView | None]:
+        """Paid (`transfer_id`) or refused (`failure`), once; None if it was not
+        `sending` any more (settled already)."""
+
+        async def work(uow: UnitOfWork) -> WithdrawalView | None:
+            locked = (await uow.execute(LOCK_SENDING, {"id": withdrawal_id})).first()
+            if locked is None or locked.status != WithdrawalStatus.SENDING:
+                return None
+            paid = failure is None
+            status = WithdrawalStatus.PAID if paid else WithdrawalStatus.FAILED
+            row = (
+                await uow.execute(
+                    SETTLE_PAYOUT,
+                    {
+                        "id": locked.id,
+                        "status": status.value,
+                        "transfer_id": transfer_id,
+                        "failure": failure,
+                        "grace": self.ctx.notify_grace,
+                        "admin_chats": list(self.settings.admins),
+                    },
+                )
+            ).one()
+            uow.outbox(*decode_notices(row.notices))
+            user_id, amount = locked.user_id, locked.amount
+            if paid:
+                key = f"withdrawal:{locked.id}:{WithdrawalStatus.APPROVED.value}"
+                legs = [
+                    Leg(LedgerKind.WITHDRAWAL, LedgerAccount.HELD, -amount, user_id),
+                    Leg(LedgerKind.WITHDRAWAL, LedgerAccount.EXTERNAL, amount),
+                ]
+            else:
+                key = f"withdrawal:{locked.id}:{WithdrawalStatus.FAILED.value}"
+                legs = [
+                    Leg(LedgerKind.REFUND, LedgerAccount.HELD, -amount, user_id),
+                    Leg(LedgerKind.REFUND, LedgerAccount.AVAILABLE, amount, user_id),
+                ]
+            await post_movement(
+                uow, key=key, currency=locked.currency, legs=legs, withdrawal_id=locked.id
+            )
+            return msgspec.structs.replace(withdrawal_view(row), telegram_id=locked.telegram_id)
+
+        return await self.transaction(work)
+
+    async def sending(
+        self,
+        provider: str,
+        after: int = 0,
+        limit: int = 100,
+        min_age: timedelta = timedelta(seconds=30),
+    ) -> list[WithdrawalView]:
+        """Payouts not settled yet (for the reconciler), by id: approved at least
+        `min_age` ago (a younger one is most likely being sent right now)."""
+        params = {"provider": provider, "after": after, "limit": limit, "min_age": min_age}
+        async with self.ctx.db.reader.connect() as conn:
+            rows = await conn.execute(SENDING, params)
+            return [
+                msgspec.structs.replace(withdrawal_view(row), telegram_id=row.telegram_id)
+                for row in rows
+            ]
