@@ -247,6 +247,24 @@ async def build_app(
         "reason",
         lambda: {"telegram_error": answer.failed},
     )
+    if isinstance(deposits, CryptoPayDeposits):
+        invoices = deposits
+        metrics.read_at_scrape(
+            "escrow_cryptopay_deposits",
+            "Crypto Pay deposits by outcome: invoice_created, invoice_failed, credited,"
+            " mismatched, expired, unchanged (reported again), unknown (not our invoice),"
+            " webhook_refused (bad signature), webhook_malformed",
+            "outcome",
+            lambda: dict(invoices.counts),
+        )
+    if isinstance(payouts, CryptoPayPayouts):
+        transfers = payouts
+        metrics.read_at_scrape(
+            "escrow_cryptopay_payouts",
+            "Crypto Pay payouts by outcome: paid, refused, unknown (settled by the reconciler)",
+            "outcome",
+            lambda: dict(transfers.counts),
+        )
     if update_dedup is not None:
         dedup = update_dedup
         metrics.read_at_scrape(

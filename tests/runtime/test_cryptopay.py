@@ -17,6 +17,7 @@ from decimal import Decimal
 import msgspec
 import pytest
 from aiohttp import web
+from prometheus_client import generate_latest
 from sqlalchemy import text
 
 from bot.app import App, build_app
@@ -177,6 +178,25 @@ async def test_the_same_webhook_five_times_and_at_once_credits_once(app, cryptop
     assert await available(app, dee) == 25_00
     told = [m for m in dee.messages if m.text.startswith("✅ Your deposit")]
     assert len(told) == 1
+    scrape = generate_latest(app.metrics.registry).decode()
+    assert 'escrow_cryptopay_deposits_total{outcome="credited"} 1.0' in scrape
+    assert 'escrow_cryptopay_deposits_total{outcome="unchanged"} 5.0' in scrape
+
+
+async def test_the_webhook_and_the_reconciler_crediting_at_once_credit_once(
+    app, cryptopay, webhook_url
+):
+    dee = person(app)
+    invoice = await invoice_for(dee, cryptopay)
+    cryptopay.pay(invoice)
+    deposits = app.deposits
+    assert isinstance(deposits, CryptoPayDeposits)
+    status, _ = await asyncio.gather(
+        cryptopay.send_webhook(webhook_url, invoice), deposits.reconcile()
+    )
+    assert status == 200
+    assert await available(app, dee) == 25_00
+    assert deposits.counts.get("credited") == 1
 
 
 @pytest.mark.parametrize("signature", ["bad", "missing"])
