@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import migrate
 from bot.config import Config
+from bot.payments.cryptopay import CryptoPayClient, CryptoPayException, to_minor_units
 from bot.startup import redacted_url
 from cache.client import build_redis
 from cache.replica import CacheReplica
@@ -113,6 +114,8 @@ async def run_doctor(config: Config) -> list[Check]:
                 checks.append(await check_query(engine, query, sample, rows))
             checks.append(await check_outbox(engine))
         checks.extend(await check_redis(config, engine))
+        if config.payments.provider == "cryptopay" and current == head:
+            checks.extend(await check_cryptopay(config, engine))
     finally:
         await engine.dispose()
     return checks
@@ -155,6 +158,54 @@ async def check_redis(config: Config, engine: AsyncEngine) -> list[Check]:
     finally:
         await replica.aclose()
     return [ping, listening]
+
+
+# What the users are owed per currency (available and held: held covers funded
+# deals and withdrawals not paid yet), and the platform's fees.
+LIABILITIES = text("""
+SELECT c.currency,
+       coalesce((SELECT sum(available + held) FROM wallets w WHERE w.currency = c.currency), 0)
+           AS owed,
+       coalesce((SELECT fees FROM platform_accounts p WHERE p.currency = c.currency), 0) AS fees
+FROM unnest(CAST(:currencies AS varchar[])) AS c(currency)
+""")
+
+
+async def check_cryptopay(config: Config, engine: AsyncEngine) -> list[Check]:
+    """Per currency: Crypto Pay's balance beside what the ledger owes users
+    (and the fees); a balance below what users are owed is a shortfall."""
+    currencies = config.currency_table()
+    payments = config.payments
+    client = CryptoPayClient(
+        payments.cryptopay_token,
+        base_url=payments.cryptopay_api_base,
+        timeout=payments.cryptopay_timeout_seconds,
+    )
+    try:
+        balances = {b.currency_code: b.available for b in await client.get_balance()}
+    except CryptoPayException as exc:
+        return [Check("crypto pay", False, f"unreachable: {exc}")]
+    finally:
+        await client.close()
+    async with engine.connect() as conn:
+        rows = await conn.execute(LIABILITIES, {"currencies": list(currencies.codes)})
+        owed = {row.currency: (row.owed, row.fees) for row in rows}
+    checks = []
+    for money in currencies:
+        users, fees = owed.get(money.code, (0, 0))
+        held = to_minor_units(balances.get(money.code, 0), money.decimals, round_down=True)
+        margin = held - users
+        detail = (
+            f"Crypto Pay {money.format(held)} · owed to users {money.format(users)} · "
+            f"fees {money.format(fees)} · "
+            + (
+                f"margin {money.format(margin)}"
+                if margin >= 0
+                else f"SHORT {money.format(-margin)}"
+            )
+        )
+        checks.append(Check(f"crypto pay {money.code}", margin >= 0, detail))
+    return checks
 
 
 def report(checks: list[Check]) -> str:

@@ -42,6 +42,16 @@ SELECT id, :currency, :amount, :provider FROM users WHERE id = :user_id AND stat
 RETURNING {DEPOSIT_COLUMNS}
 """)
 
+# What the user has asked to deposit in this currency in the last 24 hours (the
+# user's row locked first: two forms at once are counted one after the other).
+DEPOSITED_TODAY = text("""
+WITH locked AS (SELECT id FROM users WHERE id = :user_id FOR UPDATE)
+SELECT coalesce(sum(d.amount), 0) AS total
+FROM deposits d
+WHERE d.user_id = (SELECT id FROM locked) AND d.currency = :currency
+  AND d.created_at > now() - interval '1 day' AND d.status IN ('creating', 'active', 'paid')
+""")
+
 ACTIVATE = text(f"""
 UPDATE deposits SET status = 'active', invoice_id = :invoice_id, pay_url = :pay_url,
                     expires_at = :expires_at
@@ -145,6 +155,15 @@ class DepositService(Service):
                 "amount": amount,
                 "provider": provider,
             }
+            if money.deposit_limit_per_day:
+                today = (await uow.execute(DEPOSITED_TODAY, params)).one().total
+                left = max(money.deposit_limit_per_day - today, 0)
+                if amount > left:
+                    raise InvalidInput(
+                        f"That is over your deposit limit of "
+                        f"{money.format(money.deposit_limit_per_day)} a day: "
+                        f"{money.format(left)} left for the next 24 hours."
+                    )
             row = (await uow.execute(OPEN_DEPOSIT, params)).first()
             if row is None:
                 raise UserBlocked("Your account can't deposit funds.")

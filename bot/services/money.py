@@ -34,6 +34,9 @@ class Currency(msgspec.Struct, frozen=True):
     min_amount: int  # minor units
     max_amount: int  # minor units
     fee_bps: int
+    # What one user may deposit / withdraw in 24 hours, in minor units (0: no limit).
+    deposit_limit_per_day: int = 0
+    withdrawal_limit_per_day: int = 0
 
     def fee_for(self, amount: int) -> int:
         """The platform fee on `amount`, rounded down in the user's favour."""
@@ -60,17 +63,29 @@ class CurrencySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     min_amount: str | int = "1"
     max_amount: str | int = "1000000"
     fee_bps: Annotated[int, msgspec.Meta(ge=0, le=5000)] = 0
+    # What one user may deposit (through a payment provider) and withdraw in 24
+    # hours, in major units; "0": no limit.
+    deposit_limit_per_day: str | int = "0"
+    withdrawal_limit_per_day: str | int = "0"
 
     def __post_init__(self) -> None:
         low, high = self._bound("min_amount"), self._bound("max_amount")
         if low > high:
             raise ValueError("min_amount: must not be above max_amount")
+        self._limit("deposit_limit_per_day")
+        self._limit("withdrawal_limit_per_day")
 
     def _bound(self, name: str) -> int:
         try:
             return parse_minor_units(str(getattr(self, name)), self.decimals, "")
         except InvalidAmount as exc:
             raise ValueError(f"{name}: {exc.message}") from None
+
+    def _limit(self, name: str) -> int:
+        """A daily limit in minor units; 0 (written "0") for none."""
+        if str(getattr(self, name)).strip() in ("0", ""):
+            return 0
+        return self._bound(name)
 
     def currency(self, code: str) -> Currency:
         return Currency(
@@ -79,6 +94,8 @@ class CurrencySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             min_amount=self._bound("min_amount"),
             max_amount=self._bound("max_amount"),
             fee_bps=self.fee_bps,
+            deposit_limit_per_day=self._limit("deposit_limit_per_day"),
+            withdrawal_limit_per_day=self._limit("withdrawal_limit_per_day"),
         )
 
 

@@ -45,6 +45,17 @@ WITH requested AS (
 SELECT r.*{NOTICES} FROM requested r
 """)
 
+# What the user has asked to withdraw in this currency in the last 24 hours,
+# refused ones aside (the user's row locked first: two requests at once are
+# counted one after the other).
+WITHDRAWN_TODAY = text("""
+WITH locked AS (SELECT id FROM users WHERE id = :user_id FOR UPDATE)
+SELECT coalesce(sum(w.amount), 0) AS total
+FROM withdrawals w
+WHERE w.user_id = (SELECT id FROM locked) AND w.currency = :currency
+  AND w.created_at > now() - interval '1 day' AND w.status NOT IN ('rejected', 'failed')
+""")
+
 LOCK_WITHDRAWAL = text("""
 SELECT w.id, w.user_id, w.currency, w.amount, w.destination, w.status, w.created_at,
        w.decided_at, w.note, u.telegram_id,
@@ -235,6 +246,16 @@ class WalletService(Service):
             reference = bounded_text(reference, MAX_REFERENCE, "reference")
 
         async def work(uow: UnitOfWork) -> WithdrawalView:
+            if money.withdrawal_limit_per_day:
+                params = {"user_id": user.id, "currency": money.code}
+                today = (await uow.execute(WITHDRAWN_TODAY, params)).one().total
+                left = max(money.withdrawal_limit_per_day - today, 0)
+                if amount > left:
+                    raise InvalidInput(
+                        f"That is over your withdrawal limit of "
+                        f"{money.format(money.withdrawal_limit_per_day)} a day: "
+                        f"{money.format(left)} left for the next 24 hours."
+                    )
             row = (
                 await uow.execute(
                     INSERT_WITHDRAWAL,

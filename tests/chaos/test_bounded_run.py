@@ -68,6 +68,9 @@ SETTINGS = {
     "observability__slow_update_ms": "0.001",  # every update logs its record
     "observability__log_format": "json",
     "runtime__lease_seconds": "1",
+    # deposits credited on request (play money), allowed on purpose with a token
+    "payments__provider": "demo",
+    "payments__allow_demo": "true",
 }
 
 

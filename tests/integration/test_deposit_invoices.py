@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 from sqlalchemy import text
 
 from bot.services.deposits import Payment
+from bot.services.errors import InvalidInput
 from tests.conftest import ADMIN_TELEGRAM_ID, Services
 
 PROVIDER = "cryptopay"
@@ -123,3 +125,40 @@ async def test_amounts_outside_the_currency_bounds_open_nothing(services: Servic
     with pytest.raises(Exception, match="The amount must be between"):
         await services.deposits.open(alice, "USDT", 0, PROVIDER)
     assert await services.deposits.unsettled(PROVIDER) == []
+
+
+@pytest.fixture
+def limited(services: Services):
+    """USDT limited to 50.00 deposited and 30.00 withdrawn per user and day."""
+    code = "USDT"
+    money = services.ctx.currencies[code]
+    capped = msgspec.structs.replace(
+        money, deposit_limit_per_day=50_00, withdrawal_limit_per_day=30_00
+    )
+    table = services.ctx.currencies._by_code  # the services share this table
+    table[code] = capped
+    yield capped
+    table[code] = money
+
+
+async def test_deposits_over_the_daily_limit_are_refused_and_open_nothing(
+    services: Services, limited
+):
+    alice = await services.user("alice_cap")
+    await services.deposits.open(alice, "USDT", 30_00, PROVIDER)
+    with pytest.raises(InvalidInput, match=r"limit of 50.00 USDT a day: 20.00 USDT left"):
+        await services.deposits.open(alice, "USDT", 20_01, PROVIDER)
+    opened = await services.deposits.open(alice, "USDT", 20_00, PROVIDER)  # exactly the rest
+    await services.deposits.abandon(opened.id)  # refused by the provider: not counted
+    await services.deposits.open(alice, "USDT", 20_00, PROVIDER)
+    assert len(await services.deposits.unsettled(PROVIDER)) == 2
+
+
+async def test_withdrawals_over_the_daily_limit_are_refused_and_hold_nothing(
+    services: Services, limited
+):
+    alice = await services.user("alice_wcap", funds={"USDT": 100_00})
+    await services.wallets.request_withdrawal(alice, "USDT", 25_00, "addr")
+    with pytest.raises(InvalidInput, match=r"limit of 30.00 USDT a day: 5.00 USDT left"):
+        await services.wallets.request_withdrawal(alice, "USDT", 6_00, "addr")
+    assert await balance(services, alice.id) == 75_00

@@ -7,9 +7,11 @@ import secrets
 import msgspec
 from sqlalchemy import text
 
+from bot.config import PaymentsSettings
 from bot.doctor import report, run_doctor
 from cache.settings import RedisSettings
 from db.queries import HOT_QUERIES
+from tests.payments.fake_cryptopay import TOKEN, FakeCryptoPay
 
 
 def deployment(config, pg_settings, redis_url, **database):
@@ -61,3 +63,29 @@ async def test_notifications_nobody_sends_make_it_unhealthy(
         await conn.execute(text("UPDATE notifications SET status = 'sent'"))
     checks = await run_doctor(deployment(config, pg_settings, redis_url))
     assert {check.name: check for check in checks}["notification outbox"].ok
+
+
+async def test_crypto_pays_balance_is_checked_against_what_users_are_owed(
+    config, pg_settings, redis_url, services
+):
+    alice = await services.user("alice_doc", funds={"USDT": 25_00})
+    async with FakeCryptoPay(TOKEN) as cryptopay:
+        cryptopay.set_balance("USDT", "20")
+        checked = msgspec.structs.replace(
+            deployment(config, pg_settings, redis_url),
+            payments=PaymentsSettings(
+                provider="cryptopay",
+                cryptopay_api_base=cryptopay.base_url,
+                cryptopay_token=TOKEN,
+            ),
+        )
+        short = {c.name: c for c in await run_doctor(checked)}["crypto pay USDT"]
+        assert not short.ok
+        assert short.detail == (
+            "Crypto Pay 20.00 USDT · owed to users 25.00 USDT · fees 0.00 USDT · SHORT 5.00 USDT"
+        )
+        cryptopay.set_balance("USDT", "30")
+        checks = await run_doctor(checked)
+        assert {c.name: c for c in checks}["crypto pay USDT"].detail.endswith("margin 5.00 USDT")
+        assert {c.name: c for c in checks}["crypto pay BTC"].ok
+        assert alice.telegram_id  # owed through the ledger, as any user

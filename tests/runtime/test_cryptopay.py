@@ -503,3 +503,25 @@ async def admin_snapshot(app: App):
     snapshot = await app.cache.cache.get(ADMIN_TELEGRAM_ID)
     assert snapshot is not None
     return snapshot
+
+
+async def test_a_deposit_over_the_daily_limit_is_refused_before_any_invoice(app, cryptopay):
+    table = app.services.ctx.currencies._by_code  # what handlers and services read
+    usdt = table["USDT"]
+    table["USDT"] = msgspec.structs.replace(usdt, deposit_limit_per_day=40_00)
+    try:
+        dee = person(app)
+        await invoice_for(dee, cryptopay, "25")  # the form closes with its invoice
+        await dee.send("/wallet")
+        await dee.press("➕ Deposit")
+        await dee.press("USDT")
+        refused = await dee.send("20")
+        assert any(
+            "over your deposit limit of 40.00 USDT a day: 15.00 USDT left" in t
+            for t in refused.texts
+        )
+        assert len(cryptopay.calls_to("createInvoice")) == 1
+        await dee.send("15")  # what is left, in the same form
+        assert len(cryptopay.calls_to("createInvoice")) == 2
+    finally:
+        table["USDT"] = usdt

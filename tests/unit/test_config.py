@@ -30,6 +30,7 @@ def test_the_committed_file_loads_and_holds_no_secrets():
     config = load_config(DEFAULT_PATH, environ={})
     assert config.telegram.token == ""
     assert config.database.password == ""
+    assert config.payments.cryptopay_token == ""
     assert config.currency_table().codes == ("USDT", "BTC", "TON")
 
 
@@ -128,3 +129,14 @@ def test_updates_in_flight_are_bounded_by_the_database_pool_unless_configured(co
     assert load_config(config_file, environ=pool).max_updates_in_flight == 35
     configured = {**pool, "ESCROW__RUNTIME__MAX_UPDATES_IN_FLIGHT": "8"}
     assert load_config(config_file, environ=configured).max_updates_in_flight == 8
+
+
+def test_daily_limits_are_read_in_major_units_and_zero_means_none(config_file):
+    environ = {
+        "ESCROW__CURRENCIES__USDT__DEPOSIT_LIMIT_PER_DAY": '"500.50"',
+        "ESCROW__CURRENCIES__USDT__WITHDRAWAL_LIMIT_PER_DAY": "0",
+    }
+    usdt = load_config(config_file, environ=environ).currency_table()["USDT"]
+    assert (usdt.deposit_limit_per_day, usdt.withdrawal_limit_per_day) == (500_50, 0)
+    with pytest.raises(ConfigError, match=r"currencies\.USDT\.deposit_limit_per_day"):
+        load_config(config_file, environ={"ESCROW__CURRENCIES__USDT__DEPOSIT_LIMIT_PER_DAY": "-1"})
