@@ -32,6 +32,7 @@ from hypothesis import HealthCheck, Phase, event, given, note, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
+from bot.services.deposits import Payment
 from bot.services.errors import (
     EscrowError,
     InsufficientFunds,
@@ -235,7 +236,7 @@ async def check_books(engine: Any, model: Model, users: list[Any], codes: tuple[
             for r in await rows(
                 conn,
                 "SELECT currency, sum(amount) AS total FROM withdrawals"
-                " WHERE status = 'approved' GROUP BY 1",
+                " WHERE status IN ('approved', 'paid') GROUP BY 1",
             )
         }
         for currency in codes:
@@ -252,7 +253,7 @@ async def check_books(engine: Any, model: Model, users: list[Any], codes: tuple[
             "SELECT buyer_id AS user_id, currency, amount FROM escrows"
             " WHERE status IN ('funded', 'delivered', 'disputed')"
             " UNION ALL SELECT user_id, currency, amount FROM withdrawals"
-            " WHERE status = 'pending'",
+            " WHERE status IN ('pending', 'sending')",
         ):
             backing[r.user_id, r.currency] += r.amount
         for key, (_, held) in wallets.items():
@@ -295,6 +296,15 @@ ARGUMENTS = {
     "withdraw": (user_index, currency, units),
     "approve": (any_index, st.booleans()),
     "reject": (any_index, st.booleans()),
+    # A deposit by a provider's invoice, reported paid (once, or twice), paid
+    # otherwise, or expired; a payout by a provider's transfer, paid or refused.
+    "invoice": (
+        user_index,
+        currency,
+        units,
+        st.sampled_from(["paid", "paid_twice", "paid_otherwise", "expired"]),
+    ),
+    "payout": (any_index, st.booleans()),
 }
 # How often each kind is drawn: deals need several steps to get anywhere.
 WEIGHTS = {
@@ -313,6 +323,8 @@ WEIGHTS = {
     "withdraw": 2,
     "approve": 1,
     "reject": 1,
+    "invoice": 2,
+    "payout": 1,
 }
 operation = st.sampled_from([kind for kind, n in WEIGHTS.items() for _ in range(n)]).flatmap(
     lambda kind: st.tuples(st.just(kind), *ARGUMENTS[kind])
@@ -557,6 +569,76 @@ class Run:
                     )
 
             return expected, lambda: method(user, withdrawal.id), decided
+
+        if kind == "invoice":
+            index, code, count, report = args
+            user, amount = self.users[index], self.amount(code, count)
+            if not count:
+                return (
+                    InvalidInput,
+                    lambda: services.deposits.open(user, code, amount, "cryptopay"),
+                    None,
+                )
+
+            async def invoiced() -> str:
+                deposit = await services.deposits.open(user, code, amount, "cryptopay")
+                self.references += 1
+                invoice_id = 10_000 + self.references
+                await services.deposits.activate(deposit.id, invoice_id, "https://t.me/pay", None)
+                if report == "expired":
+                    payment = Payment(invoice_id, "expired")
+                elif report == "paid_otherwise":
+                    payment = Payment(invoice_id, "paid", code, amount - 1, "less")
+                else:
+                    payment = Payment(invoice_id, "paid", code, amount, "as invoiced")
+                outcomes = [(await services.deposits.settle("cryptopay", payment)).value.outcome]
+                if report == "paid_twice":
+                    outcomes.append(
+                        (await services.deposits.settle("cryptopay", payment)).value.outcome
+                    )
+                return ",".join(outcomes)
+
+            def settled(outcomes: str) -> None:
+                expected = {
+                    "paid": "credited",
+                    "paid_twice": "credited,unchanged",
+                    "paid_otherwise": "mismatched",
+                    "expired": "expired",
+                }[report]
+                assert outcomes == expected, (report, outcomes)
+                if report in ("paid", "paid_twice"):
+                    model.move(user.id, code, amount)
+                    model.deposited[code] += amount
+
+            return None, invoiced, settled
+
+        if kind == "payout":
+            index, goes_through = args
+            if not model.withdrawals:
+                return None, None, None
+            withdrawal = model.withdrawals[index % len(model.withdrawals)]
+            expected = WrongState if withdrawal.status != "pending" else None
+
+            async def paid_out() -> Any:
+                await services.payouts.approve(self.admin, withdrawal.id, "cryptopay")
+                return await services.payouts.settle(
+                    withdrawal.id,
+                    transfer_id=withdrawal.id if goes_through else None,
+                    failure=None if goes_through else "INSUFFICIENT_FUNDS",
+                )
+
+            def settled_payout(outcome: Any) -> None:
+                withdrawal.status = "paid" if goes_through else "failed"
+                assert outcome.value.status == withdrawal.status
+                if goes_through:
+                    model.move(withdrawal.user, withdrawal.currency, held=-withdrawal.amount)
+                    model.withdrawn[withdrawal.currency] += withdrawal.amount
+                else:
+                    model.move(
+                        withdrawal.user, withdrawal.currency, withdrawal.amount, -withdrawal.amount
+                    )
+
+            return expected, paid_out, settled_payout
 
         raise AssertionError(f"unknown operation {op}")
 

@@ -303,6 +303,9 @@ async def test_an_amount_outside_the_bounds_asks_again_and_makes_no_invoice(app,
     assert cryptopay.calls_to("createInvoice") == []
     await dee.send("abc")
     assert cryptopay.calls_to("createInvoice") == []
+    await dee.send("2000000")
+    assert "The maximum is 1,000,000.00 USDT" in dee.last.text
+    assert cryptopay.calls_to("createInvoice") == []
 
 
 async def test_a_webhook_replica_serves_crypto_pay_on_its_own_path(replica_config, cryptopay):
@@ -447,7 +450,7 @@ async def test_a_transfer_whose_answer_was_lost_is_settled_without_paying_twice(
     assert await payouts.reconcile(min_age=timedelta(0)) == 0  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("fault", [Fault.ERROR_500, Fault.HANG])
+@pytest.mark.parametrize("fault", [Fault.ERROR_500, Fault.HANG, Fault.MALFORMED])
 async def test_a_transfer_that_failed_before_sending_is_sent_once_by_the_reconciler(
     app, cryptopay, fault
 ):
@@ -525,3 +528,30 @@ async def test_a_deposit_over_the_daily_limit_is_refused_before_any_invoice(app,
         assert len(cryptopay.calls_to("createInvoice")) == 2
     finally:
         table["USDT"] = usdt
+
+
+async def test_one_invoice_reported_to_two_replicas_at_once_is_credited_once(
+    app, cryptopay, webhook_url
+):
+    other = await build_app(app.config, session=app.bot.session)  # a second replica
+    try:
+        deposits = other.deposits
+        assert isinstance(deposits, CryptoPayDeposits)
+        web_app = web.Application()
+        web_app.router.add_post("/cryptopay", webhook_handler(deposits))
+        runner = web.AppRunner(web_app, access_log=None)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        dee = person(app)
+        invoice = await invoice_for(dee, cryptopay)
+        cryptopay.pay(invoice)
+        urls = [webhook_url, f"http://127.0.0.1:{port}/cryptopay"] * 3
+        statuses = await asyncio.gather(*(cryptopay.send_webhook(u, invoice) for u in urls))
+        assert statuses == [200] * 6
+        assert await available(app, dee) == 25_00
+        told = [m for m in dee.messages if m.text.startswith("✅ Your deposit")]
+        assert len(told) == 1
+        await runner.cleanup()
+    finally:
+        await other.aclose()
