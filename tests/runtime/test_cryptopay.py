@@ -111,6 +111,16 @@ async def books_agree(app: App, cryptopay: FakeCryptoPay) -> None:
     transferred = sum(Decimal(t["amount"]) for t in cryptopay.transfers if t["asset"] == "USDT")
     assert paid_out == int(transferred * 100)
     assert len({t["spend_id"] for t in cryptopay.transfers}) == len(cryptopay.transfers)
+    # and the provider's balance is what users hold through it, plus what was
+    # paid in but not credited (not as invoiced, or not our invoice)
+    uncredited = sum(
+        Decimal(i["paid_amount"])
+        for i in cryptopay.invoices.values()
+        if i["status"] == "paid"
+        and i.get("paid_asset") == "USDT"
+        and (i.get("payload") is None or i["amount"] != i["paid_amount"])
+    )
+    assert cryptopay.balance("USDT") == Decimal(in_ledger - paid_out) / 100 + uncredited
 
 
 def person(app: App) -> SimulatedUser:
@@ -483,6 +493,7 @@ async def test_a_refused_transfer_fails_the_withdrawal_and_gives_the_money_back(
             text("SELECT note FROM notifications WHERE kind = 'payout_failed'")
         )
     assert alert == "INSUFFICIENT_FUNDS"
+    cryptopay.set_balance("USDT", "25")  # the operator tops the app up again
 
 
 async def test_two_replicas_paying_one_withdrawal_pay_it_once(app, cryptopay):
