@@ -410,6 +410,8 @@ class Outbox:
         amount = self.currencies[withdrawal.currency].format(withdrawal.amount)
         kb = InlineKeyboardBuilder()
         if kind is NotificationKind.WITHDRAWAL_REQUESTED:
+            if withdrawal.status != WithdrawalStatus.PENDING:  # paid unattended, say
+                raise Obsolete(f"withdrawal {withdrawal.id} is {withdrawal.status} now")
             kb.button(text="🛡 Admin", callback_data=Nav(to="admin"))
             text = WITHDRAWAL_REQUESTED.format(
                 id=withdrawal.id,

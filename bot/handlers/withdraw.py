@@ -221,6 +221,7 @@ async def withdraw_confirm(
     outbox: Outbox,
     bot: Bot,
     deposits: DepositProvider,
+    payouts: Payouts | None,
 ) -> None:
     if not isinstance(query.message, Message):
         return
@@ -241,6 +242,8 @@ async def withdraw_confirm(
     # A form Redis could not forget is refused by the service: same confirmation.
     await close_form(state)
     money = currencies[withdrawal.currency]
+    if payouts is not None and withdrawal.amount <= money.auto_payout_up_to:
+        withdrawal = await payouts.pay_unattended(withdrawal.id) or withdrawal
     headline = (
         f"✅ Withdrawal #{withdrawal.id} requested: {money.format(withdrawal.amount)} to "
         f"<code>{escape(withdrawal.destination)}</code>.\n"

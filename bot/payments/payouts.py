@@ -43,6 +43,8 @@ class Payouts(Protocol):
 
     async def approve(self, admin: Actor, withdrawal_id: int) -> WithdrawalView: ...
 
+    async def pay_unattended(self, withdrawal_id: int) -> WithdrawalView | None: ...
+
     async def pay(self, withdrawal: WithdrawalView) -> WithdrawalView | None: ...
 
 
@@ -78,6 +80,14 @@ class CryptoPayPayouts:
 
     async def approve(self, admin: Actor, withdrawal_id: int) -> WithdrawalView:
         return (await self.services.payouts.approve(admin, withdrawal_id, PROVIDER)).value
+
+    async def pay_unattended(self, withdrawal_id: int) -> WithdrawalView | None:
+        """A new withdrawal its currency lets be paid without an admin
+        (`auto_payout_up_to`): approved and sent now; None if it is not one."""
+        approved = (await self.services.payouts.approve_unattended(withdrawal_id, PROVIDER)).value
+        if approved is None:
+            return None
+        return await self.pay(approved) or approved
 
     async def pay(self, withdrawal: WithdrawalView) -> WithdrawalView | None:
         """Send `withdrawal` (it is `sending`); what it is now, or None if the

@@ -37,6 +37,8 @@ class Currency(msgspec.Struct, frozen=True):
     # What one user may deposit / withdraw in 24 hours, in minor units (0: no limit).
     deposit_limit_per_day: int = 0
     withdrawal_limit_per_day: int = 0
+    # A withdrawal up to this is paid by the payment provider without an admin (0: never).
+    auto_payout_up_to: int = 0
 
     def fee_for(self, amount: int) -> int:
         """The platform fee on `amount`, rounded down in the user's favour."""
@@ -67,6 +69,9 @@ class CurrencySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # hours, in major units; "0": no limit.
     deposit_limit_per_day: str | int = "0"
     withdrawal_limit_per_day: str | int = "0"
+    # With a payment provider that pays out (Crypto Pay), a withdrawal up to this
+    # is paid at once, without an admin's approval; "0": every one waits for one.
+    auto_payout_up_to: str | int = "0"
 
     def __post_init__(self) -> None:
         low, high = self._bound("min_amount"), self._bound("max_amount")
@@ -74,6 +79,7 @@ class CurrencySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("min_amount: must not be above max_amount")
         self._limit("deposit_limit_per_day")
         self._limit("withdrawal_limit_per_day")
+        self._limit("auto_payout_up_to")
 
     def _bound(self, name: str) -> int:
         try:
@@ -96,6 +102,7 @@ class CurrencySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             fee_bps=self.fee_bps,
             deposit_limit_per_day=self._limit("deposit_limit_per_day"),
             withdrawal_limit_per_day=self._limit("withdrawal_limit_per_day"),
+            auto_payout_up_to=self._limit("auto_payout_up_to"),
         )
 
 

@@ -35,6 +35,13 @@ WHERE id = :id AND status = 'pending'
 RETURNING {WITHDRAWAL_COLUMNS}
 """)
 
+LOCK_PENDING = text(f"""
+SELECT {", ".join("w." + c for c in WITHDRAWAL_COLUMNS.split(", "))}, u.telegram_id
+FROM withdrawals w JOIN users u ON u.id = w.user_id
+WHERE w.id = :id
+FOR UPDATE OF w
+""")
+
 LOCK_SENDING = text(f"""
 SELECT {", ".join("w." + c for c in WITHDRAWAL_COLUMNS.split(", "))}, u.telegram_id
 FROM withdrawals w JOIN users u ON u.id = w.user_id
@@ -93,6 +100,24 @@ class PayoutService(Service):
                 current = withdrawal_view(locked)
                 raise WrongState(f"Withdrawal #{locked.id} is already {locked.status}.", current)
             params = {"id": locked.id, "admin_id": admin.id, "provider": provider}
+            row = (await uow.execute(APPROVE_FOR_PAYOUT, params)).one()
+            return msgspec.structs.replace(withdrawal_view(row), telegram_id=locked.telegram_id)
+
+        return await self.transaction(work)
+
+    async def approve_unattended(
+        self, withdrawal_id: int, provider: str
+    ) -> Outcome[WithdrawalView | None]:
+        """Approve a pending withdrawal for the provider's payout without an
+        admin, if its currency allows that for its amount; None otherwise."""
+
+        async def work(uow: UnitOfWork) -> WithdrawalView | None:
+            locked = (await uow.execute(LOCK_PENDING, {"id": withdrawal_id})).first()
+            if locked is None or locked.status != WithdrawalStatus.PENDING:
+                return None
+            if not 0 < locked.amount <= self.currencies[locked.currency].auto_payout_up_to:
+                return None
+            params = {"id": locked.id, "admin_id": None, "provider": provider}
             row = (await uow.execute(APPROVE_FOR_PAYOUT, params)).one()
             return msgspec.structs.replace(withdrawal_view(row), telegram_id=locked.telegram_id)
 
