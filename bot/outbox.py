@@ -101,6 +101,7 @@ RESOLVED = {
 }
 DISPUTE_OPENED = "🛡 New dispute opened by {name}."
 DEPOSIT_CREDITED = "✅ Your deposit of {amount} has arrived: it is in your wallet."
+DEPOSIT_FEE = " ({paid} paid, less Crypto Pay's fee of {fee}.)"
 WITHDRAWAL_PAID = "✅ Your withdrawal #{id} of {amount} was sent to your @CryptoBot wallet."
 WITHDRAWAL_FAILED = (
     "↩️ Your withdrawal #{id} of {amount} could not be sent: the amount is back in your "
@@ -402,7 +403,11 @@ class Outbox:
             )
             return notice.chat_id, text, kb.as_markup()
         kb.button(text="👛 Wallet", callback_data=Nav(to="wallet"))
-        return notice.chat_id, DEPOSIT_CREDITED.format(amount=amount), kb.as_markup()
+        money = self.currencies[deposit.currency]
+        text = DEPOSIT_CREDITED.format(amount=money.format(deposit.amount - deposit.fee))
+        if deposit.fee:
+            text += DEPOSIT_FEE.format(paid=amount, fee=money.format(deposit.fee))
+        return notice.chat_id, text, kb.as_markup()
 
     def _withdrawal(
         self, notice: Notice, kind: NotificationKind, withdrawal: WithdrawalView, who: Who

@@ -338,6 +338,9 @@ class DepositInvoice(Base):
     # As the provider reported the payment (asset code, decimal amount text).
     paid_asset: Mapped[str | None] = mapped_column(String(16))
     paid_amount: Mapped[str | None] = mapped_column(String(64))
+    # The provider's fee on the payment, in minor units: the payer's, so the
+    # wallet is credited `amount - fee` (what the provider holds for it).
+    fee: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

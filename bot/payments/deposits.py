@@ -119,12 +119,20 @@ class CryptoPayDeposits:
         asset = invoice.paid_asset or invoice.asset
         reported = invoice.paid_amount if invoice.paid_amount is not None else invoice.amount
         amount: int | None = None
+        fee: int | None = 0
         if asset in self.currencies.codes:
+            decimals = self.currencies[asset].decimals
             try:
-                amount = to_minor_units(reported, self.currencies[asset].decimals)
+                amount = to_minor_units(reported, decimals)
             except InexactAmount:
                 amount = None  # finer than the currency: can't be what was invoiced
-        return Payment(invoice.invoice_id, invoice.status, asset, amount, str(reported))
+            if invoice.fee_amount:
+                try:
+                    same = (invoice.fee_asset or asset) == asset
+                    fee = to_minor_units(invoice.fee_amount, decimals) if same else None
+                except InexactAmount:
+                    fee = None
+        return Payment(invoice.invoice_id, invoice.status, asset, amount, str(reported), fee)
 
     async def webhook(self, raw_body: bytes, signature: str | None) -> int:
         """Crypto Pay's webhook request: the HTTP status to answer. The signature

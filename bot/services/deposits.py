@@ -33,7 +33,7 @@ from db.outbox import NOTICE_COLUMNS, NOTICES, decode_notices
 
 DEPOSIT_COLUMNS = (
     "id, user_id, currency, amount, provider, invoice_id, pay_url, status, paid_asset,"
-    " paid_amount, created_at, expires_at, settled_at"
+    " paid_amount, fee, created_at, expires_at, settled_at"
 )
 
 OPEN_DEPOSIT = text(f"""
@@ -75,7 +75,7 @@ SETTLE = text(f"""
 WITH settled AS (
     UPDATE deposits
     SET status = :status, paid_asset = :paid_asset, paid_amount = :paid_amount,
-        settled_at = now()
+        fee = :fee, settled_at = now()
     WHERE id = :id AND status IN ('creating', 'active')
     RETURNING id, user_id
 ), notified AS (
@@ -112,6 +112,7 @@ class DepositView(msgspec.Struct, frozen=True):
     pay_url: str | None = None
     paid_asset: str | None = None
     paid_amount: str | None = None
+    fee: int = 0  # the provider's, on the payment: credited is amount - fee
     created_at: datetime | None = None
     expires_at: datetime | None = None
     settled_at: datetime | None = None
@@ -131,6 +132,9 @@ class Payment(msgspec.Struct, frozen=True):
     asset: str | None = None
     amount: int | None = None
     amount_text: str | None = None  # as reported, for the record
+    # The provider's fee on it, in the same minor units (None: in another asset,
+    # or not exact: it can't be booked, so the payment is not credited).
+    fee: int | None = 0
 
 
 class Settlement(msgspec.Struct, frozen=True):
@@ -211,20 +215,22 @@ class DepositService(Service):
                 status, outcome = DepositStatus.EXPIRED, "expired"
             elif payment.status != "paid":
                 return Settlement(deposit, "unchanged")
-            elif payment.asset == deposit.currency and payment.amount == deposit.amount:
+            elif (
+                payment.asset == deposit.currency
+                and payment.amount == deposit.amount
+                and payment.fee is not None
+                and 0 <= payment.fee < deposit.amount
+            ):
+                # The wallet gets what the provider holds for it: paid less its fee.
                 status, outcome = DepositStatus.PAID, "credited"
+                credited = deposit.amount - payment.fee
                 await post_movement(
                     uow,
                     key=f"deposit:{provider}:{payment.invoice_id}",
                     currency=deposit.currency,
                     legs=[
-                        Leg(LedgerKind.DEPOSIT, LedgerAccount.EXTERNAL, -deposit.amount),
-                        Leg(
-                            LedgerKind.DEPOSIT,
-                            LedgerAccount.AVAILABLE,
-                            deposit.amount,
-                            deposit.user_id,
-                        ),
+                        Leg(LedgerKind.DEPOSIT, LedgerAccount.EXTERNAL, -credited),
+                        Leg(LedgerKind.DEPOSIT, LedgerAccount.AVAILABLE, credited, deposit.user_id),
                     ],
                 )
             else:
@@ -237,6 +243,7 @@ class DepositService(Service):
                         "status": status.value,
                         "paid_asset": payment.asset,
                         "paid_amount": payment.amount_text,
+                        "fee": payment.fee if status is DepositStatus.PAID else 0,
                         "grace": self.ctx.notify_grace,
                         "admin_chats": list(self.settings.admins),
                     },
@@ -244,7 +251,10 @@ class DepositService(Service):
             ).first()
             assert settled is not None  # the row is locked and was open
             uow.outbox(*decode_notices(settled.notices))
-            return Settlement(msgspec.structs.replace(deposit, status=status.value), outcome)
+            fee = payment.fee if status is DepositStatus.PAID and payment.fee else 0
+            return Settlement(
+                msgspec.structs.replace(deposit, status=status.value, fee=fee), outcome
+            )
 
         return await self.transaction(work)
 

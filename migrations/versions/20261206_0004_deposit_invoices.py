@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), server_default="creating", nullable=False),
         sa.Column("paid_asset", sa.String(length=16), nullable=True),
         sa.Column("paid_amount", sa.String(length=64), nullable=True),
+        sa.Column("fee", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),

@@ -153,9 +153,14 @@ class FakeCryptoPay:
         self.balances[asset] = Decimal(amount)
 
     def pay(
-        self, invoice_id: int, asset: str | None = None, amount: Decimal | str | None = None
+        self,
+        invoice_id: int,
+        asset: str | None = None,
+        amount: Decimal | str | None = None,
+        fee: Decimal | str = "0",
     ) -> dict[str, Any]:
-        """The payer pays an active invoice (by default in its asset and amount)."""
+        """The payer pays an active invoice (by default in its asset and amount);
+        Crypto Pay keeps `fee` of it (the app's balance grows by the rest)."""
         invoice = self.invoices[invoice_id]
         if invoice["status"] != "active":
             raise ValueError(f"invoice {invoice_id} is {invoice['status']}")
@@ -168,9 +173,9 @@ class FakeCryptoPay:
             paid_amount=api_amount(paid_amount),
             paid_anonymously=False,
             fee_asset=paid_asset,
-            fee_amount="0",
+            fee_amount=api_amount(Decimal(fee)),
         )
-        self.balances[paid_asset] = self.balance(paid_asset) + paid_amount
+        self.balances[paid_asset] = self.balance(paid_asset) + paid_amount - Decimal(fee)
         return dict(invoice)
 
     def expire(self, invoice_id: int) -> None:

@@ -89,10 +89,10 @@ async def books_agree(app: App, cryptopay: FakeCryptoPay) -> None:
             )
         )
         paid_here = await conn.scalar(
-            text("SELECT coalesce(sum(amount), 0) FROM deposits WHERE status = 'paid'")
+            text("SELECT coalesce(sum(amount - fee), 0) FROM deposits WHERE status = 'paid'")
         )
     paid_at_provider = sum(
-        Decimal(i["paid_amount"])
+        Decimal(i["paid_amount"]) - Decimal(i["fee_amount"])
         for i in cryptopay.invoices.values()
         if i["status"] == "paid"
         and i.get("payload") is not None  # ours: the payload is our deposit's id
@@ -114,7 +114,7 @@ async def books_agree(app: App, cryptopay: FakeCryptoPay) -> None:
     # and the provider's balance is what users hold through it, plus what was
     # paid in but not credited (not as invoiced, or not our invoice)
     uncredited = sum(
-        Decimal(i["paid_amount"])
+        Decimal(i["paid_amount"]) - Decimal(i["fee_amount"])
         for i in cryptopay.invoices.values()
         if i["status"] == "paid"
         and i.get("paid_asset") == "USDT"
@@ -593,3 +593,18 @@ async def test_a_withdrawal_up_to_the_auto_payout_amount_is_paid_without_an_admi
         assert decided_by is None  # nobody: the configured amount did
     finally:
         table["USDT"] = usdt
+
+
+async def test_crypto_pays_fee_is_the_payers_the_wallet_gets_what_the_provider_holds(
+    app, cryptopay, webhook_url
+):
+    dee = person(app)
+    invoice = await invoice_for(dee, cryptopay)
+    cryptopay.pay(invoice, fee="0.25")
+    assert await cryptopay.send_webhook(webhook_url, invoice) == 200
+    assert await available(app, dee) == 24_75
+    assert dee.last.text == (
+        "✅ Your deposit of 24.75 USDT has arrived: it is in your wallet."
+        " (25.00 USDT paid, less Crypto Pay's fee of 0.25 USDT.)"
+    )
+    assert cryptopay.balance("USDT") == Decimal("24.75")  # the books agree (teardown too)
