@@ -54,7 +54,6 @@ HELP = (
     "/help — this text"
 )
 
-BLOCKED = "Your account is blocked. Contact support if you think this is a mistake."
 FORGED_BUTTON = "This button isn't valid for you."
 OUTDATED_CARD = "This card was out of date: here is the deal as it is now."
 NOT_ADMIN = "That is for admins only."

@@ -43,7 +43,3 @@ class CacheKeys:
     @property
     def webhook(self) -> str:
         return f"{self.prefix}:webhook"
-
-    def snapshot_pattern(self) -> str:
-        """For SCAN in tools and tests, never on a hot path."""
-        return f"{self.prefix}:snapshot:*"

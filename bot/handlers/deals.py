@@ -297,7 +297,6 @@ async def dispute_reason(
 
 # -- my deals -----------------------------------------------------------------------
 
-TABS = (("active", "Active"), ("action", "Waiting for me"), ("finished", "Done"))
 LIST_TITLES = {
     "active": "Active deals",
     "action": "Deals waiting for you",

@@ -33,7 +33,6 @@ from sqlalchemy.engine import Engine
 from bot.sim.telegram import BotRequest, FakeTelegram
 
 CLASSES = ("read", "card", "list", "wizard_press", "wizard_msg", "write", "other")
-PRESS_CLASSES = frozenset({"read", "card", "list", "wizard_press", "write"})
 ROUTES: dict[str, str] = {
     "menu": "read",
     "wallet": "read",
