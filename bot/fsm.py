@@ -83,10 +83,6 @@ class GuardedStorage(BaseStorage):
         self.storage = storage
         self.guard = guard
 
-    @property
-    def redis(self) -> Any:
-        return getattr(self.storage, "redis", None)
-
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         await self.guard.call(self.storage.set_state(key, state))
 

@@ -10,7 +10,8 @@ from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
-from bot.services.money import Currencies
+from bot.services.errors import InvalidInput
+from bot.services.money import Currencies, Currency
 from bot.services.settings import EscrowSettings
 from db import Database, UnitOfWork
 from db.events import Event
@@ -80,6 +81,16 @@ class Service:
         self.settings = ctx.settings
         self.currencies = ctx.currencies
 
+    def _amount(self, currency: str, amount: int) -> Currency:
+        """The currency, if `amount` (minor units) is within its bounds."""
+        money = self.currencies[currency]
+        if not isinstance(amount, int) or not money.min_amount <= amount <= money.max_amount:
+            raise InvalidInput(
+                f"The amount must be between {money.format(money.min_amount)} "
+                f"and {money.format(money.max_amount)}."
+            )
+        return money
+
     async def transaction(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> Outcome[T]:
         """Run `work` in one transaction, commit, then publish what it changed."""
         for attempt in range(1, ATTEMPTS + 1):
@@ -113,3 +124,14 @@ class Service:
                 # cache TTLs, so it must not turn a done deal into an error.
                 log.exception("publishing %d events failed", len(events))
         return Outcome(value, events, uow.collect_notices())
+
+
+def refuse_over_daily_limit(what: str, money: Currency, limit: int, used: int, amount: int) -> None:
+    """InvalidInput if `amount` on top of `used` passes the daily `limit` of
+    `what` ("deposit", "withdrawal"); 0 is no limit."""
+    left = max(limit - used, 0)
+    if limit and amount > left:
+        raise InvalidInput(
+            f"That is over your {what} limit of {money.format(limit)} a day: "
+            f"{money.format(left)} left for the next 24 hours."
+        )

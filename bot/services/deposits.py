@@ -24,8 +24,8 @@ from typing import Any
 import msgspec
 from sqlalchemy import text
 
-from bot.services.base import Actor, Outcome, Service
-from bot.services.errors import InvalidInput, UserBlocked
+from bot.services.base import Actor, Outcome, Service, refuse_over_daily_limit
+from bot.services.errors import UserBlocked
 from bot.services.ledger import Leg, post_movement
 from db import UnitOfWork
 from db.models import DepositStatus, LedgerAccount, LedgerKind
@@ -145,12 +145,7 @@ class Settlement(msgspec.Struct, frozen=True):
 class DepositService(Service):
     async def open(self, user: Actor, currency: str, amount: int, provider: str) -> DepositView:
         """A deposit row for an invoice about to be created (its payload: the id)."""
-        money = self.currencies[currency]
-        if not isinstance(amount, int) or not money.min_amount <= amount <= money.max_amount:
-            raise InvalidInput(
-                f"The amount must be between {money.format(money.min_amount)} "
-                f"and {money.format(money.max_amount)}."
-            )
+        money = self._amount(currency, amount)
 
         async def work(uow: UnitOfWork) -> DepositView:
             params = {
@@ -161,13 +156,8 @@ class DepositService(Service):
             }
             if money.deposit_limit_per_day:
                 today = (await uow.execute(DEPOSITED_TODAY, params)).one().total
-                left = max(money.deposit_limit_per_day - today, 0)
-                if amount > left:
-                    raise InvalidInput(
-                        f"That is over your deposit limit of "
-                        f"{money.format(money.deposit_limit_per_day)} a day: "
-                        f"{money.format(left)} left for the next 24 hours."
-                    )
+                limit = money.deposit_limit_per_day
+                refuse_over_daily_limit("deposit", money, limit, today, amount)
             row = (await uow.execute(OPEN_DEPOSIT, params)).first()
             if row is None:
                 raise UserBlocked("Your account can't deposit funds.")
@@ -265,12 +255,3 @@ class DepositService(Service):
                 UNSETTLED, {"provider": provider, "after": after, "limit": limit}
             )
             return [deposit_view(row) for row in rows]
-
-    async def by_ids(self, ids: list[int]) -> dict[int, DepositView]:
-        if not ids:
-            return {}
-        async with self.ctx.db.reader.connect() as conn:
-            return {
-                row.id: deposit_view(row)
-                for row in await conn.execute(DEPOSITS_BY_ID, {"ids": ids})
-            }

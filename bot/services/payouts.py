@@ -35,14 +35,8 @@ WHERE id = :id AND status = 'pending'
 RETURNING {WITHDRAWAL_COLUMNS}
 """)
 
-LOCK_PENDING = text(f"""
-SELECT {", ".join("w." + c for c in WITHDRAWAL_COLUMNS.split(", "))}, u.telegram_id
-FROM withdrawals w JOIN users u ON u.id = w.user_id
-WHERE w.id = :id
-FOR UPDATE OF w
-""")
-
-LOCK_SENDING = text(f"""
+# A withdrawal and its owner's Telegram id, locked for its settlement.
+LOCK_WITH_OWNER = text(f"""
 SELECT {", ".join("w." + c for c in WITHDRAWAL_COLUMNS.split(", "))}, u.telegram_id
 FROM withdrawals w JOIN users u ON u.id = w.user_id
 WHERE w.id = :id
@@ -112,7 +106,7 @@ class PayoutService(Service):
         admin, if its currency allows that for its amount; None otherwise."""
 
         async def work(uow: UnitOfWork) -> WithdrawalView | None:
-            locked = (await uow.execute(LOCK_PENDING, {"id": withdrawal_id})).first()
+            locked = (await uow.execute(LOCK_WITH_OWNER, {"id": withdrawal_id})).first()
             if locked is None or locked.status != WithdrawalStatus.PENDING:
                 return None
             if not 0 < locked.amount <= self.currencies[locked.currency].auto_payout_up_to:
@@ -130,7 +124,7 @@ class PayoutService(Service):
         `sending` any more (settled already)."""
 
         async def work(uow: UnitOfWork) -> WithdrawalView | None:
-            locked = (await uow.execute(LOCK_SENDING, {"id": withdrawal_id})).first()
+            locked = (await uow.execute(LOCK_WITH_OWNER, {"id": withdrawal_id})).first()
             if locked is None or locked.status != WithdrawalStatus.SENDING:
                 return None
             paid = failure is None

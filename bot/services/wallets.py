@@ -8,9 +8,9 @@ from typing import Any, Protocol
 import msgspec
 from sqlalchemy import text
 
-from bot.services.base import Actor, Outcome, Service
+from bot.services.base import Actor, Outcome, Service, refuse_over_daily_limit
 from bot.services.deals import bounded_text
-from bot.services.errors import InvalidInput, NotAllowed, NotFound, UserBlocked, WrongState
+from bot.services.errors import NotAllowed, NotFound, UserBlocked, WrongState
 from bot.services.ledger import DuplicateMovement, Leg, post_movement
 from bot.services.money import Currency
 from bot.services.views import WithdrawalView
@@ -162,15 +162,6 @@ def withdrawal_view(row: Any) -> WithdrawalView:
 
 
 class WalletService(Service):
-    def _amount(self, currency: str, amount: int) -> Currency:
-        money = self.currencies[currency]
-        if not isinstance(amount, int) or not money.min_amount <= amount <= money.max_amount:
-            raise InvalidInput(
-                f"The amount must be between {money.format(money.min_amount)} "
-                f"and {money.format(money.max_amount)}."
-            )
-        return money
-
     async def credit_deposit(
         self, user: Actor, currency: str, amount: int, *, reference: str
     ) -> Outcome[Deposit]:
@@ -249,13 +240,8 @@ class WalletService(Service):
             if money.withdrawal_limit_per_day:
                 params = {"user_id": user.id, "currency": money.code}
                 today = (await uow.execute(WITHDRAWN_TODAY, params)).one().total
-                left = max(money.withdrawal_limit_per_day - today, 0)
-                if amount > left:
-                    raise InvalidInput(
-                        f"That is over your withdrawal limit of "
-                        f"{money.format(money.withdrawal_limit_per_day)} a day: "
-                        f"{money.format(left)} left for the next 24 hours."
-                    )
+                limit = money.withdrawal_limit_per_day
+                refuse_over_daily_limit("withdrawal", money, limit, today, amount)
             row = (
                 await uow.execute(
                     INSERT_WITHDRAWAL,

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from decimal import Decimal
 
@@ -59,9 +60,9 @@ async def app(replica_config, cryptopay: FakeCryptoPay) -> AsyncIterator[App]:
     await app.aclose()
 
 
-@pytest.fixture
-async def webhook_url(app: App) -> AsyncIterator[str]:
-    """Crypto Pay's webhook, served as the replica serves it (bot/run.py)."""
+@asynccontextmanager
+async def serving_webhook(app: App) -> AsyncIterator[str]:
+    """Crypto Pay's webhook of `app`, served as the replica serves it (bot/run.py)."""
     deposits = app.deposits
     assert isinstance(deposits, CryptoPayDeposits)
     web_app = web.Application()
@@ -70,8 +71,16 @@ async def webhook_url(app: App) -> AsyncIterator[str]:
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}/cryptopay"
-    await runner.cleanup()
+    try:
+        yield f"http://127.0.0.1:{port}/cryptopay"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def webhook_url(app: App) -> AsyncIterator[str]:
+    async with serving_webhook(app) as url:
+        yield url
 
 
 async def books_agree(app: App, cryptopay: FakeCryptoPay) -> None:
@@ -548,24 +557,16 @@ async def test_one_invoice_reported_to_two_replicas_at_once_is_credited_once(
 ):
     other = await build_app(app.config, session=app.bot.session)  # a second replica
     try:
-        deposits = other.deposits
-        assert isinstance(deposits, CryptoPayDeposits)
-        web_app = web.Application()
-        web_app.router.add_post("/cryptopay", webhook_handler(deposits))
-        runner = web.AppRunner(web_app, access_log=None)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        dee = person(app)
-        invoice = await invoice_for(dee, cryptopay)
-        cryptopay.pay(invoice)
-        urls = [webhook_url, f"http://127.0.0.1:{port}/cryptopay"] * 3
-        statuses = await asyncio.gather(*(cryptopay.send_webhook(u, invoice) for u in urls))
-        assert statuses == [200] * 6
-        assert await available(app, dee) == 25_00
-        told = [m for m in dee.messages if m.text.startswith("✅ Your deposit")]
-        assert len(told) == 1
-        await runner.cleanup()
+        async with serving_webhook(other) as other_url:
+            dee = person(app)
+            invoice = await invoice_for(dee, cryptopay)
+            cryptopay.pay(invoice)
+            urls = [webhook_url, other_url] * 3
+            statuses = await asyncio.gather(*(cryptopay.send_webhook(u, invoice) for u in urls))
+            assert statuses == [200] * 6
+            assert await available(app, dee) == 25_00
+            told = [m for m in dee.messages if m.text.startswith("✅ Your deposit")]
+            assert len(told) == 1
     finally:
         await other.aclose()
 
