@@ -29,6 +29,17 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+FINISHED = "finished"  # FSM data of a closed form: the message that finished it
+
+
+def finished_reply(data: Mapping[str, Any], message: Message) -> str | None:
+    """The reply `message` got when it finished the form `data` is left of."""
+    finished = data.get(FINISHED)
+    if isinstance(finished, dict) and finished.get("message") == message.message_id:
+        return finished.get("reply")
+    return None
+
+
 def pressed_message(query: CallbackQuery) -> Message | None:
     """The message whose button was pressed, if it can still be edited."""
     return query.message if isinstance(query.message, Message) else None
@@ -75,13 +86,25 @@ async def strip_keyboards(bot: Bot, chat_id: int, message_ids: Iterable[int]) ->
             log.info("chat %s: buttons of message %s stay (%s)", chat_id, message_id, exc)
 
 
-async def close_form(state: FSMContext, remember: Mapping[str, Any] | None = None) -> None:
+async def close_form(
+    state: FSMContext,
+    remember: Mapping[str, Any] | None = None,
+    *,
+    finished_by: Message | None = None,
+    reply: str | None = None,
+) -> None:
     """Leave the finished form, keeping `remember` as the FSM data (for a
-    button of the form pressed later). A Redis failure is logged: the form's
-    key or the state it changed refuses a second submission."""
+    button of the form pressed later). With `finished_by`, the message that
+    finished it and the `reply` it got are kept too: the same message posted
+    again (its replica died before answering) gets that reply, not "I didn't
+    understand" (bot/handlers/fallback.py). A Redis failure is logged: the
+    form's key or the state it changed refuses a second submission."""
+    data = dict(remember or {})
+    if finished_by is not None:
+        data[FINISHED] = {"message": finished_by.message_id, "reply": reply}
     try:
         await state.set_state(None)
-        await state.set_data(dict(remember or {}))
+        await state.set_data(data)
     except RedisError as exc:
         log.warning("%s: a finished form could not be forgotten: %s", state.key, exc)
 

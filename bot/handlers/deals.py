@@ -286,10 +286,11 @@ async def dispute_reason(
     # state stays, so the next message is tried again.
     outcome = await services.deals.dispute(snapshot, code, message.text)
     deal = outcome.value
-    # A form Redis could not forget is refused by the deal: it is in dispute now.
-    await close_form(state)
-    deals_seen.note(deal.code, deal.version)
     headline = HEADLINES[Action.DISPUTE]
+    # A form Redis could not forget is refused by the deal: it is in dispute now.
+    reply = texts.deal_card(deal, snapshot.id, currencies, headline)
+    await close_form(state, finished_by=message, reply=reply)
+    deals_seen.note(deal.code, deal.version)
     await show_committed_card(bot, deal, snapshot, currencies, signer, headline, edit=None)
     # the other party and the admins, who read the reason
     await outbox.send(outcome.notices, deal, actor=snapshot)

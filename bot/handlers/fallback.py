@@ -6,10 +6,13 @@ from __future__ import annotations
 import logging
 
 from aiogram import F, Router
+from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
+from redis.exceptions import RedisError
 
 from bot import keyboards, texts
 from bot.handlers.admin import AdminCard, AdminCredit, AdminPanel, AdminWithdrawal
+from bot.handlers.committed import finished_reply
 from bot.keyboards import AdminDeal, Nav
 
 log = logging.getLogger(__name__)
@@ -17,6 +20,7 @@ log = logging.getLogger(__name__)
 router = Router(name="fallback")
 
 NOT_UNDERSTOOD = "I didn't understand that. Use the menu below or send /help."
+ALREADY_TAKEN = "That message was already taken:"
 NOT_ADMIN_ALERT = {"text": texts.NOT_ADMIN, "show_alert": True}
 
 # Admin buttons pressed by someone the admin routers refused (their filter
@@ -34,7 +38,19 @@ async def not_an_admin(query: CallbackQuery) -> None:
 
 
 @router.message()
-async def not_understood(message: Message) -> None:
+async def not_understood(
+    message: Message, state: FSMContext | None = None, raw_state: str | None = None
+) -> None:
+    if state is not None and raw_state is None:
+        # The message that finished a form, posted again: what it got then.
+        try:
+            reply = finished_reply(await state.get_data(), message)
+        except RedisError:
+            reply = None
+        if reply:
+            text = f"{ALREADY_TAKEN}\n\n{reply}"
+            await message.answer(text, reply_markup=keyboards.back_to_menu())
+            return
     await message.answer(NOT_UNDERSTOOD, reply_markup=keyboards.back_to_menu())
 
 

@@ -274,8 +274,8 @@ async def deposit_amount(
     if isinstance(deposits, InvoiceDeposits):
         # Refused (Crypto Pay down, say): the error handler says so, the form stays.
         invoice = await deposits.invoice(snapshot, money.code, amount)
-        await close_form(state)
         text, markup = invoice_screen(invoice, money)
+        await close_form(state, finished_by=message, reply=text)
         await show_result(bot, message.chat.id, text, markup)
         await strip_keyboards(bot, message.chat.id, data.get("messages", ()))
         return
@@ -283,7 +283,6 @@ async def deposit_amount(
     # delivered again (forms started before forms had ids: the message).
     reference = f"{message.chat.id}:{data.get('form') or message.message_id}"
     deposit = (await deposits.deposit(snapshot, money.code, amount, reference)).value
-    await close_form(state)
     headline = (
         f"✅ Deposited {money.format(amount)}."
         if deposit.credited
@@ -292,6 +291,7 @@ async def deposit_amount(
     text, markup = committed_wallet(
         await fresh(snapshots, snapshot), currencies, headline, deposits.play_money
     )
+    await close_form(state, finished_by=message, reply=text)
     await show_result(bot, message.chat.id, text, markup)
     await strip_keyboards(bot, message.chat.id, data.get("messages", ()))
 

@@ -346,3 +346,46 @@ async def test_a_rejection_whose_reply_and_form_cleanup_fail_still_reaches_its_o
     assert "Withdrawal #1 is already rejected." in admin.last.text
     assert await balance(app, alice) == (100_00, 0)
     told_nothing_false(admin, alice)
+
+
+# -- a form's last message posted again (its replica died before answering) -----------
+
+
+async def test_a_deposit_amount_posted_again_gets_its_result_not_a_puzzle(app, alice):
+    await deposit_form(alice)
+    amount = alice._message_update("10")
+    await alice.feed(amount)
+    assert alice.last.text.startswith("✅ Deposited 10.00 USDT.")
+
+    again = await alice.feed(amount)  # Telegram posts it again
+
+    (said,) = again.texts
+    assert said.startswith("That message was already taken:\n\n✅ Deposited 10.00 USDT.")
+    assert await balance(app, alice) == (10_00, 0)  # credited once
+
+
+async def test_a_dispute_reason_posted_again_gets_the_deal_as_it_is(app, pair):
+    alice, bob = pair
+    deal = await open_deal(app, alice)
+    await show(bob, deal)
+    await bob.press("✅ Accept")
+    await alice.press("💰 Fund 100.00 USDT")
+    await alice.press("⚠️ Open a dispute")
+    reason = alice._message_update("It never arrived")
+    await alice.feed(reason)
+    assert await status_of(app, deal) == DealStatus.DISPUTED
+
+    again = await alice.feed(reason)
+
+    (said,) = again.texts
+    assert said.startswith("That message was already taken:")
+    assert f"Deal #{deal.code}" in said and "in dispute" in said
+    assert "didn't understand" not in said
+    async with app.database.engine.connect() as conn:
+        disputes = await conn.scalar(
+            text(
+                "SELECT count(*) FROM deal_events WHERE escrow_id = :i AND to_status = 'disputed'"
+            ),
+            {"i": deal.id},
+        )
+    assert disputes == 1
