@@ -7,8 +7,8 @@ import asyncio
 import logging
 import sys
 
-from bot import migrate
 from bot.config import Config, ConfigError, load_config
+from bot.ops import migrate
 
 log = logging.getLogger("bot")
 
@@ -23,14 +23,14 @@ async def migrate_command(config: Config) -> int:
 
 
 async def run_command(config: Config) -> int:
-    """Serve Telegram (polling or webhook), or local mode without a token: bot/run.py."""
-    from bot.run import run
+    """Serve Telegram (polling or webhook), or local mode without a token: bot/runtime/run.py."""
+    from bot.runtime.run import run
 
     return await run(config)
 
 
 async def doctor_command(config: Config) -> int:
-    from bot.doctor import doctor_command as doctor
+    from bot.ops.doctor import doctor_command as doctor
 
     return await doctor(config)
 
@@ -40,7 +40,7 @@ COMMANDS = {"run": run_command, "migrate": migrate_command, "doctor": doctor_com
 
 def bench_command(argv: list[str]) -> int:
     """The benchmark parses its own options and runs its own (uvloop) event loop."""
-    from bot.sim.bench import main as bench
+    from bot.bench.cli import main as bench
 
     return bench(argv)
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     if args.command == "run":  # logging from [observability], uvloop, signals
-        from bot.run import main as run
+        from bot.runtime.run import main as run
 
         return run(config)
     return asyncio.run(COMMANDS[args.command](config))

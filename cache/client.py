@@ -10,7 +10,7 @@ every pooled connection is dead, and without the retry each would fail one
 update before being replaced. A timeout is never retried (Redis may be hung,
 and waiting twice helps nobody). Every command we send may be sent twice (a
 SET of a versioned entry, a PUBLISH of an invalidation, a SET NX whose first
-reply was lost: its callers check the value they find, see bot/replicas.py).
+reply was lost: its callers check the value they find, see bot/runtime/coordination.py).
 An idle connection is PINGed before use after `redis_health_check_seconds`.
 """
 

@@ -42,7 +42,7 @@ from db.models import (
     wallets,
     withdrawals,
 )
-from db.outbox import DUE_NOTIFICATIONS
+from db.notifications import DUE_NOTIFICATIONS
 
 PAGE_SIZE = 10
 # `before_id` of the first page of a keyset listing (ids are below it).

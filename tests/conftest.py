@@ -20,8 +20,8 @@ import redis.asyncio as aioredis
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import migrate
 from bot.config import Config, load_config
+from bot.ops import migrate
 from bot.services.base import ServiceContext
 from bot.services.deals import DealService
 from bot.services.deposits import DepositService

@@ -6,8 +6,8 @@ is asked for an invoice whose payload is the row's id, and the user gets its
 payment link. When it is paid, either path credits it, once:
 
 - Crypto Pay's webhook (`invoice_paid`, signed), on the replica's webhook
-  listener (bot/run.py);
-- the reconciler, once per jobs tick across replicas (bot/jobs.py), asking
+  listener (bot/runtime/run.py);
+- the reconciler, once per jobs tick across replicas (bot/runtime/jobs.py), asking
   getInvoices about every invoice still open, so a lost or disabled webhook
   delays a credit but never loses it.
 """
@@ -40,7 +40,7 @@ from bot.services.errors import EscrowError
 from bot.services.money import Currencies, Currency
 
 if TYPE_CHECKING:
-    from bot.outbox import Outbox
+    from bot.runtime.notifier import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ def webhook_handler(
     deposits: CryptoPayDeposits,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The aiohttp handler of Crypto Pay's webhook (its own path on the webhook
-    listener, bot/run.py): the raw body and signature to `deposits.webhook`."""
+    listener, bot/runtime/run.py): the raw body and signature to `deposits.webhook`."""
 
     async def handle(request: web.Request) -> web.Response:
         body = await request.read()

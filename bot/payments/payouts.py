@@ -27,7 +27,7 @@ from bot.services.money import Currencies
 from bot.services.views import WithdrawalView
 
 if TYPE_CHECKING:
-    from bot.outbox import Outbox
+    from bot.runtime.notifier import Outbox
 
 log = logging.getLogger(__name__)
 

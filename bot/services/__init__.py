@@ -3,7 +3,7 @@
 from bot.services.base import Outcome, ServiceContext
 from bot.services.deals import DealService
 from bot.services.deposits import DepositService
-from bot.services.outbox import OutboxService
+from bot.services.notifications import OutboxService
 from bot.services.payouts import PayoutService
 from bot.services.reads import ReadService
 from bot.services.users import UserService

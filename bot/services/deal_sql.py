@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Row, text
 
 from bot.services.views import CreatedDeal, DealView, InvitationView
-from db.outbox import NOTICES, notify_parties
+from db.notifications import NOTICES, notify_parties
 
 
 def deal_view_sql(source: str, extra_columns: str = "") -> str:

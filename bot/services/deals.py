@@ -56,7 +56,7 @@ from db.models import (
     NotificationKind,
     UserStatus,
 )
-from db.outbox import decode_notices
+from db.notifications import decode_notices
 from db.queries import ADMIN_DEAL_BY_CODE, DEAL_BY_CODE
 
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L
@@ -623,7 +623,7 @@ class DealService(Service):
     def _notify(
         self, kind: NotificationKind, actor_id: int | None, note: str | None = None
     ) -> dict[str, Any]:
-        """The parameters of a statement's `notified` CTE (`db.outbox.notify_parties`)."""
+        """The parameters of a statement's `notified` CTE (`db.notifications.notify_parties`)."""
         return {
             "notify": kind.value,
             "actor_id": actor_id,

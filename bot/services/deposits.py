@@ -29,7 +29,7 @@ from bot.services.errors import UserBlocked
 from bot.services.ledger import Leg, post_movement
 from db import UnitOfWork
 from db.models import DepositStatus, LedgerAccount, LedgerKind
-from db.outbox import NOTICE_COLUMNS, NOTICES, decode_notices
+from db.notifications import NOTICE_COLUMNS, NOTICES, decode_notices
 
 DEPOSIT_COLUMNS = (
     "id, user_id, currency, amount, provider, invoice_id, pay_url, status, paid_asset,"

@@ -26,7 +26,7 @@ from bot.services.views import WithdrawalView
 from bot.services.wallets import LOCK_WITHDRAWAL, WITHDRAWAL_COLUMNS, withdrawal_view
 from db import UnitOfWork
 from db.models import LedgerAccount, LedgerKind, WithdrawalStatus
-from db.outbox import NOTICE_COLUMNS, NOTICES, decode_notices
+from db.notifications import NOTICE_COLUMNS, NOTICES, decode_notices
 
 APPROVE_FOR_PAYOUT = text(f"""
 UPDATE withdrawals

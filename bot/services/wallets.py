@@ -16,7 +16,7 @@ from bot.services.money import Currency
 from bot.services.views import WithdrawalView
 from db import UnitOfWork
 from db.models import LedgerAccount, LedgerKind, UserStatus, WithdrawalStatus
-from db.outbox import NOTICE_COLUMNS, NOTICES, decode_notices
+from db.notifications import NOTICE_COLUMNS, NOTICES, decode_notices
 
 MAX_REFERENCE = 100
 

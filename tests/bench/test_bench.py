@@ -20,8 +20,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bot.sim.bench_goals import validate
-from bot.sim.bench_modes import MODES
+from bot.bench.goals import validate
+from bot.bench.modes import MODES
 from tests.conftest import unavailable
 
 pytestmark = pytest.mark.slow

@@ -22,14 +22,14 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from bot import texts
-from bot.handlers import wizard_screens
-from bot.handlers.fallback import NOT_UNDERSTOOD
+from bot.telegram import texts
+from bot.telegram.handlers import wizard_screens
+from bot.telegram.handlers.fallback import NOT_UNDERSTOOD
 from tests.cache.redis_server import OwnRedis
 from tests.runtime.botapi import BotApiServer, Process, Shown, message, press, start
 
 STEP_SECONDS = 15.0  # how long a person waits for the screen an update should bring
-# What the bot says while Redis fails (bot/fsm.py): nothing was done, send or
+# What the bot says while Redis fails (bot/telegram/fsm.py): nothing was done, send or
 # press it again in a moment; a person does, a few times.
 ASKED_AGAIN = (texts.MESSAGE_NOT_READ, texts.FORM_UNAVAILABLE)
 AGAIN_ATTEMPTS = 12

@@ -22,9 +22,9 @@ import aiohttp
 import asyncpg
 import pytest
 
-from bot import texts
 from bot.config import Config
-from bot.handlers.errors import UNEXPECTED
+from bot.telegram import texts
+from bot.telegram.handlers.errors import UNEXPECTED
 from tests.cache.redis_server import OwnRedis
 from tests.chaos.harness import (
     Faults,

@@ -11,12 +11,12 @@ import pytest
 from aiogram.types import CallbackQuery, Update
 from sqlalchemy import text
 
-from bot.app import App, build_app
-from bot.handlers.admin import AdminCard, AdminCredit, AdminPanel, AdminWithdrawal
-from bot.keyboards import AdminDeal, Nav
+from bot.runtime.app import App, build_app
 from bot.services.views import DealView
 from bot.sim import FakeTelegram, SimulatedUser
-from bot.texts import NOT_ADMIN
+from bot.telegram.handlers.admin import AdminCard, AdminCredit, AdminPanel, AdminWithdrawal
+from bot.telegram.keyboards import AdminDeal, Nav
+from bot.telegram.texts import NOT_ADMIN
 from db.models import DealStatus
 from tests.e2e.conftest import actor, balance
 from tests.e2e.test_wallet import fund, on

@@ -13,11 +13,11 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import text
 
-from bot.app import App
-from bot.keyboards import WalletMenu
+from bot.runtime.app import App
 from bot.services.views import DealView
 from bot.sim import SimulatedUser
 from bot.sim.state import ChatMessage
+from bot.telegram.keyboards import WalletMenu
 from db.models import DealStatus
 from tests.e2e.conftest import actor, balance
 from tests.e2e.test_deals import open_deal, show, status_of

@@ -13,12 +13,12 @@ from aiogram.types import CallbackQuery, Update
 from redis.asyncio.connection import Connection
 from sqlalchemy import event, text
 
-from bot.app import App
-from bot.keyboards import DealAct
+from bot.runtime.app import App
 from bot.services import ServiceContext, Services
 from bot.services.views import DealView
 from bot.sim import FakeTelegram, SimulatedUser
-from bot.texts import FORGED_BUTTON, OUTDATED_CARD
+from bot.telegram.keyboards import DealAct
+from bot.telegram.texts import FORGED_BUTTON, OUTDATED_CARD
 from db.models import DealStatus
 from tests.e2e.conftest import actor, balance
 

@@ -18,14 +18,14 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
-from bot.app import App, build_app
 from bot.config import Config
-from bot.handlers.admin import QUEUE_PAGE
-from bot.keyboards import WalletMenu
+from bot.runtime.app import App, build_app
 from bot.services.money import MAX_MINOR_UNITS, CurrencySettings
 from bot.services.settings import DESCRIPTION_MAX, DESTINATION_MAX, REASON_MAX, EscrowSettings
 from bot.sim import FakeTelegram, SimulatedUser
 from bot.sim.state import MAX_TEXT_LENGTH
+from bot.telegram.handlers.admin import QUEUE_PAGE
+from bot.telegram.keyboards import WalletMenu
 from cache.settings import RedisSettings
 from db import Database
 from tests.conftest import ADMIN_TELEGRAM_ID

@@ -7,7 +7,7 @@ import logging
 import aiohttp
 import pytest
 
-from bot.web import start_side_server
+from bot.runtime.web import start_side_server
 
 
 @pytest.fixture

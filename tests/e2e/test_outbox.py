@@ -21,13 +21,13 @@ from aiogram.exceptions import (
 )
 from sqlalchemy import text
 
-from bot.app import App
-from bot.outbox import LEASE_RAN_OUT, Outbox
+from bot.runtime.app import App
+from bot.runtime.notifier import LEASE_RAN_OUT, Outbox
 from bot.services.errors import WrongState
-from bot.services.outbox import Subjects, Who
+from bot.services.notifications import Subjects, Who
 from bot.sim import FakeTelegram, SimulatedUser
 from bot.sim.users import ChatMessage
-from db.outbox import Notice
+from db.notifications import Notice
 from tests.e2e.conftest import actor
 from tests.e2e.test_deals import open_deal
 
@@ -366,12 +366,12 @@ async def test_a_chat_that_refuses_the_bot_is_undeliverable(
     alice, bob = pair
     deal = await open_deal(app, alice)
     telegram.fail_next("sendMessage", **refusal)
-    with caplog.at_level(logging.INFO, logger="bot.outbox"):
+    with caplog.at_level(logging.INFO, logger="bot.runtime.notifier"):
         await app.outbox.send(await rows_as_notices(app), deal, actor=await actor(app, alice))
     await app.outbox.flush()
     [row] = await rows(app)
     assert row.status == "undeliverable" and row.last_error
-    assert [r.levelno for r in caplog.records if r.name == "bot.outbox"] == [logging.INFO]
+    assert [r.levelno for r in caplog.records if r.name == "bot.runtime.notifier"] == [logging.INFO]
     assert counted(app, "direct", "undeliverable") == 1
     await make_due(app)
     assert await app.outbox.run_once() == 0  # not asked again
@@ -392,7 +392,7 @@ async def test_a_message_telegram_refuses_as_malformed_fails_loudly_once(
     monkeypatch.undo()
     [notice] = await rows_as_notices(app)
     telegram.fail_next("sendMessage", **defect)
-    with caplog.at_level(logging.INFO, logger="bot.outbox"):
+    with caplog.at_level(logging.INFO, logger="bot.runtime.notifier"):
         if path == "direct":
             await app.outbox.send([notice], deal, actor=await actor(app, alice))
         else:
@@ -403,7 +403,7 @@ async def test_a_message_telegram_refuses_as_malformed_fails_loudly_once(
     assert row.status == "failed"
     refused = telegram.calls("sendMessage")[-1].error
     assert refused is not None and str(refused.message) in row.last_error
-    [logged] = [r for r in caplog.records if r.name == "bot.outbox"]
+    [logged] = [r for r in caplog.records if r.name == "bot.runtime.notifier"]
     assert logged.levelno == logging.ERROR and f"notification {notice.id}" in logged.getMessage()
     assert counted(app, path, "failed") == 1
     await make_due(app)

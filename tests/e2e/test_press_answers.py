@@ -9,7 +9,7 @@ import logging
 from aiogram.exceptions import TelegramServerError
 from prometheus_client import generate_latest
 
-from bot.handlers.errors import UNEXPECTED
+from bot.telegram.handlers.errors import UNEXPECTED
 from db.models import DealStatus
 from tests.e2e.conftest import balance
 from tests.e2e.test_deals import open_deal, show, status_of
@@ -28,7 +28,7 @@ async def test_a_press_whose_answer_fails_is_handled_anyway(app, pair, telegram,
     await bob.press("✅ Accept")
     telegram.fail_next("answerCallbackQuery", error=_server_error)
 
-    with caplog.at_level(logging.WARNING, logger="bot.middlewares"):
+    with caplog.at_level(logging.WARNING, logger="bot.telegram.middlewares"):
         result = await alice.press("💰 Fund 100.00 USDT")
 
     assert await status_of(app, deal) == DealStatus.FUNDED

@@ -13,11 +13,11 @@ from aiogram.types import Message, Update
 from redis.asyncio.connection import Connection
 from sqlalchemy import text
 
-from bot.app import App, build_app
-from bot.keyboards import WalletMenu
+from bot.runtime.app import App, build_app
 from bot.sim import FakeTelegram, SimulatedUser
 from bot.sim.state import ChatMessage
 from bot.sim.users import UpdateResult
+from bot.telegram.keyboards import WalletMenu
 from tests.e2e.conftest import actor, balance
 
 

@@ -8,7 +8,7 @@ import msgspec
 from sqlalchemy import text
 
 from bot.config import PaymentsSettings
-from bot.doctor import report, run_doctor
+from bot.ops.doctor import report, run_doctor
 from cache.settings import RedisSettings
 from db.queries import HOT_QUERIES
 from tests.payments.fake_cryptopay import TOKEN, FakeCryptoPay

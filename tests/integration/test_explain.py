@@ -24,8 +24,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import migrate
 from bot.config import Config
+from bot.ops import migrate
 from db.engine import DatabaseSettings, build_engine
 from db.explain import explain, indexes_used, scans, seq_scanned
 from db.models import FINAL_DEAL_STATUSES

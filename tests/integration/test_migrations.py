@@ -11,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from bot import migrate
+from bot.ops import migrate
 from db.engine import build_engine
 from db.models import Base
 

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from bot.config import Config
-from bot.run import Replica
+from bot.runtime.run import Replica
 from bot.sim import FakeTelegram, SimulatedUser
 from tests.runtime.conftest import eventually
 from tests.runtime.test_polling_and_startup import PollingTelegram, polling_config

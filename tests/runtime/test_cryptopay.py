@@ -21,12 +21,12 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from sqlalchemy import text
 
-from bot.app import App, build_app
 from bot.config import PaymentsSettings
 from bot.payments.deposits import CryptoPayDeposits, webhook_handler
-from bot.run import Replica
+from bot.runtime.app import App, build_app
+from bot.runtime.run import Replica
 from bot.sim import FakeTelegram, SimulatedUser
-from db.outbox import NOTICE_COLUMNS, Notice
+from db.notifications import NOTICE_COLUMNS, Notice
 from tests.conftest import ADMIN_TELEGRAM_ID
 from tests.payments.fake_cryptopay import TOKEN, FakeCryptoPay, Fault
 from tests.runtime.test_polling_and_startup import PollingTelegram
@@ -62,7 +62,7 @@ async def app(replica_config, cryptopay: FakeCryptoPay) -> AsyncIterator[App]:
 
 @asynccontextmanager
 async def serving_webhook(app: App) -> AsyncIterator[str]:
-    """Crypto Pay's webhook of `app`, served as the replica serves it (bot/run.py)."""
+    """Crypto Pay's webhook of `app`, served as the replica serves it (bot/runtime/run.py)."""
     deposits = app.deposits
     assert isinstance(deposits, CryptoPayDeposits)
     web_app = web.Application()
@@ -367,9 +367,9 @@ async def test_crypto_pay_without_its_token_refuses_to_start_and_says_what_to_se
         payments=PaymentsSettings(provider="cryptopay"),
     )
     replica = Replica(config, session=PollingTelegram())
-    with caplog.at_level(logging.ERROR, logger="bot.run"):
+    with caplog.at_level(logging.ERROR, logger="bot.runtime.run"):
         assert await asyncio.wait_for(replica.run(), 20) == 1
-    (refusal,) = [r.getMessage() for r in caplog.records if r.name == "bot.run"]
+    (refusal,) = [r.getMessage() for r in caplog.records if r.name == "bot.runtime.run"]
     assert "ESCROW__PAYMENTS__CRYPTOPAY_TOKEN" in refusal
     assert replica.app is None
 

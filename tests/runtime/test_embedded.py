@@ -8,7 +8,7 @@ import msgspec
 import psutil
 
 from bot.config import Config
-from bot.run import Replica
+from bot.runtime.run import Replica
 from cache.settings import RedisSettings
 
 

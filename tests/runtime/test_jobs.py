@@ -9,9 +9,9 @@ from datetime import timedelta
 from aiogram.exceptions import TelegramServerError
 from sqlalchemy import text
 
-from bot.jobs import BackgroundJobs
-from bot.outbox import TOLD
-from bot.replicas import JobLock
+from bot.runtime.coordination import JobLock
+from bot.runtime.jobs import BackgroundJobs
+from bot.runtime.notifier import TOLD
 from cache.keys import CacheKeys
 from db.models import NotificationKind
 from tests.e2e.test_outbox import make_due, server_down

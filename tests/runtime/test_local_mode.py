@@ -8,7 +8,7 @@ import logging
 import asyncpg
 import msgspec
 
-from bot.run import Replica
+from bot.runtime.run import Replica
 from db.engine import DatabaseSettings
 
 

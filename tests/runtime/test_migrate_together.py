@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from bot import migrate
-from bot.run import Replica
+from bot.ops import migrate
+from bot.runtime.run import Replica
 from db.engine import DatabaseSettings, build_engine
 from tests.runtime.conftest import eventually
 from tests.runtime.test_polling_and_startup import PollingTelegram, polling_config
@@ -92,7 +92,7 @@ async def test_a_replica_waits_for_another_ones_migration_beyond_the_statement_t
     engine = build_engine(msgspec.structs.replace(absent_database, statement_timeout_ms=100))
     try:
         await other.execute("SELECT pg_advisory_lock($1)", migrate.MIGRATIONS_LOCK)
-        with caplog.at_level(logging.INFO, logger="bot.migrate"):
+        with caplog.at_level(logging.INFO, logger="bot.ops.migrate"):
             migrating = asyncio.create_task(migrate.run(engine))
             for _ in range(500):  # until it waits for the lock
                 waiting = await other.fetchval(

@@ -14,9 +14,9 @@ import msgspec
 import pytest
 from sqlalchemy import text
 
-from bot.app import App, build_app
 from bot.config import Config, PaymentsSettings, load_config
-from bot.run import Replica
+from bot.runtime.app import App, build_app
+from bot.runtime.run import Replica
 from bot.sim import FakeTelegram, SimulatedUser
 from tests.conftest import ADMIN_TELEGRAM_ID
 from tests.runtime.test_polling_and_startup import PollingTelegram
@@ -98,9 +98,9 @@ async def test_demo_with_a_token_refuses_to_start_and_says_what_to_set(replica_c
     config = with_token(replica_config, provider="demo")
     session = PollingTelegram()
     replica = Replica(config, session=session)
-    with caplog.at_level(logging.ERROR, logger="bot.run"):
+    with caplog.at_level(logging.ERROR, logger="bot.runtime.run"):
         assert await asyncio.wait_for(replica.run(), 20) == 1
-    (refusal,) = [r.getMessage() for r in caplog.records if r.name == "bot.run"]
+    (refusal,) = [r.getMessage() for r in caplog.records if r.name == "bot.runtime.run"]
     assert refusal.startswith('cannot start: payments: provider = "demo"')
     assert "ESCROW__PAYMENTS__ALLOW_DEMO=true" in refusal and 'provider = "none"' in refusal
     assert session.requests == [] and replica.app is None
@@ -109,7 +109,7 @@ async def test_demo_with_a_token_refuses_to_start_and_says_what_to_set(replica_c
 async def test_demo_allowed_with_a_token_starts_with_a_loud_warning(replica_config, caplog):
     config = with_token(replica_config, provider="demo", allow_demo=True)
     replica = Replica(config, session=PollingTelegram())
-    with caplog.at_level(logging.WARNING, logger="bot.run"):
+    with caplog.at_level(logging.WARNING, logger="bot.runtime.run"):
         task = asyncio.create_task(replica.run())
         try:
             await asyncio.wait_for(replica.ready.wait(), 20)

@@ -17,7 +17,7 @@ from aiogram.methods import GetUpdates, TelegramMethod
 from aiogram.types import Update
 
 from bot.config import Config, ConfigError, load_config
-from bot.run import Replica, telegram_session
+from bot.runtime.run import Replica, telegram_session
 from bot.sim import FakeTelegram, SimulatedUser
 from cache.settings import RedisSettings
 from tests.conftest import ADMIN_TELEGRAM_ID
@@ -93,9 +93,9 @@ async def test_start_up_gives_up_on_redis_after_the_configured_attempts(replica_
             replica_config.runtime, connect_attempts=3, connect_backoff_max_seconds=0.05
         ),
     )
-    with caplog.at_level(logging.WARNING, logger="bot.run"):
+    with caplog.at_level(logging.WARNING, logger="bot.runtime.run"):
         assert await Replica(config).run() == 1
-    messages = [r.getMessage() for r in caplog.records if r.name == "bot.run"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "bot.runtime.run"]
     waits = [m for m in messages if m.startswith("waiting for Redis at redis://127.0.0.1:1/0")]
     assert len(waits) == 2
     assert "attempt 1 of 3 failed" in waits[0]
@@ -140,9 +140,9 @@ async def test_start_up_gives_up_on_an_unreachable_bot_api(replica_config, caplo
             config.runtime, connect_attempts=2, connect_backoff_max_seconds=0.05
         ),
     )
-    with caplog.at_level(logging.WARNING, logger="bot.run"):
+    with caplog.at_level(logging.WARNING, logger="bot.runtime.run"):
         assert await Replica(config).run() == 1  # the real aiohttp session, no double
-    messages = [r.getMessage() for r in caplog.records if r.name == "bot.run"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "bot.runtime.run"]
     assert any(m.startswith("waiting for the Bot API at http://127.0.0.1:1") for m in messages)
     assert any("did not answer after 2 attempts" in m for m in messages)
 
@@ -175,9 +175,9 @@ async def test_a_token_without_admins_refuses_to_start_and_says_what_to_set(
     )
     session = PollingTelegram()
     replica = Replica(config, session=session)
-    with caplog.at_level(logging.ERROR, logger="bot.run"):
+    with caplog.at_level(logging.ERROR, logger="bot.runtime.run"):
         assert await asyncio.wait_for(replica.run(), 20) == 1
-    (refusal,) = [r.getMessage() for r in caplog.records if r.name == "bot.run"]
+    (refusal,) = [r.getMessage() for r in caplog.records if r.name == "bot.runtime.run"]
     assert refusal.startswith("cannot start: no admins configured")
     assert "ESCROW__ESCROW__ADMINS" in refusal and "[escrow] admins" in refusal
     assert not replica.ready.is_set()

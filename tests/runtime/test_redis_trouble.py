@@ -17,11 +17,11 @@ import pytest
 from prometheus_client import generate_latest
 from sqlalchemy import text
 
-from bot import texts
-from bot.app import App, build_app
-from bot.handlers.errors import UNEXPECTED
-from bot.replicas import RedisUserLock
+from bot.runtime.app import App, build_app
+from bot.runtime.coordination import RedisUserLock
 from bot.sim import FakeTelegram, SimulatedUser
+from bot.telegram import texts
+from bot.telegram.handlers.errors import UNEXPECTED
 from cache.settings import RedisSettings
 from tests.cache.proxy import TcpProxy
 

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
-from bot.app import App, build_app
-from bot.replicas import RedisUserLock
+from bot.runtime.app import App, build_app
+from bot.runtime.coordination import RedisUserLock
 from bot.sim import FakeTelegram, SimulatedUser
 
 _ids = itertools.count(60_000)

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from bot.doctor import report, run_doctor
-from bot.run import Replica
+from bot.ops.doctor import report, run_doctor
+from bot.runtime.run import Replica
+from bot.runtime.startup import redacted_url
 from bot.services.wallets import WalletService
-from bot.startup import redacted_url
 from cache.settings import RedisSettings
 from db import Database
 from db.engine import build_engine

@@ -8,7 +8,7 @@ import pytest
 from aiogram import Bot
 from aiogram.exceptions import TelegramRetryAfter, TelegramServerError
 
-from bot.limits import RetryAfter, SendRate
+from bot.runtime.limits import RetryAfter, SendRate
 from bot.sim import FakeTelegram, SimulatedUser
 
 

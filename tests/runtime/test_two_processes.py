@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from sqlalchemy import text
 
-from bot.keyboards import Signer
+from bot.telegram.keyboards import Signer
 from tests.runtime.botapi import (
     TOKEN,
     BotApiServer,

@@ -11,7 +11,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from bot.config import Config
-from bot.run import Replica
+from bot.runtime.run import Replica
 from cache.keys import CacheKeys
 from tests.runtime.conftest import eventually
 from tests.runtime.test_polling_and_startup import PollingTelegram

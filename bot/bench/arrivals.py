@@ -1,0 +1,97 @@
+"""How updates arrive: open loop (Poisson at a set rate, whatever the bot's
+pace, so queueing shows), closed loop (each simulated user waits for the last
+answer: the saturation throughput) and replay (another mode's updates at
+their recorded times, for the floor)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+
+from bot.bench.harness import ROUTE_NAMES, Harness
+from bot.bench.workload import BenchUser
+
+_now = time.perf_counter_ns
+
+
+async def open_loop(
+    harness: Harness,
+    arrival: Callable[[int], Awaitable[None]],
+    rate: float,
+    seconds: float,
+    *,
+    max_inflight: int | None = None,
+    seed: int = 2,
+) -> float:
+    """Poisson arrivals at `rate` per second for `seconds`, whatever the bot's
+    pace (arrivals beyond `max_inflight` in flight are dropped and counted);
+    then waits for what is in flight. The seconds it took to send them all.
+
+    By default up to one second of arrivals may be in flight: past that the
+    bot is hopelessly behind, and a longer queue only lengthens the run."""
+    rng = random.Random(seed)
+    max_inflight = max_inflight or max(100, int(rate))
+    tasks: set[asyncio.Task[None]] = set()
+    loop = asyncio.get_running_loop()
+    start = _now()
+    end = start + int(seconds * 1e9)
+    due = start
+    while due < end:
+        now = _now()
+        while due <= now and due < end:
+            if harness.inflight < max_inflight:
+                task = loop.create_task(arrival(due))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            else:
+                harness.dropped += 1
+            due += int(rng.expovariate(rate) * 1e9) + 1
+        await asyncio.sleep(max(0.0, (due - _now()) / 1e9))
+    sent = (_now() - start) / 1e9
+    if tasks:
+        await asyncio.wait(tasks, timeout=30)
+    return sent
+
+
+async def closed_loop(
+    arrival: Callable[[int], Awaitable[None]], concurrency: int, seconds: float
+) -> float:
+    """`concurrency` users, each sending its next update as soon as the last is done."""
+    start = _now()
+    end = start + int(seconds * 1e9)
+
+    async def worker() -> None:
+        while (now := _now()) < end:
+            await arrival(now)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return (_now() - start) / 1e9
+
+
+async def replay(
+    harness: Harness, users: list[BenchUser], trace: list[tuple[int, int, bool, str, int]]
+) -> float:
+    """The recorded updates of another mode, at their recorded times."""
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[object]] = set()
+    start = _now()
+    for offset, index, press, payload, route_id in trace:
+        due = start + offset
+        delay = due - _now()
+        if delay > 0:
+            await asyncio.sleep(delay / 1e9)
+        user = users[index]
+        if press:
+            shown = user.chat.messages.get(user.nav_id) or user.last
+            update = user.callback(payload, shown.message)
+        else:
+            update = user.message(payload)
+        task = loop.create_task(harness.feed(index, user.id, update, ROUTE_NAMES[route_id], due))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    sent = (_now() - start) / 1e9
+    if tasks:
+        await asyncio.wait(tasks, timeout=30)
+    return sent

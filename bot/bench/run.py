@@ -1,0 +1,293 @@
+"""One mode of the benchmark, start to finish: build the replica, welcome the
+users, warm up, measure, take it apart."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from bot.bench import data as bench_data
+from bot.bench.arrivals import closed_loop, open_loop, replay
+from bot.bench.harness import GcWatch, Harness, LogTally, count_sql
+from bot.bench.modes import Built, Mode, build, hot_query_times
+from bot.bench.replica import Heard, ReplicaProcess
+from bot.bench.report import cache_figures, dist, mode_figures
+from bot.bench.rows import telegram_id
+from bot.bench.workload import BenchUser, Mix, Workload, pairs_of
+from bot.config import Config
+from bot.sim.telegram import FakeTelegram
+from cache.snapshots import UserSnapshot
+from db.events import UserChanged
+
+
+@dataclass
+class Plan:
+    """What every mode shares."""
+
+    config: Config
+    numbers: list[int]  # the simulated users' numbers in the data set
+    codes: dict[int, list[str]]  # a few of each user's deal codes
+    rate: float
+    seconds: float
+    warmup: float
+    concurrency: int
+    prefix: str
+    config_path: str | None
+    replica_rate: float = 50.0
+    mix: Mix = field(default_factory=Mix)
+    trace: list[tuple[int, int, bool, str, int]] | None = None
+    curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    logs: LogTally = field(default_factory=LogTally)
+    replica: ReplicaProcess | None = None  # started early: it takes seconds to import
+
+
+def start_replica(plan: Plan, index: int) -> ReplicaProcess:
+    """Spawn the second bot process for the mode run as number `index`."""
+    navigators = plan.numbers[trader_count(len(plan.numbers)) :]
+    replica = ReplicaProcess(
+        {
+            "config": plan.config_path,
+            "database": plan.config.database.sqlalchemy_url.database,
+            "prefix": mode_prefix(plan, index),
+            "rate": plan.replica_rate,
+            "seconds": plan.seconds,
+            "users": [telegram_id(n) for n in navigators[:200]],
+        }
+    )
+    replica.start()
+    return replica
+
+
+class Phase:
+    """What the progress bar shows."""
+
+    def __init__(self) -> None:
+        self.mode = self.label = ""
+        self.seconds = 0.0
+        self.started = time.monotonic()
+        self.harness: Harness | None = None
+
+        self.walls: dict[str, dict[str, float]] = {}
+
+    def set(self, mode: str, label: str, seconds: float = 0.0) -> None:
+        now = time.monotonic()
+        if self.mode:
+            walls = self.walls.setdefault(self.mode, {})
+            walls[self.label] = round(walls.get(self.label, 0.0) + now - self.started, 2)
+        self.mode, self.label, self.seconds = mode, label, seconds
+        self.started = now
+
+
+def mode_prefix(plan: Plan, index: int) -> str:
+    return f"{plan.prefix}m{index}"
+
+
+async def _welcome(users: list[BenchUser]) -> None:
+    for start in range(0, len(users), 50):
+        await asyncio.gather(*(user.welcome() for user in users[start : start + 50]))
+
+
+def _hooks(built: Built, harness: Harness, heard: Heard) -> None:
+    """Tell the harness whose snapshot changed (a first read after a change is a
+    refill) and which loads were Redis failures' fallback to Postgres."""
+    app = built.app
+    if app is None:
+        return
+
+    def on_event(message: object) -> None:
+        if isinstance(message, UserChanged):
+            harness.user_changed(message.telegram_id)
+
+    app.cache.listener.on_event.extend((on_event, heard))
+    publisher = app.services.ctx.events
+    original = publisher.publish
+
+    async def publish(events: tuple) -> None:
+        for event in events:
+            if isinstance(event, UserChanged):
+                harness.user_changed(event.telegram_id)
+        await original(events)
+
+    publisher.publish = publish  # type: ignore[method-assign]
+    snapshots = app.cache.cache
+    loader, fill = snapshots.loader, snapshots.script.fill
+
+    async def load(telegram_id: int) -> UserSnapshot | None:
+        # Nothing is awaited between the cache's Redis attempt (failed, or
+        # skipped by the open breaker) and this call: the state is that read's.
+        harness.loading(telegram_id, redis_down=not snapshots.breaker.closed)
+        return await loader(telegram_id)
+
+    async def fill_l2(telegram_id: int, *args: Any) -> tuple[int, int]:
+        try:
+            result = await fill(telegram_id, *args)
+        except BaseException:
+            harness.filled(telegram_id, ok=False)
+            raise
+        harness.filled(telegram_id, ok=True)
+        return result
+
+    snapshots.loader = load
+    snapshots.script.fill = fill_l2  # type: ignore[method-assign]
+
+
+async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str, Any]:
+    settings = plan.config.database
+    cache = msgspec.structs.replace(plan.config.cache, key_prefix=mode_prefix(plan, index))
+    config = msgspec.structs.replace(plan.config, cache=cache)
+    extra: dict[str, Any] = {}
+    plan.logs.take()
+    if mode.drop_indexes:
+        phase.set(mode.name, "dropping indexes")
+        await bench_data.drop_seed_indexes(settings)
+        currency = config.currency_table().codes[0]
+        extra["hot_queries_ms"] = await hot_query_times(settings, currency)
+    built: Built | None = None
+    replica: ReplicaProcess | None = None
+    removers = []
+    try:
+        phase.set(mode.name, "starting")
+        telegram = FakeTelegram(keep_log=False)
+        built = await build(mode, config, telegram)
+        harness = phase.harness = Harness(telegram, built.bot, built.dispatcher)
+        removers = [count_sql(engine) for engine in built.engines]
+        heard = Heard()
+        _hooks(built, harness, heard)
+        users = [
+            BenchUser(harness, i, number, plan.codes.get(number, ()))
+            for i, number in enumerate(plan.numbers)
+        ]
+        if mode.replica:
+            replica = plan.replica or start_replica(plan, index)
+            plan.replica = None
+        phase.set(mode.name, "welcome", 0)
+        await _welcome(users)
+        drive, pairs = _driver(plan, mode, harness, users)
+        phase.set(mode.name, "warm-up", plan.warmup)
+        await drive(plan.warmup, warmup=True)
+        if replica is not None:
+            await replica.ready()
+        counters = built.app.cache.cache.counters if built.app else None
+        before = counters.as_dict() if counters else None
+        gc.collect()
+        if mode.freeze_gc:
+            gc.freeze()
+        else:
+            gc.unfreeze()
+        started = time.perf_counter()
+        gc.collect()
+        full_ms = (time.perf_counter() - started) * 1000
+        harness.measuring = True
+        if plan.trace is None and mode.name == "normal":
+            harness.start_trace()
+        if replica is not None:
+            replica.go()
+        phase.set(mode.name, "measure", plan.seconds)
+        with GcWatch() as watch:
+            sent = await drive(plan.seconds, warmup=False)
+        harness.measuring = False
+        if harness.trace is not None:
+            plan.trace = harness.trace
+        figures = mode_figures(harness.samples)
+        figures.update(
+            description=mode.what,
+            loop=mode.loop,
+            source=mode.source,
+            seconds=round(sent, 3),
+            rate=plan.rate if mode.loop == "open" else None,
+            concurrency=plan.concurrency if mode.loop == "closed" else None,
+            dropped=harness.dropped,
+            max_inflight=harness.max_inflight,
+            gc=_gc(watch, mode.freeze_gc, full_ms),
+            log=plan.logs.take(),
+            **extra,
+        )
+        if counters is not None and before is not None:
+            figures["cache"] = cache_figures(before, counters.as_dict())
+        if built.seed is not None:
+            figures["seed_driver"] = built.seed.driver
+        if pairs:
+            figures["deals_completed"] = sum(p.deals for p in pairs)
+            figures["flow_resets"] = sum(p.resets for p in pairs)
+        if replica is not None:
+            phase.set(mode.name, "replica")
+            result = await replica.result()
+            delays, lost = heard.delays_ms(result["commits"])
+            figures["replication"] = {
+                "commits": len(result["commits"]),
+                "heard": len(delays),
+                "lost": lost,
+                "errors": result["errors"],
+                "delay_ms": dist(delays),
+            }
+        plan.curves[mode.name] = _curves(harness)
+        return figures
+    finally:
+        phase.harness = None
+        if replica is not None:
+            replica.kill()
+        for remove in removers:
+            remove()
+        if built is not None:
+            await built.aclose()
+        gc.unfreeze()
+        if mode.drop_indexes:
+            phase.set(mode.name, "rebuilding indexes")
+            await bench_data.restore_indexes(settings)
+
+
+def _gc(watch: GcWatch, frozen: bool, full_ms: float) -> dict[str, Any]:
+    pauses = [p for generation in watch.pauses for p in generation]
+    return {
+        "frozen": frozen,
+        "full_collection_ms": round(full_ms, 2),
+        "collections": [len(g) for g in watch.pauses],
+        "max_pause_ms_by_generation": [round(max(g, default=0) / 1e6, 3) for g in watch.pauses],
+        "max_pause_ms": round(max(pauses, default=0) / 1e6, 3),
+        "total_pause_ms": round(sum(pauses) / 1e6, 2),
+    }
+
+
+def _curves(harness: Harness) -> dict[str, list[float]]:
+    s = harness.samples
+    return {
+        "handler": [(s.end[i] - s.t0[i]) / 1e6 for i in range(len(s))],
+        "tta": [(s.answer[i] - s.t0[i]) / 1e6 for i in range(len(s)) if s.answer[i]],
+    }
+
+
+def trader_count(users: int) -> int:
+    """The first fifth of the users trade in pairs; the others navigate."""
+    return max(2, users // 5) // 2 * 2 if users >= 10 else 0
+
+
+def _driver(plan: Plan, mode: Mode, harness: Harness, users: list[BenchUser]):
+    """How this mode sends updates, and the trading pairs (none when replaying)."""
+    if mode.loop == "replay":
+        trace = plan.trace or []
+
+        async def drive_replay(seconds: float, *, warmup: bool) -> float:
+            if warmup:  # the first seconds of the trace, unmeasured
+                cut = int(seconds * 1e9)
+                return await replay(harness, users, [t for t in trace if t[0] < cut])
+            return await replay(harness, users, trace)
+
+        return drive_replay, []
+    traders = users[: trader_count(len(users))]
+    currencies = plan.config.currency_table()
+    money = currencies[currencies.codes[0]]
+    pairs = pairs_of(traders, money)
+    workload = Workload(users[len(traders) :], pairs, plan.mix, seed=zlib.crc32(mode.name.encode()))
+
+    async def drive(seconds: float, *, warmup: bool) -> float:
+        if mode.loop == "closed":
+            return await closed_loop(workload.arrival, plan.concurrency, seconds)
+        return await open_loop(harness, workload.arrival, plan.rate, seconds)
+
+    return drive, pairs

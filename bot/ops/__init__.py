@@ -1,0 +1,1 @@
+"""Operations: doctor, metrics, logs, migrations."""

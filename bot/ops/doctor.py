@@ -1,0 +1,228 @@
+"""python -m bot doctor: is this deployment healthy and fast?
+
+Checks that the database is at the migration head, EXPLAINs every hot query
+(db/queries.py) with real values from the database and reports whether it
+uses its index, that the notification outbox is being worked off, and checks
+Redis and the invalidation listener. Exit code 0
+only if every check passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.config import Config
+from bot.ops import migrate
+from bot.payments.cryptopay import CryptoPayClient, CryptoPayException, to_minor_units
+from bot.runtime.startup import redacted_url
+from cache.client import build_redis
+from cache.replica import CacheReplica
+from db.engine import build_engine
+from db.explain import explain, indexes_used, scans, seq_scanned
+from db.queries import HOT_QUERIES, HotQuery, Sample
+
+# Below this many rows the planner rightly prefers a sequential scan; the
+# index is then proven usable with sequential scans switched off.
+SMALL_TABLE = 10_000
+
+SAMPLE = text("""
+SELECT u.id AS user_id, u.telegram_id, coalesce(lower(u.username), '') AS username,
+       e.currency, e.id AS deal_id, e.code AS deal_code,
+       coalesce((SELECT telegram_id FROM invitations WHERE telegram_id IS NOT NULL
+                 ORDER BY id DESC LIMIT 1), 0) AS invitee_telegram_id,
+       coalesce((SELECT id FROM users WHERE is_admin ORDER BY id LIMIT 1), 0) AS admin_id
+FROM escrows e JOIN users u ON u.id = e.buyer_id
+ORDER BY e.id DESC LIMIT 1
+""")
+ROW_ESTIMATES = text(
+    "SELECT relname, greatest(reltuples, 0)::bigint AS rows FROM pg_class"
+    " WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace"
+)
+
+
+# Pending notifications (the partial index's rows); "stuck" ones were due long
+# enough ago that a running outbox worker would have claimed them.
+OUTBOX = text("""
+SELECT count(*) AS pending,
+       count(*) FILTER (WHERE due_at < now() - CAST(:stuck AS interval)) AS stuck,
+       min(due_at) AS oldest
+FROM notifications WHERE status = 'pending'
+""")
+STUCK_AFTER = timedelta(minutes=1)
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+async def sample_values(engine: AsyncEngine, currency: str) -> Sample:
+    async with engine.connect() as conn:
+        row = (await conn.execute(SAMPLE)).first()
+    if row is None:  # an empty database: the plans still tell which index is used
+        return Sample(0, 0, "nobody", currency, 0, "NONE", 0)
+    return Sample(**row._mapping)
+
+
+async def check_query(
+    engine: AsyncEngine, query: HotQuery, sample: Sample, rows: dict[str, int]
+) -> Check:
+    params = query.params(sample)
+    result = await explain(engine, query.statement, params, runs=1)
+    plan = result["Plan"]
+    ms = result["Execution Time"]
+    missing = set(query.indexes) - indexes_used(plan)
+    scanned = seq_scanned(plan)
+    if not missing and not (scanned & {"escrows", "users", "wallets", "invitations"}):
+        return Check(query.name, True, f"{', '.join(query.indexes)} · {ms:.3f} ms")
+    if all(rows.get(table, 0) < SMALL_TABLE for table in scanned):
+        forced = await explain(
+            engine, query.statement, params, runs=1, settings={"enable_seqscan": "off"}
+        )
+        if not set(query.indexes) - indexes_used(forced["Plan"]):
+            return Check(query.name, True, f"{', '.join(query.indexes)} usable (small tables scan)")
+    return Check(
+        query.name, False, f"expected {', '.join(sorted(missing))}; plan: {'; '.join(scans(plan))}"
+    )
+
+
+async def run_doctor(config: Config) -> list[Check]:
+    checks: list[Check] = []
+    engine = build_engine(config.database)
+    try:
+        try:
+            current = await migrate.current_revision(engine)
+        except Exception as exc:  # unreachable, wrong credentials, no database
+            return [Check("database", False, f"unreachable: {exc}")]
+        head = migrate.head_revision()
+        checks.append(
+            Check("migrations", current == head, f"at {current or 'nothing'}, head is {head}")
+        )
+        if current == head:
+            async with engine.connect() as conn:
+                rows = {r.relname: r.rows for r in await conn.execute(ROW_ESTIMATES)}
+            sample = await sample_values(engine, config.currency_table().codes[0])
+            for query in HOT_QUERIES:
+                checks.append(await check_query(engine, query, sample, rows))
+            checks.append(await check_outbox(engine))
+        checks.extend(await check_redis(config, engine))
+        if config.payments.provider == "cryptopay" and current == head:
+            checks.extend(await check_cryptopay(config, engine))
+    finally:
+        await engine.dispose()
+    return checks
+
+
+async def check_outbox(engine: AsyncEngine) -> Check:
+    async with engine.connect() as conn:
+        row = (await conn.execute(OUTBOX, {"stuck": STUCK_AFTER})).one()
+    detail = f"{row.pending} pending"
+    if row.stuck:
+        detail += (
+            f", {row.stuck} due for over {STUCK_AFTER.seconds // 60} min (oldest due "
+            f"{row.oldest:%Y-%m-%d %H:%M:%S} UTC): is any replica running?"
+        )
+    return Check("notification outbox", not row.stuck, detail)
+
+
+async def check_redis(config: Config, engine: AsyncEngine) -> list[Check]:
+    redis = build_redis(config.redis, config.cache)
+    where = redacted_url(config.redis.url)
+    try:
+        started = time.perf_counter()
+        await redis.ping()
+        took = 1000 * (time.perf_counter() - started)
+        ping = Check("redis", True, f"PING {took:.2f} ms at {where}")
+    except Exception as exc:
+        return [Check("redis", False, f"unreachable at {where}: {exc!r}")]
+    finally:
+        await redis.aclose()
+    replica = CacheReplica.from_settings(config.redis, config.cache, engine)
+    try:
+        started = time.perf_counter()
+        await replica.start(wait_seconds=3)
+        state = replica.listener.state
+        listening = Check(
+            "invalidation listener",
+            state == "subscribed",
+            f"{state} in {1000 * (time.perf_counter() - started):.1f} ms",
+        )
+    finally:
+        await replica.aclose()
+    return [ping, listening]
+
+
+# What the users are owed per currency (available and held: held covers funded
+# deals and withdrawals not paid yet), and the platform's fees.
+LIABILITIES = text("""
+SELECT c.currency,
+       coalesce((SELECT sum(available + held) FROM wallets w WHERE w.currency = c.currency), 0)
+           AS owed,
+       coalesce((SELECT fees FROM platform_accounts p WHERE p.currency = c.currency), 0) AS fees
+FROM unnest(CAST(:currencies AS varchar[])) AS c(currency)
+""")
+
+
+async def check_cryptopay(config: Config, engine: AsyncEngine) -> list[Check]:
+    """Per currency: Crypto Pay's balance beside what the ledger owes users
+    (and the fees); a balance below what users are owed is a shortfall."""
+    currencies = config.currency_table()
+    payments = config.payments
+    client = CryptoPayClient(
+        payments.cryptopay_token,
+        base_url=payments.cryptopay_api_base,
+        timeout=payments.cryptopay_timeout_seconds,
+    )
+    try:
+        balances = {b.currency_code: b.available for b in await client.get_balance()}
+    except CryptoPayException as exc:
+        return [Check("crypto pay", False, f"unreachable: {exc}")]
+    finally:
+        await client.close()
+    async with engine.connect() as conn:
+        rows = await conn.execute(LIABILITIES, {"currencies": list(currencies.codes)})
+        owed = {row.currency: (row.owed, row.fees) for row in rows}
+    checks = []
+    for money in currencies:
+        users, fees = owed.get(money.code, (0, 0))
+        held = to_minor_units(balances.get(money.code, 0), money.decimals, round_down=True)
+        margin = held - users
+        detail = (
+            f"Crypto Pay {money.format(held)} · owed to users {money.format(users)} · "
+            f"fees {money.format(fees)} · "
+            + (
+                f"margin {money.format(margin)}"
+                if margin >= 0
+                else f"SHORT {money.format(-margin)}"
+            )
+        )
+        checks.append(Check(f"crypto pay {money.code}", margin >= 0, detail))
+    return checks
+
+
+def report(checks: list[Check]) -> str:
+    width = max(len(check.name) for check in checks)
+    lines = [f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}" for c in checks]
+    failed = [c.name for c in checks if not c.ok]
+    verdict = "healthy" if not failed else f"NOT healthy: {', '.join(failed)}"
+    return "\n".join([*lines, "", f"verdict: {verdict}"])
+
+
+async def doctor_command(config: Config) -> int:
+    checks = await run_doctor(config)
+    print(report(checks))
+    return 0 if all(check.ok for check in checks) else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from bot.config import load_config
+
+    raise SystemExit(asyncio.run(doctor_command(load_config())))

@@ -1,0 +1,3 @@
+"""The running process: the composition root, start-up, the update loop, the
+HTTP side server, ticks and jobs, Telegram limits, replica coordination and
+the notifier."""

@@ -1,0 +1,113 @@
+"""Start-up: waiting for Postgres and Redis (and anything else worth waiting
+for) with bounded retries, saying what it waits for and why."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
+
+from bot.config import Config
+from bot.ops import migrate
+
+log = logging.getLogger("bot.runtime.run")  # start-up speaks in `run`'s log
+T = TypeVar("T")
+# Worth waiting for at start-up; anything else (a wrong password, say) stops at once.
+TRANSIENT = (
+    OSError,
+    TimeoutError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
+
+
+def redacted_url(url: str) -> str:
+    """A Redis URL fit for a log or an error: a password, in the user part or as
+    `?password=`, shown as ***. (SQLAlchemy's URL parses any scheme://user:pass@.)"""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url.split("://", 1)[0] + "://…"  # unparseable: show nothing that may be secret
+    shown = parsed.render_as_string(hide_password=True)
+    if "password" in parsed.query:  # redis-py also takes it as a query argument
+        hidden = parsed.update_query_dict({"password": "***"}).render_as_string(hide_password=True)
+        shown = hidden.replace("password=%2A%2A%2A", "password=***")
+    return shown
+
+
+class StartupError(Exception):
+    """A service did not answer within the configured attempts."""
+
+
+async def with_retries(
+    what: str,
+    attempt: Callable[[], Awaitable[T]],
+    attempts: int,
+    backoff_max: float,
+    transient: tuple[type[BaseException], ...] = TRANSIENT,
+) -> T:
+    delay = 0.1
+    for number in range(1, attempts + 1):
+        try:
+            return await attempt()
+        except transient as exc:
+            if number == attempts:
+                raise StartupError(
+                    f"{what} did not answer after {attempts} attempts: {exc}"
+                ) from exc
+            log.warning(
+                "waiting for %s (attempt %d of %d failed: %s); retrying in %.1fs",
+                what,
+                number,
+                attempts,
+                exc or type(exc).__name__,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, backoff_max)
+    raise AssertionError("unreachable")
+
+
+async def wait_for_services(config: Config) -> None:
+    """Postgres (creating the database when migrations run on start) and Redis."""
+    runtime = config.runtime
+    url = config.database.sqlalchemy_url
+
+    async def postgres() -> None:
+        if runtime.migrate_on_start:
+            await migrate.ensure_database(config.database)
+            return
+        conn = await asyncpg.connect(
+            host=url.host or url.query.get("host"),
+            port=url.port or 5432,
+            user=url.username,
+            password=url.password,
+            database=url.database,
+            timeout=config.database.connect_timeout_seconds,
+        )
+        await conn.close()
+
+    async def redis() -> None:
+        client = Redis.from_url(config.redis.url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+    where = url.render_as_string(hide_password=True)
+    attempts, backoff = runtime.connect_attempts, runtime.connect_backoff_max_seconds
+    await with_retries(f"Postgres at {where}", postgres, attempts, backoff)
+    log.info("Postgres answers at %s", where)
+    where = redacted_url(config.redis.url)
+    await with_retries(f"Redis at {where}", redis, attempts, backoff)
+    log.info("Redis answers at %s", where)

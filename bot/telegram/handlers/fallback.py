@@ -1,0 +1,59 @@
+"""What nobody else handled: admin buttons pressed by a non-admin, and a
+friendly pointer back to the menu for anything else."""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import F, Router
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message
+from redis.exceptions import RedisError
+
+from bot.telegram import keyboards, texts
+from bot.telegram.handlers.admin import AdminCard, AdminCredit, AdminPanel, AdminWithdrawal
+from bot.telegram.handlers.committed import finished_reply
+from bot.telegram.keyboards import AdminDeal, Nav
+
+log = logging.getLogger(__name__)
+
+router = Router(name="fallback")
+
+NOT_UNDERSTOOD = "I didn't understand that. Use the menu below or send /help."
+ALREADY_TAKEN = "That message was already taken:"
+NOT_ADMIN_ALERT = {"text": texts.NOT_ADMIN, "show_alert": True}
+
+# Admin buttons pressed by someone the admin routers refused (their filter
+# needs a configured admin): an alert, and nothing else.
+
+
+@router.callback_query(Nav.filter(F.to == "admin"), flags={"callback_answer": NOT_ADMIN_ALERT})
+@router.callback_query(AdminPanel.filter(), flags={"callback_answer": NOT_ADMIN_ALERT})
+@router.callback_query(AdminCard.filter(), flags={"callback_answer": NOT_ADMIN_ALERT})
+@router.callback_query(AdminDeal.filter(), flags={"callback_answer": NOT_ADMIN_ALERT})
+@router.callback_query(AdminWithdrawal.filter(), flags={"callback_answer": NOT_ADMIN_ALERT})
+@router.callback_query(AdminCredit.filter(), flags={"callback_answer": NOT_ADMIN_ALERT})
+async def not_an_admin(query: CallbackQuery) -> None:
+    log.info("refused an admin button from %s: %s", query.from_user.id, query.data)
+
+
+@router.message()
+async def not_understood(
+    message: Message, state: FSMContext | None = None, raw_state: str | None = None
+) -> None:
+    if state is not None and raw_state is None:
+        # The message that finished a form, posted again: what it got then.
+        try:
+            reply = finished_reply(await state.get_data(), message)
+        except RedisError:
+            reply = None
+        if reply:
+            text = f"{ALREADY_TAKEN}\n\n{reply}"
+            await message.answer(text, reply_markup=keyboards.back_to_menu())
+            return
+    await message.answer(NOT_UNDERSTOOD, reply_markup=keyboards.back_to_menu())
+
+
+@router.callback_query(flags={"callback_answer": {"text": "That button has expired."}})
+async def stale_button(query: CallbackQuery) -> None:
+    return None

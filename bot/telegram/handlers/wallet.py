@@ -1,0 +1,350 @@
+"""The wallet: balances and deposits, and the forms' pieces withdrawals share
+(`bot/telegram/handlers/withdraw.py`).
+
+Balances come from the caller's snapshot, so opening the wallet costs no SQL.
+After money moves, the snapshot in hand is from before the change: the new
+balances are read again through the cache (the publisher dropped this
+replica's L1 entry after the commit, so that read sees the new version).
+
+Buttons carry their step in their callback data; typed steps (amounts,
+destinations) are routed by FSM state and read its data. A form's data keeps
+the ids of its messages that carry a ✖️ Cancel, whose buttons go when the
+form is done; a Cancel pressed after that says the form had finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from functools import cache
+from html import escape
+from typing import Any, Protocol, runtime_checkable
+
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import Command, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot.services import Outcome
+from bot.services.base import Actor
+from bot.services.deposits import DepositView
+from bot.services.errors import InvalidAmount, UnknownCurrency
+from bot.services.money import Currencies, Currency
+from bot.services.wallets import Deposit, DepositProvider
+from bot.telegram import keyboards, texts
+from bot.telegram.filters import NotACommand
+from bot.telegram.fsm import enter
+from bot.telegram.handlers.committed import (
+    close_form,
+    read_after_commit,
+    show_result,
+    strip_keyboards,
+)
+from bot.telegram.keyboards import Nav, WalletMenu
+from cache.snapshots import UserSnapshot
+from cache.store import SnapshotCache
+
+log = logging.getLogger(__name__)
+router = Router(name="wallet")
+
+
+class WalletForm(StatesGroup):
+    deposit_amount = State()
+    withdraw_amount = State()
+    withdraw_destination = State()
+    withdraw_confirm = State()
+
+
+@runtime_checkable
+class InstantDeposits(Protocol):
+    """A provider that credits on request (the demo one): the user types an amount."""
+
+    async def deposit(
+        self, user: Actor, currency: str, amount: int, reference: str
+    ) -> Outcome[Deposit]: ...
+
+
+@runtime_checkable
+class InvoiceDeposits(Protocol):
+    """A provider paid by invoice (Crypto Pay): the user types an amount and
+    gets a payment link; the wallet is credited when the provider confirms."""
+
+    async def invoice(self, user: Actor, currency: str, amount: int) -> DepositView: ...
+
+
+# -- rendering ----------------------------------------------------------------------
+
+
+def balances_text(
+    user: UserSnapshot, currencies: Currencies, headline: str = "", play_money: bool = False
+) -> str:
+    lines = [headline, ""] if headline else []
+    lines += ["👛 <b>Your wallet</b>", ""]
+
+    for money in currencies:
+        wallet = user.wallet(money.code)
+        available, held = (wallet.available, wallet.held) if wallet else (0, 0)
+        lines.append(
+            f"<b>{money.code}</b>: {money.format(available)} available · {money.format(held)} held"
+        )
+    lines += ["", "<i>Held: locked in funded deals and pending withdrawals.</i>"]
+    if play_money:
+        lines += ["", texts.PLAY_MONEY]
+    return "\n".join(lines)
+
+
+@cache
+def wallet_keyboard() -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    kb.button(text="➕ Deposit", callback_data=WalletMenu(screen="deposit"))
+    kb.button(text="➖ Withdraw", callback_data=WalletMenu(screen="withdraw"))
+    kb.button(text="🧾 Withdrawals", callback_data=WalletMenu(screen="withdrawals"))
+    kb.adjust(2)
+    kb.row(keyboards.menu_button())
+    return kb.as_markup()
+
+
+def back_button() -> InlineKeyboardButton:
+    return InlineKeyboardButton(text="« Wallet", callback_data=WalletMenu(screen="home").pack())
+
+
+@cache
+def back_to_wallet() -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[[back_button()]])
+
+
+@cache
+def cancel_keyboard() -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    kb.button(text="✖️ Cancel", callback_data=WalletMenu(screen="cancel"))
+    return kb.as_markup()
+
+
+def currency_keyboard(
+    screen: str, user: UserSnapshot, currencies: Currencies
+) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    for money in currencies:
+        label = money.code
+        if screen == "withdraw":
+            label += f" · {money.format(user.available(money.code))}"
+        kb.button(text=label, callback_data=WalletMenu(screen=screen, currency=money.code))
+    kb.adjust(3 if screen == "deposit" else 1)
+    kb.row(back_button())
+    return kb.as_markup()
+
+
+async def edit(message: Message, text: str, markup: InlineKeyboardMarkup) -> None:
+    try:
+        await message.edit_text(text, reply_markup=markup)
+    except TelegramBadRequest as exc:
+        if "message is not modified" not in exc.message:
+            raise
+
+
+async def fresh(snapshots: SnapshotCache, user: UserSnapshot) -> UserSnapshot | None:
+    """The user's snapshot after a change this update committed (None if it
+    can't be read just now: the reply then shows the result alone)."""
+    return await read_after_commit(snapshots.get(user.telegram_id))
+
+
+def committed_wallet(
+    user: UserSnapshot | None, currencies: Currencies, headline: str, play_money: bool
+) -> tuple[str, InlineKeyboardMarkup]:
+    """A committed result above the wallet as it is now (or alone, with the
+    way back to the wallet, when the new balances can't be read)."""
+    if user is None:
+        return headline, back_to_wallet()
+    return balances_text(user, currencies, headline, play_money), wallet_keyboard()
+
+
+# -- balances -----------------------------------------------------------------------
+
+
+@router.message(Command("wallet"))
+async def wallet_command(
+    message: Message,
+    snapshot: UserSnapshot,
+    currencies: Currencies,
+    state: FSMContext,
+    raw_state: str | None,
+    deposits: DepositProvider,
+) -> None:
+    if raw_state is not None:  # leaving a form costs a write only when there is one
+        await state.clear()
+    text = balances_text(snapshot, currencies, play_money=deposits.play_money)
+    await message.answer(text, reply_markup=wallet_keyboard())
+
+
+@router.callback_query(Nav.filter(F.to == "wallet"))
+@router.callback_query(WalletMenu.filter(F.screen == "home"))
+async def show_wallet(
+    query: CallbackQuery,
+    snapshot: UserSnapshot,
+    currencies: Currencies,
+    deposits: DepositProvider,
+) -> None:
+    # Read-only: the snapshot is all it needs (no SQL, no FSM read).
+    if isinstance(query.message, Message):
+        text = balances_text(snapshot, currencies, play_money=deposits.play_money)
+        await edit(query.message, text, wallet_keyboard())
+
+
+@router.callback_query(WalletMenu.filter(F.screen == "cancel"))
+async def cancel_button(
+    query: CallbackQuery,
+    snapshot: UserSnapshot,
+    currencies: Currencies,
+    state: FSMContext,
+    deposits: DepositProvider,
+) -> None:
+    if await state.get_state() in WalletForm:
+        await state.clear()
+        headline = texts.CANCELLED
+    else:
+        # A Cancel left on a form that is done (a deposit credited, a withdrawal
+        # requested) or was left: nothing to cancel, and the wallet as it is
+        # now (this update's snapshot is read after that commit).
+        headline = texts.FORM_FINISHED
+    if isinstance(query.message, Message):
+        text = balances_text(snapshot, currencies, headline, deposits.play_money)
+        await edit(query.message, text, wallet_keyboard())
+
+
+# -- deposits -----------------------------------------------------------------------
+
+
+@router.callback_query(WalletMenu.filter(F.screen == "deposit"))
+async def deposit_button(
+    query: CallbackQuery,
+    callback_data: WalletMenu,
+    snapshot: UserSnapshot,
+    currencies: Currencies,
+    deposits: DepositProvider,
+    state: FSMContext,
+) -> None:
+    if not isinstance(query.message, Message):
+        return
+    if not callback_data.currency:
+        await edit(
+            query.message,
+            "➕ <b>Deposit</b>\n\nWhich currency do you want to deposit?",
+            currency_keyboard("deposit", snapshot, currencies),
+        )
+        return
+    money = currencies[callback_data.currency]
+    text = f"➕ <b>Deposit {money.code}</b>\n\n{escape(deposits.instructions(money))}"
+    if not isinstance(deposits, InstantDeposits | InvoiceDeposits):
+        await edit(query.message, text, back_to_wallet())
+        return
+    await enter(
+        state,
+        WalletForm.deposit_amount,
+        {
+            "flow": "deposit",
+            "currency": money.code,
+            # the deposit's identity: one credit per form, however often an
+            # amount is typed into it (Redis may fail to forget it)
+            "form": secrets.token_urlsafe(9),
+            "messages": [query.message.message_id],
+        },
+    )
+    await edit(
+        query.message,
+        f"{text}\n\nHow much? Send an amount {bounds(money, money.max_amount)}, or /cancel.",
+        cancel_keyboard(),
+    )
+
+
+@router.message(StateFilter(WalletForm.deposit_amount), NotACommand())
+async def deposit_amount(
+    message: Message,
+    state: FSMContext,
+    snapshot: UserSnapshot,
+    currencies: Currencies,
+    deposits: DepositProvider,
+    snapshots: SnapshotCache,
+    bot: Bot,
+) -> None:
+    form = await open_form(message, state, currencies, "deposit")
+    if form is None or not isinstance(deposits, InstantDeposits | InvoiceDeposits):
+        return
+    money, data = form
+    amount = await typed_amount(message, money)
+    if amount is None:
+        return
+    if isinstance(deposits, InvoiceDeposits):
+        # Refused (Crypto Pay down, say): the error handler says so, the form stays.
+        invoice = await deposits.invoice(snapshot, money.code, amount)
+        text, markup = invoice_screen(invoice, money)
+        await close_form(state, finished_by=message, reply=text)
+        await show_result(bot, message.chat.id, text, markup)
+        await strip_keyboards(bot, message.chat.id, data.get("messages", ()))
+        return
+    # The same for every amount typed into this form and for this message
+    # delivered again (forms started before forms had ids: the message).
+    reference = f"{message.chat.id}:{data.get('form') or message.message_id}"
+    deposit = (await deposits.deposit(snapshot, money.code, amount, reference)).value
+    headline = (
+        f"✅ Deposited {money.format(amount)}."
+        if deposit.credited
+        else "This deposit was already credited; nothing changed."
+    )
+    text, markup = committed_wallet(
+        await fresh(snapshots, snapshot), currencies, headline, deposits.play_money
+    )
+    await close_form(state, finished_by=message, reply=text)
+    await show_result(bot, message.chat.id, text, markup)
+    await strip_keyboards(bot, message.chat.id, data.get("messages", ()))
+
+
+def invoice_screen(invoice: DepositView, money: Currency) -> tuple[str, InlineKeyboardMarkup]:
+    amount = money.format(invoice.amount)
+    until = f" It is valid until {texts.when(invoice.expires_at)}." if invoice.expires_at else ""
+    text = (
+        f"💳 <b>Deposit #{invoice.id}: pay {amount}</b>\n\n"
+        f"Open the link to pay with @CryptoBot.{until} Your wallet is credited as soon "
+        "as Crypto Pay confirms the payment, and you get a message here."
+    )
+    kb = InlineKeyboardBuilder()
+    if invoice.pay_url:
+        kb.button(text=f"💳 Pay {amount}", url=invoice.pay_url)
+    kb.row(back_button())
+    return text, kb.as_markup()
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def bounds(money: Currency, most: int) -> str:
+    return f"from {money.format(money.min_amount)} to {money.format(min(most, money.max_amount))}"
+
+
+async def open_form(
+    message: Message, state: FSMContext, currencies: Currencies, flow: str
+) -> tuple[Currency, dict[str, Any]] | None:
+    """The currency the form was started with and its data, or None (and the
+    form is left) if its data is gone."""
+    data = await state.get_data()
+    if data.get("flow") != flow or "currency" not in data:
+        await state.clear()
+        await message.answer(
+            "⚠️ That form has expired. Start again from the wallet.", reply_markup=back_to_wallet()
+        )
+        return None
+    return currencies[data["currency"]], data
+
+
+async def typed_amount(message: Message, money: Currency) -> int | None:
+    """The amount typed, or None after telling the user why not (the step repeats)."""
+    try:
+        return money.parse(message.text or "")
+    except (InvalidAmount, UnknownCurrency) as refused:
+        await message.answer(
+            f"⚠️ {refused.message} Send the amount again, or /cancel.",
+            reply_markup=cancel_keyboard(),
+        )
+        return None

@@ -1,0 +1,269 @@
+"""Withdrawals: the request form (currency, amount, destination, confirm) and
+the user's recent requests with their status. An admin decides them
+(`bot/telegram/handlers/admin_wallets.py`); the amount is held meanwhile."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from aiogram import Bot, F, Router
+from aiogram.filters import StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot.payments.payouts import Payouts
+from bot.runtime.notifier import Outbox
+from bot.services import Services
+from bot.services.money import Currencies, Currency
+from bot.services.settings import EscrowSettings
+from bot.services.views import WithdrawalView
+from bot.services.wallets import DepositProvider
+from bot.telegram import texts
+from bot.telegram.filters import NotACommand
+from bot.telegram.fsm import enter
+from bot.telegram.handlers.committed import close_form, show_result, strip_keyboards
+from bot.telegram.handlers.wallet import (
+    WalletForm,
+    back_to_wallet,
+    bounds,
+    cancel_keyboard,
+    committed_wallet,
+    currency_keyboard,
+    edit,
+    fresh,
+    open_form,
+    typed_amount,
+)
+from bot.telegram.keyboards import WalletMenu
+from cache.snapshots import UserSnapshot
+from cache.store import SnapshotCache
+from db.models import WithdrawalStatus
+
+router = Router(name="withdraw")
+
+RECENT_WITHDRAWALS = 5
+
+WITHDRAWAL_STATUS = {
+    WithdrawalStatus.PENDING: "⏳ pending: an admin will send it",
+    WithdrawalStatus.APPROVED: "✅ sent",
+    WithdrawalStatus.REJECTED: "✖️ rejected",
+    WithdrawalStatus.SENDING: "📤 approved: being sent through @CryptoBot",
+    WithdrawalStatus.PAID: "✅ sent to your @CryptoBot wallet",
+    WithdrawalStatus.FAILED: "↩️ could not be sent: the amount is back in your wallet",
+}
+
+
+# The recent withdrawals fit one message: each shows this much of its
+# destination and of an admin's note (the owner was sent the note whole).
+LISTED_DESTINATION = 64
+LISTED_NOTE = 300
+
+
+def withdrawal_line(item: WithdrawalView, currencies: Currencies) -> str:
+    money = currencies[item.currency]
+    destination = escape(texts.shorten(item.destination, LISTED_DESTINATION))
+    line = (
+        f"<b>#{item.id}</b> · {money.format(item.amount)} → <code>{destination}</code>"
+        f"\n    {WITHDRAWAL_STATUS[WithdrawalStatus(item.status)]} · {texts.when(item.created_at)}"
+    )
+    if item.note:
+        line += f"\n    <i>{escape(texts.shorten(item.note, LISTED_NOTE))}</i>"
+    return line
+
+
+@router.callback_query(WalletMenu.filter(F.screen == "withdraw"))
+async def withdraw_button(
+    query: CallbackQuery,
+    callback_data: WalletMenu,
+    snapshot: UserSnapshot,
+    currencies: Currencies,
+    state: FSMContext,
+) -> None:
+    if not isinstance(query.message, Message):
+        return
+    if not callback_data.currency:
+        await edit(
+            query.message,
+            "➖ <b>Withdraw</b>\n\nWhich currency do you want to withdraw?",
+            currency_keyboard("withdraw", snapshot, currencies),
+        )
+        return
+    money = currencies[callback_data.currency]
+    available = snapshot.available(money.code)
+    if available < money.min_amount:
+        await edit(
+            query.message,
+            f"➖ <b>Withdraw {money.code}</b>\n\nYou have {money.format(available)} available; "
+            f"the smallest withdrawal is {money.format(money.min_amount)}.",
+            back_to_wallet(),
+        )
+        return
+    await enter(
+        state,
+        WalletForm.withdraw_amount,
+        {"flow": "withdraw", "currency": money.code, "messages": [query.message.message_id]},
+    )
+    await edit(
+        query.message,
+        f"➖ <b>Withdraw {money.code}</b>\n\nAvailable: {money.format(available)}.\n"
+        f"How much do you want to withdraw? Send an amount {bounds(money, available)}, "
+        "or /cancel.",
+        cancel_keyboard(),
+    )
+
+
+@router.message(StateFilter(WalletForm.withdraw_amount), NotACommand())
+async def withdraw_amount(
+    message: Message,
+    state: FSMContext,
+    snapshot: UserSnapshot,
+    currencies: Currencies,
+    settings: EscrowSettings,
+    payouts: Payouts | None,
+) -> None:
+    form = await open_form(message, state, currencies, "withdraw")
+    if form is None:
+        return
+    money, data = form
+    amount = await typed_amount(message, money)
+    if amount is None:
+        return
+    # A display check from the snapshot; the service checks again in its transaction.
+    available = snapshot.available(money.code)
+    if amount > available:
+        await message.answer(
+            f"⚠️ You have only {money.format(available)} available. "
+            "Send a smaller amount, or /cancel.",
+            reply_markup=cancel_keyboard(),
+        )
+        return
+    if payouts is not None:  # paid to the sender's own wallet there: no address to ask
+        data = {**data, "amount": amount}
+        await ask_confirmation(message, state, money, data, payouts.destination(snapshot))
+        return
+    asked = await message.answer(
+        f"Where should {money.format(amount)} be sent? Send the address or account "
+        f"(at most {settings.withdrawal_destination_max_length} characters), or /cancel.",
+        reply_markup=cancel_keyboard(),
+    )
+    messages = [*data.get("messages", ()), asked.message_id]
+    await enter(
+        state, WalletForm.withdraw_destination, {**data, "amount": amount, "messages": messages}
+    )
+
+
+@router.message(StateFilter(WalletForm.withdraw_destination), NotACommand())
+async def withdraw_destination(
+    message: Message,
+    state: FSMContext,
+    currencies: Currencies,
+    settings: EscrowSettings,
+) -> None:
+    destination = (message.text or "").strip()
+    limit = settings.withdrawal_destination_max_length
+    if not destination:
+        await message.answer(
+            "Please send the destination as text, or /cancel.", reply_markup=cancel_keyboard()
+        )
+        return
+    if len(destination) > limit:
+        await message.answer(
+            f"⚠️ The destination is too long: {len(destination)} characters, at most {limit}. "
+            "Send it again, or /cancel.",
+            reply_markup=cancel_keyboard(),
+        )
+        return
+    form = await open_form(message, state, currencies, "withdraw")
+    if form is None:
+        return
+    money, data = form
+    await ask_confirmation(message, state, money, data, destination)
+
+
+async def ask_confirmation(
+    message: Message,
+    state: FSMContext,
+    money: Currency,
+    data: dict[str, Any],
+    destination: str,
+) -> None:
+    data = {**data, "destination": destination}
+    await enter(state, WalletForm.withdraw_confirm, data)
+    kb = InlineKeyboardBuilder()
+    kb.button(text="✅ Confirm withdrawal", callback_data=WalletMenu(screen="confirm"))
+    kb.button(text="✖️ Cancel", callback_data=WalletMenu(screen="cancel"))
+    kb.adjust(1)
+    await message.answer(
+        f"❓ Withdraw <b>{money.format(data['amount'])}</b> to "
+        f"<code>{escape(destination)}</code>?\n\n"
+        "The amount is held in your wallet until an admin approves and it is sent.",
+        reply_markup=kb.as_markup(),
+    )
+
+
+@router.message(StateFilter(WalletForm.withdraw_confirm), NotACommand())
+async def withdraw_waiting(message: Message) -> None:
+    await message.answer(
+        "Press ✅ Confirm withdrawal above, or /cancel.", reply_markup=cancel_keyboard()
+    )
+
+
+@router.callback_query(WalletMenu.filter(F.screen == "confirm"))
+async def withdraw_confirm(
+    query: CallbackQuery,
+    snapshot: UserSnapshot,
+    services: Services,
+    currencies: Currencies,
+    snapshots: SnapshotCache,
+    state: FSMContext,
+    outbox: Outbox,
+    bot: Bot,
+    deposits: DepositProvider,
+    payouts: Payouts | None,
+) -> None:
+    if not isinstance(query.message, Message):
+        return
+    data = await state.get_data()
+    if data.get("flow") != "withdraw" or "destination" not in data:
+        await query.message.answer(
+            "⚠️ There is no withdrawal waiting for confirmation. Start again from the wallet.",
+            reply_markup=back_to_wallet(),
+        )
+        return
+    # The confirmation message is the request's identity: a double press (even
+    # two at once, on two replicas) is refused by the service, not held twice.
+    reference = f"{query.message.chat.id}:{query.message.message_id}"
+    requested = await services.wallets.request_withdrawal(
+        snapshot, data["currency"], data["amount"], data["destination"], reference=reference
+    )
+    withdrawal = requested.value
+    # A form Redis could not forget is refused by the service: same confirmation.
+    await close_form(state)
+    money = currencies[withdrawal.currency]
+    if payouts is not None and withdrawal.amount <= money.auto_payout_up_to:
+        withdrawal = await payouts.pay_unattended(withdrawal.id) or withdrawal
+    headline = (
+        f"✅ Withdrawal #{withdrawal.id} requested: {money.format(withdrawal.amount)} to "
+        f"<code>{escape(withdrawal.destination)}</code>.\n"
+        f"Status: {WITHDRAWAL_STATUS[WithdrawalStatus(withdrawal.status)]}."
+    )
+    text, markup = committed_wallet(
+        await fresh(snapshots, snapshot), currencies, headline, deposits.play_money
+    )
+    chat_id = query.message.chat.id
+    await show_result(bot, chat_id, text, markup, edit=query.message)
+    await outbox.send(requested.notices, withdrawal, actor=snapshot)
+    await strip_keyboards(bot, chat_id, data.get("messages", ()))
+
+
+@router.callback_query(WalletMenu.filter(F.screen == "withdrawals"))
+async def withdrawals_button(
+    query: CallbackQuery, snapshot: UserSnapshot, services: Services, currencies: Currencies
+) -> None:
+    items = await services.reads.withdrawals_of(snapshot, RECENT_WITHDRAWALS)
+    lines = ["🧾 <b>Your recent withdrawals</b>", ""]
+    lines += [withdrawal_line(item, currencies) for item in items] or ["None yet."]
+    if isinstance(query.message, Message):
+        await edit(query.message, "\n".join(lines), back_to_wallet())

@@ -1,0 +1,214 @@
+"""The one read every update makes: the caller's snapshot, through the cache."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import asynccontextmanager
+from typing import Any, Protocol, TypedDict
+
+from aiogram import BaseMiddleware
+from aiogram.exceptions import TelegramAPIError
+from aiogram.fsm.middleware import FSMContextMiddleware
+from aiogram.fsm.storage.base import BaseEventIsolation, StorageKey
+from aiogram.types import CallbackQuery, TelegramObject, Update, User
+from aiogram.utils.callback_answer import CallbackAnswer, CallbackAnswerMiddleware
+
+from bot.runtime.notifier import Outbox
+from bot.services import Services
+from bot.services.money import Currencies
+from bot.services.settings import EscrowSettings
+from bot.services.users import Profile
+from bot.services.wallets import DepositProvider
+from bot.telegram.freshness import DealVersions
+from bot.telegram.fsm import StateUnavailable, StateUnread
+from bot.telegram.keyboards import Signer
+from cache.snapshots import UserSnapshot
+from cache.store import SnapshotCache
+
+
+class SnapshotSource(Protocol):
+    """Where snapshots are read: the cache (always, in the product); the
+    benchmark's ablations swap in a straight database read."""
+
+    async def get(self, telegram_id: int) -> UserSnapshot | None: ...
+
+
+log = logging.getLogger(__name__)
+
+
+class HandlerData(TypedDict):
+    """What handlers may ask for by name (middleware data and Dispatcher kwargs)."""
+
+    snapshot: UserSnapshot  # SnapshotMiddleware, per update
+    services: Services  # the rest: Dispatcher kwargs from bot/runtime/app.py
+    currencies: Currencies
+    settings: EscrowSettings
+    signer: Signer
+    deals_seen: DealVersions
+    snapshots: SnapshotCache
+    deposits: DepositProvider
+    outbox: Outbox
+
+
+def profile_of(user: User) -> Profile:
+    return Profile(
+        telegram_id=user.id,
+        first_name=user.first_name,
+        username=user.username,
+        last_name=user.last_name,
+        language_code=user.language_code,
+    )
+
+
+def _stale(snapshot: UserSnapshot, user: User, services: Services) -> bool:
+    """True when Telegram knows the user differently, the admin list changed,
+    or a configured currency has no wallet yet: the rare update that registers
+    before it is handled."""
+    return (
+        snapshot.is_admin != (user.id in services.ctx.settings.admins)
+        or snapshot.username != user.username
+        or snapshot.first_name != user.first_name[:64]
+        or snapshot.last_name != (user.last_name[:64] if user.last_name else None)
+        or snapshot.language_code != user.language_code
+        or len(snapshot.wallets) < len(services.ctx.currencies)
+    )
+
+
+class SnapshotMiddleware(BaseMiddleware):
+    """Inner middleware of messages and button presses: exactly one cache
+    lookup, injected as `snapshot`. It runs after the filters (which therefore
+    never see the snapshot and do no I/O) and after a press has been answered.
+
+    First contact and profile changes register the user (one transaction) and
+    read the snapshot once more; every other update costs one lookup, which is
+    no I/O at all on an L1 hit."""
+
+    def __init__(self, cache: SnapshotSource, services: Services) -> None:
+        self.cache = cache
+        self.services = services
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        user: User | None = data.get("event_from_user")
+        if user is None or user.is_bot:
+            return await handler(event, data)
+        snapshot = await self.cache.get(user.id)
+        if snapshot is None or _stale(snapshot, user, self.services):
+            await self.services.users.register(profile_of(user))
+            snapshot = await self.cache.get(user.id)
+            if snapshot is None:  # the cache could not see our own commit
+                raise RuntimeError(f"user {user.id} missing right after registration")
+        data["snapshot"] = snapshot
+        return await handler(event, data)
+
+
+class ButtonsSkipStateMiddleware(FSMContextMiddleware):
+    """aiogram's FSM middleware, except that a button press neither reads the
+    FSM state up front nor takes the user's lock here.
+
+    Typed text is routed by state (a wizard step), so messages pay one Redis
+    read for it; buttons carry everything they need in their callback data, so
+    a press reads state only if its handler asks (`await state.get_data()`).
+    That keeps a read-only press at zero Redis round trips on an L1 hit. The
+    press takes the user's lock in `PressLock`, after it has been answered:
+    with several replicas that lock is a Redis round trip.
+
+    A message whose state can't be read (Redis failing) is not handled: it
+    may be a wizard step, and guessing "no form" would treat it as something
+    else. `StateUnread` asks the sender to send it again (bot/telegram/fsm.py)."""
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        context = self.resolve_event_context(data["bot"], data)
+        data["fsm_storage"] = self.storage
+        if context is None:
+            return await handler(event, data)
+        data["state"] = context
+        if isinstance(event, Update) and event.callback_query is not None:
+            return await handler(event, data)
+        # as aiogram does: the state is read once the user's lock is held
+        async with self.events_isolation.lock(key=context.key):
+            try:
+                data["raw_state"] = await context.get_state()
+            except StateUnavailable as exc:
+                raise StateUnread(str(exc)) from exc
+            return await handler(event, data)
+
+
+class PressLock(BaseMiddleware):
+    """Inner middleware of button presses, after the answer: one user's
+    updates still run one at a time (the same lock as their messages)."""
+
+    def __init__(self, isolation: BaseEventIsolation) -> None:
+        self.isolation = isolation
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        state = data.get("state")
+        if state is None:
+            return await handler(event, data)
+        async with self.isolation.lock(key=state.key):
+            return await handler(event, data)
+
+
+class ProcessEventIsolation(BaseEventIsolation):
+    """One user's updates run one at a time in this process (a double press
+    of "Create deal" is handled twice in a row, never at once).
+
+    aiogram's SimpleEventIsolation keeps a lock per user forever; here a lock
+    lives only while an update holds or waits for it. Several replicas need
+    the Redis-backed isolation instead."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def lock(self, key: StorageKey) -> AsyncIterator[None]:
+        lock, holders = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[key] = (lock, holders + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, holders = self._locks[key]
+            if holders == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, holders - 1)
+
+    async def close(self) -> None:
+        self._locks.clear()
+
+
+class AnswerFirst(CallbackAnswerMiddleware):
+    """aiogram's callback answer, except that a failed answer never stops the
+    press: Telegram refusing it (a redelivered press whose query was answered
+    already, a query older than Telegram keeps) or failing (a 500, a timeout)
+    costs the spinner, not the action. It is logged and counted, never shown."""
+
+    def __init__(self, pre: bool = True) -> None:
+        super().__init__(pre=pre)
+        self.failed = 0
+
+    async def answer(self, event: CallbackQuery, callback_answer: CallbackAnswer) -> None:  # type: ignore[override]
+        try:
+            await super().answer(event, callback_answer)
+        except TelegramAPIError as exc:
+            self.failed += 1
+            log.warning("press %s: not acknowledged (%s); handled anyway", event.id, exc)
