@@ -19,7 +19,7 @@ from db.engine import DatabaseSettings, build_engine
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 # pg_advisory_lock keys: fixed numbers, the same in every release ("escrow" 1, 2).
 MIGRATIONS_LOCK = 0x6573_6372_6F77_0001

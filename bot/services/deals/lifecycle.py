@@ -1,0 +1,301 @@
+"""A deal's life as its parties see it: reading it, creating it (idempotently,
+by the wizard's key), and the parties' actions (accept, decline, fund, deliver,
+release, dispute, cancel). Each write is one transaction."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from sqlalchemy.exc import IntegrityError
+
+from bot.services.base import Actor, Outcome, violated_constraint
+from bot.services.deal_sql import (
+    DEAL_BY_CREATE_KEY,
+    FIND_USER_BY_TELEGRAM_ID,
+    INSERT_DEAL,
+    INSERT_INVITATION,
+    created_deal,
+    deal_view,
+)
+from bot.services.deals.steps import (
+    ACTION_WORDS,
+    CODE_CONSTRAINT,
+    CREATE_KEY_CONSTRAINT,
+    CREATE_KEY_LENGTH,
+    ROLE_WORDS,
+    STATUS_WORDS,
+    DealSteps,
+    bounded_text,
+    changed_event,
+    new_deal_code,
+    new_invitation_code,
+    normalise_code,
+)
+from bot.services.errors import (
+    InvalidInput,
+    NotAllowed,
+    NotFound,
+    SelfDeal,
+    UserBlocked,
+    WrongState,
+)
+from bot.services.reads import read_as_admin
+from bot.services.rules import RULES, Action, has_role, is_party
+from bot.services.users import Person, parse_username
+from bot.services.views import CreatedDeal, DealView, InvitationView
+from db import UnitOfWork
+from db.models import (
+    DealStatus,
+    NotificationKind,
+    UserStatus,
+)
+from db.notifications import decode_notices
+from db.queries import ADMIN_DEAL_BY_CODE, DEAL_BY_CODE
+
+
+class DealLifecycle(DealSteps):
+    # -- reads --------------------------------------------------------------
+
+    async def get(self, viewer: Actor, code: str, *, as_admin: bool = False) -> DealView:
+        """A deal its viewer is a party to; with `as_admin`, any deal, if the
+        viewer's own row is an active admin (checked in the same statement)."""
+        params = {"code": normalise_code(code)}
+        async with self.ctx.db.reader.connect() as conn:
+            if as_admin:
+                rows = await read_as_admin(conn, ADMIN_DEAL_BY_CODE, viewer, params)
+            else:
+                rows = (await conn.execute(DEAL_BY_CODE, params)).all()
+        if not rows:
+            raise NotFound("No such deal.")
+        deal = deal_view(rows[0])
+        if not as_admin and not is_party(deal, viewer.id):
+            raise NotFound("No such deal.")
+        return deal
+
+    async def created_with(self, creator: Actor, create_key: str) -> CreatedDeal | None:
+        """The deal `creator` made with this idempotency key, if any (one read)."""
+        async with self.ctx.db.reader.connect() as conn:
+            row = (
+                await conn.execute(
+                    DEAL_BY_CREATE_KEY, {"creator_id": creator.id, "create_key": create_key}
+                )
+            ).first()
+        return created_deal(row) if row is not None else None
+
+    # -- creating -----------------------------------------------------------
+
+    async def create(
+        self,
+        creator: Actor,
+        *,
+        role: Literal["buyer", "seller"],
+        currency: str,
+        amount: int,
+        description: str,
+        counterparty: Person | int | str | None,
+        create_key: str | None = None,
+    ) -> Outcome[CreatedDeal]:
+        """Open a deal with `counterparty`:
+
+        - a `Person` the creator was shown (`UserService.find_by_username`):
+          bound to that user row, checked again here (still the same user,
+          still active), whoever holds their old @username by now;
+        - a Telegram id: whoever has it on the bot, or an invitation for it;
+        - an @username: an invitation addressed to that name, never the name's
+          holder on the bot (who was not shown to the creator): they join
+          through the link like anyone not on the bot yet;
+        - None: an invitation link anyone can take up.
+
+        `create_key` (the wizard's id) makes the request idempotent: made again,
+        by a retry after an unknown outcome or a second press even without the
+        user's lock, it returns the deal (and invitation) the first one made,
+        changing nothing and telling nobody again."""
+        if create_key is not None and not 0 < len(create_key) <= CREATE_KEY_LENGTH:
+            raise InvalidInput("That request can't be used: start the deal again with /new.")
+        if role not in ("buyer", "seller"):
+            raise InvalidInput("Choose whether you are the buyer or the seller.")
+        money = self.currencies[currency]
+        if not isinstance(amount, int) or not money.min_amount <= amount <= money.max_amount:
+            raise InvalidInput(
+                f"The amount must be between {money.format(money.min_amount)} "
+                f"and {money.format(money.max_amount)}."
+            )
+        description = bounded_text(description, self.settings.description_max_length, "description")
+        person = counterparty if isinstance(counterparty, Person) else None
+        telegram_id = (
+            person.telegram_id
+            if person is not None
+            else counterparty
+            if isinstance(counterparty, int)
+            else None
+        )
+        username = parse_username(counterparty) if isinstance(counterparty, str) else None
+        if telegram_id == creator.telegram_id:
+            raise SelfDeal("You can't open a deal with yourself.")
+
+        async def work(uow: UnitOfWork) -> CreatedDeal:
+            if create_key is not None:
+                # Before any check that could now refuse (the counterparty
+                # blocked since, a name changing hands): made is made.
+                made = (
+                    await uow.execute(
+                        DEAL_BY_CREATE_KEY, {"creator_id": creator.id, "create_key": create_key}
+                    )
+                ).first()
+                if made is not None:
+                    return created_deal(made)
+            creator_row = await self._require_active(uow, creator)
+            if username is not None and username == (creator_row.username or "").lower():
+                raise SelfDeal("You can't open a deal with yourself.")
+            other = None
+            if telegram_id is not None:
+                other = (
+                    await uow.execute(FIND_USER_BY_TELEGRAM_ID, {"telegram_id": telegram_id})
+                ).first()
+            if person is not None and (other is None or other.id != person.id):
+                # never someone else in place of the person the summary named
+                raise NotFound("The person you chose is no longer on the bot.")
+            if other is not None:
+                if other.id == creator_row.id:
+                    raise SelfDeal("You can't open a deal with yourself.")
+                if other.status != UserStatus.ACTIVE:
+                    raise NotAllowed("That user can't take part in deals.")
+            other_id = other.id if other is not None else None
+            buyer_id, seller_id = (
+                (creator.id, other_id) if role == "buyer" else (other_id, creator.id)
+            )
+            created = (
+                await uow.execute(
+                    INSERT_DEAL,
+                    {
+                        "code": new_deal_code(),
+                        "creator_id": creator.id,
+                        "buyer_id": buyer_id,
+                        "seller_id": seller_id,
+                        "amount": amount,
+                        "fee": money.fee_for(amount),
+                        "fee_bps": money.fee_bps,
+                        "currency": money.code,
+                        "description": description,
+                        "deadline": self.settings.deal_deadline,
+                        "create_key": create_key,
+                        **self._notify(NotificationKind.INVITED, creator.id),
+                    },
+                )
+            ).one()
+            deal = deal_view(created)
+            uow.outbox(*decode_notices(created.notices))
+            invitation = None
+            if other is None:
+                row = (
+                    await uow.execute(
+                        INSERT_INVITATION,
+                        {
+                            "code": new_invitation_code(),
+                            "escrow_id": deal.id,
+                            "deal_code": deal.code,
+                            "inviter_id": creator.id,
+                            "telegram_id": telegram_id,
+                            "username": username,
+                            "ttl": self.settings.invitation_ttl,
+                        },
+                    )
+                ).one()
+                invitation = InvitationView(**row._mapping)
+            uow.record(changed_event(deal))
+            return CreatedDeal(deal=deal, invitation=invitation)
+
+        for attempt in range(3):
+            try:
+                return await self.transaction(work)
+            except IntegrityError as exc:
+                constraint = violated_constraint(exc)
+                # The same key committed by a concurrent request: the next
+                # attempt finds its deal. A deal code drawn twice (1 in 10^12
+                # per pair): draw again.
+                if constraint not in (CREATE_KEY_CONSTRAINT, CODE_CONSTRAINT) or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    # -- the parties' actions ----------------------------------------------
+
+    async def accept(self, actor: Actor, code: str) -> Outcome[DealView]:
+        return await self._act(actor, code, Action.ACCEPT)
+
+    async def decline(self, actor: Actor, code: str) -> Outcome[DealView]:
+        return await self._act(actor, code, Action.DECLINE)
+
+    async def fund(self, actor: Actor, code: str) -> Outcome[DealView]:
+        return await self._act(actor, code, Action.FUND)
+
+    async def deliver(self, actor: Actor, code: str) -> Outcome[DealView]:
+        return await self._act(actor, code, Action.DELIVER)
+
+    async def release(
+        self, actor: Actor, code: str, *, expected_version: int | None = None
+    ) -> Outcome[DealView]:
+        """Pay the seller. `expected_version`: the deal's version when the buyer
+        was asked to confirm; a deal that has moved on since is left alone."""
+        return await self._act(actor, code, Action.RELEASE, expected_version=expected_version)
+
+    async def dispute(self, actor: Actor, code: str, reason: str) -> Outcome[DealView]:
+        reason = bounded_text(reason, self.settings.reason_max_length, "reason")
+        return await self._act(actor, code, Action.DISPUTE, reason=reason)
+
+    async def cancel(
+        self, actor: Actor, code: str, *, expected_version: int | None = None
+    ) -> Outcome[DealView]:
+        """Call the deal off (refunding the buyer once it is funded).
+        `expected_version`: as for `release`; a cancel confirmed before funding
+        must not become a refund."""
+        return await self._act(actor, code, Action.CANCEL, expected_version=expected_version)
+
+    async def _act(
+        self,
+        actor: Actor,
+        code: str,
+        action: Action,
+        reason: str | None = None,
+        *,
+        expected_version: int | None = None,
+    ) -> Outcome[DealView]:
+        code = normalise_code(code)
+
+        async def work(uow: UnitOfWork) -> DealView:
+            deal, locked = await self._lock(uow, actor, code)
+            if not is_party(deal, actor.id):
+                raise NotFound("No such deal.")
+            if locked.actor_status != UserStatus.ACTIVE:
+                raise UserBlocked("Your account is blocked.")
+            if expected_version is not None and deal.version != expected_version:
+                # The question was asked about another deal than this one now
+                # (a cancel asked before funding would now refund).
+                raise WrongState(
+                    f"Deal {deal.code} has changed since you were asked: it is "
+                    f"{STATUS_WORDS[DealStatus(deal.status)]} now, so nothing was done.",
+                    current=deal,
+                )
+            rule = RULES[action].get(DealStatus(deal.status))
+            if rule is None:
+                raise WrongState(
+                    f"Deal {deal.code} is {STATUS_WORDS[DealStatus(deal.status)]}; "
+                    f"you can't {ACTION_WORDS[action]} now.",
+                    current=deal,
+                )
+            role, to_status = rule
+            if not has_role(deal, actor.id, role):
+                raise NotAllowed(f"{ROLE_WORDS[role]} {ACTION_WORDS[action]}.")
+            changed = await self._transition(
+                uow,
+                deal,
+                actor.id,
+                to_status,
+                reason,
+                notify=NotificationKind(action.value),
+                admins=self.settings.admins if action is Action.DISPUTE else (),
+            )
+            await self._move_money(uow, deal, to_status)
+            uow.record(changed_event(changed))
+            return changed
+
+        return await self.transaction(work)

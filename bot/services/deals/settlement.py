@@ -1,0 +1,65 @@
+"""An admin's settlement of a dispute: a release to the seller or a refund."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from bot.services.base import Actor, Outcome
+from bot.services.deals.steps import (
+    STATUS_WORDS,
+    DealSteps,
+    bounded_text,
+    changed_event,
+    normalise_code,
+)
+from bot.services.errors import (
+    InvalidInput,
+    NotAllowed,
+    WrongState,
+)
+from bot.services.views import DealView
+from db import UnitOfWork
+from db.models import (
+    DealStatus,
+    NotificationKind,
+    UserStatus,
+)
+
+
+class DealSettlement(DealSteps):
+    async def resolve(
+        self,
+        admin: Actor,
+        code: str,
+        outcome: Literal["release", "refund"],
+        note: str | None = None,
+    ) -> Outcome[DealView]:
+        """Settle a dispute: pay the seller (fee taken) or refund the buyer."""
+        if outcome not in ("release", "refund"):
+            raise InvalidInput("A dispute ends in a release or a refund.")
+        to_status = DealStatus.RELEASED if outcome == "release" else DealStatus.REFUNDED
+        reason = (
+            bounded_text(note, self.settings.reason_max_length, "note")
+            if note
+            else f"resolved by admin: {outcome}"
+        )
+        code = normalise_code(code)
+
+        async def work(uow: UnitOfWork) -> DealView:
+            deal, locked = await self._lock(uow, admin, code)
+            if not locked.actor_is_admin or locked.actor_status != UserStatus.ACTIVE:
+                raise NotAllowed("Only an admin can settle disputes.")
+            if deal.status != DealStatus.DISPUTED:
+                raise WrongState(
+                    f"Deal {deal.code} is {STATUS_WORDS[DealStatus(deal.status)]}; "
+                    "there is no dispute to settle.",
+                    current=deal,
+                )
+            changed = await self._transition(
+                uow, deal, admin.id, to_status, reason, notify=NotificationKind.RESOLVE
+            )
+            await self._move_money(uow, deal, to_status)
+            uow.record(changed_event(changed))
+            return changed
+
+        return await self.transaction(work)

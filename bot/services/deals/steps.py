@@ -1,0 +1,218 @@
+"""The steps every deal use case is made of: lock the deal, check the actor,
+move it with its history and notifications in one statement, move the money.
+
+Every state change locks the deal row, checks the rule table against what the
+deal really is now, then updates it guarded by that status; a double press, a
+retry or a race between replicas finds the deal already moved and is told so
+(`WrongState` carrying the deal as it is).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from bot.services.base import Actor, Service
+from bot.services.deal_sql import (
+    FIND_USER_BY_TELEGRAM_ID,
+    LOCK_DEAL,
+    TRANSITION,
+    deal_view,
+)
+from bot.services.errors import (
+    InvalidInput,
+    NotFound,
+    UserBlocked,
+    WrongState,
+)
+from bot.services.ledger import Leg, post_movement
+from bot.services.rules import Action, Role
+from bot.services.views import DealView
+from db import UnitOfWork
+from db.events import DealChanged
+from db.models import (
+    DealStatus,
+    LedgerAccount,
+    LedgerKind,
+    NotificationKind,
+    UserStatus,
+)
+from db.notifications import decode_notices
+
+CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L
+CODE_LENGTH = 8
+CODE_CONSTRAINT = "uq_escrows_code"
+CREATE_KEY_CONSTRAINT = "uq_escrows_creator_create_key"
+CREATE_KEY_LENGTH = 64  # escrows.create_key
+
+
+STATUS_WORDS = {
+    DealStatus.PENDING: "waiting to be accepted",
+    DealStatus.ACCEPTED: "accepted and waiting for funding",
+    DealStatus.FUNDED: "funded",
+    DealStatus.DELIVERED: "marked as delivered",
+    DealStatus.DISPUTED: "in dispute",
+    DealStatus.RELEASED: "already released to the seller",
+    DealStatus.REFUNDED: "already refunded to the buyer",
+    DealStatus.CANCELLED: "cancelled",
+    DealStatus.DECLINED: "declined",
+    DealStatus.EXPIRED: "expired",
+}
+
+ACTION_WORDS = {
+    Action.ACCEPT: "accept it",
+    Action.DECLINE: "decline it",
+    Action.FUND: "fund it",
+    Action.DELIVER: "mark it as delivered",
+    Action.RELEASE: "release it",
+    Action.DISPUTE: "open a dispute",
+    Action.CANCEL: "cancel it",
+}
+
+ROLE_WORDS = {
+    Role.BUYER: "Only the buyer can",
+    Role.SELLER: "Only the seller can",
+    Role.COUNTERPARTY: "Only the other party can",
+    Role.EITHER: "Only a party to this deal can",
+}
+
+FINAL = frozenset(
+    {
+        DealStatus.RELEASED,
+        DealStatus.REFUNDED,
+        DealStatus.CANCELLED,
+        DealStatus.DECLINED,
+        DealStatus.EXPIRED,
+    }
+)
+
+
+def new_deal_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def new_invitation_code() -> str:
+    # 24 URL-safe characters (144 random bits): a valid /start payload, unguessable.
+    return secrets.token_urlsafe(18)
+
+
+def normalise_code(code: str) -> str:
+    return code.strip().upper().removeprefix("#")
+
+
+def changed_event(deal: DealView) -> DealChanged:
+    return DealChanged(deal.id, deal.code, deal.version, deal.status, deal.telegram_ids)
+
+
+def bounded_text(value: str, limit: int, what: str) -> str:
+    value = value.strip()
+    if not value:
+        raise InvalidInput(f"The {what} can't be empty.")
+    if len(value) > limit:
+        raise InvalidInput(f"The {what} is too long: {len(value)} characters, at most {limit}.")
+    return value
+
+
+class DealSteps(Service):
+    async def _lock(self, uow: UnitOfWork, actor: Actor, code: str) -> tuple[DealView, Any]:
+        row = (await uow.execute(LOCK_DEAL, {"code": code, "actor_id": actor.id})).first()
+        if row is None:
+            raise NotFound("No such deal.")
+        return deal_view(row), row
+
+    async def _require_active(self, uow: UnitOfWork, actor: Actor) -> Any:
+        """The actor's row (id, telegram_id, username, status), if active."""
+        row = (
+            await uow.execute(FIND_USER_BY_TELEGRAM_ID, {"telegram_id": actor.telegram_id})
+        ).first()
+        if row is None or row.id != actor.id:
+            raise NotFound("Send /start first.")
+        if row.status != UserStatus.ACTIVE:
+            raise UserBlocked("Your account is blocked.")
+        return row
+
+    async def _transition(
+        self,
+        uow: UnitOfWork,
+        deal: DealView,
+        actor_id: int | None,
+        to_status: DealStatus,
+        reason: str | None,
+        joiner: int | None = None,
+        *,
+        notify: NotificationKind,
+        admins: tuple[int, ...] = (),
+    ) -> DealView:
+        """Move the locked deal to `to_status`, write its history and tell the
+        other party (and `admins`) in the outbox, all in one statement."""
+        row = (
+            await uow.execute(
+                TRANSITION,
+                {
+                    "deal_id": deal.id,
+                    "from_status": deal.status,
+                    "from_version": deal.version,
+                    "to_status": to_status.value,
+                    "final": to_status in FINAL,
+                    "actor_id": actor_id,
+                    "reason": reason,
+                    "joiner_id": joiner,
+                    **self._notify(
+                        notify, actor_id, reason if notify is NotificationKind.DISPUTE else None
+                    ),
+                    "admin_chats": list(admins),
+                },
+            )
+        ).first()
+        if row is None:  # cannot happen while we hold the row lock; refuse loudly
+            raise WrongState(f"Deal {deal.code} changed meanwhile; try again.", current=deal)
+        uow.outbox(*decode_notices(row.notices))
+        return deal_view(row)
+
+    def _notify(
+        self, kind: NotificationKind, actor_id: int | None, note: str | None = None
+    ) -> dict[str, Any]:
+        """The parameters of a statement's `notified` CTE (`db.notifications.notify_parties`)."""
+        return {
+            "notify": kind.value,
+            "actor_id": actor_id,
+            "note": note,
+            "grace": self.ctx.notify_grace,
+            "admin_chats": [],
+        }
+
+    async def _move_money(self, uow: UnitOfWork, deal: DealView, to_status: DealStatus) -> None:
+        buyer, seller = deal.buyer_id, deal.seller_id
+        match to_status:
+            case DealStatus.FUNDED:
+                legs = [
+                    Leg(LedgerKind.HOLD, LedgerAccount.AVAILABLE, -deal.amount, buyer),
+                    Leg(LedgerKind.HOLD, LedgerAccount.HELD, deal.amount, buyer),
+                ]
+                shortfall = (
+                    f"Not enough funds: funding needs "
+                    f"{self.currencies[deal.currency].format(deal.amount)} available."
+                )
+            case DealStatus.RELEASED:
+                legs = [
+                    Leg(LedgerKind.RELEASE, LedgerAccount.HELD, -deal.amount, buyer),
+                    Leg(LedgerKind.RELEASE, LedgerAccount.AVAILABLE, deal.payout, seller),
+                    Leg(LedgerKind.FEE, LedgerAccount.FEES, deal.fee),
+                ]
+                shortfall = "The held funds are missing."
+            case DealStatus.REFUNDED:
+                legs = [
+                    Leg(LedgerKind.REFUND, LedgerAccount.HELD, -deal.amount, buyer),
+                    Leg(LedgerKind.REFUND, LedgerAccount.AVAILABLE, deal.amount, buyer),
+                ]
+                shortfall = "The held funds are missing."
+            case _:
+                return
+        await post_movement(
+            uow,
+            key=f"deal:{deal.id}:{to_status.value}",
+            currency=deal.currency,
+            legs=legs,
+            escrow_id=deal.id,
+            shortfall=shortfall,
+        )
