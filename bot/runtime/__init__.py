@@ -1,3 +1,2 @@
-"""The running process: the composition root, start-up, the update loop, the
-HTTP side server, ticks and jobs, Telegram limits, replica coordination and
-the notifier."""
+"""The running process: start-up, the update loop, the HTTP side server, ticks
+and jobs, Telegram limits, replica coordination and the notifier."""

@@ -28,11 +28,11 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from sqlalchemy import text
 
+from bot.app import App, build_app
 from bot.config import Config
 from bot.ops import migrate
 from bot.ops.logs import configure_logging
 from bot.payments.deposits import CryptoPayDeposits, webhook_handler
-from bot.runtime.app import App, build_app
 from bot.runtime.coordination import (
     JobLock,
     WebhookReply,
@@ -265,7 +265,7 @@ class Replica:
         stopped.cancel()
 
     async def _serve_local(self) -> int:
-        from bot.runtime.local import LocalMode
+        from bot.sim.local import LocalMode
 
         app = self.app
         assert app is not None
