@@ -20,12 +20,13 @@ from aiogram.types import BotCommand
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import Config
-from bot.ops.metrics import BotApiMetrics, Metrics, RouteName, UpdateMetrics
+from bot.ops.metrics import Metrics
 from bot.payments.cryptopay import CryptoPayClient
 from bot.payments.deposits import CryptoPayDeposits
 from bot.payments.payouts import CryptoPayPayouts, Payouts
 from bot.runtime.coordination import RedisUserLock, UpdateDedup
 from bot.runtime.notifier import Outbox
+from bot.runtime.update_metrics import BotApiMetrics, RouteName, UpdateMetrics
 from bot.services import ServiceContext, Services
 from bot.services.wallets import AdminCreditsOnly, DemoDepositProvider, DepositProvider
 from bot.telegram.freshness import DealVersions

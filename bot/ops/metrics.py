@@ -10,27 +10,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiogram import BaseMiddleware, Bot
-from aiogram.client.session.middlewares.base import (
-    BaseRequestMiddleware,
-    NextRequestMiddlewareType,
-)
-from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
-from aiogram.methods import AnswerCallbackQuery, Response, TelegramMethod
-from aiogram.methods.base import TelegramType
-from aiogram.types import TelegramObject, Update
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cache.client import round_trips
 from cache.metrics import CacheCounters
 
 log = logging.getLogger("bot.updates")
@@ -149,73 +139,6 @@ def _count_statement(*args: Any) -> None:
     record = current.get()
     if record is not None:
         record.sql += 1
-
-
-class UpdateMetrics(BaseMiddleware):
-    """Outer middleware on updates, registered first: times the whole update."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-
-    async def __call__(
-        self,
-        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
-        event: TelegramObject,
-        data: dict[str, Any],
-    ) -> Any:
-        record = UpdateRecord(time.perf_counter_ns())
-        if isinstance(event, Update):
-            record.update_id = event.update_id
-            record.route = f"{event.event_type}:unhandled"
-        token = current.set(record)
-        redis_token = round_trips.set(record.redis)
-        try:
-            return await handler(event, data)
-        finally:
-            round_trips.reset(redis_token)
-            current.reset(token)
-            self.metrics.finish(record)
-
-
-class RouteName(BaseMiddleware):
-    """Inner middleware: names the route after the handler that took the update."""
-
-    async def __call__(
-        self,
-        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
-        event: TelegramObject,
-        data: dict[str, Any],
-    ) -> Any:
-        record = current.get()
-        if record is not None:
-            record.route = data["handler"].callback.__name__
-        return await handler(event, data)
-
-
-class BotApiMetrics(BaseRequestMiddleware):
-    """Session middleware: when a press was answered, and what failed."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-
-    async def __call__(
-        self,
-        make_request: NextRequestMiddlewareType[TelegramType],
-        bot: Bot,
-        method: TelegramMethod[TelegramType],
-    ) -> Response[TelegramType]:
-        if isinstance(method, AnswerCallbackQuery):
-            record = current.get()
-            if record is not None and record.answered_ns is None:
-                record.answered_ns = time.perf_counter_ns()
-        try:
-            return await make_request(bot, method)
-        except TelegramRetryAfter:
-            self.metrics.telegram_retries.labels(method.__api_method__).inc()
-            raise
-        except TelegramAPIError as exc:
-            self.metrics.telegram_errors.labels(method.__api_method__, type(exc).__name__).inc()
-            raise
 
 
 class ReadAtScrape(Collector):
