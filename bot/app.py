@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import Config
 from bot.ops.metrics import Metrics
-from bot.payments.cryptopay import CryptoPayClient
+from bot.payments.cryptopay.client import CryptoPayClient
 from bot.payments.deposits import CryptoPayDeposits
 from bot.payments.payouts import CryptoPayPayouts, Payouts
 from bot.runtime.coordination import RedisUserLock, UpdateDedup

@@ -3,6 +3,7 @@ invalidation events published after commit. Never imports `bot/`.
 
 - `snapshots`: UserSnapshot / WalletSnapshot and their wire format.
 - `store`: SnapshotCache, the read-through (L1 → L2 → Postgres).
+- `local`: L1, this process's bounded, short-lived copy of the snapshots.
 - `invalidation`: the publisher (the services' EventSink) and the listener.
 - `replica`: CacheReplica, the three wired together for one bot replica.
 """

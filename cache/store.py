@@ -52,7 +52,6 @@ import asyncio
 import functools
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 from redis.asyncio import Redis
@@ -61,6 +60,7 @@ from redis.exceptions import RedisError
 from cache.breaker import CircuitBreaker
 from cache.keys import CacheKeys
 from cache.loader import SnapshotLoader
+from cache.local import LocalSnapshots, Mark
 from cache.metrics import CacheCounters
 from cache.scripts import STALE_GENERATION, FillScript
 from cache.settings import CacheSettings
@@ -69,10 +69,6 @@ from cache.snapshots import CODEC, SnapshotCodec, UserSnapshot, parse_header
 log = logging.getLogger(__name__)
 
 REDIS_ERRORS = (RedisError, OSError)
-_STRIPES = 1024  # a power of two
-_STRIPE_MASK = _STRIPES - 1
-
-_L1Entry = tuple[float, UserSnapshot]  # (expires at, snapshot)
 
 
 class SnapshotCache:
@@ -95,17 +91,12 @@ class SnapshotCache:
         self.loader = loader
         self._codec = codec
         self._clock = clock
-        self._l1: OrderedDict[int, _L1Entry] = OrderedDict()
-        self._l1_size = settings.l1_size
-        self._l1_ttl = settings.l1_ttl_seconds
-        self._l1_enabled = settings.l1_size > 0 and settings.l1_ttl_seconds > 0
+        self._l1 = LocalSnapshots(settings.l1_size, settings.l1_ttl_seconds, clock)
         self._l1_trusted = False
         self._listening = False
         # Bumped whenever the listener subscribes or loses Redis: a read that
         # spans a change does not use what Redis answered.
         self._session = 0
-        self._epoch = 0
-        self._stripes = [0] * _STRIPES
         self._inflight: dict[int, asyncio.Task[UserSnapshot | None]] = {}
         self._generation = 0
         self._highest_generation = 0
@@ -118,10 +109,10 @@ class SnapshotCache:
     async def get(self, telegram_id: int) -> UserSnapshot | None:
         """The user's snapshot, or None if no such user (not cached)."""
         if self._l1_trusted:
-            entry = self._l1.get(telegram_id)
-            if entry is not None and entry[0] > self._clock():
+            snapshot = self._l1.get(telegram_id)
+            if snapshot is not None:
                 self.counters.l1_hits += 1
-                return entry[1]
+                return snapshot
             self.counters.l1_misses += 1
         else:
             self.counters.l1_bypassed += 1
@@ -143,7 +134,7 @@ class SnapshotCache:
 
     async def _fetch(self, telegram_id: int) -> UserSnapshot | None:
         trusted = self._l1_trusted
-        epoch, stripe = self._epoch, self._stripes[telegram_id & _STRIPE_MASK]
+        mark = self._l1.mark(telegram_id)
         key = self.keys.snapshot(telegram_id)
         # L2 only while the listener is subscribed: it has checked that this
         # Redis holds what was written to it (not an older copy brought back
@@ -167,7 +158,7 @@ class SnapshotCache:
         elif raw is not None and (snapshot := self._decode_entry(raw)) is not None:
             self.counters.l2_hits += 1
             if trusted:
-                self._remember(telegram_id, snapshot, epoch, stripe)
+                self._remember(telegram_id, snapshot, mark)
             return snapshot
         else:
             self.counters.l2_misses += 1
@@ -178,7 +169,7 @@ class SnapshotCache:
             self.counters.unknown_users += 1
             return None
         if use_redis and await self._fill(snapshot, started, session) and trusted:
-            self._remember(telegram_id, snapshot, epoch, stripe)
+            self._remember(telegram_id, snapshot, mark)
         return snapshot
 
     def _decode_entry(self, raw: bytes) -> UserSnapshot | None:
@@ -221,24 +212,9 @@ class SnapshotCache:
         self.counters.fills += outcome
         return True
 
-    def _remember(self, telegram_id: int, snapshot: UserSnapshot, epoch: int, stripe: int) -> None:
-        if (
-            not self._l1_trusted
-            or epoch != self._epoch
-            or stripe != self._stripes[telegram_id & _STRIPE_MASK]
-        ):
+    def _remember(self, telegram_id: int, snapshot: UserSnapshot, mark: Mark) -> None:
+        if not self._l1_trusted or not self._l1.remember(telegram_id, snapshot, mark):
             self.counters.l1_fills_skipped += 1
-            return
-        l1 = self._l1
-        current = l1.get(telegram_id)
-        if current is not None:
-            if current[1].version > snapshot.version:
-                return
-            del l1[telegram_id]
-        elif len(l1) >= self._l1_size:
-            # Insertion order is expiry order (one TTL), so the oldest goes.
-            l1.popitem(last=False)
-        l1[telegram_id] = (self._clock() + self._l1_ttl, snapshot)
 
     # -- invalidating -------------------------------------------------------------
 
@@ -248,21 +224,16 @@ class SnapshotCache:
         Also detaches an in-flight load, so reads from now on start a new one,
         and bumps the user's epoch stripe, so a read already past L2 does not
         put what it got into L1."""
-        self._stripes[telegram_id & _STRIPE_MASK] += 1
+        self._l1.drop(telegram_id, version)
         self._inflight.pop(telegram_id, None)
-        entry = self._l1.get(telegram_id)
-        if entry is not None and (version is None or entry[1].version < version):
-            del self._l1[telegram_id]
 
     def clear_local(self) -> None:
         self._l1.clear()
         self._inflight.clear()
-        self._epoch += 1
 
     def cached_locally(self, telegram_id: int) -> UserSnapshot | None:
         """What L1 would answer now (no counters); for tests and tools."""
-        entry = self._l1.get(telegram_id) if self._l1_trusted else None
-        return entry[1] if entry is not None and entry[0] > self._clock() else None
+        return self._l1.get(telegram_id) if self._l1_trusted else None
 
     @property
     def l1_trusted(self) -> bool:
@@ -280,7 +251,7 @@ class SnapshotCache:
         self._update_trust()
 
     def _update_trust(self) -> None:
-        trusted = self._l1_enabled and self._listening and self.breaker.closed
+        trusted = self._l1.enabled and self._listening and self.breaker.closed
         if trusted != self._l1_trusted:
             self._l1_trusted = trusted
             self.clear_local()

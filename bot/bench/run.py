@@ -14,10 +14,10 @@ import msgspec
 
 from bot.bench import data as bench_data
 from bot.bench.arrivals import closed_loop, open_loop, replay
+from bot.bench.figures import cache_figures, dist, mode_figures
 from bot.bench.harness import GcWatch, Harness, LogTally, count_sql
 from bot.bench.modes import Built, Mode, build, hot_query_times
 from bot.bench.replica import Heard, ReplicaProcess
-from bot.bench.report import cache_figures, dist, mode_figures
 from bot.bench.rows import telegram_id
 from bot.bench.workload import BenchUser, Mix, Workload, pairs_of
 from bot.config import Config

@@ -28,7 +28,8 @@ from bot.bench.harness import Harness
 from bot.bench.rows import first_name, telegram_id, username
 from bot.services.money import Currency, format_minor_units
 from bot.services.rules import Action
-from bot.sim.state import Button, ChatMessage
+from bot.sim.chats import ChatMessage
+from bot.sim.content import Button
 from bot.sim.users import ButtonNotFound, SimulatedUser
 from bot.telegram.handlers import wizard_screens
 from bot.telegram.keyboards import ACTION_LABELS, DealCard, DealList, Nav

@@ -19,7 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import Config
 from bot.ops import migrate
-from bot.payments.cryptopay import CryptoPayClient, CryptoPayException, to_minor_units
+from bot.payments.cryptopay.amounts import to_minor_units
+from bot.payments.cryptopay.client import CryptoPayClient
+from bot.payments.cryptopay.errors import CryptoPayException
 from bot.runtime.startup import redacted_url
 from cache.client import build_redis
 from cache.replica import CacheReplica

@@ -21,18 +21,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from bot.payments.cryptopay import (
-    SIGNATURE_HEADER,
-    CryptoPayClient,
-    CryptoPayError,
-    CryptoPayUnavailable,
-    InexactAmount,
-    Invoice,
-    from_minor_units,
-    parse_webhook_update,
-    to_minor_units,
-    verify_signature,
-)
+from bot.payments.cryptopay.amounts import InexactAmount, from_minor_units, to_minor_units
+from bot.payments.cryptopay.client import CryptoPayClient
+from bot.payments.cryptopay.errors import CryptoPayError, CryptoPayUnavailable
+from bot.payments.cryptopay.results import Invoice
+from bot.payments.cryptopay.webhook import SIGNATURE_HEADER, parse_webhook_update, verify_signature
 from bot.services import Outcome, Services
 from bot.services.base import Actor
 from bot.services.deposits import DepositView, Payment, Settlement

@@ -14,13 +14,9 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
 
-from bot.payments.cryptopay import (
-    CryptoPayClient,
-    CryptoPayError,
-    CryptoPayUnavailable,
-    ErrorName,
-    from_minor_units,
-)
+from bot.payments.cryptopay.amounts import from_minor_units
+from bot.payments.cryptopay.client import CryptoPayClient
+from bot.payments.cryptopay.errors import CryptoPayError, CryptoPayUnavailable, ErrorName
 from bot.services import Services
 from bot.services.base import Actor
 from bot.services.money import Currencies

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from bot.payments.cryptopay import CryptoPayUnavailable
+from bot.payments.cryptopay.errors import CryptoPayUnavailable
 from bot.payments.deposits import CryptoPayDeposits
 from bot.payments.payouts import CryptoPayPayouts, Payouts
 from bot.runtime.coordination import JobLock

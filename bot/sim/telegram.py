@@ -1,9 +1,10 @@
 """An in-process Telegram Bot API: the session the product talks to in tests, the
 benchmark and local mode. Nothing here touches the network.
 
-`FakeTelegram` answers the bot's requests from in-memory chats (`bot.sim.state`) and
-hands out the ids simulated users need (`bot.sim.users`). Every request is recorded in
-order; a method it doesn't answer raises, so no call reaches the void silently.
+`FakeTelegram` answers the bot's requests (`bot.sim.methods`) from in-memory chats
+(`bot.sim.chats`) and hands out the ids simulated users need (`bot.sim.users`). Every
+request is recorded in order; a method it doesn't answer raises, so no call reaches the
+void silently.
 """
 
 from __future__ import annotations
@@ -25,27 +26,18 @@ from aiogram.client.session.base import BaseSession
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramRetryAfter
 from aiogram.methods import TelegramMethod
 from aiogram.methods.base import TelegramType
-from aiogram.types import (
-    Message,
-    User,
-)
+from aiogram.types import User
 
-from bot.sim.state import (
-    BotSettings,
-    CallbackAnswer,
-    ChatMessage,
-    ChatState,
-    Refused,
-    keyboard_of,
-    render_text,
-)
+from bot.sim.bot_settings import BotSettings
+from bot.sim.chats import ChatMessage, ChatState
+from bot.sim.content import Refused
+from bot.sim.methods import handler_for
 
 if TYPE_CHECKING:
     from aiogram import Bot
 
 Listener = Callable[["BotRequest"], object]
 ErrorFactory = Callable[[TelegramMethod[Any]], Exception]
-Handler = Callable[["FakeTelegram", "Bot", "BotRequest"], Any]
 
 # Shared by every double in the process: the bot drops repeated update_ids (SET NX in
 # Redis), so a second double in one test session must not start again at 1.
@@ -184,13 +176,13 @@ class FakeTelegram(BaseSession):
         try:
             if failures := self._failures.get(name):
                 raise failures.popleft()(method)
-            handler = _HANDLERS.get(name)
+            handler = handler_for(name)
             if handler is None:
                 # Also kept apart from the log: a catch-all errors handler in the bot could
                 # swallow the exception, and a fixture can still fail the test on this list.
                 self.unanswered.append(name)
                 raise NotImplementedError(
-                    f"the Telegram double does not answer {name}; add it to bot/sim/telegram.py"
+                    f"the Telegram double does not answer {name}; add it to bot/sim/methods.py"
                 )
             try:
                 request.result = handler(self, bot, request)
@@ -260,6 +252,11 @@ class FakeTelegram(BaseSession):
             del self._queries[next(iter(self._queries))]
         return query_id
 
+    def close_callback_query(self, query_id: str) -> int | None:
+        """The user an open callback query came from, closing it; None if it is not open
+        (never opened, answered already, or forgotten)."""
+        return self._queries.pop(query_id, None)
+
     def now(self) -> datetime:
         # Telegram dates have one-second resolution; convert once per second.
         second = int(self.clock())
@@ -292,112 +289,3 @@ def _retry_after(seconds: int, call: TelegramMethod[Any]) -> Exception:
 
 def _bad_request(description: str, call: TelegramMethod[Any]) -> Exception:
     return TelegramBadRequest(call, f"Bad Request: {description}")
-
-
-# -- the methods the double answers ---------------------------------------------------
-
-_HANDLERS: dict[str, Handler] = {}
-
-
-def answers(*methods: str) -> Callable[[Handler], Handler]:
-    def register(handler: Handler) -> Handler:
-        for method in methods:
-            _HANDLERS[method] = handler
-        return handler
-
-    return register
-
-
-def answered_methods() -> frozenset[str]:
-    """Bot API methods the double answers; every other method raises."""
-    return frozenset(_HANDLERS)
-
-
-@answers("getMe")
-def _get_me(telegram: FakeTelegram, bot: Bot, request: BotRequest) -> User:
-    return User(
-        id=bot.id,
-        is_bot=True,
-        first_name=telegram.bot_name,
-        username=telegram.bot_username,
-        can_join_groups=True,
-        can_read_all_group_messages=False,
-        supports_inline_queries=False,
-        can_connect_to_business=False,
-        has_main_web_app=False,
-    )
-
-
-@answers("sendMessage")
-def _send_message(telegram: FakeTelegram, bot: Bot, request: BotRequest) -> Message:
-    params = request.params
-    chat = telegram.chat_of(request)
-    request.message = chat.post(
-        telegram.bot_user(bot),
-        telegram.now(),
-        params["text"],
-        params.get("parse_mode"),
-        params.get("reply_markup"),
-    )
-    return request.message.message.as_(bot)
-
-
-@answers("editMessageText", "editMessageReplyMarkup")
-def _edit_message(telegram: FakeTelegram, bot: Bot, request: BotRequest) -> Message | bool:
-    params = request.params
-    text = params["text"] if request.method == "editMessageText" else None
-    parse_mode, markup = params.get("parse_mode"), params.get("reply_markup")
-    if "inline_message_id" in params:
-        # Inline-mode messages are not kept: check what Telegram checks, answer True.
-        keyboard_of(markup)
-        if text is not None:
-            render_text(text, parse_mode)
-        return True
-    chat = telegram.chat_of(request)
-    request.message = chat.edit(params["message_id"], telegram.now(), text, parse_mode, markup)
-    return request.message.message.as_(bot)
-
-
-@answers("answerCallbackQuery")
-def _answer_callback_query(telegram: FakeTelegram, bot: Bot, request: BotRequest) -> bool:
-    params = request.params
-    query_id = params["callback_query_id"]
-    # Telegram takes one answer per query: a second one is refused like an old one
-    user_id = telegram._queries.pop(query_id, None)
-    if user_id is None:
-        raise Refused("query is too old and response timeout expired or query ID is invalid")
-    answer = CallbackAnswer(
-        query_id, params.get("text"), bool(params.get("show_alert")), params.get("url")
-    )
-    telegram.chats[user_id].answers.append(answer)
-    return True
-
-
-@answers("deleteMessage", "deleteMessages")
-def _delete_messages(telegram: FakeTelegram, bot: Bot, request: BotRequest) -> bool:
-    params = request.params
-    telegram.chat_of(request).delete(params.get("message_ids") or [params["message_id"]])
-    return True
-
-
-@answers("sendChatAction")
-def _send_chat_action(telegram: FakeTelegram, bot: Bot, request: BotRequest) -> bool:
-    telegram.chat_of(request).check_writable()
-    return True
-
-
-@answers(
-    "setMyCommands",
-    "deleteMyCommands",
-    "getMyCommands",
-    "setChatMenuButton",
-    "getChatMenuButton",
-    "setWebhook",
-    "deleteWebhook",
-    "getWebhookInfo",
-    "setMyName",
-    "setMyDescription",
-    "setMyShortDescription",
-)
-def _bot_settings(telegram: FakeTelegram, bot: Bot, request: BotRequest) -> Any:
-    return telegram.settings.answer(request.method, request.params)

@@ -27,7 +27,8 @@ from aiogram.types import (
     User,
 )
 
-from bot.sim.state import Button, CallbackAnswer, ChatMessage, ChatState
+from bot.sim.chats import CallbackAnswer, ChatMessage, ChatState
+from bot.sim.content import Button
 
 if TYPE_CHECKING:
     from aiogram import Bot, Dispatcher

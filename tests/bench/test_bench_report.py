@@ -10,9 +10,9 @@ still counts against the goal.
 
 from __future__ import annotations
 
+from bot.bench.figures import mode_figures
 from bot.bench.goals import goals
 from bot.bench.harness import CURRENT, FALLBACK, REFILL, ROUTE_IDS, Harness, Rec, Samples
-from bot.bench.report import mode_figures
 from bot.sim.telegram import FakeTelegram
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from bot.app import App
 from bot.services.views import DealView
 from bot.sim import SimulatedUser
-from bot.sim.state import ChatMessage
+from bot.sim.chats import ChatMessage
 from bot.telegram.keyboards import WalletMenu
 from db.models import DealStatus
 from tests.e2e.conftest import actor, balance

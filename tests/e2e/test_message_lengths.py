@@ -23,7 +23,7 @@ from bot.config import Config
 from bot.services.money import MAX_MINOR_UNITS, CurrencySettings
 from bot.services.settings import DESCRIPTION_MAX, DESTINATION_MAX, REASON_MAX, EscrowSettings
 from bot.sim import FakeTelegram, SimulatedUser
-from bot.sim.state import MAX_TEXT_LENGTH
+from bot.sim.content import MAX_TEXT_LENGTH
 from bot.telegram.handlers.admin import QUEUE_PAGE
 from bot.telegram.keyboards import WalletMenu
 from cache.settings import RedisSettings

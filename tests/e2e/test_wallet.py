@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from bot.app import App, build_app
 from bot.sim import FakeTelegram, SimulatedUser
-from bot.sim.state import ChatMessage
+from bot.sim.chats import ChatMessage
 from bot.sim.users import UpdateResult
 from bot.telegram.keyboards import WalletMenu
 from tests.e2e.conftest import actor, balance

@@ -39,7 +39,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bot.payments.cryptopay import SIGNATURE_HEADER, TOKEN_HEADER
+from bot.payments.cryptopay.client import TOKEN_HEADER
+from bot.payments.cryptopay.webhook import SIGNATURE_HEADER
 
 TOKEN = "12345:FAKE-crypto-pay-token"
 ASSETS = ("USDT", "TON", "BTC", "ETH", "LTC", "BNB", "TRX", "USDC")
