@@ -5,7 +5,7 @@ snapshot cache, Postgres and Redis) through the Telegram double, against a
 database of its own preloaded with COPY (default 100k users, 1M deals; reused
 when it already holds that data set). The product runs side by side with a
 floor (handlers that only answer), ablations and the seed plan's
-anti-pattern; see `bench_modes.MODES`. Absolute times drift on a shared
+anti-pattern; see `bot.bench.modes.MODES`. Absolute times drift on a shared
 machine, so the table also gives ratios to the floor.
 
     python -m bot bench --quick                  # under a minute, for development

@@ -7,7 +7,7 @@ not checked (the data is consistent by construction). What was loaded is kept
 in `bench_dataset`; a later run with the same size reuses it.
 
 Simulated user number i (1-based) is Telegram id TELEGRAM_BASE + i, named
-"Bench i" (@bench_i, language "en"): exactly what `bench_workload` sends, so a
+"Bench i" (@bench_i, language "en"): exactly what `bot.bench.workload` sends, so a
 preloaded user is never re-registered by an update.
 """
 
