@@ -19,10 +19,11 @@ from bot.payments.cryptopay import CryptoPayUnavailable
 from bot.payments.deposits import CryptoPayDeposits
 from bot.payments.payouts import CryptoPayPayouts, Payouts
 from bot.runtime.coordination import JobLock
-from bot.runtime.notifier import Outbox, reminded_actions
+from bot.runtime.notifier import Outbox
 from bot.runtime.ticks import every
 from bot.services import Services
 from bot.services.wallets import DepositProvider
+from bot.telegram.notices import reminded_actions
 
 log = logging.getLogger(__name__)
 
