@@ -25,6 +25,7 @@ from bot.payments.cryptopay import CryptoPayClient
 from bot.payments.deposits import CryptoPayDeposits
 from bot.payments.payouts import CryptoPayPayouts, Payouts
 from bot.runtime.coordination import RedisUserLock, UpdateDedup
+from bot.runtime.in_flight import InFlight
 from bot.runtime.notifier import Outbox
 from bot.services import ServiceContext, Services
 from bot.services.wallets import AdminCreditsOnly, DemoDepositProvider, DepositProvider
@@ -72,6 +73,7 @@ class App:
     storage: BaseStorage
     metrics: Metrics
     outbox: Outbox
+    in_flight: InFlight
     deposits: DepositProvider | None = None
     payouts: Payouts | None = None
     update_dedup: UpdateDedup | None = None
@@ -92,7 +94,7 @@ class App:
 
 def deposit_provider(config: Config, services: Services, outbox: Outbox) -> DepositProvider:
     """Demo in local mode (no token) and where configured (start-up refuses it
-    with a token unless allowed, bot/runtime/run.py); Crypto Pay invoices; otherwise
+    with a token unless allowed, bot/runtime/startup.py); Crypto Pay invoices; otherwise
     admins credit funds."""
     payments = config.payments
     if not config.telegram.token or payments.provider == "demo":
@@ -202,16 +204,19 @@ async def build_app(
         payouts=payouts,
     )
     # Order matters. aiogram's errors and user-context middlewares come first,
-    # then the duplicate check (not for presses), the update's timer, the FSM
-    # context (with the user's lock for messages; a press reads no state and
-    # takes no lock here). Filters need no I/O. Of the inner middlewares, after
-    # naming the route, the callback answer goes first: a press is
-    # acknowledged before anything else, its duplicate check, lock and the
-    # snapshot's one cache read included. Handlers that must alert say so in
-    # their callback_answer flags.
+    # then the count of updates in flight (which stopping waits for, those
+    # waiting for a lock included), the duplicate check (not for presses), the
+    # update's timer, the FSM context (with the user's lock for messages; a
+    # press reads no state and takes no lock here). Filters need no I/O. Of the
+    # inner middlewares, after naming the route, the callback answer goes
+    # first: a press is acknowledged before anything else, its duplicate check,
+    # lock and the snapshot's one cache read included. Handlers that must alert
+    # say so in their callback_answer flags.
+    in_flight = InFlight()
+    dispatcher.update.outer_middleware(in_flight)
     update_dedup = None
     if replicas:
-        # Before everything of ours: a duplicate takes no lock and is not timed.
+        # Before the rest of ours: a duplicate takes no lock and is not timed.
         update_dedup = UpdateDedup(
             cache.cache.redis,
             CacheKeys(config.cache.key_prefix),
@@ -293,6 +298,7 @@ async def build_app(
         storage=storage,
         metrics=metrics,
         outbox=outbox,
+        in_flight=in_flight,
         deposits=deposits,
         payouts=payouts,
         update_dedup=update_dedup,

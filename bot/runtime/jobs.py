@@ -2,7 +2,7 @@
 pruning the notification outbox, once per tick across all replicas.
 
 Every replica runs the loop; each tick, the one that wins a job's Redis lock
-(`replicas.JobLock`) runs it. Expiry is safe to run twice anyway (`FOR UPDATE
+(`coordination.JobLock`) runs it. Expiry is safe to run twice anyway (`FOR UPDATE
 SKIP LOCKED`, guarded by status); the lock keeps the replicas from doing the
 same work N times. What they tell people goes through the outbox: expiry and
 timed-out withdrawals like any change, and a deadline reminder once per deal,

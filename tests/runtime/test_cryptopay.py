@@ -62,7 +62,7 @@ async def app(replica_config, cryptopay: FakeCryptoPay) -> AsyncIterator[App]:
 
 @asynccontextmanager
 async def serving_webhook(app: App) -> AsyncIterator[str]:
-    """Crypto Pay's webhook of `app`, served as the replica serves it (bot/runtime/run.py)."""
+    """Crypto Pay's webhook of `app`, served as the replica serves it (bot/runtime/webhook.py)."""
     deposits = app.deposits
     assert isinstance(deposits, CryptoPayDeposits)
     web_app = web.Application()
