@@ -29,6 +29,7 @@ from bot.runtime.in_flight import InFlight
 from bot.runtime.notifier import Outbox
 from bot.services import ServiceContext, Services
 from bot.services.wallets import AdminCreditsOnly, DemoDepositProvider, DepositProvider
+from bot.telegram import texts
 from bot.telegram.freshness import DealVersions
 from bot.telegram.fsm import GuardedStorage, RedisGuard
 from bot.telegram.handlers import build_router
@@ -51,14 +52,7 @@ from db.engine import build_engine
 # that no Telegram server knows.
 LOCAL_TOKEN = "1000000000:local-mode-no-telegram"
 
-COMMANDS = [
-    BotCommand(command="start", description="Main menu"),
-    BotCommand(command="new", description="Open a new deal"),
-    BotCommand(command="deals", description="Your deals"),
-    BotCommand(command="wallet", description="Balances, deposits, withdrawals"),
-    BotCommand(command="cancel", description="Leave what you are doing"),
-    BotCommand(command="help", description="How escrow works"),
-]
+COMMANDS = [BotCommand(command=name, description=said) for name, said in texts.COMMANDS]
 
 
 @dataclass(eq=False)
