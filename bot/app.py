@@ -25,10 +25,12 @@ from bot.payments.cryptopay.client import CryptoPayClient
 from bot.payments.deposits import CryptoPayDeposits
 from bot.payments.payouts import CryptoPayPayouts, Payouts
 from bot.runtime.coordination import RedisUserLock, UpdateDedup
+from bot.runtime.in_flight import InFlight
 from bot.runtime.notifier import Outbox
 from bot.runtime.update_metrics import BotApiMetrics, RouteName, UpdateMetrics
 from bot.services import ServiceContext, Services
 from bot.services.wallets import AdminCreditsOnly, DemoDepositProvider, DepositProvider
+from bot.telegram import texts
 from bot.telegram.freshness import DealVersions
 from bot.telegram.fsm import GuardedStorage, RedisGuard
 from bot.telegram.handlers import build_router
@@ -51,14 +53,7 @@ from db.engine import build_engine
 # that no Telegram server knows.
 LOCAL_TOKEN = "1000000000:local-mode-no-telegram"
 
-COMMANDS = [
-    BotCommand(command="start", description="Main menu"),
-    BotCommand(command="new", description="Open a new deal"),
-    BotCommand(command="deals", description="Your deals"),
-    BotCommand(command="wallet", description="Balances, deposits, withdrawals"),
-    BotCommand(command="cancel", description="Leave what you are doing"),
-    BotCommand(command="help", description="How escrow works"),
-]
+COMMANDS = [BotCommand(command=name, description=said) for name, said in texts.COMMANDS]
 
 
 @dataclass(eq=False)
@@ -73,6 +68,7 @@ class App:
     storage: BaseStorage
     metrics: Metrics
     outbox: Outbox
+    in_flight: InFlight
     deposits: DepositProvider | None = None
     payouts: Payouts | None = None
     update_dedup: UpdateDedup | None = None
@@ -93,7 +89,7 @@ class App:
 
 def deposit_provider(config: Config, services: Services, outbox: Outbox) -> DepositProvider:
     """Demo in local mode (no token) and where configured (start-up refuses it
-    with a token unless allowed, bot/runtime/run.py); Crypto Pay invoices; otherwise
+    with a token unless allowed, bot/runtime/startup.py); Crypto Pay invoices; otherwise
     admins credit funds."""
     payments = config.payments
     if not config.telegram.token or payments.provider == "demo":
@@ -203,16 +199,19 @@ async def build_app(
         payouts=payouts,
     )
     # Order matters. aiogram's errors and user-context middlewares come first,
-    # then the duplicate check (not for presses), the update's timer, the FSM
-    # context (with the user's lock for messages; a press reads no state and
-    # takes no lock here). Filters need no I/O. Of the inner middlewares, after
-    # naming the route, the callback answer goes first: a press is
-    # acknowledged before anything else, its duplicate check, lock and the
-    # snapshot's one cache read included. Handlers that must alert say so in
-    # their callback_answer flags.
+    # then the count of updates in flight (which stopping waits for, those
+    # waiting for a lock included), the duplicate check (not for presses), the
+    # update's timer, the FSM context (with the user's lock for messages; a
+    # press reads no state and takes no lock here). Filters need no I/O. Of the
+    # inner middlewares, after naming the route, the callback answer goes
+    # first: a press is acknowledged before anything else, its duplicate check,
+    # lock and the snapshot's one cache read included. Handlers that must alert
+    # say so in their callback_answer flags.
+    in_flight = InFlight()
+    dispatcher.update.outer_middleware(in_flight)
     update_dedup = None
     if replicas:
-        # Before everything of ours: a duplicate takes no lock and is not timed.
+        # Before the rest of ours: a duplicate takes no lock and is not timed.
         update_dedup = UpdateDedup(
             cache.cache.redis,
             CacheKeys(config.cache.key_prefix),
@@ -294,6 +293,7 @@ async def build_app(
         storage=storage,
         metrics=metrics,
         outbox=outbox,
+        in_flight=in_flight,
         deposits=deposits,
         payouts=payouts,
         update_dedup=update_dedup,

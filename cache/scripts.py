@@ -21,7 +21,9 @@ from cache.snapshots import TOMBSTONE_SCHEMA
 
 # KEYS: snapshot, generation. ARGV: version, schema (0 = tombstone), the
 # generation the caller read under ('' = whatever it is now: tombstones always
-# apply), payload, ttl in ms. Returns {outcome, generation}.
+# apply), payload, ttl in ms. Returns {outcome, generation}; outcome 1: written,
+# 0: this version (with this or a newer schema) is there, -1: a newer version is
+# there (a stale fill, refused), -2 (STALE_GENERATION): read under another generation.
 FILL_SCRIPT = """
 local generation = redis.call('GET', KEYS[2]) or '0'
 if ARGV[3] ~= '' and ARGV[3] ~= generation then
@@ -45,9 +47,6 @@ redis.call('SET', KEYS[1], generation .. ':' .. ARGV[1] .. ':' .. ARGV[2] .. ':'
 return {1, tonumber(generation)}
 """
 
-WRITTEN = 1
-ALREADY_THERE = 0  # this version (with this or a newer schema) is there
-NEWER_THERE = -1  # a stale fill, refused
 STALE_GENERATION = -2
 
 

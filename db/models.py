@@ -109,7 +109,7 @@ class NotificationStatus(enum.StrEnum):
 
 
 class NotificationKind(enum.StrEnum):
-    """What a notification tells; the bot renders each kind (`bot/runtime/notifier.py`)."""
+    """What a notification tells; the bot renders each kind (`bot/telegram/notices.py`)."""
 
     INVITED = "invited"  # a deal was opened with you
     JOINED = "joined"  # your invitation was taken up

@@ -6,7 +6,7 @@ is asked for an invoice whose payload is the row's id, and the user gets its
 payment link. When it is paid, either path credits it, once:
 
 - Crypto Pay's webhook (`invoice_paid`, signed), on the replica's webhook
-  listener (bot/runtime/run.py);
+  listener (bot/runtime/webhook.py);
 - the reconciler, once per jobs tick across replicas (bot/runtime/jobs.py), asking
   getInvoices about every invoice still open, so a lost or disabled webhook
   delays a credit but never loses it.
@@ -196,7 +196,7 @@ def webhook_handler(
     deposits: CryptoPayDeposits,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The aiohttp handler of Crypto Pay's webhook (its own path on the webhook
-    listener, bot/runtime/run.py): the raw body and signature to `deposits.webhook`."""
+    listener, bot/runtime/webhook.py): the raw body and signature to `deposits.webhook`."""
 
     async def handle(request: web.Request) -> web.Response:
         body = await request.read()

@@ -1,2 +1,3 @@
-"""The running process: start-up, the update loop, the HTTP side server, ticks
-and jobs, Telegram limits, replica coordination and the notifier."""
+"""The running process: start-up, polling and the webhook listener, the HTTP
+side server, ticks and jobs, Telegram limits, replica coordination and the
+notification worker."""

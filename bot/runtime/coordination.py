@@ -1,23 +1,22 @@
 """What makes several replicas safe to run side by side: a redelivered update
-is handled once, one user's updates run one at a time, the webhook is set
-once per configuration, and a background job runs on one replica per tick.
-All of it is a Redis key under the cache's prefix (`cache.keys`).
+is handled once, one user's updates run one at a time, and a background job
+runs on one replica per tick (the webhook, set once per configuration:
+`bot/runtime/webhook.py`). All of it is a Redis key under the cache's prefix
+(`cache.keys`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from aiogram import BaseMiddleware, Bot
+from aiogram import BaseMiddleware
 from aiogram.fsm.storage.base import BaseEventIsolation, KeyBuilder, StorageKey
 from aiogram.types import CallbackQuery, TelegramObject, Update
 from redis.asyncio import Redis
@@ -37,7 +36,7 @@ DONE = b"done"
 @dataclass
 class WebhookReply:
     """What the webhook answers Telegram for the update being handled: set per
-    request by the webhook server (bot/runtime/run.py), read there after handling."""
+    request by the webhook server (bot/runtime/webhook.py), read there after handling."""
 
     retry_later: bool = False
 
@@ -253,92 +252,3 @@ class JobLock:
 
     async def acquire(self, name: str, ttl_ms: int) -> bool:
         return bool(await self.redis.set(self.keys.job(name), self.token, nx=True, px=ttl_ms))
-
-
-def webhook_secret(token: str, configured: str) -> str:
-    """The configured secret, or one derived from the token (the same on every replica)."""
-    if configured:
-        return configured
-    return hmac.new(token.encode(), b"escrow-webhook", hashlib.sha256).hexdigest()
-
-
-def webhook_digest(url: str, secret: str, allowed_updates: Sequence[str]) -> str:
-    """What identifies a webhook configuration (the secret itself is not stored)."""
-    text = "\n".join([url, secret, ",".join(sorted(allowed_updates))])
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-async def ensure_webhook(
-    bot: Bot,
-    redis: Redis,
-    keys: CacheKeys,
-    *,
-    url: str,
-    secret: str,
-    allowed_updates: Sequence[str],
-    lock_ms: int = 30_000,
-) -> bool:
-    """Make sure Telegram posts to `url`; True if this replica called setWebhook.
-
-    Telegram is the authority: its getWebhookInfo (URL and update types) must
-    match, whatever Redis says, so a webhook deleted by polling or from outside
-    is set again. The secret is not reported, so the digest of what was last
-    set (`<prefix>:webhook`) must match too. One replica at a time sets it,
-    under a lock; the others wait for the lock and check again, so a replica
-    only reports ready once the webhook is really set."""
-    digest = webhook_digest(url, secret, allowed_updates)
-    lock_key = f"{keys.webhook}:lock"
-    waiting = False
-    while True:
-        if await webhook_is_set(bot, redis, keys, url, allowed_updates, digest):
-            return False
-        token = secrets.token_hex(8)
-        if await redis.set(lock_key, token, nx=True, px=lock_ms):
-            try:
-                # the lock's previous holder may have set it meanwhile
-                if await webhook_is_set(bot, redis, keys, url, allowed_updates, digest):
-                    return False
-                await bot.set_webhook(
-                    url,
-                    secret_token=secret,
-                    allowed_updates=list(allowed_updates),
-                    drop_pending_updates=False,
-                )
-                await redis.set(keys.webhook, digest)
-                log.info("webhook set to %s", url)
-                return True
-            finally:
-                if (await redis.get(lock_key)) == token.encode():
-                    await redis.delete(lock_key)
-        if not waiting:
-            log.info("another replica is setting the webhook; waiting for it")
-            waiting = True
-        await asyncio.sleep(0.05)  # the lock expires by itself if its holder died
-
-
-async def webhook_is_set(
-    bot: Bot,
-    redis: Redis,
-    keys: CacheKeys,
-    url: str,
-    allowed_updates: Sequence[str],
-    digest: str,
-) -> bool:
-    """Whether the configuration with `digest` was set and Telegram still has it."""
-    recorded = await redis.get(keys.webhook)
-    if recorded is None or recorded.decode() != digest:
-        return False
-    info = await bot.get_webhook_info()
-    # Telegram leaves its default update types out; ours are never exactly those
-    # (a bot that used them all would only call setWebhook once more per start).
-    return info.url == url and set(info.allowed_updates or ()) == set(allowed_updates)
-
-
-async def delete_webhook(bot: Bot, redis: Redis, keys: CacheKeys) -> None:
-    """Polling: Telegram must not post anywhere, and the digest of the webhook
-    last set goes with it (a later webhook start checks Telegram anyway)."""
-    try:
-        await redis.delete(keys.webhook)
-    except RedisError as exc:
-        log.warning("could not forget the webhook's digest in Redis: %r", exc)
-    await bot.delete_webhook(drop_pending_updates=False)

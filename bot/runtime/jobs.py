@@ -2,7 +2,7 @@
 pruning the notification outbox, once per tick across all replicas.
 
 Every replica runs the loop; each tick, the one that wins a job's Redis lock
-(`replicas.JobLock`) runs it. Expiry is safe to run twice anyway (`FOR UPDATE
+(`coordination.JobLock`) runs it. Expiry is safe to run twice anyway (`FOR UPDATE
 SKIP LOCKED`, guarded by status); the lock keeps the replicas from doing the
 same work N times. What they tell people goes through the outbox: expiry and
 timed-out withdrawals like any change, and a deadline reminder once per deal,
@@ -19,10 +19,11 @@ from bot.payments.cryptopay.errors import CryptoPayUnavailable
 from bot.payments.deposits import CryptoPayDeposits
 from bot.payments.payouts import CryptoPayPayouts, Payouts
 from bot.runtime.coordination import JobLock
-from bot.runtime.notifier import Outbox, reminded_actions
+from bot.runtime.notifier import Outbox
 from bot.runtime.ticks import every
 from bot.services import Services
 from bot.services.wallets import DepositProvider
+from bot.telegram.notices import reminded_actions
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
-"""Start-up: waiting for Postgres and Redis (and anything else worth waiting
-for) with bounded retries, saying what it waits for and why."""
+"""Start-up: refusing a configuration that would serve real people badly, and
+waiting for Postgres and Redis (and anything else worth waiting for) with
+bounded retries, saying what it waits for and why."""
 
 from __future__ import annotations
 
@@ -46,7 +47,36 @@ def redacted_url(url: str) -> str:
 
 
 class StartupError(Exception):
-    """A service did not answer within the configured attempts."""
+    """Start-up cannot go on: the configuration is unfit to serve, or a service
+    did not answer within the configured attempts."""
+
+
+def check_fit_to_serve(config: Config) -> None:
+    """Refuse a configuration that would serve real people badly (StartupError);
+    for a Telegram token, not local mode."""
+    if not config.escrow.admins:
+        raise StartupError(
+            "no admins configured: disputes could never be settled and withdrawals would "
+            "wait until they time out. Set [escrow] admins in config.toml or "
+            "ESCROW__ESCROW__ADMINS='[<Telegram user id>, ...]'"
+        )
+    if config.payments.provider == "cryptopay" and not config.payments.cryptopay_token:
+        raise StartupError(
+            'payments: provider = "cryptopay" needs the Crypto Pay app\'s token: set '
+            "ESCROW__PAYMENTS__CRYPTOPAY_TOKEN (from @CryptoBot > Crypto Pay > My Apps)"
+        )
+    if config.payments.provider == "demo":
+        if not config.payments.allow_demo:
+            raise StartupError(
+                'payments: provider = "demo" credits any amount anyone asks for (play '
+                "money); with a Telegram token that is refused. Set [payments] provider = "
+                '"none" (admins credit funds), or allow_demo = true '
+                "(ESCROW__PAYMENTS__ALLOW_DEMO=true) to run play money on purpose"
+            )
+        log.warning(
+            "DEMO PAYMENTS with a real Telegram token: anyone can credit any amount to "
+            "their own wallet. Balances are play money; never let real funds in or out."
+        )
 
 
 async def with_retries(

@@ -36,6 +36,16 @@ SHORT_STATUS = {
     DealStatus.EXPIRED: "expired",
 }
 
+# The command menu: each command and what it says beside it.
+COMMANDS = (
+    ("start", "Main menu"),
+    ("new", "Open a new deal"),
+    ("deals", "Your deals"),
+    ("wallet", "Balances, deposits, withdrawals"),
+    ("cancel", "Leave what you are doing"),
+    ("help", "How escrow works"),
+)
+
 HELP = (
     "<b>How escrow works here</b>\n"
     "1. One of you opens a deal: who buys, who sells, the amount and what it is for.\n"

@@ -164,11 +164,11 @@ async def test_the_worker_renders_what_the_handler_would_have_sent(app, pair, pe
     deal = await open_deal(app, alice)
     notices = await rows_as_notices(app)
     alice_as_handler_sees = Who("@alice_buys", alice.id)
-    handler_view = app.outbox.render(
+    handler_view = app.outbox.notices.render(
         notices[0], Subjects({deal.id: deal}, {}, {notices[0].actor_id: alice_as_handler_sees})
     )
     subjects = await app.services.outbox.subjects(notices)
-    chat, text_, markup = app.outbox.render(notices[0], subjects)
+    chat, text_, markup = app.outbox.notices.render(notices[0], subjects)
     assert chat == bob.id == handler_view[0]
     assert (text_, markup) == handler_view[1:]
     assert "📨 @alice_buys opened a deal with you: you are the seller." in text_

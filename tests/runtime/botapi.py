@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bot.runtime.coordination import webhook_secret
+from bot.runtime.webhook import webhook_secret
 from tests.conftest import ADMIN_TELEGRAM_ID
 from tests.runtime.test_webhook import free_port
 

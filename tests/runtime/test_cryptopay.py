@@ -62,7 +62,7 @@ async def app(replica_config, cryptopay: FakeCryptoPay) -> AsyncIterator[App]:
 
 @asynccontextmanager
 async def serving_webhook(app: App) -> AsyncIterator[str]:
-    """Crypto Pay's webhook of `app`, served as the replica serves it (bot/runtime/run.py)."""
+    """Crypto Pay's webhook of `app`, served as the replica serves it (bot/runtime/webhook.py)."""
     deposits = app.deposits
     assert isinstance(deposits, CryptoPayDeposits)
     web_app = web.Application()
@@ -268,7 +268,7 @@ async def test_paid_otherwise_is_not_credited_and_the_admins_are_told(
             )
         ).one()
     notice = msgspec.convert(dict(row._mapping), Notice)
-    chat, said, _ = app.outbox.render(notice, await app.services.outbox.subjects([notice]))
+    chat, said, _ = app.outbox.notices.render(notice, await app.services.outbox.subjects([notice]))
     assert chat == ADMIN_TELEGRAM_ID
     assert f"was paid as {amount} {asset}, not the invoiced 25.00 USDT" in said
     assert "Dee" in said and str(dee.id) in said and "not credited" in said

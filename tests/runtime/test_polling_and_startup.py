@@ -78,7 +78,7 @@ async def test_polling_serves_updates_and_sigterm_lets_the_one_in_flight_finish(
     await telegram.updates.put(alice._message_update("/start"))
     await eventually(lambda: telegram.calls("sendMessage"))
     await telegram.updates.put(alice._message_update("/help"))
-    await eventually(lambda: app.dispatcher._handle_update_tasks)  # /help is in flight
+    await eventually(lambda: replica.in_flight)  # /help is in flight
     os.kill(os.getpid(), signal.SIGTERM)
     assert await asyncio.wait_for(task, 20) == 0
     assert len(telegram.calls("sendMessage")) == 2  # the /help in flight was answered

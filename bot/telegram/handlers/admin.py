@@ -212,7 +212,7 @@ def resolve_question(deal: DealView, outcome: str, currencies: Currencies) -> tu
     )
 
 
-# What the admin reads (the parties' text: bot/runtime/notifier.py).
+# What the admin reads (the parties' text: bot/telegram/notices.py).
 RESOLVED = {"release": "✅ Released to the seller.", "refund": "↩️ Refunded to the buyer."}
 
 

@@ -41,7 +41,7 @@ class DisputeForm(StatesGroup):
     reason = State()
 
 
-# What the actor reads after each action (the other party's text: bot/runtime/notifier.py).
+# What the actor reads after each action (the other party's text: bot/telegram/notices.py).
 HEADLINES = {
     Action.ACCEPT: "✅ You accepted the deal.",
     Action.DECLINE: "You declined the deal.",

@@ -1,0 +1,246 @@
+"""What a notification says: the text and buttons a party, an owner or an
+admin receives about a deal, a deposit or a withdrawal someone else moved.
+
+The outbox worker (`bot/runtime/notifier.py`) sends what `Notices.render`
+returns; a notification whose subject is gone (`Gone`) or no longer true
+(`Obsolete`) is not sent.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from html import escape
+
+from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot.services.deposits import DepositView
+from bot.services.money import Currencies
+from bot.services.notifications import Subjects, Who
+from bot.services.rules import Action, allowed_actions
+from bot.services.views import DealView, WithdrawalView
+from bot.telegram import keyboards, texts
+from bot.telegram.keyboards import Nav, Signer, WalletMenu
+from cache.snapshots import UserSnapshot
+from db.models import DealStatus, NotificationKind, WithdrawalStatus
+from db.notifications import Notice
+
+# What the other party reads, by what happened ({name}: who did it).
+TOLD = {
+    NotificationKind.INVITED: (
+        "📨 {name} opened a deal with you: you are the {role}. Accept it to go ahead."
+    ),
+    NotificationKind.JOINED: "✅ {name} accepted your invitation.",
+    NotificationKind.INVITATION_DECLINED: "✖️ {name} declined your invitation.",
+    NotificationKind.ACCEPT: "✅ {name} accepted the deal.",
+    NotificationKind.DECLINE: "✖️ {name} declined the deal.",
+    NotificationKind.FUND: (
+        "🔒 {name} funded the deal: the money is held in escrow. Deliver, then mark it "
+        "as delivered."
+    ),
+    NotificationKind.DELIVER: (
+        "📦 {name} marked the deal as delivered. Check it, then release the payment."
+    ),
+    NotificationKind.RELEASE: "✅ {name} released the payment: it is in your wallet.",
+    NotificationKind.DISPUTE: "⚠️ {name} opened a dispute. An admin will decide.",
+    NotificationKind.CANCEL: "✖️ {name} cancelled the deal.",
+    NotificationKind.EXPIRE: (
+        "⌛ This deal expired: it was not accepted and funded by its deadline."
+    ),
+}
+CANCELLED_AND_REFUNDED = "↩️ {name} cancelled the deal: the money is back in your wallet."
+RESOLVED = {
+    DealStatus.RELEASED: "🛡 An admin settled the dispute: the payment is released to the seller.",
+    DealStatus.REFUNDED: "🛡 An admin settled the dispute: the buyer is refunded.",
+}
+DISPUTE_OPENED = "🛡 New dispute opened by {name}."
+DEPOSIT_CREDITED = "✅ Your deposit of {amount} has arrived: it is in your wallet."
+DEPOSIT_FEE = " ({paid} paid, less Crypto Pay's fee of {fee}.)"
+WITHDRAWAL_PAID = "✅ Your withdrawal #{id} of {amount} was sent to your @CryptoBot wallet."
+WITHDRAWAL_FAILED = (
+    "↩️ Your withdrawal #{id} of {amount} could not be sent: the amount is back in your "
+    "wallet's available balance. The admins have been told."
+)
+PAYOUT_FAILED = (
+    "⚠️ Crypto Pay refused the payout of withdrawal #{id} ({amount}): <code>{reason}</code>. "
+    "The amount is back in the user's available balance. Top up the Crypto Pay app "
+    "if its balance ran short."
+)
+DEPOSIT_MISMATCH = (
+    "⚠️ Deposit #{id} (Crypto Pay invoice {invoice}) by {name} (id <code>{telegram_id}</code>) "
+    "was paid as {paid}, not the invoiced {amount}. It was not credited: check the payment "
+    "in Crypto Pay, and credit it by hand if it is right."
+)
+WITHDRAWAL_REQUESTED = (
+    "🛡 New withdrawal request #{id} from {name} (id <code>{telegram_id}</code>): {amount}."
+)
+WITHDRAWAL_APPROVED = (
+    "✅ Your withdrawal #{id} of {amount} to <code>{destination}</code> was approved and sent."
+)
+WITHDRAWAL_REJECTED = (
+    "✖️ Your withdrawal #{id} of {amount} was rejected: <i>{note}</i>\n"
+    "The amount is back in your available balance."
+)
+WITHDRAWAL_TIMED_OUT = (
+    "✖️ Your withdrawal #{id} of {amount} was not decided in time and is cancelled.\n"
+    "The amount is back in your available balance."
+)
+SOMEONE = Who("someone", 0)
+
+Message = tuple[int, str, InlineKeyboardMarkup | None]
+
+
+# What a reminder asks for: the steps that move a deal on (not cancelling it).
+REMINDED_ACTIONS = {Action.ACCEPT: "accept it", Action.FUND: "fund it"}
+
+
+def reminded_actions(deal: DealView, user_id: int) -> list[Action]:
+    """What `user_id` would be reminded to do on `deal` now (nothing: no reminder)."""
+    return [action for action in allowed_actions(deal, user_id) if action in REMINDED_ACTIONS]
+
+
+def reminder_headline(deal: DealView, actions: list[Action], now: datetime) -> str:
+    hours = max(1, math.ceil((deal.deadline_at - now).total_seconds() / 3600))
+    what = " and ".join(REMINDED_ACTIONS[action] for action in actions)
+    return f"⏰ Reminder: this deal expires in {hours} h unless you {what}."
+
+
+def who_is(actor: UserSnapshot) -> Who:
+    """How a notification names `actor`."""
+    return Who(texts.name_of(actor), actor.telegram_id)
+
+
+class Gone(LookupError):
+    """The deal or withdrawal a notification is about does not exist."""
+
+
+class Obsolete(LookupError):
+    """What the notification says is no longer true (a reminder, the deal moved on)."""
+
+
+class Notices:
+    """Renders notifications with the currencies' formats and the buttons' signer."""
+
+    def __init__(self, currencies: Currencies, signer: Signer) -> None:
+        self.currencies = currencies
+        self.signer = signer
+
+    def render(self, notice: Notice, subjects: Subjects) -> Message:
+        """The chat, text and buttons of `notice`, from the deal or withdrawal as
+        `subjects` hold it."""
+        kind = NotificationKind(notice.kind)
+        who = subjects.actors.get(notice.actor_id or 0, SOMEONE)
+        name = escape(who.name)
+        if notice.deposit_id is not None:
+            deposit = subjects.deposits.get(notice.deposit_id)
+            if deposit is None:
+                raise Gone(f"deposit {notice.deposit_id} does not exist")
+            return self._deposit(notice, kind, deposit, who)
+        if notice.withdrawal_id is not None:
+            withdrawal = subjects.withdrawals.get(notice.withdrawal_id)
+            if withdrawal is None:
+                raise Gone(f"withdrawal {notice.withdrawal_id} does not exist")
+            return self._withdrawal(notice, kind, withdrawal, who)
+        deal = subjects.deals.get(notice.escrow_id or 0)
+        if deal is None:
+            raise Gone(f"deal {notice.escrow_id} does not exist")
+        reason = f"\nReason: <i>{escape(notice.note)}</i>" if notice.note else ""
+        if kind is NotificationKind.DISPUTE_OPENED:
+            headline = DISPUTE_OPENED.format(name=name) + reason
+            return (
+                notice.chat_id,
+                texts.deal_card(deal, None, self.currencies, headline),
+                keyboards.admin_deal_keyboard(deal),
+            )
+        if kind is NotificationKind.REMIND:
+            actions = reminded_actions(deal, notice.user_id or 0)
+            if deal.status != notice.note or not actions:
+                raise Obsolete(f"deal {deal.code} is {deal.status} now, not {notice.note}")
+            headline = reminder_headline(deal, actions, datetime.now(UTC))
+        elif kind is NotificationKind.RESOLVE:
+            headline = RESOLVED.get(DealStatus(deal.status), RESOLVED[DealStatus.RELEASED])
+        elif kind is NotificationKind.CANCEL and deal.status == DealStatus.REFUNDED:
+            headline = CANCELLED_AND_REFUNDED.format(name=name)
+        else:
+            role = "buyer" if notice.user_id == deal.buyer_id else "seller"
+            headline = TOLD[kind].format(name=name, role=role) + reason
+        return notice.chat_id, *self.card(deal, notice.user_id, notice.chat_id, headline)
+
+    def card(
+        self, deal: DealView, user_id: int | None, chat_id: int, headline: str
+    ) -> tuple[str, InlineKeyboardMarkup]:
+        """A party's card of `deal` under `headline`, with the buttons they may press."""
+        text = texts.deal_card(deal, user_id, self.currencies, headline)
+        if user_id is None:
+            return text, keyboards.admin_deal_keyboard(deal)
+        amount = self.currencies[deal.currency].format(deal.amount)
+        return text, keyboards.deal_keyboard(deal, user_id, chat_id, self.signer, amount)
+
+    def _deposit(
+        self, notice: Notice, kind: NotificationKind, deposit: DepositView, who: Who
+    ) -> Message:
+        amount = self.currencies[deposit.currency].format(deposit.amount)
+        kb = InlineKeyboardBuilder()
+        if kind is NotificationKind.DEPOSIT_MISMATCH:
+            kb.button(text="🛡 Admin", callback_data=Nav(to="admin"))
+            paid = f"{deposit.paid_amount or '?'} {deposit.paid_asset or '?'}"
+            text = DEPOSIT_MISMATCH.format(
+                id=deposit.id,
+                invoice=deposit.invoice_id,
+                name=escape(who.name),
+                telegram_id=who.telegram_id,
+                paid=escape(paid),
+                amount=amount,
+            )
+            return notice.chat_id, text, kb.as_markup()
+        kb.button(text="👛 Wallet", callback_data=Nav(to="wallet"))
+        money = self.currencies[deposit.currency]
+        text = DEPOSIT_CREDITED.format(amount=money.format(deposit.amount - deposit.fee))
+        if deposit.fee:
+            text += DEPOSIT_FEE.format(paid=amount, fee=money.format(deposit.fee))
+        return notice.chat_id, text, kb.as_markup()
+
+    def _withdrawal(
+        self, notice: Notice, kind: NotificationKind, withdrawal: WithdrawalView, who: Who
+    ) -> Message:
+        amount = self.currencies[withdrawal.currency].format(withdrawal.amount)
+        kb = InlineKeyboardBuilder()
+        if kind is NotificationKind.WITHDRAWAL_REQUESTED:
+            if withdrawal.status != WithdrawalStatus.PENDING:  # paid unattended, say
+                raise Obsolete(f"withdrawal {withdrawal.id} is {withdrawal.status} now")
+            kb.button(text="🛡 Admin", callback_data=Nav(to="admin"))
+            text = WITHDRAWAL_REQUESTED.format(
+                id=withdrawal.id,
+                name=escape(who.name),
+                telegram_id=who.telegram_id,
+                amount=amount,
+            )
+            return notice.chat_id, text, kb.as_markup()
+        if kind is NotificationKind.PAYOUT_FAILED:
+            kb.button(text="🛡 Admin", callback_data=Nav(to="admin"))
+            text = PAYOUT_FAILED.format(
+                id=withdrawal.id, amount=amount, reason=escape(notice.note or "refused")
+            )
+            return notice.chat_id, text, kb.as_markup()
+        kb.button(text="🧾 My withdrawals", callback_data=WalletMenu(screen="withdrawals"))
+        kb.button(text="👛 Wallet", callback_data=Nav(to="wallet"))
+        if kind is NotificationKind.WITHDRAWAL_PAID:
+            text = WITHDRAWAL_PAID.format(id=withdrawal.id, amount=amount)
+            return notice.chat_id, text, kb.as_markup()
+        if kind is NotificationKind.WITHDRAWAL_FAILED:
+            text = WITHDRAWAL_FAILED.format(id=withdrawal.id, amount=amount)
+            return notice.chat_id, text, kb.as_markup()
+        if withdrawal.status == WithdrawalStatus.APPROVED:
+            template = WITHDRAWAL_APPROVED
+        elif notice.actor_id is None:
+            template = WITHDRAWAL_TIMED_OUT
+        else:
+            template = WITHDRAWAL_REJECTED
+        text = template.format(
+            id=withdrawal.id,
+            amount=amount,
+            destination=escape(withdrawal.destination),
+            note=escape(withdrawal.note or ""),
+        )
+        return notice.chat_id, text, kb.as_markup()
