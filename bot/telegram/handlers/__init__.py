@@ -6,18 +6,38 @@ from aiogram import Router
 
 from bot.telegram.handlers import (
     admin,
-    admin_wallets,
+    admin_deposits,
+    admin_disputes,
+    admin_withdrawals,
+    deal_actions,
     deals,
+    deposit,
     errors,
     fallback,
     start,
     wallet,
     withdraw,
     wizard,
+    wizard_steps,
 )
 
 # Tried in this order; the catch-all comes last.
-FEATURES = (errors, start, deals, wizard, wallet, withdraw, admin, admin_wallets, fallback)
+FEATURES = (
+    errors,
+    start,
+    deals,
+    deal_actions,
+    wizard,
+    wizard_steps,
+    wallet,
+    deposit,
+    withdraw,
+    admin,
+    admin_disputes,
+    admin_withdrawals,
+    admin_deposits,
+    fallback,
+)
 
 
 def _fresh(template: Router) -> Router:

@@ -1,6 +1,6 @@
 """Withdrawals: the request form (currency, amount, destination, confirm) and
 the user's recent requests with their status. An admin decides them
-(`bot/telegram/handlers/admin_wallets.py`); the amount is held meanwhile."""
+(`bot/telegram/handlers/admin_withdrawals.py`); the amount is held meanwhile."""
 
 from __future__ import annotations
 
