@@ -21,38 +21,28 @@ from bot.telegram.handlers import (
     wizard_steps,
 )
 
-# Tried in this order; the catch-all comes last.
+# Tried in this order; the catch-all comes last. Each is a factory: a router
+# has one parent, and every app built in one process (one per test, two
+# replicas in the benchmark) gets its own tree.
 FEATURES = (
-    errors,
-    start,
-    deals,
-    deal_actions,
-    wizard,
-    wizard_steps,
-    wallet,
-    deposit,
-    withdraw,
-    admin,
-    admin_disputes,
-    admin_withdrawals,
-    admin_deposits,
-    fallback,
+    errors.router,
+    start.router,
+    deals.router,
+    deal_actions.router,
+    wizard.router,
+    wizard_steps.router,
+    wallet.router,
+    deposit.router,
+    withdraw.router,
+    admin.router,
+    admin_disputes.router,
+    admin_withdrawals.router,
+    admin_deposits.router,
+    fallback.router,
 )
-
-
-def _fresh(template: Router) -> Router:
-    """A new router holding the template's handlers.
-
-    aiogram attaches a router to one parent only, and every app built in one
-    process (two replicas in the benchmark, one per test) needs its own tree;
-    the handlers themselves are stateless and shared."""
-    router = Router(name=template.name)
-    for name, observer in template.observers.items():
-        router.observers[name].handlers.extend(observer.handlers)
-    return router
 
 
 def build_router() -> Router:
     root = Router(name="escrow")
-    root.include_routers(*(_fresh(feature.router) for feature in FEATURES))
+    root.include_routers(*(feature() for feature in FEATURES))
     return root

@@ -31,8 +31,6 @@ from bot.telegram.keyboards import Nav
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus
 
-router = Router(name="admin")
-
 # Disputes and withdrawals are listed oldest first, this many at a time.
 QUEUE_PAGE = 10
 
@@ -126,7 +124,6 @@ def queue_size(items: list) -> str:
 # -- home ---------------------------------------------------------------------------
 
 
-@router.message(Command("admin"))
 async def admin_command(
     message: Message, snapshot: UserSnapshot, state: FSMContext, raw_state: str | None
 ) -> None:
@@ -138,8 +135,6 @@ async def admin_command(
     await message.answer(home_text(), reply_markup=home_keyboard())
 
 
-@router.callback_query(Nav.filter(F.to == "admin"), ConfiguredAdmin())
-@router.callback_query(AdminPanel.filter(F.screen == "home"), ConfiguredAdmin())
 async def admin_home(query: CallbackQuery, snapshot: UserSnapshot, state: FSMContext) -> None:
     if await refused(query, snapshot) or not isinstance(query.message, Message):
         return
@@ -172,7 +167,6 @@ def stats_text(stats: Stats, currencies: Currencies) -> str:
     return "\n".join(lines)
 
 
-@router.callback_query(AdminPanel.filter(F.screen == "stats"), ConfiguredAdmin())
 async def stats(
     query: CallbackQuery, snapshot: UserSnapshot, services: Services, currencies: Currencies
 ) -> None:
@@ -180,3 +174,14 @@ async def stats(
         return
     text = stats_text(await services.reads.stats(snapshot), currencies)
     await edit(query.message, text, screen_keyboard("stats"))
+
+
+def router() -> Router:
+    router = Router(name="admin")
+    router.message.register(admin_command, Command("admin"))
+    router.callback_query.register(
+        admin_home, AdminPanel.filter(F.screen == "home"), ConfiguredAdmin()
+    )
+    router.callback_query.register(admin_home, Nav.filter(F.to == "admin"), ConfiguredAdmin())
+    router.callback_query.register(stats, AdminPanel.filter(F.screen == "stats"), ConfiguredAdmin())
+    return router

@@ -40,13 +40,11 @@ from cache.snapshots import UserSnapshot
 from cache.store import SnapshotCache
 
 log = logging.getLogger(__name__)
-router = Router(name="admin_deposits")
 
 
 # -- deposits by hand ---------------------------------------------------------------
 
 
-@router.callback_query(AdminPanel.filter(F.screen == "credit"), ConfiguredAdmin())
 async def credit(query: CallbackQuery, snapshot: UserSnapshot, state: FSMContext) -> None:
     if await refused(query, snapshot) or not isinstance(query.message, Message):
         return
@@ -60,7 +58,6 @@ async def credit(query: CallbackQuery, snapshot: UserSnapshot, state: FSMContext
     )
 
 
-@router.message(StateFilter(AdminForm.credit_user), NotACommand())
 async def credit_user(
     message: Message,
     state: FSMContext,
@@ -102,7 +99,6 @@ def who(user: UserSnapshot) -> str:
     return f"{escape(texts.name_of(user))} (id <code>{user.telegram_id}</code>)"
 
 
-@router.callback_query(AdminCredit.filter(F.amount == 0), ConfiguredAdmin())
 async def credit_currency(
     query: CallbackQuery,
     callback_data: AdminCredit,
@@ -126,7 +122,6 @@ async def credit_currency(
     )
 
 
-@router.message(StateFilter(AdminForm.credit_amount), NotACommand())
 async def credit_amount(
     message: Message,
     state: FSMContext,
@@ -162,7 +157,6 @@ async def credit_amount(
     )
 
 
-@router.callback_query(AdminCredit.filter(F.amount > 0), ConfiguredAdmin())
 async def credit_confirm(
     query: CallbackQuery,
     callback_data: AdminCredit,
@@ -214,3 +208,19 @@ async def credit_confirm(
         )
     except TelegramAPIError as exc:
         log.info("could not tell %s about a credit: %s", target.telegram_id, exc)
+
+
+def router() -> Router:
+    router = Router(name="admin_deposits")
+    router.callback_query.register(
+        credit, AdminPanel.filter(F.screen == "credit"), ConfiguredAdmin()
+    )
+    router.message.register(credit_user, StateFilter(AdminForm.credit_user), NotACommand())
+    router.callback_query.register(
+        credit_currency, AdminCredit.filter(F.amount == 0), ConfiguredAdmin()
+    )
+    router.message.register(credit_amount, StateFilter(AdminForm.credit_amount), NotACommand())
+    router.callback_query.register(
+        credit_confirm, AdminCredit.filter(F.amount > 0), ConfiguredAdmin()
+    )
+    return router

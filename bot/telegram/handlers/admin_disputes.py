@@ -32,13 +32,9 @@ from bot.telegram.keyboards import AdminDeal
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus
 
-router = Router(name="admin_disputes")
-
-
 # -- disputes -----------------------------------------------------------------------
 
 
-@router.callback_query(AdminPanel.filter(F.screen == "disputes"), ConfiguredAdmin())
 async def disputes(
     query: CallbackQuery, snapshot: UserSnapshot, services: Services, currencies: Currencies
 ) -> None:
@@ -58,7 +54,6 @@ async def disputes(
     await edit(query.message, "\n".join(lines), kb.as_markup())
 
 
-@router.callback_query(AdminCard.filter(), ConfiguredAdmin())
 async def admin_card(
     query: CallbackQuery,
     callback_data: AdminCard,
@@ -97,7 +92,6 @@ def resolve_question(deal: DealView, outcome: str, currencies: Currencies) -> tu
 RESOLVED = {"release": "✅ Released to the seller.", "refund": "↩️ Refunded to the buyer."}
 
 
-@router.callback_query(AdminDeal.filter(F.outcome.in_(RESOLVED)), ConfiguredAdmin())
 async def resolve(
     query: CallbackQuery,
     callback_data: AdminDeal,
@@ -157,3 +151,15 @@ async def resolve(
         edit=card,
     )
     await outbox.send(resolved.notices, deal, actor=snapshot)
+
+
+def router() -> Router:
+    router = Router(name="admin_disputes")
+    router.callback_query.register(
+        disputes, AdminPanel.filter(F.screen == "disputes"), ConfiguredAdmin()
+    )
+    router.callback_query.register(admin_card, AdminCard.filter(), ConfiguredAdmin())
+    router.callback_query.register(
+        resolve, AdminDeal.filter(F.outcome.in_(RESOLVED)), ConfiguredAdmin()
+    )
+    return router

@@ -41,9 +41,6 @@ from bot.telegram.handlers.wallet import (
 from cache.snapshots import UserSnapshot
 from db.models import WithdrawalStatus
 
-router = Router(name="admin_withdrawals")
-
-
 # -- withdrawals --------------------------------------------------------------------
 
 
@@ -85,7 +82,6 @@ def withdrawal_details(item: WithdrawalView, currencies: Currencies) -> str:
     )
 
 
-@router.callback_query(AdminPanel.filter(F.screen == "withdrawals"), ConfiguredAdmin())
 async def withdrawals(
     query: CallbackQuery, snapshot: UserSnapshot, services: Services, currencies: Currencies
 ) -> None:
@@ -97,7 +93,6 @@ async def withdrawals(
     await edit(query.message, text, markup)
 
 
-@router.callback_query(AdminWithdrawal.filter(F.action == "approve"), ConfiguredAdmin())
 async def approve(
     query: CallbackQuery,
     callback_data: AdminWithdrawal,
@@ -218,7 +213,6 @@ async def show_decision(
     await show_result(bot, admin.telegram_id, text, markup, edit=edit)
 
 
-@router.callback_query(AdminWithdrawal.filter(F.action == "reject"), ConfiguredAdmin())
 async def reject(
     query: CallbackQuery,
     callback_data: AdminWithdrawal,
@@ -238,7 +232,6 @@ async def reject(
     )
 
 
-@router.message(StateFilter(AdminForm.reject_note), NotACommand())
 async def reject_note(
     message: Message,
     state: FSMContext,
@@ -281,3 +274,18 @@ async def reject_note(
     )
     await show_decision(bot, snapshot, services, currencies, headline, edit=None)
     await outbox.send(rejected.notices, withdrawal, actor=snapshot)
+
+
+def router() -> Router:
+    router = Router(name="admin_withdrawals")
+    router.callback_query.register(
+        withdrawals, AdminPanel.filter(F.screen == "withdrawals"), ConfiguredAdmin()
+    )
+    router.callback_query.register(
+        approve, AdminWithdrawal.filter(F.action == "approve"), ConfiguredAdmin()
+    )
+    router.callback_query.register(
+        reject, AdminWithdrawal.filter(F.action == "reject"), ConfiguredAdmin()
+    )
+    router.message.register(reject_note, StateFilter(AdminForm.reject_note), NotACommand())
+    return router

@@ -33,7 +33,6 @@ from cache.snapshots import UserSnapshot
 from db.models import DealStatus
 
 log = logging.getLogger(__name__)
-router = Router(name="deal_actions")
 
 
 class DisputeForm(StatesGroup):
@@ -71,7 +70,6 @@ class Current(Filter):
 # -- actions ------------------------------------------------------------------------
 
 
-@router.callback_query(DealAct.filter(), Signed(), Current())
 async def act(
     query: CallbackQuery,
     callback_data: DealAct,
@@ -158,11 +156,6 @@ async def ask_to_confirm(
     )
 
 
-@router.callback_query(
-    DealAct.filter(),
-    Signed(),
-    flags={"callback_answer": {"text": texts.OUTDATED_CARD, "show_alert": True}},
-)
 async def outdated(
     query: CallbackQuery,
     callback_data: DealAct,
@@ -176,10 +169,6 @@ async def outdated(
         await show_card(query.message, deal, snapshot, currencies, signer, edit=True)
 
 
-@router.callback_query(
-    DealAct.filter(),
-    flags={"callback_answer": {"text": texts.FORGED_BUTTON, "show_alert": True}},
-)
 async def forged(query: CallbackQuery, callback_data: DealAct) -> None:
     log.warning("refused a forged deal button from %s: %s", query.from_user.id, query.data)
 
@@ -187,7 +176,6 @@ async def forged(query: CallbackQuery, callback_data: DealAct) -> None:
 # -- disputes -----------------------------------------------------------------------
 
 
-@router.message(StateFilter(DisputeForm.reason), NotACommand())
 async def dispute_reason(
     message: Message,
     state: FSMContext,
@@ -215,3 +203,22 @@ async def dispute_reason(
     await show_committed_card(bot, deal, snapshot, currencies, signer, headline, edit=None)
     # the other party and the admins, who read the reason
     await outbox.send(outcome.notices, deal, actor=snapshot)
+
+
+def router() -> Router:
+    router = Router(name="deal_actions")
+    # An action, then an outdated card, then a forged button: tried in this order.
+    router.callback_query.register(act, DealAct.filter(), Signed(), Current())
+    router.callback_query.register(
+        outdated,
+        DealAct.filter(),
+        Signed(),
+        flags={"callback_answer": {"text": texts.OUTDATED_CARD, "show_alert": True}},
+    )
+    router.callback_query.register(
+        forged,
+        DealAct.filter(),
+        flags={"callback_answer": {"text": texts.FORGED_BUTTON, "show_alert": True}},
+    )
+    router.message.register(dispute_reason, StateFilter(DisputeForm.reason), NotACommand())
+    return router

@@ -20,8 +20,6 @@ from bot.telegram.keyboards import DealCard, DealList, Nav, Signer
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus
 
-router = Router(name="deals")
-
 
 def card_markup(
     deal: DealView, viewer: UserSnapshot, currencies: Currencies, signer: Signer
@@ -71,7 +69,6 @@ async def show_card(
 # -- cards --------------------------------------------------------------------------
 
 
-@router.callback_query(DealCard.filter())
 async def open_card(
     query: CallbackQuery,
     callback_data: DealCard,
@@ -85,7 +82,6 @@ async def open_card(
         await show_card(query.message, deal, snapshot, currencies, signer, edit=True)
 
 
-@router.message(Command("deal"))
 async def deal_command(
     message: Message,
     command: CommandObject,
@@ -136,7 +132,6 @@ def deals_list(page, kind: str, currencies: Currencies) -> tuple[str, InlineKeyb
     return "\n".join(lines), kb.as_markup()
 
 
-@router.callback_query(DealList.filter())
 async def list_deals(
     query: CallbackQuery,
     callback_data: DealList,
@@ -151,10 +146,18 @@ async def list_deals(
         await query.message.edit_text(text, reply_markup=markup)
 
 
-@router.message(Command("deals"))
 async def deals_command(
     message: Message, snapshot: UserSnapshot, services: Services, currencies: Currencies
 ) -> None:
     page = await services.reads.deals_page(snapshot, "active")
     text, markup = deals_list(page, "active", currencies)
     await message.answer(text, reply_markup=markup)
+
+
+def router() -> Router:
+    router = Router(name="deals")
+    router.callback_query.register(open_card, DealCard.filter())
+    router.message.register(deal_command, Command("deal"))
+    router.callback_query.register(list_deals, DealList.filter())
+    router.message.register(deals_command, Command("deals"))
+    return router

@@ -43,8 +43,6 @@ from bot.telegram.keyboards import WalletMenu
 from cache.snapshots import UserSnapshot
 from cache.store import SnapshotCache
 
-router = Router(name="deposit")
-
 
 @runtime_checkable
 class InstantDeposits(Protocol):
@@ -66,7 +64,6 @@ class InvoiceDeposits(Protocol):
 # -- deposits -----------------------------------------------------------------------
 
 
-@router.callback_query(WalletMenu.filter(F.screen == "deposit"))
 async def deposit_button(
     query: CallbackQuery,
     callback_data: WalletMenu,
@@ -108,7 +105,6 @@ async def deposit_button(
     )
 
 
-@router.message(StateFilter(WalletForm.deposit_amount), NotACommand())
 async def deposit_amount(
     message: Message,
     state: FSMContext,
@@ -163,3 +159,10 @@ def invoice_screen(invoice: DepositView, money: Currency) -> tuple[str, InlineKe
         kb.button(text=f"💳 Pay {amount}", url=invoice.pay_url)
     kb.row(back_button())
     return text, kb.as_markup()
+
+
+def router() -> Router:
+    router = Router(name="deposit")
+    router.callback_query.register(deposit_button, WalletMenu.filter(F.screen == "deposit"))
+    router.message.register(deposit_amount, StateFilter(WalletForm.deposit_amount), NotACommand())
+    return router

@@ -34,8 +34,6 @@ from bot.telegram.keyboards import Nav, WalletMenu
 from cache.snapshots import UserSnapshot
 from cache.store import SnapshotCache
 
-router = Router(name="wallet")
-
 
 class WalletForm(StatesGroup):
     deposit_amount = State()
@@ -133,7 +131,6 @@ def committed_wallet(
 # -- balances -----------------------------------------------------------------------
 
 
-@router.message(Command("wallet"))
 async def wallet_command(
     message: Message,
     snapshot: UserSnapshot,
@@ -148,8 +145,6 @@ async def wallet_command(
     await message.answer(text, reply_markup=wallet_keyboard())
 
 
-@router.callback_query(Nav.filter(F.to == "wallet"))
-@router.callback_query(WalletMenu.filter(F.screen == "home"))
 async def show_wallet(
     query: CallbackQuery,
     snapshot: UserSnapshot,
@@ -162,7 +157,6 @@ async def show_wallet(
         await edit(query.message, text, wallet_keyboard())
 
 
-@router.callback_query(WalletMenu.filter(F.screen == "cancel"))
 async def cancel_button(
     query: CallbackQuery,
     snapshot: UserSnapshot,
@@ -215,3 +209,12 @@ async def typed_amount(message: Message, money: Currency) -> int | None:
             reply_markup=cancel_keyboard(),
         )
         return None
+
+
+def router() -> Router:
+    router = Router(name="wallet")
+    router.message.register(wallet_command, Command("wallet"))
+    router.callback_query.register(show_wallet, WalletMenu.filter(F.screen == "home"))
+    router.callback_query.register(show_wallet, Nav.filter(F.to == "wallet"))
+    router.callback_query.register(cancel_button, WalletMenu.filter(F.screen == "cancel"))
+    return router

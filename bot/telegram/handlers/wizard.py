@@ -49,7 +49,6 @@ from bot.telegram.keyboards import Nav, Signer
 from cache.snapshots import UserSnapshot
 
 log = logging.getLogger(__name__)
-router = Router(name="wizard")
 
 # A create that fails with these may or may not have committed (the
 # connection died at COMMIT, a timeout): its outcome is unknown.
@@ -135,20 +134,17 @@ async def _not_at_step(
 # -- entry and leaving --------------------------------------------------------------
 
 
-@router.message(Command("new"))
 async def new_command(message: Message, state: FSMContext) -> None:
     await enter(state, screens.NewDeal.role, {})
     text, markup = screens.role_screen()
     await message.answer(text, reply_markup=markup)
 
 
-@router.callback_query(Nav.filter(F.to == "new"))
 async def new_button(query: CallbackQuery, state: FSMContext) -> None:
     await enter(state, screens.NewDeal.role, {})
     await _show(query, *screens.role_screen())
 
 
-@router.callback_query(screens.WizardAct.filter(F.act == "cancel"))
 async def cancel_button(
     query: CallbackQuery,
     state: FSMContext,
@@ -194,7 +190,6 @@ async def show_made(
 # -- 6. confirm ---------------------------------------------------------------------
 
 
-@router.callback_query(screens.WizardAct.filter(F.act == "create"))
 async def create(
     query: CallbackQuery,
     state: FSMContext,
@@ -273,3 +268,12 @@ async def create(
         other=other, link=link, expires=texts.when(invitation.expires_at), who=who
     )
     await show_result(bot, snapshot.telegram_id, text)
+
+
+def router() -> Router:
+    router = Router(name="wizard")
+    router.message.register(new_command, Command("new"))
+    router.callback_query.register(new_button, Nav.filter(F.to == "new"))
+    router.callback_query.register(cancel_button, screens.WizardAct.filter(F.act == "cancel"))
+    router.callback_query.register(create, screens.WizardAct.filter(F.act == "create"))
+    return router

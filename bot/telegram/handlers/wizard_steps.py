@@ -30,13 +30,9 @@ from bot.telegram.handlers.wizard import _at_step, _show, new_wizard_key
 from cache.snapshots import UserSnapshot
 from db.models import UserStatus
 
-router = Router(name="wizard_steps")
-
-
 # -- 1. role ------------------------------------------------------------------------
 
 
-@router.callback_query(screens.ChooseRole.filter(F.role.in_(("buyer", "seller"))))
 async def choose_role(
     query: CallbackQuery,
     callback_data: screens.ChooseRole,
@@ -102,7 +98,6 @@ async def person_named(username: str, me: UserSnapshot, services: Services) -> P
     return person
 
 
-@router.message(StateFilter(screens.NewDeal.counterparty), NotACommand())
 async def counterparty_typed(
     message: Message,
     state: FSMContext,
@@ -145,7 +140,6 @@ async def counterparty_typed(
     await message.answer(text, reply_markup=markup)
 
 
-@router.callback_query(screens.InviteNamed.filter())
 async def invite_named(
     query: CallbackQuery,
     callback_data: screens.InviteNamed,
@@ -161,7 +155,6 @@ async def invite_named(
     await _show(query, *screens.currency_screen(currencies))
 
 
-@router.callback_query(screens.WizardAct.filter(F.act == "link"))
 async def invite_by_link(
     query: CallbackQuery, state: FSMContext, currencies: Currencies, settings: EscrowSettings
 ) -> None:
@@ -175,7 +168,6 @@ async def invite_by_link(
 # -- 3. currency --------------------------------------------------------------------
 
 
-@router.callback_query(screens.ChooseCurrency.filter())
 async def choose_currency(
     query: CallbackQuery,
     callback_data: screens.ChooseCurrency,
@@ -194,7 +186,6 @@ async def choose_currency(
 # -- 4. amount ----------------------------------------------------------------------
 
 
-@router.message(StateFilter(screens.NewDeal.amount), NotACommand())
 async def amount_typed(
     message: Message, state: FSMContext, currencies: Currencies, settings: EscrowSettings
 ) -> None:
@@ -224,7 +215,6 @@ async def amount_typed(
 # -- 5. description -----------------------------------------------------------------
 
 
-@router.message(StateFilter(screens.NewDeal.description), NotACommand())
 async def description_typed(
     message: Message, state: FSMContext, currencies: Currencies, settings: EscrowSettings
 ) -> None:
@@ -253,10 +243,6 @@ async def description_typed(
 # -- typing where a button is expected ----------------------------------------------
 
 
-@router.message(
-    StateFilter(screens.NewDeal.role, screens.NewDeal.currency, screens.NewDeal.confirm),
-    NotACommand(),
-)
 async def buttons_expected(
     message: Message, state: FSMContext, raw_state: str | None, currencies: Currencies
 ) -> None:
@@ -267,3 +253,26 @@ async def buttons_expected(
     else:
         text, markup = screens.summary_screen(await state.get_data(), currencies)
     await message.answer(f"{screens.USE_BUTTONS}\n\n{text}", reply_markup=markup)
+
+
+def router() -> Router:
+    router = Router(name="wizard_steps")
+    router.callback_query.register(
+        choose_role, screens.ChooseRole.filter(F.role.in_(("buyer", "seller")))
+    )
+    router.message.register(
+        counterparty_typed, StateFilter(screens.NewDeal.counterparty), NotACommand()
+    )
+    router.callback_query.register(invite_named, screens.InviteNamed.filter())
+    router.callback_query.register(invite_by_link, screens.WizardAct.filter(F.act == "link"))
+    router.callback_query.register(choose_currency, screens.ChooseCurrency.filter())
+    router.message.register(amount_typed, StateFilter(screens.NewDeal.amount), NotACommand())
+    router.message.register(
+        description_typed, StateFilter(screens.NewDeal.description), NotACommand()
+    )
+    router.message.register(
+        buttons_expected,
+        StateFilter(screens.NewDeal.role, screens.NewDeal.currency, screens.NewDeal.confirm),
+        NotACommand(),
+    )
+    return router
