@@ -3,29 +3,32 @@ data, the guard); open disputes are in admin_disputes.py, withdrawals in
 admin_withdrawals.py, deposits by hand in admin_deposits.py, the alert for
 everyone else in fallback.py.
 
-Who may press an admin button is decided by a filter with no I/O (the
-configured admin ids), so a refused press gets its alert in the pre-answer;
-the handlers also check the snapshot's admin flag, and every service that
-changes something checks it once more inside its transaction.
+Who may use the panel is decided by a filter with no I/O (the configured
+admin ids), set once on each admin router, so a refused press gets its alert
+in the pre-answer; a press also needs the snapshot's admin flag (StoredAdmin),
+and every service that changes something checks it once more inside its
+transaction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from functools import cache
+from typing import Any
 
-from aiogram import F, Router
-from aiogram.filters import Command, Filter
+from aiogram import BaseMiddleware, F, Router
+from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, TelegramObject
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services import Services
 from bot.services.money import Currencies
 from bot.services.reads import Stats
-from bot.services.settings import EscrowSettings
 from bot.telegram import keyboards, texts
+from bot.telegram.filters import ConfiguredAdmin
 from bot.telegram.handlers.wallet import edit
 from bot.telegram.keyboards import Nav
 from cache.snapshots import UserSnapshot
@@ -69,20 +72,38 @@ class AdminForm(StatesGroup):
     credit_amount = State()
 
 
-class ConfiguredAdmin(Filter):
-    """The presser is a configured admin: no I/O, so a refusal is an alert."""
+class StoredAdmin(BaseMiddleware):
+    """Inner middleware of the admin routers' presses (their filter has let a
+    configured admin through): the stored account must say admin too, or the
+    user is told; and the press needs a message to show its screen in, so
+    the handlers take `query.message` for the message pressed."""
 
-    async def __call__(self, query: CallbackQuery, settings: EscrowSettings) -> bool:
-        return query.from_user.id in settings.admins
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        snapshot: UserSnapshot = data["snapshot"]
+        pressed = event.message if isinstance(event, CallbackQuery) else None
+        if not snapshot.is_admin:
+            if isinstance(pressed, Message):
+                await pressed.answer(texts.NOT_ADMIN)
+            return None
+        if not isinstance(pressed, Message):
+            return None
+        return await handler(event, data)
 
 
-async def refused(query: CallbackQuery, snapshot: UserSnapshot) -> bool:
-    """True (and the user is told) if the stored account is not an admin."""
-    if snapshot.is_admin:
-        return False
-    if isinstance(query.message, Message):
-        await query.message.answer(texts.NOT_ADMIN)
-    return True
+def admin_router(name: str) -> Router:
+    """A router of the admin panel. Only configured admins get past its filter,
+    set once for all its handlers; everyone else's update goes on to the
+    routers after it (fallback.py answers them)."""
+    router = Router(name=name)
+    router.message.filter(ConfiguredAdmin())
+    router.callback_query.filter(ConfiguredAdmin())
+    router.callback_query.middleware(StoredAdmin())
+    return router
 
 
 @cache
@@ -135,9 +156,7 @@ async def admin_command(
     await message.answer(home_text(), reply_markup=home_keyboard())
 
 
-async def admin_home(query: CallbackQuery, snapshot: UserSnapshot, state: FSMContext) -> None:
-    if await refused(query, snapshot) or not isinstance(query.message, Message):
-        return
+async def admin_home(query: CallbackQuery, state: FSMContext) -> None:
     # Leaving any admin form here, so a later message is not taken for its answer.
     await state.clear()
     await edit(query.message, home_text(), home_keyboard())
@@ -170,18 +189,14 @@ def stats_text(stats: Stats, currencies: Currencies) -> str:
 async def stats(
     query: CallbackQuery, snapshot: UserSnapshot, services: Services, currencies: Currencies
 ) -> None:
-    if await refused(query, snapshot) or not isinstance(query.message, Message):
-        return
     text = stats_text(await services.reads.stats(snapshot), currencies)
     await edit(query.message, text, screen_keyboard("stats"))
 
 
 def router() -> Router:
-    router = Router(name="admin")
+    router = admin_router("admin")
     router.message.register(admin_command, Command("admin"))
-    router.callback_query.register(
-        admin_home, AdminPanel.filter(F.screen == "home"), ConfiguredAdmin()
-    )
-    router.callback_query.register(admin_home, Nav.filter(F.to == "admin"), ConfiguredAdmin())
-    router.callback_query.register(stats, AdminPanel.filter(F.screen == "stats"), ConfiguredAdmin())
+    router.callback_query.register(admin_home, AdminPanel.filter(F.screen == "home"))
+    router.callback_query.register(admin_home, Nav.filter(F.to == "admin"))
+    router.callback_query.register(stats, AdminPanel.filter(F.screen == "stats"))
     return router

@@ -22,11 +22,10 @@ from bot.telegram.handlers.admin import (
     AdminCredit,
     AdminForm,
     AdminPanel,
-    ConfiguredAdmin,
+    admin_router,
     cancel_keyboard,
     home_keyboard,
     home_text,
-    refused,
 )
 from bot.telegram.handlers.committed import read_after_commit, show_result
 from bot.telegram.handlers.wallet import (
@@ -45,9 +44,7 @@ log = logging.getLogger(__name__)
 # -- deposits by hand ---------------------------------------------------------------
 
 
-async def credit(query: CallbackQuery, snapshot: UserSnapshot, state: FSMContext) -> None:
-    if await refused(query, snapshot) or not isinstance(query.message, Message):
-        return
+async def credit(query: CallbackQuery, state: FSMContext) -> None:
     await enter(state, AdminForm.credit_user, {"flow": "credit"})
     await edit(
         query.message,
@@ -102,12 +99,9 @@ def who(user: UserSnapshot) -> str:
 async def credit_currency(
     query: CallbackQuery,
     callback_data: AdminCredit,
-    snapshot: UserSnapshot,
     currencies: Currencies,
     state: FSMContext,
 ) -> None:
-    if await refused(query, snapshot) or not isinstance(query.message, Message):
-        return
     money = currencies[callback_data.currency]
     await enter(
         state,
@@ -166,8 +160,6 @@ async def credit_confirm(
     snapshots: SnapshotCache,
     bot: Bot,
 ) -> None:
-    if await refused(query, snapshot) or not isinstance(query.message, Message):
-        return
     money = currencies[callback_data.currency]
     # The confirmation message is the credit's identity: pressing it twice
     # (even at once) credits once.
@@ -211,16 +203,10 @@ async def credit_confirm(
 
 
 def router() -> Router:
-    router = Router(name="admin_deposits")
-    router.callback_query.register(
-        credit, AdminPanel.filter(F.screen == "credit"), ConfiguredAdmin()
-    )
+    router = admin_router("admin_deposits")
+    router.callback_query.register(credit, AdminPanel.filter(F.screen == "credit"))
     router.message.register(credit_user, StateFilter(AdminForm.credit_user), NotACommand())
-    router.callback_query.register(
-        credit_currency, AdminCredit.filter(F.amount == 0), ConfiguredAdmin()
-    )
+    router.callback_query.register(credit_currency, AdminCredit.filter(F.amount == 0))
     router.message.register(credit_amount, StateFilter(AdminForm.credit_amount), NotACommand())
-    router.callback_query.register(
-        credit_confirm, AdminCredit.filter(F.amount > 0), ConfiguredAdmin()
-    )
+    router.callback_query.register(credit_confirm, AdminCredit.filter(F.amount > 0))
     return router

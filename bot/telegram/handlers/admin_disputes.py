@@ -7,7 +7,7 @@ from html import escape
 from typing import Literal
 
 from aiogram import Bot, F, Router
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.runtime.notifier import Outbox
@@ -21,9 +21,8 @@ from bot.telegram.handlers.admin import (
     QUEUE_PAGE,
     AdminCard,
     AdminPanel,
-    ConfiguredAdmin,
+    admin_router,
     queue_size,
-    refused,
     screen_keyboard,
 )
 from bot.telegram.handlers.committed import show_result
@@ -38,8 +37,6 @@ from db.models import DealStatus
 async def disputes(
     query: CallbackQuery, snapshot: UserSnapshot, services: Services, currencies: Currencies
 ) -> None:
-    if await refused(query, snapshot) or not isinstance(query.message, Message):
-        return
     items = await services.reads.open_disputes(snapshot, QUEUE_PAGE)
     lines = [f"⚠️ <b>Open disputes</b> ({queue_size(items)})", ""]
     kb = InlineKeyboardBuilder()
@@ -61,8 +58,6 @@ async def admin_card(
     services: Services,
     currencies: Currencies,
 ) -> None:
-    if await refused(query, snapshot) or not isinstance(query.message, Message):
-        return
     deal = await services.deals.get(snapshot, callback_data.code, as_admin=True)
     await edit(
         query.message,
@@ -102,8 +97,6 @@ async def resolve(
     outbox: Outbox,
     bot: Bot,
 ) -> None:
-    if await refused(query, snapshot) or not isinstance(query.message, Message):
-        return
     card = query.message
     outcome: Literal["release", "refund"] = (
         "release" if callback_data.outcome == "release" else "refund"
@@ -154,12 +147,8 @@ async def resolve(
 
 
 def router() -> Router:
-    router = Router(name="admin_disputes")
-    router.callback_query.register(
-        disputes, AdminPanel.filter(F.screen == "disputes"), ConfiguredAdmin()
-    )
-    router.callback_query.register(admin_card, AdminCard.filter(), ConfiguredAdmin())
-    router.callback_query.register(
-        resolve, AdminDeal.filter(F.outcome.in_(RESOLVED)), ConfiguredAdmin()
-    )
+    router = admin_router("admin_disputes")
+    router.callback_query.register(disputes, AdminPanel.filter(F.screen == "disputes"))
+    router.callback_query.register(admin_card, AdminCard.filter())
+    router.callback_query.register(resolve, AdminDeal.filter(F.outcome.in_(RESOLVED)))
     return router

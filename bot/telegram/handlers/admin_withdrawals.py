@@ -26,12 +26,11 @@ from bot.telegram.handlers.admin import (
     AdminForm,
     AdminPanel,
     AdminWithdrawal,
-    ConfiguredAdmin,
+    admin_router,
     cancel_keyboard,
     home_keyboard,
     home_text,
     queue_size,
-    refused,
     screen_keyboard,
 )
 from bot.telegram.handlers.committed import close_form, read_after_commit, show_result
@@ -85,8 +84,6 @@ def withdrawal_details(item: WithdrawalView, currencies: Currencies) -> str:
 async def withdrawals(
     query: CallbackQuery, snapshot: UserSnapshot, services: Services, currencies: Currencies
 ) -> None:
-    if await refused(query, snapshot) or not isinstance(query.message, Message):
-        return
     text, markup = pending_screen(
         await services.reads.pending_withdrawals(snapshot, QUEUE_PAGE), currencies
     )
@@ -103,8 +100,6 @@ async def approve(
     bot: Bot,
     payouts: Payouts | None,
 ) -> None:
-    if await refused(query, snapshot) or not isinstance(query.message, Message):
-        return
     if not callback_data.ok:
         pending = await services.reads.pending_withdrawals(snapshot, QUEUE_PAGE)
         item = next((w for w in pending if w.id == callback_data.id), None)
@@ -216,12 +211,9 @@ async def show_decision(
 async def reject(
     query: CallbackQuery,
     callback_data: AdminWithdrawal,
-    snapshot: UserSnapshot,
     settings: EscrowSettings,
     state: FSMContext,
 ) -> None:
-    if await refused(query, snapshot) or not isinstance(query.message, Message):
-        return
     await enter(state, AdminForm.reject_note, {"flow": "reject", "withdrawal_id": callback_data.id})
     await edit(
         query.message,
@@ -277,15 +269,9 @@ async def reject_note(
 
 
 def router() -> Router:
-    router = Router(name="admin_withdrawals")
-    router.callback_query.register(
-        withdrawals, AdminPanel.filter(F.screen == "withdrawals"), ConfiguredAdmin()
-    )
-    router.callback_query.register(
-        approve, AdminWithdrawal.filter(F.action == "approve"), ConfiguredAdmin()
-    )
-    router.callback_query.register(
-        reject, AdminWithdrawal.filter(F.action == "reject"), ConfiguredAdmin()
-    )
+    router = admin_router("admin_withdrawals")
+    router.callback_query.register(withdrawals, AdminPanel.filter(F.screen == "withdrawals"))
+    router.callback_query.register(approve, AdminWithdrawal.filter(F.action == "approve"))
+    router.callback_query.register(reject, AdminWithdrawal.filter(F.action == "reject"))
     router.message.register(reject_note, StateFilter(AdminForm.reject_note), NotACommand())
     return router

@@ -1,17 +1,26 @@
-"""What nobody else handled: admin buttons pressed by a non-admin, and a
-friendly pointer back to the menu for anything else."""
+"""What nobody else handled: the admin panel used by a non-admin (the admin
+routers take configured admins only), and a friendly pointer back to the menu
+for anything else."""
 
 from __future__ import annotations
 
 import logging
 
 from aiogram import F, Router
+from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from redis.exceptions import RedisError
 
 from bot.telegram import keyboards, texts
-from bot.telegram.handlers.admin import AdminCard, AdminCredit, AdminPanel, AdminWithdrawal
+from bot.telegram.filters import NotACommand
+from bot.telegram.handlers.admin import (
+    AdminCard,
+    AdminCredit,
+    AdminForm,
+    AdminPanel,
+    AdminWithdrawal,
+)
 from bot.telegram.handlers.committed import finished_reply
 from bot.telegram.keyboards import AdminDeal, Nav
 
@@ -24,6 +33,17 @@ NOT_ADMIN_ALERT = {"text": texts.NOT_ADMIN, "show_alert": True}
 
 async def not_an_admin(query: CallbackQuery) -> None:
     log.info("refused an admin button from %s: %s", query.from_user.id, query.data)
+
+
+async def not_an_admin_command(message: Message) -> None:
+    await message.answer(texts.NOT_ADMIN, reply_markup=keyboards.back_to_menu())
+
+
+async def not_an_admin_form(message: Message, state: FSMContext) -> None:
+    """A step of an admin form from someone who is not a configured admin any
+    more (the list changed since the form began): the form is left."""
+    await state.clear()
+    await message.answer(texts.NOT_ADMIN)
 
 
 async def not_understood(
@@ -61,6 +81,8 @@ def router() -> Router:
         router.callback_query.register(
             not_an_admin, admin_button, flags={"callback_answer": NOT_ADMIN_ALERT}
         )
+    router.message.register(not_an_admin_command, Command("admin"))
+    router.message.register(not_an_admin_form, StateFilter(AdminForm), NotACommand())
     router.message.register(not_understood)
     router.callback_query.register(
         stale_button, flags={"callback_answer": {"text": "That button has expired."}}
