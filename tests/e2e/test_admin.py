@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 from aiogram.types import CallbackQuery, Update
 from sqlalchemy import text
@@ -302,3 +303,64 @@ async def test_non_admins_are_kept_out(app, admin, pair, telegram):
     # no form was started either: text is just text
     await mallory.send("1000")
     assert "didn't understand" in mallory.last.text
+
+
+class NotAdminYet:
+    """The caller's stored account as a replica would read it before the
+    account says admin (the flag off), whatever the admin list says."""
+
+    def __init__(self, cache) -> None:
+        self.cache = cache
+
+    async def get(self, telegram_id: int):
+        snapshot = await self.cache.get(telegram_id)
+        return msgspec.structs.replace(snapshot, is_admin=False) if snapshot else None
+
+
+async def test_a_configured_admin_whose_account_is_not_admin_is_shown_nothing(app, admin, pair):
+    alice, bob = pair
+    await disputed_deal(app, alice, bob)
+    await admin.send("/admin")
+    panel = admin.last
+    shown = panel.text
+    other = await build_app(
+        app.config,
+        session=admin.telegram,
+        engine=app.database.engine,
+        snapshot_source=NotAdminYet(app.cache.cache),
+    )
+    try:
+        elsewhere = on(other, admin)
+        for button in ("⚠️ Open disputes", "🏦 Pending withdrawals", "💰 Credit a deposit"):
+            reply = await elsewhere.press(button, message=panel)
+            assert reply.methods == ["answerCallbackQuery", "sendMessage"], button
+            assert not reply.answer.show_alert
+            assert reply.texts == [NOT_ADMIN], button
+        await elsewhere.send("/admin")
+        assert elsewhere.last.text == NOT_ADMIN
+        assert elsewhere.buttons() == ["« Menu"]
+    finally:
+        await other.aclose()
+    assert admin.chat.messages[panel.message_id].text == shown  # no screen was shown
+    await admin.send(str(admin.id))  # and no form was started
+    assert "didn't understand" in admin.last.text
+
+
+async def test_an_admin_taken_off_the_list_during_a_form_is_let_out_of_it(app, admin):
+    await admin.send("/admin")
+    await admin.press("💰 Credit a deposit")
+    # a replica whose admin list no longer has them
+    escrow = msgspec.structs.replace(app.config.escrow, admins=())
+    config = msgspec.structs.replace(app.config, escrow=escrow)
+    other = await build_app(config, session=admin.telegram, engine=app.database.engine)
+    try:
+        former = on(other, admin)
+        await former.send(str(admin.id))
+        assert former.last.text == NOT_ADMIN
+        await former.send(str(admin.id))
+        assert "didn't understand" in former.last.text  # the form was left
+        await former.send("/admin")
+        assert former.last.text == NOT_ADMIN
+        assert former.buttons() == ["« Menu"]
+    finally:
+        await other.aclose()

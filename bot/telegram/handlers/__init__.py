@@ -6,33 +6,43 @@ from aiogram import Router
 
 from bot.telegram.handlers import (
     admin,
-    admin_wallets,
+    admin_deposits,
+    admin_disputes,
+    admin_withdrawals,
+    deal_actions,
     deals,
+    deposit,
     errors,
     fallback,
     start,
     wallet,
     withdraw,
     wizard,
+    wizard_steps,
 )
 
-# Tried in this order; the catch-all comes last.
-FEATURES = (errors, start, deals, wizard, wallet, withdraw, admin, admin_wallets, fallback)
-
-
-def _fresh(template: Router) -> Router:
-    """A new router holding the template's handlers.
-
-    aiogram attaches a router to one parent only, and every app built in one
-    process (two replicas in the benchmark, one per test) needs its own tree;
-    the handlers themselves are stateless and shared."""
-    router = Router(name=template.name)
-    for name, observer in template.observers.items():
-        router.observers[name].handlers.extend(observer.handlers)
-    return router
+# Tried in this order; the catch-all comes last. Each is a factory: a router
+# has one parent, and every app built in one process (one per test, two
+# replicas in the benchmark) gets its own tree.
+FEATURES = (
+    errors.router,
+    start.router,
+    deals.router,
+    deal_actions.router,
+    wizard.router,
+    wizard_steps.router,
+    wallet.router,
+    deposit.router,
+    withdraw.router,
+    admin.router,
+    admin_disputes.router,
+    admin_withdrawals.router,
+    admin_deposits.router,
+    fallback.router,
+)
 
 
 def build_router() -> Router:
     root = Router(name="escrow")
-    root.include_routers(*(_fresh(feature.router) for feature in FEATURES))
+    root.include_routers(*(feature() for feature in FEATURES))
     return root

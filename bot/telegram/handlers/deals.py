@@ -1,56 +1,24 @@
-"""Deal cards, the parties' actions on them, disputes and "my deals".
-
-A deal action goes through three handlers, tried in order: the real one (a
-signed button at the newest known version), one for an outdated card, one
-for a forged button. The two fallbacks answer with an alert through the
-callback-answer flags, before any I/O, and change nothing.
-"""
+"""Deal cards and "my deals"; the parties' actions on a card are in
+deal_actions.py."""
 
 from __future__ import annotations
 
-import logging
 from html import escape
 
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.filters import Command, CommandObject, Filter, StateFilter
-from aiogram.fsm.context import FSMContext
-from aiogram.fsm.state import State, StatesGroup
+from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.runtime.notifier import Outbox
 from bot.services import Services
-from bot.services.errors import WrongState
 from bot.services.money import Currencies
-from bot.services.rules import Action
 from bot.services.views import DealView
 from bot.telegram import keyboards, texts
-from bot.telegram.filters import NotACommand
-from bot.telegram.freshness import DealVersions
-from bot.telegram.handlers.committed import close_form, show_result
-from bot.telegram.keyboards import CONFIRMED, DealAct, DealCard, DealList, Nav, Signer
+from bot.telegram.handlers.committed import show_result
+from bot.telegram.keyboards import DealCard, DealList, Nav, Signer
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus
-
-log = logging.getLogger(__name__)
-router = Router(name="deals")
-
-
-class DisputeForm(StatesGroup):
-    reason = State()
-
-
-# What the actor reads after each action (the other party's text: bot/telegram/notices.py).
-HEADLINES = {
-    Action.ACCEPT: "✅ You accepted the deal.",
-    Action.DECLINE: "You declined the deal.",
-    Action.FUND: "🔒 Funded: the money is held in escrow.",
-    Action.DELIVER: "📦 Marked as delivered.",
-    Action.RELEASE: "✅ Payment released to the seller.",
-    Action.DISPUTE: "⚠️ Dispute opened. An admin will look at it.",
-    Action.CANCEL: "The deal is cancelled.",
-}
 
 
 def card_markup(
@@ -98,26 +66,9 @@ async def show_card(
             raise
 
 
-class Signed(Filter):
-    """The button was made by this bot for this very viewer."""
-
-    async def __call__(self, query: CallbackQuery, callback_data: DealAct, signer: Signer) -> bool:
-        return signer.valid(query.from_user.id, callback_data)
-
-
-class Current(Filter):
-    """No newer version of the deal is known than the card showed."""
-
-    async def __call__(
-        self, query: CallbackQuery, callback_data: DealAct, deals_seen: DealVersions
-    ) -> bool:
-        return not deals_seen.outdated(callback_data.code, callback_data.v)
-
-
 # -- cards --------------------------------------------------------------------------
 
 
-@router.callback_query(DealCard.filter())
 async def open_card(
     query: CallbackQuery,
     callback_data: DealCard,
@@ -131,7 +82,6 @@ async def open_card(
         await show_card(query.message, deal, snapshot, currencies, signer, edit=True)
 
 
-@router.message(Command("deal"))
 async def deal_command(
     message: Message,
     command: CommandObject,
@@ -145,155 +95,6 @@ async def deal_command(
         return
     deal = await services.deals.get(snapshot, command.args)
     await show_card(message, deal, snapshot, currencies, signer, edit=False)
-
-
-# -- actions ------------------------------------------------------------------------
-
-
-@router.callback_query(DealAct.filter(), Signed(), Current())
-async def act(
-    query: CallbackQuery,
-    callback_data: DealAct,
-    snapshot: UserSnapshot,
-    services: Services,
-    currencies: Currencies,
-    signer: Signer,
-    deals_seen: DealVersions,
-    state: FSMContext,
-    outbox: Outbox,
-    bot: Bot,
-) -> None:
-    action = Action(callback_data.action)
-    card = query.message if isinstance(query.message, Message) else None
-    if action is Action.DISPUTE:
-        await state.update_data(code=callback_data.code)  # the data first, the step last
-        await state.set_state(DisputeForm.reason)
-        if card is not None:
-            await card.answer(
-                "⚠️ What went wrong? Describe it in one message; the admins will read it.\n"
-                "Send /cancel to go back."
-            )
-        return
-    if action in CONFIRMED and not callback_data.ok:
-        deal = await services.deals.get(snapshot, callback_data.code)
-        if card is not None:
-            await ask_to_confirm(card, deal, action, snapshot, currencies, signer)
-        return
-    method = getattr(services.deals, action.value)
-    # A confirmation acts only on the deal it asked about: signed at version v,
-    # it is refused if the deal has moved on since, even when this replica has
-    # not heard of the move (the Current filter only knows what it heard).
-    guard = {"expected_version": callback_data.v} if action in CONFIRMED else {}
-    try:
-        outcome = await method(snapshot, callback_data.code, **guard)
-    except WrongState as refused:
-        if card is not None and isinstance(refused.current, DealView):
-            deals_seen.note(refused.current.code, refused.current.version)
-            await show_card(
-                card,
-                refused.current,
-                snapshot,
-                currencies,
-                signer,
-                f"⚠️ {refused.message}",
-                edit=True,
-            )
-            return
-        raise
-    # Committed: from here on nothing may claim that nothing changed.
-    deal = outcome.value
-    deals_seen.note(deal.code, deal.version)
-    mine = HEADLINES[action]
-    if action is Action.CANCEL and deal.status == DealStatus.REFUNDED:
-        mine = "↩️ Cancelled: the buyer is refunded."
-    await show_committed_card(bot, deal, snapshot, currencies, signer, mine, edit=card)
-    await outbox.send(outcome.notices, deal, actor=snapshot)
-
-
-async def ask_to_confirm(
-    card: Message,
-    deal: DealView,
-    action: Action,
-    viewer: UserSnapshot,
-    currencies: Currencies,
-    signer: Signer,
-) -> None:
-    money = currencies[deal.currency]
-    if action is Action.RELEASE:
-        question = (
-            f"Release the payment? {money.format(deal.payout)} goes to "
-            f"{escape(deal.seller_name or 'the seller')} and this can't be undone."
-        )
-        label = "✅ Yes, release the payment"
-    elif deal.status in (DealStatus.FUNDED, DealStatus.DELIVERED):
-        question = f"Cancel the deal and refund {money.format(deal.amount)} to the buyer?"
-        label = "↩️ Yes, cancel and refund"
-    else:
-        question = "Cancel this deal?"
-        label = "Yes, cancel the deal"
-    await card.edit_text(
-        texts.deal_card(deal, viewer.id, currencies, f"❓ {question}"),
-        reply_markup=keyboards.confirm_keyboard(deal, action, viewer.telegram_id, signer, label),
-    )
-
-
-@router.callback_query(
-    DealAct.filter(),
-    Signed(),
-    flags={"callback_answer": {"text": texts.OUTDATED_CARD, "show_alert": True}},
-)
-async def outdated(
-    query: CallbackQuery,
-    callback_data: DealAct,
-    snapshot: UserSnapshot,
-    services: Services,
-    currencies: Currencies,
-    signer: Signer,
-) -> None:
-    deal = await services.deals.get(snapshot, callback_data.code)
-    if isinstance(query.message, Message):
-        await show_card(query.message, deal, snapshot, currencies, signer, edit=True)
-
-
-@router.callback_query(
-    DealAct.filter(),
-    flags={"callback_answer": {"text": texts.FORGED_BUTTON, "show_alert": True}},
-)
-async def forged(query: CallbackQuery, callback_data: DealAct) -> None:
-    log.warning("refused a forged deal button from %s: %s", query.from_user.id, query.data)
-
-
-# -- disputes -----------------------------------------------------------------------
-
-
-@router.message(StateFilter(DisputeForm.reason), NotACommand())
-async def dispute_reason(
-    message: Message,
-    state: FSMContext,
-    snapshot: UserSnapshot,
-    services: Services,
-    currencies: Currencies,
-    signer: Signer,
-    deals_seen: DealVersions,
-    outbox: Outbox,
-    bot: Bot,
-) -> None:
-    if not message.text:
-        await message.answer("Please describe the problem in a text message, or /cancel.")
-        return
-    code = (await state.get_data())["code"]
-    # A reason that is too long raises InvalidInput: the user is told and the
-    # state stays, so the next message is tried again.
-    outcome = await services.deals.dispute(snapshot, code, message.text)
-    deal = outcome.value
-    headline = HEADLINES[Action.DISPUTE]
-    # A form Redis could not forget is refused by the deal: it is in dispute now.
-    reply = texts.deal_card(deal, snapshot.id, currencies, headline)
-    await close_form(state, finished_by=message, reply=reply)
-    deals_seen.note(deal.code, deal.version)
-    await show_committed_card(bot, deal, snapshot, currencies, signer, headline, edit=None)
-    # the other party and the admins, who read the reason
-    await outbox.send(outcome.notices, deal, actor=snapshot)
 
 
 # -- my deals -----------------------------------------------------------------------
@@ -331,7 +132,6 @@ def deals_list(page, kind: str, currencies: Currencies) -> tuple[str, InlineKeyb
     return "\n".join(lines), kb.as_markup()
 
 
-@router.callback_query(DealList.filter())
 async def list_deals(
     query: CallbackQuery,
     callback_data: DealList,
@@ -346,10 +146,18 @@ async def list_deals(
         await query.message.edit_text(text, reply_markup=markup)
 
 
-@router.message(Command("deals"))
 async def deals_command(
     message: Message, snapshot: UserSnapshot, services: Services, currencies: Currencies
 ) -> None:
     page = await services.reads.deals_page(snapshot, "active")
     text, markup = deals_list(page, "active", currencies)
     await message.answer(text, reply_markup=markup)
+
+
+def router() -> Router:
+    router = Router(name="deals")
+    router.callback_query.register(open_card, DealCard.filter())
+    router.message.register(deal_command, Command("deal"))
+    router.callback_query.register(list_deals, DealList.filter())
+    router.message.register(deals_command, Command("deals"))
+    return router

@@ -23,7 +23,6 @@ from bot.telegram import keyboards, texts
 from bot.telegram.fsm import StateUnavailable, StateUnread
 
 log = logging.getLogger(__name__)
-router = Router(name="errors")
 
 UNEXPECTED = (
     "😕 Something went wrong on our side. Please check the deal or your wallet "
@@ -52,21 +51,18 @@ async def _tell(
         log.warning("could not tell chat %s about a failed update", chat_id, exc_info=True)
 
 
-@router.errors(ExceptionTypeFilter(EscrowError))
 async def refused(event: ErrorEvent, bot: Bot) -> None:
     error = event.exception
     assert isinstance(error, EscrowError)
     await _tell(bot, event, f"⚠️ {error.message}")
 
 
-@router.errors(ExceptionTypeFilter(StateUnread))
 async def message_not_read(event: ErrorEvent, bot: Bot) -> None:
     """Redis failed reading the sender's form state: the message was not handled."""
     log.warning("update %s not handled: %s", event.update.update_id, event.exception)
     await _tell(bot, event, texts.MESSAGE_NOT_READ, keyboards.back_to_menu())
 
 
-@router.errors(ExceptionTypeFilter(StateUnavailable))
 async def form_unavailable(event: ErrorEvent, bot: Bot) -> None:
     """Redis failed writing (or reading) a form's state before its use case ran."""
     log.warning("update %s: form state unavailable: %s", event.update.update_id, event.exception)
@@ -83,12 +79,10 @@ class NotModified(Filter):
         return isinstance(error, TelegramBadRequest) and "message is not modified" in error.message
 
 
-@router.errors(NotModified())
 async def nothing_changed(event: ErrorEvent) -> None:
     return None
 
 
-@router.errors()
 async def unexpected(event: ErrorEvent, bot: Bot) -> None:
     ref = secrets.token_hex(3)
     log.error(
@@ -98,3 +92,13 @@ async def unexpected(event: ErrorEvent, bot: Bot) -> None:
         exc_info=(type(event.exception), event.exception, event.exception.__traceback__),
     )
     await _tell(bot, event, UNEXPECTED.format(ref=ref))
+
+
+def router() -> Router:
+    router = Router(name="errors")
+    router.errors.register(refused, ExceptionTypeFilter(EscrowError))
+    router.errors.register(message_not_read, ExceptionTypeFilter(StateUnread))
+    router.errors.register(form_unavailable, ExceptionTypeFilter(StateUnavailable))
+    router.errors.register(nothing_changed, NotModified())
+    router.errors.register(unexpected)  # whatever the others did not take
+    return router

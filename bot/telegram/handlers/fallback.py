@@ -1,43 +1,51 @@
-"""What nobody else handled: admin buttons pressed by a non-admin, and a
-friendly pointer back to the menu for anything else."""
+"""What nobody else handled: the admin panel used by a non-admin (the admin
+routers take configured admins only), and a friendly pointer back to the menu
+for anything else."""
 
 from __future__ import annotations
 
 import logging
 
 from aiogram import F, Router
+from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from redis.exceptions import RedisError
 
 from bot.telegram import keyboards, texts
-from bot.telegram.handlers.admin import AdminCard, AdminCredit, AdminPanel, AdminWithdrawal
+from bot.telegram.filters import NotACommand
+from bot.telegram.handlers.admin import (
+    AdminCard,
+    AdminCredit,
+    AdminForm,
+    AdminPanel,
+    AdminWithdrawal,
+)
 from bot.telegram.handlers.committed import finished_reply
 from bot.telegram.keyboards import AdminDeal, Nav
 
 log = logging.getLogger(__name__)
 
-router = Router(name="fallback")
-
 NOT_UNDERSTOOD = "I didn't understand that. Use the menu below or send /help."
 ALREADY_TAKEN = "That message was already taken:"
 NOT_ADMIN_ALERT = {"text": texts.NOT_ADMIN, "show_alert": True}
 
-# Admin buttons pressed by someone the admin routers refused (their filter
-# needs a configured admin): an alert, and nothing else.
 
-
-@router.callback_query(Nav.filter(F.to == "admin"), flags={"callback_answer": NOT_ADMIN_ALERT})
-@router.callback_query(AdminPanel.filter(), flags={"callback_answer": NOT_ADMIN_ALERT})
-@router.callback_query(AdminCard.filter(), flags={"callback_answer": NOT_ADMIN_ALERT})
-@router.callback_query(AdminDeal.filter(), flags={"callback_answer": NOT_ADMIN_ALERT})
-@router.callback_query(AdminWithdrawal.filter(), flags={"callback_answer": NOT_ADMIN_ALERT})
-@router.callback_query(AdminCredit.filter(), flags={"callback_answer": NOT_ADMIN_ALERT})
 async def not_an_admin(query: CallbackQuery) -> None:
     log.info("refused an admin button from %s: %s", query.from_user.id, query.data)
 
 
-@router.message()
+async def not_an_admin_command(message: Message) -> None:
+    await message.answer(texts.NOT_ADMIN, reply_markup=keyboards.back_to_menu())
+
+
+async def not_an_admin_form(message: Message, state: FSMContext) -> None:
+    """A step of an admin form from someone who is not a configured admin any
+    more (the list changed since the form began): the form is left."""
+    await state.clear()
+    await message.answer(texts.NOT_ADMIN)
+
+
 async def not_understood(
     message: Message, state: FSMContext | None = None, raw_state: str | None = None
 ) -> None:
@@ -54,6 +62,29 @@ async def not_understood(
     await message.answer(NOT_UNDERSTOOD, reply_markup=keyboards.back_to_menu())
 
 
-@router.callback_query(flags={"callback_answer": {"text": "That button has expired."}})
 async def stale_button(query: CallbackQuery) -> None:
     return None
+
+
+def router() -> Router:
+    router = Router(name="fallback")
+    # Admin buttons pressed by someone the admin routers refused (their filter
+    # needs a configured admin): an alert, and nothing else.
+    for admin_button in (
+        AdminCredit.filter(),
+        AdminWithdrawal.filter(),
+        AdminDeal.filter(),
+        AdminCard.filter(),
+        AdminPanel.filter(),
+        Nav.filter(F.to == "admin"),
+    ):
+        router.callback_query.register(
+            not_an_admin, admin_button, flags={"callback_answer": NOT_ADMIN_ALERT}
+        )
+    router.message.register(not_an_admin_command, Command("admin"))
+    router.message.register(not_an_admin_form, StateFilter(AdminForm), NotACommand())
+    router.message.register(not_understood)
+    router.callback_query.register(
+        stale_button, flags={"callback_answer": {"text": "That button has expired."}}
+    )
+    return router

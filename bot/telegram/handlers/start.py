@@ -22,8 +22,6 @@ from bot.telegram.handlers.wizard_screens import NewDeal
 from bot.telegram.keyboards import Nav, Signer
 from cache.snapshots import UserSnapshot
 
-router = Router(name="start")
-
 
 class Invite(CallbackData, prefix="iv"):
     """Take up (or turn down) the invitation behind a deep link."""
@@ -41,7 +39,6 @@ def invitation_keyboard(code: str, addressed: bool):
     return kb.as_markup()
 
 
-@router.message(CommandStart(deep_link=True))
 async def start_with_invitation(
     message: Message,
     command: CommandObject,
@@ -67,7 +64,6 @@ async def start_with_invitation(
     )
 
 
-@router.callback_query(Invite.filter())
 async def invitation_answer(
     query: CallbackQuery,
     callback_data: Invite,
@@ -94,8 +90,6 @@ async def invitation_answer(
     await outbox.send(outcome.notices, deal, actor=snapshot)
 
 
-@router.message(CommandStart())
-@router.message(Command("menu"))
 async def start(
     message: Message,
     snapshot: UserSnapshot,
@@ -112,7 +106,6 @@ async def start(
     )
 
 
-@router.callback_query(Nav.filter(F.to == "menu"))
 async def menu(
     query: CallbackQuery,
     snapshot: UserSnapshot,
@@ -128,18 +121,15 @@ async def menu(
         )
 
 
-@router.message(Command("help"))
 async def help_command(message: Message) -> None:
     await message.answer(texts.HELP, reply_markup=keyboards.back_to_menu())
 
 
-@router.callback_query(Nav.filter(F.to == "help"))
 async def help_button(query: CallbackQuery) -> None:
     if query.message is not None:
         await query.message.edit_text(texts.HELP, reply_markup=keyboards.back_to_menu())
 
 
-@router.message(Command("cancel"))
 async def cancel(
     message: Message,
     state: FSMContext,
@@ -161,3 +151,16 @@ async def cancel(
         texts.CANCELLED if raw_state is not None else texts.NOTHING_TO_CANCEL,
         reply_markup=keyboards.back_to_menu(),
     )
+
+
+def router() -> Router:
+    router = Router(name="start")
+    router.message.register(start_with_invitation, CommandStart(deep_link=True))
+    router.callback_query.register(invitation_answer, Invite.filter())
+    router.message.register(start, Command("menu"))
+    router.message.register(start, CommandStart())
+    router.callback_query.register(menu, Nav.filter(F.to == "menu"))
+    router.message.register(help_command, Command("help"))
+    router.callback_query.register(help_button, Nav.filter(F.to == "help"))
+    router.message.register(cancel, Command("cancel"))
+    return router

@@ -1,6 +1,6 @@
 """Withdrawals: the request form (currency, amount, destination, confirm) and
 the user's recent requests with their status. An admin decides them
-(`bot/telegram/handlers/admin_wallets.py`); the amount is held meanwhile."""
+(`bot/telegram/handlers/admin_withdrawals.py`); the amount is held meanwhile."""
 
 from __future__ import annotations
 
@@ -41,8 +41,6 @@ from cache.snapshots import UserSnapshot
 from cache.store import SnapshotCache
 from db.models import WithdrawalStatus
 
-router = Router(name="withdraw")
-
 RECENT_WITHDRAWALS = 5
 
 WITHDRAWAL_STATUS = {
@@ -73,7 +71,6 @@ def withdrawal_line(item: WithdrawalView, currencies: Currencies) -> str:
     return line
 
 
-@router.callback_query(WalletMenu.filter(F.screen == "withdraw"))
 async def withdraw_button(
     query: CallbackQuery,
     callback_data: WalletMenu,
@@ -114,7 +111,6 @@ async def withdraw_button(
     )
 
 
-@router.message(StateFilter(WalletForm.withdraw_amount), NotACommand())
 async def withdraw_amount(
     message: Message,
     state: FSMContext,
@@ -154,7 +150,6 @@ async def withdraw_amount(
     )
 
 
-@router.message(StateFilter(WalletForm.withdraw_destination), NotACommand())
 async def withdraw_destination(
     message: Message,
     state: FSMContext,
@@ -203,14 +198,12 @@ async def ask_confirmation(
     )
 
 
-@router.message(StateFilter(WalletForm.withdraw_confirm), NotACommand())
 async def withdraw_waiting(message: Message) -> None:
     await message.answer(
         "Press ✅ Confirm withdrawal above, or /cancel.", reply_markup=cancel_keyboard()
     )
 
 
-@router.callback_query(WalletMenu.filter(F.screen == "confirm"))
 async def withdraw_confirm(
     query: CallbackQuery,
     snapshot: UserSnapshot,
@@ -258,7 +251,6 @@ async def withdraw_confirm(
     await strip_keyboards(bot, chat_id, data.get("messages", ()))
 
 
-@router.callback_query(WalletMenu.filter(F.screen == "withdrawals"))
 async def withdrawals_button(
     query: CallbackQuery, snapshot: UserSnapshot, services: Services, currencies: Currencies
 ) -> None:
@@ -267,3 +259,18 @@ async def withdrawals_button(
     lines += [withdrawal_line(item, currencies) for item in items] or ["None yet."]
     if isinstance(query.message, Message):
         await edit(query.message, "\n".join(lines), back_to_wallet())
+
+
+def router() -> Router:
+    router = Router(name="withdraw")
+    router.callback_query.register(withdraw_button, WalletMenu.filter(F.screen == "withdraw"))
+    router.message.register(withdraw_amount, StateFilter(WalletForm.withdraw_amount), NotACommand())
+    router.message.register(
+        withdraw_destination, StateFilter(WalletForm.withdraw_destination), NotACommand()
+    )
+    router.message.register(
+        withdraw_waiting, StateFilter(WalletForm.withdraw_confirm), NotACommand()
+    )
+    router.callback_query.register(withdraw_confirm, WalletMenu.filter(F.screen == "confirm"))
+    router.callback_query.register(withdrawals_button, WalletMenu.filter(F.screen == "withdrawals"))
+    return router

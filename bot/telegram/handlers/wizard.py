@@ -18,34 +18,28 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import UTC, datetime
 from html import escape
 from typing import NamedTuple
 
 from aiogram import Bot, F, Router
-from aiogram.filters import Command, StateFilter
+from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State
 from aiogram.types import (
     CallbackQuery,
     InlineKeyboardMarkup,
     Message,
-    MessageOriginHiddenUser,
-    MessageOriginUser,
 )
 from aiogram.utils.deep_linking import create_start_link
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.runtime.notifier import Outbox
 from bot.services import Services
-from bot.services.deals import bounded_text
-from bot.services.errors import EscrowError, InvalidAmount, InvalidInput, SelfDeal
+from bot.services.errors import EscrowError
 from bot.services.money import Currencies
 from bot.services.settings import EscrowSettings
-from bot.services.users import Person, parse_username
 from bot.services.views import DealView
 from bot.telegram import keyboards, texts
-from bot.telegram.filters import NotACommand
 from bot.telegram.freshness import DealVersions
 from bot.telegram.fsm import enter
 from bot.telegram.handlers import wizard_screens as screens
@@ -53,10 +47,8 @@ from bot.telegram.handlers.committed import close_form, pressed_message, show_re
 from bot.telegram.handlers.deals import show_committed_card
 from bot.telegram.keyboards import Nav, Signer
 from cache.snapshots import UserSnapshot
-from db.models import UserStatus
 
 log = logging.getLogger(__name__)
-router = Router(name="wizard")
 
 # A create that fails with these may or may not have committed (the
 # connection died at COMMIT, a timeout): its outcome is unknown.
@@ -142,20 +134,17 @@ async def _not_at_step(
 # -- entry and leaving --------------------------------------------------------------
 
 
-@router.message(Command("new"))
 async def new_command(message: Message, state: FSMContext) -> None:
     await enter(state, screens.NewDeal.role, {})
     text, markup = screens.role_screen()
     await message.answer(text, reply_markup=markup)
 
 
-@router.callback_query(Nav.filter(F.to == "new"))
 async def new_button(query: CallbackQuery, state: FSMContext) -> None:
     await enter(state, screens.NewDeal.role, {})
     await _show(query, *screens.role_screen())
 
 
-@router.callback_query(screens.WizardAct.filter(F.act == "cancel"))
 async def cancel_button(
     query: CallbackQuery,
     state: FSMContext,
@@ -198,227 +187,9 @@ async def show_made(
     await show_committed_card(bot, made.deal, viewer, currencies, signer, headline, edit=edit)
 
 
-# -- 1. role ------------------------------------------------------------------------
-
-
-@router.callback_query(screens.ChooseRole.filter(F.role.in_(("buyer", "seller"))))
-async def choose_role(
-    query: CallbackQuery,
-    callback_data: screens.ChooseRole,
-    state: FSMContext,
-    currencies: Currencies,
-    settings: EscrowSettings,
-) -> None:
-    if not await _at_step(query, state, screens.NewDeal.role, currencies, settings):
-        return
-    # The wizard's id is drawn here, with the first data it stores (no extra write).
-    await state.set_data({"role": callback_data.role, "key": new_wizard_key()})
-    await state.set_state(screens.NewDeal.counterparty)
-    await _show(query, *screens.counterparty_screen(callback_data.role))
-
-
-# -- 2. counterparty ----------------------------------------------------------------
-
-
-async def counterparty_of(message: Message, me: UserSnapshot, bot: Bot) -> tuple[int | str, str]:
-    """(Telegram id or "@username", how to call them) from a forward or typed text."""
-    origin = message.forward_origin
-    if isinstance(origin, MessageOriginUser):
-        user = origin.sender_user
-        if user.id == me.telegram_id:
-            raise SelfDeal(screens.SELF)
-        if user.is_bot:
-            raise InvalidInput(screens.IS_ME if user.id == bot.id else screens.IS_A_BOT)
-        return user.id, f"@{user.username}" if user.username else user.full_name
-    if isinstance(origin, MessageOriginHiddenUser):
-        raise InvalidInput(screens.HIDDEN_FORWARD.format(name=origin.sender_user_name))
-    if origin is not None:
-        raise InvalidInput(screens.NOT_A_PERSON)
-    typed = (message.text or "").strip()
-    if not typed:
-        raise InvalidInput(screens.NOT_TEXT_COUNTERPARTY)
-    if typed.isascii() and typed.isdigit():
-        telegram_id = int(typed)
-        if not 0 < telegram_id < screens.MAX_TELEGRAM_ID:
-            raise InvalidInput(screens.NOT_AN_ID)
-        if telegram_id == me.telegram_id:
-            raise SelfDeal(screens.SELF)
-        if telegram_id == bot.id:
-            raise InvalidInput(screens.IS_ME)
-        return telegram_id, screens.TELEGRAM_ID_LABEL.format(telegram_id=telegram_id)
-    # "t.me/name" links are @usernames too
-    username = parse_username(typed.removeprefix("https://").removeprefix("t.me/"))
-    if me.username and username == me.username.lower():
-        raise SelfDeal(screens.SELF)
-    if username == ((await bot.me()).username or "").lower():
-        raise InvalidInput(screens.IS_ME)
-    return f"@{username}", f"@{username}"
-
-
-async def person_named(username: str, me: UserSnapshot, services: Services) -> Person | None:
-    """Who holds @username on the bot now, if they may deal with `me`."""
-    person = await services.users.find_by_username(username)
-    if person is None:
-        return None
-    if person.id == me.id:
-        raise SelfDeal(screens.SELF)
-    if person.status != UserStatus.ACTIVE:
-        raise InvalidInput(screens.CANT_DEAL)
-    return person
-
-
-@router.message(StateFilter(screens.NewDeal.counterparty), NotACommand())
-async def counterparty_typed(
-    message: Message,
-    state: FSMContext,
-    snapshot: UserSnapshot,
-    services: Services,
-    currencies: Currencies,
-    bot: Bot,
-) -> None:
-    try:
-        counterparty, label = await counterparty_of(message, snapshot, bot)
-        # A typed @username is looked up now, so the summary can name the person
-        # and the deal goes to them (by id) however the name moves meanwhile.
-        person = (
-            await person_named(counterparty, snapshot, services)
-            if isinstance(counterparty, str)
-            else None
-        )
-    except InvalidInput as refused:
-        await message.answer(
-            screens.refusal(refused.message, screens.HINT_COUNTERPARTY),
-            reply_markup=screens.keyboard(),
-        )
-        return
-    if isinstance(counterparty, str) and person is None:
-        # Not an invitation unless the user asks for one: a typo stays a typo.
-        text, markup = screens.nobody_holds_screen(counterparty.removeprefix("@"))
-        await message.answer(text, reply_markup=markup)
-        return
-    headline = ""
-    if person is not None:
-        label = screens.person_name(person)
-        line = screens.person_line(person, datetime.now(UTC))
-        headline = screens.FOUND.format(person=escape(line))
-    await state.update_data(
-        counterparty=screens.remembered(person) if person is not None else counterparty,
-        counterparty_label=label,
-    )
-    await state.set_state(screens.NewDeal.currency)
-    text, markup = screens.currency_screen(currencies, headline)
-    await message.answer(text, reply_markup=markup)
-
-
-@router.callback_query(screens.InviteNamed.filter())
-async def invite_named(
-    query: CallbackQuery,
-    callback_data: screens.InviteNamed,
-    state: FSMContext,
-    currencies: Currencies,
-    settings: EscrowSettings,
-) -> None:
-    username = parse_username(callback_data.username)
-    if not await _at_step(query, state, screens.NewDeal.counterparty, currencies, settings):
-        return
-    await state.update_data(counterparty=f"@{username}", counterparty_label=f"@{username}")
-    await state.set_state(screens.NewDeal.currency)
-    await _show(query, *screens.currency_screen(currencies))
-
-
-@router.callback_query(screens.WizardAct.filter(F.act == "link"))
-async def invite_by_link(
-    query: CallbackQuery, state: FSMContext, currencies: Currencies, settings: EscrowSettings
-) -> None:
-    if not await _at_step(query, state, screens.NewDeal.counterparty, currencies, settings):
-        return
-    await state.update_data(counterparty=None, counterparty_label=screens.ANYONE_WITH_LINK)
-    await state.set_state(screens.NewDeal.currency)
-    await _show(query, *screens.currency_screen(currencies))
-
-
-# -- 3. currency --------------------------------------------------------------------
-
-
-@router.callback_query(screens.ChooseCurrency.filter())
-async def choose_currency(
-    query: CallbackQuery,
-    callback_data: screens.ChooseCurrency,
-    state: FSMContext,
-    currencies: Currencies,
-    settings: EscrowSettings,
-) -> None:
-    money = currencies[callback_data.code]  # an unknown code is refused with the known ones
-    if not await _at_step(query, state, screens.NewDeal.currency, currencies, settings):
-        return
-    await state.update_data(currency=money.code)
-    await state.set_state(screens.NewDeal.amount)
-    await _show(query, *screens.amount_screen(money))
-
-
-# -- 4. amount ----------------------------------------------------------------------
-
-
-@router.message(StateFilter(screens.NewDeal.amount), NotACommand())
-async def amount_typed(
-    message: Message, state: FSMContext, currencies: Currencies, settings: EscrowSettings
-) -> None:
-    data = await state.get_data()
-    money = currencies[data["currency"]]
-    try:
-        if not message.text:
-            raise InvalidAmount(screens.NOT_TEXT_AMOUNT)
-        amount = money.parse(message.text)
-    except InvalidAmount as refused:
-        hint = screens.HINT_AMOUNT.format(**screens.bounds(money))
-        await message.answer(
-            screens.refusal(refused.message, hint), reply_markup=screens.keyboard()
-        )
-        return
-    # "typed": which message moved the wizard on, so the same message posted
-    # again (its replica died before replying) is not read as the next step.
-    await enter(
-        state,
-        screens.NewDeal.description,
-        {**data, "amount": amount, "typed": message.message_id},
-    )
-    text, markup = screens.description_screen(settings.description_max_length)
-    await message.answer(text, reply_markup=markup)
-
-
-# -- 5. description -----------------------------------------------------------------
-
-
-@router.message(StateFilter(screens.NewDeal.description), NotACommand())
-async def description_typed(
-    message: Message, state: FSMContext, currencies: Currencies, settings: EscrowSettings
-) -> None:
-    limit = settings.description_max_length
-    data = await state.get_data()
-    if data.get("typed") == message.message_id:  # the amount, posted again: not a description
-        text, markup = screens.description_screen(limit)
-        await message.answer(text, reply_markup=markup)
-        return
-    try:
-        if message.text is None:
-            raise InvalidInput(screens.NOT_TEXT_DESCRIPTION)
-        description = bounded_text(message.text, limit, "description")
-    except InvalidInput as refused:
-        hint = screens.HINT_DESCRIPTION.format(limit=limit)
-        await message.answer(
-            screens.refusal(refused.message, hint), reply_markup=screens.keyboard()
-        )
-        return
-    data = {**data, "description": description}
-    await enter(state, screens.NewDeal.confirm, data)
-    text, markup = screens.summary_screen(data, currencies)
-    await message.answer(text, reply_markup=markup)
-
-
 # -- 6. confirm ---------------------------------------------------------------------
 
 
-@router.callback_query(screens.WizardAct.filter(F.act == "create"))
 async def create(
     query: CallbackQuery,
     state: FSMContext,
@@ -499,20 +270,10 @@ async def create(
     await show_result(bot, snapshot.telegram_id, text)
 
 
-# -- typing where a button is expected ----------------------------------------------
-
-
-@router.message(
-    StateFilter(screens.NewDeal.role, screens.NewDeal.currency, screens.NewDeal.confirm),
-    NotACommand(),
-)
-async def buttons_expected(
-    message: Message, state: FSMContext, raw_state: str | None, currencies: Currencies
-) -> None:
-    if raw_state == screens.NewDeal.role.state:
-        text, markup = screens.role_screen()
-    elif raw_state == screens.NewDeal.currency.state:
-        text, markup = screens.currency_screen(currencies)
-    else:
-        text, markup = screens.summary_screen(await state.get_data(), currencies)
-    await message.answer(f"{screens.USE_BUTTONS}\n\n{text}", reply_markup=markup)
+def router() -> Router:
+    router = Router(name="wizard")
+    router.message.register(new_command, Command("new"))
+    router.callback_query.register(new_button, Nav.filter(F.to == "new"))
+    router.callback_query.register(cancel_button, screens.WizardAct.filter(F.act == "cancel"))
+    router.callback_query.register(create, screens.WizardAct.filter(F.act == "create"))
+    return router

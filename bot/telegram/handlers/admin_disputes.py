@@ -1,0 +1,154 @@
+"""The admin panel's open disputes: the queue, a disputed deal's card, and its
+resolution (release to the seller or refund the buyer, after a confirmation)."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Literal
+
+from aiogram import Bot, F, Router
+from aiogram.types import CallbackQuery
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot.runtime.notifier import Outbox
+from bot.services import Services
+from bot.services.errors import WrongState
+from bot.services.money import Currencies
+from bot.services.views import DealView
+from bot.telegram import keyboards, texts
+from bot.telegram.freshness import DealVersions
+from bot.telegram.handlers.admin import (
+    QUEUE_PAGE,
+    AdminCard,
+    AdminPanel,
+    admin_router,
+    queue_size,
+    screen_keyboard,
+)
+from bot.telegram.handlers.committed import show_result
+from bot.telegram.handlers.wallet import edit
+from bot.telegram.keyboards import AdminDeal
+from cache.snapshots import UserSnapshot
+from db.models import DealStatus
+
+# -- disputes -----------------------------------------------------------------------
+
+
+async def disputes(
+    query: CallbackQuery, snapshot: UserSnapshot, services: Services, currencies: Currencies
+) -> None:
+    items = await services.reads.open_disputes(snapshot, QUEUE_PAGE)
+    lines = [f"⚠️ <b>Open disputes</b> ({queue_size(items)})", ""]
+    kb = InlineKeyboardBuilder()
+    for item in items:
+        money = currencies[item.currency].format(item.amount)
+        lines.append(f"<b>#{item.code}</b> · {money} · <i>{escape(item.description[:60])}</i>")
+        kb.button(text=f"#{item.code} · {money}", callback_data=AdminCard(code=item.code))
+    if not items:
+        lines.append("No open disputes.")
+    kb.adjust(1)
+    kb.attach(InlineKeyboardBuilder.from_markup(screen_keyboard("disputes")))
+    await edit(query.message, "\n".join(lines), kb.as_markup())
+
+
+async def admin_card(
+    query: CallbackQuery,
+    callback_data: AdminCard,
+    snapshot: UserSnapshot,
+    services: Services,
+    currencies: Currencies,
+) -> None:
+    deal = await services.deals.get(snapshot, callback_data.code, as_admin=True)
+    await edit(
+        query.message,
+        texts.deal_card(deal, None, currencies),
+        keyboards.admin_deal_keyboard(deal),
+    )
+
+
+def resolve_question(deal: DealView, outcome: str, currencies: Currencies) -> tuple[str, str]:
+    """(the question, the confirming button's label)"""
+    money = currencies[deal.currency]
+    if outcome == "release":
+        return (
+            f"❓ Release {money.format(deal.payout)} to "
+            f"{escape(deal.seller_name or 'the seller')} (fee {money.format(deal.fee)})? "
+            "This can't be undone.",
+            "✅ Yes, release to the seller",
+        )
+    return (
+        f"❓ Refund {money.format(deal.amount)} to {escape(deal.buyer_name or 'the buyer')}? "
+        "This can't be undone.",
+        "↩️ Yes, refund the buyer",
+    )
+
+
+# What the admin reads (the parties' text: bot/telegram/notices.py).
+RESOLVED = {"release": "✅ Released to the seller.", "refund": "↩️ Refunded to the buyer."}
+
+
+async def resolve(
+    query: CallbackQuery,
+    callback_data: AdminDeal,
+    snapshot: UserSnapshot,
+    services: Services,
+    currencies: Currencies,
+    deals_seen: DealVersions,
+    outbox: Outbox,
+    bot: Bot,
+) -> None:
+    card = query.message
+    outcome: Literal["release", "refund"] = (
+        "release" if callback_data.outcome == "release" else "refund"
+    )
+    if not callback_data.ok:
+        deal = await services.deals.get(snapshot, callback_data.code, as_admin=True)
+        if deal.status != DealStatus.DISPUTED:
+            headline = "⚠️ This deal is not in dispute any more."
+            await edit(
+                card,
+                texts.deal_card(deal, None, currencies, headline),
+                keyboards.admin_deal_keyboard(deal),
+            )
+            return
+        question, label = resolve_question(deal, outcome, currencies)
+        kb = InlineKeyboardBuilder()
+        kb.button(
+            text=label,
+            callback_data=AdminDeal(outcome=outcome, code=deal.code, v=deal.version, ok=True),
+        )
+        kb.button(text="« Back", callback_data=AdminCard(code=deal.code))
+        kb.adjust(1)
+        await edit(card, texts.deal_card(deal, None, currencies, question), kb.as_markup())
+        return
+    try:
+        resolved = await services.deals.resolve(snapshot, callback_data.code, outcome)
+    except WrongState as already:
+        # A double press, or another admin was first: nothing moved this time.
+        if isinstance(already.current, DealView):
+            current = already.current
+            await edit(
+                card,
+                texts.deal_card(current, None, currencies, f"⚠️ {already.message}"),
+                keyboards.admin_deal_keyboard(current),
+            )
+            return
+        raise
+    deal = resolved.value
+    deals_seen.note(deal.code, deal.version)
+    await show_result(
+        bot,
+        snapshot.telegram_id,
+        texts.deal_card(deal, None, currencies, RESOLVED[outcome]),
+        keyboards.admin_deal_keyboard(deal),
+        edit=card,
+    )
+    await outbox.send(resolved.notices, deal, actor=snapshot)
+
+
+def router() -> Router:
+    router = admin_router("admin_disputes")
+    router.callback_query.register(disputes, AdminPanel.filter(F.screen == "disputes"))
+    router.callback_query.register(admin_card, AdminCard.filter())
+    router.callback_query.register(resolve, AdminDeal.filter(F.outcome.in_(RESOLVED)))
+    return router

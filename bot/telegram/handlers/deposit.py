@@ -1,0 +1,168 @@
+"""Deposits: the currency, then (with a provider that takes an amount) the
+amount typed, credited at once or paid by invoice."""
+
+from __future__ import annotations
+
+import secrets
+from html import escape
+from typing import Protocol, runtime_checkable
+
+from aiogram import Bot, F, Router
+from aiogram.filters import StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot.services import Outcome
+from bot.services.base import Actor
+from bot.services.deposits import DepositView
+from bot.services.money import Currencies, Currency
+from bot.services.wallets import Deposit, DepositProvider
+from bot.telegram import texts
+from bot.telegram.filters import NotACommand
+from bot.telegram.fsm import enter
+from bot.telegram.handlers.committed import (
+    close_form,
+    show_result,
+    strip_keyboards,
+)
+from bot.telegram.handlers.wallet import (
+    WalletForm,
+    back_button,
+    back_to_wallet,
+    bounds,
+    cancel_keyboard,
+    committed_wallet,
+    currency_keyboard,
+    edit,
+    fresh,
+    open_form,
+    typed_amount,
+)
+from bot.telegram.keyboards import WalletMenu
+from cache.snapshots import UserSnapshot
+from cache.store import SnapshotCache
+
+
+@runtime_checkable
+class InstantDeposits(Protocol):
+    """A provider that credits on request (the demo one): the user types an amount."""
+
+    async def deposit(
+        self, user: Actor, currency: str, amount: int, reference: str
+    ) -> Outcome[Deposit]: ...
+
+
+@runtime_checkable
+class InvoiceDeposits(Protocol):
+    """A provider paid by invoice (Crypto Pay): the user types an amount and
+    gets a payment link; the wallet is credited when the provider confirms."""
+
+    async def invoice(self, user: Actor, currency: str, amount: int) -> DepositView: ...
+
+
+# -- deposits -----------------------------------------------------------------------
+
+
+async def deposit_button(
+    query: CallbackQuery,
+    callback_data: WalletMenu,
+    snapshot: UserSnapshot,
+    currencies: Currencies,
+    deposits: DepositProvider,
+    state: FSMContext,
+) -> None:
+    if not isinstance(query.message, Message):
+        return
+    if not callback_data.currency:
+        await edit(
+            query.message,
+            "➕ <b>Deposit</b>\n\nWhich currency do you want to deposit?",
+            currency_keyboard("deposit", snapshot, currencies),
+        )
+        return
+    money = currencies[callback_data.currency]
+    text = f"➕ <b>Deposit {money.code}</b>\n\n{escape(deposits.instructions(money))}"
+    if not isinstance(deposits, InstantDeposits | InvoiceDeposits):
+        await edit(query.message, text, back_to_wallet())
+        return
+    await enter(
+        state,
+        WalletForm.deposit_amount,
+        {
+            "flow": "deposit",
+            "currency": money.code,
+            # the deposit's identity: one credit per form, however often an
+            # amount is typed into it (Redis may fail to forget it)
+            "form": secrets.token_urlsafe(9),
+            "messages": [query.message.message_id],
+        },
+    )
+    await edit(
+        query.message,
+        f"{text}\n\nHow much? Send an amount {bounds(money, money.max_amount)}, or /cancel.",
+        cancel_keyboard(),
+    )
+
+
+async def deposit_amount(
+    message: Message,
+    state: FSMContext,
+    snapshot: UserSnapshot,
+    currencies: Currencies,
+    deposits: DepositProvider,
+    snapshots: SnapshotCache,
+    bot: Bot,
+) -> None:
+    form = await open_form(message, state, currencies, "deposit")
+    if form is None or not isinstance(deposits, InstantDeposits | InvoiceDeposits):
+        return
+    money, data = form
+    amount = await typed_amount(message, money)
+    if amount is None:
+        return
+    if isinstance(deposits, InvoiceDeposits):
+        # Refused (Crypto Pay down, say): the error handler says so, the form stays.
+        invoice = await deposits.invoice(snapshot, money.code, amount)
+        text, markup = invoice_screen(invoice, money)
+        await close_form(state, finished_by=message, reply=text)
+        await show_result(bot, message.chat.id, text, markup)
+        await strip_keyboards(bot, message.chat.id, data.get("messages", ()))
+        return
+    # The same for every amount typed into this form and for this message
+    # delivered again (forms started before forms had ids: the message).
+    reference = f"{message.chat.id}:{data.get('form') or message.message_id}"
+    deposit = (await deposits.deposit(snapshot, money.code, amount, reference)).value
+    headline = (
+        f"✅ Deposited {money.format(amount)}."
+        if deposit.credited
+        else "This deposit was already credited; nothing changed."
+    )
+    text, markup = committed_wallet(
+        await fresh(snapshots, snapshot), currencies, headline, deposits.play_money
+    )
+    await close_form(state, finished_by=message, reply=text)
+    await show_result(bot, message.chat.id, text, markup)
+    await strip_keyboards(bot, message.chat.id, data.get("messages", ()))
+
+
+def invoice_screen(invoice: DepositView, money: Currency) -> tuple[str, InlineKeyboardMarkup]:
+    amount = money.format(invoice.amount)
+    until = f" It is valid until {texts.when(invoice.expires_at)}." if invoice.expires_at else ""
+    text = (
+        f"💳 <b>Deposit #{invoice.id}: pay {amount}</b>\n\n"
+        f"Open the link to pay with @CryptoBot.{until} Your wallet is credited as soon "
+        "as Crypto Pay confirms the payment, and you get a message here."
+    )
+    kb = InlineKeyboardBuilder()
+    if invoice.pay_url:
+        kb.button(text=f"💳 Pay {amount}", url=invoice.pay_url)
+    kb.row(back_button())
+    return text, kb.as_markup()
+
+
+def router() -> Router:
+    router = Router(name="deposit")
+    router.callback_query.register(deposit_button, WalletMenu.filter(F.screen == "deposit"))
+    router.message.register(deposit_amount, StateFilter(WalletForm.deposit_amount), NotACommand())
+    return router
