@@ -37,7 +37,7 @@ from bot.services import Outcome, Services
 from bot.services.base import Actor
 from bot.services.deposits import DepositView, Payment, Settlement
 from bot.services.errors import EscrowError
-from bot.services.money import Currencies, Currency
+from bot.services.money import Currencies
 
 if TYPE_CHECKING:
     from bot.runtime.notifier import Outbox
@@ -75,13 +75,6 @@ class CryptoPayDeposits:
         self.invoice_lifetime = invoice_lifetime
         self.outbox: Outbox | None = None  # tells owners and admins at once when set
         self.counts: dict[str, int] = {}
-
-    def instructions(self, currency: Currency) -> str:
-        return (
-            f"Deposits are paid through @CryptoBot: send the amount of {currency.code} you "
-            "want to deposit, and you get a payment link. It is credited as soon as "
-            "Crypto Pay confirms the payment."
-        )
 
     def _count(self, outcome: str) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1

@@ -12,7 +12,6 @@ from bot.services.base import Actor, Outcome, Service, refuse_over_daily_limit
 from bot.services.deals import bounded_text
 from bot.services.errors import NotAllowed, NotFound, UserBlocked, WrongState
 from bot.services.ledger import DuplicateMovement, Leg, post_movement
-from bot.services.money import Currency
 from bot.services.views import WithdrawalView
 from db import UnitOfWork
 from db.models import LedgerAccount, LedgerKind, UserStatus, WithdrawalStatus
@@ -109,11 +108,10 @@ class DepositProvider(Protocol):
     watcher) calls `WalletService.credit_deposit` once per confirmed payment,
     with its own reference as the idempotency key."""
 
+    # Also what the wallet's deposit screen explains (`bot/telegram/texts.py`).
     name: str
     # Balances raised through it are not real money (the wallet says so).
     play_money: bool
-
-    def instructions(self, currency: Currency) -> str: ...
 
 
 class AdminCreditsOnly:
@@ -121,13 +119,6 @@ class AdminCreditsOnly:
 
     name = "none"
     play_money = False
-
-    def instructions(self, currency: Currency) -> str:
-        return (
-            f"This bot takes no {currency.code} deposits by itself. To add funds, "
-            "contact the bot's admins: an admin credits your wallet once your payment "
-            "has reached them."
-        )
 
 
 class DemoDepositProvider:
@@ -139,12 +130,6 @@ class DemoDepositProvider:
 
     def __init__(self, wallets: WalletService) -> None:
         self.wallets = wallets
-
-    def instructions(self, currency: Currency) -> str:
-        return (
-            f"Demo mode: send an amount of {currency.code} and it is credited to your "
-            "wallet at once. No real money is involved."
-        )
 
     async def deposit(
         self, user: Actor, currency: str, amount: int, reference: str
