@@ -36,7 +36,7 @@ from bot.payments.cryptopay import (
 from bot.services import Outcome, Services
 from bot.services.base import Actor
 from bot.services.deposits import DepositView, Payment, Settlement
-from bot.services.errors import EscrowError
+from bot.services.errors import EscrowError, Refusal
 from bot.services.money import Currencies
 
 if TYPE_CHECKING:
@@ -96,10 +96,7 @@ class CryptoPayDeposits:
             await self.services.deposits.abandon(deposit.id)
             self._count("invoice_failed")
             log.warning("deposit %d: no invoice (%s)", deposit.id, exc)
-            raise InvoiceNotCreated(
-                "Crypto Pay could not create the payment link just now. Nothing was "
-                "charged: please try again in a moment."
-            ) from exc
+            raise InvoiceNotCreated(Refusal.INVOICE_NOT_CREATED) from exc
         url = invoice.url or ""
         active = await self.services.deposits.activate(
             deposit.id, invoice.invoice_id, url, invoice.expiration_date

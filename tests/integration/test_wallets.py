@@ -10,6 +10,7 @@ from bot.telegram.texts import deposit_instructions
 from db.events import UserChanged
 from db.models import WithdrawalStatus
 from tests.integration.helpers import balance, ledger, world
+from tests.refusals import refuses
 
 
 async def test_a_deposit_is_credited_once_per_reference(services, sql):
@@ -89,7 +90,7 @@ async def test_withdrawal_approved(services, sql):
     assert approved.status == WithdrawalStatus.APPROVED
     assert approved.telegram_id == user.telegram_id
     assert await balance(services.ctx.db, user.id) == (40_00, 0)
-    with pytest.raises(WrongState, match="already approved"):
+    with refuses(WrongState, "already approved", services.ctx.currencies):
         await services.wallets.reject_withdrawal(admin, request.id)
 
 

@@ -34,6 +34,7 @@ from bot.telegram.freshness import DealVersions
 from bot.telegram.handlers.committed import show_result
 from bot.telegram.handlers.wallet import edit
 from bot.telegram.keyboards import AdminDeal, Nav
+from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus
 
@@ -261,7 +262,9 @@ async def resolve(
             current = already.current
             await edit(
                 card,
-                texts.deal_card(current, None, currencies, f"⚠️ {already.message}"),
+                texts.deal_card(
+                    current, None, currencies, f"⚠️ {refusal_text(already, currencies)}"
+                ),
                 keyboards.admin_deal_keyboard(current),
             )
             return

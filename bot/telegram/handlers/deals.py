@@ -30,6 +30,7 @@ from bot.telegram.filters import NotACommand
 from bot.telegram.freshness import DealVersions
 from bot.telegram.handlers.committed import close_form, show_result
 from bot.telegram.keyboards import CONFIRMED, DealAct, DealCard, DealList, Nav, Signer
+from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus
 
@@ -195,7 +196,7 @@ async def act(
                 snapshot,
                 currencies,
                 signer,
-                f"⚠️ {refused.message}",
+                f"⚠️ {refusal_text(refused, currencies)}",
                 edit=True,
             )
             return

@@ -44,6 +44,7 @@ from bot.telegram.handlers.committed import (
     strip_keyboards,
 )
 from bot.telegram.keyboards import Nav, WalletMenu
+from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
 from cache.store import SnapshotCache
 
@@ -345,7 +346,7 @@ async def typed_amount(message: Message, money: Currency) -> int | None:
         return money.parse(message.text or "")
     except (InvalidAmount, UnknownCurrency) as refused:
         await message.answer(
-            f"⚠️ {refused.message} Send the amount again, or /cancel.",
+            f"⚠️ {refusal_text(refused, {money.code: money})} Send the amount again, or /cancel.",
             reply_markup=cancel_keyboard(),
         )
         return None
