@@ -112,14 +112,7 @@ class DealLifecycle(DealSteps):
             raise InvalidInput(Refusal.REQUEST_UNUSABLE)
         if role not in ("buyer", "seller"):
             raise InvalidInput(Refusal.CHOOSE_ROLE)
-        money = self.currencies[currency]
-        if not isinstance(amount, int) or not money.min_amount <= amount <= money.max_amount:
-            raise InvalidInput(
-                Refusal.AMOUNT_OUT_OF_BOUNDS,
-                minimum=money.min_amount,
-                maximum=money.max_amount,
-                currency=money.code,
-            )
+        money = self._amount(currency, amount)
         description = bounded_text(description, self.settings.description_max_length, "description")
         person = counterparty if isinstance(counterparty, Person) else None
         telegram_id = (
