@@ -29,8 +29,8 @@ from bot.payments.cryptopay.webhook import SIGNATURE_HEADER, parse_webhook_updat
 from bot.services import Outcome, Services
 from bot.services.base import Actor
 from bot.services.deposits import DepositView, Payment, Settlement
-from bot.services.errors import EscrowError
-from bot.services.money import Currencies, Currency
+from bot.services.errors import EscrowError, Refusal
+from bot.services.money import Currencies
 
 if TYPE_CHECKING:
     from bot.runtime.notifier import Outbox
@@ -69,13 +69,6 @@ class CryptoPayDeposits:
         self.outbox: Outbox | None = None  # tells owners and admins at once when set
         self.counts: dict[str, int] = {}
 
-    def instructions(self, currency: Currency) -> str:
-        return (
-            f"Deposits are paid through @CryptoBot: send the amount of {currency.code} you "
-            "want to deposit, and you get a payment link. It is credited as soon as "
-            "Crypto Pay confirms the payment."
-        )
-
     def _count(self, outcome: str) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
 
@@ -96,10 +89,7 @@ class CryptoPayDeposits:
             await self.services.deposits.abandon(deposit.id)
             self._count("invoice_failed")
             log.warning("deposit %d: no invoice (%s)", deposit.id, exc)
-            raise InvoiceNotCreated(
-                "Crypto Pay could not create the payment link just now. Nothing was "
-                "charged: please try again in a moment."
-            ) from exc
+            raise InvoiceNotCreated(Refusal.INVOICE_NOT_CREATED) from exc
         url = invoice.url or ""
         active = await self.services.deposits.activate(
             deposit.id, invoice.invoice_id, url, invoice.expiration_date

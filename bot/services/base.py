@@ -10,7 +10,7 @@ from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
-from bot.services.errors import InvalidInput
+from bot.services.errors import InvalidInput, Refusal
 from bot.services.money import Currencies, Currency
 from bot.services.settings import EscrowSettings
 from db import Database, UnitOfWork
@@ -86,8 +86,10 @@ class Service:
         money = self.currencies[currency]
         if not isinstance(amount, int) or not money.min_amount <= amount <= money.max_amount:
             raise InvalidInput(
-                f"The amount must be between {money.format(money.min_amount)} "
-                f"and {money.format(money.max_amount)}."
+                Refusal.AMOUNT_OUT_OF_BOUNDS,
+                minimum=money.min_amount,
+                maximum=money.max_amount,
+                currency=money.code,
             )
         return money
 
@@ -126,12 +128,15 @@ class Service:
         return Outcome(value, events, uow.collect_notices())
 
 
+OVER_DAILY_LIMIT = {
+    "deposit": Refusal.OVER_DEPOSIT_LIMIT,
+    "withdrawal": Refusal.OVER_WITHDRAWAL_LIMIT,
+}
+
+
 def refuse_over_daily_limit(what: str, money: Currency, limit: int, used: int, amount: int) -> None:
     """InvalidInput if `amount` on top of `used` passes the daily `limit` of
     `what` ("deposit", "withdrawal"); 0 is no limit."""
     left = max(limit - used, 0)
     if limit and amount > left:
-        raise InvalidInput(
-            f"That is over your {what} limit of {money.format(limit)} a day: "
-            f"{money.format(left)} left for the next 24 hours."
-        )
+        raise InvalidInput(OVER_DAILY_LIMIT[what], per_day=limit, left=left, currency=money.code)

@@ -25,7 +25,7 @@ import msgspec
 from sqlalchemy import text
 
 from bot.services.base import Actor, Outcome, Service, refuse_over_daily_limit
-from bot.services.errors import UserBlocked
+from bot.services.errors import Refusal, UserBlocked
 from bot.services.ledger import Leg, post_movement
 from db import UnitOfWork
 from db.models import DepositStatus, LedgerAccount, LedgerKind
@@ -160,7 +160,7 @@ class DepositService(Service):
                 refuse_over_daily_limit("deposit", money, limit, today, amount)
             row = (await uow.execute(OPEN_DEPOSIT, params)).first()
             if row is None:
-                raise UserBlocked("Your account can't deposit funds.")
+                raise UserBlocked(Refusal.CANT_DEPOSIT)
             return deposit_view(row)
 
         return (await self.transaction(work)).value

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from bot.services.base import violated_constraint
-from bot.services.errors import InsufficientFunds
+from bot.services.errors import InsufficientFunds, Refusal
 from db import UnitOfWork
 from db.events import UserChanged
 from db.models import LedgerAccount, LedgerKind
@@ -111,9 +111,10 @@ async def post_movement(
     legs: list[Leg],
     escrow_id: int | None = None,
     withdrawal_id: int | None = None,
-    shortfall: str = "Not enough funds.",
+    shortfall: InsufficientFunds | None = None,
 ) -> None:
-    """Post one balanced movement; raise InsufficientFunds if a debit is refused."""
+    """Post one balanced movement; raise `shortfall` (or a plain InsufficientFunds)
+    if a debit is refused."""
     legs = [leg for leg in legs if leg.amount]
     if sum(leg.amount for leg in legs) != 0:
         raise ValueError(f"unbalanced movement {key}: {legs}")
@@ -151,5 +152,5 @@ async def post_movement(
             raise DuplicateMovement(key) from exc
         raise
     if sum(row.wallets for row in rows) != len(moved):
-        raise InsufficientFunds(shortfall)
+        raise shortfall or InsufficientFunds(Refusal.NOT_ENOUGH_FUNDS)
     uow.record(*(UserChanged(row.id, row.telegram_id, row.version) for row in rows))

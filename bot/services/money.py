@@ -10,14 +10,13 @@ from typing import Annotated
 
 import msgspec
 
-from bot.services.errors import AmbiguousAmount, InvalidAmount, UnknownCurrency
+from bot.services.errors import AmbiguousAmount, InvalidAmount, Refusal, UnknownCurrency
 
 MAX_AMOUNT_TEXT = 40
 # Balances are BIGINT; keeping every single amount far below its range means
 # no sum of them can overflow in practice.
 MAX_MINOR_UNITS = 10**15
 
-NOT_A_NUMBER = "Send the amount as a number, like 1250.50."
 # Typed amounts: ASCII digits (never Unicode's other digits, which `\d` and
 # int() accept), the two decimal marks and the grouping spaces and apostrophes.
 _SPACE_GROUPS = " \u00a0\u202f'\u2019"
@@ -48,9 +47,9 @@ class Currency(msgspec.Struct, frozen=True):
         """Exact minor units of a typed amount within the currency's bounds."""
         amount = parse_minor_units(text, self.decimals, self.code)
         if amount < self.min_amount:
-            raise InvalidAmount(f"The minimum is {self.format(self.min_amount)}.")
+            raise InvalidAmount(Refusal.BELOW_MINIMUM, amount=self.min_amount, currency=self.code)
         if amount > self.max_amount:
-            raise InvalidAmount(f"The maximum is {self.format(self.max_amount)}.")
+            raise InvalidAmount(Refusal.ABOVE_MAXIMUM, amount=self.max_amount, currency=self.code)
         return amount
 
     def format(self, amount: int) -> str:
@@ -85,7 +84,7 @@ class CurrencySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         try:
             return parse_minor_units(str(getattr(self, name)), self.decimals, "")
         except InvalidAmount as exc:
-            raise ValueError(f"{name}: {exc.message}") from None
+            raise ValueError(f"{name}: not a usable amount ({exc})") from None
 
     def _limit(self, name: str) -> int:
         """A daily limit in minor units; 0 (written "0") for none."""
@@ -120,8 +119,7 @@ class Currencies:
         try:
             return self._by_code[code.upper()]
         except KeyError:
-            known = ", ".join(self._by_code)
-            raise UnknownCurrency(f"Unknown currency. Choose one of: {known}.") from None
+            raise UnknownCurrency(Refusal.UNKNOWN_CURRENCY, known=tuple(self._by_code)) from None
 
     def __iter__(self):
         return iter(self._by_code.values())
@@ -149,38 +147,38 @@ def _normalise(text: str, decimals: int) -> str:
     it can only be grouping, the decimal mark settled, anything else refused."""
     text = text.strip()
     if text.startswith("-"):
-        raise InvalidAmount("The amount must be positive.")
+        raise InvalidAmount(Refusal.AMOUNT_NEGATIVE)
     if any(char.isdigit() and not char.isascii() for char in text):
         # int() would take them, but a look-alike digit is not what the user saw
-        raise InvalidAmount("Use the digits 0-9, like 1250.50.")
+        raise InvalidAmount(Refusal.NON_ASCII_DIGITS)
     if _ALLOWED.fullmatch(text) is None:
-        raise InvalidAmount(NOT_A_NUMBER)
+        raise InvalidAmount(Refusal.NOT_A_NUMBER)
     spaced = {char for char in text if char in _SPACE_GROUPS}
     marks = [char for char in text if char in ".,"]
     if len(spaced) > 1:  # "1 000'000": two kinds of grouping
-        raise InvalidAmount(NOT_A_NUMBER)
+        raise InvalidAmount(Refusal.NOT_A_NUMBER)
     if len(set(marks)) == 2:
         # "1,000,000.50" or "1.000.000,50": the last mark is the decimal point
         decimal = marks[-1]
         group = "," if decimal == "." else "."
         if marks.count(decimal) > 1 or spaced:
-            raise InvalidAmount(NOT_A_NUMBER)
+            raise InvalidAmount(Refusal.NOT_A_NUMBER)
         whole, _, fraction = text.partition(decimal)
         if not _grouped(whole, group):
-            raise InvalidAmount(NOT_A_NUMBER)
+            raise InvalidAmount(Refusal.NOT_A_NUMBER)
         return whole.replace(group, "") + "." + fraction
     mark = marks[0] if marks else None
     if spaced:  # "1 000 000", "1'000", "1 000,50": spaces and apostrophes only group
         group = spaced.pop()
         whole, _, fraction = text.partition(mark) if mark else (text, "", "")
         if (mark and marks.count(mark) > 1) or not _grouped(whole, group):
-            raise InvalidAmount(NOT_A_NUMBER)
+            raise InvalidAmount(Refusal.NOT_A_NUMBER)
         return whole.replace(group, "") + "." + fraction
     if mark is None:
         return text
     if len(marks) > 1:  # "1,000,000" or "1.000.000": only grouping repeats
         if not _grouped(text, mark):
-            raise InvalidAmount(NOT_A_NUMBER)
+            raise InvalidAmount(Refusal.NOT_A_NUMBER)
         return text.replace(mark, "")
     whole, _, fraction = text.partition(mark)
     if mark == "," and len(fraction) == 3 and _LEADING_GROUP.fullmatch(whole):
@@ -190,8 +188,10 @@ def _normalise(text: str, decimals: int) -> str:
             return whole + fraction
         meant = (whole + "." + fraction).rstrip("0").rstrip(".")
         raise AmbiguousAmount(
-            f"Did you mean {whole}.{fraction} or {whole}{fraction}? "
-            f"Send it as {meant} or {whole}{fraction}."
+            Refusal.AMBIGUOUS_AMOUNT,
+            as_decimal=f"{whole}.{fraction}",
+            as_whole=whole + fraction,
+            shortest=meant,
         )
     # "12,5", "0,500" (a leading 0 is never a thousands group), "1000,5", "1.500"
     return whole + "." + fraction
@@ -199,10 +199,10 @@ def _normalise(text: str, decimals: int) -> str:
 
 def parse_minor_units(text: str, decimals: int, code: str) -> int:
     if len(text) > MAX_AMOUNT_TEXT:
-        raise InvalidAmount("That amount is too long.")
+        raise InvalidAmount(Refusal.AMOUNT_TEXT_TOO_LONG)
     plain = _normalise(text, decimals)
     if not _PLAIN.fullmatch(plain):
-        raise InvalidAmount(NOT_A_NUMBER)
+        raise InvalidAmount(Refusal.NOT_A_NUMBER)
     whole, _, fraction = plain.partition(".")
     if (
         len(fraction) > decimals
@@ -213,17 +213,14 @@ def parse_minor_units(text: str, decimals: int, code: str) -> int:
         # be a thousands group, so it is refused below rather than read as 1.50.
         fraction = fraction[:decimals]
     if len(fraction) > decimals:
-        unit = f"{code} " if code else ""
-        raise InvalidAmount(
-            f"{unit}amounts have at most {decimals} decimal places."
-            if decimals
-            else f"{unit}amounts are whole numbers."
-        )
+        if decimals:
+            raise InvalidAmount(Refusal.TOO_MANY_DECIMALS, currency=code, decimals=decimals)
+        raise InvalidAmount(Refusal.WHOLE_NUMBERS_ONLY, currency=code)
     amount = int(whole or "0") * 10**decimals + int(fraction.ljust(decimals, "0") or "0")
     if amount <= 0:
-        raise InvalidAmount("The amount must be more than zero.")
+        raise InvalidAmount(Refusal.AMOUNT_NOT_POSITIVE)
     if amount > MAX_MINOR_UNITS:
-        raise InvalidAmount("That amount is too large.")
+        raise InvalidAmount(Refusal.AMOUNT_TOO_LARGE)
     return amount
 
 

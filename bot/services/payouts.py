@@ -20,7 +20,7 @@ import msgspec
 from sqlalchemy import text
 
 from bot.services.base import Actor, Outcome, Service
-from bot.services.errors import NotAllowed, WrongState
+from bot.services.errors import NotAllowed, Refusal, WrongState
 from bot.services.ledger import Leg, post_movement
 from bot.services.views import WithdrawalView
 from bot.services.wallets import LOCK_WITHDRAWAL, WITHDRAWAL_COLUMNS, withdrawal_view
@@ -89,10 +89,15 @@ class PayoutService(Service):
                 await uow.execute(LOCK_WITHDRAWAL, {"id": withdrawal_id, "admin_id": admin.id})
             ).first()
             if not (locked and locked.admin_ok):
-                raise NotAllowed("Only an admin can decide withdrawals.")
+                raise NotAllowed(Refusal.ADMIN_DECIDES_WITHDRAWALS)
             if locked.status != WithdrawalStatus.PENDING:
                 current = withdrawal_view(locked)
-                raise WrongState(f"Withdrawal #{locked.id} is already {locked.status}.", current)
+                raise WrongState(
+                    Refusal.WITHDRAWAL_DECIDED,
+                    current=current,
+                    withdrawal=locked.id,
+                    status=WithdrawalStatus(locked.status),
+                )
             params = {"id": locked.id, "admin_id": admin.id, "provider": provider}
             row = (await uow.execute(APPROVE_FOR_PAYOUT, params)).one()
             return msgspec.structs.replace(withdrawal_view(row), telegram_id=locked.telegram_id)

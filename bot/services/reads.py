@@ -17,7 +17,7 @@ from sqlalchemy import Executable, Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.services.base import Actor, Service
-from bot.services.errors import NotAllowed
+from bot.services.errors import NotAllowed, Refusal
 from bot.services.views import WithdrawalView
 from db.models import FINAL_DEAL_STATUSES, FUNDED_DEAL_STATUSES, OPEN_DEAL_STATUSES, DealStatus
 from db.queries import (
@@ -44,8 +44,6 @@ FILTERS: dict[str, tuple[list[str], list[str], bool]] = {
     ),
     "finished": (_FINISHED, _FINISHED, False),
 }
-
-NOT_ADMIN = "That is for admins only."
 
 # The admin's stats in one statement, counted only for an active admin (the
 # gate of `db.queries.admin_only`, written out for a statement in text).
@@ -115,7 +113,7 @@ async def read_as_admin(
     NotAllowed unless `admin`'s own row is an active admin."""
     rows = (await conn.execute(statement, {**params, "admin_id": admin.id})).all()
     if not rows or not rows[0].admin_ok:
-        raise NotAllowed(NOT_ADMIN)
+        raise NotAllowed(Refusal.ADMINS_ONLY)
     # an admin with nothing to see gets the gate's row alone, all NULLs after admin_ok
     return [row for row in rows if any(value is not None for value in row[1:])]
 

@@ -10,7 +10,7 @@ import msgspec
 from sqlalchemy import text
 
 from bot.services.base import Outcome, Service
-from bot.services.errors import InvalidInput
+from bot.services.errors import InvalidInput, Refusal
 from bot.services.views import UserView
 from db import UnitOfWork
 from db.events import UserChanged
@@ -102,7 +102,7 @@ def parse_username(value: str) -> str:
     """A typed @username, lower-cased (how names are matched), or InvalidInput."""
     username = value.strip().removeprefix("@").lower()
     if not USERNAME.fullmatch(username):
-        raise InvalidInput("That doesn't look like a Telegram @username.")
+        raise InvalidInput(Refusal.NOT_A_USERNAME)
     return username
 
 

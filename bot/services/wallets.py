@@ -10,9 +10,15 @@ from sqlalchemy import text
 
 from bot.services.base import Actor, Outcome, Service, refuse_over_daily_limit
 from bot.services.deals import bounded_text
-from bot.services.errors import NotAllowed, NotFound, UserBlocked, WrongState
+from bot.services.errors import (
+    InsufficientFunds,
+    NotAllowed,
+    NotFound,
+    Refusal,
+    UserBlocked,
+    WrongState,
+)
 from bot.services.ledger import DuplicateMovement, Leg, post_movement
-from bot.services.money import Currency
 from bot.services.views import WithdrawalView
 from db import UnitOfWork
 from db.models import LedgerAccount, LedgerKind, UserStatus, WithdrawalStatus
@@ -109,11 +115,10 @@ class DepositProvider(Protocol):
     watcher) calls `WalletService.credit_deposit` once per confirmed payment,
     with its own reference as the idempotency key."""
 
+    # Also what the wallet's deposit screen explains (`bot/telegram/texts.py`).
     name: str
     # Balances raised through it are not real money (the wallet says so).
     play_money: bool
-
-    def instructions(self, currency: Currency) -> str: ...
 
 
 class AdminCreditsOnly:
@@ -121,13 +126,6 @@ class AdminCreditsOnly:
 
     name = "none"
     play_money = False
-
-    def instructions(self, currency: Currency) -> str:
-        return (
-            f"This bot takes no {currency.code} deposits by itself. To add funds, "
-            "contact the bot's admins: an admin credits your wallet once your payment "
-            "has reached them."
-        )
 
 
 class DemoDepositProvider:
@@ -139,12 +137,6 @@ class DemoDepositProvider:
 
     def __init__(self, wallets: WalletService) -> None:
         self.wallets = wallets
-
-    def instructions(self, currency: Currency) -> str:
-        return (
-            f"Demo mode: send an amount of {currency.code} and it is credited to your "
-            "wallet at once. No real money is involved."
-        )
 
     async def deposit(
         self, user: Actor, currency: str, amount: int, reference: str
@@ -196,10 +188,10 @@ class WalletService(Service):
         async def work(uow: UnitOfWork) -> Deposit:
             standing = (await uow.execute(USER_STANDING, {"user_id": admin.id})).first()
             if standing is None or not standing.is_admin or standing.status != UserStatus.ACTIVE:
-                raise NotAllowed("Only an admin can credit deposits.")
+                raise NotAllowed(Refusal.ADMIN_CREDITS_DEPOSITS)
             target = (await uow.execute(USER_BY_TELEGRAM_ID, {"telegram_id": telegram_id})).first()
             if target is None:
-                raise NotFound("No user with that Telegram id has used the bot.")
+                raise NotFound(Refusal.NO_SUCH_USER)
             await post_movement(
                 uow,
                 key=f"deposit:admin:{reference}",
@@ -256,7 +248,7 @@ class WalletService(Service):
                 )
             ).first()
             if row is None:
-                raise UserBlocked("Your account can't withdraw funds.")
+                raise UserBlocked(Refusal.CANT_WITHDRAW)
             uow.outbox(*decode_notices(row.notices))
             await post_movement(
                 uow,
@@ -267,14 +259,16 @@ class WalletService(Service):
                     Leg(LedgerKind.HOLD, LedgerAccount.HELD, amount, user.id),
                 ],
                 withdrawal_id=row.id,
-                shortfall=f"Not enough funds: you have less than {money.format(amount)} available.",
+                shortfall=InsufficientFunds(
+                    Refusal.WITHDRAWAL_SHORT, amount=amount, currency=money.code
+                ),
             )
             return withdrawal_view(row)
 
         try:
             return await self.transaction(work)
         except DuplicateMovement:
-            raise WrongState("This withdrawal was already requested.") from None
+            raise WrongState(Refusal.WITHDRAWAL_REQUESTED) from None
 
     async def approve_withdrawal(self, admin: Actor, withdrawal_id: int) -> Outcome[WithdrawalView]:
         """The payout was sent: the held amount leaves the escrow."""
@@ -346,10 +340,15 @@ class WalletService(Service):
             ).first()
             if not (locked and locked.admin_ok):
                 # Non-admins learn nothing about withdrawals that aren't theirs.
-                raise NotAllowed("Only an admin can decide withdrawals.")
+                raise NotAllowed(Refusal.ADMIN_DECIDES_WITHDRAWALS)
             current = withdrawal_view(locked)
             if locked.status != WithdrawalStatus.PENDING:
-                raise WrongState(f"Withdrawal #{locked.id} is already {locked.status}.", current)
+                raise WrongState(
+                    Refusal.WITHDRAWAL_DECIDED,
+                    current=current,
+                    withdrawal=locked.id,
+                    status=WithdrawalStatus(locked.status),
+                )
             row = (
                 await uow.execute(
                     DECIDE_WITHDRAWAL,

@@ -100,6 +100,29 @@ def when(moment: datetime) -> str:
     return moment.strftime("%d %b %Y, %H:%M UTC")
 
 
+# How deposits reach the wallet, by the deposit provider's name.
+DEPOSIT_INSTRUCTIONS = {
+    "none": (
+        "This bot takes no {code} deposits by itself. To add funds, contact the bot's "
+        "admins: an admin credits your wallet once your payment has reached them."
+    ),
+    "demo": (
+        "Demo mode: send an amount of {code} and it is credited to your wallet at once. "
+        "No real money is involved."
+    ),
+    "cryptopay": (
+        "Deposits are paid through @CryptoBot: send the amount of {code} you want to "
+        "deposit, and you get a payment link. It is credited as soon as Crypto Pay "
+        "confirms the payment."
+    ),
+}
+
+
+def deposit_instructions(provider: str, code: str) -> str:
+    """What the deposit screen says about depositing `code` through `provider`."""
+    return DEPOSIT_INSTRUCTIONS[provider].format(code=code)
+
+
 PLAY_MONEY = "🎲 <b>Demo:</b> balances here are play money, not real funds."
 
 

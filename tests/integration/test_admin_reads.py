@@ -15,6 +15,7 @@ from bot.services.errors import NotAllowed, NotFound
 from bot.services.reads import ReadService
 from bot.services.views import UserView
 from tests.conftest import Services
+from tests.refusals import refuses
 
 PRICE = 40_00
 
@@ -88,7 +89,7 @@ async def test_an_admin_with_nothing_to_see_gets_empty_lists_not_a_refusal(servi
     assert await reads.open_disputes(admin) == []
     assert await reads.pending_withdrawals(admin) == []
     assert (await reads.stats(admin)).deals_by_status == {}
-    with pytest.raises(NotFound, match="No such deal"):
+    with refuses(NotFound, "No such deal", services.ctx.currencies):
         await services.deals.get(admin, "NOSUCHDL", as_admin=True)
 
 
@@ -113,7 +114,7 @@ async def test_a_revoked_admin_whose_snapshot_still_says_admin_sees_nothing(
     assert admin.is_admin  # what the cached snapshot still says
     await demote(services, admin, standing)
     sql.start()
-    with pytest.raises(NotAllowed, match="admins only"):
+    with refuses(NotAllowed, "admins only", services.ctx.currencies):
         await admin_reads(services, reads, code)[read](admin)
     assert sql.stop() and sql.count == 1
 
@@ -122,5 +123,5 @@ async def test_a_revoked_admin_whose_snapshot_still_says_admin_sees_nothing(
 async def test_a_user_who_never_was_an_admin_is_refused(services, reads, read):
     code = await disputed_deal_and_withdrawal(services)
     stranger = await services.user("rd_stranger")
-    with pytest.raises(NotAllowed, match="admins only"):
+    with refuses(NotAllowed, "admins only", services.ctx.currencies):
         await admin_reads(services, reads, code)[read](stranger)

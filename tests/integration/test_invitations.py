@@ -10,6 +10,7 @@ from bot.services.users import Profile
 from db.models import DealStatus
 from tests.conftest import Services
 from tests.integration.helpers import history, world
+from tests.refusals import refuses
 
 
 async def invite(services: Services, creator, counterparty, role="seller"):
@@ -59,7 +60,7 @@ async def test_an_unknown_username_gets_an_invitation_claimed_on_registration(se
         "accepted",
         "joined by invitation",
     )
-    with pytest.raises(InvitationUnavailable, match="already a party"):
+    with refuses(InvitationUnavailable, "already a party", services.ctx.currencies):
         await services.deals.accept_invitation(ned, invitation.code)
 
 
@@ -82,7 +83,7 @@ async def test_a_username_given_to_create_only_ever_invites_that_name(services):
 async def test_an_invitation_to_your_own_username_is_refused(services):
     seller = await services.user("Own_Name")
     before = await world(services.ctx.db)
-    with pytest.raises(SelfDeal, match="with yourself"):
+    with refuses(SelfDeal, "with yourself", services.ctx.currencies):
         await invite(services, seller, "@own_name")
     assert await world(services.ctx.db) == before
 
@@ -92,7 +93,7 @@ async def test_an_unregistered_telegram_id_is_invited_by_id(services):
     created = await invite(services, buyer, 4242, role="buyer")
     assert created.invitation.telegram_id == 4242
     other = await services.user("someone_else")
-    with pytest.raises(InvitationUnavailable, match="addressed to someone else"):
+    with refuses(InvitationUnavailable, "addressed to someone else", services.ctx.currencies):
         await services.deals.accept_invitation(other, created.invitation.code)
     target = await services.user("the_target", telegram_id=4242)
     joined = (await services.deals.accept_invitation(target, created.invitation.code)).value
@@ -104,13 +105,13 @@ async def test_an_open_link_is_for_the_first_taker(services):
     created = await invite(services, seller, None)
     assert created.invitation.telegram_id is None and created.invitation.username is None
     first, second = await services.user("first_taker"), await services.user("second_taker")
-    with pytest.raises(NotAllowed, match="open to anyone"):
+    with refuses(NotAllowed, "open to anyone", services.ctx.currencies):
         await services.deals.decline_invitation(first, created.invitation.code)
     await services.deals.accept_invitation(first, created.invitation.code)
     before = await world(services.ctx.db)
-    with pytest.raises(InvitationUnavailable, match="already been used"):
+    with refuses(InvitationUnavailable, "already been used", services.ctx.currencies):
         await services.deals.accept_invitation(second, created.invitation.code)
-    with pytest.raises(InvitationUnavailable, match="already been used"):
+    with refuses(InvitationUnavailable, "already been used", services.ctx.currencies):
         await services.deals.preview_invitation(second, created.invitation.code)
     assert await world(services.ctx.db) == before
 
@@ -137,7 +138,7 @@ async def test_cancelling_a_deal_revokes_its_link(services):
     created = await invite(services, seller, None)
     await services.deals.cancel(seller, created.deal.code)
     taker = await services.user("late_taker")
-    with pytest.raises(InvitationUnavailable, match="already been used or withdrawn"):
+    with refuses(InvitationUnavailable, "already been used or withdrawn", services.ctx.currencies):
         await services.deals.accept_invitation(taker, created.invitation.code)
 
 
@@ -148,9 +149,9 @@ async def test_expired_and_forged_links(services):
         await conn.execute(text("UPDATE invitations SET expires_at = now() - interval '1 second'"))
     taker = await services.user("exp_taker")
     before = await world(services.ctx.db)
-    with pytest.raises(InvitationUnavailable, match="expired"):
+    with refuses(InvitationUnavailable, "expired", services.ctx.currencies):
         await services.deals.accept_invitation(taker, created.invitation.code)
-    with pytest.raises(InvitationUnavailable, match="not valid"):
+    with refuses(InvitationUnavailable, "not valid", services.ctx.currencies):
         code = created.invitation.code
         forged = code[:-1] + ("y" if code.endswith("x") else "x")  # never the real code
         await services.deals.accept_invitation(taker, forged)

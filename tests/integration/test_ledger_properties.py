@@ -383,7 +383,7 @@ class Run:
         try:
             result = await call()
         except EscrowError as exc:
-            note(f"{op} refused: {type(exc).__name__}: {exc.message}")
+            note(f"{op} refused: {type(exc).__name__}: {exc}")
             event(f"{op[0]}: refused ({type(exc).__name__})")
             assert expected is not None, f"{op} was refused ({exc!r}) but should have worked"
             assert isinstance(exc, expected), f"{op}: expected {expected.__name__}, got {exc!r}"

@@ -23,10 +23,12 @@ from bot.services.errors import (
 from bot.services.rules import RULES, Action, Role
 from bot.services.users import Profile
 from bot.services.views import DealView, UserView
+from bot.telegram.refusals import refusal_text
 from db.events import DealChanged, UserChanged
 from db.models import DealStatus
 from tests.conftest import Services
 from tests.integration.helpers import balance, fees, history, ledger, world
+from tests.refusals import refuses
 
 PRICE = 250_00  # 250.00 USDT
 FEE = 3_75  # 1.5%
@@ -233,7 +235,7 @@ async def test_bad_deal_requests_are_refused_and_change_nothing(
     services, cast, overrides, error, message
 ):
     before = await world(services.ctx.db)
-    with pytest.raises(error, match=message):
+    with refuses(error, message, services.ctx.currencies):
         await open_deal(services, cast, **overrides)
     assert await world(services.ctx.db) == before
 
@@ -260,7 +262,7 @@ async def test_the_person_shown_is_checked_again_when_the_deal_is_made(services,
     # someone the summary did not name is not taken for them (ids must match)
     forged = msgspec.structs.replace(bob, id=carol.id)
     before = await world(services.ctx.db)
-    with pytest.raises(NotFound, match="no longer on the bot"):
+    with refuses(NotFound, "no longer on the bot", services.ctx.currencies):
         await open_deal(services, cast, counterparty=forged)
     assert await world(services.ctx.db) == before
     async with services.ctx.db.engine.begin() as conn:
@@ -268,7 +270,7 @@ async def test_the_person_shown_is_checked_again_when_the_deal_is_made(services,
             text("UPDATE users SET status = 'blocked' WHERE id = :id"), {"id": cast.seller.id}
         )
     before = await world(services.ctx.db)
-    with pytest.raises(NotAllowed, match="can't take part in deals"):
+    with refuses(NotAllowed, "can't take part in deals", services.ctx.currencies):
         await open_deal(services, cast, counterparty=bob)
     assert await world(services.ctx.db) == before
 
@@ -375,7 +377,7 @@ async def test_every_forbidden_transition_is_refused_and_changes_nothing(service
             tried += 1
             if expected is WrongState:
                 assert refused.value.current.status == status
-                assert deal.code in refused.value.message
+                assert deal.code in refusal_text(refused.value, services.ctx.currencies)
     assert tried >= 7
     assert await world(services.ctx.db) == before
 
@@ -384,7 +386,7 @@ async def test_admin_resolution_only_settles_disputes(services, cast):
     for status in (DealStatus.FUNDED, DealStatus.RELEASED):
         deal = await deal_in(services, cast, status)
         before = await world(services.ctx.db)
-        with pytest.raises(WrongState, match="no dispute"):
+        with refuses(WrongState, "no dispute", services.ctx.currencies):
             await services.deals.resolve(cast.admin, deal.code, "refund")
         assert await world(services.ctx.db) == before
 
@@ -393,7 +395,7 @@ async def test_a_non_admin_cannot_resolve(services, cast):
     deal = await deal_in(services, cast, DealStatus.DISPUTED)
     before = await world(services.ctx.db)
     for who in (cast.buyer, cast.seller, cast.stranger):
-        with pytest.raises(NotAllowed, match="Only an admin"):
+        with refuses(NotAllowed, "Only an admin", services.ctx.currencies):
             await services.deals.resolve(who, deal.code, "release")
     assert await world(services.ctx.db) == before
 
@@ -426,7 +428,7 @@ async def test_funding_without_the_money_is_refused(services, cast):
     deal = await open_deal(services, cast, amount=START + 1)
     await services.deals.accept(cast.seller, deal.code)
     before = await world(services.ctx.db)
-    with pytest.raises(InsufficientFunds, match=r"funding needs 1,000\.01 USDT"):
+    with refuses(InsufficientFunds, r"funding needs 1,000\.01 USDT", services.ctx.currencies):
         await services.deals.fund(cast.buyer, deal.code)
     assert await world(services.ctx.db) == before
 
@@ -443,9 +445,9 @@ async def test_a_blocked_user_cannot_act(services, cast):
             text("UPDATE users SET status = 'blocked' WHERE id = :id"), {"id": cast.buyer.id}
         )
     before = await world(services.ctx.db)
-    with pytest.raises(NotAllowed, match="blocked"):
+    with refuses(NotAllowed, "blocked", services.ctx.currencies):
         await services.deals.fund(cast.buyer, deal.code)
-    with pytest.raises(NotAllowed, match="blocked"):
+    with refuses(NotAllowed, "blocked", services.ctx.currencies):
         await open_deal(services, cast)
     assert await world(services.ctx.db) == before
 
@@ -550,7 +552,7 @@ async def test_expiry_closes_only_overdue_unfunded_deals(services, cast, sql):
         "expired",
         "not accepted and funded by the deadline",
     )
-    with pytest.raises(Exception, match="already been used or withdrawn"):
+    with refuses(Exception, "already been used or withdrawn", services.ctx.currencies):
         await services.deals.accept_invitation(cast.stranger, invited.invitation.code)
     assert (await services.deals.expire_due()).value == []
 
@@ -578,7 +580,7 @@ async def test_a_confirmation_asked_before_the_deal_moved_on_does_nothing(servic
     before = await world(services.ctx.db)
 
     sql.start()
-    with pytest.raises(WrongState, match="changed since you were asked") as refused:
+    with refuses(WrongState, "changed since you were asked", services.ctx.currencies) as refused:
         await services.deals.cancel(cast.seller, deal.code, expected_version=asked_at)
     assert len(sql.stop()) == 1  # the lock, and nothing else
     assert refused.value.current.status == DealStatus.FUNDED
@@ -596,7 +598,7 @@ async def test_a_release_confirmed_at_an_older_version_pays_nothing(services, ca
     deal = await deal_in(services, cast, DealStatus.FUNDED)
     disputed = (await services.deals.dispute(cast.seller, deal.code, "Not paid for")).value
     before = await world(services.ctx.db)
-    with pytest.raises(WrongState, match="changed since you were asked") as refused:
+    with refuses(WrongState, "changed since you were asked", services.ctx.currencies) as refused:
         await services.deals.release(cast.buyer, deal.code, expected_version=deal.version)
     assert refused.value.current.status == DealStatus.DISPUTED
     assert refused.value.current.version == disputed.version

@@ -12,6 +12,8 @@ from bot.services.money import (
     format_minor_units,
     parse_minor_units,
 )
+from bot.telegram.refusals import refusal_text
+from tests.refusals import refuses
 
 USDT = Currency("USDT", decimals=2, min_amount=1_00, max_amount=1_000_000_00, fee_bps=150)
 BTC = Currency("BTC", decimals=8, min_amount=10_000, max_amount=100 * 10**8, fee_bps=100)
@@ -62,7 +64,7 @@ def test_amounts_parse_exactly(text, minor):
     ],
 )
 def test_bad_amounts_get_a_clear_message(text, message):
-    with pytest.raises(InvalidAmount, match=message):
+    with refuses(InvalidAmount, message, CURRENCIES):
         USDT.parse(text)
 
 
@@ -72,7 +74,7 @@ def test_fractions_below_one_unit_parse_exactly():
 
 
 def test_whole_number_currencies_refuse_fractions():
-    with pytest.raises(InvalidAmount, match="whole numbers"):
+    with refuses(InvalidAmount, "JPY amounts are whole numbers", CURRENCIES):
         JPY.parse("100.5")
     assert JPY.parse("1,500") == 1500
 
@@ -118,13 +120,14 @@ def test_currencies_from_settings_and_lookup():
         {"USDT": CurrencySettings(decimals=2, min_amount="1.00", max_amount="10", fee_bps=150)}
     )
     assert table["usdt"] == Currency("USDT", 2, 100, 1000, 150)
-    with pytest.raises(UnknownCurrency, match="USDT"):
+    with refuses(UnknownCurrency, "Unknown currency. Choose one of: USDT.", CURRENCIES):
         table["DOGE"]
 
 
 # -- what people type: digits, separators and grouping -------------------------------
 
 TON = Currency("TON", decimals=9, min_amount=10**8, max_amount=10**15, fee_bps=100)
+CURRENCIES = Currencies({c.code: c for c in (USDT, BTC, JPY, TON)})
 
 
 @pytest.mark.parametrize(
@@ -186,7 +189,7 @@ def test_separators_are_read_only_where_unambiguous(text, decimals, minor):
 def test_one_comma_and_three_digits_is_asked_back_where_both_readings_fit(text, currency, asked):
     with pytest.raises(AmbiguousAmount) as refused:
         currency.parse(text)
-    assert refused.value.message == asked
+    assert refusal_text(refused.value, CURRENCIES) == asked
     # every caller that shows an InvalidAmount shows this one too
     assert isinstance(refused.value, InvalidAmount)
 
@@ -203,7 +206,7 @@ def test_one_comma_and_three_digits_is_asked_back_where_both_readings_fit(text, 
     ],
 )
 def test_only_ascii_digits_are_numbers(text):
-    with pytest.raises(InvalidAmount, match="digits 0-9"):
+    with refuses(InvalidAmount, "digits 0-9", CURRENCIES):
         USDT.parse(text)
 
 
@@ -216,7 +219,7 @@ def test_only_ascii_digits_are_numbers(text):
     ],
 )
 def test_decimals_beyond_the_currencys_are_refused(text, decimals):
-    with pytest.raises(InvalidAmount, match="at most 2 decimal places"):
+    with refuses(InvalidAmount, "USDT amounts have at most 2 decimal places", CURRENCIES):
         parse_minor_units(text, decimals, "USDT")
 
 
@@ -245,5 +248,5 @@ def test_decimals_beyond_the_currencys_are_refused(text, decimals):
     ],
 )
 def test_malformed_numbers_are_refused(text):
-    with pytest.raises(InvalidAmount, match="as a number"):
+    with refuses(InvalidAmount, "as a number", CURRENCIES):
         BTC.parse(text)

@@ -21,6 +21,7 @@ from bot.services.deals.steps import (
 from bot.services.errors import (
     InvitationUnavailable,
     NotAllowed,
+    Refusal,
     SelfDeal,
     UserBlocked,
 )
@@ -42,7 +43,7 @@ class DealInvitations(DealSteps):
         async with self.ctx.db.reader.connect() as conn:
             invitation = (await conn.execute(READ_INVITATION, {"code": code})).first()
             if invitation is None:
-                raise InvitationUnavailable("This invitation link is not valid.")
+                raise InvitationUnavailable(Refusal.INVITATION_NOT_VALID)
             row = (await conn.execute(DEAL_BY_CODE, {"code": invitation.deal_code})).one()
         deal = deal_view(row)
         self._check_invitation(invitation, deal, viewer, getattr(viewer, "username", None))
@@ -60,7 +61,7 @@ class DealInvitations(DealSteps):
             invitation, deal, locked = await self._lock_invitation(uow, actor, invitation_code)
             self._check_invitation(invitation, deal, actor, username)
             if locked.actor_status != UserStatus.ACTIVE:
-                raise UserBlocked("Your account is blocked.")
+                raise UserBlocked(Refusal.ACCOUNT_BLOCKED)
             changed = await self._transition(
                 uow,
                 deal,
@@ -92,9 +93,7 @@ class DealInvitations(DealSteps):
             invitation, deal, _ = await self._lock_invitation(uow, actor, invitation_code)
             self._check_invitation(invitation, deal, actor, username)
             if invitation.telegram_id is None and invitation.username is None:
-                raise NotAllowed(
-                    "This link is open to anyone; if you don't want the deal, just ignore it."
-                )
+                raise NotAllowed(Refusal.OPEN_INVITATION)
             changed = await self._transition(
                 uow,
                 deal,
@@ -130,7 +129,7 @@ class DealInvitations(DealSteps):
             else None
         )
         if locked is None or invitation is None:
-            raise InvitationUnavailable("This invitation link is not valid.")
+            raise InvitationUnavailable(Refusal.INVITATION_NOT_VALID)
         return invitation, deal_view(locked), locked
 
     @staticmethod
@@ -138,16 +137,16 @@ class DealInvitations(DealSteps):
         invitation: Any, deal: DealView, viewer: Actor, username: str | None
     ) -> None:
         if deal.creator_id == viewer.id:
-            raise SelfDeal("This is your own deal's invitation: send the link to the other party.")
+            raise SelfDeal(Refusal.OWN_INVITATION)
         if is_party(deal, viewer.id):
-            raise InvitationUnavailable("You are already a party to this deal.")
+            raise InvitationUnavailable(Refusal.ALREADY_A_PARTY)
         if invitation.status != InvitationStatus.ACTIVE or deal.status != DealStatus.PENDING:
-            raise InvitationUnavailable("This invitation has already been used or withdrawn.")
+            raise InvitationUnavailable(Refusal.INVITATION_USED)
         if invitation.expired:
-            raise InvitationUnavailable("This invitation has expired.")
+            raise InvitationUnavailable(Refusal.INVITATION_EXPIRED)
         addressed_to = invitation.telegram_id is not None or invitation.username is not None
         if addressed_to and not (
             invitation.telegram_id == viewer.telegram_id
             or (invitation.username and username and invitation.username == username.lower())
         ):
-            raise InvitationUnavailable("This invitation is addressed to someone else.")
+            raise InvitationUnavailable(Refusal.INVITATION_FOR_SOMEONE_ELSE)

@@ -18,12 +18,9 @@ from bot.services.deal_sql import (
     deal_view,
 )
 from bot.services.deals.steps import (
-    ACTION_WORDS,
     CODE_CONSTRAINT,
     CREATE_KEY_CONSTRAINT,
     CREATE_KEY_LENGTH,
-    ROLE_WORDS,
-    STATUS_WORDS,
     DealSteps,
     bounded_text,
     changed_event,
@@ -35,6 +32,7 @@ from bot.services.errors import (
     InvalidInput,
     NotAllowed,
     NotFound,
+    Refusal,
     SelfDeal,
     UserBlocked,
     WrongState,
@@ -66,10 +64,10 @@ class DealLifecycle(DealSteps):
             else:
                 rows = (await conn.execute(DEAL_BY_CODE, params)).all()
         if not rows:
-            raise NotFound("No such deal.")
+            raise NotFound(Refusal.NO_SUCH_DEAL)
         deal = deal_view(rows[0])
         if not as_admin and not is_party(deal, viewer.id):
-            raise NotFound("No such deal.")
+            raise NotFound(Refusal.NO_SUCH_DEAL)
         return deal
 
     async def created_with(self, creator: Actor, create_key: str) -> CreatedDeal | None:
@@ -111,15 +109,10 @@ class DealLifecycle(DealSteps):
         user's lock, it returns the deal (and invitation) the first one made,
         changing nothing and telling nobody again."""
         if create_key is not None and not 0 < len(create_key) <= CREATE_KEY_LENGTH:
-            raise InvalidInput("That request can't be used: start the deal again with /new.")
+            raise InvalidInput(Refusal.REQUEST_UNUSABLE)
         if role not in ("buyer", "seller"):
-            raise InvalidInput("Choose whether you are the buyer or the seller.")
-        money = self.currencies[currency]
-        if not isinstance(amount, int) or not money.min_amount <= amount <= money.max_amount:
-            raise InvalidInput(
-                f"The amount must be between {money.format(money.min_amount)} "
-                f"and {money.format(money.max_amount)}."
-            )
+            raise InvalidInput(Refusal.CHOOSE_ROLE)
+        money = self._amount(currency, amount)
         description = bounded_text(description, self.settings.description_max_length, "description")
         person = counterparty if isinstance(counterparty, Person) else None
         telegram_id = (
@@ -131,7 +124,7 @@ class DealLifecycle(DealSteps):
         )
         username = parse_username(counterparty) if isinstance(counterparty, str) else None
         if telegram_id == creator.telegram_id:
-            raise SelfDeal("You can't open a deal with yourself.")
+            raise SelfDeal(Refusal.SELF_DEAL)
 
         async def work(uow: UnitOfWork) -> CreatedDeal:
             if create_key is not None:
@@ -146,7 +139,7 @@ class DealLifecycle(DealSteps):
                     return created_deal(made)
             creator_row = await self._require_active(uow, creator)
             if username is not None and username == (creator_row.username or "").lower():
-                raise SelfDeal("You can't open a deal with yourself.")
+                raise SelfDeal(Refusal.SELF_DEAL)
             other = None
             if telegram_id is not None:
                 other = (
@@ -154,12 +147,12 @@ class DealLifecycle(DealSteps):
                 ).first()
             if person is not None and (other is None or other.id != person.id):
                 # never someone else in place of the person the summary named
-                raise NotFound("The person you chose is no longer on the bot.")
+                raise NotFound(Refusal.PERSON_GONE)
             if other is not None:
                 if other.id == creator_row.id:
-                    raise SelfDeal("You can't open a deal with yourself.")
+                    raise SelfDeal(Refusal.SELF_DEAL)
                 if other.status != UserStatus.ACTIVE:
-                    raise NotAllowed("That user can't take part in deals.")
+                    raise NotAllowed(Refusal.CANT_TAKE_PART)
             other_id = other.id if other is not None else None
             buyer_id, seller_id = (
                 (creator.id, other_id) if role == "buyer" else (other_id, creator.id)
@@ -264,27 +257,30 @@ class DealLifecycle(DealSteps):
         async def work(uow: UnitOfWork) -> DealView:
             deal, locked = await self._lock(uow, actor, code)
             if not is_party(deal, actor.id):
-                raise NotFound("No such deal.")
+                raise NotFound(Refusal.NO_SUCH_DEAL)
             if locked.actor_status != UserStatus.ACTIVE:
-                raise UserBlocked("Your account is blocked.")
+                raise UserBlocked(Refusal.ACCOUNT_BLOCKED)
             if expected_version is not None and deal.version != expected_version:
                 # The question was asked about another deal than this one now
                 # (a cancel asked before funding would now refund).
                 raise WrongState(
-                    f"Deal {deal.code} has changed since you were asked: it is "
-                    f"{STATUS_WORDS[DealStatus(deal.status)]} now, so nothing was done.",
+                    Refusal.CHANGED_SINCE_ASKED,
                     current=deal,
+                    deal=deal.code,
+                    status=DealStatus(deal.status),
                 )
             rule = RULES[action].get(DealStatus(deal.status))
             if rule is None:
                 raise WrongState(
-                    f"Deal {deal.code} is {STATUS_WORDS[DealStatus(deal.status)]}; "
-                    f"you can't {ACTION_WORDS[action]} now.",
+                    Refusal.ACTION_NOT_NOW,
                     current=deal,
+                    deal=deal.code,
+                    status=DealStatus(deal.status),
+                    action=action,
                 )
             role, to_status = rule
             if not has_role(deal, actor.id, role):
-                raise NotAllowed(f"{ROLE_WORDS[role]} {ACTION_WORDS[action]}.")
+                raise NotAllowed(Refusal.NOT_YOUR_ROLE, role=role, action=action)
             changed = await self._transition(
                 uow,
                 deal,

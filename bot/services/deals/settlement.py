@@ -6,7 +6,6 @@ from typing import Literal
 
 from bot.services.base import Actor, Outcome
 from bot.services.deals.steps import (
-    STATUS_WORDS,
     DealSteps,
     bounded_text,
     changed_event,
@@ -15,6 +14,7 @@ from bot.services.deals.steps import (
 from bot.services.errors import (
     InvalidInput,
     NotAllowed,
+    Refusal,
     WrongState,
 )
 from bot.services.views import DealView
@@ -36,7 +36,7 @@ class DealSettlement(DealSteps):
     ) -> Outcome[DealView]:
         """Settle a dispute: pay the seller (fee taken) or refund the buyer."""
         if outcome not in ("release", "refund"):
-            raise InvalidInput("A dispute ends in a release or a refund.")
+            raise InvalidInput(Refusal.DISPUTE_OUTCOME)
         to_status = DealStatus.RELEASED if outcome == "release" else DealStatus.REFUNDED
         reason = (
             bounded_text(note, self.settings.reason_max_length, "note")
@@ -48,12 +48,13 @@ class DealSettlement(DealSteps):
         async def work(uow: UnitOfWork) -> DealView:
             deal, locked = await self._lock(uow, admin, code)
             if not locked.actor_is_admin or locked.actor_status != UserStatus.ACTIVE:
-                raise NotAllowed("Only an admin can settle disputes.")
+                raise NotAllowed(Refusal.ADMIN_SETTLES_DISPUTES)
             if deal.status != DealStatus.DISPUTED:
                 raise WrongState(
-                    f"Deal {deal.code} is {STATUS_WORDS[DealStatus(deal.status)]}; "
-                    "there is no dispute to settle.",
+                    Refusal.NO_DISPUTE,
                     current=deal,
+                    deal=deal.code,
+                    status=DealStatus(deal.status),
                 )
             changed = await self._transition(
                 uow, deal, admin.id, to_status, reason, notify=NotificationKind.RESOLVE

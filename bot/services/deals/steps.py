@@ -20,13 +20,15 @@ from bot.services.deal_sql import (
     deal_view,
 )
 from bot.services.errors import (
+    InsufficientFunds,
     InvalidInput,
     NotFound,
+    Refusal,
+    TextField,
     UserBlocked,
     WrongState,
 )
 from bot.services.ledger import Leg, post_movement
-from bot.services.rules import Action, Role
 from bot.services.views import DealView
 from db import UnitOfWork
 from db.events import DealChanged
@@ -45,36 +47,6 @@ CODE_CONSTRAINT = "uq_escrows_code"
 CREATE_KEY_CONSTRAINT = "uq_escrows_creator_create_key"
 CREATE_KEY_LENGTH = 64  # escrows.create_key
 
-
-STATUS_WORDS = {
-    DealStatus.PENDING: "waiting to be accepted",
-    DealStatus.ACCEPTED: "accepted and waiting for funding",
-    DealStatus.FUNDED: "funded",
-    DealStatus.DELIVERED: "marked as delivered",
-    DealStatus.DISPUTED: "in dispute",
-    DealStatus.RELEASED: "already released to the seller",
-    DealStatus.REFUNDED: "already refunded to the buyer",
-    DealStatus.CANCELLED: "cancelled",
-    DealStatus.DECLINED: "declined",
-    DealStatus.EXPIRED: "expired",
-}
-
-ACTION_WORDS = {
-    Action.ACCEPT: "accept it",
-    Action.DECLINE: "decline it",
-    Action.FUND: "fund it",
-    Action.DELIVER: "mark it as delivered",
-    Action.RELEASE: "release it",
-    Action.DISPUTE: "open a dispute",
-    Action.CANCEL: "cancel it",
-}
-
-ROLE_WORDS = {
-    Role.BUYER: "Only the buyer can",
-    Role.SELLER: "Only the seller can",
-    Role.COUNTERPARTY: "Only the other party can",
-    Role.EITHER: "Only a party to this deal can",
-}
 
 FINAL = frozenset(
     {
@@ -105,11 +77,15 @@ def changed_event(deal: DealView) -> DealChanged:
 
 
 def bounded_text(value: str, limit: int, what: str) -> str:
+    """`value` stripped, if not empty and at most `limit` characters; `what` is
+    a `TextField` ("description", "reason", ...)."""
     value = value.strip()
     if not value:
-        raise InvalidInput(f"The {what} can't be empty.")
+        raise InvalidInput(Refusal.TEXT_EMPTY, field=TextField(what))
     if len(value) > limit:
-        raise InvalidInput(f"The {what} is too long: {len(value)} characters, at most {limit}.")
+        raise InvalidInput(
+            Refusal.TEXT_TOO_LONG, field=TextField(what), length=len(value), limit=limit
+        )
     return value
 
 
@@ -117,7 +93,7 @@ class DealSteps(Service):
     async def _lock(self, uow: UnitOfWork, actor: Actor, code: str) -> tuple[DealView, Any]:
         row = (await uow.execute(LOCK_DEAL, {"code": code, "actor_id": actor.id})).first()
         if row is None:
-            raise NotFound("No such deal.")
+            raise NotFound(Refusal.NO_SUCH_DEAL)
         return deal_view(row), row
 
     async def _require_active(self, uow: UnitOfWork, actor: Actor) -> Any:
@@ -126,9 +102,9 @@ class DealSteps(Service):
             await uow.execute(FIND_USER_BY_TELEGRAM_ID, {"telegram_id": actor.telegram_id})
         ).first()
         if row is None or row.id != actor.id:
-            raise NotFound("Send /start first.")
+            raise NotFound(Refusal.START_FIRST)
         if row.status != UserStatus.ACTIVE:
-            raise UserBlocked("Your account is blocked.")
+            raise UserBlocked(Refusal.ACCOUNT_BLOCKED)
         return row
 
     async def _transition(
@@ -165,7 +141,7 @@ class DealSteps(Service):
             )
         ).first()
         if row is None:  # cannot happen while we hold the row lock; refuse loudly
-            raise WrongState(f"Deal {deal.code} changed meanwhile; try again.", current=deal)
+            raise WrongState(Refusal.CHANGED_MEANWHILE, current=deal, deal=deal.code)
         uow.outbox(*decode_notices(row.notices))
         return deal_view(row)
 
@@ -189,9 +165,8 @@ class DealSteps(Service):
                     Leg(LedgerKind.HOLD, LedgerAccount.AVAILABLE, -deal.amount, buyer),
                     Leg(LedgerKind.HOLD, LedgerAccount.HELD, deal.amount, buyer),
                 ]
-                shortfall = (
-                    f"Not enough funds: funding needs "
-                    f"{self.currencies[deal.currency].format(deal.amount)} available."
+                shortfall = InsufficientFunds(
+                    Refusal.FUNDING_SHORT, amount=deal.amount, currency=deal.currency
                 )
             case DealStatus.RELEASED:
                 legs = [
@@ -199,13 +174,13 @@ class DealSteps(Service):
                     Leg(LedgerKind.RELEASE, LedgerAccount.AVAILABLE, deal.payout, seller),
                     Leg(LedgerKind.FEE, LedgerAccount.FEES, deal.fee),
                 ]
-                shortfall = "The held funds are missing."
+                shortfall = InsufficientFunds(Refusal.HELD_FUNDS_MISSING)
             case DealStatus.REFUNDED:
                 legs = [
                     Leg(LedgerKind.REFUND, LedgerAccount.HELD, -deal.amount, buyer),
                     Leg(LedgerKind.REFUND, LedgerAccount.AVAILABLE, deal.amount, buyer),
                 ]
-                shortfall = "The held funds are missing."
+                shortfall = InsufficientFunds(Refusal.HELD_FUNDS_MISSING)
             case _:
                 return
         await post_movement(

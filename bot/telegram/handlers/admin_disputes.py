@@ -28,6 +28,7 @@ from bot.telegram.handlers.admin import (
 from bot.telegram.handlers.committed import show_result
 from bot.telegram.handlers.wallet import edit
 from bot.telegram.keyboards import AdminDeal
+from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus
 
@@ -129,7 +130,9 @@ async def resolve(
             current = already.current
             await edit(
                 card,
-                texts.deal_card(current, None, currencies, f"⚠️ {already.message}"),
+                texts.deal_card(
+                    current, None, currencies, f"⚠️ {refusal_text(already, currencies)}"
+                ),
                 keyboards.admin_deal_keyboard(current),
             )
             return

@@ -37,6 +37,7 @@ from bot.telegram.handlers.committed import close_form, read_after_commit, show_
 from bot.telegram.handlers.wallet import (
     edit,
 )
+from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
 from db.models import WithdrawalStatus
 
@@ -137,7 +138,7 @@ async def approve(
     try:
         approved = await services.wallets.approve_withdrawal(snapshot, callback_data.id)
     except WrongState as already:
-        headline = f"⚠️ {already.message}"
+        headline = f"⚠️ {refusal_text(already, currencies)}"
         text, markup = pending_screen(
             await services.reads.pending_withdrawals(snapshot, QUEUE_PAGE), currencies, headline
         )
@@ -168,7 +169,7 @@ async def pay_out(
         text, markup = pending_screen(
             await services.reads.pending_withdrawals(snapshot, QUEUE_PAGE),
             currencies,
-            f"⚠️ {already.message}",
+            f"⚠️ {refusal_text(already, currencies)}",
         )
         await edit(message, text, markup)
         return
@@ -249,12 +250,12 @@ async def reject_note(
         text, markup = pending_screen(
             await services.reads.pending_withdrawals(snapshot, QUEUE_PAGE),
             currencies,
-            f"⚠️ {already.message}",
+            f"⚠️ {refusal_text(already, currencies)}",
         )
         await message.answer(text, reply_markup=markup)
         return
     except InvalidInput as bad:  # the step repeats
-        await message.answer(f"⚠️ {bad.message} Send it again, or /cancel.")
+        await message.answer(f"⚠️ {refusal_text(bad, currencies)} Send it again, or /cancel.")
         return
     # A form Redis could not forget is refused by the withdrawal: it is decided now.
     await close_form(state)

@@ -29,6 +29,7 @@ from bot.telegram.freshness import DealVersions
 from bot.telegram.handlers.committed import close_form
 from bot.telegram.handlers.deals import show_card, show_committed_card
 from bot.telegram.keyboards import CONFIRMED, DealAct, Signer
+from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus
 
@@ -114,7 +115,7 @@ async def act(
                 snapshot,
                 currencies,
                 signer,
-                f"⚠️ {refused.message}",
+                f"⚠️ {refusal_text(refused, currencies)}",
                 edit=True,
             )
             return

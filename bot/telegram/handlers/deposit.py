@@ -82,7 +82,8 @@ async def deposit_button(
         )
         return
     money = currencies[callback_data.currency]
-    text = f"➕ <b>Deposit {money.code}</b>\n\n{escape(deposits.instructions(money))}"
+    instructions = texts.deposit_instructions(deposits.name, money.code)
+    text = f"➕ <b>Deposit {money.code}</b>\n\n{escape(instructions)}"
     if not isinstance(deposits, InstantDeposits | InvoiceDeposits):
         await edit(query.message, text, back_to_wallet())
         return

@@ -19,8 +19,10 @@ from aiogram.filters import ExceptionTypeFilter, Filter
 from aiogram.types import ErrorEvent, InlineKeyboardMarkup
 
 from bot.services.errors import EscrowError
+from bot.services.money import Currencies
 from bot.telegram import keyboards, texts
 from bot.telegram.fsm import StateUnavailable, StateUnread
+from bot.telegram.refusals import refusal_text
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +53,10 @@ async def _tell(
         log.warning("could not tell chat %s about a failed update", chat_id, exc_info=True)
 
 
-async def refused(event: ErrorEvent, bot: Bot) -> None:
+async def refused(event: ErrorEvent, bot: Bot, currencies: Currencies) -> None:
     error = event.exception
     assert isinstance(error, EscrowError)
-    await _tell(bot, event, f"⚠️ {error.message}")
+    await _tell(bot, event, f"⚠️ {refusal_text(error, currencies)}")
 
 
 async def message_not_read(event: ErrorEvent, bot: Bot) -> None:

@@ -20,6 +20,7 @@ from bot.telegram.handlers.deals import show_committed_card
 from bot.telegram.handlers.wizard import show_made, wizard_deal
 from bot.telegram.handlers.wizard_screens import NewDeal
 from bot.telegram.keyboards import Nav, Signer
+from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
 
 
@@ -54,7 +55,8 @@ async def start_with_invitation(
         preview = await services.deals.preview_invitation(snapshot, command.args or "")
     except EscrowError as refused:
         await message.answer(
-            f"⚠️ {refused.message}", reply_markup=keyboards.main_menu(snapshot.is_admin)
+            f"⚠️ {refusal_text(refused, currencies)}",
+            reply_markup=keyboards.main_menu(snapshot.is_admin),
         )
         return
     headline = "📨 You are invited to this deal. Accept it to take part."

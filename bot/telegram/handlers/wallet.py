@@ -31,6 +31,7 @@ from bot.services.wallets import DepositProvider
 from bot.telegram import keyboards, texts
 from bot.telegram.handlers.committed import read_after_commit
 from bot.telegram.keyboards import Nav, WalletMenu
+from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
 from cache.store import SnapshotCache
 
@@ -205,7 +206,7 @@ async def typed_amount(message: Message, money: Currency) -> int | None:
         return money.parse(message.text or "")
     except (InvalidAmount, UnknownCurrency) as refused:
         await message.answer(
-            f"⚠️ {refused.message} Send the amount again, or /cancel.",
+            f"⚠️ {refusal_text(refused, {money.code: money})} Send the amount again, or /cancel.",
             reply_markup=cancel_keyboard(),
         )
         return None

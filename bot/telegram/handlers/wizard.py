@@ -46,6 +46,7 @@ from bot.telegram.handlers import wizard_screens as screens
 from bot.telegram.handlers.committed import close_form, pressed_message, show_result
 from bot.telegram.handlers.deals import show_committed_card
 from bot.telegram.keyboards import Nav, Signer
+from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,11 @@ async def create(
         )
     except EscrowError as refused:
         await state.clear()
-        await _show(query, screens.NOT_CREATED.format(message=escape(refused.message)), None)
+        await _show(
+            query,
+            screens.NOT_CREATED.format(message=escape(refusal_text(refused, currencies))),
+            None,
+        )
         return
     except UNKNOWN_OUTCOME as exc:
         log.warning("create of wizard %s: outcome unknown: %r", data["key"], exc)

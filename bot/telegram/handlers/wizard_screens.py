@@ -57,24 +57,11 @@ NOBODY_HOLDS = (
 )
 INVITE_NAMED = "🔗 Invite @{username} by link"
 INVITED_BY_NAME = "@{username}, by an invitation link only they can use"
-CANT_DEAL = "That user can't take part in deals."
 
 HINT_COUNTERPARTY = "Send their @username or numeric Telegram ID, or forward a message from them."
 HINT_AMOUNT = "Type the amount in {code}, from {low} to {high}."
 HINT_DESCRIPTION = "Describe the deal in one text message, at most {limit} characters."
 USE_BUTTONS = "👆 Please choose with the buttons."
-HIDDEN_FORWARD = (
-    "{name} hides their account in forwarded messages, so I can't tell who they are. "
-    "Send their @username instead."
-)
-NOT_A_PERSON = "That message was forwarded from a chat or channel, not from a person."
-IS_A_BOT = "Bots can't take part in deals."
-IS_ME = "That's me, the escrow bot: I can't be the other party."
-NOT_AN_ID = "That doesn't look like a Telegram user ID."
-SELF = "You can't open a deal with yourself."
-NOT_TEXT_COUNTERPARTY = "That isn't a username, an ID or a forwarded message."
-NOT_TEXT_AMOUNT = "Send the amount as a number, like 1250.50."
-NOT_TEXT_DESCRIPTION = "Please describe the deal in a text message."
 
 CREATED = "✅ Deal created. {name} can accept it now."
 CREATED_FOR_LINK = "✅ Deal created. Send the {other} the invitation link below."

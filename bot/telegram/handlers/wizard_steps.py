@@ -19,7 +19,7 @@ from aiogram.types import (
 
 from bot.services import Services
 from bot.services.deals import bounded_text
-from bot.services.errors import InvalidAmount, InvalidInput, SelfDeal
+from bot.services.errors import InvalidAmount, InvalidInput, Refusal, SelfDeal
 from bot.services.money import Currencies
 from bot.services.settings import EscrowSettings
 from bot.services.users import Person, parse_username
@@ -27,6 +27,7 @@ from bot.telegram.filters import NotACommand
 from bot.telegram.fsm import enter
 from bot.telegram.handlers import wizard_screens as screens
 from bot.telegram.handlers.wizard import _at_step, _show, new_wizard_key
+from bot.telegram.refusals import ChatRefusal, refusal_text
 from cache.snapshots import UserSnapshot
 from db.models import UserStatus
 
@@ -57,32 +58,32 @@ async def counterparty_of(message: Message, me: UserSnapshot, bot: Bot) -> tuple
     if isinstance(origin, MessageOriginUser):
         user = origin.sender_user
         if user.id == me.telegram_id:
-            raise SelfDeal(screens.SELF)
+            raise SelfDeal(Refusal.SELF_DEAL)
         if user.is_bot:
-            raise InvalidInput(screens.IS_ME if user.id == bot.id else screens.IS_A_BOT)
+            raise InvalidInput(ChatRefusal.IS_ME if user.id == bot.id else ChatRefusal.IS_A_BOT)
         return user.id, f"@{user.username}" if user.username else user.full_name
     if isinstance(origin, MessageOriginHiddenUser):
-        raise InvalidInput(screens.HIDDEN_FORWARD.format(name=origin.sender_user_name))
+        raise InvalidInput(ChatRefusal.HIDDEN_FORWARD, name=origin.sender_user_name)
     if origin is not None:
-        raise InvalidInput(screens.NOT_A_PERSON)
+        raise InvalidInput(ChatRefusal.NOT_A_PERSON)
     typed = (message.text or "").strip()
     if not typed:
-        raise InvalidInput(screens.NOT_TEXT_COUNTERPARTY)
+        raise InvalidInput(ChatRefusal.NOT_TEXT_COUNTERPARTY)
     if typed.isascii() and typed.isdigit():
         telegram_id = int(typed)
         if not 0 < telegram_id < screens.MAX_TELEGRAM_ID:
-            raise InvalidInput(screens.NOT_AN_ID)
+            raise InvalidInput(ChatRefusal.NOT_AN_ID)
         if telegram_id == me.telegram_id:
-            raise SelfDeal(screens.SELF)
+            raise SelfDeal(Refusal.SELF_DEAL)
         if telegram_id == bot.id:
-            raise InvalidInput(screens.IS_ME)
+            raise InvalidInput(ChatRefusal.IS_ME)
         return telegram_id, screens.TELEGRAM_ID_LABEL.format(telegram_id=telegram_id)
     # "t.me/name" links are @usernames too
     username = parse_username(typed.removeprefix("https://").removeprefix("t.me/"))
     if me.username and username == me.username.lower():
-        raise SelfDeal(screens.SELF)
+        raise SelfDeal(Refusal.SELF_DEAL)
     if username == ((await bot.me()).username or "").lower():
-        raise InvalidInput(screens.IS_ME)
+        raise InvalidInput(ChatRefusal.IS_ME)
     return f"@{username}", f"@{username}"
 
 
@@ -92,9 +93,9 @@ async def person_named(username: str, me: UserSnapshot, services: Services) -> P
     if person is None:
         return None
     if person.id == me.id:
-        raise SelfDeal(screens.SELF)
+        raise SelfDeal(Refusal.SELF_DEAL)
     if person.status != UserStatus.ACTIVE:
-        raise InvalidInput(screens.CANT_DEAL)
+        raise InvalidInput(Refusal.CANT_TAKE_PART)
     return person
 
 
@@ -117,7 +118,7 @@ async def counterparty_typed(
         )
     except InvalidInput as refused:
         await message.answer(
-            screens.refusal(refused.message, screens.HINT_COUNTERPARTY),
+            screens.refusal(refusal_text(refused, currencies), screens.HINT_COUNTERPARTY),
             reply_markup=screens.keyboard(),
         )
         return
@@ -193,12 +194,13 @@ async def amount_typed(
     money = currencies[data["currency"]]
     try:
         if not message.text:
-            raise InvalidAmount(screens.NOT_TEXT_AMOUNT)
+            raise InvalidAmount(Refusal.NOT_A_NUMBER)
         amount = money.parse(message.text)
     except InvalidAmount as refused:
         hint = screens.HINT_AMOUNT.format(**screens.bounds(money))
         await message.answer(
-            screens.refusal(refused.message, hint), reply_markup=screens.keyboard()
+            screens.refusal(refusal_text(refused, currencies), hint),
+            reply_markup=screens.keyboard(),
         )
         return
     # "typed": which message moved the wizard on, so the same message posted
@@ -226,12 +228,13 @@ async def description_typed(
         return
     try:
         if message.text is None:
-            raise InvalidInput(screens.NOT_TEXT_DESCRIPTION)
+            raise InvalidInput(ChatRefusal.NOT_TEXT_DESCRIPTION)
         description = bounded_text(message.text, limit, "description")
     except InvalidInput as refused:
         hint = screens.HINT_DESCRIPTION.format(limit=limit)
         await message.answer(
-            screens.refusal(refused.message, hint), reply_markup=screens.keyboard()
+            screens.refusal(refusal_text(refused, currencies), hint),
+            reply_markup=screens.keyboard(),
         )
         return
     data = {**data, "description": description}
