@@ -20,8 +20,8 @@ from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
-from bot.app import LOCAL_TOKEN, App, build_app
 from bot.config import Config
+from bot.runtime.app import LOCAL_TOKEN, App, build_app
 from bot.sim.telegram import FakeTelegram
 from cache.loader import PostgresSnapshotLoader
 from cache.snapshots import UserSnapshot, snapshot_of

@@ -43,8 +43,8 @@ class _Recorder:
 
 
 async def _child(spec: dict[str, Any]) -> dict[str, Any]:
-    from bot.app import build_app
     from bot.config import load_config
+    from bot.runtime.app import build_app
     from bot.sim.telegram import FakeTelegram
 
     config = load_config(spec["config"])

@@ -9,8 +9,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.app import App
 from bot.config import Config
+from bot.runtime.app import App
 from bot.runtime.webhook import delete_webhook
 from cache.keys import CacheKeys
 

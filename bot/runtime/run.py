@@ -27,10 +27,10 @@ from aiogram.exceptions import TelegramNetworkError, TelegramServerError
 from aiohttp import web
 from sqlalchemy import text
 
-from bot.app import App, build_app
 from bot.config import Config
 from bot.ops import migrate
 from bot.ops.logs import configure_logging
+from bot.runtime.app import App, build_app
 from bot.runtime.coordination import JobLock
 from bot.runtime.embedded import EmbeddedServices, needs_embedded
 from bot.runtime.jobs import BackgroundJobs

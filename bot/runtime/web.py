@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from bot.app import App
+from bot.runtime.app import App
 
 log = logging.getLogger(__name__)
 CHECK_TIMEOUT = 1.0

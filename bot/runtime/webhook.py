@@ -23,9 +23,9 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from bot.app import App
 from bot.config import Config
 from bot.payments.deposits import CryptoPayDeposits, webhook_handler
+from bot.runtime.app import App
 from bot.runtime.coordination import JobLock, WebhookReply, webhook_reply
 from bot.runtime.in_flight import InFlight
 from bot.runtime.ticks import every

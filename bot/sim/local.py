@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot.app import App
+from bot.runtime.app import App
 from bot.sim import BotRequest, FakeTelegram, SimulatedUser, UpdateResult
 
 Print = Callable[[str], object]

@@ -42,7 +42,7 @@ class HandlerData(TypedDict):
     """What handlers may ask for by name (middleware data and Dispatcher kwargs)."""
 
     snapshot: UserSnapshot  # SnapshotMiddleware, per update
-    services: Services  # the rest: Dispatcher kwargs from bot/app.py
+    services: Services  # the rest: Dispatcher kwargs from bot/runtime/app.py
     currencies: Currencies
     settings: EscrowSettings
     signer: Signer

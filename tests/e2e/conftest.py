@@ -10,8 +10,8 @@ import msgspec
 import pytest
 from sqlalchemy import text
 
-from bot.app import App, build_app
 from bot.config import Config
+from bot.runtime.app import App, build_app
 from bot.sim import FakeTelegram, SimulatedUser
 from cache.settings import RedisSettings
 from cache.snapshots import UserSnapshot

@@ -12,7 +12,7 @@ import pytest
 from aiogram.types import CallbackQuery, Update
 from sqlalchemy import text
 
-from bot.app import App, build_app
+from bot.runtime.app import App, build_app
 from bot.services.views import DealView
 from bot.sim import FakeTelegram, SimulatedUser
 from bot.telegram.handlers.admin import AdminCard, AdminCredit, AdminPanel, AdminWithdrawal

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from bot.app import App
+from bot.runtime.app import App
 from bot.sim import SimulatedUser
 from tests.e2e.test_admin import disputed_deal
 

@@ -13,7 +13,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import text
 
-from bot.app import App
+from bot.runtime.app import App
 from bot.services.views import DealView
 from bot.sim import SimulatedUser
 from bot.sim.chats import ChatMessage

@@ -13,7 +13,7 @@ from aiogram.types import CallbackQuery, Update
 from redis.asyncio.connection import Connection
 from sqlalchemy import event, text
 
-from bot.app import App
+from bot.runtime.app import App
 from bot.services import ServiceContext, Services
 from bot.services.views import DealView
 from bot.sim import FakeTelegram, SimulatedUser

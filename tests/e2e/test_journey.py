@@ -9,7 +9,7 @@ import logging
 from aiogram.dispatcher.event.handler import CallableObject
 from aiogram.dispatcher.router import Router
 
-from bot.app import COMMANDS
+from bot.runtime.app import COMMANDS
 from bot.sim import SimulatedUser
 
 

@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
-from bot.app import App, build_app
 from bot.config import Config
+from bot.runtime.app import App, build_app
 from bot.services.money import MAX_MINOR_UNITS, CurrencySettings
 from bot.services.settings import DESCRIPTION_MAX, DESTINATION_MAX, REASON_MAX, EscrowSettings
 from bot.sim import FakeTelegram, SimulatedUser

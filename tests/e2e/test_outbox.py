@@ -21,7 +21,7 @@ from aiogram.exceptions import (
 )
 from sqlalchemy import text
 
-from bot.app import App
+from bot.runtime.app import App
 from bot.runtime.notifier import LEASE_RAN_OUT, Outbox
 from bot.services.errors import WrongState
 from bot.services.notifications import Subjects, Who

@@ -13,7 +13,7 @@ from aiogram.types import Message, Update
 from redis.asyncio.connection import Connection
 from sqlalchemy import text
 
-from bot.app import App, build_app
+from bot.runtime.app import App, build_app
 from bot.sim import FakeTelegram, SimulatedUser
 from bot.sim.chats import ChatMessage
 from bot.sim.users import UpdateResult

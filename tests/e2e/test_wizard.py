@@ -14,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from bot.app import App
+from bot.runtime.app import App
 from bot.sim import ChatMessage, SimulatedUser
 from bot.telegram.texts import CANCELLED, NOTHING_TO_CANCEL
 from db import UnitOfWork

@@ -21,9 +21,9 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from sqlalchemy import text
 
-from bot.app import App, build_app
 from bot.config import PaymentsSettings
 from bot.payments.deposits import CryptoPayDeposits, webhook_handler
+from bot.runtime.app import App, build_app
 from bot.runtime.run import Replica
 from bot.sim import FakeTelegram, SimulatedUser
 from db.notifications import NOTICE_COLUMNS, Notice

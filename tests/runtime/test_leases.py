@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from bot.app import App, build_app
+from bot.runtime.app import App, build_app
 from bot.runtime.coordination import DONE, Lease, RedisUserLock, WebhookReply, webhook_reply
 from bot.sim import FakeTelegram, SimulatedUser
 from cache.keys import CacheKeys

@@ -14,8 +14,8 @@ import msgspec
 import pytest
 from sqlalchemy import text
 
-from bot.app import App, build_app
 from bot.config import Config, PaymentsSettings, load_config
+from bot.runtime.app import App, build_app
 from bot.runtime.run import Replica
 from bot.sim import FakeTelegram, SimulatedUser
 from tests.conftest import ADMIN_TELEGRAM_ID

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client import generate_latest
 from sqlalchemy import text
 
-from bot.app import App, build_app
+from bot.runtime.app import App, build_app
 from bot.runtime.coordination import RedisUserLock
 from bot.sim import FakeTelegram, SimulatedUser
 from bot.telegram import texts

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
-from bot.app import App, build_app
+from bot.runtime.app import App, build_app
 from bot.runtime.coordination import RedisUserLock
 from bot.sim import FakeTelegram, SimulatedUser
 

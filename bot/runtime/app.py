@@ -1,8 +1,7 @@
 """The composition root: engine, Redis, cache, services, bot and Dispatcher.
 
 Nothing here runs at import; `build_app` wires one bot replica and tests swap
-parts in as keyword arguments (a Telegram double as the session, their own
-engine or Redis).
+parts in as keyword arguments (the Telegram double, their own engine or Redis).
 """
 
 from __future__ import annotations
