@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cache.snapshots import UserSnapshot, snapshot_from_rows
-from db.queries import load_snapshot_rows
+from db.sql.users import DATABASE_IDENTITY, load_snapshot_rows
 
 SnapshotLoader = Callable[[int], Awaitable[UserSnapshot | None]]
-
-# A database dropped and created again, or restored into a new one, gets a new oid.
-DATABASE_IDENTITY = text(
-    "SELECT oid::text || ':' || datname FROM pg_database WHERE datname = current_database()"
-)
 
 
 class PostgresSnapshotLoader:

@@ -1,4 +1,4 @@
-"""EXPLAIN of a hot query, and what its plan used: for the doctor and the tests."""
+"""EXPLAIN of a hot statement, and what its plan used: for the doctor and the tests."""
 
 from __future__ import annotations
 
@@ -34,8 +34,11 @@ async def explain(
     generic: bool = False,
     runs: int = 3,
     settings: dict[str, str] | None = None,
+    analyze: bool = True,
 ) -> dict[str, Any]:
     """EXPLAIN (ANALYZE, BUFFERS) of `statement`, run `runs` times; the fastest run.
+    Without `analyze`, the plan alone: the statement is planned, not run (how a
+    statement that locks or writes is explained), and there is no execution time.
 
     A custom plan is made for the parameters' values; a generic plan (forced
     with `generic`) is what a prepared statement settles on after five
@@ -45,7 +48,10 @@ async def explain(
     compiled = statement.compile(dialect=engine.dialect)
     values = compiled.construct_params(params)
     args = [values[name] for name in compiled.positiontup or ()]
-    options = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)"
+    options = (
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)" if analyze else "EXPLAIN (SUMMARY, FORMAT JSON)"
+    )
+    runs = runs if analyze else 1
     plans = []
     async with engine.connect() as conn:
         raw: asyncpg.Connection = (await conn.get_raw_connection()).driver_connection
@@ -68,7 +74,7 @@ async def explain(
                 await raw.execute("DEALLOCATE hot; RESET plan_cache_mode")
             if settings:
                 await raw.execute("RESET ALL")
-    return min(plans, key=lambda plan: plan["Execution Time"])
+    return min(plans, key=lambda plan: plan.get("Execution Time", 0.0))
 
 
 def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -48,7 +48,7 @@ from bot.telegram import keyboards, texts
 from bot.telegram.keyboards import Nav, Signer, WalletMenu
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus, NotificationKind, NotificationStatus, WithdrawalStatus
-from db.notifications import Notice
+from db.sql.notifications import Notice
 
 log = logging.getLogger(__name__)
 
