@@ -10,60 +10,17 @@ db.sql that a product module runs is here or in `EXEMPT`, with its reason.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Executable
 
+from db.explain import HotQuery, Sample
 from db.models import FINAL_DEAL_STATUSES, FUNDED_DEAL_STATUSES, OPEN_DEAL_STATUSES, DealStatus
 from db.sql import deals, deposits, ledger, notifications, reads, users, withdrawals
 
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """Real values from the database the hot statements are explained against.
-
-    The params of a statement are only meaningful if they hit rows: the test
-    reads these from the data set it builds, and `doctor` picks what it can
-    from the live database (the rest only shapes plans)."""
-
-    user_id: int  # a party to many deals, as buyer and as seller, open and finished
-    telegram_id: int  # that user's
-    username: str  # that user's @username, lower-cased
-    currency: str  # a configured currency (every user has a wallet in it)
-    deal_id: int  # one of that user's finished deals; also a keyset cursor
-    deal_code: str  # that deal's code
-    invitee_telegram_id: int  # someone an active invitation is addressed to
-    admin_id: int = 0  # an active admin (the admin reads check the reader's row)
-    funded_deal_id: int = 0  # one of that user's funded deals, as buyer
-    funded_deal_version: int = 1  # its version
-    create_key: str = ""  # the key a deal of that user's was created with
-    invitation_code: str = ""  # an active invitation's code
-    invitee_username: str = ""  # an active invitation to an @username not on the bot
-    withdrawal_id: int = 0  # a pending withdrawal
-    withdrawer_id: int = 0  # its owner
-    sending_withdrawal_id: int = 0  # a withdrawal the provider is paying
-    creating_deposit_id: int = 0  # a deposit whose invoice is being created
-    deposit_id: int = 0  # a deposit with an open invoice
-    invoice_id: int = 0  # that invoice
-    notification_id: int = 0  # a pending notification
-    provider: str = "cryptopay"
-
-
-@dataclass(frozen=True, slots=True)
-class HotQuery:
-    name: str
-    statement: Executable
-    # The statement's parameters, built from sample values (see `Sample`).
-    params: Callable[[Sample], dict[str, Any]]
-    # Every index the plan must use (Index Scan, Index Only Scan or Bitmap Index Scan).
-    indexes: tuple[str, ...]
-    # Locks or writes: EXPLAIN without ANALYZE, which plans and does not run it.
-    writes: bool = False
-    # Tables its plan may read whole (each entry that has some says why).
-    seq_scans: tuple[str, ...] = ()
+__all__ = ["EXEMPT", "HOT_QUERIES", "UNUSED_INDEXES", "HotQuery", "Sample"]
 
 
 def _statuses(statuses: Sequence[DealStatus]) -> list[str]:
@@ -266,8 +223,8 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
     _H("claim_due_notifications", notifications.CLAIM_DUE,
        lambda s: {"limit": 100, "lease": GRACE}, ("ix_notifications_due", "pk_notifications"),
        True),
-    # By primary key; the generic plan walks the (few) pending rows' partial
-    # index instead. Never the table.
+    # By primary key or through the (few) pending rows' partial index, whichever
+    # the planner finds smaller: either is right, reading the table is not.
     _H("mark_notifications", notifications.MARK,
        lambda s: {"ids": [s.notification_id], "statuses": ["sent"], "errors": [None],
                   "base": GRACE, "most": GRACE},
@@ -277,7 +234,8 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
     # limit; the generic plan goes by the BRIN index. Deleted by primary key.
     _H("prune_notifications", notifications.PRUNE,
        lambda s: {"keep": timedelta(days=1), "limit": 5000},
-       ("pk_notifications",), True, ("notifications",)),
+       ("pk_notifications",), True, ("notifications",),
+       generic_indexes=("ix_notifications_created_at",)),
     _H("deals_by_id", deals.DEALS_BY_ID, lambda s: {"ids": [s.deal_id]}, ("pk_escrows",)),
     _H("withdrawals_by_id", withdrawals.WITHDRAWALS_BY_ID,
        lambda s: {"ids": [s.withdrawal_id]}, ("pk_withdrawals", "pk_users")),

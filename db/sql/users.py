@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-from sqlalchemy import Row, bindparam, func, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import bindparam, func, select, text
 
 from db.models import users, wallets
 
 # User and wallets in one round trip: one row per wallet (or one row with NULL
-# wallet columns for a user without wallets). The cache's one read.
+# wallet columns for a user without wallets); empty when the user is unknown.
+# The cache's one read.
 SNAPSHOT_BY_TELEGRAM_ID = (
     select(
         users.c.id,
@@ -31,12 +28,6 @@ SNAPSHOT_BY_TELEGRAM_ID = (
     .where(users.c.telegram_id == bindparam("telegram_id"))
     .order_by(wallets.c.currency)
 )
-
-
-async def load_snapshot_rows(connection: AsyncConnection, telegram_id: int) -> Sequence[Row[Any]]:
-    """The rows of one user's snapshot; empty when the user is unknown."""
-    result = await connection.execute(SNAPSHOT_BY_TELEGRAM_ID, {"telegram_id": telegram_id})
-    return result.all()
 
 
 # A database dropped and created again, or restored into a new one, gets a new
