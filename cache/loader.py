@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cache.snapshots import UserSnapshot, snapshot_from_rows
-from db.queries import load_snapshot_rows
+from db.sql.users import DATABASE_IDENTITY, SNAPSHOT_BY_TELEGRAM_ID
 
 SnapshotLoader = Callable[[int], Awaitable[UserSnapshot | None]]
-
-# A database dropped and created again, or restored into a new one, gets a new oid.
-DATABASE_IDENTITY = text(
-    "SELECT oid::text || ':' || datname FROM pg_database WHERE datname = current_database()"
-)
 
 
 class PostgresSnapshotLoader:
@@ -36,9 +30,10 @@ class PostgresSnapshotLoader:
             return str(await connection.scalar(DATABASE_IDENTITY))
 
     async def __call__(self, telegram_id: int) -> UserSnapshot | None:
+        params = {"telegram_id": telegram_id}
         try:
             async with self._engine.connect() as connection:
-                rows = await load_snapshot_rows(connection, telegram_id)
+                rows = (await connection.execute(SNAPSHOT_BY_TELEGRAM_ID, params)).all()
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
@@ -46,5 +41,5 @@ class PostgresSnapshotLoader:
             # terminated); SQLAlchemy has discarded the pool's older ones: read
             # again on a fresh one, so the update doesn't fail for it.
             async with self._engine.connect() as connection:
-                rows = await load_snapshot_rows(connection, telegram_id)
+                rows = (await connection.execute(SNAPSHOT_BY_TELEGRAM_ID, params)).all()
         return snapshot_from_rows(rows)

@@ -64,7 +64,7 @@ class UserSnapshot(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
 
 def snapshot_from_rows(rows: Sequence[Any]) -> UserSnapshot | None:
-    """Build a snapshot from `db.queries.load_snapshot_rows` (one row per wallet,
+    """Build a snapshot from `db.sql.users.SNAPSHOT_BY_TELEGRAM_ID` (one row per wallet,
     or one row with NULL wallet columns); None for an unknown user."""
     if not rows:
         return None

@@ -1,9 +1,12 @@
-"""EXPLAIN of a hot query, and what its plan used: for the doctor and the tests."""
+"""EXPLAIN of a hot statement, and what its plan used: for the doctor and the tests.
+
+The statements themselves are registered in `db.sql.hot`."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -11,6 +14,57 @@ from sqlalchemy import Executable
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 INDEX_SCANS = frozenset({"Index Scan", "Index Only Scan", "Bitmap Index Scan"})
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """Real values from the database the hot statements are explained against.
+
+    The params of a statement are only meaningful if they hit rows: the test
+    reads these from the data set it builds, and `doctor` picks what it can
+    from the live database (the rest only shapes plans)."""
+
+    user_id: int  # a party to many deals, as buyer and as seller, open and finished
+    telegram_id: int  # that user's
+    username: str  # that user's @username, lower-cased
+    currency: str  # a configured currency (every user has a wallet in it)
+    deal_id: int  # one of that user's finished deals; also a keyset cursor
+    deal_code: str  # that deal's code
+    invitee_telegram_id: int  # someone an active invitation is addressed to
+    admin_id: int = 0  # an active admin (the admin reads check the reader's row)
+    funded_deal_id: int = 0  # one of that user's funded deals, as buyer
+    funded_deal_version: int = 1  # its version
+    create_key: str = ""  # the key a deal of that user's was created with
+    invitation_code: str = ""  # an active invitation's code
+    invitee_username: str = ""  # an active invitation to an @username not on the bot
+    withdrawal_id: int = 0  # a pending withdrawal
+    withdrawer_id: int = 0  # its owner
+    sending_withdrawal_id: int = 0  # a withdrawal the provider is paying
+    creating_deposit_id: int = 0  # a deposit whose invoice is being created
+    deposit_id: int = 0  # a deposit with an open invoice
+    invoice_id: int = 0  # that invoice
+    notification_id: int = 0  # a pending notification
+    provider: str = "cryptopay"
+
+
+@dataclass(frozen=True, slots=True)
+class HotQuery:
+    name: str
+    statement: Executable
+    # The statement's parameters, built from sample values (see `Sample`).
+    params: Callable[[Sample], dict[str, Any]]
+    # Every index the plan must use (Index Scan, Index Only Scan or Bitmap Index Scan).
+    indexes: tuple[str, ...]
+    # Locks or writes: EXPLAIN without ANALYZE, which plans and does not run it.
+    writes: bool = False
+    # Tables its plan may read whole (each entry that has some says why).
+    seq_scans: tuple[str, ...] = ()
+    # Indexes only the generic plan of a prepared statement uses, on top of `indexes`.
+    generic_indexes: tuple[str, ...] = ()
+
+    def expected(self, *, generic: bool) -> set[str]:
+        """Every index the plan for the parameters' values (or the generic plan) must use."""
+        return {*self.indexes, *(self.generic_indexes if generic else ())}
 
 
 def _literal(value: Any) -> str:
@@ -34,8 +88,11 @@ async def explain(
     generic: bool = False,
     runs: int = 3,
     settings: dict[str, str] | None = None,
+    analyze: bool = True,
 ) -> dict[str, Any]:
     """EXPLAIN (ANALYZE, BUFFERS) of `statement`, run `runs` times; the fastest run.
+    Without `analyze`, the plan alone: the statement is planned, not run (how a
+    statement that locks or writes is explained), and there is no execution time.
 
     A custom plan is made for the parameters' values; a generic plan (forced
     with `generic`) is what a prepared statement settles on after five
@@ -45,7 +102,10 @@ async def explain(
     compiled = statement.compile(dialect=engine.dialect)
     values = compiled.construct_params(params)
     args = [values[name] for name in compiled.positiontup or ()]
-    options = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)"
+    options = (
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)" if analyze else "EXPLAIN (SUMMARY, FORMAT JSON)"
+    )
+    runs = runs if analyze else 1
     plans = []
     async with engine.connect() as conn:
         raw: asyncpg.Connection = (await conn.get_raw_connection()).driver_connection
@@ -68,7 +128,7 @@ async def explain(
                 await raw.execute("DEALLOCATE hot; RESET plan_cache_mode")
             if settings:
                 await raw.execute("RESET ALL")
-    return min(plans, key=lambda plan: plan["Execution Time"])
+    return min(plans, key=lambda plan: plan.get("Execution Time", 0.0))
 
 
 def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -2,8 +2,8 @@
 
 Money columns are BIGINT minor units. Every state column is a short string
 guarded by a CHECK constraint, so a typo in a status can never reach the
-database. The composite indexes serve the hot queries in `db/queries.py` and
-the guarded writes in `bot/services/`.
+database. The indexes serve the hot statements of `db/sql/` (the registry in
+`db/sql/hot.py` names the index each plan uses, and the indexes nothing uses).
 """
 
 from __future__ import annotations

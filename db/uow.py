@@ -16,7 +16,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db.events import Event, latest_per_subject
-from db.notifications import Notice
+from db.sql.notifications import Notice
 
 
 class UnitOfWork:

@@ -1,10 +1,10 @@
 """python -m bot doctor: is this deployment healthy and fast?
 
-Checks that the database is at the migration head, EXPLAINs every hot query
-(db/queries.py) with real values from the database and reports whether it
-uses its index, that the notification outbox is being worked off, and checks
-Redis and the invalidation listener. Exit code 0
-only if every check passes.
+Checks that the database is at the migration head, EXPLAINs every hot statement
+(db/sql/hot.py) with real values from the database and reports whether it
+uses its index (a statement that locks or writes is planned, never run),
+that the notification outbox is being worked off, and checks Redis and the
+invalidation listener. Exit code 0 only if every check passes.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from cache.client import build_redis
 from cache.replica import CacheReplica
 from db.engine import build_engine
 from db.explain import explain, indexes_used, scans, seq_scanned
-from db.queries import HOT_QUERIES, HotQuery, Sample
+from db.sql.hot import HOT_QUERIES, HotQuery, Sample
 
 # Below this many rows the planner rightly prefers a sequential scan; the
 # index is then proven usable with sequential scans switched off.
@@ -78,19 +78,29 @@ async def check_query(
     engine: AsyncEngine, query: HotQuery, sample: Sample, rows: dict[str, int]
 ) -> Check:
     params = query.params(sample)
-    result = await explain(engine, query.statement, params, runs=1)
+    analyze = not query.writes
+    result = await explain(engine, query.statement, params, runs=1, analyze=analyze)
     plan = result["Plan"]
-    ms = result["Execution Time"]
-    missing = set(query.indexes) - indexes_used(plan)
+    took = f"{result['Execution Time']:.3f} ms" if analyze else "planned"
+    expected = query.expected(generic=False)
+    missing = expected - indexes_used(plan)
     scanned = seq_scanned(plan)
-    if not missing and not (scanned & {"escrows", "users", "wallets", "invitations"}):
-        return Check(query.name, True, f"{', '.join(query.indexes)} · {ms:.3f} ms")
+    whole = scanned & {"escrows", "users", "wallets", "invitations"} - set(query.seq_scans)
+    if not missing and not whole:
+        return Check(query.name, True, f"{', '.join(sorted(expected))} · {took}")
     if all(rows.get(table, 0) < SMALL_TABLE for table in scanned):
         forced = await explain(
-            engine, query.statement, params, runs=1, settings={"enable_seqscan": "off"}
+            engine,
+            query.statement,
+            params,
+            runs=1,
+            settings={"enable_seqscan": "off"},
+            analyze=analyze,
         )
-        if not set(query.indexes) - indexes_used(forced["Plan"]):
-            return Check(query.name, True, f"{', '.join(query.indexes)} usable (small tables scan)")
+        if not expected - indexes_used(forced["Plan"]):
+            return Check(
+                query.name, True, f"{', '.join(sorted(expected))} usable (small tables scan)"
+            )
     return Check(
         query.name, False, f"expected {', '.join(sorted(missing))}; plan: {'; '.join(scans(plan))}"
     )

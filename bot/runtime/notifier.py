@@ -1,7 +1,7 @@
 """The notification worker: what the outbox holds, sent (what each one says
 and its buttons: `bot/telegram/notices.py`).
 
-A use case writes its notifications in its own transaction (`db/notifications.py`)
+A use case writes its notifications in its own transaction (`db/sql/notifications.py`)
 and hands them back; right after its own reply the handler calls
 `Outbox.send` with what it already holds (the deal, the actor), so the other
 party hears at once and no SQL is spent on it. A notification that was not
@@ -45,7 +45,7 @@ from bot.telegram.keyboards import Signer
 from bot.telegram.notices import Gone, Notices, Obsolete, who_is
 from cache.snapshots import UserSnapshot
 from db.models import NotificationStatus
-from db.notifications import Notice
+from db.sql.notifications import Notice
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from bot.services.money import Currencies, Currency
 from bot.services.settings import EscrowSettings
 from db import Database, UnitOfWork
 from db.events import Event
-from db.notifications import Notice
+from db.sql.notifications import Notice
 
 log = logging.getLogger(__name__)
 

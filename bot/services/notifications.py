@@ -13,27 +13,17 @@ from datetime import timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import text
 
 from bot.services.base import Service
-from bot.services.deal_sql import deal_view, deal_view_sql
-from bot.services.deposits import DEPOSITS_BY_ID, DepositView, deposit_view
-from bot.services.views import DealView, WithdrawalView
+from bot.services.deposits import DepositView, deposit_view
+from bot.services.views import DealView, WithdrawalView, deal_view
 from bot.services.wallets import withdrawal_view
 from db.models import NotificationStatus
-from db.notifications import CLAIM_DUE, MARK, PRUNE, REMIND, Notice
-
-DEALS_BY_ID = text(deal_view_sql("escrows") + "\nWHERE d.id = ANY(CAST(:ids AS bigint[]))")
-WITHDRAWALS_BY_ID = text("""
-SELECT w.id, w.user_id, w.currency, w.amount, w.destination, w.status, w.created_at,
-       w.decided_at, w.note, u.telegram_id
-FROM withdrawals w JOIN users u ON u.id = w.user_id
-WHERE w.id = ANY(CAST(:ids AS bigint[]))
-""")
-ACTORS_BY_ID = text("""
-SELECT id, telegram_id, coalesce('@' || username, first_name) AS name
-FROM users WHERE id = ANY(CAST(:ids AS bigint[]))
-""")
+from db.sql.deals import DEALS_BY_ID
+from db.sql.deposits import DEPOSITS_BY_ID
+from db.sql.notifications import CLAIM_DUE, MARK, PRUNE, REMIND, Notice
+from db.sql.users import ACTORS_BY_ID
+from db.sql.withdrawals import WITHDRAWALS_BY_ID
 
 
 class Who(msgspec.Struct, frozen=True):

@@ -17,64 +17,22 @@ from __future__ import annotations
 from datetime import timedelta
 
 import msgspec
-from sqlalchemy import text
 
 from bot.services.base import Actor, Outcome, Service
 from bot.services.errors import NotAllowed, Refusal, WrongState
 from bot.services.ledger import Leg, post_movement
 from bot.services.views import WithdrawalView
-from bot.services.wallets import LOCK_WITHDRAWAL, WITHDRAWAL_COLUMNS, withdrawal_view
+from bot.services.wallets import withdrawal_view
 from db import UnitOfWork
 from db.models import LedgerAccount, LedgerKind, WithdrawalStatus
-from db.notifications import NOTICE_COLUMNS, NOTICES, decode_notices
-
-APPROVE_FOR_PAYOUT = text(f"""
-UPDATE withdrawals
-SET status = 'sending', decided_at = now(), decided_by = :admin_id, payout = :provider
-WHERE id = :id AND status = 'pending'
-RETURNING {WITHDRAWAL_COLUMNS}
-""")
-
-# A withdrawal and its owner's Telegram id, locked for its settlement.
-LOCK_WITH_OWNER = text(f"""
-SELECT {", ".join("w." + c for c in WITHDRAWAL_COLUMNS.split(", "))}, u.telegram_id
-FROM withdrawals w JOIN users u ON u.id = w.user_id
-WHERE w.id = :id
-FOR UPDATE OF w
-""")
-
-# The settlement, and who is told (the outbox), in one statement.
-SETTLE_PAYOUT = text(f"""
-WITH settled AS (
-    UPDATE withdrawals
-    SET status = :status, transfer_id = :transfer_id, failure = :failure,
-        paid_at = CASE WHEN CAST(:status AS varchar) = 'paid' THEN now() END
-    WHERE id = :id AND status = 'sending'
-    RETURNING {WITHDRAWAL_COLUMNS}
-), notified AS (
-    INSERT INTO notifications (chat_id, user_id, kind, withdrawal_id, note, due_at)
-    SELECT u.telegram_id, u.id,
-           CASE WHEN CAST(:status AS varchar) = 'paid' THEN 'withdrawal_paid'
-                ELSE 'withdrawal_failed' END,
-           s.id, CAST(:failure AS text), now() + CAST(:grace AS interval)
-    FROM settled s JOIN users u ON u.id = s.user_id
-    UNION ALL
-    SELECT a.chat_id, NULL, 'payout_failed', s.id, CAST(:failure AS text),
-           now() + CAST(:grace AS interval)
-    FROM settled s CROSS JOIN unnest(CAST(:admin_chats AS bigint[])) AS a(chat_id)
-    WHERE CAST(:status AS varchar) = 'failed'
-    RETURNING {NOTICE_COLUMNS}
+from db.sql.notifications import decode_notices
+from db.sql.withdrawals import (
+    APPROVE_FOR_PAYOUT,
+    LOCK_WITH_OWNER,
+    LOCK_WITHDRAWAL,
+    SENDING,
+    SETTLE_PAYOUT,
 )
-SELECT s.*{NOTICES} FROM settled s
-""")
-
-SENDING = text(f"""
-SELECT {", ".join("w." + c for c in WITHDRAWAL_COLUMNS.split(", "))}, u.telegram_id
-FROM withdrawals w JOIN users u ON u.id = w.user_id
-WHERE w.status = 'sending' AND w.payout = :provider AND w.id > :after
-  AND w.decided_at <= now() - CAST(:min_age AS interval)
-ORDER BY w.id LIMIT :limit
-""")
 
 
 class PayoutService(Service):

@@ -1,9 +1,10 @@
 """Reads beyond the caller's snapshot: deal lists, admin queues and stats.
 
-Each is one statement on the hot-query registry's indexes (db/queries.py),
-except the admin stats, which count the whole table. The admin reads take the
-admin as their actor and check, in that statement, that the admin's own row
-is an active admin (`read_as_admin`): a cached snapshot is not enough.
+Each is one statement of `db.sql.reads` on the hot-statement registry's
+indexes (`db.sql.hot`), except the admin stats, which count the whole table.
+The admin reads take the admin as their actor and check, in that statement,
+that the admin's own row is an active admin (`read_as_admin`): a cached
+snapshot is not enough.
 """
 
 from __future__ import annotations
@@ -13,19 +14,20 @@ from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
-from sqlalchemy import Executable, Row, text
+from sqlalchemy import Executable, Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.services.base import Actor, Service
 from bot.services.errors import NotAllowed, Refusal
 from bot.services.views import WithdrawalView
 from db.models import FINAL_DEAL_STATUSES, FUNDED_DEAL_STATUSES, OPEN_DEAL_STATUSES, DealStatus
-from db.queries import (
+from db.sql.reads import (
     FIRST_PAGE,
     MY_DEALS_PAGE,
     OPEN_DISPUTES,
     PAGE_SIZE,
     PENDING_WITHDRAWALS,
+    STATS,
     USER_WITHDRAWALS,
 )
 
@@ -44,28 +46,6 @@ FILTERS: dict[str, tuple[list[str], list[str], bool]] = {
     ),
     "finished": (_FINISHED, _FINISHED, False),
 }
-
-# The admin's stats in one statement, counted only for an active admin (the
-# gate of `db.queries.admin_only`, written out for a statement in text).
-STATS = text("""
-SELECT gate.admin_ok, seen.*
-FROM (SELECT bool_or(is_admin AND status = 'active') AS admin_ok
-      FROM users WHERE id = :admin_id) gate
-LEFT JOIN LATERAL (
-    SELECT (SELECT count(*) FROM users) AS users,
-           (SELECT count(*) FROM withdrawals WHERE status = 'pending') AS pending_withdrawals,
-           (SELECT coalesce(json_object_agg(status, deals), '{}')
-            FROM (SELECT status, count(*) AS deals FROM escrows GROUP BY status) d)
-               AS deals_by_status,
-           (SELECT coalesce(json_agg(v ORDER BY v.currency), '[]') FROM (
-                SELECT e.currency, count(*) AS deals, CAST(sum(e.amount) AS bigint) AS volume,
-                       coalesce((SELECT fees FROM platform_accounts p
-                                 WHERE p.currency = e.currency), 0) AS fees
-                FROM escrows e WHERE e.status = 'released' GROUP BY e.currency
-            ) v) AS released
-    WHERE gate.admin_ok
-) seen ON true
-""")
 
 
 class DealListItem(msgspec.Struct, frozen=True):
@@ -109,7 +89,7 @@ def _item(row: Mapping[str, Any]) -> DealListItem:
 async def read_as_admin(
     conn: AsyncConnection, statement: Executable, admin: Actor, params: dict[str, Any]
 ) -> list[Row[Any]]:
-    """The rows of an admin-only statement (`db.queries.admin_only`), or
+    """The rows of an admin-only statement (`db.sql.reads.admin_only`), or
     NotAllowed unless `admin`'s own row is an active admin."""
     rows = (await conn.execute(statement, {**params, "admin_id": admin.id})).all()
     if not rows or not rows[0].admin_ok:

@@ -7,81 +7,18 @@ import re
 from datetime import datetime
 
 import msgspec
-from sqlalchemy import text
 
 from bot.services.base import Outcome, Service
 from bot.services.errors import InvalidInput, Refusal
 from bot.services.views import UserView
 from db import UnitOfWork
 from db.events import UserChanged
-from db.queries import USER_BY_USERNAME
+from db.sql.deals import CLAIM_INVITATIONS
+from db.sql.ledger import ADD_WALLETS
+from db.sql.users import BUMP_VERSION, RELEASE_USERNAME, UPSERT_USER, USER_BY_USERNAME
 
 # Telegram usernames: a letter, then letters, digits or underscores; 4-32 in all.
 USERNAME = re.compile(r"[a-z][a-z0-9_]{3,31}")
-
-# Insert or update the profile; an unchanged profile is not written at all.
-UPSERT_USER = text("""
-WITH upserted AS (
-    INSERT INTO users (telegram_id, username, first_name, last_name, language_code, is_admin)
-    VALUES (:telegram_id, :username, :first_name, :last_name, :language_code, :is_admin)
-    ON CONFLICT (telegram_id) DO UPDATE SET
-        username = excluded.username,
-        first_name = excluded.first_name,
-        last_name = excluded.last_name,
-        language_code = excluded.language_code,
-        is_admin = excluded.is_admin,
-        version = users.version + 1,
-        updated_at = now(),
-        -- when Telegram reported this name and @username: what the creator of a
-        -- deal by @username is shown, so a new language does not move it
-        profile_at = CASE WHEN (users.username, users.first_name)
-                               IS DISTINCT FROM (excluded.username, excluded.first_name)
-                          THEN now() ELSE users.profile_at END
-    WHERE (users.username, users.first_name, users.last_name, users.language_code,
-           users.is_admin)
-          IS DISTINCT FROM
-          (excluded.username, excluded.first_name, excluded.last_name,
-           excluded.language_code, excluded.is_admin)
-    RETURNING id, telegram_id, username, first_name, status, is_admin, version,
-              (xmax = 0) AS created, true AS changed
-)
-SELECT * FROM upserted
-UNION ALL
-SELECT id, telegram_id, username, first_name, status, is_admin, version, false, false
-FROM users WHERE telegram_id = :telegram_id AND NOT EXISTS (SELECT 1 FROM upserted)
-""")
-
-# Only wallets that are missing: an INSERT that meets an existing wallet while a
-# money movement is changing it waits for that movement, which in turn waits for
-# the user row this transaction has just locked (a deadlock).
-ADD_WALLETS = text("""
-INSERT INTO wallets (user_id, currency)
-SELECT :user_id, code FROM unnest(CAST(:currencies AS varchar[])) AS code
-WHERE NOT EXISTS (SELECT FROM wallets w WHERE w.user_id = :user_id AND w.currency = code)
-ON CONFLICT (user_id, currency) DO NOTHING
-RETURNING currency
-""")
-
-# Usernames change hands on Telegram: whoever reports a name now holds it, and
-# any other row still carrying it (its owner renamed since) lets go of it in
-# the same transaction, so a deal by @username never binds to a stale holder.
-RELEASE_USERNAME = text("""
-UPDATE users SET username = NULL, version = version + 1, updated_at = now()
-WHERE lower(username) = lower(:username) AND telegram_id <> :telegram_id
-RETURNING id, telegram_id, version
-""")
-
-BUMP_VERSION = text("""
-UPDATE users SET version = version + 1, updated_at = now() WHERE id = :user_id
-RETURNING version
-""")
-
-# Invitations sent to an @username before its owner used the bot now belong to
-# their Telegram id, which is how pending invitations are looked up.
-CLAIM_INVITATIONS = text("""
-UPDATE invitations SET telegram_id = :telegram_id, updated_at = now()
-WHERE username = :username AND telegram_id IS NULL AND status = 'active'
-""")
 
 
 class Person(msgspec.Struct, frozen=True):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import msgspec
+from sqlalchemy import Row
 
 
 class DealView(msgspec.Struct, frozen=True):
@@ -82,3 +84,25 @@ class WithdrawalView(msgspec.Struct, frozen=True):
     decided_at: datetime | None
     note: str | None
     telegram_id: int | None = None
+
+
+def deal_view(row: Row[Any]) -> DealView:
+    """A row of a statement that reads a deal as `DealView` (db.sql.deals)."""
+    mapping = row._mapping
+    return DealView(**{name: mapping[name] for name in DealView.__struct_fields__})
+
+
+def created_deal(row: Row[Any]) -> CreatedDeal:
+    """A DEAL_BY_CREATE_KEY row."""
+    mapping = row._mapping
+    invitation = None
+    if mapping["invitation_code"] is not None:
+        invitation = InvitationView(
+            code=mapping["invitation_code"],
+            deal_code=mapping["code"],
+            telegram_id=mapping["invitation_telegram_id"],
+            username=mapping["invitation_username"],
+            status=mapping["invitation_status"],
+            expires_at=mapping["invitation_expires_at"],
+        )
+    return CreatedDeal(deal=deal_view(row), invitation=invitation)

@@ -6,7 +6,6 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import msgspec
-from sqlalchemy import text
 
 from bot.services.base import Actor, Outcome, Service, refuse_over_daily_limit
 from bot.services.deals import bounded_text
@@ -22,83 +21,18 @@ from bot.services.ledger import DuplicateMovement, Leg, post_movement
 from bot.services.views import WithdrawalView
 from db import UnitOfWork
 from db.models import LedgerAccount, LedgerKind, UserStatus, WithdrawalStatus
-from db.notifications import NOTICE_COLUMNS, NOTICES, decode_notices
+from db.sql.notifications import decode_notices
+from db.sql.users import USER_BY_TELEGRAM_ID, USER_STANDING
+from db.sql.withdrawals import (
+    DECIDE_WITHDRAWAL,
+    INSERT_WITHDRAWAL,
+    LOCK_STALE_WITHDRAWALS,
+    LOCK_WITHDRAWAL,
+    WITHDRAWN_TODAY,
+)
 
 MAX_REFERENCE = 100
 
-USER_STANDING = text("SELECT id, telegram_id, status, is_admin FROM users WHERE id = :user_id")
-USER_BY_TELEGRAM_ID = text(
-    "SELECT id, telegram_id, status, is_admin FROM users WHERE telegram_id = :telegram_id"
-)
-
-WITHDRAWAL_COLUMNS = (
-    "id, user_id, currency, amount, destination, status, created_at, decided_at, note"
-)
-
-# The request, and the admins told about it (the outbox), in one statement.
-INSERT_WITHDRAWAL = text(f"""
-WITH requested AS (
-    INSERT INTO withdrawals (user_id, currency, amount, destination)
-    SELECT id, :currency, :amount, :destination FROM users
-    WHERE id = :user_id AND status = 'active'
-    RETURNING {WITHDRAWAL_COLUMNS}
-), notified AS (
-    INSERT INTO notifications (chat_id, kind, withdrawal_id, actor_id, due_at)
-    SELECT a.chat_id, 'withdrawal_requested', r.id, r.user_id, now() + CAST(:grace AS interval)
-    FROM requested r CROSS JOIN unnest(CAST(:admin_chats AS bigint[])) AS a(chat_id)
-    RETURNING {NOTICE_COLUMNS}
-)
-SELECT r.*{NOTICES} FROM requested r
-""")
-
-# What the user has asked to withdraw in this currency in the last 24 hours,
-# refused ones aside (the user's row locked first: two requests at once are
-# counted one after the other).
-WITHDRAWN_TODAY = text("""
-WITH locked AS (SELECT id FROM users WHERE id = :user_id FOR UPDATE)
-SELECT coalesce(sum(w.amount), 0) AS total
-FROM withdrawals w
-WHERE w.user_id = (SELECT id FROM locked) AND w.currency = :currency
-  AND w.created_at > now() - interval '1 day' AND w.status NOT IN ('rejected', 'failed')
-""")
-
-LOCK_WITHDRAWAL = text("""
-SELECT w.id, w.user_id, w.currency, w.amount, w.destination, w.status, w.created_at,
-       w.decided_at, w.note, u.telegram_id,
-       (SELECT is_admin AND status = 'active' FROM users WHERE id = :admin_id) AS admin_ok
-FROM withdrawals w JOIN users u ON u.id = w.user_id
-WHERE w.id = :id
-FOR UPDATE OF w
-""")
-
-# The decision, and its owner told about it (the outbox), in one statement.
-DECIDE_WITHDRAWAL = text(f"""
-WITH decided AS (
-    UPDATE withdrawals
-    SET status = :status, decided_at = now(), decided_by = :admin_id, note = :note
-    WHERE id = :id AND status = 'pending'
-    RETURNING {WITHDRAWAL_COLUMNS}
-), notified AS (
-    INSERT INTO notifications (chat_id, user_id, kind, withdrawal_id, actor_id, due_at)
-    SELECT u.telegram_id, u.id, 'withdrawal_decided', d.id, CAST(:admin_id AS bigint),
-           now() + CAST(:grace AS interval)
-    FROM decided d JOIN users u ON u.id = d.user_id
-    RETURNING {NOTICE_COLUMNS}
-)
-SELECT d.*{NOTICES} FROM decided d
-""")
-
-# Pending withdrawals no admin decided in time, oldest first, skipping those
-# an admin (or another replica) is deciding right now.
-LOCK_STALE_WITHDRAWALS = text("""
-SELECT w.id, w.user_id, w.currency, w.amount, w.destination, w.status, w.created_at,
-       w.decided_at, w.note, u.telegram_id
-FROM withdrawals w JOIN users u ON u.id = w.user_id
-WHERE w.status = 'pending' AND w.created_at <= now() - CAST(:older_than AS interval)
-ORDER BY w.id
-LIMIT :limit
-FOR UPDATE OF w SKIP LOCKED
-""")
 STALE_WITHDRAWAL_NOTE = "not decided in time"
 
 

@@ -24,7 +24,7 @@ from bot.telegram import keyboards, texts
 from bot.telegram.keyboards import Nav, Signer, WalletMenu
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus, NotificationKind, WithdrawalStatus
-from db.notifications import Notice
+from db.sql.notifications import Notice
 
 # What the other party reads, by what happened ({name}: who did it).
 TOLD = {

@@ -27,7 +27,7 @@ from bot.services.errors import WrongState
 from bot.services.notifications import Subjects, Who
 from bot.sim import FakeTelegram, SimulatedUser
 from bot.sim.users import ChatMessage
-from db.notifications import Notice
+from db.sql.notifications import Notice
 from tests.e2e.conftest import actor
 from tests.e2e.test_deals import open_deal
 from tests.refusals import refuses

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from bot.config import PaymentsSettings
 from bot.ops.doctor import report, run_doctor
 from cache.settings import RedisSettings
-from db.queries import HOT_QUERIES
+from db.sql.hot import HOT_QUERIES
 from tests.payments.fake_cryptopay import TOKEN, FakeCryptoPay
 
 

@@ -26,7 +26,7 @@ from bot.payments.deposits import CryptoPayDeposits, webhook_handler
 from bot.runtime.app import App, build_app
 from bot.runtime.run import Replica
 from bot.sim import FakeTelegram, SimulatedUser
-from db.notifications import NOTICE_COLUMNS, Notice
+from db.sql.notifications import NOTICE_COLUMNS, Notice
 from tests.conftest import ADMIN_TELEGRAM_ID
 from tests.payments.fake_cryptopay import TOKEN, FakeCryptoPay, Fault
 from tests.runtime.test_polling_and_startup import PollingTelegram

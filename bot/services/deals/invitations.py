@@ -7,13 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from bot.services.base import Actor, Outcome
-from bot.services.deal_sql import (
-    CLOSE_INVITATION,
-    LOCK_INVITATION,
-    LOCK_INVITED_DEAL,
-    READ_INVITATION,
-    deal_view,
-)
 from bot.services.deals.steps import (
     DealSteps,
     changed_event,
@@ -26,7 +19,7 @@ from bot.services.errors import (
     UserBlocked,
 )
 from bot.services.rules import is_party
-from bot.services.views import DealView, InvitationPreview
+from bot.services.views import DealView, InvitationPreview, deal_view
 from db import UnitOfWork
 from db.models import (
     DealStatus,
@@ -34,7 +27,13 @@ from db.models import (
     NotificationKind,
     UserStatus,
 )
-from db.queries import DEAL_BY_CODE
+from db.sql.deals import (
+    CLOSE_INVITATION,
+    DEAL_BY_CODE,
+    LOCK_INVITATION,
+    LOCK_INVITED_DEAL,
+    READ_INVITATION,
+)
 
 
 class DealInvitations(DealSteps):

@@ -9,14 +9,6 @@ from typing import Literal
 from sqlalchemy.exc import IntegrityError
 
 from bot.services.base import Actor, Outcome, violated_constraint
-from bot.services.deal_sql import (
-    DEAL_BY_CREATE_KEY,
-    FIND_USER_BY_TELEGRAM_ID,
-    INSERT_DEAL,
-    INSERT_INVITATION,
-    created_deal,
-    deal_view,
-)
 from bot.services.deals.steps import (
     CODE_CONSTRAINT,
     CREATE_KEY_CONSTRAINT,
@@ -40,15 +32,17 @@ from bot.services.errors import (
 from bot.services.reads import read_as_admin
 from bot.services.rules import RULES, Action, has_role, is_party
 from bot.services.users import Person, parse_username
-from bot.services.views import CreatedDeal, DealView, InvitationView
+from bot.services.views import CreatedDeal, DealView, InvitationView, created_deal, deal_view
 from db import UnitOfWork
 from db.models import (
     DealStatus,
     NotificationKind,
     UserStatus,
 )
-from db.notifications import decode_notices
-from db.queries import ADMIN_DEAL_BY_CODE, DEAL_BY_CODE
+from db.sql.deals import DEAL_BY_CODE, DEAL_BY_CREATE_KEY, INSERT_DEAL, INSERT_INVITATION
+from db.sql.notifications import decode_notices
+from db.sql.reads import ADMIN_DEAL_BY_CODE
+from db.sql.users import USER_BY_TELEGRAM_ID
 
 
 class DealLifecycle(DealSteps):
@@ -143,7 +137,7 @@ class DealLifecycle(DealSteps):
             other = None
             if telegram_id is not None:
                 other = (
-                    await uow.execute(FIND_USER_BY_TELEGRAM_ID, {"telegram_id": telegram_id})
+                    await uow.execute(USER_BY_TELEGRAM_ID, {"telegram_id": telegram_id})
                 ).first()
             if person is not None and (other is None or other.id != person.id):
                 # never someone else in place of the person the summary named

@@ -13,12 +13,6 @@ import secrets
 from typing import Any
 
 from bot.services.base import Actor, Service
-from bot.services.deal_sql import (
-    FIND_USER_BY_TELEGRAM_ID,
-    LOCK_DEAL,
-    TRANSITION,
-    deal_view,
-)
 from bot.services.errors import (
     InsufficientFunds,
     InvalidInput,
@@ -29,7 +23,7 @@ from bot.services.errors import (
     WrongState,
 )
 from bot.services.ledger import Leg, post_movement
-from bot.services.views import DealView
+from bot.services.views import DealView, deal_view
 from db import UnitOfWork
 from db.events import DealChanged
 from db.models import (
@@ -39,7 +33,9 @@ from db.models import (
     NotificationKind,
     UserStatus,
 )
-from db.notifications import decode_notices
+from db.sql.deals import LOCK_DEAL, TRANSITION
+from db.sql.notifications import decode_notices
+from db.sql.users import USER_BY_TELEGRAM_ID
 
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L
 CODE_LENGTH = 8
@@ -98,9 +94,7 @@ class DealSteps(Service):
 
     async def _require_active(self, uow: UnitOfWork, actor: Actor) -> Any:
         """The actor's row (id, telegram_id, username, status), if active."""
-        row = (
-            await uow.execute(FIND_USER_BY_TELEGRAM_ID, {"telegram_id": actor.telegram_id})
-        ).first()
+        row = (await uow.execute(USER_BY_TELEGRAM_ID, {"telegram_id": actor.telegram_id})).first()
         if row is None or row.id != actor.id:
             raise NotFound(Refusal.START_FIRST)
         if row.status != UserStatus.ACTIVE:
@@ -148,7 +142,8 @@ class DealSteps(Service):
     def _notify(
         self, kind: NotificationKind, actor_id: int | None, note: str | None = None
     ) -> dict[str, Any]:
-        """The parameters of a statement's `notified` CTE (`db.notifications.notify_parties`)."""
+        """The parameters of a statement's `notified` CTE
+        (`db.sql.notifications.notify_parties`)."""
         return {
             "notify": kind.value,
             "actor_id": actor_id,

@@ -5,21 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bot.services.base import Outcome
-from bot.services.deal_sql import (
-    EXPIRE_DUE,
-    NEARING_DEADLINE,
-    deal_view,
-)
 from bot.services.deals.steps import (
     DealSteps,
     changed_event,
 )
-from bot.services.views import DealView
+from bot.services.views import DealView, deal_view
 from db import UnitOfWork
 from db.models import (
     NotificationKind,
 )
-from db.notifications import decode_notices
+from db.sql.deals import EXPIRE_DUE, NEARING_DEADLINE
+from db.sql.notifications import decode_notices
 
 
 class DealTimers(DealSteps):

@@ -1,11 +1,11 @@
 """The notification outbox: rows written by the statement that makes a change,
 claimed and marked by the worker that sends them.
 
-A use case's statement inserts its notifications in a CTE (`notify_parties`
-and friends below, spliced into the deal and withdrawal statements) and hands
-back the inserted rows as JSON; no statement is added to the transaction.
-New rows are due only after a grace period, the time the handler gets to send
-them itself; the worker sends whatever is still pending after that.
+A use case's statement inserts its notifications in a `notified` CTE (built by
+`notified` or `notify_parties` below) and lists the inserted rows as JSON with
+`NOTICES`; no statement is added to the transaction. New rows are due only
+after a grace period, the time the handler gets to send them itself; the
+worker sends whatever is still pending after that.
 """
 
 from __future__ import annotations
@@ -49,12 +49,24 @@ NOTICES = (
 )
 
 
+def notified(columns: str, rows: str) -> str:
+    """A `notified` CTE for a statement's WITH list: the notifications `rows`
+    (a SELECT of `columns` of the notifications table, ending on its last
+    line) are inserted into the outbox and returned for `NOTICES` to list."""
+    return f"""notified AS (
+    INSERT INTO notifications ({columns})
+    {rows.strip()}
+    RETURNING {NOTICE_COLUMNS}
+)"""
+
+
 def notify_parties(source: str) -> str:
     """A `notified` CTE: the parties of the deals in `source` (a CTE of escrow
     rows) other than :actor_id (NULL: both) are told :notify (NULL: nobody),
     the admins in :admin_chats that a dispute was opened."""
-    return f"""notified AS (
-    INSERT INTO notifications (chat_id, user_id, kind, escrow_id, actor_id, note, due_at)
+    return notified(
+        "chat_id, user_id, kind, escrow_id, actor_id, note, due_at",
+        f"""
     SELECT u.telegram_id, u.id, CAST(:notify AS varchar), c.id, CAST(:actor_id AS bigint),
            CAST(:note AS text), now() + CAST(:grace AS interval)
     FROM {source} c JOIN users u ON u.id IN (c.buyer_id, c.seller_id)
@@ -63,9 +75,8 @@ def notify_parties(source: str) -> str:
     UNION ALL
     SELECT a.chat_id, NULL, 'dispute_opened', c.id, CAST(:actor_id AS bigint),
            CAST(:note AS text), now() + CAST(:grace AS interval)
-    FROM {source} c CROSS JOIN unnest(CAST(:admin_chats AS bigint[])) AS a(chat_id)
-    RETURNING {NOTICE_COLUMNS}
-)"""
+    FROM {source} c CROSS JOIN unnest(CAST(:admin_chats AS bigint[])) AS a(chat_id)""",
+    )
 
 
 # Deadline reminders, one per deal, party and status of the deal however often
@@ -83,16 +94,14 @@ RETURNING {NOTICE_COLUMNS}
 # Claim a batch of due notifications: each is leased (moved :lease into the
 # future) before it is sent, so two workers never send the same row at once
 # and a worker that dies mid-send leaves it to be tried again after the lease.
-DUE = """
+# The worker's poll, every tick on every replica.
+CLAIM_DUE = text(f"""
+WITH due AS (
 SELECT id FROM notifications
 WHERE status = 'pending' AND due_at <= now()
 ORDER BY due_at
 LIMIT :limit
-FOR UPDATE SKIP LOCKED"""
-# The worker's poll, every tick on every replica (a hot query: db/queries.py).
-DUE_NOTIFICATIONS = text(DUE)
-CLAIM_DUE = text(f"""
-WITH due AS ({DUE})
+FOR UPDATE SKIP LOCKED)
 UPDATE notifications n
 SET attempts = n.attempts + 1, due_at = now() + CAST(:lease AS interval)
 FROM due WHERE n.id = due.id

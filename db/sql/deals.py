@@ -1,15 +1,14 @@
-"""The deal use cases' SQL: one statement per step, each returning the deal as
-a `DealView` (`deal_view_sql`), with the history, invitations and outbox rows
-its change implies written by CTEs of the same statement."""
+"""Deals and their invitations: one statement per step of a deal, each
+returning the deal as a `DealView` reads it (`deal_view_sql`), with the
+history, invitations and outbox rows its change implies written by CTEs of
+the same statement (the outbox's through `notifications.notify_parties`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from sqlalchemy import String, bindparam, func, literal_column, select, text
 
-from sqlalchemy import Row, text
-
-from bot.services.views import CreatedDeal, DealView, InvitationView
-from db.notifications import NOTICES, notify_parties
+from db.models import escrows, users
+from db.sql.notifications import NOTICES, notify_parties
 
 
 def deal_view_sql(source: str, extra_columns: str = "") -> str:
@@ -28,11 +27,15 @@ LEFT JOIN users s ON s.id = d.seller_id"""
 
 # The deal as it is now, locked for this transaction, with the actor's standing
 # read from the database (never from the cache).
-LOCK_DEAL = text(
+_WITH_ACTOR = (
     deal_view_sql("escrows", ", a.actor_status, a.actor_is_admin")
     + """
 LEFT JOIN LATERAL (SELECT status AS actor_status, is_admin AS actor_is_admin
-                   FROM users WHERE id = :actor_id) a ON true
+                   FROM users WHERE id = :actor_id) a ON true"""
+)
+LOCK_DEAL = text(
+    _WITH_ACTOR
+    + """
 WHERE d.code = :code
 FOR UPDATE OF d"""
 )
@@ -42,10 +45,8 @@ FOR UPDATE OF d"""
 # (a final transition revokes, and the expiry job expires, the invitations of
 # the deals they hold), so none of them waits for another in a cycle.
 LOCK_INVITED_DEAL = text(
-    deal_view_sql("escrows", ", a.actor_status, a.actor_is_admin")
+    _WITH_ACTOR
     + """
-LEFT JOIN LATERAL (SELECT status AS actor_status, is_admin AS actor_is_admin
-                   FROM users WHERE id = :actor_id) a ON true
 WHERE d.id = (SELECT escrow_id FROM invitations WHERE code = :invitation_code)
 FOR UPDATE OF d"""
 )
@@ -113,10 +114,6 @@ LEFT JOIN LATERAL (SELECT code, telegram_id, username, status, expires_at FROM i
 WHERE d.creator_id = :creator_id AND d.create_key = :create_key"""
 )
 
-FIND_USER_BY_TELEGRAM_ID = text(
-    "SELECT id, telegram_id, username, status FROM users WHERE telegram_id = :telegram_id"
-)
-
 INSERT_INVITATION = text("""
 INSERT INTO invitations (code, escrow_id, inviter_id, telegram_id, username, expires_at)
 VALUES (:code, :escrow_id, :inviter_id, :telegram_id, :username,
@@ -173,23 +170,33 @@ ORDER BY d.deadline_at
 LIMIT :limit"""
 )
 
+_buyer, _seller = users.alias("b"), users.alias("s")
+_AT = literal_column("'@'", String)
 
-def created_deal(row: Row[Any]) -> CreatedDeal:
-    """A DEAL_BY_CREATE_KEY row."""
-    mapping = row._mapping
-    invitation = None
-    if mapping["invitation_code"] is not None:
-        invitation = InvitationView(
-            code=mapping["invitation_code"],
-            deal_code=mapping["code"],
-            telegram_id=mapping["invitation_telegram_id"],
-            username=mapping["invitation_username"],
-            status=mapping["invitation_status"],
-            expires_at=mapping["invitation_expires_at"],
+# A deal with its parties' names, as `DealView` reads it (in Core: the admin
+# reads wrap it in `reads.admin_only`).
+DEAL_BY_CODE = (
+    select(
+        escrows,
+        _buyer.c.telegram_id.label("buyer_telegram_id"),
+        _seller.c.telegram_id.label("seller_telegram_id"),
+        func.coalesce(_AT + _buyer.c.username, _buyer.c.first_name).label("buyer_name"),
+        func.coalesce(_AT + _seller.c.username, _seller.c.first_name).label("seller_name"),
+    )
+    .select_from(
+        escrows.outerjoin(_buyer, _buyer.c.id == escrows.c.buyer_id).outerjoin(
+            _seller, _seller.c.id == escrows.c.seller_id
         )
-    return CreatedDeal(deal=deal_view(row), invitation=invitation)
+    )
+    .where(escrows.c.code == bindparam("code"))
+)
 
+# The deals a batch of notifications is about, as they are now.
+DEALS_BY_ID = text(deal_view_sql("escrows") + "\nWHERE d.id = ANY(CAST(:ids AS bigint[]))")
 
-def deal_view(row: Row[Any]) -> DealView:
-    mapping = row._mapping
-    return DealView(**{name: mapping[name] for name in DealView.__struct_fields__})
+# Invitations sent to an @username before its owner used the bot now belong to
+# their Telegram id, which is how the invitation knows its invitee.
+CLAIM_INVITATIONS = text("""
+UPDATE invitations SET telegram_id = :telegram_id, updated_at = now()
+WHERE username = :username AND telegram_id IS NULL AND status = 'active'
+""")

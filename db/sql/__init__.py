@@ -1,0 +1,14 @@
+"""The product's SQL, one module per aggregate, each statement written once.
+
+- `users`: registration, lookups, the cache's snapshot statement;
+- `ledger`: wallets and the movements that change them;
+- `deals`: a deal's reads and steps (lock, transition, create, expiry);
+- `invitations`: the links a deal is joined by;
+- `withdrawals`, `deposits`: money leaving and entering;
+- `notifications`: the outbox, and the `notified` CTE the others compose;
+- `reads`: lists, pages and admin queues (with the `admin_only` gate);
+- `hot`: the registry of what runs on the hot paths and the index each uses.
+
+A statement that also writes another aggregate's rows (a deal change and its
+notifications) composes that aggregate's named fragment, never a copy of it.
+"""

@@ -1,0 +1,267 @@
+"""The hot-statement registry: what the product runs on its hot paths (every
+update, every write, every job tick), each with the indexes its plan must use.
+
+`tests/integration/test_explain.py` checks every plan on a realistic data set
+and `python -m bot doctor` on a live database. A statement that locks or
+writes (`writes=True`) is EXPLAINed without ANALYZE: planned, never run.
+`tests/unit/test_hot_registry.py` keeps the list honest: every statement of
+db.sql that a product module runs is here or in `EXEMPT`, with its reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Executable
+
+from db.explain import HotQuery, Sample
+from db.models import FINAL_DEAL_STATUSES, FUNDED_DEAL_STATUSES, OPEN_DEAL_STATUSES, DealStatus
+from db.sql import deals, deposits, ledger, notifications, reads, users, withdrawals
+
+__all__ = ["EXEMPT", "HOT_QUERIES", "UNUSED_INDEXES", "HotQuery", "Sample"]
+
+
+def _statuses(statuses: Sequence[DealStatus]) -> list[str]:
+    return [status.value for status in statuses]
+
+
+GRACE = timedelta(seconds=30)
+_UNFINISHED = _statuses(OPEN_DEAL_STATUSES + FUNDED_DEAL_STATUSES)
+_FINISHED = _statuses(FINAL_DEAL_STATUSES)
+
+
+def _notify(kind: str | None, actor_id: int | None) -> dict[str, Any]:
+    """The params of a `notified` CTE (`notifications.notify_parties`)."""
+    return {"notify": kind, "actor_id": actor_id, "note": None, "grace": GRACE, "admin_chats": []}
+
+
+def _page(s: Sample, statuses: list[str], before_id: int) -> dict[str, Any]:
+    return {
+        "user_id": s.user_id,
+        "buyer_statuses": statuses,
+        "seller_statuses": statuses,
+        "awaiting_me": False,
+        "before_id": before_id,
+        "limit": reads.PAGE_SIZE,
+    }
+
+
+def _hold(s: Sample) -> dict[str, Any]:
+    """POST_MOVEMENT's params for a hold of 1 unit of the user's funds."""
+    return {
+        "key": "hot:hold",
+        "currency": s.currency,
+        "escrow_id": s.funded_deal_id,
+        "withdrawal_id": None,
+        "fee": 0,
+        "move_users": [s.user_id],
+        "move_available": [-1],
+        "move_held": [1],
+        "leg_numbers": [0, 1],
+        "leg_kinds": ["hold", "hold"],
+        "leg_accounts": ["available", "held"],
+        "leg_users": [s.user_id, s.user_id],
+        "leg_amounts": [-1, 1],
+    }
+
+
+def _profile(s: Sample) -> dict[str, Any]:
+    return {
+        "telegram_id": s.telegram_id,
+        "username": s.username,
+        "first_name": "Hot",
+        "last_name": None,
+        "language_code": "en",
+        "is_admin": False,
+    }
+
+
+_H = HotQuery
+# fmt: off
+HOT_QUERIES: tuple[HotQuery, ...] = (
+    # -- every update's cache miss and the user's own registration ------------------
+    _H("snapshot_by_telegram_id", users.SNAPSHOT_BY_TELEGRAM_ID,
+       lambda s: {"telegram_id": s.telegram_id},
+       ("uq_users_telegram_id", "idx_wallet_user_currency")),
+    # someone else now reports the user's @username
+    _H("release_username", users.RELEASE_USERNAME,
+       lambda s: {"username": s.username, "telegram_id": s.invitee_telegram_id},
+       ("uq_users_username_lower",), True),
+    _H("upsert_user", users.UPSERT_USER, _profile, ("uq_users_telegram_id",), True),
+    _H("add_wallets", ledger.ADD_WALLETS,
+       lambda s: {"user_id": s.user_id, "currencies": [s.currency, "NEW"]},
+       ("idx_wallet_user_currency",), True),
+    _H("bump_version", users.BUMP_VERSION, lambda s: {"user_id": s.user_id}, ("pk_users",), True),
+    _H("claim_invitations", deals.CLAIM_INVITATIONS,
+       lambda s: {"telegram_id": s.telegram_id, "username": s.invitee_username},
+       ("ix_invitations_username_status",), True),
+    _H("user_by_username", users.USER_BY_USERNAME, lambda s: {"username": s.username},
+       ("uq_users_username_lower",)),
+    _H("user_by_telegram_id", users.USER_BY_TELEGRAM_ID,
+       lambda s: {"telegram_id": s.telegram_id}, ("uq_users_telegram_id",)),
+    _H("user_standing", users.USER_STANDING, lambda s: {"user_id": s.admin_id}, ("pk_users",)),
+    # -- deals ------------------------------------------------------------------------
+    _H("deal_by_code", deals.DEAL_BY_CODE, lambda s: {"code": s.deal_code}, ("uq_escrows_code",)),
+    _H("admin_deal_by_code", reads.ADMIN_DEAL_BY_CODE,
+       lambda s: {"code": s.deal_code, "admin_id": s.admin_id}, ("pk_users", "uq_escrows_code")),
+    _H("deal_by_create_key", deals.DEAL_BY_CREATE_KEY,
+       lambda s: {"creator_id": s.user_id, "create_key": s.create_key},
+       ("uq_escrows_creator_create_key", "ix_invitations_escrow_id")),
+    _H("insert_deal", deals.INSERT_DEAL,
+       lambda s: {"code": "HOTDEAL1", "creator_id": s.user_id, "buyer_id": s.user_id,
+                  "seller_id": s.admin_id, "amount": 1000, "fee": 15, "fee_bps": 150,
+                  "currency": s.currency, "description": "hot", "deadline": GRACE,
+                  "create_key": None, **_notify("invited", s.user_id)},
+       ("pk_users",), True),
+    _H("lock_deal", deals.LOCK_DEAL,
+       lambda s: {"code": s.deal_code, "actor_id": s.user_id}, ("uq_escrows_code", "pk_users"),
+       True),
+    _H("transition", deals.TRANSITION,
+       lambda s: {"deal_id": s.funded_deal_id, "from_status": "funded",
+                  "from_version": s.funded_deal_version, "to_status": "delivered",
+                  "final": False, "reason": None, "joiner_id": None,
+                  **_notify("deliver", s.user_id)},
+       ("pk_escrows", "pk_users"), True),
+    # a final one also revokes the deal's invitations
+    _H("final_transition", deals.TRANSITION,
+       lambda s: {"deal_id": s.funded_deal_id, "from_status": "funded",
+                  "from_version": s.funded_deal_version, "to_status": "refunded",
+                  "final": True, "reason": None, "joiner_id": None,
+                  **_notify("cancel", s.user_id)},
+       ("pk_escrows", "ix_invitations_escrow_id", "pk_users"), True),
+    _H("read_invitation", deals.READ_INVITATION, lambda s: {"code": s.invitation_code},
+       ("uq_invitations_code", "pk_escrows")),
+    _H("lock_invited_deal", deals.LOCK_INVITED_DEAL,
+       lambda s: {"invitation_code": s.invitation_code, "actor_id": s.user_id},
+       ("uq_invitations_code", "pk_escrows"), True),
+    _H("lock_invitation", deals.LOCK_INVITATION, lambda s: {"code": s.invitation_code},
+       ("uq_invitations_code", "pk_escrows"), True),
+    _H("close_invitation", deals.CLOSE_INVITATION,
+       lambda s: {"id": 1, "status": "accepted", "telegram_id": s.telegram_id},
+       ("pk_invitations",), True),
+    _H("my_deals_active_first_page", reads.MY_DEALS_PAGE,
+       lambda s: _page(s, _UNFINISHED, reads.FIRST_PAGE),
+       ("idx_escrow_buyer_status", "idx_escrow_seller_status")),
+    _H("my_deals_finished_next_page", reads.MY_DEALS_PAGE,
+       lambda s: _page(s, _FINISHED, s.deal_id),
+       ("idx_escrow_buyer_status", "idx_escrow_seller_status")),
+    _H("open_disputes", reads.OPEN_DISPUTES,
+       lambda s: {"limit": reads.PAGE_SIZE, "admin_id": s.admin_id},
+       ("pk_users", "ix_escrows_disputed")),
+    # -- the deals' clock (a job on every replica) --------------------------------------
+    # Planned for a full batch (500 deals, up to 1,000 parties), the custom plan
+    # hashes the users table to name and tell the parties; the generic plan looks
+    # each one up by primary key.
+    _H("expire_due", deals.EXPIRE_DUE, lambda s: {"limit": 500, **_notify("expire", None)},
+       ("ix_escrows_open_deadline",), True, ("users",)),
+    _H("nearing_deadline", deals.NEARING_DEADLINE,
+       lambda s: {"within": timedelta(hours=24), "limit": 500}, ("ix_escrows_open_deadline",)),
+    # -- money ---------------------------------------------------------------------------
+    _H("post_movement", ledger.POST_MOVEMENT, _hold, ("idx_wallet_user_currency", "pk_users"),
+       True),
+    _H("withdrawn_today", withdrawals.WITHDRAWN_TODAY,
+       lambda s: {"user_id": s.user_id, "currency": s.currency},
+       ("pk_users", "ix_withdrawals_user_id"), True),
+    _H("insert_withdrawal", withdrawals.INSERT_WITHDRAWAL,
+       lambda s: {"user_id": s.user_id, "currency": s.currency, "amount": 1,
+                  "destination": "hot", "grace": GRACE, "admin_chats": [1]},
+       ("pk_users",), True),
+    _H("lock_withdrawal", withdrawals.LOCK_WITHDRAWAL,
+       lambda s: {"id": s.withdrawal_id, "admin_id": s.admin_id},
+       ("pk_withdrawals", "pk_users"), True),
+    _H("decide_withdrawal", withdrawals.DECIDE_WITHDRAWAL,
+       lambda s: {"id": s.withdrawal_id, "status": "rejected", "admin_id": s.admin_id,
+                  "note": None, "grace": GRACE},
+       ("ix_withdrawals_pending", "pk_users"), True),
+    # A full batch (100) hashes the users table for the owners' Telegram ids in
+    # the custom plan; the generic plan looks each one up.
+    _H("lock_stale_withdrawals", withdrawals.LOCK_STALE_WITHDRAWALS,
+       lambda s: {"older_than": timedelta(hours=1), "limit": 100},
+       ("ix_withdrawals_pending",), True, ("users",)),
+    _H("lock_with_owner", withdrawals.LOCK_WITH_OWNER, lambda s: {"id": s.withdrawal_id},
+       ("pk_withdrawals", "pk_users"), True),
+    _H("approve_for_payout", withdrawals.APPROVE_FOR_PAYOUT,
+       lambda s: {"id": s.withdrawal_id, "admin_id": s.admin_id, "provider": s.provider},
+       ("ix_withdrawals_pending",), True),
+    _H("settle_payout", withdrawals.SETTLE_PAYOUT,
+       lambda s: {"id": s.sending_withdrawal_id, "status": "paid", "transfer_id": 1,
+                  "failure": None, "grace": GRACE, "admin_chats": []},
+       ("ix_withdrawals_sending", "pk_users"), True),
+    _H("sending_payouts", withdrawals.SENDING,
+       lambda s: {"provider": s.provider, "after": 0, "limit": 100, "min_age": GRACE},
+       ("ix_withdrawals_sending", "pk_users")),
+    _H("user_withdrawals", reads.USER_WITHDRAWALS,
+       lambda s: {"user_id": s.withdrawer_id, "limit": 5}, ("ix_withdrawals_user_id",)),
+    _H("pending_withdrawals", reads.PENDING_WITHDRAWALS,
+       lambda s: {"limit": reads.PAGE_SIZE, "admin_id": s.admin_id},
+       ("pk_users", "ix_withdrawals_pending")),
+    _H("deposited_today", deposits.DEPOSITED_TODAY,
+       lambda s: {"user_id": s.user_id, "currency": s.currency},
+       ("pk_users", "ix_deposits_user_id"), True),
+    _H("open_deposit", deposits.OPEN_DEPOSIT,
+       lambda s: {"user_id": s.user_id, "currency": s.currency, "amount": 1,
+                  "provider": s.provider},
+       ("pk_users",), True),
+    _H("activate_deposit", deposits.ACTIVATE,
+       lambda s: {"id": s.creating_deposit_id, "invoice_id": 1, "pay_url": "hot",
+                  "expires_at": None},
+       ("ix_deposits_open",), True),
+    _H("abandon_deposit", deposits.ABANDON, lambda s: {"id": s.creating_deposit_id},
+       ("ix_deposits_open",), True),
+    _H("lock_deposit_by_invoice", deposits.LOCK_BY_INVOICE,
+       lambda s: {"provider": s.provider, "invoice_id": s.invoice_id},
+       ("uq_deposits_provider_invoice",), True),
+    _H("settle_deposit", deposits.SETTLE,
+       lambda s: {"id": s.deposit_id, "status": "paid", "paid_asset": s.currency,
+                  "paid_amount": "1", "fee": 0, "grace": GRACE, "admin_chats": []},
+       ("ix_deposits_open", "pk_users"), True),
+    _H("unsettled_deposits", deposits.UNSETTLED,
+       lambda s: {"provider": s.provider, "after": 0, "limit": 100}, ("ix_deposits_open",)),
+    # -- the outbox worker (every tick on every replica) ----------------------------------
+    _H("claim_due_notifications", notifications.CLAIM_DUE,
+       lambda s: {"limit": 100, "lease": GRACE}, ("ix_notifications_due", "pk_notifications"),
+       True),
+    # By primary key or through the (few) pending rows' partial index, whichever
+    # the planner finds smaller: either is right, reading the table is not.
+    _H("mark_notifications", notifications.MARK,
+       lambda s: {"ids": [s.notification_id], "statuses": ["sent"], "errors": [None],
+                  "base": GRACE, "most": GRACE},
+       (), True),
+    # The oldest rows first: planned for a full batch (5,000) the custom plan
+    # reads the table from its start (where the oldest rows are) up to the
+    # limit; the generic plan goes by the BRIN index. Deleted by primary key.
+    _H("prune_notifications", notifications.PRUNE,
+       lambda s: {"keep": timedelta(days=1), "limit": 5000},
+       ("pk_notifications",), True, ("notifications",),
+       generic_indexes=("ix_notifications_created_at",)),
+    _H("deals_by_id", deals.DEALS_BY_ID, lambda s: {"ids": [s.deal_id]}, ("pk_escrows",)),
+    _H("withdrawals_by_id", withdrawals.WITHDRAWALS_BY_ID,
+       lambda s: {"ids": [s.withdrawal_id]}, ("pk_withdrawals", "pk_users")),
+    _H("deposits_by_id", deposits.DEPOSITS_BY_ID, lambda s: {"ids": [s.deposit_id]},
+       ("pk_deposits",)),
+    _H("actors_by_id", users.ACTORS_BY_ID, lambda s: {"ids": [s.user_id]}, ("pk_users",)),
+)
+# fmt: on
+
+# Statements of db.sql the product runs that are not on the list, and why.
+EXEMPT: tuple[tuple[Executable, str], ...] = (
+    (deals.INSERT_INVITATION, "a single-row INSERT ... VALUES: no read to plan"),
+    (notifications.REMIND, "inserts the rows it is given; the unique index only arbitrates"),
+    (reads.STATS, "an admin's on-demand totals: counts whole tables by design"),
+    (users.DATABASE_IDENTITY, "a catalog read, once per cache start"),
+)
+
+# Indexes no statement on the list uses. The seed plan asked for the first two;
+# they stay, but nothing the product runs reads by them.
+UNUSED_INDEXES: dict[str, str] = {
+    "idx_escrow_created_at": "seed plan; no statement orders or filters deals by created_at",
+    "idx_invitation_telegram_status": (
+        "seed plan; invitations are found by code, by deal or by @username, never by"
+        " Telegram id and status"
+    ),
+    "ix_ledger_entries_user_id": "nothing reads the ledger by user",
+    "ix_ledger_entries_escrow_id": "nothing reads the ledger by deal",
+    "ix_deal_events_escrow_id": "nothing reads a deal's history",
+}

@@ -1,0 +1,106 @@
+"""Users: registration, the lookups of a user, and the cache's snapshot read."""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, func, select, text
+
+from db.models import users, wallets
+
+# User and wallets in one round trip: one row per wallet (or one row with NULL
+# wallet columns for a user without wallets); empty when the user is unknown.
+# The cache's one read.
+SNAPSHOT_BY_TELEGRAM_ID = (
+    select(
+        users.c.id,
+        users.c.telegram_id,
+        users.c.username,
+        users.c.first_name,
+        users.c.last_name,
+        users.c.language_code,
+        users.c.status,
+        users.c.is_admin,
+        users.c.version,
+        wallets.c.currency,
+        wallets.c.available,
+        wallets.c.held,
+    )
+    .select_from(users.outerjoin(wallets, wallets.c.user_id == users.c.id))
+    .where(users.c.telegram_id == bindparam("telegram_id"))
+    .order_by(wallets.c.currency)
+)
+
+
+# A database dropped and created again, or restored into a new one, gets a new
+# oid: which database this is (cached entries belong to one).
+DATABASE_IDENTITY = text(
+    "SELECT oid::text || ':' || datname FROM pg_database WHERE datname = current_database()"
+)
+
+# A counterparty named by @username (stored as typed; matched lower-cased), with
+# what Telegram last reported about them and when, for the creator to check.
+# At most one row: registration takes a name from whoever held it before.
+USER_BY_USERNAME = select(
+    users.c.id,
+    users.c.telegram_id,
+    users.c.first_name,
+    users.c.username,
+    users.c.status,
+    users.c.profile_at,
+).where(func.lower(users.c.username) == bindparam("username"))
+
+# A user's standing as the database has it (never the cache's), by either id.
+_STANDING = "SELECT id, telegram_id, username, status, is_admin FROM users"
+USER_STANDING = text(_STANDING + " WHERE id = :user_id")
+USER_BY_TELEGRAM_ID = text(_STANDING + " WHERE telegram_id = :telegram_id")
+
+# Whoever caused a batch of notifications, as the messages name them.
+ACTORS_BY_ID = text("""
+SELECT id, telegram_id, coalesce('@' || username, first_name) AS name
+FROM users WHERE id = ANY(CAST(:ids AS bigint[]))
+""")
+
+# Insert or update the profile; an unchanged profile is not written at all.
+UPSERT_USER = text("""
+WITH upserted AS (
+    INSERT INTO users (telegram_id, username, first_name, last_name, language_code, is_admin)
+    VALUES (:telegram_id, :username, :first_name, :last_name, :language_code, :is_admin)
+    ON CONFLICT (telegram_id) DO UPDATE SET
+        username = excluded.username,
+        first_name = excluded.first_name,
+        last_name = excluded.last_name,
+        language_code = excluded.language_code,
+        is_admin = excluded.is_admin,
+        version = users.version + 1,
+        updated_at = now(),
+        -- when Telegram reported this name and @username: what the creator of a
+        -- deal by @username is shown, so a new language does not move it
+        profile_at = CASE WHEN (users.username, users.first_name)
+                               IS DISTINCT FROM (excluded.username, excluded.first_name)
+                          THEN now() ELSE users.profile_at END
+    WHERE (users.username, users.first_name, users.last_name, users.language_code,
+           users.is_admin)
+          IS DISTINCT FROM
+          (excluded.username, excluded.first_name, excluded.last_name,
+           excluded.language_code, excluded.is_admin)
+    RETURNING id, telegram_id, username, first_name, status, is_admin, version,
+              (xmax = 0) AS created, true AS changed
+)
+SELECT * FROM upserted
+UNION ALL
+SELECT id, telegram_id, username, first_name, status, is_admin, version, false, false
+FROM users WHERE telegram_id = :telegram_id AND NOT EXISTS (SELECT 1 FROM upserted)
+""")
+
+# Usernames change hands on Telegram: whoever reports a name now holds it, and
+# any other row still carrying it (its owner renamed since) lets go of it in
+# the same transaction, so a deal by @username never binds to a stale holder.
+RELEASE_USERNAME = text("""
+UPDATE users SET username = NULL, version = version + 1, updated_at = now()
+WHERE lower(username) = lower(:username) AND telegram_id <> :telegram_id
+RETURNING id, telegram_id, version
+""")
+
+BUMP_VERSION = text("""
+UPDATE users SET version = version + 1, updated_at = now() WHERE id = :user_id
+RETURNING version
+""")
