@@ -38,6 +38,7 @@ from bot.bench.modes import MODES, hot_query_times
 from bot.bench.report import plot, render
 from bot.bench.run import Phase, Plan, run_mode, start_replica
 from bot.config import ConfigError, load_config
+from db.sql.dataset import SERVER_SETTINGS
 
 QUICK = {
     "users": 150,
@@ -118,7 +119,7 @@ async def _versions(plan: Plan) -> dict[str, str]:
     try:
         postgres = (await conn.fetchval("SHOW server_version")).split()[0]
         settings = dict(await conn.fetch(
-            "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name = ANY($1)",
+            SERVER_SETTINGS,
             ["synchronous_commit", "shared_buffers", "fsync", "max_connections"],
         ))  # fmt: skip
     finally:

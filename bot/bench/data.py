@@ -32,6 +32,17 @@ from bot.bench.rows import (
 )
 from bot.ops import migrate
 from db.engine import DatabaseSettings, build_engine
+from db.sql.dataset import (
+    DATASET,
+    DATASET_TABLE,
+    EMPTY_TABLES,
+    INDEX_DEFINITIONS,
+    NEWEST_DEAL_CODES,
+    PRESENT_INDEXES,
+    RECORD_DATASET,
+    SECONDARY_INDEXES,
+    SET_SEQUENCES,
+)
 
 DATA_VERSION = 1
 # The seed's composite indexes (dropped and rebuilt around the "no_indexes" mode).
@@ -45,19 +56,6 @@ SEED_INDEXES = (
 # Keeps wallet upserts (ON CONFLICT (user_id, currency)) working without the
 # seed's index; with currency first it cannot serve a lookup by user.
 WALLET_STAND_IN = "bench_wallet_currency_user"
-META = """
-CREATE TABLE IF NOT EXISTS bench_dataset (
-    id int PRIMARY KEY DEFAULT 1 CHECK (id = 1), version int NOT NULL, users bigint NOT NULL,
-    deals bigint NOT NULL, currencies text NOT NULL, loaded_at timestamptz NOT NULL,
-    seconds double precision NOT NULL)
-"""
-TABLES = "ledger_entries, deal_events, invitations, withdrawals, wallets, escrows, users"
-SECONDARY_INDEXES = """
-SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS definition
-FROM pg_index i
-WHERE i.indrelid = ANY(ARRAY['users', 'wallets', 'escrows']::regclass[])
-  AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conindid = i.indexrelid)
-"""
 
 
 @dataclass(frozen=True)
@@ -87,7 +85,7 @@ async def _connect(settings: DatabaseSettings) -> asyncpg.Connection:
 async def _load(settings: DatabaseSettings, users: int, deals: int, currencies: list[str]) -> None:
     conn = await _connect(settings)
     try:
-        await conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        await conn.execute(EMPTY_TABLES)
         indexes = await conn.fetch(SECONDARY_INDEXES)
         for index in indexes:
             await conn.execute(f"DROP INDEX {index['name']}")
@@ -105,11 +103,7 @@ async def _load(settings: DatabaseSettings, users: int, deals: int, currencies: 
         await conn.copy_records_to_table(
             "escrows", records=deal_rows(users, deals, currencies, now), columns=DEAL_COLUMNS
         )
-        await conn.execute("""
-            SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users)),
-                   setval(pg_get_serial_sequence('wallets', 'id'), (SELECT max(id) FROM wallets)),
-                   setval(pg_get_serial_sequence('escrows', 'id'), (SELECT max(id) FROM escrows))
-        """)
+        await conn.execute(SET_SEQUENCES)
     finally:
         await conn.close()
     await _run_side_by_side(settings, [index["definition"] for index in indexes])
@@ -148,8 +142,8 @@ async def prepare(
         await engine.dispose()
     conn = await _connect(settings)
     try:
-        await conn.execute(META)
-        meta = await conn.fetchrow("SELECT * FROM bench_dataset")
+        await conn.execute(DATASET_TABLE)
+        meta = await conn.fetchrow(DATASET)
         await restore_seed_indexes(conn)  # a run stopped inside "no_indexes"
     finally:
         await conn.close()
@@ -164,9 +158,7 @@ async def prepare(
     conn = await _connect(settings)
     try:
         await conn.execute(
-            "INSERT INTO bench_dataset VALUES (1, $1, $2, $3, $4, now(), $5)"
-            " ON CONFLICT (id) DO UPDATE SET version = $1, users = $2, deals = $3,"
-            " currencies = $4, loaded_at = now(), seconds = $5",
+            RECORD_DATASET,
             *wanted,
             seconds,
         )
@@ -188,13 +180,7 @@ async def deal_codes(settings: DatabaseSettings, users: list[int], per_user: int
     conn = await _connect(settings)
     try:
         rows = await conn.fetch(
-            """
-            SELECT u.id, d.code FROM unnest($1::bigint[]) AS u(id)
-            CROSS JOIN LATERAL (
-                (SELECT id, code FROM escrows WHERE buyer_id = u.id ORDER BY id DESC LIMIT $2)
-                UNION ALL
-                (SELECT id, code FROM escrows WHERE seller_id = u.id ORDER BY id DESC LIMIT $2)
-            ) d""",
+            NEWEST_DEAL_CODES,
             users,
             per_user,
         )
@@ -214,7 +200,7 @@ async def drop_seed_indexes(settings: DatabaseSettings) -> dict[str, str]:
     conn = await _connect(settings)
     try:
         rows = await conn.fetch(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE indexname = ANY($1::text[])",
+            INDEX_DEFINITIONS,
             list(SEED_INDEXES),
         )
         await conn.execute(
@@ -238,7 +224,7 @@ async def restore_seed_indexes(conn: asyncpg.Connection) -> list[str]:
     present = {
         row["indexname"]
         for row in await conn.fetch(
-            "SELECT indexname FROM pg_indexes WHERE indexname = ANY($1::text[])",
+            PRESENT_INDEXES,
             [*SEED_INDEXES, WALLET_STAND_IN],
         )
     }

@@ -16,9 +16,9 @@ from typing import Any
 import msgspec
 from aiogram import Bot, Dispatcher, Router
 from aiogram.types import CallbackQuery, Message
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlalchemy.orm import Session, joinedload, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config
 from bot.runtime.app import LOCAL_TOKEN, App, build_app
@@ -28,6 +28,7 @@ from cache.snapshots import UserSnapshot, snapshot_of
 from db.engine import DatabaseSettings, build_engine
 from db.explain import explain
 from db.models import User, Wallet
+from db.sql.dataset import BUSY_USER_SAMPLE, USER_WITH_WALLETS
 from db.sql.hot import HOT_QUERIES, Sample
 
 
@@ -112,7 +113,7 @@ class OrmSource:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self.statement = select(User).options(joinedload(User.wallets))
+        self.statement = USER_WITH_WALLETS
 
     async def get(self, telegram_id: int) -> UserSnapshot | None:
         async with self.sessions() as session:
@@ -242,15 +243,6 @@ async def build(mode: Mode, config: Config, telegram: FakeTelegram) -> Built:
 
 # -- hot queries -----------------------------------------------------------------------
 
-SAMPLE = text("""
-SELECT u.id AS user_id, u.telegram_id, lower(u.username) AS username,
-       d.id AS deal_id, d.code AS deal_code
-FROM users u
-CROSS JOIN LATERAL (SELECT id, code FROM escrows WHERE buyer_id = u.id AND status = 'released'
-                    ORDER BY id DESC OFFSET 40 LIMIT 1) d
-WHERE u.id = 1
-""")
-
 
 async def hot_query_times(settings: DatabaseSettings, currency: str) -> dict[str, float]:
     """Best-of-3 server execution time (ms) of every hot read, for a busy user
@@ -258,7 +250,7 @@ async def hot_query_times(settings: DatabaseSettings, currency: str) -> dict[str
     engine = build_engine(msgspec.structs.replace(settings, statement_timeout_ms=60_000))
     try:
         async with engine.connect() as conn:
-            row = (await conn.execute(SAMPLE)).first()
+            row = (await conn.execute(BUSY_USER_SAMPLE)).first()
         if row is None:
             return {}
         sample = Sample(currency=currency, invitee_telegram_id=0, **row._mapping)

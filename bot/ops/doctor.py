@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import Config
@@ -28,34 +27,13 @@ from cache.replica import CacheReplica
 from db.engine import build_engine
 from db.explain import explain, indexes_used, scans, seq_scanned
 from db.sql.hot import HOT_QUERIES, HotQuery, Sample
+from db.sql.ops import LIABILITIES, OUTBOX, ROW_ESTIMATES, SAMPLE
 
 # Below this many rows the planner rightly prefers a sequential scan; the
 # index is then proven usable with sequential scans switched off.
 SMALL_TABLE = 10_000
 
-SAMPLE = text("""
-SELECT u.id AS user_id, u.telegram_id, coalesce(lower(u.username), '') AS username,
-       e.currency, e.id AS deal_id, e.code AS deal_code,
-       coalesce((SELECT telegram_id FROM invitations WHERE telegram_id IS NOT NULL
-                 ORDER BY id DESC LIMIT 1), 0) AS invitee_telegram_id,
-       coalesce((SELECT id FROM users WHERE is_admin ORDER BY id LIMIT 1), 0) AS admin_id
-FROM escrows e JOIN users u ON u.id = e.buyer_id
-ORDER BY e.id DESC LIMIT 1
-""")
-ROW_ESTIMATES = text(
-    "SELECT relname, greatest(reltuples, 0)::bigint AS rows FROM pg_class"
-    " WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace"
-)
 
-
-# Pending notifications (the partial index's rows); "stuck" ones were due long
-# enough ago that a running outbox worker would have claimed them.
-OUTBOX = text("""
-SELECT count(*) AS pending,
-       count(*) FILTER (WHERE due_at < now() - CAST(:stuck AS interval)) AS stuck,
-       min(due_at) AS oldest
-FROM notifications WHERE status = 'pending'
-""")
 STUCK_AFTER = timedelta(minutes=1)
 
 
@@ -170,17 +148,6 @@ async def check_redis(config: Config, engine: AsyncEngine) -> list[Check]:
     finally:
         await replica.aclose()
     return [ping, listening]
-
-
-# What the users are owed per currency (available and held: held covers funded
-# deals and withdrawals not paid yet), and the platform's fees.
-LIABILITIES = text("""
-SELECT c.currency,
-       coalesce((SELECT sum(available + held) FROM wallets w WHERE w.currency = c.currency), 0)
-           AS owed,
-       coalesce((SELECT fees FROM platform_accounts p WHERE p.currency = c.currency), 0) AS fees
-FROM unnest(CAST(:currencies AS varchar[])) AS c(currency)
-""")
 
 
 async def check_cryptopay(config: Config, engine: AsyncEngine) -> list[Check]:

@@ -11,11 +11,18 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.engine import DatabaseSettings, build_engine
+from db.sql.ops import (
+    DATABASE_EXISTS,
+    LOCK,
+    LOCK_TIMEOUT,
+    NO_TIMEOUTS,
+    SESSION_LOCK,
+    TRY_LOCK,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +31,6 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 # pg_advisory_lock keys: fixed numbers, the same in every release ("escrow" 1, 2).
 MIGRATIONS_LOCK = 0x6573_6372_6F77_0001
 CREATE_DATABASE_LOCK = 0x6573_6372_6F77_0002
-# For this transaction only: waiting for another replica's migration, and a
-# long step, are not cut short by the app's statement_timeout.
-NO_TIMEOUTS = text(
-    "SELECT set_config('statement_timeout', '0', true), set_config('lock_timeout', '0', true)"
-)
-TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
-LOCK = text("SELECT pg_advisory_xact_lock(:key)")
-LOCK_TIMEOUT = text("SELECT set_config('lock_timeout', :ms, true)")
 
 
 def alembic_config() -> AlembicConfig:
@@ -69,8 +68,8 @@ async def ensure_database(settings: DatabaseSettings) -> bool:
         timeout=settings.connect_timeout_seconds,
     )
     try:
-        await server.execute("SELECT pg_advisory_lock($1)", CREATE_DATABASE_LOCK)
-        exists = await server.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        await server.execute(SESSION_LOCK, CREATE_DATABASE_LOCK)
+        exists = await server.fetchval(DATABASE_EXISTS, name)
         if exists:
             return False
         try:

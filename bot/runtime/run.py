@@ -25,7 +25,6 @@ from aiogram.client.session.base import BaseSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramNetworkError, TelegramServerError
 from aiohttp import web
-from sqlalchemy import text
 
 from bot.config import Config
 from bot.ops import migrate
@@ -47,6 +46,7 @@ from bot.runtime.web import start_side_server
 from bot.runtime.webhook import WebhookServer
 from bot.sim import FakeTelegram
 from cache.keys import CacheKeys
+from db.sql.ops import PING
 
 log = logging.getLogger("bot.runtime.run")
 Mode = Literal["local", "polling", "webhook"]
@@ -170,7 +170,7 @@ class Replica:
             )
         # Warm-up: the pool's first connection, the bot's identity, the menu.
         async with app.database.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+            await conn.execute(PING)
         me = await with_retries(
             f"the Bot API at {config.telegram.api_base}",
             app.bot.me,

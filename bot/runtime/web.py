@@ -12,9 +12,9 @@ import logging
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
 from bot.runtime.app import App
+from db.sql.ops import PING
 
 log = logging.getLogger(__name__)
 CHECK_TIMEOUT = 1.0
@@ -25,7 +25,7 @@ async def health(app: App) -> dict[str, bool]:
 
     async def postgres() -> bool:
         async with app.database.engine.connect() as conn:
-            return await conn.scalar(text("SELECT 1")) == 1
+            return await conn.scalar(PING) == 1
 
     async def redis() -> bool:
         return bool(await app.cache.cache.redis.ping())

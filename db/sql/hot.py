@@ -20,7 +20,7 @@ from db.explain import HotQuery, Sample
 from db.models import FINAL_DEAL_STATUSES, FUNDED_DEAL_STATUSES, OPEN_DEAL_STATUSES, DealStatus
 from db.sql import deals, deposits, ledger, notifications, reads, users, withdrawals
 
-__all__ = ["EXEMPT", "HOT_QUERIES", "UNUSED_INDEXES", "HotQuery", "Sample"]
+__all__ = ["EXEMPT", "HOT_QUERIES", "OFF_THE_HOT_PATH", "UNUSED_INDEXES", "HotQuery", "Sample"]
 
 
 def _statuses(statuses: Sequence[DealStatus]) -> list[str]:
@@ -244,6 +244,13 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
     _H("actors_by_id", users.ACTORS_BY_ID, lambda s: {"ids": [s.user_id]}, ("pk_users",)),
 )
 # fmt: on
+
+# Modules of db.sql whose statements are off every update's path: the
+# operator's (health checks, migration locks, doctor) and the benchmark's data set.
+OFF_THE_HOT_PATH: dict[str, str] = {
+    "ops": "health checks, migration locks and the doctor's reads, not an update's",
+    "dataset": "the benchmark's data set and the seed's pattern it measures",
+}
 
 # Statements of db.sql the product runs that are not on the list, and why.
 EXEMPT: tuple[tuple[Executable, str], ...] = (
