@@ -12,7 +12,7 @@ If Redis is failing, the events are kept (latest per subject, up to
 `pending_limit`) and sent with the next publish or when the listener is back
 or idle; past the limit the cache generation is reset instead. Publishing
 never raises: the change is committed, and a failed invalidation is bounded
-as described in cache/store.py.
+as described in docs/cache.md ("Staleness bounds").
 
 The other half, every replica's listener, is in cache/listener.py.
 """

@@ -5,45 +5,23 @@ one GET, a miss one GET + one SQL statement + one EVALSHA (the set-if-newer
 fill). Concurrent misses for one user in this process share one task (single
 flight): a burst of updates from one user costs one GET and one load.
 
-Consistency, and its bounds:
+Consistency (each bound, with its setting: docs/cache.md, "Staleness bounds"):
 
 - L2 is never overwritten by an older version: fills and tombstones both go
   through FILL_SCRIPT, which compares `users.version` (and the schema) with
   what is there. An invalidation writes a tombstone carrying the new version
   instead of a DEL, so a reader that loaded the old version before the commit
-  cannot put it back after the invalidation (delete-then-set race). A
-  tombstone lives `tombstone_ttl_seconds`; a fill whose load started more
-  than half of that ago is not written, so it cannot outlive the tombstone.
+  cannot put it back (delete-then-set race); a fill whose load started more
+  than half of `tombstone_ttl_seconds` ago is not written.
 - L1 is trusted only while the invalidation listener is subscribed and the
   Redis breaker is closed; losing either clears it. Invalidations bump a
   striped epoch, and a read that raced one does not keep its result in L1.
-  An invalidation lost in flight is bounded by `l1_ttl_seconds`.
-- L2 is read only while the listener is subscribed, and what a GET returns
-  is dropped if the listener lost Redis meanwhile. On every (re)subscribe the
-  listener checks that Redis is the one the entries were written to (its
-  run_id): a Redis restarted from saved data or a failover to a replica that
-  lagged brings back entries older than Postgres under the current
-  generation, and they are disowned (a new generation) before any replica
-  reads them. A restart closes every connection, so the listener knows at
-  once; a node that vanishes silently, within the missing PONG (about two
-  `listener_ping_seconds`): that is how long a replica may still read it.
-  A Redis that refuses INFO (some proxies) cannot be checked; its entries
-  are bounded by `l2_ttl_seconds`.
-- While Redis is failing (breaker open, or the listener away), reads go
-  straight to Postgres with single flight and no L1, so they are exactly as
-  fresh as Postgres. Writers' invalidations are kept and sent when Redis is
-  back (cache/invalidation.py): the writer's listener resubscribes within
-  `listener_backoff_max_seconds` of Redis answering again and flushes them
-  before anything else, so after
-  recovery an L2 entry written before a change made during the outage is
-  stale for at most that long (plus one `listener_ping_seconds` tick). If
-  more were held back than `pending_limit`, the cache generation is bumped
-  instead and every older entry is ignored. Two cases are bounded by TTLs
-  only: a writer that dies between commit and invalidation (its pending list
-  dies with it), and a writer cut off from Redis while the other replicas are
-  not; their readers may see the older snapshot until the writer gets through
-  or for `l2_ttl_seconds` (and `l1_ttl_seconds` in L1). Money decisions never
-  read the cache, so this staleness is of display only.
+- L2 is read only while the listener is subscribed, and only entries of the
+  current generation: a Redis that is not the one they were written to (a
+  restart from saved data, a lagging failover) is disowned on (re)subscribe.
+- While Redis is failing, reads go straight to Postgres with single flight
+  and no L1; writers' invalidations are kept and sent when it is back
+  (cache/invalidation.py). Money decisions never read the cache.
 """
 
 from __future__ import annotations
