@@ -17,7 +17,7 @@ import msgspec
 from bot.services.base import Service
 from bot.services.deposits import DepositView, deposit_view
 from bot.services.views import DealView, WithdrawalView, deal_view
-from bot.services.wallets import withdrawal_view
+from bot.services.withdrawals import withdrawal_view
 from db.models import NotificationStatus
 from db.sql.deals import DEALS_BY_ID
 from db.sql.deposits import DEPOSITS_BY_ID

@@ -22,7 +22,7 @@ from bot.services.base import Actor, Outcome, Service
 from bot.services.errors import NotAllowed, Refusal, WrongState
 from bot.services.ledger import Leg, post_movement
 from bot.services.views import WithdrawalView
-from bot.services.wallets import withdrawal_view
+from bot.services.withdrawals import withdrawal_view
 from db import UnitOfWork
 from db.models import LedgerAccount, LedgerKind, WithdrawalStatus
 from db.sql.notifications import decode_notices
