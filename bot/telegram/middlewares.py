@@ -15,7 +15,6 @@ from aiogram.fsm.storage.base import BaseEventIsolation, StorageKey
 from aiogram.types import CallbackQuery, TelegramObject, Update, User
 from aiogram.utils.callback_answer import CallbackAnswer, CallbackAnswerMiddleware
 
-from bot.runtime.notifier import Outbox
 from bot.services import Services
 from bot.services.money import Currencies
 from bot.services.settings import EscrowSettings
@@ -24,6 +23,7 @@ from bot.services.wallets import DepositProvider
 from bot.telegram.freshness import DealVersions
 from bot.telegram.fsm import StateUnavailable, StateUnread
 from bot.telegram.keyboards import Signer
+from bot.telegram.notices import NoticeSender
 from cache.snapshots import UserSnapshot
 from cache.store import SnapshotCache
 
@@ -49,7 +49,7 @@ class HandlerData(TypedDict):
     deals_seen: DealVersions
     snapshots: SnapshotCache
     deposits: DepositProvider
-    outbox: Outbox
+    outbox: NoticeSender
 
 
 def profile_of(user: User) -> Profile:

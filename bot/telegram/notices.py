@@ -9,8 +9,10 @@ returns; a notification whose subject is gone (`Gone`) or no longer true
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from html import escape
+from typing import Protocol
 
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
@@ -109,6 +111,19 @@ def reminder_headline(deal: DealView, actions: list[Action], now: datetime) -> s
 def who_is(actor: UserSnapshot) -> Who:
     """How a notification names `actor`."""
     return Who(texts.name_of(actor), actor.telegram_id)
+
+
+class NoticeSender(Protocol):
+    """What a handler sends a committed change's notifications through, at once:
+    the runtime's outbox (`bot/runtime/notifier.py`), which leaves what fails
+    to its worker."""
+
+    async def send(
+        self,
+        notices: Iterable[Notice],
+        *subjects: DealView | WithdrawalView | DepositView,
+        actor: UserSnapshot | None = None,
+    ) -> int: ...
 
 
 class Gone(LookupError):

@@ -2,7 +2,8 @@
 
 - `db/` imports nothing of ours; `cache/` never imports `bot`;
   `bot/services/` imports neither aiogram nor the Telegram face, the runtime,
-  the operations, the double or the benchmark.
+  the operations, the double or the benchmark; `bot/telegram/` imports none
+  of the runtime, the operations, the double or the benchmark.
 - aiogram is imported only by the Telegram face, the runtime, the double and
   the benchmark.
 - SQL is written only under `db/` (and in migrations).
@@ -112,6 +113,13 @@ def test_services_import_neither_aiogram_nor_the_telegram_face() -> None:
         "bot.runtime.app",
     )
     assert offending("bot/services/", forbidden) == {}
+
+
+def test_the_telegram_face_does_not_reach_into_the_process() -> None:
+    # The runtime wires the Telegram face, never the other way round: handlers
+    # get what they need (the notice sender, the services) injected.
+    forbidden = ("bot.runtime", "bot.ops", "bot.sim", "bot.bench")
+    assert offending("bot/telegram/", forbidden) == {}
 
 
 def test_aiogram_is_imported_only_at_the_edges() -> None:

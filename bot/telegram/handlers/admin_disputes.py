@@ -10,7 +10,6 @@ from aiogram import Bot, F, Router
 from aiogram.types import CallbackQuery
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.runtime.notifier import Outbox
 from bot.services import Services
 from bot.services.errors import WrongState
 from bot.services.money import Currencies
@@ -28,6 +27,7 @@ from bot.telegram.handlers.admin import (
 from bot.telegram.handlers.committed import show_result
 from bot.telegram.handlers.wallet import edit
 from bot.telegram.keyboards import AdminDeal
+from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus
@@ -95,7 +95,7 @@ async def resolve(
     services: Services,
     currencies: Currencies,
     deals_seen: DealVersions,
-    outbox: Outbox,
+    outbox: NoticeSender,
     bot: Bot,
 ) -> None:
     card = query.message

@@ -12,7 +12,6 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.payments.payouts import Payouts
-from bot.runtime.notifier import Outbox
 from bot.services import Services
 from bot.services.errors import InvalidInput, WrongState
 from bot.services.money import Currencies
@@ -37,6 +36,7 @@ from bot.telegram.handlers.committed import close_form, read_after_commit, show_
 from bot.telegram.handlers.wallet import (
     edit,
 )
+from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
 from db.models import WithdrawalStatus
@@ -97,7 +97,7 @@ async def approve(
     snapshot: UserSnapshot,
     services: Services,
     currencies: Currencies,
-    outbox: Outbox,
+    outbox: NoticeSender,
     bot: Bot,
     payouts: Payouts | None,
 ) -> None:
@@ -231,7 +231,7 @@ async def reject_note(
     snapshot: UserSnapshot,
     services: Services,
     currencies: Currencies,
-    outbox: Outbox,
+    outbox: NoticeSender,
     bot: Bot,
 ) -> None:
     data = await state.get_data()

@@ -17,7 +17,6 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
-from bot.runtime.notifier import Outbox
 from bot.services import Services
 from bot.services.errors import WrongState
 from bot.services.money import Currencies
@@ -29,6 +28,7 @@ from bot.telegram.freshness import DealVersions
 from bot.telegram.handlers.committed import close_form
 from bot.telegram.handlers.deals import show_card, show_committed_card
 from bot.telegram.keyboards import CONFIRMED, DealAct, Signer
+from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus
@@ -80,7 +80,7 @@ async def act(
     signer: Signer,
     deals_seen: DealVersions,
     state: FSMContext,
-    outbox: Outbox,
+    outbox: NoticeSender,
     bot: Bot,
 ) -> None:
     action = Action(callback_data.action)
@@ -185,7 +185,7 @@ async def dispute_reason(
     currencies: Currencies,
     signer: Signer,
     deals_seen: DealVersions,
-    outbox: Outbox,
+    outbox: NoticeSender,
     bot: Bot,
 ) -> None:
     if not message.text:

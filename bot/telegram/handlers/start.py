@@ -9,7 +9,6 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.runtime.notifier import Outbox
 from bot.services import Services
 from bot.services.errors import EscrowError
 from bot.services.money import Currencies
@@ -20,6 +19,7 @@ from bot.telegram.handlers.deals import show_committed_card
 from bot.telegram.handlers.wizard import show_made, wizard_deal
 from bot.telegram.handlers.wizard_screens import NewDeal
 from bot.telegram.keyboards import Nav, Signer
+from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
 
@@ -73,7 +73,7 @@ async def invitation_answer(
     services: Services,
     currencies: Currencies,
     signer: Signer,
-    outbox: Outbox,
+    outbox: NoticeSender,
     bot: Bot,
 ) -> None:
     if callback_data.action == "accept":

@@ -14,7 +14,6 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.payments.payouts import Payouts
-from bot.runtime.notifier import Outbox
 from bot.services import Services
 from bot.services.money import Currencies, Currency
 from bot.services.settings import EscrowSettings
@@ -37,6 +36,7 @@ from bot.telegram.handlers.wallet import (
     typed_amount,
 )
 from bot.telegram.keyboards import WalletMenu
+from bot.telegram.notices import NoticeSender
 from cache.snapshots import UserSnapshot
 from cache.store import SnapshotCache
 from db.models import WithdrawalStatus
@@ -211,7 +211,7 @@ async def withdraw_confirm(
     currencies: Currencies,
     snapshots: SnapshotCache,
     state: FSMContext,
-    outbox: Outbox,
+    outbox: NoticeSender,
     bot: Bot,
     deposits: DepositProvider,
     payouts: Payouts | None,

@@ -33,7 +33,6 @@ from aiogram.types import (
 from aiogram.utils.deep_linking import create_start_link
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.runtime.notifier import Outbox
 from bot.services import Services
 from bot.services.errors import EscrowError
 from bot.services.money import Currencies
@@ -46,6 +45,7 @@ from bot.telegram.handlers import wizard_screens as screens
 from bot.telegram.handlers.committed import close_form, pressed_message, show_result
 from bot.telegram.handlers.deals import show_committed_card
 from bot.telegram.keyboards import Nav, Signer
+from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
 
@@ -201,7 +201,7 @@ async def create(
     signer: Signer,
     deals_seen: DealVersions,
     bot: Bot,
-    outbox: Outbox,
+    outbox: NoticeSender,
 ) -> None:
     current = await state.get_state()
     if current != screens.NewDeal.confirm.state:
