@@ -154,3 +154,10 @@ class WrongState(EscrowError):
     def __init__(self, code: enum.Enum, /, current: Any = None, **data: Any) -> None:
         super().__init__(code, **data)
         self.current = current
+
+
+class AlreadyDone(WrongState):
+    """The deal is already where the action would take it, and the move was the
+    actor's own: a double press, or a press Telegram delivered again after its
+    commit. Nothing was changed now; the caller may show it as the success it
+    is. Its code says the same as `WrongState`'s for whoever reads it as one."""

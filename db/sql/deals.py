@@ -27,11 +27,16 @@ LEFT JOIN users s ON s.id = d.seller_id"""
 
 # The deal as it is now, locked for this transaction, with the actor's standing
 # read from the database (never from the cache).
+# The deal with the actor's standing and who made the deal's latest move (a
+# press finding the deal already where it asked to take it learns whether the
+# move was its own).
 _WITH_ACTOR = (
-    deal_view_sql("escrows", ", a.actor_status, a.actor_is_admin")
+    deal_view_sql("escrows", ", a.actor_status, a.actor_is_admin, m.last_actor_id")
     + """
 LEFT JOIN LATERAL (SELECT status AS actor_status, is_admin AS actor_is_admin
-                   FROM users WHERE id = :actor_id) a ON true"""
+                   FROM users WHERE id = :actor_id) a ON true
+LEFT JOIN LATERAL (SELECT actor_id AS last_actor_id FROM deal_events
+                   WHERE escrow_id = d.id ORDER BY id DESC LIMIT 1) m ON true"""
 )
 LOCK_DEAL = text(
     _WITH_ACTOR

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.services.errors import (
+    AlreadyDone,
     EscrowError,
     InsufficientFunds,
     InvalidInput,
@@ -499,6 +500,21 @@ async def test_a_refusal_costs_one_statement(services, cast, sql):
     with pytest.raises(WrongState):
         await services.deals.release(cast.buyer, deal.code)
     assert len(sql.stop()) == 1
+
+
+async def test_a_move_already_made_is_told_apart_by_who_made_it(services, cast, sql):
+    # Released by the buyer: the buyer's release again is their own move, done;
+    # a refund the seller asks for meanwhile is not theirs to claim.
+    deal = await deal_in(services, cast, DealStatus.RELEASED)
+    sql.start()
+    with pytest.raises(AlreadyDone) as done:
+        await services.deals.release(cast.buyer, deal.code)
+    assert len(sql.stop()) == 1  # who moved it last is read with the lock
+    assert done.value.current.status == DealStatus.RELEASED
+    funded = await deal_in(services, cast, DealStatus.FUNDED)
+    with pytest.raises(WrongState) as refused:
+        await services.deals.fund(cast.seller, funded.code)
+    assert not isinstance(refused.value, AlreadyDone)
 
 
 async def test_events_are_published_only_after_commit(services, cast, events):

@@ -254,6 +254,7 @@ class DealLifecycle(DealSteps):
                 raise NotFound(Refusal.NO_SUCH_DEAL)
             if locked.actor_status != UserStatus.ACTIVE:
                 raise UserBlocked(Refusal.ACCOUNT_BLOCKED)
+            self._refuse_if_done(deal, locked, actor, action)
             if expected_version is not None and deal.version != expected_version:
                 # The question was asked about another deal than this one now
                 # (a cancel asked before funding would now refund).

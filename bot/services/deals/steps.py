@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.services.base import Actor, Service
 from bot.services.errors import (
+    AlreadyDone,
     InsufficientFunds,
     InvalidInput,
     NotFound,
@@ -23,6 +24,7 @@ from bot.services.errors import (
     WrongState,
 )
 from bot.services.ledger import Leg, post_movement
+from bot.services.rules import RULES, Action
 from bot.services.views import DealView, deal_view
 from db import UnitOfWork
 from db.events import DealChanged
@@ -91,6 +93,18 @@ class DealSteps(Service):
         if row is None:
             raise NotFound(Refusal.NO_SUCH_DEAL)
         return deal_view(row), row
+
+    @staticmethod
+    def _refuse_if_done(deal: DealView, locked: Any, actor: Actor, action: Action) -> None:
+        """Raise `AlreadyDone` if the deal is where `action` takes it and the
+        actor made that move (`locked.last_actor_id`, read with the lock)."""
+        status = DealStatus(deal.status)
+        if status in {to for _, to in RULES[action].values()} and (
+            locked.last_actor_id == actor.id
+        ):
+            raise AlreadyDone(
+                Refusal.ACTION_NOT_NOW, current=deal, deal=deal.code, status=status, action=action
+            )
 
     async def _require_active(self, uow: UnitOfWork, actor: Actor) -> Any:
         """The actor's row (id, telegram_id, username, status), if active."""

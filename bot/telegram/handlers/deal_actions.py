@@ -18,7 +18,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
 from bot.services import Services
-from bot.services.errors import WrongState
+from bot.services.errors import AlreadyDone, WrongState
 from bot.services.money import Currencies
 from bot.services.rules import Action
 from bot.services.views import DealView
@@ -50,6 +50,13 @@ HEADLINES = {
     Action.DISPUTE: "⚠️ Dispute opened. An admin will look at it.",
     Action.CANCEL: "The deal is cancelled.",
 }
+
+
+def headline(action: Action, deal: DealView) -> str:
+    """What the actor reads above the card after their action."""
+    if action is Action.CANCEL and deal.status == DealStatus.REFUNDED:
+        return "↩️ Cancelled: the buyer is refunded."
+    return HEADLINES[action]
 
 
 class Signed(Filter):
@@ -106,6 +113,20 @@ async def act(
     guard = {"expected_version": callback_data.v} if action in CONFIRMED else {}
     try:
         outcome = await method(snapshot, callback_data.code, **guard)
+    except AlreadyDone as done:
+        # This user's own move, made before (a double tap, or this press
+        # delivered again after its commit): the success it was, told again.
+        deals_seen.note(done.current.code, done.current.version)
+        await show_committed_card(
+            bot,
+            done.current,
+            snapshot,
+            currencies,
+            signer,
+            headline(action, done.current),
+            edit=card,
+        )
+        return
     except WrongState as refused:
         if card is not None and isinstance(refused.current, DealView):
             deals_seen.note(refused.current.code, refused.current.version)
@@ -123,10 +144,9 @@ async def act(
     # Committed: from here on nothing may claim that nothing changed.
     deal = outcome.value
     deals_seen.note(deal.code, deal.version)
-    mine = HEADLINES[action]
-    if action is Action.CANCEL and deal.status == DealStatus.REFUNDED:
-        mine = "↩️ Cancelled: the buyer is refunded."
-    await show_committed_card(bot, deal, snapshot, currencies, signer, mine, edit=card)
+    await show_committed_card(
+        bot, deal, snapshot, currencies, signer, headline(action, deal), edit=card
+    )
     await outbox.send(outcome.notices, deal, actor=snapshot)
 
 
