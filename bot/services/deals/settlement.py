@@ -12,6 +12,7 @@ from bot.services.deals.steps import (
     normalise_code,
 )
 from bot.services.errors import (
+    AlreadyDone,
     InvalidInput,
     NotAllowed,
     Refusal,
@@ -49,6 +50,11 @@ class DealSettlement(DealSteps):
             deal, locked = await self._lock(uow, admin, code)
             if not locked.actor_is_admin or locked.actor_status != UserStatus.ACTIVE:
                 raise NotAllowed(Refusal.ADMIN_SETTLES_DISPUTES)
+            if deal.status == to_status and locked.last_actor_id == admin.id:
+                # this admin's own settlement, pressed again or delivered again
+                raise AlreadyDone(
+                    Refusal.NO_DISPUTE, current=deal, deal=deal.code, status=to_status
+                )
             if deal.status != DealStatus.DISPUTED:
                 raise WrongState(
                     Refusal.NO_DISPUTE,

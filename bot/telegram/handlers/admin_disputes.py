@@ -11,7 +11,7 @@ from aiogram.types import CallbackQuery
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services import Services
-from bot.services.errors import WrongState
+from bot.services.errors import AlreadyDone, WrongState
 from bot.services.money import Currencies
 from bot.services.views import DealView
 from bot.telegram import keyboards, texts
@@ -124,8 +124,20 @@ async def resolve(
         return
     try:
         resolved = await services.deals.resolve(snapshot, callback_data.code, outcome)
+    except AlreadyDone as done:
+        # This admin's own settlement, pressed again or delivered again after
+        # its commit: the success it was.
+        deals_seen.note(done.current.code, done.current.version)
+        await show_result(
+            bot,
+            snapshot.telegram_id,
+            texts.deal_card(done.current, None, currencies, RESOLVED[outcome]),
+            keyboards.admin_deal_keyboard(done.current),
+            edit=card,
+        )
+        return
     except WrongState as already:
-        # A double press, or another admin was first: nothing moved this time.
+        # Another admin was first: nothing moved this time.
         if isinstance(already.current, DealView):
             current = already.current
             await edit(
