@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from bot.bench.harness import ROUTE_NAMES, Harness
-from bot.bench.workload import BenchUser
+from bot.bench.workload import BenchUser, Mix, Pair, pairs_of
+from bot.services.money import Currency
 
 _now = time.perf_counter_ns
 
@@ -95,3 +96,49 @@ async def replay(
     if tasks:
         await asyncio.wait(tasks, timeout=30)
     return sent
+
+
+# -- who does what at each arrival ---------------------------------------------------
+
+
+def trader_count(users: int) -> int:
+    """The first fifth of the users trade in pairs; the others navigate."""
+    return max(2, users // 5) // 2 * 2 if users >= 10 else 0
+
+
+def workload_of(users: list[BenchUser], money: Currency, mix: Mix, seed: int) -> Workload:
+    """The first fifth of `users` trading in pairs, the others navigating."""
+    traders = users[: trader_count(len(users))]
+    pairs = pairs_of(traders, money, look=mix.trader_look)
+    return Workload(users[len(traders) :], pairs, mix, seed=seed)
+
+
+class Workload:
+    """Picks who does what at each arrival."""
+
+    def __init__(self, navigators: list[BenchUser], pairs: list[Pair], mix: Mix, seed: int = 1):
+        self.navigators = navigators
+        self.pairs = pairs
+        self.mix = mix
+        self.rng = random.Random(seed)
+        total = mix.read + mix.card + mix.list
+        self._read, self._card = mix.read / total, (mix.read + mix.card) / total
+
+    async def arrival(self, sched: int) -> None:
+        rng = self.rng
+        if self.pairs and rng.random() < self.mix.trader:
+            pair = _idle(self.pairs, rng)
+            if pair is not None:
+                return await pair.advance(sched, rng)
+        user = _idle(self.navigators, rng) or rng.choice(self.navigators)
+        r = rng.random()
+        kind = "read" if r < self._read else "card" if r < self._card else "list"
+        await user.navigate(kind, sched, rng)
+
+
+def _idle(people: Sequence, rng: random.Random, tries: int = 8):
+    for _ in range(tries):
+        candidate = rng.choice(people)
+        if not candidate.busy:
+            return candidate
+    return None

@@ -8,7 +8,7 @@ floor (handlers that only answer), ablations and the seed plan's
 anti-pattern; see `bot.bench.modes.MODES`. Absolute times drift on a shared
 machine, so the table also gives ratios to the floor.
 
-    python -m bot bench --quick                  # under a minute, for development
+    python -m bot bench --quick                  # a minute or two, for development
     python -m bot bench --json out.json --plot out.png --markdown out.md
     python -m bot bench --modes normal floor no_l1 --duration 30
 """
@@ -36,8 +36,9 @@ from bot.bench.goals import goals, ratios_to_floor, validate
 from bot.bench.harness import install_redis_counter
 from bot.bench.modes import MODES, hot_query_times
 from bot.bench.report import plot, render
-from bot.bench.run import Phase, Plan, run_mode, start_replica
+from bot.bench.run import Phase, Plan, run_mode
 from bot.config import ConfigError, load_config
+from bot.sim.round_trip import RoundTrip
 from db.sql.dataset import SERVER_SETTINGS
 
 QUICK = {
@@ -45,8 +46,8 @@ QUICK = {
     "data_users": 20_000,
     "deals": 100_000,
     "rate": 300.0,
-    "duration": 1.5,
-    "warmup": 0.5,
+    "duration": 2.0,
+    "warmup": 1.0,
 }
 ORDER = list(MODES)
 
@@ -54,7 +55,7 @@ ORDER = list(MODES)
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bot bench", description=__doc__.split("\n")[0])
     p.add_argument("--config", help="path to config.toml (default: ESCROW_CONFIG or ./config.toml)")
-    p.add_argument("--quick", action="store_true", help="small data set, short modes (<60 s)")
+    p.add_argument("--quick", action="store_true", help="small data set, short modes (1-2 min)")
     p.add_argument("--users", type=int, help="simulated users (default 1000; quick 150)")
     p.add_argument("--data-users", type=int, help="users in the data set (default 100000)")
     p.add_argument("--deals", type=int, help="deals in the data set (default 1000000)")
@@ -63,6 +64,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=float, help="unmeasured seconds per mode (default 3)")
     p.add_argument("--concurrency", type=int, default=50, help="closed-loop users (50)")
     p.add_argument("--replica-rate", type=float, default=50.0, help="second replica's writes/s")
+    p.add_argument(
+        "--rtt-ms",
+        type=float,
+        default=40.0,
+        help="Telegram's median round trip in the double (40; 0: answered without waiting)",
+    )
     p.add_argument("--modes", nargs="+", choices=ORDER, metavar="MODE", help=", ".join(ORDER))
     p.add_argument("--database", default="escrow_bench", help="bench database (escrow_bench)")
     p.add_argument("--reload", action="store_true", help="load the data set even if it is there")
@@ -89,6 +96,7 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
         "warmup": args.warmup if args.warmup is not None else quick.get("warmup", 3.0),
         "concurrency": args.concurrency,
         "replica_rate": args.replica_rate,
+        "rtt_ms": args.rtt_ms,
         "modes": modes,
         "database": args.database,
     }
@@ -183,6 +191,7 @@ async def run(config_path: str | None, opts: dict[str, Any]) -> dict[str, Any]:
         prefix=f"bench{secrets.token_hex(3)}",
         config_path=config_path,
         replica_rate=opts["replica_rate"],
+        rtt_ms=opts.get("rtt_ms", 40.0),
     )
     result: dict[str, Any] = {
         "version": 1,
@@ -196,11 +205,10 @@ async def run(config_path: str | None, opts: dict[str, Any]) -> dict[str, Any]:
             "load_seconds": round(data.seconds, 2),
         },
         "mix": dataclasses.asdict(plan.mix),
+        "round_trip": RoundTrip(median_ms=plan.rtt_ms).settings() if plan.rtt_ms else None,
         "hot_queries_ms": await hot_query_times(config.database, currencies[0]),
         "modes": {},
     }
-    if "replicas" in opts["modes"]:  # it takes a few seconds to start
-        plan.replica = start_replica(plan, opts["modes"].index("replicas"))
     install_redis_counter()
     for handler in logging.getLogger().handlers:
         handler.addFilter(plan.logs)
@@ -217,8 +225,6 @@ async def run(config_path: str | None, opts: dict[str, Any]) -> dict[str, Any]:
                   f" handler p99 {p99} ms", file=sys.stderr)  # fmt: skip
     finally:
         ticker.cancel()
-        if plan.replica is not None:
-            plan.replica.kill()
     phase.set("", "")
     for name, walls in phase.walls.items():
         if name in result["modes"]:

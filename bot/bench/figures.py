@@ -14,6 +14,7 @@ from bot.bench.harness import (
     REFILL,
     ROUTE_NAMES,
     ROUTES,
+    WRITER,
     Samples,
 )
 
@@ -49,6 +50,7 @@ def _mean_max(values: list[int]) -> dict[str, float]:
 
 def class_figures(s: Samples, rows: list[int]) -> dict[str, Any]:
     handler = [(s.end[i] - s.t0[i]) / 1e6 for i in rows]
+    server = [(s.end[i] - s.t0[i] - s.telegram_wait[i]) / 1e6 for i in rows]
     response = [(s.end[i] - s.sched[i]) / 1e6 for i in rows]
     presses = [i for i in rows if s.flags[i] & PRESS]
     answered = [i for i in presses if s.answer[i]]
@@ -60,6 +62,9 @@ def class_figures(s: Samples, rows: list[int]) -> dict[str, Any]:
         "tta_ms": dist([(s.answer[i] - s.t0[i]) / 1e6 for i in answered]),
         "tta_from_arrival_ms": dist([(s.answer[i] - s.sched[i]) / 1e6 for i in answered]),
         "handler_ms": dist(handler),
+        # the handler's time less the Bot API round trips its own task awaited
+        "server_ms": dist(server),
+        "telegram_wait_ms": dist([s.telegram_wait[i] / 1e6 for i in rows]),
         "response_from_arrival_ms": dist(response),
         "sql": _mean_max([s.sql[i] for i in rows]),
         "redis": _mean_max([s.redis[i] for i in rows]),
@@ -100,9 +105,13 @@ def mode_figures(s: Samples) -> dict[str, Any]:
                 "handler_ms": dist([(s.end[i] - s.t0[i]) / 1e6 for i in rows]),
                 "sql_mean": _mean_max([s.sql[i] for i in rows])["mean"],
                 "redis_mean": _mean_max([s.redis[i] for i in rows])["mean"],
+                # how many updates ran each count (those that did not fail)
+                "sql_counts": _counts([s.sql[i] for i in rows if not s.flags[i] & ERROR]),
+                "redis_counts": _counts([s.redis[i] for i in rows if not s.flags[i] & ERROR]),
             }
             for route, rows in sorted(by_route.items())
         },
+        "readers": readers(s, by_class, span),
         "steady_read": {
             "count": len(steady),
             "refills": sum(1 for i in reads if s.flags[i] & REFILL),
@@ -114,12 +123,53 @@ def mode_figures(s: Samples) -> dict[str, Any]:
             "l1_hit_ratio": _share(steady, lambda i: s.sql[i] == 0 and s.redis[i] == 0),
             "sql": _mean_max([s.sql[i] for i in steady]),
             "redis": _mean_max([s.redis[i] for i in steady]),
+            "redis_counts": _counts([s.redis[i] for i in steady]),
         },
         "curves": {
             "handler_ms": _curve([(s.end[i] - s.t0[i]) / 1e6 for i in everything]),
-            "tta_ms": _curve([(s.answer[i] - s.t0[i]) / 1e6 for i in everything if s.answer[i]]),
+            "server_ms": _curve(
+                [(s.end[i] - s.t0[i] - s.telegram_wait[i]) / 1e6 for i in everything]
+            ),
+            "tta_from_arrival_ms": _curve(
+                [(s.answer[i] - s.sched[i]) / 1e6 for i in everything if s.answer[i]]
+            ),
         },
     }
+
+
+def readers(s: Samples, by_class: dict[str, list[int]], span: float) -> dict[str, Any]:
+    """Reads (menu, wallet, help) and deal cards of users who also write (traders,
+    whose own and counterparties' writes change their snapshot) and of users who
+    never write, apart: refills per second and SQL per read, refills included."""
+    out: dict[str, Any] = {}
+    for cls in ("read", "card"):
+        for who, writer in (("writers", True), ("non_writers", False)):
+            rows = [i for i in by_class[cls] if bool(s.flags[i] & WRITER) == writer]
+            if not rows:
+                continue
+            refills = sum(1 for i in rows if s.flags[i] & REFILL)
+            out[f"{cls}_{who}"] = {
+                "count": len(rows),
+                "handler_ms": dist([(s.end[i] - s.t0[i]) / 1e6 for i in rows]),
+                "server_ms": dist([(s.end[i] - s.t0[i] - s.telegram_wait[i]) / 1e6 for i in rows]),
+                "refills": refills,
+                "refills_per_s": round(refills / span, 2) if span else None,
+                "sql_per_read": _mean_max([s.sql[i] for i in rows]),
+                # leaving out refills and Redis failures' fallbacks, as steady_read does
+                "steady_sql": _mean_max(
+                    [s.sql[i] for i in rows if not s.flags[i] & (REFILL | FALLBACK)]
+                ),
+                "redis_per_read": _mean_max([s.redis[i] for i in rows]),
+                "hit_ratio": _share(rows, lambda i: s.sql[i] == 0),
+            }
+    return out
+
+
+def _counts(values: list[int]) -> dict[str, int]:
+    counts: dict[int, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return {str(value): counts[value] for value in sorted(counts)}
 
 
 def _share(rows: list[int], test: Any) -> float | None:

@@ -8,16 +8,19 @@ record, so whatever the update causes, in its own task or in tasks it starts
   `commit` events on the engines under test;
 - Redis round trips: every `send_packed_command` of redis-py's asyncio
   connections (a pipeline is one), patched once in this process;
-- the callback answer: the Telegram double's request listener, with the
-  double's own perf_counter_ns timestamp of answerCallbackQuery.
+- the callback answer: the Telegram double's listener for requests as they
+  arrive, with the double's timestamp of answerCallbackQuery leaving the
+  process (before its simulated round trip);
+- Telegram waits: the round trips the double made the update's own task wait
+  (awaited in the handler's path; a request sent from a task of its own and
+  not awaited does not hold the update up, and is not counted).
 
 Records land in `array`s (no objects for the garbage collector to walk).
 """
 
 from __future__ import annotations
 
-import gc
-import logging
+import asyncio
 import time
 from array import array
 from collections.abc import Callable
@@ -57,16 +60,28 @@ ROUTES: dict[str, str] = {
 ROUTE_NAMES = tuple(ROUTES)
 ROUTE_IDS = {name: index for index, name in enumerate(ROUTE_NAMES)}
 # flags of a record
-ERROR, REFILL, PRESS, FALLBACK = 1, 2, 4, 8
+ERROR, REFILL, PRESS, FALLBACK, WRITER = 1, 2, 4, 8, 16
 UNEXPECTED_PREFIX = "😕"
 
 
 class Rec:
-    __slots__ = ("answer", "commits", "error", "fallback", "first_io", "redis", "sql")
+    __slots__ = (
+        "answer",
+        "commits",
+        "error",
+        "fallback",
+        "first_io",
+        "redis",
+        "sql",
+        "task",
+        "telegram_wait",
+    )
 
     def __init__(self) -> None:
         self.answer = self.first_io = 0
         self.sql = self.redis = self.commits = 0
+        self.telegram_wait = 0  # ns the update's own task waited on Bot API round trips
+        self.task: asyncio.Task[Any] | None = None
         self.error = False
         self.fallback = False  # its snapshot came from Postgres because Redis failed
 
@@ -131,6 +146,7 @@ class Samples:
         self.sched = array("q")  # when it was due to arrive (open loop) or was sent
         self.t0 = array("q")  # when it entered the dispatcher
         self.answer = array("q")  # answerCallbackQuery issued (0: none)
+        self.telegram_wait = array("q")  # ns waited on the double's round trips
         self.first_io = array("q")  # first SQL statement or Redis request (0: none)
         self.end = array("q")  # feed_update returned
         self.sql = array("H")
@@ -139,55 +155,6 @@ class Samples:
 
     def __len__(self) -> int:
         return len(self.route)
-
-
-class GcWatch:
-    """Pauses of the garbage collector, by generation, while it is on."""
-
-    def __init__(self) -> None:
-        self.pauses: list[list[int]] = [[], [], []]
-        self._started = 0
-
-    def __call__(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._started = _now()
-        else:
-            self.pauses[info["generation"]].append(_now() - self._started)
-
-    def __enter__(self) -> GcWatch:
-        gc.callbacks.append(self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        gc.callbacks.remove(self)
-
-
-class LogTally(logging.Filter):
-    """Counts warnings and errors logged while a mode runs; lets only the first
-    few of each kind through to the terminal."""
-
-    def __init__(self, shown: int = 3) -> None:
-        super().__init__()
-        self.shown = shown
-        self.counts: dict[str, int] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        key = f"{record.levelname} {record.name}: {record.msg}"[:160]
-        if record.exc_info and record.exc_info[1] is not None:
-            key += f" ({type(record.exc_info[1]).__name__})"
-        self.counts[key] = self.counts.get(key, 0) + 1
-        # warnings (slow updates, mostly) are only counted; errors are shown a
-        # few times, in one line each (the JSON has the counts)
-        if record.levelno < logging.ERROR or self.counts[key] > self.shown:
-            return False
-        if record.exc_info and record.exc_info[1] is not None:
-            record.msg = f"{record.msg}: {record.exc_info[1]!r}"
-            record.exc_info = record.exc_text = None
-        return True
-
-    def take(self) -> dict[str, int]:
-        counts, self.counts = self.counts, {}
-        return counts
 
 
 class Harness:
@@ -206,21 +173,28 @@ class Harness:
         self.changed: set[int] = set()  # users whose snapshot changed since their last update
         self.changes: dict[int, int] = {}  # how often each user's snapshot changed
         self.unfilled: set[int] = set()  # users whose L2 fill a Redis failure prevented
+        self.writers: set[int] = set()  # users who write (traders)
         self.trace: list[tuple[int, int, bool, str, int]] | None = None
         self.trace_start = 0
-        telegram.add_listener(self._heard)
+        telegram.add_listener(self._sent, sent=True)
+        telegram.add_listener(self._answered)
 
-    def _heard(self, request: BotRequest) -> None:
+    def _sent(self, request: BotRequest) -> None:
         rec = CURRENT.get()
         if rec is None:
             return
         if request.method == "answerCallbackQuery":
             if not rec.answer:
-                rec.answer = request.at_ns
+                rec.answer = request.sent_ns
         elif request.method == "sendMessage" and request.params["text"].startswith(
             UNEXPECTED_PREFIX
         ):
             rec.error = True
+
+    def _answered(self, request: BotRequest) -> None:
+        rec = CURRENT.get()
+        if rec is not None and request.waited_ns and asyncio.current_task() is rec.task:
+            rec.telegram_wait += request.waited_ns
 
     def user_changed(self, telegram_id: int) -> None:
         self.changed.add(telegram_id)
@@ -264,6 +238,7 @@ class Harness:
         if self.inflight > self.max_inflight:
             self.max_inflight = self.inflight
         rec = Rec()
+        rec.task = asyncio.current_task()
         token = CURRENT.set(rec)
         t0 = _now()
         try:
@@ -284,11 +259,16 @@ class Harness:
             s = self.samples
             s.route.append(route_id)
             s.flags.append(
-                ERROR * rec.error | REFILL * refill | PRESS * press | FALLBACK * rec.fallback
+                ERROR * rec.error
+                | REFILL * refill
+                | PRESS * press
+                | FALLBACK * rec.fallback
+                | WRITER * (telegram_id in self.writers)
             )
             s.sched.append(sched or t0)
             s.t0.append(t0)
             s.answer.append(rec.answer)
+            s.telegram_wait.append(rec.telegram_wait)
             s.first_io.append(rec.first_io)
             s.end.append(end)
             s.sql.append(min(rec.sql, 65535))

@@ -1,5 +1,5 @@
 """What the benchmark runs side by side: the product, the floor, the ablations
-and the seed plan's anti-pattern, each built as its own bot replica.
+and the seed plan's snapshot read, each built as its own bot replica.
 
 Every mode gets the same simulated users and the same mix; only what the
 mode names changes.
@@ -38,12 +38,14 @@ class Mode:
     what: str
     loop: str = "open"  # open (Poisson arrivals at --rate), closed (--concurrency users), replay
     l1: bool = True
-    source: str = "cache"  # where snapshots come from: cache | core | orm | seed
+    source: str = "cache"  # where snapshots come from: cache | core | orm | seed_snapshot
     answer_first: bool = True
     freeze_gc: bool = True
     drop_indexes: bool = False
     floor: bool = False
-    replica: bool = False
+    second: str = ""  # a second bot process: "" none, "deposits", "serves" (half the load)
+    webhook: bool = False  # built as in webhook mode (replicas=True)
+    round_trip: bool = True  # the Telegram double's round-trip model (--rtt-ms)
 
 
 MODES: dict[str, Mode] = {
@@ -76,19 +78,33 @@ MODES: dict[str, Mode] = {
         Mode("answer_last", "the callback answered after the handler", answer_first=False),
         Mode("gc_unfrozen", "the product without gc.freeze() after start-up", freeze_gc=False),
         Mode(
-            "seed",
-            "the seed's anti-pattern: a synchronous session blocking the loop, three separate "
-            "queries per update, answer last; closed loop at --concurrency users",
+            "seed_snapshot",
+            "the product with only its snapshot read replaced by the seed's: a synchronous "
+            "session blocking the loop, three separate queries; answer last; closed loop at "
+            "--concurrency users",
             loop="closed",
-            source="seed",
+            source="seed_snapshot",
             answer_first=False,
         ),
-        Mode("saturation", "the product, closed loop at --concurrency users", loop="closed"),
+        Mode(
+            "saturation",
+            "the product, closed loop at --concurrency users; Telegram's round trip off "
+            "(with it, a closed loop measures concurrency over the round trip, not the server)",
+            loop="closed",
+            round_trip=False,
+        ),
         Mode(
             "replicas",
             "the product while a second bot process deposits through its own services "
             "(commit-to-invalidation delay on this replica)",
-            replica=True,
+            second="deposits",
+        ),
+        Mode(
+            "webhook",
+            "two bot processes both serving as in webhook mode (update dedup SET NX, the "
+            "user's Redis lock), each half the users at half --rate; figures of this one",
+            second="serves",
+            webhook=True,
         ),
     )
 }
@@ -228,7 +244,7 @@ async def build(mode: Mode, config: Config, telegram: FakeTelegram) -> Built:
             config, cache=msgspec.structs.replace(config.cache, l1_size=0)
         )
     engine = build_engine(config.database)
-    seed = SeedSource(config.database) if mode.source == "seed" else None
+    seed = SeedSource(config.database) if mode.source == "seed_snapshot" else None
     source: Any = {"core": CoreSource, "orm": OrmSource}.get(mode.source, lambda e: None)(engine)
     app = await build_app(
         config,
@@ -236,6 +252,7 @@ async def build(mode: Mode, config: Config, telegram: FakeTelegram) -> Built:
         engine=engine,
         snapshot_source=seed or source,
         answer_first=mode.answer_first,
+        replicas=mode.webhook,
     )
     engines = (engine.sync_engine,) + ((seed.engine,) if seed else ())
     return Built(app.bot, app.dispatcher, app, engines, seed, (engine.dispose,))

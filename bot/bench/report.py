@@ -33,26 +33,34 @@ def tables(result: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
     for name, m in modes.items():
         p, a = m["classes"].get("presses", {}), m["classes"]["all"]
         rows.append(
-            [name, _f(m["throughput"], 0)]
-            + [_f(_get(p, "tta_ms", k), 3) for k in ("p50", "p95", "p99", "max")]
-            + [_f(_get(a, "handler_ms", k), 3) for k in ("p50", "p95", "p99", "max")]
-            + [_f(_get(m, "ratios_to_floor", "read_handler_p50"))]
+            [name + ("" if m.get("round_trip", True) else " (no rtt)"), _f(m["throughput"], 0)]
+            + [_f(_get(p, "tta_from_arrival_ms", k), 3) for k in ("p50", "p95", "p99", "max")]
+            + [_f(_get(a, "handler_ms", k), 3) for k in ("p50", "p99")]
+            + [_f(_get(a, "server_ms", k), 3) for k in ("p50", "p95", "p99")]
+            + [_f(_get(m, "ratios_to_floor", "read_server_p50"))]
         )
-    head = ["mode", "upd/s", "answer p50", "p95", "p99", "max", "handler p50", "p95", "p99", "max"]
+    head = ["mode", "upd/s", "answer p50", "p95", "p99", "max", "handler p50", "p99"]
+    head += ["server p50", "p95", "p99", "×floor"]
+    rtt = result.get("round_trip")
+    said = f"median {rtt['median_ms']:g} ms" if rtt else "off"
     out.append(
-        ("Time to answer (presses) and handler latency (all updates), ms", [*head, "×floor"], rows)
+        (
+            "Presses: arrival to answerCallbackQuery sent; all updates: handler time and "
+            f"server time (Telegram waits excluded), ms; Telegram round trip {said}",
+            head,
+            rows,
+        )
     )
     head = ["mode", "read", "card", "list", "wizard press", "wizard msg", "write"]
     rows = [
         [name]
-        + [_f(_get(m, "classes", c, "handler_ms", "p95"), 3) for c in head[1:4]]
         + [
-            _f(_get(m, "classes", c, "handler_ms", "p95"), 3)
-            for c in ("wizard_press", "wizard_msg", "write")
+            _f(_get(m, "classes", c, "server_ms", "p95"), 3)
+            for c in ("read", "card", "list", "wizard_press", "wizard_msg", "write")
         ]
         for name, m in modes.items()
     ]
-    out.append(("Handler latency p95 by route class, ms", head, rows))
+    out.append(("Server time p95 by route class (Telegram waits excluded), ms", head, rows))
     head = ["mode", "SQL/upd", "SQL/read (steady)", "SQL/write max", "commits/write", "Redis/upd"]
     head += ["Redis/read", "L1 hit", "L1+L2 hit", "read hit", "errors", "dropped", "gc max ms"]
     rows = []
@@ -77,20 +85,25 @@ def tables(result: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
     out.append(("I/O per update, cache, errors and garbage collection", head, rows))
     normal = modes.get("normal")
     if normal:
-        head = ["class", "n", "answer p50", "p99", "max", "handler p50", "p95", "p99", "max"]
-        head += ["SQL mean/max", "Redis mean/max"]
+        head = ["class", "n", "answer p50", "p99", "max", "handler p50", "p95", "server p50"]
+        head += ["p95", "p99", "max", "SQL mean/max", "Redis mean/max"]
         rows = []
         for c, f in normal["classes"].items():
             rows.append(
                 [c, str(f["count"])]
-                + [_f(_get(f, "tta_ms", k), 3) for k in ("p50", "p99", "max")]
-                + [_f(_get(f, "handler_ms", k), 3) for k in ("p50", "p95", "p99", "max")]
+                + [_f(_get(f, "tta_from_arrival_ms", k), 3) for k in ("p50", "p99", "max")]
+                + [_f(_get(f, "handler_ms", k), 3) for k in ("p50", "p95")]
+                + [_f(_get(f, "server_ms", k), 3) for k in ("p50", "p95", "p99", "max")]
                 + [
                     f"{f['sql']['mean']:.2f}/{f['sql']['max']}",
                     f"{f['redis']['mean']:.2f}/{f['redis']['max']}",
                 ]
             )
-        out.append(("normal mode by route class (ms)", head, rows))
+        out.append(("normal mode by route class (answer from arrival), ms", head, rows))
+        out.append(_readers(normal))
+    webhook = modes.get("webhook")
+    if normal and webhook:
+        out.append(_replicas(normal, webhook))
     if result.get("goals"):
         rows = [
             [g["goal"], g["target"], g["measured"], "yes" if g["met"] else "NO"]
@@ -98,6 +111,60 @@ def tables(result: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
         ]
         out.append(("Goals", ["goal", "target", "measured", "met"], rows))
     return out
+
+
+def _readers(normal: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    head = ["reads", "n", "server p50", "p95", "p99", "refills", "refills/s", "SQL/read"]
+    head += ["steady SQL", "Redis/read", "hit"]
+    rows = []
+    for who, r in normal.get("readers", {}).items():
+        rows.append(
+            [who, str(r["count"])]
+            + [_f(_get(r, "server_ms", k), 3) for k in ("p50", "p95", "p99")]
+            + [str(r["refills"]), _f(r["refills_per_s"])]
+            + [f"{r['sql_per_read']['mean']:.3f}/{r['sql_per_read']['max']}"]
+            + [f"{r['steady_sql']['mean']:.3f}/{r['steady_sql']['max']}"]
+            + [_f(_get(r, "redis_per_read", "mean"), 3), _f(r["hit_ratio"], 4)]
+        )
+    title = "normal mode: reads and cards by users who write and who never do (refills included)"
+    return title, head, rows
+
+
+def _replicas(
+    normal: dict[str, Any], webhook: dict[str, Any]
+) -> tuple[str, list[str], list[list[str]]]:
+    head = ["", "upd/s", "answer p99", "read server p50", "p95", "Redis/steady read", "L1 hit"]
+    head += ["Redis/press", "Redis/msg", "Redis/write", "errors"]
+    rows = []
+    for name, m in (("single process", normal), ("webhook replica", webhook)):
+        c = m["classes"]
+        counts = _get(m, "steady_read", "redis_counts") or {}
+        rows.append(
+            [
+                name,
+                _f(m["throughput"], 0),
+                _f(_get(c, "presses", "tta_from_arrival_ms", "p99"), 3),
+                _f(_get(c, "read", "server_ms", "p50"), 3),
+                _f(_get(c, "read", "server_ms", "p95"), 3),
+                _f(_get(m, "steady_read", "redis", "mean"), 2),
+                min(counts, key=int, default="–"),
+                _f(_get(c, "presses", "redis", "mean"), 2),
+                _f(_get(c, "wizard_msg", "redis", "mean"), 2),
+                _f(_get(c, "write", "redis", "mean"), 2),
+                _f(_get(c, "all", "errors")),
+            ]
+        )
+    other = webhook.get("second_process")
+    if other:
+        c = other["classes"]
+        rows.append(
+            ["second replica", _f(other["throughput"], 0), "–"]
+            + [_f(_get(c, "read", "server_ms", k), 3) for k in ("p50", "p95")]
+            + ["–", "–", _f(_get(c, "presses", "redis", "mean"), 2)]
+            + [_f(_get(c, "wizard_msg", "redis", "mean"), 2)]
+            + [_f(_get(c, "write", "redis", "mean"), 2), _f(other.get("errors"))]
+        )
+    return "Webhook replicas (two processes serving) beside one process, per update", head, rows
 
 
 def render(result: dict[str, Any], *, markdown: bool = False) -> str:
@@ -132,8 +199,8 @@ def plot(curves: dict[str, dict[str, list[float]]], path: Path, title: str) -> s
         return "matplotlib is not installed (pip install -e '.[bench]'): no plot"
     fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), sharey=True)
     for ax, key, label in (
-        (axes[0], "tta", "button time-to-answer (ms)"),
-        (axes[1], "handler", "handler latency, all updates (ms)"),
+        (axes[0], "tta", "press: arrival to answerCallbackQuery sent (ms)"),
+        (axes[1], "server", "server time, all updates, Telegram waits excluded (ms)"),
     ):
         for index, (mode, data) in enumerate(curves.items()):
             values = sorted(v for v in data.get(key, []) if v > 0)

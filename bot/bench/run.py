@@ -13,14 +13,15 @@ from typing import Any
 import msgspec
 
 from bot.bench import data as bench_data
-from bot.bench.arrivals import closed_loop, open_loop, replay
+from bot.bench.arrivals import closed_loop, open_loop, replay, trader_count, workload_of
 from bot.bench.figures import cache_figures, dist, mode_figures
-from bot.bench.harness import GcWatch, Harness, LogTally, count_sql
+from bot.bench.harness import Harness, count_sql
 from bot.bench.modes import Built, Mode, build, hot_query_times
-from bot.bench.replica import Heard, ReplicaProcess
-from bot.bench.rows import telegram_id
-from bot.bench.workload import BenchUser, Mix, Workload, pairs_of
+from bot.bench.replica import Heard, ReplicaProcess, mode_prefix, split, start_replica
+from bot.bench.watch import GcWatch, LogTally, gc_figures
+from bot.bench.workload import BenchUser, Mix
 from bot.config import Config
+from bot.sim.round_trip import RoundTrip
 from bot.sim.telegram import FakeTelegram
 from cache.snapshots import UserSnapshot
 from db.events import UserChanged
@@ -40,28 +41,18 @@ class Plan:
     prefix: str
     config_path: str | None
     replica_rate: float = 50.0
+    rtt_ms: float = 40.0  # the Telegram double's median round trip (0: none)
     mix: Mix = field(default_factory=Mix)
     trace: list[tuple[int, int, bool, str, int]] | None = None
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     logs: LogTally = field(default_factory=LogTally)
-    replica: ReplicaProcess | None = None  # started early: it takes seconds to import
 
 
-def start_replica(plan: Plan, index: int) -> ReplicaProcess:
-    """Spawn the second bot process for the mode run as number `index`."""
-    navigators = plan.numbers[trader_count(len(plan.numbers)) :]
-    replica = ReplicaProcess(
-        {
-            "config": plan.config_path,
-            "database": plan.config.database.sqlalchemy_url.database,
-            "prefix": mode_prefix(plan, index),
-            "rate": plan.replica_rate,
-            "seconds": plan.seconds,
-            "users": [telegram_id(n) for n in navigators[:200]],
-        }
-    )
-    replica.start()
-    return replica
+def round_trip(plan: Plan, mode: Mode) -> RoundTrip | None:
+    """The double's round trip for `mode` (seeded by the mode's name), or none."""
+    if not plan.rtt_ms or not mode.round_trip:
+        return None
+    return RoundTrip(median_ms=plan.rtt_ms, seed=zlib.crc32(mode.name.encode()))
 
 
 class Phase:
@@ -82,10 +73,6 @@ class Phase:
             walls[self.label] = round(walls.get(self.label, 0.0) + now - self.started, 2)
         self.mode, self.label, self.seconds = mode, label, seconds
         self.started = now
-
-
-def mode_prefix(plan: Plan, index: int) -> str:
-    return f"{plan.prefix}m{index}"
 
 
 async def _welcome(users: list[BenchUser]) -> None:
@@ -153,26 +140,32 @@ async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str
     removers = []
     try:
         phase.set(mode.name, "starting")
-        telegram = FakeTelegram(keep_log=False)
+        telegram = FakeTelegram(keep_log=False, latency=round_trip(plan, mode))
         built = await build(mode, config, telegram)
         harness = phase.harness = Harness(telegram, built.bot, built.dispatcher)
         removers = [count_sql(engine) for engine in built.engines]
         heard = Heard()
         _hooks(built, harness, heard)
+        numbers = split(plan, mode)[0]
         users = [
             BenchUser(harness, i, number, plan.codes.get(number, ()))
-            for i, number in enumerate(plan.numbers)
+            for i, number in enumerate(numbers)
         ]
-        if mode.replica:
-            replica = plan.replica or start_replica(plan, index)
-            plan.replica = None
+        harness.writers = {user.id for user in users[: trader_count(len(users))]}
+        if mode.second:
+            # started now, not earlier: its start-up (seconds of imports) would
+            # take the CPU from the modes measured meanwhile
+            phase.set(mode.name, "second process")
+            replica = start_replica(plan, mode, index)
+            await replica.ready()
+        if mode.second == "serves":
+            assert replica is not None
+            replica.go()  # it welcomes its users, warms up and measures as this one does
         phase.set(mode.name, "welcome", 0)
         await _welcome(users)
         drive, pairs = _driver(plan, mode, harness, users)
         phase.set(mode.name, "warm-up", plan.warmup)
         await drive(plan.warmup, warmup=True)
-        if replica is not None:
-            await replica.ready()
         counters = built.app.cache.cache.counters if built.app else None
         before = counters.as_dict() if counters else None
         gc.collect()
@@ -186,7 +179,8 @@ async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str
         harness.measuring = True
         if plan.trace is None and mode.name == "normal":
             harness.start_trace()
-        if replica is not None:
+        if mode.second == "deposits":
+            assert replica is not None
             replica.go()
         phase.set(mode.name, "measure", plan.seconds)
         with GcWatch() as watch:
@@ -200,18 +194,19 @@ async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str
             loop=mode.loop,
             source=mode.source,
             seconds=round(sent, 3),
-            rate=plan.rate if mode.loop == "open" else None,
+            rate=_rate(plan, mode) if mode.loop == "open" else None,
+            round_trip=telegram.latency is not None,
             concurrency=plan.concurrency if mode.loop == "closed" else None,
             dropped=harness.dropped,
             max_inflight=harness.max_inflight,
-            gc=_gc(watch, mode.freeze_gc, full_ms),
+            gc=gc_figures(watch, mode.freeze_gc, full_ms),
             log=plan.logs.take(),
             **extra,
         )
         if counters is not None and before is not None:
             figures["cache"] = cache_figures(before, counters.as_dict())
         if built.seed is not None:
-            figures["seed_driver"] = built.seed.driver
+            figures["seed_snapshot_driver"] = built.seed.driver
         if pairs:
             figures["deals_completed"] = sum(p.deals for p in pairs)
             figures["flow_resets"] = sum(p.resets for p in pairs)
@@ -226,6 +221,8 @@ async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str
                 "errors": result["errors"],
                 "delay_ms": dist(delays),
             }
+            if "figures" in result:
+                figures["second_process"] = result["figures"]
         plan.curves[mode.name] = _curves(harness)
         return figures
     finally:
@@ -242,29 +239,17 @@ async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str
             await bench_data.restore_indexes(settings)
 
 
-def _gc(watch: GcWatch, frozen: bool, full_ms: float) -> dict[str, Any]:
-    pauses = [p for generation in watch.pauses for p in generation]
-    return {
-        "frozen": frozen,
-        "full_collection_ms": round(full_ms, 2),
-        "collections": [len(g) for g in watch.pauses],
-        "max_pause_ms_by_generation": [round(max(g, default=0) / 1e6, 3) for g in watch.pauses],
-        "max_pause_ms": round(max(pauses, default=0) / 1e6, 3),
-        "total_pause_ms": round(sum(pauses) / 1e6, 2),
-    }
-
-
 def _curves(harness: Harness) -> dict[str, list[float]]:
     s = harness.samples
     return {
-        "handler": [(s.end[i] - s.t0[i]) / 1e6 for i in range(len(s))],
-        "tta": [(s.answer[i] - s.t0[i]) / 1e6 for i in range(len(s)) if s.answer[i]],
+        "server": [(s.end[i] - s.t0[i] - s.telegram_wait[i]) / 1e6 for i in range(len(s))],
+        "tta": [(s.answer[i] - s.sched[i]) / 1e6 for i in range(len(s)) if s.answer[i]],
     }
 
 
-def trader_count(users: int) -> int:
-    """The first fifth of the users trade in pairs; the others navigate."""
-    return max(2, users // 5) // 2 * 2 if users >= 10 else 0
+def _rate(plan: Plan, mode: Mode) -> float:
+    """Open-loop arrivals per second in this process (two serving share --rate)."""
+    return plan.rate / 2 if mode.second == "serves" else plan.rate
 
 
 def _driver(plan: Plan, mode: Mode, harness: Harness, users: list[BenchUser]):
@@ -279,15 +264,13 @@ def _driver(plan: Plan, mode: Mode, harness: Harness, users: list[BenchUser]):
             return await replay(harness, users, trace)
 
         return drive_replay, []
-    traders = users[: trader_count(len(users))]
     currencies = plan.config.currency_table()
     money = currencies[currencies.codes[0]]
-    pairs = pairs_of(traders, money)
-    workload = Workload(users[len(traders) :], pairs, plan.mix, seed=zlib.crc32(mode.name.encode()))
+    workload = workload_of(users, money, plan.mix, seed=zlib.crc32(mode.name.encode()))
 
     async def drive(seconds: float, *, warmup: bool) -> float:
         if mode.loop == "closed":
             return await closed_loop(workload.arrival, plan.concurrency, seconds)
-        return await open_loop(harness, workload.arrival, plan.rate, seconds)
+        return await open_loop(harness, workload.arrival, _rate(plan, mode), seconds)
 
-    return drive, pairs
+    return drive, workload.pairs

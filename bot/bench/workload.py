@@ -9,7 +9,9 @@ Two kinds of people:
   through the wizard (role and currency buttons, counterparty, amount and
   description messages), creates the deal; the seller accepts, the buyer
   funds, the seller marks it delivered, the buyer asks to release (a
-  confirmation card) and confirms. Then the next deal.
+  confirmation card) and confirms. Then the next deal. Between steps either
+  of them looks around: their wallet, the current deal's card, the menu
+  (reads by users whose own and counterparties' writes change what they read).
 
 Every update comes from a button the user can see or a message they type,
 through the Telegram double, into the real Dispatcher.
@@ -38,6 +40,7 @@ _now = time.perf_counter_ns
 LIST_KINDS = ("active", "action", "finished")
 CREATE_TEXT = wizard_screens.CREATE
 FUND_PREFIX = ACTION_LABELS[Action.FUND].split("{", 1)[0]
+DEAL_CARD_PREFIX = DealCard.__prefix__ + ":"
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Mix:
     """Shares of arrivals: trader steps, then navigator presses by kind."""
 
     trader: float = 0.30
+    trader_look: float = 0.25  # of the traders' turns, a look around instead of a step
     read: float = 0.50
     card: float = 0.10
     list: float = 0.10
@@ -132,6 +136,32 @@ class BenchUser(SimulatedUser):
         self.screen = to
         return await self.press_data(to, sched, Nav(to=to).pack())
 
+    # -- a trader's look around between steps -------------------------------------------
+
+    async def look(self, sched: int, rng: random.Random) -> None:
+        """The wallet or the current deal's card from the menu, else back to the menu."""
+        if self.screen != "menu":
+            self.screen = "menu"
+            return await self.press_data("menu", sched, Nav(to="menu").pack())
+        code = self._current_deal()
+        if code is not None and rng.random() < 0.5:
+            self.screen = f"card:{code}"
+            return await self.press_data("card", sched, DealCard(code=code).pack())
+        self.screen = "wallet"
+        return await self.press_data("wallet", sched, Nav(to="wallet").pack())
+
+    def _current_deal(self) -> str | None:
+        """The code of the newest deal card in the chat (its refresh button)."""
+        for message in reversed(self.chat.messages.values()):
+            if message.message_id == self.nav_id:
+                continue
+            for row in message.keyboard:
+                for button in row:
+                    data = button.callback_data or ""
+                    if data.startswith(DEAL_CARD_PREFIX):
+                        return DealCard.unpack(data).code
+        return None
+
     def _older(self) -> Button | None:
         shown = self.chat.messages.get(self.nav_id)
         if shown is None:
@@ -146,11 +176,19 @@ class Pair:
     """A buyer and a seller running deal after deal."""
 
     def __init__(
-        self, buyer: BenchUser, seller: BenchUser, money: Currency, stagger: int = 0
+        self,
+        buyer: BenchUser,
+        seller: BenchUser,
+        money: Currency,
+        stagger: int = 0,
+        look: float = 0.0,
     ) -> None:
         """:param stagger: the first this many turns the buyer only looks around
-        (menu, wallet, help), so that pairs are not all at the same step."""
+        (menu, wallet, help), so that pairs are not all at the same step.
+        :param look: the share of turns in which one of them looks around
+        (`BenchUser.look`) instead of taking the next step."""
         self.buyer, self.seller = buyer, seller
+        self.look = look
         self.stagger = stagger
         self.step = 0
         self.deals = 0
@@ -184,6 +222,8 @@ class Pair:
         if self.stagger:
             self.stagger -= 1
             return await self.buyer.navigate("read", sched, rng)
+        if self.look and rng.random() < self.look:
+            return await rng.choice((self.buyer, self.seller)).look(sched, rng)
         steps = self._steps()
         user, route, how, what = steps[self.step]
         try:
@@ -216,41 +256,10 @@ def _find(user: BenchUser, text: str, *, prefix: bool) -> tuple[ChatMessage, But
     raise ButtonNotFound(text)
 
 
-def pairs_of(traders: Sequence[BenchUser], money: Currency) -> list[Pair]:
+def pairs_of(traders: Sequence[BenchUser], money: Currency, look: float = 0.0) -> list[Pair]:
     """Traders two by two, staggered over the steps of a deal."""
     steps = 12
     return [
-        Pair(traders[i], traders[i + 1], money, stagger=(i // 2 * 5) % steps)
+        Pair(traders[i], traders[i + 1], money, stagger=(i // 2 * 5) % steps, look=look)
         for i in range(0, len(traders) - 1, 2)
     ]
-
-
-class Workload:
-    """Picks who does what at each arrival."""
-
-    def __init__(self, navigators: list[BenchUser], pairs: list[Pair], mix: Mix, seed: int = 1):
-        self.navigators = navigators
-        self.pairs = pairs
-        self.mix = mix
-        self.rng = random.Random(seed)
-        total = mix.read + mix.card + mix.list
-        self._read, self._card = mix.read / total, (mix.read + mix.card) / total
-
-    async def arrival(self, sched: int) -> None:
-        rng = self.rng
-        if self.pairs and rng.random() < self.mix.trader:
-            pair = _idle(self.pairs, rng)
-            if pair is not None:
-                return await pair.advance(sched, rng)
-        user = _idle(self.navigators, rng) or rng.choice(self.navigators)
-        r = rng.random()
-        kind = "read" if r < self._read else "card" if r < self._card else "list"
-        await user.navigate(kind, sched, rng)
-
-
-def _idle(people: Sequence, rng: random.Random, tries: int = 8):
-    for _ in range(tries):
-        candidate = rng.choice(people)
-        if not candidate.busy:
-            return candidate
-    return None

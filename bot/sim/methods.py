@@ -1,24 +1,48 @@
-"""The Bot API methods the Telegram double answers, each a function of the double, the
-bot and the request; `FakeTelegram.make_request` looks them up here and a method not
-registered raises.
+"""The Bot API methods the Telegram double answers (a `BotRequest` each), each a
+function of the double, the bot and the request; `FakeTelegram.make_request`
+looks them up here and a method not registered raises.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from aiogram.methods import TelegramMethod
 from aiogram.types import Message, User
 
-from bot.sim.chats import CallbackAnswer
+from bot.sim.chats import CallbackAnswer, ChatMessage
 from bot.sim.content import Refused, keyboard_of, render_text
 
 if TYPE_CHECKING:
     from aiogram import Bot
 
-    from bot.sim.telegram import BotRequest, FakeTelegram
+    from bot.sim.telegram import FakeTelegram
 
-Handler = Callable[["FakeTelegram", "Bot", "BotRequest"], Any]
+
+@dataclass(slots=True, eq=False)
+class BotRequest:
+    """One Bot API call as the server saw it."""
+
+    method: str
+    params: dict[str, Any]
+    """The call's fields that were set, with bot defaults (parse_mode, ...) resolved."""
+    at_ns: int
+    """time.perf_counter_ns() when the server handled it, for one ordered timeline."""
+    call: TelegramMethod[Any] = field(repr=False)
+    result: Any = field(default=None, repr=False)
+    error: Exception | None = None
+    message: ChatMessage | None = field(default=None, repr=False)
+    """The chat message this call created or changed, as it stands afterwards."""
+    sent_ns: int = 0
+    """time.perf_counter_ns() when the request reached the double (left the bot's
+    process), before its round trip."""
+    waited_ns: int = 0
+    """How long the double made the caller wait for it (the simulated round trip)."""
+
+
+Handler = Callable[["FakeTelegram", "Bot", BotRequest], Any]
 
 _HANDLERS: dict[str, Handler] = {}
 

@@ -16,7 +16,6 @@ from collections import defaultdict, deque
 from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
@@ -29,9 +28,9 @@ from aiogram.methods.base import TelegramType
 from aiogram.types import User
 
 from bot.sim.bot_settings import BotSettings
-from bot.sim.chats import ChatMessage, ChatState
+from bot.sim.chats import ChatState
 from bot.sim.content import Refused
-from bot.sim.methods import handler_for
+from bot.sim.methods import BotRequest, handler_for
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -48,22 +47,6 @@ _QUERY_IDS = itertools.count(1)
 OPEN_QUERIES_LIMIT = 65_536
 
 
-@dataclass(slots=True, eq=False)
-class BotRequest:
-    """One Bot API call as the server saw it."""
-
-    method: str
-    params: dict[str, Any]
-    """The call's fields that were set, with bot defaults (parse_mode, ...) resolved."""
-    at_ns: int
-    """time.perf_counter_ns() when the server handled it, for one ordered timeline."""
-    call: TelegramMethod[Any] = field(repr=False)
-    result: Any = field(default=None, repr=False)
-    error: Exception | None = None
-    message: ChatMessage | None = field(default=None, repr=False)
-    """The chat message this call created or changed, as it stands afterwards."""
-
-
 class FakeTelegram(BaseSession):
     """A `BaseSession` that answers Bot API methods from in-memory private chats."""
 
@@ -73,12 +56,13 @@ class FakeTelegram(BaseSession):
         bot_username: str = "escrow_test_bot",
         bot_name: str = "Escrow Test Bot",
         clock: Callable[[], float] = time.time,
-        latency: float | None = None,
+        latency: float | Callable[[], float] | None = None,
         keep_log: bool = True,
     ) -> None:
         """:param clock: wall clock for message dates (a test can move time forward).
         :param latency: None answers without suspending (fastest); a number of seconds
-            (0 included) suspends first, so concurrent updates interleave as over a network.
+            (0 included) suspends first, so concurrent updates interleave as over a network;
+            a function is asked for each request's seconds (`bot.sim.round_trip.RoundTrip`).
         :param keep_log: False stops keeping the request log (long benchmark runs);
             listeners and `capture()` still see every request."""
         super().__init__()
@@ -94,6 +78,7 @@ class FakeTelegram(BaseSession):
         """Methods the bot called that the double does not answer (each one raised)."""
         self._log: list[BotRequest] = []
         self._listeners: list[Listener] = []
+        self._sent_listeners: list[Listener] = []
         self._failures: defaultdict[str, deque[ErrorFactory]] = defaultdict(deque)
         self._queries: dict[str, int] = {}
         self._bot_users: dict[int, User] = {}
@@ -120,14 +105,19 @@ class FakeTelegram(BaseSession):
     def clear(self) -> None:
         self._log.clear()
 
-    def add_listener(self, listener: Listener) -> Listener:
+    def add_listener(self, listener: Listener, *, sent: bool = False) -> Listener:
         """Call `listener(request)` for every request as the server handles it, e.g. to
-        interleave Bot API calls with SQL statements and Redis commands in one timeline."""
-        self._listeners.append(listener)
+        interleave Bot API calls with SQL statements and Redis commands in one timeline.
+        With `sent`, as the request arrives instead: before its round trip and before
+        it is answered (no result yet), in the task that sent it."""
+        (self._sent_listeners if sent else self._listeners).append(listener)
         return listener
 
     def remove_listener(self, listener: Listener) -> None:
-        self._listeners.remove(listener)
+        if listener in self._sent_listeners:
+            self._sent_listeners.remove(listener)
+        else:
+            self._listeners.remove(listener)
 
     @contextmanager
     def capture(self) -> Iterator[list[BotRequest]]:
@@ -167,10 +157,16 @@ class FakeTelegram(BaseSession):
         method: TelegramMethod[TelegramType],
         timeout: int | None = None,  # noqa: ASYNC109 - BaseSession's signature
     ) -> TelegramType:
-        if self.latency is not None:
-            await asyncio.sleep(self.latency)
+        sent = time.perf_counter_ns()
         name = method.__api_method__
-        request = BotRequest(name, self._params(bot, method), time.perf_counter_ns(), method)
+        request = BotRequest(name, self._params(bot, method), sent, method, sent_ns=sent)
+        for listener in self._sent_listeners:
+            listener(request)
+        latency = self.latency() if callable(self.latency) else self.latency
+        if latency is not None:
+            await asyncio.sleep(latency)
+            request.at_ns = time.perf_counter_ns()
+            request.waited_ns = request.at_ns - sent
         # Everything below is synchronous: a request is handled atomically, so updates in
         # flight at the same time can't see a half-changed chat.
         try:
@@ -281,6 +277,13 @@ class FakeTelegram(BaseSession):
         if chat is None:
             raise Refused("chat not found")
         return chat
+
+
+def start_update_ids_at(first: int) -> None:
+    """Number this process's updates from `first` on: a second process whose
+    updates meet this one's in the same Redis (the duplicate check) starts far off."""
+    global _UPDATE_IDS
+    _UPDATE_IDS = itertools.count(first)
 
 
 def _retry_after(seconds: int, call: TelegramMethod[Any]) -> Exception:

@@ -26,6 +26,7 @@ def samples(*reads: tuple[int, int]) -> Samples:
         for column, value in ((s.sched, start), (s.t0, start), (s.end, start + 1_000_000)):
             column.append(value)
         s.answer.append(0)
+        s.telegram_wait.append(0)
         s.first_io.append(0)
         s.sql.append(sql)
         s.redis.append(2 if sql else 1)  # GET, and the fill after a load
