@@ -31,7 +31,7 @@ from bot.services import ServiceContext, Services
 from bot.services.wallets import AdminCreditsOnly, DemoDepositProvider, DepositProvider
 from bot.telegram import texts
 from bot.telegram.freshness import DealVersions
-from bot.telegram.fsm import GuardedStorage, RedisGuard
+from bot.telegram.fsm import FormScope, GuardedStorage, RedisGuard
 from bot.telegram.handlers import build_router
 from bot.telegram.keyboards import Signer
 from bot.telegram.middlewares import (
@@ -208,6 +208,8 @@ async def build_app(
     # say so in their callback_answer flags.
     in_flight = InFlight()
     dispatcher.update.outer_middleware(in_flight)
+    # An update reads its sender's form once, however often it asks.
+    dispatcher.update.outer_middleware(FormScope())
     update_dedup = None
     if replicas:
         # Before the rest of ours: a duplicate takes no lock and is not timed.
