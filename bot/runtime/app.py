@@ -210,24 +210,30 @@ async def build_app(
     dispatcher.update.outer_middleware(in_flight)
     # An update reads its sender's form once, however often it asks.
     dispatcher.update.outer_middleware(FormScope())
+    isolation: BaseEventIsolation = ProcessEventIsolation()
+    if replicas and redis_storage is not None:
+        forms = storage if isinstance(storage, GuardedStorage) else None
+        isolation = RedisUserLock(
+            redis_storage.redis, key_builder, config.runtime.lease_seconds, guard, forms
+        )
+    fsm = ButtonsSkipStateMiddleware(storage, isolation)
     update_dedup = None
     if replicas:
         # Before the rest of ours: a duplicate takes no lock and is not timed.
+        # The user's Redis lock (and form) is taken with the update's lease.
         update_dedup = UpdateDedup(
             cache.cache.redis,
             CacheKeys(config.cache.key_prefix),
             config.runtime.update_dedup_seconds,
             config.runtime.lease_seconds,
             guard,
+            users=isolation if isinstance(isolation, RedisUserLock) else None,
+            user_of=lambda data: (
+                context.key if (context := fsm.resolve_event_context(data["bot"], data)) else None
+            ),
         )
         dispatcher.update.outer_middleware(update_dedup)
     dispatcher.update.outer_middleware(UpdateMetrics(metrics))
-    isolation: BaseEventIsolation = ProcessEventIsolation()
-    if replicas and redis_storage is not None:
-        isolation = RedisUserLock(
-            redis_storage.redis, key_builder, config.runtime.lease_seconds, guard
-        )
-    fsm = ButtonsSkipStateMiddleware(storage, isolation)
     dispatcher.fsm = fsm
     dispatcher.update.outer_middleware(fsm)
     dispatcher.callback_query.middleware(RouteName())
