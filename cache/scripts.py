@@ -8,6 +8,9 @@ generation counts as absent; a fill read under a stale generation is refused.
 
 The run check: is this Redis the one the entries were written to? If not,
 disown them all, once, however many replicas ask at the same moment.
+
+Update leases (webhook mode): an update's lease and its user's lock taken in
+one round trip, the user's form read with them, and both given back in one.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiogram import BaseMiddleware
+from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.fsm.storage.base import BaseEventIsolation, KeyBuilder, StorageKey
 from aiogram.types import CallbackQuery, TelegramObject, Update
 from redis.asyncio import Redis
@@ -80,7 +81,7 @@ class UpdateDedup(BaseMiddleware):
         guard: RedisGuard | None = None,
         *,
         users: RedisUserLock | None = None,
-        user_of: Callable[[dict[str, Any]], StorageKey | None] | None = None,
+        contexts: FSMContextMiddleware | None = None,
     ) -> None:
         self.scripts = UpdateLeaseScripts(redis)
         self.keys = keys
@@ -88,7 +89,7 @@ class UpdateDedup(BaseMiddleware):
         self.lease_seconds = lease_seconds
         self.guard = guard
         self.users = users
-        self.user_of = user_of
+        self.contexts = contexts
         self.dropped = 0  # handled already
         self.deferred = 0  # in hand elsewhere: Telegram asked to post it later
 
@@ -106,15 +107,23 @@ class UpdateDedup(BaseMiddleware):
             update_id = data["event_update"].update_id
         else:
             return await handler(event, data)
-        user = self.user_of(data) if self.user_of is not None else None
+        user = self._user(data)
         if self.users is None or user is None:
             return await self._handle(handler, event, data, update_id, None)
+        # this process's lock for the user first: its updates queue here, not on Redis
         async with self.users.process.lock(user):
             token = _taken_with_update.set(user)
             try:
                 return await self._handle(handler, event, data, update_id, user)
             finally:
                 _taken_with_update.reset(token)
+
+    def _user(self, data: dict[str, Any]) -> StorageKey | None:
+        """The user (their FSM key) whose lock the update takes, if any."""
+        if self.users is None or self.contexts is None:
+            return None
+        context = self.contexts.resolve_event_context(data["bot"], data)
+        return context.key if context is not None else None
 
     async def _handle(
         self,

@@ -18,6 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.runtime.app import App, build_app
 from bot.runtime.coordination import DONE, Lease, RedisUserLock, WebhookReply, webhook_reply
+from bot.runtime.leases import UpdateLease
 from bot.sim import FakeTelegram, SimulatedUser
 from cache.keys import CacheKeys
 from cache.scripts import UpdateLeaseScripts
@@ -129,6 +130,16 @@ async def test_a_lease_is_renewed_while_held_and_gone_when_released(redis: Redis
     assert await redis.get(lease.name) is None
     assert await other.acquire()
     await other.release()
+
+
+async def test_an_update_lease_renews_the_update_and_the_lock_while_held(redis: Redis) -> None:
+    scripts = UpdateLeaseScripts(redis)
+    lease = UpdateLease(scripts, "lease-test:update", "lease-test:lock", LEASE)
+    assert (await lease.take(None))[:2] == [1, 1]
+    await asyncio.sleep(LEASE * 3)  # three times its length
+    assert await redis.mget(lease.update, "lease-test:lock") == [lease.token, lease.token]
+    await lease.release(done=True, done_seconds=60)
+    assert await redis.mget(lease.update, "lease-test:lock") == [DONE, None]
 
 
 async def test_a_user_lock_that_could_not_be_released_frees_the_user_within_the_lease(
