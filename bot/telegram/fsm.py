@@ -167,7 +167,7 @@ class GuardedStorage(BaseStorage):
 
             await self._write(key, both())
         else:
-            await self._write(key, storage.set_data(key, data))
+            await self._write(key, storage.set_data(key, dict(data)))
             await self._write(key, storage.set_state(key, state))
         self.remember(key, Form(_state_name(state), copy.deepcopy(dict(data))))
 
