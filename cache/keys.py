@@ -13,6 +13,10 @@
 - `<prefix>:update:<update_id>`: an update some replica took (webhook mode
   drops a redelivered one), `<prefix>:job:<name>`: who runs a background job
   this tick, `<prefix>:webhook` (and `:lock`): the webhook configuration set.
+- `<prefix>:fsm:<bot>:<chat>:<user>:state` and `:data`: a user's form, its
+  step and its data (aiogram's layout and JSON, 24 h), read together (one
+  MGET, or with the update's lease) and written together (one MULTI); `:lock`
+  beside them: the user's lock in webhook mode.
 
 The snapshot keys and the generation key live in different hash slots, which
 is fine for one Redis (or Sentinel) but not for Redis Cluster.
@@ -36,6 +40,11 @@ class CacheKeys:
 
     def update(self, update_id: int) -> str:
         return f"{self.prefix}:update:{update_id}"
+
+    @property
+    def forms(self) -> str:
+        """The prefix of the form keys (aiogram's key builder adds the rest)."""
+        return f"{self.prefix}:fsm"
 
     def job(self, name: str) -> str:
         return f"{self.prefix}:job:{name}"

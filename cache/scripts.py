@@ -8,6 +8,9 @@ generation counts as absent; a fill read under a stale generation is refused.
 
 The run check: is this Redis the one the entries were written to? If not,
 disown them all, once, however many replicas ask at the same moment.
+
+Update leases (webhook mode): an update's lease and its user's lock taken in
+one round trip, the user's form read with them, and both given back in one.
 """
 
 from __future__ import annotations
@@ -123,3 +126,79 @@ class RunCheck:
         """(whether the entries were disowned just now, the generation to use)."""
         disowned, generation = await self._script(keys=self._keys, args=(run_id, seen_generation))
         return bool(disowned), int(generation)
+
+
+# Taking an update in webhook mode, in one round trip: its lease (a redelivery
+# finding it is not handled twice) and, with a user, the user's lock (their
+# updates one at a time across replicas), and if both are ours the user's form
+# (its step and data), which the update reads next. A key already holding our
+# token is ours (a request retried after its reply was lost).
+# KEYS: the update's key [, the user's lock [, the form's step, its data]].
+# ARGV: token, lease in ms. Returns {0, holder} (the update is someone else's),
+# {1, 0} (ours, the user's lock not taken) or {1, 1 [, step, data]}.
+TAKE_SCRIPT = """
+local function take(key)
+  if redis.call('SET', key, ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return true
+  end
+  return redis.call('GET', key) == ARGV[1]
+end
+if not take(KEYS[1]) then
+  return {0, redis.call('GET', KEYS[1])}
+end
+if #KEYS == 1 or not take(KEYS[2]) then
+  return {1, 0}
+end
+if #KEYS == 2 then
+  return {1, 1}
+end
+return {1, 1, redis.call('GET', KEYS[3]), redis.call('GET', KEYS[4])}
+"""
+
+# Ending an update: marked done (ARGV[3] for ARGV[2] seconds) or, with
+# ARGV[2] = 0 (it failed), its lease freed for a redelivery; then the user's
+# lock freed. Only keys holding our token (ARGV[1]) are freed.
+# KEYS: the update's key [, the user's lock].
+RELEASE_SCRIPT = """
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2])
+elseif redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+if KEYS[2] and redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+end
+return 1
+"""
+
+# Renewing held leases: each key still holding our token (ARGV[1]) gets
+# ARGV[2] ms more. Returns how many did.
+RENEW_SCRIPT = """
+local renewed = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    renewed = renewed + 1
+  end
+end
+return renewed
+"""
+
+
+class UpdateLeaseScripts:
+    """TAKE, RELEASE and RENEW registered on one client: one EVALSHA each (a
+    SCRIPT LOAD and a retry only if Redis lost its scripts)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._take = redis.register_script(TAKE_SCRIPT)
+        self._release = redis.register_script(RELEASE_SCRIPT)
+        self._renew = redis.register_script(RENEW_SCRIPT)
+
+    async def take(self, keys: list[str], token: bytes, lease_ms: int) -> list[Any]:
+        return list(await self._take(keys=keys, args=(token, lease_ms)))
+
+    async def release(self, keys: list[str], token: bytes, done: bytes, done_seconds: int) -> None:
+        await self._release(keys=keys, args=(token, done_seconds, done))
+
+    async def renew(self, keys: list[str], token: bytes, lease_ms: int) -> int:
+        return int(await self._renew(keys=keys, args=(token, lease_ms)))

@@ -31,7 +31,7 @@ from bot.services import ServiceContext, Services
 from bot.services.wallets import AdminCreditsOnly, DemoDepositProvider, DepositProvider
 from bot.telegram import texts
 from bot.telegram.freshness import DealVersions
-from bot.telegram.fsm import GuardedStorage, RedisGuard
+from bot.telegram.fsm import FormScope, GuardedStorage, RedisGuard
 from bot.telegram.handlers import build_router
 from bot.telegram.keyboards import Signer
 from bot.telegram.middlewares import (
@@ -170,16 +170,15 @@ async def build_app(
     # Form state, the user's lock and the update dedup share one breaker: a
     # failing Redis is skipped by all three for `breaker_open_seconds`.
     guard = RedisGuard(config.cache.breaker_open_seconds)
-    key_builder = DefaultKeyBuilder(prefix=f"{config.cache.key_prefix}:fsm")
-    redis_storage: RedisStorage | None = None
+    key_builder = DefaultKeyBuilder(prefix=CacheKeys(config.cache.key_prefix).forms)
+    isolation: BaseEventIsolation = ProcessEventIsolation()
     if storage is None:
-        redis_storage = RedisStorage(
-            build_redis(config.redis, config.cache),
-            key_builder=key_builder,
-            state_ttl=24 * 3600,
-            data_ttl=24 * 3600,
-        )
-        storage = GuardedStorage(redis_storage, guard)
+        redis, day = build_redis(config.redis, config.cache), 24 * 3600
+        forms = GuardedStorage(RedisStorage(redis, key_builder, day, day), guard)
+        storage = forms
+        if replicas:  # the user's lock reads their form with it
+            lease = config.runtime.lease_seconds
+            isolation = RedisUserLock(redis, key_builder, lease, guard, forms)
     deposits = deposits or deposit_provider(config, services, outbox)
     payouts = payout_provider(deposits, services, outbox)
     dispatcher = Dispatcher(
@@ -199,8 +198,8 @@ async def build_app(
     )
     # Order matters. aiogram's errors and user-context middlewares come first,
     # then the count of updates in flight (which stopping waits for, those
-    # waiting for a lock included), the duplicate check (not for presses), the
-    # update's timer, the FSM context (with the user's lock for messages; a
+    # waiting for a lock included), the update's timer, the duplicate check
+    # (not for presses), the FSM context (with the user's lock for messages; a
     # press reads no state and takes no lock here). Filters need no I/O. Of the
     # inner middlewares, after naming the route, the callback answer goes
     # first: a press is acknowledged before anything else, its duplicate check,
@@ -208,24 +207,25 @@ async def build_app(
     # say so in their callback_answer flags.
     in_flight = InFlight()
     dispatcher.update.outer_middleware(in_flight)
+    # An update reads its sender's form once, however often it asks.
+    dispatcher.update.outer_middleware(FormScope())
+    fsm = ButtonsSkipStateMiddleware(storage, isolation)
+    # timed with its duplicate check and user's lock (and the wait for them)
+    dispatcher.update.outer_middleware(UpdateMetrics(metrics))
     update_dedup = None
     if replicas:
-        # Before the rest of ours: a duplicate takes no lock and is not timed.
+        # Before the rest of ours: a duplicate takes no lock. The user's Redis
+        # lock (and their form) is taken with the update's lease.
         update_dedup = UpdateDedup(
             cache.cache.redis,
             CacheKeys(config.cache.key_prefix),
             config.runtime.update_dedup_seconds,
             config.runtime.lease_seconds,
             guard,
+            users=isolation if isinstance(isolation, RedisUserLock) else None,
+            contexts=fsm,
         )
         dispatcher.update.outer_middleware(update_dedup)
-    dispatcher.update.outer_middleware(UpdateMetrics(metrics))
-    isolation: BaseEventIsolation = ProcessEventIsolation()
-    if replicas and redis_storage is not None:
-        isolation = RedisUserLock(
-            redis_storage.redis, key_builder, config.runtime.lease_seconds, guard
-        )
-    fsm = ButtonsSkipStateMiddleware(storage, isolation)
     dispatcher.fsm = fsm
     dispatcher.update.outer_middleware(fsm)
     dispatcher.callback_query.middleware(RouteName())

@@ -363,11 +363,11 @@ DROPPED = re.compile(r"update (\d+) (?:already handled; dropped|is in hand elsew
 FAILED = re.compile(r"update (\d+) failed")
 
 
-def handled_counts(logs: list[Path], presses: set[int]) -> tuple[Counter[int], list[str]]:
+def handled_counts(logs: list[Path]) -> tuple[Counter[int], list[str]]:
     """How many times each update was handled to the end, across the replicas'
     JSON logs: its per-update record, less the redeliveries not handled (done
-    already, or in hand elsewhere): a press still has a record then, as it is
-    checked after it is answered.
+    already, or in hand elsewhere): they have a record too, as an update is
+    timed with its duplicate check.
     Also why each update that failed did (its ERROR line)."""
     records: Counter[int] = Counter()
     dropped: Counter[int] = Counter()
@@ -391,11 +391,7 @@ def handled_counts(logs: list[Path], presses: set[int]) -> tuple[Counter[int], l
     handled: Counter[int] = Counter()
     for update_id in set(records) | set(dropped):
         # a failed handling lets a redelivery try again (and is reported apart)
-        handled[update_id] = (
-            records[update_id]
-            - (dropped[update_id] if update_id in presses else 0)
-            - failed[update_id]
-        )
+        handled[update_id] = records[update_id] - dropped[update_id] - failed[update_id]
     return handled, errors
 
 

@@ -41,16 +41,16 @@ class ForgettingFails:
         self.failures = 0
         self.failed = 0
         storage = app.storage
-        original = storage.set_state
+        original = storage.write
 
-        async def set_state(key: Any, state: Any = None) -> None:
+        async def write(key: Any, state: Any, data: Any) -> None:
             if state is None and self.failures:
                 self.failures -= 1
                 self.failed += 1
                 raise RedisConnectionError("Connection reset by peer")
-            await original(key, state)
+            await original(key, state, data)
 
-        monkeypatch.setattr(storage, "set_state", set_state)
+        monkeypatch.setattr(storage, "write", write)
 
     def next(self, times: int = 1) -> None:
         self.failures = times

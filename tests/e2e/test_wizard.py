@@ -733,15 +733,15 @@ async def test_a_wizard_redis_failed_to_forget_creates_once(app: App, people, mo
     await on_bot(people, "Bob", "bob_x")
     summary = await up_to_summary(alice, "@bob_x")
     storage, failed = app.storage, []
-    original = storage.set_state
+    original = storage.write
 
-    async def set_state(key, state=None):
+    async def write(key, state, data):
         if state is None and not failed:
             failed.append(key)
             raise RedisConnectionError("Connection reset by peer")
-        await original(key, state)
+        await original(key, state, data)
 
-    monkeypatch.setattr(storage, "set_state", set_state)
+    monkeypatch.setattr(storage, "write", write)
     await alice.press(CREATE)
     assert failed
     assert "✅ Deal created." in alice.last.text

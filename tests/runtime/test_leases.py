@@ -14,13 +14,14 @@ import pytest
 from aiogram.fsm.storage.base import StorageKey
 from prometheus_client import generate_latest
 from redis.asyncio import Redis
-from redis.asyncio.lock import Lock
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.runtime.app import App, build_app
 from bot.runtime.coordination import DONE, Lease, RedisUserLock, WebhookReply, webhook_reply
+from bot.runtime.leases import UpdateLease
 from bot.sim import FakeTelegram, SimulatedUser
 from cache.keys import CacheKeys
+from cache.scripts import UpdateLeaseScripts
 
 _ids = itertools.count(80_000)
 LEASE = 0.5
@@ -131,6 +132,16 @@ async def test_a_lease_is_renewed_while_held_and_gone_when_released(redis: Redis
     await other.release()
 
 
+async def test_an_update_lease_renews_the_update_and_the_lock_while_held(redis: Redis) -> None:
+    scripts = UpdateLeaseScripts(redis)
+    lease = UpdateLease(scripts, "lease-test:update", "lease-test:lock", LEASE)
+    assert (await lease.take(None))[:2] == [1, 1]
+    await asyncio.sleep(LEASE * 3)  # three times its length
+    assert await redis.mget(lease.update, "lease-test:lock") == [lease.token, lease.token]
+    await lease.release(done=True, done_seconds=60)
+    assert await redis.mget(lease.update, "lease-test:lock") == [DONE, None]
+
+
 async def test_a_user_lock_that_could_not_be_released_frees_the_user_within_the_lease(
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -139,13 +150,13 @@ async def test_a_user_lock_that_could_not_be_released_frees_the_user_within_the_
     user = person(app)
     await user.send("/start")
 
-    release = Lock.do_release
+    release = UpdateLeaseScripts.release
 
-    async def lost(self: Lock, expected_token: bytes) -> None:
-        monkeypatch.setattr(Lock, "do_release", release)  # once
+    async def lost(self: UpdateLeaseScripts, *args: object) -> None:
+        monkeypatch.setattr(UpdateLeaseScripts, "release", release)  # once
         raise RedisConnectionError("Connection reset by peer")
 
-    monkeypatch.setattr(Lock, "do_release", lost)
+    monkeypatch.setattr(UpdateLeaseScripts, "release", lost)
     first = await user.send("/help")
     assert first.methods == ["sendMessage"]  # the update itself went through
     key = StorageKey(bot_id=app.bot.id, chat_id=user.id, user_id=user.id)

@@ -24,6 +24,8 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.telegram.fsm import enter
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -103,8 +105,7 @@ async def close_form(
     if finished_by is not None:
         data[FINISHED] = {"message": finished_by.message_id, "reply": reply}
     try:
-        await state.set_state(None)
-        await state.set_data(data)
+        await enter(state, None, data)
     except RedisError as exc:
         log.warning("%s: a finished form could not be forgotten: %s", state.key, exc)
 

@@ -25,6 +25,7 @@ from bot.services.views import DealView
 from bot.telegram import keyboards, texts
 from bot.telegram.filters import NotACommand
 from bot.telegram.freshness import DealVersions
+from bot.telegram.fsm import advance
 from bot.telegram.handlers.committed import close_form
 from bot.telegram.handlers.deals import show_card, show_committed_card
 from bot.telegram.keyboards import CONFIRMED, DealAct, Signer
@@ -93,8 +94,7 @@ async def act(
     action = Action(callback_data.action)
     card = query.message if isinstance(query.message, Message) else None
     if action is Action.DISPUTE:
-        await state.update_data(code=callback_data.code)  # the data first, the step last
-        await state.set_state(DisputeForm.reason)
+        await advance(state, DisputeForm.reason, code=callback_data.code)
         if card is not None:
             await card.answer(
                 "⚠️ What went wrong? Describe it in one message; the admins will read it.\n"

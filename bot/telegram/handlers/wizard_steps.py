@@ -24,7 +24,7 @@ from bot.services.money import Currencies
 from bot.services.settings import EscrowSettings
 from bot.services.users import Person, parse_username
 from bot.telegram.filters import NotACommand
-from bot.telegram.fsm import enter
+from bot.telegram.fsm import advance, enter
 from bot.telegram.handlers import wizard_screens as screens
 from bot.telegram.handlers.wizard import _at_step, _show, new_wizard_key
 from bot.telegram.refusals import ChatRefusal, refusal_text
@@ -44,8 +44,9 @@ async def choose_role(
     if not await _at_step(query, state, screens.NewDeal.role, currencies, settings):
         return
     # The wizard's id is drawn here, with the first data it stores (no extra write).
-    await state.set_data({"role": callback_data.role, "key": new_wizard_key()})
-    await state.set_state(screens.NewDeal.counterparty)
+    await enter(
+        state, screens.NewDeal.counterparty, {"role": callback_data.role, "key": new_wizard_key()}
+    )
     await _show(query, *screens.counterparty_screen(callback_data.role))
 
 
@@ -132,11 +133,12 @@ async def counterparty_typed(
         label = screens.person_name(person)
         line = screens.person_line(person, datetime.now(UTC))
         headline = screens.FOUND.format(person=escape(line))
-    await state.update_data(
+    await advance(
+        state,
+        screens.NewDeal.currency,
         counterparty=screens.remembered(person) if person is not None else counterparty,
         counterparty_label=label,
     )
-    await state.set_state(screens.NewDeal.currency)
     text, markup = screens.currency_screen(currencies, headline)
     await message.answer(text, reply_markup=markup)
 
@@ -151,8 +153,12 @@ async def invite_named(
     username = parse_username(callback_data.username)
     if not await _at_step(query, state, screens.NewDeal.counterparty, currencies, settings):
         return
-    await state.update_data(counterparty=f"@{username}", counterparty_label=f"@{username}")
-    await state.set_state(screens.NewDeal.currency)
+    await advance(
+        state,
+        screens.NewDeal.currency,
+        counterparty=f"@{username}",
+        counterparty_label=f"@{username}",
+    )
     await _show(query, *screens.currency_screen(currencies))
 
 
@@ -161,8 +167,12 @@ async def invite_by_link(
 ) -> None:
     if not await _at_step(query, state, screens.NewDeal.counterparty, currencies, settings):
         return
-    await state.update_data(counterparty=None, counterparty_label=screens.ANYONE_WITH_LINK)
-    await state.set_state(screens.NewDeal.currency)
+    await advance(
+        state,
+        screens.NewDeal.currency,
+        counterparty=None,
+        counterparty_label=screens.ANYONE_WITH_LINK,
+    )
     await _show(query, *screens.currency_screen(currencies))
 
 
@@ -179,8 +189,7 @@ async def choose_currency(
     money = currencies[callback_data.code]  # an unknown code is refused with the known ones
     if not await _at_step(query, state, screens.NewDeal.currency, currencies, settings):
         return
-    await state.update_data(currency=money.code)
-    await state.set_state(screens.NewDeal.amount)
+    await advance(state, screens.NewDeal.amount, currency=money.code)
     await _show(query, *screens.amount_screen(money))
 
 

@@ -1,0 +1,103 @@
+"""Redis round trips per update, one process and webhook replicas: what a
+read-only press, a typed message and a wizard step cost (the figures the
+benchmark's replica rows stand on). Counted as the product's metrics count
+them (`cache.client.round_trips`, per update), on warm connections."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Awaitable
+
+import pytest
+
+from bot.ops.metrics import UpdateRecord, current
+from bot.runtime.app import App, build_app
+from bot.sim import FakeTelegram, SimulatedUser, UpdateResult
+from bot.sim.telegram import BotRequest
+
+_ids = itertools.count(90_000)
+
+# (one process, replicas): per update, after the user's snapshot is in L1
+READ_ONLY_PRESS = (0, 2)  # replicas: the update's lease and user's lock, then their release
+READ_ONLY_PRESS_BEFORE_REPLY = (0, 1)
+TYPED_COMMAND = (1, 2)  # the form's step read (with the lease and lock, in replicas)
+WIZARD_STEP = (2, 3)  # + the form's step and data written together
+
+
+@pytest.fixture(params=[False, True], ids=["one-process", "replicas"])
+async def app(request, replica_config) -> AsyncIterator[App]:
+    app = await build_app(replica_config, session=FakeTelegram(), replicas=request.param)
+    yield app
+    await app.aclose()
+
+
+def person(app: App, name: str, username: str) -> SimulatedUser:
+    telegram = app.bot.session
+    assert isinstance(telegram, FakeTelegram)
+    return SimulatedUser(
+        telegram, app.bot, app.dispatcher, user_id=next(_ids), first_name=name, username=username
+    )
+
+
+class Counted:
+    """The round trips of each update the app finishes, as its metrics see them."""
+
+    def __init__(self, app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.per_update: list[int] = []
+        finish = app.metrics.finish
+
+        def finished(record: UpdateRecord) -> None:
+            self.per_update.append(record.redis[0])
+            finish(record)
+
+        monkeypatch.setattr(app.metrics, "finish", finished)
+
+    async def __call__(self, update: Awaitable[UpdateResult]) -> int:
+        self.per_update.clear()
+        await update
+        [round_trips] = self.per_update
+        return round_trips
+
+
+async def wizard(counted: Counted, user: SimulatedUser, counterparty: str) -> list[int]:
+    """Round trips of each step of a new deal, up to its summary."""
+    return [
+        await counted(user.send("/new")),
+        await counted(user.press("I'm buying")),
+        await counted(user.send(counterparty)),
+        await counted(user.press("USDT")),
+        await counted(user.send("100")),
+        await counted(user.send("A used road bike")),
+    ]
+
+
+async def test_round_trips_per_update(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    which = 1 if app.update_dedup is not None else 0
+    counted = Counted(app, monkeypatch)
+    alice, bob = person(app, "Alice", "alice_rt"), person(app, "Bob", "bob_rt")
+    await bob.send("/start")
+    await alice.send("/start")
+    await wizard(counted, alice, "@bob_rt")  # every connection opened, scripts loaded
+    await alice.send("/cancel")
+
+    telegram = app.bot.session
+    assert isinstance(telegram, FakeTelegram)
+    before_reply: list[int] = []
+
+    def replied(request: BotRequest) -> None:
+        record = current.get()
+        if request.method == "editMessageText" and record is not None:
+            before_reply.append(record.redis[0])
+
+    telegram.add_listener(replied)
+    for label in ("❓ Help", "« Menu", "👛 Wallet"):
+        assert await counted(alice.press(label)) == READ_ONLY_PRESS[which], label
+    # with replicas, one of them before the press's reply, the release after it
+    assert before_reply == [READ_ONLY_PRESS_BEFORE_REPLY[which]] * 3
+    telegram.remove_listener(replied)
+    assert await counted(alice.send("/start")) == TYPED_COMMAND[which]
+    steps = await wizard(counted, alice, "@bob_rt")
+    # /new reads the step and opens the form; each step after reads the form
+    # (step and data at once) and moves it on in one write
+    assert steps == [WIZARD_STEP[which]] * 6
+    assert "A used road bike" in alice.last.text
