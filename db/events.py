@@ -19,13 +19,15 @@ class UserChanged(msgspec.Struct, frozen=True, tag="user", array_like=True):
 
 
 class DealChanged(msgspec.Struct, frozen=True, tag="deal", array_like=True):
-    """The deal is now at `version` with `status`; `telegram_ids` are its parties."""
+    """The deal is now at `version` with `status`; `telegram_ids` are its parties;
+    `mover` the Telegram id of who made this move (None: the system)."""
 
     deal_id: int
     code: str
     version: int
     status: str
     telegram_ids: tuple[int, ...] = ()
+    mover: int | None = None
 
 
 Event = UserChanged | DealChanged

@@ -26,10 +26,9 @@ LEFT JOIN users s ON s.id = d.seller_id"""
 
 
 # The deal as it is now, locked for this transaction, with the actor's standing
-# read from the database (never from the cache).
-# The deal with the actor's standing and who made the deal's latest move (a
-# press finding the deal already where it asked to take it learns whether the
-# move was its own).
+# read from the database (never from the cache) and who made the deal's latest
+# move (a press finding the deal already where it asked to take it learns
+# whether the move was its own).
 _WITH_ACTOR = (
     deal_view_sql("escrows", ", a.actor_status, a.actor_is_admin, m.last_actor_id")
     + """

@@ -35,7 +35,7 @@ WRITE_SQL = {"create": 4, "accept": 2, "fund": 3, "deliver": 2, "release": 3}
 # Redis round trips of a read-only press served from L1: none in one process;
 # on a webhook replica, the update's duplicate check (SET NX, then "done") and
 # the user's lock (SET NX, then its release), as they stand
-READ_ONLY_PRESS_REDIS = {"normal": 0, "webhook": 4}
+READ_ONLY_PRESS_REDIS = {"normal": 0, "webhook": 2}
 
 
 @pytest.fixture(scope="module")

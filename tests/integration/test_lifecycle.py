@@ -142,7 +142,12 @@ async def test_create_freezes_the_fee_and_records_history(services, cast, sql, e
     assert deal.deadline_at > deal.created_at
     assert await history(services.ctx.db, deal) == [(cast.buyer.id, None, "pending", None)]
     assert events.published[-1] == DealChanged(
-        deal.id, deal.code, 1, "pending", (cast.buyer.telegram_id, cast.seller.telegram_id)
+        deal.id,
+        deal.code,
+        1,
+        "pending",
+        (cast.buyer.telegram_id, cast.seller.telegram_id),
+        cast.buyer.telegram_id,  # who made the move
     )
 
 
@@ -330,6 +335,7 @@ async def test_every_allowed_transition(services, cast, events, action, status, 
             changed.version,
             to.value,
             (cast.buyer.telegram_id, cast.seller.telegram_id),
+            actor.telegram_id,  # who made the move
         )
     ]
 

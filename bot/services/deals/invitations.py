@@ -78,7 +78,7 @@ class DealInvitations(DealSteps):
                     "telegram_id": actor.telegram_id,
                 },
             )
-            uow.record(changed_event(changed))
+            uow.record(changed_event(changed, actor))
             return changed
 
         return await self.transaction(work)
@@ -109,7 +109,7 @@ class DealInvitations(DealSteps):
                     "telegram_id": actor.telegram_id,
                 },
             )
-            uow.record(changed_event(changed))
+            uow.record(changed_event(changed, actor))
             return changed
 
         return await self.transaction(work)

@@ -189,7 +189,7 @@ class DealLifecycle(DealSteps):
                     )
                 ).one()
                 invitation = InvitationView(**row._mapping)
-            uow.record(changed_event(deal))
+            uow.record(changed_event(deal, creator))
             return CreatedDeal(deal=deal, invitation=invitation)
 
         for attempt in range(3):
@@ -286,7 +286,7 @@ class DealLifecycle(DealSteps):
                 admins=self.settings.admins if action is Action.DISPUTE else (),
             )
             await self._move_money(uow, deal, to_status)
-            uow.record(changed_event(changed))
+            uow.record(changed_event(changed, actor))
             return changed
 
         return await self.transaction(work)

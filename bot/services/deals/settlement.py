@@ -66,7 +66,7 @@ class DealSettlement(DealSteps):
                 uow, deal, admin.id, to_status, reason, notify=NotificationKind.RESOLVE
             )
             await self._move_money(uow, deal, to_status)
-            uow.record(changed_event(changed))
+            uow.record(changed_event(changed, admin))
             return changed
 
         return await self.transaction(work)

@@ -70,8 +70,16 @@ def normalise_code(code: str) -> str:
     return code.strip().upper().removeprefix("#")
 
 
-def changed_event(deal: DealView) -> DealChanged:
-    return DealChanged(deal.id, deal.code, deal.version, deal.status, deal.telegram_ids)
+def changed_event(deal: DealView, mover: Actor | None = None) -> DealChanged:
+    """What changed, for every replica; `mover`: who made the move, if a person."""
+    return DealChanged(
+        deal.id,
+        deal.code,
+        deal.version,
+        deal.status,
+        deal.telegram_ids,
+        mover.telegram_id if mover is not None else None,
+    )
 
 
 def bounded_text(value: str, limit: int, what: str) -> str:

@@ -20,7 +20,7 @@ from aiogram.types import CallbackQuery, Message
 from bot.services import Services
 from bot.services.errors import AlreadyDone, WrongState
 from bot.services.money import Currencies
-from bot.services.rules import Action
+from bot.services.rules import RULES, Action
 from bot.services.views import DealView
 from bot.telegram import keyboards, texts
 from bot.telegram.filters import NotACommand
@@ -68,12 +68,25 @@ class Signed(Filter):
 
 
 class Current(Filter):
-    """No newer version of the deal is known than the card showed."""
+    """No newer version of the deal is known than the card showed, or the one
+    move since is the presser's own and is where this press asked to take the
+    deal (a double tap, a press delivered again after its commit): that press
+    goes on, to be told the success it was."""
 
     async def __call__(
-        self, query: CallbackQuery, callback_data: DealAct, deals_seen: DealVersions
+        self,
+        query: CallbackQuery,
+        callback_data: DealAct,
+        deals_seen: DealVersions,
     ) -> bool:
-        return not deals_seen.outdated(callback_data.code, callback_data.v)
+        code, version = callback_data.code, callback_data.v
+        if not deals_seen.outdated(code, version):
+            return True
+        moved_to = deals_seen.moved_on_by(code, version, query.from_user.id)
+        if moved_to is None:
+            return False
+        action = Action(callback_data.action)
+        return moved_to in {to.value for _, to in RULES[action].values()}
 
 
 # -- actions ------------------------------------------------------------------------
@@ -116,7 +129,9 @@ async def act(
     except AlreadyDone as done:
         # This user's own move, made before (a double tap, or this press
         # delivered again after its commit): the success it was, told again.
-        deals_seen.note(done.current.code, done.current.version)
+        deals_seen.note(
+            done.current.code, done.current.version, done.current.status, snapshot.telegram_id
+        )
         await show_committed_card(
             bot,
             done.current,
@@ -143,7 +158,7 @@ async def act(
         raise
     # Committed: from here on nothing may claim that nothing changed.
     deal = outcome.value
-    deals_seen.note(deal.code, deal.version)
+    deals_seen.note(deal.code, deal.version, deal.status, snapshot.telegram_id)
     await show_committed_card(
         bot, deal, snapshot, currencies, signer, headline(action, deal), edit=card
     )
@@ -220,7 +235,7 @@ async def dispute_reason(
     # A form Redis could not forget is refused by the deal: it is in dispute now.
     reply = texts.deal_card(deal, snapshot.id, currencies, headline)
     await close_form(state, finished_by=message, reply=reply)
-    deals_seen.note(deal.code, deal.version)
+    deals_seen.note(deal.code, deal.version, deal.status, snapshot.telegram_id)
     await show_committed_card(bot, deal, snapshot, currencies, signer, headline, edit=None)
     # the other party and the admins, who read the reason
     await outbox.send(outcome.notices, deal, actor=snapshot)
