@@ -148,13 +148,43 @@ async def test_a_press_does_its_own_work_during_its_answers_round_trip(
     # The answer leaves first, before the snapshot's read, the SQL, the card...
     assert events[0] == ("issued", "answerCallbackQuery"), events
     assert events.count(("issued", "answerCallbackQuery")) == 1
-    # ...and they all start before Telegram has replied to it.
-    answered = timeline.at("replied", "answerCallbackQuery")
-    assert ("redis", "GET") in events[1:answered], events
-    assert ("sql", "SELECT") in events[1:answered], events
-    assert ("issued", "editMessageText") in events[1:answered], events
+    # ...and the press's own work starts while Telegram is answering it.
+    assert events[1] == ("redis", "GET"), events
+    assert events.index(("redis", "GET")) < timeline.at("replied", "answerCallbackQuery")
     assert await status_of(app, deal) == DealStatus.FUNDED
     assert "funded — the money is held in escrow" in alice.last.text
+
+
+async def test_a_press_is_handled_whole_while_its_answer_is_unanswered(
+    app, pair, telegram, timeline
+):
+    alice, bob = pair
+    deal = await open_deal(app, alice)
+    await show(bob, deal)
+    await bob.press("✅ Accept")
+    telegram.latency = LATENCY
+    answering = asyncio.Event()  # Telegram sits on the press's answer until set
+
+    async def slow_answers(make_request, bot, method):
+        if method.__api_method__ == "answerCallbackQuery":
+            await answering.wait()
+        return await make_request(bot, method)
+
+    app.bot.session.middleware(slow_answers)
+    timeline.events.clear()
+
+    await alice.press("💰 Fund 100.00 USDT")
+
+    assert timeline.kinds()[0] == ("issued", "answerCallbackQuery")
+    assert ("replied", "answerCallbackQuery") not in timeline.kinds()
+    assert await status_of(app, deal) == DealStatus.FUNDED
+    assert "funded — the money is held in escrow" in alice.last.text
+    assert "funded" in bob.last.text
+    assert app.in_flight.count == 1  # the answer, still on its way
+    answering.set()
+    await app.in_flight.finish(5)
+    assert ("replied", "answerCallbackQuery") in timeline.kinds()
+    assert app.in_flight.count == 0
 
 
 async def test_a_read_only_press_sends_its_reply_before_its_answer_returns(
@@ -228,13 +258,21 @@ async def test_alerts_are_still_the_first_request_and_carry_their_text(
 async def test_closing_waits_for_the_answers_on_their_way(app):
     telegram = FakeTelegram()
     other = await build_app(app.config, session=telegram, engine=app.database.engine)
+    answer_sent = asyncio.Event()
+
+    async def issued(make_request, bot, method):
+        if method.__api_method__ == "answerCallbackQuery":
+            answer_sent.set()
+        return await make_request(bot, method)
+
     try:
         user = SimulatedUser(telegram, other.bot, other.dispatcher, user_id=59_001, first_name="Ed")
         await user.send("/start")
+        other.bot.session.middleware(issued)
         telegram.latency = 0.3
         pressing = asyncio.create_task(user.press("❓ Help"))
-        await asyncio.sleep(0.1)  # the answer and the edit are on their way
-        assert other.in_flight.count >= 2
+        await asyncio.wait_for(answer_sent.wait(), 5)
+        assert other.in_flight.count == 2  # the press, and its answer on its way
     finally:
         await other.aclose()
     assert telegram.closed
@@ -242,3 +280,23 @@ async def test_closing_waits_for_the_answers_on_their_way(app):
     assert [r.error for r in telegram.calls("answerCallbackQuery")] == [None]
     assert other.in_flight.count == 0
     await pressing
+
+
+async def test_the_actors_card_and_the_other_partys_notice_go_out_together(
+    app, pair, telegram, timeline
+):
+    alice, bob = pair
+    deal = await open_deal(app, alice)
+    await show(bob, deal)
+    await bob.press("✅ Accept")
+    telegram.latency = LATENCY
+    timeline.events.clear()
+
+    await alice.press("💰 Fund 100.00 USDT")
+
+    issued = [w for k, w in timeline.kinds() if k == "issued"]
+    assert issued == ["answerCallbackQuery", "editMessageText", "sendMessage"]
+    # the card (Alice's chat) and the notice (Bob's) are sent at once
+    assert timeline.at("issued", "sendMessage") < timeline.at("replied", "editMessageText")
+    assert "funded — the money is held in escrow" in alice.last.text
+    assert "funded" in bob.last.text
