@@ -165,5 +165,6 @@ async def test_with_replicas_the_dedup_and_the_lock_overlap_the_answers_round_tr
         await alice.press(label)
         assert events[0] == "issued answerCallbackQuery", events
         replied = events.index("replied answerCallbackQuery")
-        assert "redis SET" in events[1:replied], events  # the dedup, the lock
+        # the update's lease and the user's lock, in one script
+        assert "redis EVALSHA" in events[1:replied], events
         assert "issued editMessageText" in events[1:replied], events
