@@ -77,6 +77,7 @@ class App:
         await self.bot.set_my_commands(COMMANDS)
 
     async def aclose(self) -> None:
+        await self.in_flight.finish(self.config.runtime.shutdown_timeout_seconds)
         if isinstance(self.deposits, CryptoPayDeposits):
             await self.deposits.client.close()
         await self.cache.aclose()
@@ -197,14 +198,13 @@ async def build_app(
         payouts=payouts,
     )
     # Order matters. aiogram's errors and user-context middlewares come first,
-    # then the count of updates in flight (which stopping waits for, those
-    # waiting for a lock included), the update's timer, the duplicate check
-    # (not for presses), the FSM context (with the user's lock for messages; a
-    # press reads no state and takes no lock here). Filters need no I/O. Of the
-    # inner middlewares, after naming the route, the callback answer goes
-    # first: a press is acknowledged before anything else, its duplicate check,
-    # lock and the snapshot's one cache read included. Handlers that must alert
-    # say so in their callback_answer flags.
+    # then the count of updates in flight (stopping and `aclose` wait for it: an
+    # update waiting for a lock, a press's answer on its way), the update's
+    # timer, the duplicate check (not for presses), the FSM context (with the
+    # user's lock for messages; not for presses). Filters need no I/O. Of the
+    # inner middlewares, after naming the route, the callback answer: sent (not
+    # waited for) before anything else of the press, its duplicate check, lock
+    # and snapshot read included, with the text of its handler's flags if any.
     in_flight = InFlight()
     dispatcher.update.outer_middleware(in_flight)
     # An update reads its sender's form once, however often it asks.
@@ -230,7 +230,7 @@ async def build_app(
     dispatcher.update.outer_middleware(fsm)
     dispatcher.callback_query.middleware(RouteName())
     dispatcher.message.middleware(RouteName())
-    answer = AnswerFirst(pre=answer_first)
+    answer = AnswerFirst(in_flight, pre=answer_first)
     dispatcher.callback_query.middleware(answer)
     # Only now, the press's own I/O: the duplicate check, the user's lock.
     if update_dedup is not None:

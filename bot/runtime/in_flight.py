@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 
 class InFlight(BaseMiddleware):
     """Counts what runs inside `one()`: as the first outer middleware of the
-    Dispatcher's updates, every update being handled (polling); entered per
-    request, every webhook request being answered."""
+    Dispatcher's updates, every update being handled (polling), and each
+    press's answer until Telegram replied (bot/telegram/middlewares.py:
+    AnswerFirst); entered per request, every webhook request being answered."""
 
     def __init__(self) -> None:
         self.count = 0

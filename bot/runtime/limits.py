@@ -29,8 +29,8 @@ class RetryAfter(BaseRequestMiddleware):
     sent again `server_error_attempts` times, after `server_error_wait`
     seconds, doubling. Telegram did not take the call in all likelihood; if it
     did, the user sees a message twice, which beats never seeing a committed
-    result. A press's answer is not retried: the press waits for it, and a
-    failed answer only costs the spinner (bot/middlewares.AnswerFirst)."""
+    result. A press's answer is not retried: a late answer is worth little,
+    and a failed one only costs the spinner (bot/telegram/middlewares.py)."""
 
     def __init__(
         self,

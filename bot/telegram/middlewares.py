@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from typing import Any, Protocol, TypedDict
 
 from aiogram import BaseMiddleware
@@ -196,19 +196,56 @@ class ProcessEventIsolation(BaseEventIsolation):
         self._locks.clear()
 
 
-class AnswerFirst(CallbackAnswerMiddleware):
-    """aiogram's callback answer, except that a failed answer never stops the
-    press: Telegram refusing it (a redelivered press whose query was answered
-    already, a query older than Telegram keeps) or failing (a 500, a timeout)
-    costs the spinner, not the action. It is logged and counted, never shown."""
+class InFlightCount(Protocol):
+    """What stopping waits for (bot/runtime/in_flight.py): an answer still on
+    its way is counted there, so the bot's session is not closed under it."""
 
-    def __init__(self, pre: bool = True) -> None:
+    def one(self) -> AbstractContextManager[None]: ...
+
+
+# Loop turns until a request given to the Bot API client is on the wire.
+LOOP_TURNS_TO_SEND = 2
+
+
+class AnswerFirst(CallbackAnswerMiddleware):
+    """aiogram's callback answer, sent and not waited for.
+
+    The answer's request is made before anything else of the press (the lock,
+    the snapshot's read, the handler): its task is started and given the loop
+    until the request is on the wire and the task waits for Telegram's reply.
+    The handler goes on then, so a press costs no Bot API round trip before
+    its own work (on a connection kept alive; opening one overlaps it). The
+    task is kept until it ends and counted as in flight, so stopping lets it
+    arrive.
+
+    Telegram refusing the answer (a redelivered press whose query was answered
+    already, a query older than Telegram keeps) or failing (a 500, a timeout)
+    costs the spinner, not the action: logged and counted, never shown."""
+
+    def __init__(self, in_flight: InFlightCount | None = None, *, pre: bool = True) -> None:
         super().__init__(pre=pre)
+        self.in_flight = in_flight
         self.failed = 0
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def answer(self, event: CallbackQuery, callback_answer: CallbackAnswer) -> None:  # type: ignore[override]
-        try:
-            await super().answer(event, callback_answer)
-        except TelegramAPIError as exc:
-            self.failed += 1
-            log.warning("press %s: not acknowledged (%s); handled anyway", event.id, exc)
+        task = asyncio.create_task(self._send(event, callback_answer), name=f"answer {event.id}")
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+        # Ready tasks run in the order they were scheduled. In the first turn
+        # the answer's task runs until it waits for the reply; aiohttp holds
+        # the request's head back for its body, written by a task of its own
+        # (eagerly from Python 3.12), in the second. Then the press goes on.
+        for _ in range(LOOP_TURNS_TO_SEND):
+            await asyncio.sleep(0)
+
+    async def _send(self, event: CallbackQuery, callback_answer: CallbackAnswer) -> None:
+        with self.in_flight.one() if self.in_flight is not None else nullcontext():
+            try:
+                await super().answer(event, callback_answer)
+            except TelegramAPIError as exc:
+                self.failed += 1
+                log.warning("press %s: not acknowledged (%s); handled anyway", event.id, exc)
+            except Exception:
+                self.failed += 1
+                log.exception("press %s: not acknowledged; handled anyway", event.id)

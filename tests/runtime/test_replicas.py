@@ -127,3 +127,44 @@ async def test_with_replicas_a_press_is_still_answered_before_any_io(replicas, m
         assert events.count("redis EVALSHA") == 2, events
     redelivered = await via(alice, second).feed(result.update)
     assert redelivered.methods == ["answerCallbackQuery"]  # answered, not handled again
+
+
+async def test_with_replicas_the_dedup_and_the_lock_overlap_the_answers_round_trip(
+    replicas, monkeypatch
+):
+    """With each Bot API call taking 50 ms, the press's answer still leaves
+    first, and its duplicate check and lock run while Telegram answers it."""
+    from redis.asyncio.connection import Connection
+
+    first, second = replicas
+    alice = person(first, "Alice", "alice_rtt")
+    await alice.send("/start")
+    events: list[str] = []
+    original = Connection.send_packed_command
+
+    async def sent(self, command, check_health=True):
+        packed = command if isinstance(command, (bytes, bytearray)) else b"".join(command)
+        name = packed.split(b"\r\n")[2].decode().upper() if packed.startswith(b"*") else "?"
+        if name not in ("PING", "SUBSCRIBE"):  # the listeners' own traffic
+            events.append(f"redis {name}")
+        return await original(self, command, check_health)
+
+    async def issued(make_request, bot, method):
+        events.append(f"issued {method.__api_method__}")
+        return await make_request(bot, method)
+
+    monkeypatch.setattr(Connection, "send_packed_command", sent)
+    telegram = first.bot.session
+    assert isinstance(telegram, FakeTelegram)
+    telegram.add_listener(lambda request: events.append(f"replied {request.method}"))
+    telegram.middleware(issued)  # the session both replicas send through
+    telegram.latency = 0.05
+    for app, label in ((first, "❓ Help"), (second, "« Menu")):
+        via(alice, app)
+        events.clear()
+        await alice.press(label)
+        assert events[0] == "issued answerCallbackQuery", events
+        replied = events.index("replied answerCallbackQuery")
+        # the update's lease and the user's lock, in one script
+        assert "redis EVALSHA" in events[1:replied], events
+        assert "issued editMessageText" in events[1:replied], events

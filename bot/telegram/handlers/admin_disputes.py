@@ -24,7 +24,7 @@ from bot.telegram.handlers.admin import (
     queue_size,
     screen_keyboard,
 )
-from bot.telegram.handlers.committed import show_result
+from bot.telegram.handlers.committed import show_and_notify, show_result
 from bot.telegram.handlers.wallet import edit
 from bot.telegram.keyboards import AdminDeal
 from bot.telegram.notices import NoticeSender
@@ -151,14 +151,16 @@ async def resolve(
         raise
     deal = resolved.value
     deals_seen.note(deal.code, deal.version)
-    await show_result(
-        bot,
-        snapshot.telegram_id,
-        texts.deal_card(deal, None, currencies, RESOLVED[outcome]),
-        keyboards.admin_deal_keyboard(deal),
-        edit=card,
+    await show_and_notify(
+        show_result(
+            bot,
+            snapshot.telegram_id,
+            texts.deal_card(deal, None, currencies, RESOLVED[outcome]),
+            keyboards.admin_deal_keyboard(deal),
+            edit=card,
+        ),
+        outbox.send(resolved.notices, deal, actor=snapshot),
     )
-    await outbox.send(resolved.notices, deal, actor=snapshot)
 
 
 def router() -> Router:

@@ -32,7 +32,12 @@ from bot.telegram.handlers.admin import (
     queue_size,
     screen_keyboard,
 )
-from bot.telegram.handlers.committed import close_form, read_after_commit, show_result
+from bot.telegram.handlers.committed import (
+    close_form,
+    read_after_commit,
+    show_and_notify,
+    show_result,
+)
 from bot.telegram.handlers.wallet import (
     edit,
 )
@@ -147,8 +152,10 @@ async def approve(
     withdrawal = approved.value
     money = currencies[withdrawal.currency]
     headline = f"✅ Withdrawal #{withdrawal.id} approved: {money.format(withdrawal.amount)}."
-    await show_decision(bot, snapshot, services, currencies, headline, edit=query.message)
-    await outbox.send(approved.notices, withdrawal, actor=snapshot)
+    await show_and_notify(
+        show_decision(bot, snapshot, services, currencies, headline, edit=query.message),
+        outbox.send(approved.notices, withdrawal, actor=snapshot),
+    )
 
 
 async def pay_out(

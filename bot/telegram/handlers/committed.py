@@ -13,6 +13,7 @@ withdrawal's confirmation message, the deal's or withdrawal's status).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -76,16 +77,30 @@ async def show_result(
         log.warning("chat %s was not shown a committed result: %s", chat_id, exc)
 
 
+async def show_and_notify(shown: Awaitable[None], notified: Awaitable[object]) -> None:
+    """A committed result shown to the actor in place, and the other parties
+    told, at once: they are different chats (an edit in place keeps its place
+    whenever it lands), so the update waits one round trip, not two. Both are
+    awaited, so this user's next update still finds them done; either failing
+    does not stop the other."""
+    for outcome in await asyncio.gather(shown, notified, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
 async def strip_keyboards(bot: Bot, chat_id: int, message_ids: Iterable[int]) -> None:
     """Take the buttons off a finished form's messages (best effort: a message
-    may be gone, too old, or without buttons already)."""
-    for message_id in message_ids:
+    may be gone, too old, or without buttons already), all at once."""
+
+    async def strip(message_id: int) -> None:
         try:
             await bot.edit_message_reply_markup(
                 chat_id=chat_id, message_id=message_id, reply_markup=None
             )
         except TelegramAPIError as exc:
             log.info("chat %s: buttons of message %s stay (%s)", chat_id, message_id, exc)
+
+    await asyncio.gather(*(strip(message_id) for message_id in message_ids))
 
 
 async def close_form(

@@ -26,7 +26,7 @@ from bot.telegram import keyboards, texts
 from bot.telegram.filters import NotACommand
 from bot.telegram.freshness import DealVersions
 from bot.telegram.fsm import advance
-from bot.telegram.handlers.committed import close_form
+from bot.telegram.handlers.committed import close_form, show_and_notify
 from bot.telegram.handlers.deals import show_card, show_committed_card
 from bot.telegram.keyboards import CONFIRMED, DealAct, Signer
 from bot.telegram.notices import NoticeSender
@@ -159,10 +159,12 @@ async def act(
     # Committed: from here on nothing may claim that nothing changed.
     deal = outcome.value
     deals_seen.note(deal.code, deal.version, deal.status, snapshot.telegram_id)
-    await show_committed_card(
-        bot, deal, snapshot, currencies, signer, headline(action, deal), edit=card
+    await show_and_notify(
+        show_committed_card(
+            bot, deal, snapshot, currencies, signer, headline(action, deal), edit=card
+        ),
+        outbox.send(outcome.notices, deal, actor=snapshot),
     )
-    await outbox.send(outcome.notices, deal, actor=snapshot)
 
 
 async def ask_to_confirm(

@@ -14,7 +14,7 @@ from bot.services.errors import EscrowError
 from bot.services.money import Currencies
 from bot.services.wallets import DepositProvider
 from bot.telegram import keyboards, texts
-from bot.telegram.handlers.committed import pressed_message
+from bot.telegram.handlers.committed import pressed_message, show_and_notify
 from bot.telegram.handlers.deals import show_committed_card
 from bot.telegram.handlers.wizard import show_made, wizard_deal
 from bot.telegram.handlers.wizard_screens import NewDeal
@@ -88,8 +88,10 @@ async def invitation_answer(
         headline = "You declined the deal."
     deal = outcome.value
     edit = pressed_message(query)
-    await show_committed_card(bot, deal, snapshot, currencies, signer, headline, edit=edit)
-    await outbox.send(outcome.notices, deal, actor=snapshot)
+    await show_and_notify(
+        show_committed_card(bot, deal, snapshot, currencies, signer, headline, edit=edit),
+        outbox.send(outcome.notices, deal, actor=snapshot),
+    )
 
 
 async def start(

@@ -22,7 +22,12 @@ from bot.services.wallets import DepositProvider
 from bot.telegram import texts
 from bot.telegram.filters import NotACommand
 from bot.telegram.fsm import enter
-from bot.telegram.handlers.committed import close_form, show_result, strip_keyboards
+from bot.telegram.handlers.committed import (
+    close_form,
+    show_and_notify,
+    show_result,
+    strip_keyboards,
+)
 from bot.telegram.handlers.wallet import (
     WalletForm,
     back_to_wallet,
@@ -246,8 +251,10 @@ async def withdraw_confirm(
         await fresh(snapshots, snapshot), currencies, headline, deposits.play_money
     )
     chat_id = query.message.chat.id
-    await show_result(bot, chat_id, text, markup, edit=query.message)
-    await outbox.send(requested.notices, withdrawal, actor=snapshot)
+    await show_and_notify(
+        show_result(bot, chat_id, text, markup, edit=query.message),
+        outbox.send(requested.notices, withdrawal, actor=snapshot),
+    )
     await strip_keyboards(bot, chat_id, data.get("messages", ()))
 
 

@@ -42,7 +42,12 @@ from bot.telegram import keyboards, texts
 from bot.telegram.freshness import DealVersions
 from bot.telegram.fsm import enter
 from bot.telegram.handlers import wizard_screens as screens
-from bot.telegram.handlers.committed import close_form, pressed_message, show_result
+from bot.telegram.handlers.committed import (
+    close_form,
+    pressed_message,
+    show_and_notify,
+    show_result,
+)
 from bot.telegram.handlers.deals import show_committed_card
 from bot.telegram.keyboards import Nav, Signer
 from bot.telegram.notices import NoticeSender
@@ -259,10 +264,11 @@ async def create(
         headline = screens.CREATED_FOR_LINK.format(other=other)
     else:
         headline = screens.CREATED_FOR_NEWCOMER.format(name=label)
-    await show_committed_card(bot, deal, snapshot, currencies, signer, headline, edit=summary)
+    shown = show_committed_card(bot, deal, snapshot, currencies, signer, headline, edit=summary)
     if invitation is None:
-        await outbox.send(outcome.notices, deal, actor=snapshot)
+        await show_and_notify(shown, outbox.send(outcome.notices, deal, actor=snapshot))
         return
+    await shown
     link = await create_start_link(bot, invitation.code)
     who = (
         screens.LINK_FOR_ANYONE.format(other=other)
