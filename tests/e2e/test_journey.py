@@ -169,3 +169,17 @@ async def test_pressing_the_tab_already_shown_is_not_an_error(app, people):
     result = await alice.press("• Active")
     assert result.methods == ["answerCallbackQuery", "editMessageText"]
     assert alice.last.text == shown  # no "something went wrong" message
+
+
+async def test_commands_are_read_in_any_case(app, people):
+    # Phones capitalise the first letter; some people type in capitals.
+    user = people("Dana", "dana_j")
+    lower = {command: (await user.send(f"/{command}")).texts for command in COMMANDS_TYPED}
+    for command, said in lower.items():
+        for typed in (command.upper(), command.capitalize()):
+            assert (await user.send(f"/{typed}")).texts == said, typed
+    assert all(said for said in lower.values())
+    assert not any("didn't understand" in text for said in lower.values() for text in said)
+
+
+COMMANDS_TYPED = ("start", "menu", "help", "wallet", "deals", "cancel")

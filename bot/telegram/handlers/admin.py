@@ -195,7 +195,7 @@ async def stats(
 
 def router() -> Router:
     router = admin_router("admin")
-    router.message.register(admin_command, Command("admin"))
+    router.message.register(admin_command, Command("admin", ignore_case=True))
     router.callback_query.register(admin_home, AdminPanel.filter(F.screen == "home"))
     router.callback_query.register(admin_home, Nav.filter(F.to == "admin"))
     router.callback_query.register(stats, AdminPanel.filter(F.screen == "stats"))

@@ -157,7 +157,7 @@ async def deals_command(
 def router() -> Router:
     router = Router(name="deals")
     router.callback_query.register(open_card, DealCard.filter())
-    router.message.register(deal_command, Command("deal"))
+    router.message.register(deal_command, Command("deal", ignore_case=True))
     router.callback_query.register(list_deals, DealList.filter())
-    router.message.register(deals_command, Command("deals"))
+    router.message.register(deals_command, Command("deals", ignore_case=True))
     return router

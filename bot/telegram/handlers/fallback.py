@@ -81,7 +81,7 @@ def router() -> Router:
         router.callback_query.register(
             not_an_admin, admin_button, flags={"callback_answer": NOT_ADMIN_ALERT}
         )
-    router.message.register(not_an_admin_command, Command("admin"))
+    router.message.register(not_an_admin_command, Command("admin", ignore_case=True))
     router.message.register(not_an_admin_form, StateFilter(AdminForm), NotACommand())
     router.message.register(not_understood)
     router.callback_query.register(

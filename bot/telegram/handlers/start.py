@@ -159,12 +159,12 @@ async def cancel(
 
 def router() -> Router:
     router = Router(name="start")
-    router.message.register(start_with_invitation, CommandStart(deep_link=True))
+    router.message.register(start_with_invitation, CommandStart(deep_link=True, ignore_case=True))
     router.callback_query.register(invitation_answer, Invite.filter())
-    router.message.register(start, Command("menu"))
-    router.message.register(start, CommandStart())
+    router.message.register(start, Command("menu", ignore_case=True))
+    router.message.register(start, CommandStart(ignore_case=True))
     router.callback_query.register(menu, Nav.filter(F.to == "menu"))
-    router.message.register(help_command, Command("help"))
+    router.message.register(help_command, Command("help", ignore_case=True))
     router.callback_query.register(help_button, Nav.filter(F.to == "help"))
-    router.message.register(cancel, Command("cancel"))
+    router.message.register(cancel, Command("cancel", ignore_case=True))
     return router

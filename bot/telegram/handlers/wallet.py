@@ -214,7 +214,7 @@ async def typed_amount(message: Message, money: Currency) -> int | None:
 
 def router() -> Router:
     router = Router(name="wallet")
-    router.message.register(wallet_command, Command("wallet"))
+    router.message.register(wallet_command, Command("wallet", ignore_case=True))
     router.callback_query.register(show_wallet, WalletMenu.filter(F.screen == "home"))
     router.callback_query.register(show_wallet, Nav.filter(F.to == "wallet"))
     router.callback_query.register(cancel_button, WalletMenu.filter(F.screen == "cancel"))

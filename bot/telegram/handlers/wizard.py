@@ -283,7 +283,7 @@ async def create(
 
 def router() -> Router:
     router = Router(name="wizard")
-    router.message.register(new_command, Command("new"))
+    router.message.register(new_command, Command("new", ignore_case=True))
     router.callback_query.register(new_button, Nav.filter(F.to == "new"))
     router.callback_query.register(cancel_button, screens.WizardAct.filter(F.act == "cancel"))
     router.callback_query.register(create, screens.WizardAct.filter(F.act == "create"))
