@@ -62,6 +62,13 @@ RULES: dict[Action, dict[DealStatus, tuple[Role, DealStatus]]] = {
 }
 
 
+# action → the statuses it can leave a deal in (a press finding the deal in one
+# of them may be finding its own move, made already)
+DESTINATIONS: dict[Action, frozenset[DealStatus]] = {
+    action: frozenset(to for _, to in by_status.values()) for action, by_status in RULES.items()
+}
+
+
 def has_role(deal: DealParties, user_id: int, role: Role) -> bool:
     match role:
         case Role.BUYER:

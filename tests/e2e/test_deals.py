@@ -43,6 +43,18 @@ async def open_deal(app: App, alice: SimulatedUser, **overrides: Any) -> DealVie
     return created.value.deal
 
 
+def services_elsewhere(app: App) -> Services:
+    """The use cases as another replica runs them: same database, but no event
+    reaches this replica (lost, or it restarted)."""
+    return Services(
+        ServiceContext(
+            db=app.database,
+            settings=app.services.ctx.settings,
+            currencies=app.services.ctx.currencies,
+        )
+    )
+
+
 async def show(user: SimulatedUser, deal: DealView) -> None:
     await user.send(f"/deal {deal.code}")
 
@@ -253,13 +265,7 @@ async def test_a_press_delivered_again_after_its_commit_shows_its_success(app, p
     deal = await open_deal(app, alice)
     await show(bob, deal)
     card = bob.last
-    elsewhere = Services(
-        ServiceContext(
-            db=app.database,
-            settings=app.services.ctx.settings,
-            currencies=app.services.ctx.currencies,
-        )
-    )
+    elsewhere = services_elsewhere(app)
     await elsewhere.deals.accept(await actor(app, bob), deal.code)
     told_alice = len(alice.messages)
 
@@ -281,13 +287,7 @@ async def test_the_same_move_made_by_the_other_party_is_still_refused(app, pair)
     await bob.press("✅ Accept")
     await bob.press("Cancel deal")
     confirm = bob.last
-    elsewhere = Services(
-        ServiceContext(
-            db=app.database,
-            settings=app.services.ctx.settings,
-            currencies=app.services.ctx.currencies,
-        )
-    )
+    elsewhere = services_elsewhere(app)
     await elsewhere.deals.cancel(await actor(app, alice), deal.code)
 
     await bob.press("Yes, cancel the deal", message=confirm)
@@ -307,13 +307,7 @@ async def test_a_confirmation_from_before_an_unheard_move_does_not_refund(app, p
     assert bob.buttons(confirm)[0] == "Yes, cancel the deal"
     # Alice funds it through another replica whose event this one never hears
     # (lost, or this replica restarted): its DealVersions knows nothing newer.
-    elsewhere = Services(
-        ServiceContext(
-            db=app.database,
-            settings=app.services.ctx.settings,
-            currencies=app.services.ctx.currencies,
-        )
-    )
+    elsewhere = services_elsewhere(app)
     await elsewhere.deals.fund(await actor(app, alice), deal.code)
     assert not app.deals_seen.outdated(deal.code, deal.version + 1)
 

@@ -24,7 +24,7 @@ from bot.services.errors import (
     WrongState,
 )
 from bot.services.ledger import Leg, post_movement
-from bot.services.rules import RULES, Action
+from bot.services.rules import DESTINATIONS, Action
 from bot.services.views import DealView, deal_view
 from db import UnitOfWork
 from db.events import DealChanged
@@ -107,9 +107,7 @@ class DealSteps(Service):
         """Raise `AlreadyDone` if the deal is where `action` takes it and the
         actor made that move (`locked.last_actor_id`, read with the lock)."""
         status = DealStatus(deal.status)
-        if status in {to for _, to in RULES[action].values()} and (
-            locked.last_actor_id == actor.id
-        ):
+        if status in DESTINATIONS[action] and locked.last_actor_id == actor.id:
             raise AlreadyDone(
                 Refusal.ACTION_NOT_NOW, current=deal, deal=deal.code, status=status, action=action
             )

@@ -20,7 +20,7 @@ from aiogram.types import CallbackQuery, Message
 from bot.services import Services
 from bot.services.errors import AlreadyDone, WrongState
 from bot.services.money import Currencies
-from bot.services.rules import RULES, Action
+from bot.services.rules import DESTINATIONS, Action
 from bot.services.views import DealView
 from bot.telegram import keyboards, texts
 from bot.telegram.filters import NotACommand
@@ -86,7 +86,7 @@ class Current(Filter):
         if moved_to is None:
             return False
         action = Action(callback_data.action)
-        return moved_to in {to.value for _, to in RULES[action].values()}
+        return moved_to in DESTINATIONS[action]
 
 
 # -- actions ------------------------------------------------------------------------
