@@ -89,7 +89,7 @@ class RuntimeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retry_after_max_seconds: Annotated[float, msgspec.Meta(ge=0, le=600)] = 60.0
     # A 5xx from Telegram is retried this many times (0: never), the first after
     # server_error_wait_seconds, doubling; a press's answer never is.
-    server_error_attempts: Annotated[int, msgspec.Meta(ge=0, le=10)] = 2
+    server_error_attempts: Annotated[int, msgspec.Meta(ge=0, le=10)] = 3
     server_error_wait_seconds: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.5
     # Sends (and edits) are paced, per replica, within this many per second
     # overall and chat_send_per_second in one chat (bursts of chat_send_burst).

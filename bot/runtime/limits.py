@@ -37,7 +37,7 @@ class RetryAfter(BaseRequestMiddleware):
         attempts: int = 3,
         max_wait: float = 60.0,
         *,
-        server_error_attempts: int = 2,
+        server_error_attempts: int = 3,
         server_error_wait: float = 0.5,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         on_retry: Callable[[str, float], object] | None = None,

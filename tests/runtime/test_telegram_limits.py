@@ -76,10 +76,11 @@ async def test_a_telegram_server_error_is_sent_again_with_a_doubling_wait(
 
 
 async def test_server_error_retries_are_bounded(telegram, bot, chat, waits):
-    telegram.fail_next("sendMessage", 3, error=server_error)
+    telegram.fail_next("sendMessage", 4, error=server_error)
     with pytest.raises(TelegramServerError):
         await bot.send_message(chat, "hello")
-    assert len(telegram.calls("sendMessage")) == 3
+    assert len(telegram.calls("sendMessage")) == 4
+    assert waits == [0.5, 1.0, 2.0]
 
 
 async def test_a_press_answer_is_not_retried(telegram, bot, chat, waits):
