@@ -54,6 +54,11 @@ class TelegramSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class RuntimeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Bring the database to the migration head before serving.
     migrate_on_start: bool = True
+    # Webhook mode: this many worker processes serve the one webhook port
+    # (SO_REUSEPORT), each a replica of its own (bot/runtime/workers.py).
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    # Set by `run` for each of its workers (1..workers); 0 in any other process.
+    worker: Annotated[int, msgspec.Meta(ge=0, le=64)] = 0
     # Start-up waits for Postgres and Redis this many times, backing off up to
     # connect_backoff_max_seconds between attempts, then gives up.
     connect_attempts: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
