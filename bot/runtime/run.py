@@ -29,7 +29,7 @@ from bot.runtime.app import App, build_app
 from bot.runtime.coordination import JobLock
 from bot.runtime.embedded import EmbeddedServices, needs_embedded
 from bot.runtime.jobs import BackgroundJobs
-from bot.runtime.limits import RetryAfter, SendRate
+from bot.runtime.limits import RetryAfter, pace_sends
 from bot.runtime.polling import serve_polling, until_stopped
 from bot.runtime.startup import (
     TRANSIENT,
@@ -141,14 +141,7 @@ class Replica:
             )
         )
         if self.mode != "local":  # inside the retries: a second attempt is paced too
-            runtime = config.runtime
-            app.bot.session.middleware(
-                SendRate(
-                    runtime.send_per_second,
-                    runtime.chat_send_per_second,
-                    runtime.chat_send_burst,
-                )
-            )
+            pace_sends(app.bot, app.dispatcher, config.runtime, app.metrics)
         # Warm-up: the pool's first connection, the bot's identity, the menu.
         async with app.database.engine.connect() as conn:
             await conn.execute(PING)
