@@ -190,7 +190,7 @@ class Replica:
         if observability.http_port and self.app is not None:
             try:
                 self.side_runner = await start_side_server(
-                    self.app, observability.http_host, observability.http_port
+                    self.app, observability.http_host, observability.http_port, self._stop
                 )
             except OSError as exc:  # the bot is still worth running without them
                 log.warning("no /metrics and /healthz: %s", exc)

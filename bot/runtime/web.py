@@ -41,12 +41,16 @@ async def health(app: App) -> dict[str, bool]:
     return checks
 
 
-def add_routes(web_app: web.Application, app: App) -> None:
+def add_routes(web_app: web.Application, app: App, stopping: asyncio.Event | None = None) -> None:
     async def metrics(request: web.Request) -> web.Response:
         body = generate_latest(app.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(request: web.Request) -> web.Response:
+        if stopping is not None and stopping.is_set():
+            # stopping: finishing the updates in flight, taking no new ones, so
+            # the load balancer sends the next ones elsewhere
+            return web.json_response({"stopping": True}, status=503)
         checks = await health(app)
         return web.json_response(checks, status=200 if all(checks.values()) else 503)
 
@@ -54,9 +58,12 @@ def add_routes(web_app: web.Application, app: App) -> None:
     web_app.router.add_get("/healthz", healthz)
 
 
-async def start_side_server(app: App, host: str, port: int) -> web.AppRunner:
+async def start_side_server(
+    app: App, host: str, port: int, stopping: asyncio.Event | None = None
+) -> web.AppRunner:
+    """/metrics and /healthz; /healthz answers 503 once `stopping` is set."""
     web_app = web.Application()
-    add_routes(web_app, app)
+    add_routes(web_app, app, stopping)
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

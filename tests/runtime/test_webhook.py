@@ -140,6 +140,28 @@ async def test_metrics_and_health_are_on_the_internal_side_server_not_the_public
         assert await running.task == 0
 
 
+async def test_health_says_stopping_while_the_updates_in_flight_finish(replica_config, http):
+    side_port = free_port()
+    telegram = FakeTelegram(latency=0.5)  # every Bot API call takes 500 ms
+    running = await start(with_side_server(replica_config, side_port), telegram)
+    app = running.replica.app
+    bob = SimulatedUser(telegram, app.bot, app.dispatcher, user_id=70_003, first_name="Bob")
+    health = f"http://127.0.0.1:{side_port}/healthz"
+    async with http.get(health) as response:
+        assert response.status == 200
+    posted = asyncio.create_task(running.post(http, bob._message_update("/start")))
+    await eventually(lambda: running.replica.in_flight)
+    running.replica.stop()
+    # the update is still being handled: the load balancer is told to look elsewhere
+    async with http.get(health) as response:
+        assert response.status == 503
+        assert await response.json() == {"stopping": True}
+    assert running.replica.in_flight == 1
+    assert await posted == 200
+    assert await running.task == 0
+    assert bob.last.text.startswith("👋 Hi, Bob!")
+
+
 async def test_sigterm_finishes_the_updates_in_flight_then_stops(replica_config, http):
     telegram = FakeTelegram(latency=0.3)  # every Bot API call takes 300 ms
     running = await start(replica_config, telegram)
