@@ -40,9 +40,17 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
-def do_run_migrations(connection: Connection) -> None:
+def do_run_migrations(connection: Connection, *, lock: bool = False) -> None:
     context.configure(connection=connection, target_metadata=target_metadata)
     with context.begin_transaction():
+        if lock:
+            # The alembic command line: the lock the bot's migrate takes
+            # (bot/ops/migrate.py), so it never runs beside a starting replica's.
+            from bot.ops.migrate import MIGRATIONS_LOCK
+            from db.sql.ops import LOCK, NO_TIMEOUTS
+
+            connection.execute(NO_TIMEOUTS)
+            connection.execute(LOCK, {"key": MIGRATIONS_LOCK})
         context.run_migrations()
 
 
@@ -50,7 +58,7 @@ async def run_async_migrations() -> None:
     engine = create_async_engine(database_url())
     try:
         async with engine.connect() as connection:
-            await connection.run_sync(do_run_migrations)
+            await connection.run_sync(do_run_migrations, lock=True)
     finally:
         await engine.dispose()
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
+import sys
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -14,6 +17,9 @@ from sqlalchemy import inspect
 from bot.ops import migrate
 from db.engine import build_engine
 from db.models import Base
+from db.sql.ops import LOCK
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SEED_INDEXES = {
     "escrows": {"idx_escrow_buyer_status", "idx_escrow_seller_status", "idx_escrow_created_at"},
@@ -77,3 +83,24 @@ async def test_the_seeds_composite_indexes_exist(engine):
         present = await conn.run_sync(indexes)
     for table, names in SEED_INDEXES.items():
         assert names <= present[table], table
+
+
+async def test_the_alembic_command_line_waits_for_the_migration_lock(empty_database):
+    """`alembic upgrade head` by hand takes the lock a starting replica's
+    migration holds, instead of migrating beside it."""
+    engine = empty_database
+    url = engine.url.render_as_string(hide_password=False)
+    env = {**os.environ, "ESCROW__DATABASE__URL": url}
+    async with engine.connect() as holder:  # a replica migrating, as far as alembic can tell
+        await holder.execute(LOCK, {"key": migrate.MIGRATIONS_LOCK})
+        cli = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "alembic", "-c", "migrations/alembic.ini", "upgrade", "head",
+            cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        with pytest.raises(TimeoutError):  # waiting for the lock, nothing done
+            await asyncio.wait_for(asyncio.shield(cli.wait()), 3)
+        assert await tables(engine) == set()
+        await holder.rollback()  # the replica's migration ends
+    output, _ = await asyncio.wait_for(cli.communicate(), 60)
+    assert cli.returncode == 0, output.decode()
+    assert await migrate.current_revision(engine) == migrate.head_revision()
