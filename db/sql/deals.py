@@ -84,7 +84,8 @@ WITH changed AS (
         seller_id = CASE WHEN buyer_id IS NULL THEN seller_id
                          ELSE coalesce(seller_id, CAST(:joiner_id AS bigint)) END
     WHERE id = :deal_id AND status = :from_status AND version = :from_version
-      AND (NOT CAST(:overdue_only AS boolean) OR deliver_due_at <= now())
+      -- IS TRUE: a check of the row found by its id, never a scan of a deadline index
+      AND (NOT CAST(:overdue_only AS boolean) OR (deliver_due_at <= now()) IS TRUE)
     RETURNING *
 ), history AS (
     INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status, reason)

@@ -37,8 +37,8 @@ def _notify(kind: str | None, actor_id: int | None) -> dict[str, Any]:
     return {"notify": kind, "actor_id": actor_id, "note": None, "grace": GRACE, "admin_chats": []}
 
 
-# TRANSITION's clocks: a buyer's refund past the delivery deadline (the guard).
-_CLOCKS = dict(overdue_only=True, deliver_within=timedelta(days=7), release_after=GRACE)
+# TRANSITION's clocks (`overdue_only`: a buyer's refund past the delivery deadline).
+_CLOCKS = dict(overdue_only=False, deliver_within=timedelta(days=7), release_after=GRACE)
 
 
 def _page(s: Sample, statuses: list[str], before_id: int) -> dict[str, Any]:
@@ -137,11 +137,13 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
                   "final": False, "reason": None, "joiner_id": None, **_CLOCKS,
                   **_notify("deliver", s.user_id)},
        ("pk_escrows", "pk_users"), True),
-    # a final one also revokes the deal's invitations
+    # a final one also revokes the deal's invitations (here the buyer's refund, past
+    # the delivery deadline)
     _H("final_transition", deals.TRANSITION,
        lambda s: {"deal_id": s.funded_deal_id, "from_status": "funded",
                   "from_version": s.funded_deal_version, "to_status": "refunded",
-                  "final": True, "reason": None, "joiner_id": None, **_CLOCKS,
+                  "final": True, "reason": None, "joiner_id": None,
+                  **_CLOCKS, "overdue_only": True,
                   **_notify("cancel", s.user_id)},
        ("pk_escrows", "ix_invitations_escrow_id", "pk_users"), True),
     _H("read_invitation", deals.READ_INVITATION, lambda s: {"code": s.invitation_code},

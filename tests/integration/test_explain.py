@@ -102,8 +102,10 @@ SELECT i, code, CASE WHEN i % 2 = 0 THEN buyer ELSE seller END,
        CASE WHEN status IN ('released', 'refunded', 'cancelled', 'declined', 'expired')
             THEN least(now(), created + (1 + i % 48) * interval '1 hour') END,
        CASE WHEN i % 4 = 0 THEN 'wizard-' || i END,
-       -- the clocks: 7 days to deliver from funding, 72 hours to release
-       CASE WHEN status = 'funded' THEN created + interval '30 minutes' + interval '7 days' END,
+       -- the clocks: 7 days to deliver from funding (the busy users' sellers are
+       -- late), 72 hours to release
+       CASE WHEN status = 'funded' AND buyer <= 5 THEN created
+            WHEN status = 'funded' THEN created + interval '30 minutes' + interval '7 days' END,
        CASE WHEN status = 'delivered' THEN created + interval '72 hours' END,
        unjoined OR i % 10 = 3
 FROM (
