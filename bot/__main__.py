@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 from bot.config import Config, ConfigError, load_config
 from bot.ops import migrate
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":  # logging from [observability], uvloop, signals
         from bot.runtime.run import main as run
 
-        return run(config)
+        return run(config, Path(args.config) if args.config else None)
     return asyncio.run(COMMANDS[args.command](config))
 
 

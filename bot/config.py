@@ -54,6 +54,11 @@ class TelegramSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class RuntimeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Bring the database to the migration head before serving.
     migrate_on_start: bool = True
+    # Webhook mode: this many worker processes serve the one webhook port
+    # (SO_REUSEPORT), each a replica of its own (bot/runtime/workers.py).
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    # Set by `run` for each of its workers (1..workers); 0 in any other process.
+    worker: Annotated[int, msgspec.Meta(ge=0, le=64)] = 0
     # Start-up waits for Postgres and Redis this many times, backing off up to
     # connect_backoff_max_seconds between attempts, then gives up.
     connect_attempts: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
@@ -89,10 +94,11 @@ class RuntimeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retry_after_max_seconds: Annotated[float, msgspec.Meta(ge=0, le=600)] = 60.0
     # A 5xx from Telegram is retried this many times (0: never), the first after
     # server_error_wait_seconds, doubling; a press's answer never is.
-    server_error_attempts: Annotated[int, msgspec.Meta(ge=0, le=10)] = 2
+    server_error_attempts: Annotated[int, msgspec.Meta(ge=0, le=10)] = 3
     server_error_wait_seconds: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.5
-    # Sends (and edits) are paced, per replica, within this many per second
-    # overall and chat_send_per_second in one chat (bursts of chat_send_burst).
+    # What the bot sends on its own (notifications, reminders) is paced, per
+    # replica, within this many per second overall and chat_send_per_second in
+    # one chat (bursts of chat_send_burst); replies to a user's own update are not.
     send_per_second: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 25.0
     chat_send_per_second: Annotated[float, msgspec.Meta(gt=0, le=100)] = 1.0
     chat_send_burst: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5

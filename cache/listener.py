@@ -4,8 +4,10 @@ It subscribes to the channel and drops the L1 entries of the users it hears
 about. While it is not subscribed (connecting, Redis down, connection killed,
 no PONG) the cache reads neither L1 nor L2; on (re)subscribe it checks that
 Redis is the one the entries were written to, reads the generation and starts
-with an empty L1, so nothing published while it was away can be missed. A
-lost message (subscribed, yet not delivered) is bounded by `l1_ttl_seconds`.
+with an empty L1, so nothing published while it was away can be missed. Redis
+delivers every message to a live subscription in order (a subscriber that falls
+behind is disconnected, which this listener notices), so L1 entries are kept
+while it is subscribed; `l1_ttl_seconds` bounds a message lost anyway.
 
 The check: Redis's run_id (INFO server) changes with every restart and
 differs between nodes. A Redis restarted from its saved data, or a replica

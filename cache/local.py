@@ -1,7 +1,9 @@
 """L1: this process's own copy of user snapshots, bounded in size and in age.
 
-Every entry lives `l1_ttl_seconds`, so insertion order is expiry order and the
-oldest entry is the one that goes when the copy is full. Invalidations bump
+An entry stays while the invalidation listener is trusted: until an event
+drops it, the copy is full and it is the least recently read, or it is
+`l1_ttl_seconds` old (a backstop for an event lost while subscribed, which a
+live subscription does not do; see docs/cache.md). Invalidations bump
 an epoch (the whole copy) or a stripe (one user's, shared with the users
 hashed to it): a read marks both before it goes to Redis or Postgres and
 keeps what it got only if neither moved meanwhile, so a read that raced an
@@ -19,7 +21,7 @@ from cache.snapshots import UserSnapshot
 _STRIPES = 1024  # a power of two
 _STRIPE_MASK = _STRIPES - 1
 
-_Entry = tuple[float, UserSnapshot]  # (expires at, snapshot)
+_Entry = tuple[float, UserSnapshot]  # (expires at, snapshot); read order, oldest first
 Mark = tuple[int, int]  # (epoch, the user's stripe) when a read started
 
 
@@ -38,8 +40,12 @@ class LocalSnapshots:
 
     def get(self, telegram_id: int) -> UserSnapshot | None:
         """The user's snapshot, unless there is none or it has expired."""
-        entry = self._entries.get(telegram_id)
-        return entry[1] if entry is not None and entry[0] > self._clock() else None
+        entries = self._entries
+        entry = entries.get(telegram_id)
+        if entry is None or entry[0] <= self._clock():
+            return None
+        entries.move_to_end(telegram_id)
+        return entry[1]
 
     def mark(self, telegram_id: int) -> Mark:
         """Where the invalidations stand now, for `remember` to compare with."""
@@ -57,8 +63,7 @@ class LocalSnapshots:
                 return True
             del entries[telegram_id]
         elif len(entries) >= self._size:
-            # Insertion order is expiry order (one TTL), so the oldest goes.
-            entries.popitem(last=False)
+            entries.popitem(last=False)  # the least recently read
         entries[telegram_id] = (self._clock() + self._ttl, snapshot)
         return True
 

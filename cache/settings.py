@@ -19,7 +19,7 @@ class RedisSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class CacheSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # In-process L1; 0 for either turns it off.
     l1_size: Annotated[int, msgspec.Meta(ge=0)] = 50_000
-    l1_ttl_seconds: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    l1_ttl_seconds: Annotated[float, msgspec.Meta(ge=0)] = 300.0
     # Redis L2.
     l2_ttl_seconds: Annotated[int, msgspec.Meta(ge=1)] = 3600
     # Every key and the channel start with it, so deployments (and test

@@ -16,8 +16,12 @@ class DatabaseSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     url: str = "postgresql+asyncpg://root@127.0.0.1:5432/escrow"
     # Kept out of the committed file: set ESCROW__DATABASE__PASSWORD.
     password: str = ""
-    pool_size: Annotated[int, msgspec.Meta(ge=1, le=500)] = 10
-    max_overflow: Annotated[int, msgspec.Meta(ge=0, le=500)] = 10
+    # Connections kept open. Overflow connections are closed as soon as they are
+    # given back, so a load that needs more than pool_size opens and closes one
+    # (a server process, type introspection, statements prepared again) per
+    # update: keep max_overflow for rare bursts.
+    pool_size: Annotated[int, msgspec.Meta(ge=1, le=500)] = 20
+    max_overflow: Annotated[int, msgspec.Meta(ge=0, le=500)] = 0
     pool_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     statement_timeout_ms: Annotated[int, msgspec.Meta(ge=0)] = 5000

@@ -130,6 +130,9 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
     sat = _at(modes, "saturation", "throughput")
     out.append(_goal("saturation, one process, mixed", "≥ 2,000 updates/s", sat,
                      sat is not None and sat >= 2000, "/s"))  # fmt: skip
+    both = _at(modes, "saturation_2", "throughput_both")
+    out.append(_goal("saturation, two processes (workers), mixed", "≥ 2,000 updates/s", both,
+                     both is not None and both >= 2000, "/s"))  # fmt: skip
     delay = _at(modes, "replicas", "replication", "delay_ms", "p99")
     out.append(_goal("cross-replica invalidation p99", "≤ 5 ms", delay,
                      delay is not None and delay <= 5, " ms"))  # fmt: skip
@@ -223,4 +226,6 @@ def validate(result: dict[str, Any]) -> list[str]:
             problems.append("webhook: no steady read-only update measured")
         if not _at(webhook, "second_process", "updates"):
             problems.append("webhook: the second process served nothing")
+    if "saturation_2" in modes and not _at(modes["saturation_2"], "second_process", "updates"):
+        problems.append("saturation_2: the second process served nothing")
     return problems

@@ -94,6 +94,16 @@ MODES: dict[str, Mode] = {
             round_trip=False,
         ),
         Mode(
+            "saturation_2",
+            "two bot processes both serving as in webhook mode (two workers of one `run`), "
+            "each half the users in a closed loop at half --concurrency; Telegram's round "
+            "trip off; throughput of both",
+            loop="closed",
+            round_trip=False,
+            second="serves",
+            webhook=True,
+        ),
+        Mode(
             "replicas",
             "the product while a second bot process deposits through its own services "
             "(commit-to-invalidation delay on this replica)",

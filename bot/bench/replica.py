@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from bot.bench.arrivals import open_loop, trader_count, workload_of
+from bot.bench.arrivals import closed_loop, open_loop, trader_count, workload_of
 from bot.bench.rows import telegram_id
 from db.events import Event, UserChanged
 
@@ -69,8 +69,9 @@ def start_replica(plan: Plan, mode: Mode, index: int) -> ReplicaProcess:
             "warmup": plan.warmup,
             "numbers": theirs,
             "codes": [plan.codes.get(n, []) for n in theirs],
-            "rtt_ms": plan.rtt_ms,
+            "rtt_ms": plan.rtt_ms if mode.round_trip else 0,
             "mix": dataclasses.asdict(plan.mix),
+            "concurrency": max(1, plan.concurrency // 2) if mode.loop == "closed" else None,
         }
     else:
         navigators = plan.numbers[trader_count(len(plan.numbers)) :]
@@ -132,10 +133,17 @@ async def _serve(spec: dict[str, Any]) -> dict[str, Any]:
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         for start in range(0, len(users), 50):
             await asyncio.gather(*(user.welcome() for user in users[start : start + 50]))
-        await open_loop(harness, workload.arrival, spec["rate"], spec["warmup"], seed=4)
+        concurrency = spec.get("concurrency")
+
+        async def drive(seconds: float, seed: int) -> float:
+            if concurrency:
+                return await closed_loop(workload.arrival, concurrency, seconds)
+            return await open_loop(harness, workload.arrival, spec["rate"], seconds, seed=seed)
+
+        await drive(spec["warmup"], 4)
         recorder.commits.clear()
         harness.measuring = True
-        sent = await open_loop(harness, workload.arrival, spec["rate"], spec["seconds"], seed=5)
+        sent = await drive(spec["seconds"], 5)
         figures = mode_figures(harness.samples)
         errors = figures["classes"]["all"]["errors"]
         return {

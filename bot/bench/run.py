@@ -196,7 +196,7 @@ async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str
             seconds=round(sent, 3),
             rate=_rate(plan, mode) if mode.loop == "open" else None,
             round_trip=telegram.latency is not None,
-            concurrency=plan.concurrency if mode.loop == "closed" else None,
+            concurrency=_concurrency(plan, mode) if mode.loop == "closed" else None,
             dropped=harness.dropped,
             max_inflight=harness.max_inflight,
             gc=gc_figures(watch, mode.freeze_gc, full_ms),
@@ -223,6 +223,10 @@ async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str
             }
             if "figures" in result:
                 figures["second_process"] = result["figures"]
+                if mode.loop == "closed":  # the processes' throughput together
+                    figures["throughput_both"] = round(
+                        figures["throughput"] + result["figures"]["throughput"], 1
+                    )
         plan.curves[mode.name] = _curves(harness)
         return figures
     finally:
@@ -252,6 +256,11 @@ def _rate(plan: Plan, mode: Mode) -> float:
     return plan.rate / 2 if mode.second == "serves" else plan.rate
 
 
+def _concurrency(plan: Plan, mode: Mode) -> int:
+    """Closed-loop users in this process (two serving share --concurrency)."""
+    return max(1, plan.concurrency // 2) if mode.second == "serves" else plan.concurrency
+
+
 def _driver(plan: Plan, mode: Mode, harness: Harness, users: list[BenchUser]):
     """How this mode sends updates, and the trading pairs (none when replaying)."""
     if mode.loop == "replay":
@@ -270,7 +279,7 @@ def _driver(plan: Plan, mode: Mode, harness: Harness, users: list[BenchUser]):
 
     async def drive(seconds: float, *, warmup: bool) -> float:
         if mode.loop == "closed":
-            return await closed_loop(workload.arrival, plan.concurrency, seconds)
+            return await closed_loop(workload.arrival, _concurrency(plan, mode), seconds)
         return await open_loop(harness, workload.arrival, _rate(plan, mode), seconds)
 
     return drive, workload.pairs

@@ -1,5 +1,6 @@
-"""Telegram's limits on outgoing calls: sends are paced within the global and
-per-chat rates, a 429 is waited out, not failed, and a 5xx is tried again."""
+"""Telegram's limits on outgoing calls: what the bot sends on its own is paced
+within the global and per-chat rates, a reply to a user's own update goes at
+once, a 429 is waited out, not failed, and a 5xx is tried again."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any
 
-from aiogram import Bot
+from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.client.session.middlewares.base import (
     BaseRequestMiddleware,
     NextRequestMiddlewareType,
@@ -16,6 +19,10 @@ from aiogram.client.session.middlewares.base import (
 from aiogram.exceptions import TelegramRetryAfter, TelegramServerError
 from aiogram.methods import AnswerCallbackQuery, Response, TelegramMethod
 from aiogram.methods.base import TelegramType
+from aiogram.types import TelegramObject
+
+from bot.config import RuntimeSettings
+from bot.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +44,7 @@ class RetryAfter(BaseRequestMiddleware):
         attempts: int = 3,
         max_wait: float = 60.0,
         *,
-        server_error_attempts: int = 2,
+        server_error_attempts: int = 3,
         server_error_wait: float = 0.5,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         on_retry: Callable[[str, float], object] | None = None,
@@ -117,11 +124,49 @@ class TokenBucket:
 LIMITED_PREFIXES = ("send", "edit", "copy", "forward")
 CHAT_BUCKETS_LIMIT = 10_000
 
+# The chats of the update being handled (its chat and its sender): what the bot
+# sends there answers the user's own press or message. Empty outside an update
+# (the outbox worker, the jobs), and tasks an update starts inherit it.
+_ANSWERING: ContextVar[frozenset[int]] = ContextVar("escrow_answering", default=frozenset())
+
+
+class Replies(BaseMiddleware):
+    """Dispatcher middleware (outer, on updates and on errors): while an update
+    is handled, its own chat is marked as answered, so `SendRate` lets the
+    replies there go at once. aiogram's errors middleware is outside every other
+    update middleware, so the errors observer is marked too: a refusal told to
+    the user answers their update as well."""
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        # aiogram's user context (event_chat, event_from_user) reaches both observers
+        chats = frozenset(
+            who.id for key in ("event_chat", "event_from_user") if (who := data.get(key))
+        )
+        token = _ANSWERING.set(chats)
+        try:
+            return await handler(event, data)
+        finally:
+            _ANSWERING.reset(token)
+
 
 class SendRate(BaseRequestMiddleware):
-    """Session middleware: keeps this replica's sends within a global rate and
-    a per-chat rate (with a small burst), waiting instead of being refused.
-    The limits are per replica: divide the global one among the replicas."""
+    """Session middleware: keeps what this replica sends on its own (the
+    notifications, from a handler or the outbox worker, reminders, job
+    messages) within a global rate and a per-chat rate (with a small burst),
+    waiting instead of being refused. The limits are per replica: divide the
+    global one among the replicas.
+
+    A reply to the update being handled (an edit of the card just pressed, the
+    answer to a typed message, a refusal) goes at once and takes no budget:
+    the user sets its pace, and a 429 Telegram might answer is waited out by
+    `RetryAfter`. Telegram's rates are those of messages a bot sends unasked
+    (broadcasts); pacing a user's own taps made every tap after a burst of five
+    wait a second."""
 
     def __init__(
         self,
@@ -136,6 +181,9 @@ class SendRate(BaseRequestMiddleware):
         self.chat_rate, self.chat_burst = chat_per_second, chat_burst
         self.overall = TokenBucket(per_second, max(per_second, 1), clock())
         self.chats: dict[int | str, TokenBucket] = {}
+        self.replies = 0  # sent at once as replies, outside the budget
+        self.paced = 0  # sent within the budget
+        self.waited = 0  # of those, how many had to wait for it
 
     def delay(self, chat_id: int | str | None) -> float:
         """Reserve a send now; how long it must wait."""
@@ -150,6 +198,13 @@ class SendRate(BaseRequestMiddleware):
             wait = bucket.reserve(now)
         return max(wait, self.overall.reserve(now))
 
+    def counts(self) -> dict[str, int]:
+        return {
+            "reply": self.replies,
+            "paced_at_once": self.paced - self.waited,
+            "paced_waited": self.waited,
+        }
+
     async def __call__(
         self,
         make_request: NextRequestMiddlewareType[TelegramType],
@@ -157,7 +212,47 @@ class SendRate(BaseRequestMiddleware):
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
         if method.__api_method__.startswith(LIMITED_PREFIXES):
-            wait = self.delay(getattr(method, "chat_id", None))
-            if wait > 0:
-                await self.sleep(wait)
+            chat_id = getattr(method, "chat_id", None)
+            if chat_id is not None and chat_id in _ANSWERING.get():
+                self.replies += 1
+            else:
+                self.paced += 1
+                wait = self.delay(chat_id)
+                if wait > 0:
+                    self.waited += 1
+                    await self.sleep(wait)
         return await make_request(bot, method)
+
+
+def pace_sends(
+    bot: Bot,
+    dispatcher: Dispatcher,
+    runtime: RuntimeSettings,
+    metrics: Metrics | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+) -> SendRate:
+    """Pace what `bot` sends on its own within `runtime`'s rates; replies to the
+    update `dispatcher` is handling go at once. Installed inside `RetryAfter`
+    (after it), so a call sent again is paced again."""
+    rate = SendRate(
+        runtime.send_per_second,
+        runtime.chat_send_per_second,
+        runtime.chat_send_burst,
+        clock=clock,
+        sleep=sleep,
+    )
+    bot.session.middleware(rate)
+    replies = Replies()
+    dispatcher.update.outer_middleware(replies)
+    dispatcher.errors.outer_middleware(replies)
+    if metrics is not None:
+        metrics.read_at_scrape(
+            "escrow_telegram_sends",
+            "Messages sent or edited: replies to a user's own update (never paced), and"
+            " what the bot sent on its own, at once or after waiting for its rate",
+            "pace",
+            rate.counts,
+        )
+    return rate

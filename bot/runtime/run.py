@@ -17,12 +17,8 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import Literal
 
-import msgspec
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.base import BaseSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramNetworkError, TelegramServerError
 from aiohttp import web
 
@@ -33,42 +29,26 @@ from bot.runtime.app import App, build_app
 from bot.runtime.coordination import JobLock
 from bot.runtime.embedded import EmbeddedServices, needs_embedded
 from bot.runtime.jobs import BackgroundJobs
-from bot.runtime.limits import RetryAfter, SendRate
+from bot.runtime.limits import RetryAfter, pace_sends
 from bot.runtime.polling import serve_polling, until_stopped
 from bot.runtime.startup import (
     TRANSIENT,
     StartupError,
     check_fit_to_serve,
+    local_config,
+    mode_of,
+    telegram_session,
     wait_for_services,
     with_retries,
 )
 from bot.runtime.web import start_side_server
 from bot.runtime.webhook import WebhookServer
+from bot.runtime.workers import supervise
 from bot.sim import FakeTelegram
 from cache.keys import CacheKeys
 from db.sql.ops import PING
 
 log = logging.getLogger("bot.runtime.run")
-Mode = Literal["local", "polling", "webhook"]
-
-
-def mode_of(config: Config) -> Mode:
-    return config.telegram.mode if config.telegram.token else "local"
-
-
-def telegram_session(config: Config, mode: Mode) -> BaseSession:
-    if mode == "local":
-        return FakeTelegram(bot_username="escrow_local_bot", bot_name="Escrow (local)")
-    return AiohttpSession(api=TelegramAPIServer.from_base(config.telegram.api_base))
-
-
-def local_config(config: Config) -> Config:
-    """Local mode: the simulated admin is an admin of this run."""
-    admin = config.runtime.local_admin_id
-    if admin in config.escrow.admins:
-        return config
-    escrow = msgspec.structs.replace(config.escrow, admins=(*config.escrow.admins, admin))
-    return msgspec.structs.replace(config, escrow=escrow)
 
 
 class Replica:
@@ -136,7 +116,8 @@ class Replica:
         config, started = self.config, time.perf_counter()
         if self.mode != "local":  # before touching any service
             check_fit_to_serve(config)
-        log.info("starting in %s mode", self.mode)
+        worker = config.runtime.worker and f" (worker {config.runtime.worker})"
+        log.info("starting in %s mode%s", self.mode, worker or "")
         if needs_embedded(config):
             self.embedded = EmbeddedServices(Path(config.runtime.embedded_data_dir))
             config = self.config = await self.embedded.start(config)
@@ -160,14 +141,7 @@ class Replica:
             )
         )
         if self.mode != "local":  # inside the retries: a second attempt is paced too
-            runtime = config.runtime
-            app.bot.session.middleware(
-                SendRate(
-                    runtime.send_per_second,
-                    runtime.chat_send_per_second,
-                    runtime.chat_send_burst,
-                )
-            )
+            pace_sends(app.bot, app.dispatcher, config.runtime, app.metrics)
         # Warm-up: the pool's first connection, the bot's identity, the menu.
         async with app.database.engine.connect() as conn:
             await conn.execute(PING)
@@ -282,9 +256,12 @@ async def run(config: Config, *, session: BaseSession | None = None) -> int:
     return await Replica(config, session=session).run()
 
 
-def main(config: Config) -> int:
-    """The `run` command: logging from [observability], uvloop when installed."""
+def main(config: Config, config_path: Path | None = None) -> int:
+    """The `run` command: logging from [observability], uvloop when installed;
+    with `[runtime] workers` > 1, that many worker processes (bot/runtime/workers.py)."""
     configure_logging(config.observability.log_format, config.observability.log_level)
+    if config.runtime.workers > 1 and not config.runtime.worker:
+        return supervise(config, config_path)
     try:
         import uvloop
     except ImportError:

@@ -7,9 +7,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import asyncpg
+import msgspec
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.base import BaseSession
+from aiogram.client.telegram import TelegramAPIServer
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -18,9 +22,11 @@ from sqlalchemy.exc import ArgumentError
 
 from bot.config import Config
 from bot.ops import migrate
+from bot.sim import FakeTelegram
 
 log = logging.getLogger("bot.runtime.run")  # start-up speaks in `run`'s log
 T = TypeVar("T")
+Mode = Literal["local", "polling", "webhook"]
 # Worth waiting for at start-up; anything else (a wrong password, say) stops at once.
 TRANSIENT = (
     OSError,
@@ -141,3 +147,22 @@ async def wait_for_services(config: Config) -> None:
     where = redacted_url(config.redis.url)
     await with_retries(f"Redis at {where}", redis, attempts, backoff)
     log.info("Redis answers at %s", where)
+
+
+def mode_of(config: Config) -> Mode:
+    return config.telegram.mode if config.telegram.token else "local"
+
+
+def telegram_session(config: Config, mode: Mode) -> BaseSession:
+    if mode == "local":
+        return FakeTelegram(bot_username="escrow_local_bot", bot_name="Escrow (local)")
+    return AiohttpSession(api=TelegramAPIServer.from_base(config.telegram.api_base))
+
+
+def local_config(config: Config) -> Config:
+    """Local mode: the simulated admin is an admin of this run."""
+    admin = config.runtime.local_admin_id
+    if admin in config.escrow.admins:
+        return config
+    escrow = msgspec.structs.replace(config.escrow, admins=(*config.escrow.admins, admin))
+    return msgspec.structs.replace(config, escrow=escrow)

@@ -71,7 +71,11 @@ class WebhookServer:
             web_app, access_log=None, shutdown_timeout=shutdown_timeout
         )
         await runner.setup()
-        await web.TCPSite(runner, settings.webhook_host, settings.webhook_port).start()
+        # Workers of one `run` share the port (bot/runtime/workers.py).
+        reuse_port = self.config.runtime.workers > 1 or None
+        await web.TCPSite(
+            runner, settings.webhook_host, settings.webhook_port, reuse_port=reuse_port
+        ).start()
         log.info(
             "webhook server on http://%s:%d%s",
             settings.webhook_host,

@@ -9,9 +9,11 @@ else happens.
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from functools import cache
 
 from aiogram.filters.callback_data import CallbackData
@@ -183,3 +185,48 @@ def admin_deal_keyboard(deal: DealView) -> InlineKeyboardMarkup:
     kb.button(text="« Admin", callback_data=Nav(to="admin"))
     kb.adjust(1)
     return kb.as_markup()
+
+
+class Way(enum.Enum):
+    """Where a button under a refusal leads: to what resolves it
+    (`bot/telegram/refusals.py` says which for each refusal)."""
+
+    DEPOSIT = "deposit"  # the deposit form, in the refusal's currency when it names one
+    WALLET = "wallet"
+    WITHDRAWALS = "withdrawals"
+    DEAL = "deal"  # the card of the deal the refusal names
+    MY_DEALS = "my_deals"
+    NEW_DEAL = "new_deal"
+    ADMIN = "admin"
+
+
+def way_button(way: Way, currency: str = "", deal: str = "") -> InlineKeyboardButton | None:
+    """The button that leads `way`; None for a deal's card when no deal is named."""
+    match way:
+        case Way.DEPOSIT:
+            label = f"➕ Deposit {currency}" if currency else "➕ Deposit"
+            data = WalletMenu(screen="deposit", currency=currency).pack()
+        case Way.WALLET:
+            label, data = "👛 Wallet", Nav(to="wallet").pack()
+        case Way.WITHDRAWALS:
+            label, data = "🧾 Withdrawals", WalletMenu(screen="withdrawals").pack()
+        case Way.DEAL:
+            if not deal:
+                return None
+            label, data = f"📄 Deal #{deal}", DealCard(code=deal).pack()
+        case Way.MY_DEALS:
+            label, data = "📋 My deals", MY_DEALS
+        case Way.NEW_DEAL:
+            label, data = "➕ New deal", Nav(to="new").pack()
+        case Way.ADMIN:
+            label, data = "🛡 Admin", Nav(to="admin").pack()
+    return InlineKeyboardButton(text=label, callback_data=data)
+
+
+def resolving_keyboard(
+    ways: Iterable[Way], *, currency: str = "", deal: str = ""
+) -> InlineKeyboardMarkup:
+    """The buttons that resolve a refusal on one row, then « Menu on its own."""
+    buttons = [b for way in ways if (b := way_button(way, currency, deal)) is not None]
+    rows = [buttons] if buttons else []
+    return InlineKeyboardMarkup(inline_keyboard=[*rows, [menu_button()]])

@@ -8,21 +8,9 @@ from html import escape
 
 from bot.services.money import Currencies
 from bot.services.views import DealView
+from bot.telegram.statuses import card_status
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus
-
-STATUS = {
-    DealStatus.PENDING: "⏳ waiting for the other party to accept",
-    DealStatus.ACCEPTED: "🤝 accepted — waiting for the buyer to fund",
-    DealStatus.FUNDED: "🔒 funded — the money is held in escrow",
-    DealStatus.DELIVERED: "📦 delivered — waiting for the buyer to release",
-    DealStatus.DISPUTED: "⚠️ in dispute — an admin will decide",
-    DealStatus.RELEASED: "✅ released to the seller",
-    DealStatus.REFUNDED: "↩️ refunded to the buyer",
-    DealStatus.CANCELLED: "✖️ cancelled",
-    DealStatus.DECLINED: "✖️ declined",
-    DealStatus.EXPIRED: "⌛ expired",
-}
 
 SHORT_STATUS = {
     DealStatus.PENDING: "pending",
@@ -156,7 +144,8 @@ def main_menu(user: UserSnapshot, currencies: Currencies, play_money: bool = Fal
 def deal_card(
     deal: DealView, viewer_id: int | None, currencies: Currencies, headline: str = ""
 ) -> str:
-    """The one message a party (or an admin, viewer None) sees for a deal."""
+    """The one message a party (or an admin, viewer None) sees for a deal, its
+    status said to the viewer (bot/telegram/statuses.py)."""
     money = currencies[deal.currency]
     role = ""
     if viewer_id is not None and viewer_id == deal.buyer_id:
@@ -168,7 +157,7 @@ def deal_card(
         lines += [headline, ""]
     lines += [
         f"<b>Deal #{deal.code}</b>{role}",
-        STATUS[DealStatus(deal.status)],
+        card_status(deal, viewer_id),
         "",
         f"<i>{escape(deal.description)}</i>",
         "",

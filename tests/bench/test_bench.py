@@ -91,6 +91,12 @@ def test_every_mode_and_figure_is_there(quick_result: dict):
         assert readers["count"] > 0 and readers["refills_per_s"] is not None, who
         assert set(readers["sql_per_read"]) == {"mean", "max"}, who
     assert quick_result["modes"]["webhook"]["second_process"]["updates"] > 0
+    # two processes in a closed loop: both served, and their throughput is summed
+    both = quick_result["modes"]["saturation_2"]
+    assert both["second_process"]["updates"] > 0
+    assert both["throughput_both"] == round(
+        both["throughput"] + both["second_process"]["throughput"], 1
+    )
     replication = quick_result["modes"]["replicas"]["replication"]
     assert replication["heard"] > 0 and replication["delay_ms"]["p99"] is not None
     assert quick_result["hot_queries_ms"] and quick_result["modes"]["no_indexes"]["hot_queries_ms"]

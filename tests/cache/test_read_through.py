@@ -110,6 +110,23 @@ async def test_l1_is_bounded(pair: Pair) -> None:
     assert a.cache.cached_locally(6004) is not None
 
 
+async def test_l1_keeps_what_is_read_and_lets_the_least_recently_read_go(pair: Pair) -> None:
+    from tests.cache.conftest import fast_settings
+
+    a = await pair.node("a", settings=fast_settings(l1_size=3))
+    for telegram_id in (6100, 6101, 6102):
+        pair.loader.add(telegram_id)
+        await a.cache.get(telegram_id)
+    await a.cache.get(6100)  # the first one filled is read again
+    pair.loader.add(6103)
+    await a.cache.get(6103)
+    assert a.cache.cached_locally(6100) is not None
+    assert a.cache.cached_locally(6101) is None  # read least recently: it went
+    a.trips.start()
+    await a.cache.get(6100)
+    assert a.trips.stop() == []  # still an L1 hit, no Redis
+
+
 class UserSnapshotV2(msgspec.Struct, frozen=True, array_like=True):
     """What a later release might cache: another shape, another schema number."""
 

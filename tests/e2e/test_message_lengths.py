@@ -179,7 +179,12 @@ async def test_the_longest_deal_and_dispute_screens_fit(
             counterparty=bob.id,
         )
     await alice.send("/deals")
-    assert alice.last.text.count(f"{MOST_TEXT} · pending · with {LONGEST_NAME}") == 10
+    assert (
+        alice.last.text.count(
+            f"{MOST_TEXT} · waiting for the seller to accept · with {LONGEST_NAME}"
+        )
+        == 10
+    )
     print(f"\nlongest deal screen: {Screens(telegram).longest()} characters")
 
 

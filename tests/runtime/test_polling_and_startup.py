@@ -17,7 +17,8 @@ from aiogram.methods import GetUpdates, TelegramMethod
 from aiogram.types import Update
 
 from bot.config import Config, ConfigError, load_config
-from bot.runtime.run import Replica, telegram_session
+from bot.runtime.run import Replica
+from bot.runtime.startup import telegram_session
 from bot.sim import FakeTelegram, SimulatedUser
 from cache.settings import RedisSettings
 from tests.conftest import ADMIN_TELEGRAM_ID

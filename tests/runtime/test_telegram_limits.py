@@ -1,14 +1,18 @@
 """Telegram's limits: a 429 is waited out (its retry_after), within bounds, a 5xx
 is tried again (not a press's answer); sends are paced within the overall and
-per-chat rates, button answers never wait."""
+per-chat rates, button answers never wait, and replies to the update in hand
+go at once."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from aiogram import Bot
 from aiogram.exceptions import TelegramRetryAfter, TelegramServerError
+from aiogram.types import Chat, Update, User
 
-from bot.runtime.limits import RetryAfter, SendRate
+from bot.runtime.limits import Replies, RetryAfter, SendRate
 from bot.sim import FakeTelegram, SimulatedUser
 
 
@@ -76,10 +80,11 @@ async def test_a_telegram_server_error_is_sent_again_with_a_doubling_wait(
 
 
 async def test_server_error_retries_are_bounded(telegram, bot, chat, waits):
-    telegram.fail_next("sendMessage", 3, error=server_error)
+    telegram.fail_next("sendMessage", 4, error=server_error)
     with pytest.raises(TelegramServerError):
         await bot.send_message(chat, "hello")
-    assert len(telegram.calls("sendMessage")) == 3
+    assert len(telegram.calls("sendMessage")) == 4
+    assert waits == [0.5, 1.0, 2.0]
 
 
 async def test_a_press_answer_is_not_retried(telegram, bot, chat, waits):
@@ -134,3 +139,60 @@ async def test_only_sends_wait_and_a_press_is_answered_at_once(telegram, chat):
     query = telegram.open_callback_query(chat)
     assert await bot.answer_callback_query(query)
     assert len(waits) == 1
+
+
+async def test_replies_to_the_update_in_hand_go_at_once_and_take_no_budget(telegram, chat):
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    bot = Bot("42:TEST", session=telegram)
+    rate = SendRate(per_second=100, chat_per_second=1, chat_burst=1, clock=Clock(), sleep=sleep)
+    bot.session.middleware(rate)
+    other = SimulatedUser(telegram, bot, None, user_id=6, first_name="Bob", started=True)  # type: ignore[arg-type]
+    user = User(id=chat, is_bot=False, first_name="Eve")
+
+    async def handler(event: object, data: dict[str, object]) -> None:
+        for n in range(10):  # the user's own quick taps, each answered in their chat
+            await bot.send_message(chat, f"reply {n}")
+        for n in range(2):  # what those taps cause in someone else's chat
+            await bot.send_message(other.id, f"notice {n}")
+
+    data = {"event_chat": Chat(id=chat, type="private"), "event_from_user": user}
+    await Replies()(handler, Update(update_id=1), data)
+    assert (rate.replies, rate.paced, rate.waited) == (10, 2, 1)
+    assert waits == [1.0]  # only the other chat's second notice waited
+    # Outside an update (the outbox worker, a job), the same chat is paced.
+    await bot.send_message(chat, "a notification")
+    await bot.send_message(chat, "another")
+    assert (rate.replies, rate.paced, rate.waited) == (10, 4, 2)
+    assert rate.counts() == {"reply": 10, "paced_at_once": 2, "paced_waited": 2}
+
+
+def telegram_429(telegram: FakeTelegram, bot: Bot, seconds: int):
+    """What Telegram answers a call it throttles, read by the session as the
+    real HTTP session reads it (tests/runtime/botapi.py serves the same body)."""
+    body = {
+        "ok": False,
+        "error_code": 429,
+        "description": f"Too Many Requests: retry after {seconds}",
+        "parameters": {"retry_after": seconds},
+    }
+
+    def refuse(call):
+        try:
+            telegram.check_response(bot, call, 429, json.dumps(body))
+        except TelegramRetryAfter as exc:
+            return exc
+        raise AssertionError("a 429 with retry_after is not read as TelegramRetryAfter")
+
+    return refuse
+
+
+async def test_telegrams_429_is_waited_out_for_its_retry_after(telegram, bot, chat, waits):
+    message = await bot.send_message(chat, "hello")
+    telegram.fail_next("editMessageText", error=telegram_429(telegram, bot, 4))
+    edited = await bot.edit_message_text("hello again", chat_id=chat, message_id=message.message_id)
+    assert edited.text == "hello again"
+    assert waits == [4]

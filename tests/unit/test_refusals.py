@@ -1,4 +1,5 @@
-"""Every refusal code has its sentence, and every sentence its data."""
+"""Every refusal code has its sentence, every sentence its data, and every
+refusal the buttons that resolve it."""
 
 from datetime import UTC, datetime, timedelta
 from string import Formatter
@@ -17,14 +18,17 @@ from bot.services.errors import (
 )
 from bot.services.money import Currencies, Currency
 from bot.services.rules import Action, Role
+from bot.telegram.keyboards import WalletMenu
 from bot.telegram.refusals import (
     ACTION_WORDS,
     FIELD_WORDS,
+    RESOLVED_BY,
     ROLE_WORDS,
     STATUS_WORDS,
     TEMPLATES,
     WITHDRAWAL_STATUS_WORDS,
     ChatRefusal,
+    refusal_keyboard,
     refusal_text,
 )
 from db.models import DealStatus, WithdrawalStatus
@@ -190,3 +194,67 @@ def test_a_refusal_logs_as_its_code_and_data_not_a_sentence():
         {"deal": "ABCD2345", "status": DealStatus.FUNDED},
     )
     assert str(NotAllowed(Refusal.ADMINS_ONLY)) == "admins_only"
+
+
+# -- the buttons that resolve a refusal ------------------------------------------------
+
+
+def labels(markup) -> list[list[str]]:
+    return [[button.text for button in row] for row in markup.inline_keyboard]
+
+
+def test_every_refusal_gets_the_menu_and_only_buttons_telegram_takes():
+    assert set(RESOLVED_BY) <= set(Refusal)
+    for code, data in SAMPLES.items():
+        markup = refusal_keyboard(EscrowError(code, **data))
+        assert labels(markup)[-1] == ["« Menu"], code
+        for row in markup.inline_keyboard:
+            for button in row:
+                assert len(button.callback_data.encode()) <= 64, (code, button)
+
+
+@pytest.mark.parametrize(
+    ("error", "buttons"),
+    [
+        (
+            InsufficientFunds(Refusal.FUNDING_SHORT, amount=1_000_01, currency="USDT"),
+            [["➕ Deposit USDT"], ["« Menu"]],
+        ),
+        (InsufficientFunds(Refusal.NOT_ENOUGH_FUNDS), [["➕ Deposit"], ["« Menu"]]),
+        (EscrowError(Refusal.NO_SUCH_DEAL), [["📋 My deals"], ["« Menu"]]),
+        (
+            NotAllowed(Refusal.NOT_YOUR_ROLE, role=Role.BUYER, action=Action.FUND),
+            [["📋 My deals"], ["« Menu"]],
+        ),
+        (
+            WrongState(
+                Refusal.ACTION_NOT_NOW,
+                deal="ABCD2345",
+                status=DealStatus.RELEASED,
+                action=Action.DISPUTE,
+            ),
+            [["📄 Deal #ABCD2345", "📋 My deals"], ["« Menu"]],
+        ),
+        (EscrowError(Refusal.SELF_DEAL), [["➕ New deal"], ["« Menu"]]),
+        (
+            EscrowError(Refusal.WITHDRAWAL_SHORT, amount=12_00, currency="USDT"),
+            [["👛 Wallet"], ["« Menu"]],
+        ),
+        (EscrowError(Refusal.WITHDRAWAL_REQUESTED), [["🧾 Withdrawals"], ["« Menu"]]),
+        (EscrowError(Refusal.NO_SUCH_USER), [["🛡 Admin"], ["« Menu"]]),
+        (EscrowError(Refusal.ACCOUNT_BLOCKED), [["« Menu"]]),  # nothing resolves it here
+    ],
+    ids=lambda value: str(value) if isinstance(value, EscrowError) else "",
+)
+def test_each_refusal_offers_what_resolves_it(error, buttons):
+    assert labels(refusal_keyboard(error)) == buttons
+
+
+def test_the_deposit_button_opens_the_refused_currencys_deposit_form():
+    markup = refusal_keyboard(
+        InsufficientFunds(Refusal.FUNDING_SHORT, amount=1_00, currency="USDT")
+    )
+    assert (
+        markup.inline_keyboard[0][0].callback_data
+        == WalletMenu(screen="deposit", currency="USDT").pack()
+    )

@@ -17,8 +17,8 @@ from bot.services.views import DealView
 from bot.telegram import keyboards, texts
 from bot.telegram.handlers.committed import show_result
 from bot.telegram.keyboards import DealCard, DealList, Nav, Signer
+from bot.telegram.statuses import list_status
 from cache.snapshots import UserSnapshot
-from db.models import DealStatus
 
 
 def card_markup(
@@ -106,14 +106,16 @@ LIST_TITLES = {
 }
 
 
-def deals_list(page, kind: str, currencies: Currencies) -> tuple[str, InlineKeyboardMarkup]:
+def deals_list(
+    page, kind: str, currencies: Currencies, viewer: UserSnapshot
+) -> tuple[str, InlineKeyboardMarkup]:
     kb = InlineKeyboardBuilder()
     lines = [f"📋 <b>{LIST_TITLES[kind]}</b>", ""]
     if not page.items:
         lines.append("Nothing here yet.")
     for item in page.items:
         money = currencies[item.currency].format(item.amount)
-        status = texts.SHORT_STATUS[DealStatus(item.status)]
+        status = list_status(item, viewer.id)  # "waiting for you to fund"
         who = f" · with {escape(item.counterparty)}" if item.counterparty else ""
         lines.append(f"<b>#{item.code}</b> · {money} · {status}{who}")
         kb.button(text=f"#{item.code} · {money} · {status}", callback_data=DealCard(code=item.code))
@@ -141,7 +143,7 @@ async def list_deals(
 ) -> None:
     kind = callback_data.kind if callback_data.kind in LIST_TITLES else "active"
     page = await services.reads.deals_page(snapshot, kind, callback_data.before or None)  # type: ignore[arg-type]
-    text, markup = deals_list(page, kind, currencies)
+    text, markup = deals_list(page, kind, currencies, snapshot)
     if isinstance(query.message, Message):
         await query.message.edit_text(text, reply_markup=markup)
 
@@ -150,7 +152,7 @@ async def deals_command(
     message: Message, snapshot: UserSnapshot, services: Services, currencies: Currencies
 ) -> None:
     page = await services.reads.deals_page(snapshot, "active")
-    text, markup = deals_list(page, "active", currencies)
+    text, markup = deals_list(page, "active", currencies, snapshot)
     await message.answer(text, reply_markup=markup)
 
 

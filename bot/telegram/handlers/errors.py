@@ -22,7 +22,7 @@ from bot.services.errors import EscrowError
 from bot.services.money import Currencies
 from bot.telegram import keyboards, texts
 from bot.telegram.fsm import StateUnavailable, StateUnread
-from bot.telegram.refusals import refusal_text
+from bot.telegram.refusals import refusal_keyboard, refusal_text
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,12 @@ async def _tell(
 
 
 async def refused(event: ErrorEvent, bot: Bot, currencies: Currencies) -> None:
+    """A new message, under the press or message refused (a press was answered
+    before its handler ran, so a refusal can't be its alert; the card pressed
+    stays as it was, since nothing changed), with the buttons that resolve it."""
     error = event.exception
     assert isinstance(error, EscrowError)
-    await _tell(bot, event, f"⚠️ {refusal_text(error, currencies)}")
+    await _tell(bot, event, f"⚠️ {refusal_text(error, currencies)}", refusal_keyboard(error))
 
 
 async def message_not_read(event: ErrorEvent, bot: Bot) -> None:

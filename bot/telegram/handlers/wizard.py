@@ -51,7 +51,7 @@ from bot.telegram.handlers.committed import (
 from bot.telegram.handlers.deals import show_committed_card
 from bot.telegram.keyboards import Nav, Signer
 from bot.telegram.notices import NoticeSender
-from bot.telegram.refusals import refusal_text
+from bot.telegram.refusals import refusal_keyboard, refusal_text
 from cache.snapshots import UserSnapshot
 
 log = logging.getLogger(__name__)
@@ -247,7 +247,7 @@ async def create(
         await _show(
             query,
             screens.NOT_CREATED.format(message=escape(refusal_text(refused, currencies))),
-            None,
+            refusal_keyboard(refused),
         )
         return
     except UNKNOWN_OUTCOME as exc:
