@@ -113,7 +113,7 @@ async def test_a_delivered_deal_nobody_acts_on_is_released_automatically(app, pa
         f"⏱ The buyer neither released the payment nor opened a dispute by {due}: it was "
         "released to you automatically and is in your wallet."
     )
-    assert "released to the seller" in bob.last.text  # the card's status
+    assert "✅ released — the payment is in your wallet" in bob.last.text  # the card's status
     assert bob.buttons() == ["⟳ Refresh", "📋 My deals"]
     await bob.send("/start")  # the snapshot was invalidated after the commit
     assert "Balance: 98.50 USDT" in bob.last.text
