@@ -84,8 +84,9 @@ WITH changed AS (
         seller_id = CASE WHEN buyer_id IS NULL THEN seller_id
                          ELSE coalesce(seller_id, CAST(:joiner_id AS bigint)) END
     WHERE id = :deal_id AND status = :from_status AND version = :from_version
-      -- IS TRUE: a check of the row found by its id, never a scan of a deadline index
-      AND (NOT CAST(:overdue_only AS boolean) OR (deliver_due_at <= now()) IS TRUE)
+      -- coalesce: a check of the row found by its id, which never implies a
+      -- clock running (never a reason to scan ix_escrows_deliver_due instead)
+      AND (NOT CAST(:overdue_only AS boolean) OR coalesce(deliver_due_at <= now(), false))
     RETURNING *
 ), history AS (
     INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status, reason)

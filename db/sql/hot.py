@@ -127,7 +127,8 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
        lambda s: {"creator_id": s.user_id, "other_id": s.admin_id, "addressed": True,
                   "deal_window": timedelta(hours=1), "deal_limit": 20,
                   "stranger_window": timedelta(days=1), "stranger_limit": 20},
-       ("ix_escrows_creator_created", "ix_escrows_creator_stranger", "idx_escrow_buyer_status")),
+       # the past deals with the counterparty by either party's index, whichever is smaller
+       ("ix_escrows_creator_created", "ix_escrows_creator_stranger")),
     _H("lock_deal", deals.LOCK_DEAL,
        lambda s: {"code": s.deal_code, "actor_id": s.user_id},
        ("uq_escrows_code", "pk_users", "ix_deal_events_escrow_id"), True),

@@ -51,14 +51,14 @@ WHERE status = 'delivered'
         "escrows",
         ["release_due_at"],
         unique=False,
-        postgresql_where=sa.text("status = 'delivered'"),
+        postgresql_where=sa.text("status = 'delivered' AND release_due_at IS NOT NULL"),
     )
     op.create_index(
         "ix_escrows_deliver_due",
         "escrows",
         ["deliver_due_at"],
         unique=False,
-        postgresql_where=sa.text("status = 'funded'"),
+        postgresql_where=sa.text("status = 'funded' AND deliver_due_at IS NOT NULL"),
     )
     op.create_index(
         "ix_escrows_creator_created", "escrows", ["creator_id", "created_at"], unique=False
