@@ -134,21 +134,31 @@ class DealTimers(DealSteps):
         now = now or datetime.now(UTC)
         due = []
         for deal in deals:
-            if deal.status == DealStatus.DELIVERED and deal.release_due_at is not None:
-                who = (deal.buyer_telegram_id, deal.buyer_id)
-                clock, marks = settings.auto_release_after_hours, release_marks
-                left = deal.release_due_at - now
-            elif deal.status == DealStatus.FUNDED and deal.deliver_due_at is not None:
-                left = deal.deliver_due_at - now
-                if left <= timedelta(0):
-                    who, mark = (deal.buyer_telegram_id, deal.buyer_id), OVERDUE
-                    due.append((*who, deal, reminder_note(DealStatus.FUNDED, mark)))
-                    continue
-                who = (deal.seller_telegram_id, deal.seller_id)
-                clock, marks = settings.deliver_within_hours, deliver_marks
-            else:
-                continue
-            reached = reminder_due(left, marks, clock)
-            if reached is not None:
-                due.append((*who, deal, reminder_note(DealStatus(deal.status), reached)))
-        return [(chat, user, deal, note) for chat, user, deal, note in due if chat and user]
+            reminded = self._clock_reminder(deal, now, release_marks, deliver_marks)
+            if reminded is not None and reminded[0] and reminded[1]:
+                chat, user, note = reminded
+                due.append((chat, user, deal, note))
+        return due
+
+    def _clock_reminder(
+        self,
+        deal: DealView,
+        now: datetime,
+        release_marks: tuple[float, ...],
+        deliver_marks: tuple[float, ...],
+    ) -> tuple[int | None, int | None, str] | None:
+        """(chat, user, note) of the reminder `deal` is due now, if any."""
+        status = DealStatus(deal.status)
+        buyer = (deal.buyer_telegram_id, deal.buyer_id)
+        if status is DealStatus.DELIVERED and deal.release_due_at is not None:
+            left = deal.release_due_at - now
+            mark = reminder_due(left, release_marks, self.settings.auto_release_after_hours)
+            return None if mark is None else (*buyer, reminder_note(status, mark))
+        if status is DealStatus.FUNDED and deal.deliver_due_at is not None:
+            left = deal.deliver_due_at - now
+            if left <= timedelta(0):  # the buyer may cancel for a refund now
+                return (*buyer, reminder_note(status, OVERDUE))
+            mark = reminder_due(left, deliver_marks, self.settings.deliver_within_hours)
+            seller = (deal.seller_telegram_id, deal.seller_id)
+            return None if mark is None else (*seller, reminder_note(status, mark))
+        return None
