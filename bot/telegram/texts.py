@@ -8,7 +8,7 @@ from html import escape
 
 from bot.services.money import Currencies
 from bot.services.views import DealView
-from bot.telegram.statuses import card_status
+from bot.telegram.statuses import card_status, side_of
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus
 
@@ -194,13 +194,7 @@ RELEASED_ON = {
 
 def clock_lines(deal: DealView, viewer_id: int | None, now: datetime | None = None) -> list[str]:
     """The card's line about a funded deal's running clock, if it has one."""
-    side = (
-        "buyer"
-        if viewer_id is not None and viewer_id == deal.buyer_id
-        else "seller"
-        if viewer_id is not None and viewer_id == deal.seller_id
-        else None
-    )
+    side = side_of(deal, viewer_id)
     if deal.status == DealStatus.FUNDED and deal.deliver_due_at is not None:
         due = deal.deliver_due_at
         if side == "buyer" and due <= (now or datetime.now(UTC)):
