@@ -150,6 +150,12 @@ class LedgerAccount(enum.StrEnum):
     EXTERNAL = "external"  # money outside the system (deposits in, withdrawals out)
 
 
+# Only deals whose clock runs: a statement that moves a deal by its id (and
+# never names the clock) has no use for these indexes, however small the table.
+_RELEASE_RUNS = "status = 'delivered' AND release_due_at IS NOT NULL"
+_DELIVERY_RUNS = "status = 'funded' AND deliver_due_at IS NOT NULL"
+
+
 def _in(column: str, values: type[enum.StrEnum]) -> str:
     return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 
@@ -231,6 +237,14 @@ class Escrow(Base):
     version: Mapped[int] = mapped_column(BigInteger, server_default=text("1"))
     # The creating wizard's id: retrying Create after an unknown outcome finds this deal.
     create_key: Mapped[str | None] = mapped_column(String(64))
+    # The deals' clocks, set when funded and when delivered ([escrow] settings;
+    # NULL: no such clock): the seller delivers by deliver_due_at, else the
+    # buyer may cancel for a refund; release_due_at releases a delivered deal.
+    deliver_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    release_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Addressed to someone the creator never had a funded deal with (paced).
+    to_stranger: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
     __table_args__ = (
         CheckConstraint(_in("status", DealStatus), name="status"),
@@ -253,6 +267,17 @@ class Escrow(Base):
             "ix_escrows_open_deadline",
             "deadline_at",
             postgresql_where=text("status IN ('pending', 'accepted')"),
+        ),
+        # The clocks' jobs read only the deals each clock can still run out on.
+        Index("ix_escrows_release_due", "release_due_at", postgresql_where=text(_RELEASE_RUNS)),
+        Index("ix_escrows_deliver_due", "deliver_due_at", postgresql_where=text(_DELIVERY_RUNS)),
+        # A creator's deals in the pace window (all of them, and to strangers).
+        Index("ix_escrows_creator_created", "creator_id", "created_at"),
+        Index(
+            "ix_escrows_creator_stranger",
+            "creator_id",
+            "created_at",
+            postgresql_where=text("to_stranger"),
         ),
         # The admin panel lists open disputes, oldest first.
         Index("ix_escrows_disputed", "updated_at", postgresql_where=text("status = 'disputed'")),

@@ -185,6 +185,11 @@ def escrow_settings() -> EscrowSettings:
     return EscrowSettings(admins=(ADMIN_TELEGRAM_ID,))
 
 
+# For a test that opens more deals a minute than a person may (its own
+# `@pytest.mark.parametrize("escrow_settings", [UNPACED])`).
+UNPACED = EscrowSettings(admins=(ADMIN_TELEGRAM_ID,), deals_per_hour=0, strangers_per_day=0)
+
+
 @pytest.fixture
 def events() -> RecordedEvents:
     return RecordedEvents()

@@ -30,6 +30,10 @@ class Refusal(enum.StrEnum):
     ADMIN_SETTLES_DISPUTES = "admin_settles_disputes"
     FUNDING_SHORT = "funding_short"  # amount, currency
     HELD_FUNDS_MISSING = "held_funds_missing"
+    NOT_OVERDUE = "not_overdue"  # deal, due_at: the delivery deadline has not passed
+    # anti-spam: limit, until (when one more is allowed), wait (how long until then)
+    TOO_MANY_DEALS = "too_many_deals"
+    TOO_MANY_STRANGERS = "too_many_strangers"
     # invitations
     INVITATION_NOT_VALID = "invitation_not_valid"
     OWN_INVITATION = "own_invitation"
@@ -138,6 +142,10 @@ class SelfDeal(InvalidInput):
 
 class InsufficientFunds(EscrowError):
     pass
+
+
+class Paced(NotAllowed):
+    """Over a per-user limit of a window; `until` says when it is allowed again."""
 
 
 class InvitationUnavailable(EscrowError):

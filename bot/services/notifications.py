@@ -83,14 +83,19 @@ class OutboxService(Service):
     async def remind(self, due: Iterable[tuple[int, int, DealView]]) -> list[Notice]:
         """Write a deadline reminder for each (chat, user, deal) not reminded of
         the deal in its current status yet; the new ones (one statement)."""
+        return await self.remind_of((chat, user, deal, deal.status) for chat, user, deal in due)
+
+    async def remind_of(self, due: Iterable[tuple[int, int, DealView, str]]) -> list[Notice]:
+        """Write a reminder for each (chat, user, deal, note) not written yet
+        (one per deal, user and note); the new ones (one statement)."""
         due = list(due)
         if not due:
             return []
         params = {
-            "chat_ids": [chat for chat, _, _ in due],
-            "user_ids": [user for _, user, _ in due],
-            "escrow_ids": [deal.id for _, _, deal in due],
-            "statuses": [deal.status for _, _, deal in due],
+            "chat_ids": [chat for chat, _, _, _ in due],
+            "user_ids": [user for _, user, _, _ in due],
+            "escrow_ids": [deal.id for _, _, deal, _ in due],
+            "statuses": [note for _, _, _, note in due],
             "grace": self.ctx.notify_grace,
         }
         async with self.ctx.db.reader.connect() as conn:

@@ -30,6 +30,9 @@ class DealView(msgspec.Struct, frozen=True):
     seller_telegram_id: int | None
     buyer_name: str | None
     seller_name: str | None
+    # The clocks: delivery due (funded), automatic release due (delivered).
+    deliver_due_at: datetime | None = None
+    release_due_at: datetime | None = None
 
     @property
     def telegram_ids(self) -> tuple[int, ...]:

@@ -111,9 +111,10 @@ ACTION_LABELS = {
     Action.RELEASE: "✅ Release payment",
     Action.DISPUTE: "⚠️ Open a dispute",
     Action.CANCEL: "Cancel deal",
+    Action.REFUND: "↩️ Cancel and get a refund",
 }
 # Actions that move money for good ask once more.
-CONFIRMED = frozenset({Action.RELEASE, Action.CANCEL})
+CONFIRMED = frozenset({Action.RELEASE, Action.CANCEL, Action.REFUND})
 
 
 def menu_button() -> InlineKeyboardButton:

@@ -22,7 +22,7 @@ from bot.services.money import Currencies
 from bot.services.notifications import Subjects, Who
 from bot.services.rules import Action, allowed_actions
 from bot.services.views import DealView, WithdrawalView
-from bot.telegram import keyboards, texts
+from bot.telegram import clocks, keyboards, texts
 from bot.telegram.keyboards import Nav, Signer, WalletMenu
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus, NotificationKind, WithdrawalStatus
@@ -168,7 +168,14 @@ class Notices:
                 texts.deal_card(deal, None, self.currencies, headline),
                 keyboards.admin_deal_keyboard(deal),
             )
-        if kind is NotificationKind.REMIND:
+        if kind is NotificationKind.REMIND and ":" in (notice.note or ""):
+            clock = clocks.reminder(deal, notice.note or "", datetime.now(UTC))
+            if clock is None:
+                raise Obsolete(f"deal {deal.code} is {deal.status} now: {notice.note} is moot")
+            headline = clock
+        elif kind is NotificationKind.RELEASE and notice.actor_id is None:
+            headline = clocks.auto_released(deal, notice.user_id)
+        elif kind is NotificationKind.REMIND:
             actions = reminded_actions(deal, notice.user_id or 0)
             if deal.status != notice.note or not actions:
                 raise Obsolete(f"deal {deal.code} is {deal.status} now, not {notice.note}")
@@ -176,7 +183,11 @@ class Notices:
         elif kind is NotificationKind.RESOLVE:
             headline = RESOLVED.get(DealStatus(deal.status), RESOLVED[DealStatus.RELEASED])
         elif kind is NotificationKind.CANCEL and deal.status == DealStatus.REFUNDED:
-            headline = CANCELLED_AND_REFUNDED.format(name=name)
+            headline = (
+                clocks.refunded_past_deadline(deal, name)  # the buyer's refund, told the seller
+                if notice.user_id == deal.seller_id
+                else CANCELLED_AND_REFUNDED.format(name=name)
+            )
         else:
             role = "buyer" if notice.user_id == deal.buyer_id else "seller"
             headline = TOLD[kind].format(name=name, role=role) + reason

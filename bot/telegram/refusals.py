@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from aiogram.types import InlineKeyboardMarkup
@@ -23,7 +24,7 @@ from bot.services.errors import EscrowError, Refusal, TextField
 from bot.services.money import Currency
 from bot.services.rules import Action, Role
 from bot.telegram.keyboards import Way, resolving_keyboard
-from bot.telegram.texts import NOT_ADMIN
+from bot.telegram.texts import NOT_ADMIN, duration, when
 from db.models import DealStatus, WithdrawalStatus
 
 
@@ -75,6 +76,7 @@ ACTION_WORDS = {
     Action.RELEASE: "release it",
     Action.DISPUTE: "open a dispute",
     Action.CANCEL: "cancel it",
+    Action.REFUND: "cancel it for a refund",
 }
 
 ROLE_WORDS = {
@@ -116,6 +118,20 @@ TEMPLATES: dict[enum.Enum, str] = {
     Refusal.ADMIN_SETTLES_DISPUTES: "Only an admin can settle disputes.",
     Refusal.FUNDING_SHORT: "Not enough funds: funding needs {amount} available.",
     Refusal.HELD_FUNDS_MISSING: "The held funds are missing.",
+    Refusal.NOT_OVERDUE: (
+        "Deal {deal} may be delivered until {due_at}: only after that can you cancel it "
+        "for a refund."
+    ),
+    Refusal.TOO_MANY_DEALS: (
+        "You have opened {limit} deals in the last hour, the most allowed. You can open "
+        "the next one at {until} (in {wait})."
+    ),
+    Refusal.TOO_MANY_STRANGERS: (
+        "You have opened deals with {limit} people you never had a funded deal with in "
+        "the last 24 hours, the most allowed. You can invite someone new again at {until} "
+        "(in {wait}); deals with people you have traded with, and invitation links, can "
+        "be opened now."
+    ),
     # invitations
     Refusal.INVITATION_NOT_VALID: "This invitation link is not valid.",
     Refusal.OWN_INVITATION: (
@@ -204,6 +220,9 @@ RESOLVED_BY: dict[enum.Enum, tuple[Way, ...]] = {
     Refusal.NO_DISPUTE: (Way.ADMIN,),
     Refusal.DISPUTE_OUTCOME: (Way.ADMIN,),
     Refusal.FUNDING_SHORT: (Way.DEPOSIT,),
+    Refusal.NOT_OVERDUE: (Way.DEAL, Way.MY_DEALS),
+    Refusal.TOO_MANY_DEALS: (Way.MY_DEALS,),
+    Refusal.TOO_MANY_STRANGERS: (Way.MY_DEALS,),
     # invitations
     Refusal.OWN_INVITATION: (Way.MY_DEALS,),
     Refusal.ALREADY_A_PARTY: (Way.MY_DEALS,),
@@ -255,6 +274,10 @@ def _words(data: Mapping[str, Any], currencies: CurrencyLookup) -> dict[str, Any
             words[key] = ROLE_WORDS[value]
         elif isinstance(value, TextField):
             words[key] = FIELD_WORDS[value]
+        elif isinstance(value, datetime):
+            words[key] = when(value)
+        elif isinstance(value, timedelta):
+            words[key] = duration(value)
         elif key == "known":
             words[key] = ", ".join(value)
     return words

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import UTC, datetime, timedelta
 from html import escape
 
 from bot.services.money import Currencies
 from bot.services.views import DealView
-from bot.telegram.statuses import card_status
+from bot.telegram.statuses import card_status, side_of
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus
 
@@ -63,6 +64,7 @@ CREATE_UNCONFIRMED = (
     "press ✅ Create deal again: it will not be created twice."
 )
 NOTHING_TO_CANCEL = "There is nothing to cancel."
+FORM_KEPT = "No deal was created. Your deal is kept below: press ✅ Create deal again then."
 # Redis failing (bot/telegram/fsm.py): nothing was handled, nothing changed.
 MESSAGE_NOT_READ = (
     "⏳ We couldn't read that just now. Nothing was changed: please send it again "
@@ -86,6 +88,15 @@ def name_of(user: UserSnapshot) -> str:
 
 def when(moment: datetime) -> str:
     return moment.strftime("%d %b %Y, %H:%M UTC")
+
+
+def duration(value: timedelta) -> str:
+    """A span in words, rounded up to the minute: "1 min", "2 h 5 min", "3 h"."""
+    minutes = max(1, math.ceil(value.total_seconds() / 60))
+    hours, minutes = divmod(minutes, 60)
+    if not hours:
+        return f"{minutes} min"
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
 # How deposits reach the wallet, by the deposit provider's name.
@@ -159,8 +170,36 @@ def deal_card(
     ]
     if deal.status in (DealStatus.PENDING, DealStatus.ACCEPTED):
         lines.append(f"Must be accepted and funded by {when(deal.deadline_at)}")
+    lines += clock_lines(deal, viewer_id)
     if deal.status == DealStatus.DISPUTED and deal.status_before_dispute:
         lines.append(
             f"Disputed after it was {SHORT_STATUS[DealStatus(deal.status_before_dispute)]}"
         )
     return "\n".join(lines)
+
+
+# A funded deal's clocks on its card, by whose card it is.
+DELIVER_BY = {
+    "seller": "Deliver by {when}: after that the buyer may cancel and get a refund",
+    "buyer": "To be delivered by {when}; if it isn't, you may cancel and get a refund",
+    None: "To be delivered by {when}",
+}
+NOT_DELIVERED = "⌛ Not delivered by {when}: you may cancel and get a refund"
+RELEASED_ON = {
+    "seller": "Released to you automatically on {when} unless the buyer disputes",
+    "buyer": "Released to the seller automatically on {when} unless you dispute",
+    None: "Released to the seller automatically on {when} unless disputed",
+}
+
+
+def clock_lines(deal: DealView, viewer_id: int | None, now: datetime | None = None) -> list[str]:
+    """The card's line about a funded deal's running clock, if it has one."""
+    side = side_of(deal, viewer_id)
+    if deal.status == DealStatus.FUNDED and deal.deliver_due_at is not None:
+        due = deal.deliver_due_at
+        if side == "buyer" and due <= (now or datetime.now(UTC)):
+            return [NOT_DELIVERED.format(when=when(due))]
+        return [DELIVER_BY[side].format(when=when(due))]
+    if deal.status == DealStatus.DELIVERED and deal.release_due_at is not None:
+        return [RELEASED_ON[side].format(when=when(deal.release_due_at))]
+    return []

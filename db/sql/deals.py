@@ -16,7 +16,7 @@ def deal_view_sql(source: str, extra_columns: str = "") -> str:
     return f"""
 SELECT d.id, d.code, d.creator_id, d.buyer_id, d.seller_id, d.amount, d.fee, d.fee_bps,
        d.currency, d.description, d.status, d.status_before_dispute, d.created_at,
-       d.funded_at, d.deadline_at, d.version,
+       d.funded_at, d.deadline_at, d.version, d.deliver_due_at, d.release_due_at,
        b.telegram_id AS buyer_telegram_id, s.telegram_id AS seller_telegram_id,
        coalesce('@' || b.username, b.first_name) AS buyer_name,
        coalesce('@' || s.username, s.first_name) AS seller_name{extra_columns}
@@ -56,7 +56,10 @@ FOR UPDATE OF d"""
 )
 
 # Guarded by the status and version the deal was locked at: a change that
-# slipped past the lock would leave this statement without a row.
+# slipped past the lock would leave this statement without a row; with
+# :overdue_only, also by the delivery deadline having passed (the database's
+# clock decides). Funding starts the delivery clock (:deliver_within), a
+# delivery the release clock (:release_after); NULL: no such clock.
 TRANSITION = text(
     """
 WITH changed AS (
@@ -65,6 +68,14 @@ WITH changed AS (
         version = version + 1,
         updated_at = now(),
         funded_at = CASE WHEN CAST(:to_status AS varchar) = 'funded' THEN now() ELSE funded_at END,
+        deliver_due_at = CASE WHEN CAST(:to_status AS varchar) = 'funded'
+                              THEN now() + CAST(:deliver_within AS interval)
+                              ELSE deliver_due_at END,
+        delivered_at = CASE WHEN CAST(:to_status AS varchar) = 'delivered' THEN now()
+                            ELSE delivered_at END,
+        release_due_at = CASE WHEN CAST(:to_status AS varchar) = 'delivered'
+                              THEN now() + CAST(:release_after AS interval)
+                              ELSE release_due_at END,
         closed_at = CASE WHEN CAST(:final AS boolean) THEN now() ELSE closed_at END,
         status_before_dispute = CASE WHEN CAST(:to_status AS varchar) = 'disputed'
                                      THEN status ELSE status_before_dispute END,
@@ -73,6 +84,9 @@ WITH changed AS (
         seller_id = CASE WHEN buyer_id IS NULL THEN seller_id
                          ELSE coalesce(seller_id, CAST(:joiner_id AS bigint)) END
     WHERE id = :deal_id AND status = :from_status AND version = :from_version
+      -- coalesce: a check of the row found by its id, which never implies a
+      -- clock running (never a reason to scan ix_escrows_deliver_due instead)
+      AND (NOT CAST(:overdue_only AS boolean) OR coalesce(deliver_due_at <= now(), false))
     RETURNING *
 ), history AS (
     INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status, reason)
@@ -91,9 +105,10 @@ INSERT_DEAL = text(
     """
 WITH created AS (
     INSERT INTO escrows (code, creator_id, buyer_id, seller_id, amount, fee, fee_bps,
-                         currency, description, deadline_at, create_key)
+                         currency, description, deadline_at, create_key, to_stranger)
     VALUES (:code, :creator_id, :buyer_id, :seller_id, :amount, :fee, :fee_bps,
-            :currency, :description, now() + CAST(:deadline AS interval), :create_key)
+            :currency, :description, now() + CAST(:deadline AS interval), :create_key,
+            coalesce(CAST(:to_stranger AS boolean), false))
     RETURNING *
 ), history AS (
     INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status)
@@ -173,6 +188,63 @@ WHERE d.status IN ('pending', 'accepted')
 ORDER BY d.deadline_at
 LIMIT :limit"""
 )
+
+# The next delivered deal whose release clock ran out, locked as LOCK_DEAL
+# locks a deal (with :actor_id NULL: the system); one another transaction
+# holds (the buyer pressing release or dispute, another replica's job) is
+# skipped, not waited for, and its status is checked again under the lock.
+LOCK_DUE_RELEASE = text(
+    _WITH_ACTOR
+    + """
+WHERE d.status = 'delivered' AND d.release_due_at <= now()
+ORDER BY d.release_due_at
+LIMIT 1
+FOR UPDATE OF d SKIP LOCKED"""
+)
+
+# Deals whose clock runs out within the reminders' reach: delivered ones due
+# for release within :release_within, funded ones due for delivery within
+# :deliver_within or overdue for less than :overdue_for (the buyer is told
+# they may cancel for a refund).
+CLOCKS_NEARING = text(
+    deal_view_sql(
+        """(
+    (SELECT * FROM escrows
+     WHERE status = 'delivered' AND release_due_at > now()
+       AND release_due_at <= now() + CAST(:release_within AS interval)
+     ORDER BY release_due_at LIMIT :limit)
+    UNION ALL
+    (SELECT * FROM escrows
+     WHERE status = 'funded' AND deliver_due_at > now() - CAST(:overdue_for AS interval)
+       AND deliver_due_at <= now() + CAST(:deliver_within AS interval)
+     ORDER BY deliver_due_at LIMIT :limit)
+)"""
+    )
+)
+
+# How fast a creator (their row locked before, by LOCK_USER_BY_TELEGRAM_ID, so
+# two creates at once are counted one after the other) opens deals: when the
+# :deal_limit-th newest of their deals in the last :deal_window leaves it
+# (NULL: under the limit), the same for their deals to strangers, and whether
+# this deal, if :addressed to someone, is to a stranger: anyone but a user
+# (:other_id) they had a funded deal with.
+CREATION_PACE = text("""
+SELECT now() AS now,
+       (SELECT created_at + CAST(:deal_window AS interval) FROM escrows
+        WHERE creator_id = :creator_id AND created_at > now() - CAST(:deal_window AS interval)
+        ORDER BY created_at DESC OFFSET :deal_limit - 1 LIMIT 1) AS deals_until,
+       (SELECT created_at + CAST(:stranger_window AS interval) FROM escrows
+        WHERE creator_id = :creator_id AND to_stranger
+          AND created_at > now() - CAST(:stranger_window AS interval)
+        ORDER BY created_at DESC OFFSET :stranger_limit - 1 LIMIT 1) AS strangers_until,
+       CAST(:addressed AS boolean) AND NOT EXISTS (
+           SELECT FROM escrows WHERE buyer_id = :creator_id AND seller_id = :other_id
+                                 AND funded_at IS NOT NULL
+           UNION ALL
+           SELECT FROM escrows WHERE seller_id = :creator_id AND buyer_id = :other_id
+                                 AND funded_at IS NOT NULL
+       ) AS to_stranger
+""")
 
 _buyer, _seller = users.alias("b"), users.alias("s")
 _AT = literal_column("'@'", String)

@@ -37,6 +37,10 @@ def _notify(kind: str | None, actor_id: int | None) -> dict[str, Any]:
     return {"notify": kind, "actor_id": actor_id, "note": None, "grace": GRACE, "admin_chats": []}
 
 
+# TRANSITION's clocks (`overdue_only`: a buyer's refund past the delivery deadline).
+_CLOCKS = dict(overdue_only=False, deliver_within=timedelta(days=7), release_after=GRACE)
+
+
 def _page(s: Sample, statuses: list[str], before_id: int) -> dict[str, Any]:
     return {
         "user_id": s.user_id,
@@ -101,6 +105,9 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
        ("uq_users_username_lower",)),
     _H("user_by_telegram_id", users.USER_BY_TELEGRAM_ID,
        lambda s: {"telegram_id": s.telegram_id}, ("uq_users_telegram_id",)),
+    # a deal's creator, locked while the pace of their deals is counted
+    _H("lock_user_by_telegram_id", users.LOCK_USER_BY_TELEGRAM_ID,
+       lambda s: {"telegram_id": s.telegram_id}, ("uq_users_telegram_id",), True),
     _H("user_standing", users.USER_STANDING, lambda s: {"user_id": s.admin_id}, ("pk_users",)),
     # -- deals ------------------------------------------------------------------------
     _H("deal_by_code", deals.DEAL_BY_CODE, lambda s: {"code": s.deal_code}, ("uq_escrows_code",)),
@@ -113,22 +120,31 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
        lambda s: {"code": "HOTDEAL1", "creator_id": s.user_id, "buyer_id": s.user_id,
                   "seller_id": s.admin_id, "amount": 1000, "fee": 15, "fee_bps": 150,
                   "currency": s.currency, "description": "hot", "deadline": GRACE,
-                  "create_key": None, **_notify("invited", s.user_id)},
+                  "create_key": None, "to_stranger": True, **_notify("invited", s.user_id)},
        ("pk_users",), True),
+    # the busy user opening a deal with a stranger
+    _H("creation_pace", deals.CREATION_PACE,
+       lambda s: {"creator_id": s.user_id, "other_id": s.admin_id, "addressed": True,
+                  "deal_window": timedelta(hours=1), "deal_limit": 20,
+                  "stranger_window": timedelta(days=1), "stranger_limit": 20},
+       # the past deals with the counterparty by either party's index, whichever is smaller
+       ("ix_escrows_creator_created", "ix_escrows_creator_stranger")),
     _H("lock_deal", deals.LOCK_DEAL,
        lambda s: {"code": s.deal_code, "actor_id": s.user_id},
        ("uq_escrows_code", "pk_users", "ix_deal_events_escrow_id"), True),
     _H("transition", deals.TRANSITION,
        lambda s: {"deal_id": s.funded_deal_id, "from_status": "funded",
                   "from_version": s.funded_deal_version, "to_status": "delivered",
-                  "final": False, "reason": None, "joiner_id": None,
+                  "final": False, "reason": None, "joiner_id": None, **_CLOCKS,
                   **_notify("deliver", s.user_id)},
        ("pk_escrows", "pk_users"), True),
-    # a final one also revokes the deal's invitations
+    # a final one also revokes the deal's invitations (here the buyer's refund, past
+    # the delivery deadline)
     _H("final_transition", deals.TRANSITION,
        lambda s: {"deal_id": s.funded_deal_id, "from_status": "funded",
                   "from_version": s.funded_deal_version, "to_status": "refunded",
                   "final": True, "reason": None, "joiner_id": None,
+                  **_CLOCKS, "overdue_only": True,
                   **_notify("cancel", s.user_id)},
        ("pk_escrows", "ix_invitations_escrow_id", "pk_users"), True),
     _H("read_invitation", deals.READ_INVITATION, lambda s: {"code": s.invitation_code},
@@ -158,6 +174,13 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
        ("ix_escrows_open_deadline",), True, ("users",)),
     _H("nearing_deadline", deals.NEARING_DEADLINE,
        lambda s: {"within": timedelta(hours=24), "limit": 500}, ("ix_escrows_open_deadline",)),
+    # The automatic release takes one due deal at a time (SKIP LOCKED).
+    _H("lock_due_release", deals.LOCK_DUE_RELEASE, lambda s: {"actor_id": None},
+       ("ix_escrows_release_due", "ix_deal_events_escrow_id"), True),
+    _H("clocks_nearing", deals.CLOCKS_NEARING,
+       lambda s: {"release_within": timedelta(hours=24), "deliver_within": timedelta(hours=24),
+                  "overdue_for": timedelta(days=1), "limit": 500},
+       ("ix_escrows_release_due", "ix_escrows_deliver_due")),
     # -- money ---------------------------------------------------------------------------
     _H("post_movement", ledger.POST_MOVEMENT, _hold, ("idx_wallet_user_currency", "pk_users"),
        True),

@@ -52,6 +52,9 @@ USER_BY_USERNAME = select(
 _STANDING = "SELECT id, telegram_id, username, status, is_admin FROM users"
 USER_STANDING = text(_STANDING + " WHERE id = :user_id")
 USER_BY_TELEGRAM_ID = text(_STANDING + " WHERE telegram_id = :telegram_id")
+# The same, the row locked until commit (whatever is counted per user after it
+# is counted one transaction after the other).
+LOCK_USER_BY_TELEGRAM_ID = text(_STANDING + " WHERE telegram_id = :telegram_id FOR NO KEY UPDATE")
 
 # Whoever caused a batch of notifications, as the messages name them.
 ACTORS_BY_ID = text("""

@@ -58,6 +58,8 @@ async def app(
             description_max_length=DESCRIPTION_MAX,
             reason_max_length=REASON_MAX,
             withdrawal_destination_max_length=DESTINATION_MAX,
+            deals_per_hour=0,  # a full page of each list, opened in seconds
+            strangers_per_day=0,
         ),
         currencies=currencies,
     )

@@ -85,7 +85,8 @@ FROM generate_series(1, {USERS}) u, unnest($1::varchar[]) c
 INSERT_DEALS = f"""
 INSERT INTO escrows (id, code, creator_id, buyer_id, seller_id, amount, fee, fee_bps, currency,
                      description, status, status_before_dispute, created_at, updated_at,
-                     funded_at, deadline_at, closed_at, create_key)
+                     funded_at, deadline_at, closed_at, create_key, deliver_due_at,
+                     release_due_at, to_stranger)
 SELECT i, code, CASE WHEN i % 2 = 0 THEN buyer ELSE seller END,
        CASE WHEN unjoined AND i % 2 = 1 THEN NULL ELSE buyer END,
        CASE WHEN unjoined AND i % 2 = 0 THEN NULL ELSE seller END,
@@ -100,7 +101,13 @@ SELECT i, code, CASE WHEN i % 2 = 0 THEN buyer ELSE seller END,
        created + interval '72 hours',
        CASE WHEN status IN ('released', 'refunded', 'cancelled', 'declined', 'expired')
             THEN least(now(), created + (1 + i % 48) * interval '1 hour') END,
-       CASE WHEN i % 4 = 0 THEN 'wizard-' || i END
+       CASE WHEN i % 4 = 0 THEN 'wizard-' || i END,
+       -- the clocks: 7 days to deliver from funding (the busy users' sellers are
+       -- late), 72 hours to release
+       CASE WHEN status = 'funded' AND buyer <= 5 THEN created
+            WHEN status = 'funded' THEN created + interval '30 minutes' + interval '7 days' END,
+       CASE WHEN status = 'delivered' THEN created + interval '72 hours' END,
+       unjoined OR i % 10 = 3
 FROM (
     SELECT i, buyer, seller, status, amount, created,
            -- invited (1 deal in 10): the invitee's side stays empty unless they joined

@@ -30,7 +30,8 @@ async def test_an_unknown_username_gets_an_invitation_claimed_on_registration(se
     seller = await services.user("sally_seller")
     sql.start()
     created = await invite(services, seller, "@Newcomer_Ned")
-    assert sql.stop() and sql.count == 3  # standing, deal, invitation (no lookup by name)
+    # standing (locked), the pace, deal, invitation (no lookup by name)
+    assert sql.stop() and sql.count == 4
     deal, invitation = created.deal, created.invitation
     assert (deal.buyer_id, deal.seller_id) == (None, seller.id)
     assert invitation.username == "newcomer_ned" and invitation.telegram_id is None

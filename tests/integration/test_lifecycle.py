@@ -21,7 +21,7 @@ from bot.services.errors import (
     UnknownCurrency,
     WrongState,
 )
-from bot.services.rules import RULES, Action, Role
+from bot.services.rules import AFTER_DEADLINE, RULES, Action, Role
 from bot.services.users import Profile
 from bot.services.views import DealView, UserView
 from bot.telegram.refusals import refusal_text
@@ -105,6 +105,14 @@ async def past_deadline(services: Services, deal: DealView) -> None:
         )
 
 
+async def past_delivery_deadline(services: Services, deal: DealView) -> None:
+    async with services.ctx.db.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE escrows SET deliver_due_at = now() - interval '1 minute' WHERE id = :i"),
+            {"i": deal.id},
+        )
+
+
 async def act(services: Services, action: Action, actor: UserView, deal: DealView):
     method = getattr(services.deals, action.value)
     if action is Action.DISPUTE:
@@ -126,7 +134,8 @@ async def test_create_freezes_the_fee_and_records_history(services, cast, sql, e
         description="  A vintage lamp  ",
         counterparty=bob,
     )
-    assert sql.stop() and sql.count == 3  # creator's standing, counterparty, insert
+    # the creator's standing (their row locked), counterparty, the pace, insert
+    assert sql.stop() and sql.count == 4
     deal = outcome.value.deal
     assert outcome.value.invitation is None
     assert (deal.buyer_id, deal.seller_id, deal.creator_id) == (
@@ -181,7 +190,8 @@ async def test_create_with_the_same_key_twice_makes_one_deal(services, cast, sql
     )
     sql.start()
     first = await services.deals.create(cast.buyer, **params, create_key="wizard-1")
-    assert len(sql.stop()) == 4  # the key's deal (none yet), standing, counterparty, insert
+    # the key's deal (none yet), standing (locked), counterparty, the pace, insert
+    assert len(sql.stop()) == 5
     assert len(first.notices) == 1  # the seller is told
     events.published.clear()
     before = await world(services.ctx.db)
@@ -297,6 +307,8 @@ ALLOWED = [
 )
 async def test_every_allowed_transition(services, cast, events, action, status, role, to):
     deal = await deal_in(services, cast, status)
+    if action in AFTER_DEADLINE:
+        await past_delivery_deadline(services, deal)
     buyer_before = await balance(services.ctx.db, cast.buyer.id)
     seller_before = await balance(services.ctx.db, cast.seller.id)
     fees_before = await fees(services.ctx.db)

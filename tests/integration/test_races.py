@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Iterable
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from bot.services.errors import EscrowError, WrongState
@@ -20,6 +21,7 @@ from bot.services.users import Profile
 from bot.services.views import DealView, UserView
 from db import Database
 from db.models import DealStatus, WithdrawalStatus
+from tests.conftest import UNPACED
 
 N = 20
 AMOUNT = 100_00  # 100.00 USDT
@@ -283,6 +285,7 @@ async def test_concurrent_approvals_pay_out_once(services, database):
     )
 
 
+@pytest.mark.parametrize("escrow_settings", [UNPACED])  # 50 deals each in seconds
 async def test_crossed_releases_between_two_users_never_deadlock(services, database, caplog):
     """X buys from Y while Y buys from X: every release touches both wallets, debiting
     one and crediting the other in opposite orders. Round after round, several of

@@ -9,11 +9,12 @@ from typing import Literal
 from sqlalchemy.exc import IntegrityError
 
 from bot.services.base import Actor, Outcome, violated_constraint
+from bot.services.deals.pace import DealPace
 from bot.services.deals.steps import (
     CODE_CONSTRAINT,
     CREATE_KEY_CONSTRAINT,
     CREATE_KEY_LENGTH,
-    DealSteps,
+    NOTIFIED_AS,
     bounded_text,
     changed_event,
     new_deal_code,
@@ -34,18 +35,14 @@ from bot.services.rules import RULES, Action, has_role, is_party
 from bot.services.users import Person, parse_username
 from bot.services.views import CreatedDeal, DealView, InvitationView, created_deal, deal_view
 from db import UnitOfWork
-from db.models import (
-    DealStatus,
-    NotificationKind,
-    UserStatus,
-)
+from db.models import DealStatus, NotificationKind, UserStatus
 from db.sql.deals import DEAL_BY_CODE, DEAL_BY_CREATE_KEY, INSERT_DEAL, INSERT_INVITATION
 from db.sql.notifications import decode_notices
 from db.sql.reads import ADMIN_DEAL_BY_CODE
 from db.sql.users import USER_BY_TELEGRAM_ID
 
 
-class DealLifecycle(DealSteps):
+class DealLifecycle(DealPace):
     # -- reads --------------------------------------------------------------
 
     async def get(self, viewer: Actor, code: str, *, as_admin: bool = False) -> DealView:
@@ -131,7 +128,7 @@ class DealLifecycle(DealSteps):
                 ).first()
                 if made is not None:
                     return created_deal(made)
-            creator_row = await self._require_active(uow, creator)
+            creator_row = await self._require_active(uow, creator, lock=self.settings.paced)
             if username is not None and username == (creator_row.username or "").lower():
                 raise SelfDeal(Refusal.SELF_DEAL)
             other = None
@@ -148,6 +145,8 @@ class DealLifecycle(DealSteps):
                 if other.status != UserStatus.ACTIVE:
                     raise NotAllowed(Refusal.CANT_TAKE_PART)
             other_id = other.id if other is not None else None
+            addressed = counterparty is not None
+            stranger = await self._pace(uow, creator.id, other_id, addressed=addressed)
             buyer_id, seller_id = (
                 (creator.id, other_id) if role == "buyer" else (other_id, creator.id)
             )
@@ -166,6 +165,7 @@ class DealLifecycle(DealSteps):
                         "description": description,
                         "deadline": self.settings.deal_deadline,
                         "create_key": create_key,
+                        "to_stranger": stranger,
                         **self._notify(NotificationKind.INVITED, creator.id),
                     },
                 )
@@ -237,6 +237,12 @@ class DealLifecycle(DealSteps):
         must not become a refund."""
         return await self._act(actor, code, Action.CANCEL, expected_version=expected_version)
 
+    async def refund(
+        self, actor: Actor, code: str, *, expected_version: int | None = None
+    ) -> Outcome[DealView]:
+        """The buyer calls off a funded deal not delivered by its deadline."""
+        return await self._act(actor, code, Action.REFUND, expected_version=expected_version)
+
     async def _act(
         self,
         actor: Actor,
@@ -282,8 +288,9 @@ class DealLifecycle(DealSteps):
                 actor.id,
                 to_status,
                 reason,
-                notify=NotificationKind(action.value),
+                notify=NOTIFIED_AS.get(action) or NotificationKind(action.value),
                 admins=self.settings.admins if action is Action.DISPUTE else (),
+                **self._deadline(action, deal),
             )
             await self._move_money(uow, deal, to_status)
             uow.record(changed_event(changed, actor))

@@ -50,6 +50,7 @@ HEADLINES = {
     Action.RELEASE: "✅ Payment released to the seller.",
     Action.DISPUTE: "⚠️ Dispute opened. An admin will look at it.",
     Action.CANCEL: "The deal is cancelled.",
+    Action.REFUND: "↩️ Cancelled: your money is back in your wallet.",
 }
 
 
@@ -182,6 +183,12 @@ async def ask_to_confirm(
             f"{escape(deal.seller_name or 'the seller')} and this can't be undone."
         )
         label = "✅ Yes, release the payment"
+    elif action is Action.REFUND:
+        question = (
+            f"Cancel the deal and get {money.format(deal.amount)} back? "
+            f"{escape(deal.seller_name or 'The seller')} did not mark it as delivered in time."
+        )
+        label = "↩️ Yes, cancel and refund me"
     elif deal.status in (DealStatus.FUNDED, DealStatus.DELIVERED):
         question = f"Cancel the deal and refund {money.format(deal.amount)} to the buyer?"
         label = "↩️ Yes, cancel and refund"

@@ -34,7 +34,7 @@ from aiogram.utils.deep_linking import create_start_link
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.services import Services
-from bot.services.errors import EscrowError
+from bot.services.errors import EscrowError, Paced
 from bot.services.money import Currencies
 from bot.services.settings import EscrowSettings
 from bot.services.views import DealView
@@ -236,6 +236,12 @@ async def create(
             counterparty=screens.chosen_counterparty(data),
             create_key=data["key"],
         )
+    except Paced as refused:
+        # Over a limit for a while only: the form stays, to be created then.
+        text, markup = screens.summary_screen(data, currencies)
+        said = escape(refusal_text(refused, currencies))
+        await _show(query, f"⚠️ {said}\n\n{texts.FORM_KEPT}\n\n{text}", markup)
+        return
     except EscrowError as refused:
         await state.clear()
         await _show(
