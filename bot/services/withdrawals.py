@@ -22,6 +22,7 @@ from bot.services.views import WithdrawalView
 from db import UnitOfWork
 from db.models import LedgerAccount, LedgerKind, WithdrawalStatus
 from db.sql.notifications import decode_notices
+from db.sql.users import LOCK_USER
 from db.sql.withdrawals import (
     DECIDE_WITHDRAWAL,
     INSERT_WITHDRAWAL,
@@ -65,6 +66,7 @@ class WithdrawalRequests(Service):
         async def work(uow: UnitOfWork) -> WithdrawalView:
             if money.withdrawal_limit_per_day:
                 params = {"user_id": user.id, "currency": money.code}
+                await uow.execute(LOCK_USER, {"user_id": user.id})
                 today = (await uow.execute(WITHDRAWN_TODAY, params)).one().total
                 limit = money.withdrawal_limit_per_day
                 refuse_over_daily_limit("withdrawal", money, limit, today, amount)

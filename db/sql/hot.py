@@ -105,6 +105,8 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
        ("uq_users_username_lower",)),
     _H("user_by_telegram_id", users.USER_BY_TELEGRAM_ID,
        lambda s: {"telegram_id": s.telegram_id}, ("uq_users_telegram_id",)),
+    # a user locked while their day's deposits or withdrawals are counted
+    _H("lock_user", users.LOCK_USER, lambda s: {"user_id": s.user_id}, ("pk_users",), True),
     # a deal's creator, locked while the pace of their deals is counted
     _H("lock_user_by_telegram_id", users.LOCK_USER_BY_TELEGRAM_ID,
        lambda s: {"telegram_id": s.telegram_id}, ("uq_users_telegram_id",), True),
@@ -186,7 +188,7 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
        True),
     _H("withdrawn_today", withdrawals.WITHDRAWN_TODAY,
        lambda s: {"user_id": s.user_id, "currency": s.currency},
-       ("pk_users", "ix_withdrawals_user_id"), True),
+       ("ix_withdrawals_user_id",), True),
     _H("insert_withdrawal", withdrawals.INSERT_WITHDRAWAL,
        lambda s: {"user_id": s.user_id, "currency": s.currency, "amount": 1,
                   "destination": "hot", "grace": GRACE, "admin_chats": [1]},
@@ -222,7 +224,7 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
        ("pk_users", "ix_withdrawals_pending")),
     _H("deposited_today", deposits.DEPOSITED_TODAY,
        lambda s: {"user_id": s.user_id, "currency": s.currency},
-       ("pk_users", "ix_deposits_user_id"), True),
+       ("ix_deposits_user_id",), True),
     _H("open_deposit", deposits.OPEN_DEPOSIT,
        lambda s: {"user_id": s.user_id, "currency": s.currency, "amount": 1,
                   "provider": s.provider},

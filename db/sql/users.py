@@ -54,6 +54,9 @@ USER_STANDING = text(_STANDING + " WHERE id = :user_id")
 USER_BY_TELEGRAM_ID = text(_STANDING + " WHERE telegram_id = :telegram_id")
 # The same, the row locked until commit (whatever is counted per user after it
 # is counted one transaction after the other).
+# The user's row, locked for the rest of the transaction (counting what they did
+# today, then acting on it: the next statement sees what a concurrent one committed).
+LOCK_USER = text("SELECT id FROM users WHERE id = :user_id FOR UPDATE")
 LOCK_USER_BY_TELEGRAM_ID = text(_STANDING + " WHERE telegram_id = :telegram_id FOR NO KEY UPDATE")
 
 # Whoever caused a batch of notifications, as the messages name them.

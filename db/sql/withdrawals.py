@@ -47,13 +47,13 @@ SELECT r.*{NOTICES} FROM requested r
 """)
 
 # What the user has asked to withdraw in this currency in the last 24 hours,
-# refused ones aside (the user's row locked first: two requests at once are
-# counted one after the other).
+# refused ones aside. The user's row is locked by an earlier statement
+# (users.LOCK_USER), so two requests at once are counted one after the other:
+# a statement that waits for a row lock still sums what it saw when it began.
 WITHDRAWN_TODAY = text("""
-WITH locked AS (SELECT id FROM users WHERE id = :user_id FOR UPDATE)
 SELECT coalesce(sum(w.amount), 0) AS total
 FROM withdrawals w
-WHERE w.user_id = (SELECT id FROM locked) AND w.currency = :currency
+WHERE w.user_id = :user_id AND w.currency = :currency
   AND w.created_at > now() - interval '1 day' AND w.status NOT IN ('rejected', 'failed')
 """)
 
