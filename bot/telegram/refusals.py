@@ -49,6 +49,7 @@ STATUS_WORDS = {
     DealStatus.CANCELLED: "cancelled",
     DealStatus.DECLINED: "declined",
     DealStatus.EXPIRED: "expired",
+    DealStatus.SPLIT: "already split by an admin",
 }
 
 WITHDRAWAL_STATUS_WORDS = {
@@ -83,6 +84,7 @@ FIELD_WORDS = {
     TextField.NOTE: "note",
     TextField.REFERENCE: "reference",
     TextField.DESTINATION: "destination",
+    TextField.EVIDENCE: "text",
 }
 
 # Data keys that hold an amount in minor units of the refusal's `currency`.
@@ -92,7 +94,10 @@ TEMPLATES: dict[enum.Enum, str] = {
     # deals
     Refusal.NO_SUCH_DEAL: "No such deal.",
     Refusal.START_FIRST: "Send /start first.",
-    Refusal.ACCOUNT_BLOCKED: "Your account is blocked.",
+    Refusal.ACCOUNT_BLOCKED: (
+        "Your account is blocked by the admins, so you can't do that. You can still view your "
+        "deals and wallet."
+    ),
     Refusal.REQUEST_UNUSABLE: "That request can't be used: start the deal again with /new.",
     Refusal.CHOOSE_ROLE: "Choose whether you are the buyer or the seller.",
     Refusal.SELF_DEAL: "You can't open a deal with yourself.",
@@ -163,6 +168,24 @@ TEMPLATES: dict[enum.Enum, str] = {
     Refusal.ADMIN_DECIDES_WITHDRAWALS: "Only an admin can decide withdrawals.",
     Refusal.ADMIN_CREDITS_DEPOSITS: "Only an admin can credit deposits.",
     Refusal.NO_SUCH_USER: "No user with that Telegram id has used the bot.",
+    # blocking
+    Refusal.PARTY_BLOCKED: (
+        "This deal can't go ahead while one of its parties is blocked. It can still be cancelled."
+    ),
+    Refusal.NOBODY_BY_THAT_NAME: "Nobody with that Telegram id or @username has used the bot.",
+    Refusal.ALREADY_BLOCKED: "{name} is already blocked.",
+    Refusal.NOT_BLOCKED: "{name} is not blocked.",
+    Refusal.CANT_BLOCK_ADMIN: "Admins can't be blocked.",
+    # disputes
+    Refusal.DISPUTE_CLOSED: (
+        "Deal {deal} is {status}: evidence can be added only while its dispute is open."
+    ),
+    Refusal.EVIDENCE_LIMIT: "You have sent the most evidence one party may send: {limit} items.",
+    Refusal.EVIDENCE_TOO_LARGE: "That file is too large: at most {megabytes} MB.",
+    Refusal.EVIDENCE_KIND: "Evidence is a photo, a document or a text message.",
+    Refusal.SPLIT_OUT_OF_RANGE: (
+        "The seller's part must be more than nothing and less than the deal's {amount}."
+    ),
     # the chat's own
     ChatRefusal.IS_ME: "That's me, the escrow bot: I can't be the other party.",
     ChatRefusal.IS_A_BOT: "Bots can't take part in deals.",

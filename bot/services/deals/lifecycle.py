@@ -169,7 +169,9 @@ class DealLifecycle(DealSteps):
                         **self._notify(NotificationKind.INVITED, creator.id),
                     },
                 )
-            ).one()
+            ).first()
+            if created is None:  # a party blocked since their standing was read
+                raise NotAllowed(Refusal.PARTY_BLOCKED)
             deal = deal_view(created)
             uow.outbox(*decode_notices(created.notices))
             invitation = None
@@ -276,6 +278,7 @@ class DealLifecycle(DealSteps):
             role, to_status = rule
             if not has_role(deal, actor.id, role):
                 raise NotAllowed(Refusal.NOT_YOUR_ROLE, role=role, action=action)
+            self._refuse_if_a_party_is_blocked(locked, to_status)
             changed = await self._transition(
                 uow,
                 deal,
