@@ -69,8 +69,8 @@ def split_headline(deal: DealView, user_id: int | None, currencies: Currencies) 
 
 
 def relay_text(evidence: EvidenceView, deal: DealView, sender: str) -> str:
-    """What admins read with a piece of evidence: a photo's or document's
-    caption (at most 1,024 characters), or a text message."""
+    """What admins read with a piece of evidence: who sent it about which deal,
+    and its text or caption whole (a text's limit keeps it within a message)."""
     what = KINDS[EvidenceKind(evidence.kind)]
     if evidence.file_name:
         what += f" <code>{escape(evidence.file_name)}</code>"
@@ -80,10 +80,7 @@ def relay_text(evidence: EvidenceView, deal: DealView, sender: str) -> str:
     )
     if not evidence.text:
         return header
-    room = (MESSAGE_LENGTH if evidence.kind == EvidenceKind.TEXT else CAPTION_LENGTH) - (
-        shown_length(header) + 2
-    )
-    return f"{header}\n\n<i>{escape(texts.shorten(evidence.text, room))}</i>"
+    return f"{header}\n\n<i>{escape(evidence.text)}</i>"
 
 
 def relay_keyboard(deal: DealView) -> InlineKeyboardMarkup:
@@ -106,13 +103,17 @@ async def send_evidence(
     markup: InlineKeyboardMarkup | None = None,
 ) -> None:
     """Send a piece of evidence to `chat_id`: the file again by its Telegram
-    file id, under `text`, or the text itself."""
-    if evidence.kind == EvidenceKind.PHOTO and evidence.file_id:
-        await bot.send_photo(chat_id, evidence.file_id, caption=text, reply_markup=markup)
-    elif evidence.kind == EvidenceKind.DOCUMENT and evidence.file_id:
-        await bot.send_document(chat_id, evidence.file_id, caption=text, reply_markup=markup)
-    else:
+    file id under `text` (or, when `text` is longer than a caption may be, the
+    file and then `text`), or the text itself."""
+    if evidence.kind == EvidenceKind.TEXT or not evidence.file_id:
         await bot.send_message(chat_id, text, reply_markup=markup)
+        return
+    send = bot.send_photo if evidence.kind == EvidenceKind.PHOTO else bot.send_document
+    if shown_length(text) <= CAPTION_LENGTH:
+        await send(chat_id, evidence.file_id, caption=text, reply_markup=markup)
+        return
+    await send(chat_id, evidence.file_id)
+    await bot.send_message(chat_id, text, reply_markup=markup)
 
 
 # -- a dispute's file ---------------------------------------------------------------

@@ -23,6 +23,7 @@ from tests.e2e.conftest import actor, balance
 from tests.e2e.test_wallet import fund, on
 
 PRICE = 100_00
+SETTLE = ["✅ Release to seller", "↩️ Refund buyer", "✂️ Split"]
 
 
 async def status_of(app: App, deal: DealView) -> str:
@@ -74,6 +75,7 @@ async def open_dispute(admin: SimulatedUser, deal: DealView) -> None:
         "⚠️ Open disputes",
         "🏦 Pending withdrawals",
         "💰 Credit a deposit",
+        "👤 Users",
         "📊 Stats",
         "« Menu",
     ]
@@ -82,7 +84,10 @@ async def open_dispute(admin: SimulatedUser, deal: DealView) -> None:
     assert f"#{deal.code} · 100.00 USDT · Vintage <lamp>" in admin.last.text
     await admin.press(f"#{deal.code} · 100.00 USDT")
     assert f"Deal #{deal.code}" in admin.last.text and "in dispute" in admin.last.text
-    assert admin.buttons() == ["✅ Release to seller", "↩️ Refund buyer", "« Admin"]
+    # who opened it and why, and what they sent (nothing yet)
+    assert "⚠️ Dispute opened by @alice_buys (the buyer)" in admin.last.text
+    assert "Reason: broken" in admin.last.text and "📎 No evidence yet." in admin.last.text
+    assert admin.buttons() == [*SETTLE, "⟳ Refresh", "« Admin"]
 
 
 # -- disputes ----------------------------------------------------------------------------
@@ -102,7 +107,7 @@ async def test_a_dispute_released_to_the_seller(app, admin, pair):
     await admin.press("✅ Yes, release to the seller")
     assert admin.last.text.startswith("✅ Released to the seller.")
     assert "released to the seller" in admin.last.text
-    assert admin.buttons() == ["« Admin"]
+    assert admin.buttons() == ["🗂 Dispute file", "« Admin"]
 
     assert await status_of(app, deal) == DealStatus.RELEASED
     assert await balance(app, alice) == (400_00, 0)
@@ -133,13 +138,13 @@ async def test_a_dispute_refunded_from_the_admins_notification(app, admin, pair)
     await alice.press("💰 Fund 100.00 USDT")
     await alice.press("⚠️ Open a dispute")
     await alice.send("Never arrived")
-    assert admin.last.text.startswith("🛡 New dispute opened by @alice_buys.")
+    assert admin.last.text.startswith("🛡 New dispute opened by @alice_buys (the buyer).")
 
     # the notification's own buttons lead to the same confirmation
     await admin.press("↩️ Refund buyer")
     assert admin.last.text.startswith("❓ Refund 100.00 USDT to @alice_buys?")
     await admin.press("« Back")
-    assert admin.buttons() == ["✅ Release to seller", "↩️ Refund buyer", "« Admin"]
+    assert admin.buttons() == [*SETTLE, "⟳ Refresh", "« Admin"]
     await admin.press("↩️ Refund buyer")
     await admin.press("↩️ Yes, refund the buyer")
     assert admin.last.text.startswith("↩️ Refunded to the buyer.")
