@@ -15,8 +15,15 @@ from sqlalchemy import text
 from bot.runtime.app import App, build_app
 from bot.services.views import DealView
 from bot.sim import FakeTelegram, SimulatedUser
-from bot.telegram.handlers.admin import AdminCard, AdminCredit, AdminPanel, AdminWithdrawal
-from bot.telegram.keyboards import AdminDeal, Nav
+from bot.telegram.handlers.admin import (
+    AdminCard,
+    AdminCredit,
+    AdminPanel,
+    AdminSplit,
+    AdminUser,
+    AdminWithdrawal,
+)
+from bot.telegram.keyboards import AdminDeal, AdminEvidence, Nav
 from bot.telegram.texts import NOT_ADMIN
 from db.models import DealStatus
 from tests.e2e.conftest import actor, balance
@@ -285,6 +292,8 @@ async def test_non_admins_are_kept_out(app, admin, pair, telegram):
 
     await mallory.send("/admin")
     assert mallory.last.text == NOT_ADMIN
+    await mallory.send(f"/block {bob.id} I dislike him")
+    assert mallory.last.text == NOT_ADMIN
 
     for data in [
         Nav(to="admin"),
@@ -297,6 +306,12 @@ async def test_non_admins_are_kept_out(app, admin, pair, telegram):
         AdminWithdrawal(action="approve", id=withdrawal.id, ok=True),
         AdminWithdrawal(action="reject", id=withdrawal.id),
         AdminCredit(telegram_id=mallory.id, currency="USDT", amount=1_000_00),
+        AdminPanel(screen="users"),
+        AdminDeal(outcome="split", code=deal.code, v=deal.version),
+        AdminSplit(code=deal.code, v=deal.version, part=1_00),
+        AdminEvidence(code=deal.code, id=0),
+        AdminUser(action="block", telegram_id=bob.id),
+        AdminUser(action="unblock", telegram_id=mallory.id),
     ]:
         result = await mallory.feed(forge(mallory, telegram, data.pack()))
         assert result.methods == ["answerCallbackQuery"], data
@@ -306,6 +321,7 @@ async def test_non_admins_are_kept_out(app, admin, pair, telegram):
     assert await balance(app, alice) == (350_00, 150_00)
     async with app.database.engine.connect() as conn:
         assert await conn.scalar(text("SELECT status FROM withdrawals")) == "pending"
+        assert await conn.scalar(text("SELECT count(*) FROM users WHERE status <> 'active'")) == 0
     # no form was started either: text is just text
     await mallory.send("1000")
     assert "didn't understand" in mallory.last.text

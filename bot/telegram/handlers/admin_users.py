@@ -110,7 +110,8 @@ async def user_lookup(
         )
         return
     await state.clear()
-    await message.answer(*user_screen(user))
+    text, markup = user_screen(user)
+    await message.answer(text, reply_markup=markup)
 
 
 async def show_user(
