@@ -104,6 +104,18 @@ async def test_an_admin_blocks_and_unblocks_a_user_from_the_panel(
         "⚠️ This deal can't go ahead while one of its parties is blocked. It can still be cancelled."
     )
     assert await balance(app, alice) == (500_00, 0)
+    # nor starts what they could not finish: told at once
+    blocked = "⚠️ Your account is blocked by the admins, so you can't do that."
+    await bob.send("/new")
+    assert bob.last.text.startswith(blocked)
+    await bob.send("/wallet")
+    await bob.press("➖ Withdraw")
+    assert bob.last.text.startswith(blocked)
+    await bob.send("/start")
+    await bob.press("➕ New deal")
+    assert bob.last.text.startswith(blocked)
+    await bob.send("/deals")  # and still sees their deals
+    assert f"#{pending.code}" in bob.last.text
 
     # unblocked, all of it works again
     await admin.press("✅ Unblock")
