@@ -23,8 +23,9 @@ _H = HotQuery
 # fmt: off
 ADMIN_QUERIES: tuple[HotQuery, ...] = (
     # -- disputes: evidence, and a dispute's file -----------------------------------------
+    # The deal by its primary key, or (few rows) by the open disputes' partial index.
     _H("insert_evidence", disputes.INSERT_EVIDENCE, _evidence,
-       ("pk_escrows", "ix_dispute_evidence_escrow_id"), True),
+       ("ix_dispute_evidence_escrow_id",), True),
     _H("evidence_by_id", disputes.EVIDENCE_BY_ID, lambda s: {"ids": [s.evidence_id]},
        ("pk_dispute_evidence",)),
     _H("admin_dispute", disputes.ADMIN_DISPUTE,
