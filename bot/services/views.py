@@ -49,7 +49,7 @@ class DealView(msgspec.Struct, frozen=True):
         return self.amount - self.split_seller if self.split_seller is not None else 0
 
     def role_of(self, user_id: int | None) -> str | None:
-        """ "buyer", "seller", or None for anyone else."""
+        """Which party `user_id` is: "buyer", "seller", or None for anyone else."""
         if user_id is not None and user_id == self.buyer_id:
             return "buyer"
         if user_id is not None and user_id == self.seller_id:
