@@ -75,6 +75,18 @@ class Refusal(enum.StrEnum):
     ADMIN_DECIDES_WITHDRAWALS = "admin_decides_withdrawals"
     ADMIN_CREDITS_DEPOSITS = "admin_credits_deposits"
     NO_SUCH_USER = "no_such_user"
+    # blocking
+    PARTY_BLOCKED = "party_blocked"  # a party of the deal is blocked: no accept, fund, create
+    NOBODY_BY_THAT_NAME = "nobody_by_that_name"  # no user with that id or @username
+    ALREADY_BLOCKED = "already_blocked"  # name
+    NOT_BLOCKED = "not_blocked"  # name
+    CANT_BLOCK_ADMIN = "cant_block_admin"
+    # disputes: evidence and split settlements
+    DISPUTE_CLOSED = "dispute_closed"  # deal, status
+    EVIDENCE_LIMIT = "evidence_limit"  # limit
+    EVIDENCE_TOO_LARGE = "evidence_too_large"  # megabytes
+    EVIDENCE_KIND = "evidence_kind"
+    SPLIT_OUT_OF_RANGE = "split_out_of_range"  # amount, currency
 
 
 class TextField(enum.StrEnum):
@@ -85,6 +97,7 @@ class TextField(enum.StrEnum):
     NOTE = "note"
     REFERENCE = "reference"
     DESTINATION = "destination"
+    EVIDENCE = "evidence"
 
 
 class EscrowError(Exception):

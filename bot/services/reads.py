@@ -22,6 +22,7 @@ from bot.services.errors import NotAllowed, Refusal
 from bot.services.views import WithdrawalView
 from db.models import FINAL_DEAL_STATUSES, FUNDED_DEAL_STATUSES, OPEN_DEAL_STATUSES, DealStatus
 from db.sql.reads import (
+    ADMIN_WITHDRAWAL,
     FIRST_PAGE,
     MY_DEALS_PAGE,
     OPEN_DISPUTES,
@@ -129,6 +130,13 @@ class ReadService(Service):
             rows = await read_as_admin(conn, PENDING_WITHDRAWALS, admin, {"limit": limit})
         fields = WithdrawalView.__struct_fields__
         return [WithdrawalView(**{name: row._mapping[name] for name in fields}) for row in rows]
+
+    async def withdrawal(self, admin: Actor, withdrawal_id: int) -> WithdrawalView | None:
+        """One withdrawal, whatever its status, with its destination: admins only."""
+        async with self.ctx.db.reader.connect() as conn:
+            rows = await read_as_admin(conn, ADMIN_WITHDRAWAL, admin, {"id": withdrawal_id})
+        fields = WithdrawalView.__struct_fields__
+        return WithdrawalView(**{name: rows[0]._mapping[name] for name in fields}) if rows else None
 
     async def withdrawals_of(self, user: Actor, limit: int = 5) -> list[WithdrawalView]:
         async with self.ctx.db.reader.connect() as conn:

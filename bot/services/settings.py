@@ -16,6 +16,8 @@ import msgspec
 DESCRIPTION_MAX = 2000
 REASON_MAX = 1000
 DESTINATION_MAX = 1000
+# The admin's dispute screen lists every piece of evidence of both parties.
+EVIDENCE_MAX = 20
 
 
 Hours = Annotated[float, msgspec.Meta(gt=0, le=24 * 365)]
@@ -43,6 +45,11 @@ class EscrowSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # addressed to people they never had a funded deal with in a day.
     deals_per_hour: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 20
     strangers_per_day: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 20
+    # Dispute evidence: what one party may send about one dispute (photos,
+    # documents and texts together), a text's length, a document's size.
+    evidence_per_party: Annotated[int, msgspec.Meta(ge=1, le=EVIDENCE_MAX)] = 10
+    evidence_text_max_length: Annotated[int, msgspec.Meta(ge=1, le=REASON_MAX)] = 1000
+    evidence_file_max_mb: Annotated[int, msgspec.Meta(ge=1, le=2000)] = 20
 
     @property
     def deal_deadline(self) -> timedelta:

@@ -15,6 +15,7 @@ from aiogram.types import InlineKeyboardMarkup
 # characters once entities are parsed (code points, as telegram-bot-api counts them),
 # bytes of the text as sent (before parsing), bytes of a button's callback data.
 MAX_TEXT_LENGTH = 4096
+MAX_CAPTION_LENGTH = 1024
 MAX_RAW_TEXT_BYTES = 1 << 15
 MAX_CALLBACK_DATA_BYTES = 64
 
@@ -91,6 +92,22 @@ def render_text(text: str, parse_mode: str | None) -> str:
         raise Refused("message text is empty")
     if len(plain) > MAX_TEXT_LENGTH:
         raise Refused("message is too long")
+    return plain
+
+
+def render_caption(text: str | None, parse_mode: str | None) -> str:
+    """The plain caption Telegram would show under a photo or document (it may
+    be empty), or Refused."""
+    if not text:
+        return ""
+    if len(text.encode()) > MAX_RAW_TEXT_BYTES:
+        raise Refused("message caption is too long")
+    try:
+        plain = html_to_plain(text) if (parse_mode or "").upper() == "HTML" else text
+    except ValueError as exc:
+        raise Refused(f"can't parse entities: {exc}") from None
+    if len(plain) > MAX_CAPTION_LENGTH:
+        raise Refused("message caption is too long")
     return plain
 
 

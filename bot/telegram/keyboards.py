@@ -63,12 +63,40 @@ class DealAct(CallbackData, prefix="da"):
 
 
 class AdminDeal(CallbackData, prefix="ad"):
-    """An admin's resolution of a disputed deal: release or refund."""
+    """An admin's resolution of a disputed deal: release, refund or split."""
 
     outcome: str
     code: str
     v: int
     ok: bool = False
+
+
+class AdminCard(CallbackData, prefix="ac"):
+    """A deal's dispute as an admin sees it: who opened it, why, its evidence."""
+
+    code: str
+
+
+class AdminEvidence(CallbackData, prefix="ae"):
+    """Send a piece of a dispute's evidence to the admin again (id 0: all of it)."""
+
+    code: str
+    id: int
+
+
+class AdminWithdrawal(CallbackData, prefix="aw"):
+    """Approve (after a confirmation) or reject a pending withdrawal."""
+
+    action: str
+    id: int
+    ok: bool = False
+
+
+class EvidenceAdd(CallbackData, prefix="ea"):
+    """A party adds evidence to a disputed deal (a form), or is done adding."""
+
+    code: str
+    done: bool = False
 
 
 class Signer:
@@ -155,6 +183,9 @@ def deal_keyboard(
             label = "↩️ Cancel and refund the buyer"
         data = signer.act(viewer_telegram_id, action, deal).pack()
         rows.append([InlineKeyboardButton(text=label, callback_data=data)])
+    if deal.status == "disputed" and viewer_id in (deal.buyer_id, deal.seller_id):
+        evidence = EvidenceAdd(code=deal.code).pack()
+        rows.append([InlineKeyboardButton(text="📎 Add evidence", callback_data=evidence)])
     refresh = DealCard(code=deal.code).pack()
     rows.append([InlineKeyboardButton(text="⟳ Refresh", callback_data=refresh)])
     rows.append([InlineKeyboardButton(text="📋 My deals", callback_data=MY_DEALS)])
@@ -171,17 +202,18 @@ def confirm_keyboard(
     return kb.as_markup()
 
 
+# An admin's ways to settle a dispute, as their buttons say them.
+SETTLE = {"release": "✅ Release to seller", "refund": "↩️ Refund buyer", "split": "✂️ Split"}
+
+
 def admin_deal_keyboard(deal: DealView) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     if deal.status == "disputed":
-        kb.button(
-            text="✅ Release to seller",
-            callback_data=AdminDeal(outcome="release", code=deal.code, v=deal.version),
-        )
-        kb.button(
-            text="↩️ Refund buyer",
-            callback_data=AdminDeal(outcome="refund", code=deal.code, v=deal.version),
-        )
+        for outcome, label in SETTLE.items():
+            kb.button(
+                text=label, callback_data=AdminDeal(outcome=outcome, code=deal.code, v=deal.version)
+            )
+    kb.button(text="🗂 Dispute file", callback_data=AdminCard(code=deal.code))
     kb.button(text="« Admin", callback_data=Nav(to="admin"))
     kb.adjust(1)
     return kb.as_markup()

@@ -1,9 +1,8 @@
 """What a notification says: the text and buttons a party, an owner or an
 admin receives about a deal, a deposit or a withdrawal someone else moved.
 
-The outbox worker (`bot/runtime/notifier.py`) sends what `Notices.render`
-returns; a notification whose subject is gone (`Gone`) or no longer true
-(`Obsolete`) is not sent.
+The outbox worker (`bot/runtime/notifier.py`) sends what `Notices.render` returns; a
+notification whose subject is gone (`Gone`) or no longer true (`Obsolete`) is not sent.
 """
 
 from __future__ import annotations
@@ -17,13 +16,15 @@ from typing import Protocol
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot.services.deals.evidence import EvidenceView
 from bot.services.deposits import DepositView
 from bot.services.money import Currencies
 from bot.services.notifications import Subjects, Who
 from bot.services.rules import Action, allowed_actions
 from bot.services.views import DealView, WithdrawalView
 from bot.telegram import clocks, keyboards, texts
-from bot.telegram.keyboards import Nav, Signer, WalletMenu
+from bot.telegram.disputes import relay_keyboard, relay_text, role_words, split_headline
+from bot.telegram.keyboards import AdminWithdrawal, Nav, Signer, WalletMenu
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus, NotificationKind, WithdrawalStatus
 from db.sql.notifications import Notice
@@ -56,7 +57,7 @@ RESOLVED = {
     DealStatus.RELEASED: "🛡 An admin settled the dispute: the payment is released to the seller.",
     DealStatus.REFUNDED: "🛡 An admin settled the dispute: the buyer is refunded.",
 }
-DISPUTE_OPENED = "🛡 New dispute opened by {name}."
+DISPUTE_OPENED = "🛡 New dispute opened by {name} ({role})."
 DEPOSIT_CREDITED = "✅ Your deposit of {amount} has arrived: it is in your wallet."
 DEPOSIT_FEE = " ({paid} paid, less Crypto Pay's fee of {fee}.)"
 WITHDRAWAL_PAID = "✅ Your withdrawal #{id} of {amount} was sent to your @CryptoBot wallet."
@@ -75,7 +76,8 @@ DEPOSIT_MISMATCH = (
     "in Crypto Pay, and credit it by hand if it is right."
 )
 WITHDRAWAL_REQUESTED = (
-    "🛡 New withdrawal request #{id} from {name} (id <code>{telegram_id}</code>): {amount}."
+    "🛡 New withdrawal request #{id} from {name} (id <code>{telegram_id}</code>): {amount}\n"
+    "To: <code>{destination}</code>"
 )
 WITHDRAWAL_APPROVED = (
     "✅ Your withdrawal #{id} of {amount} to <code>{destination}</code> was approved and sent."
@@ -121,7 +123,7 @@ class NoticeSender(Protocol):
     async def send(
         self,
         notices: Iterable[Notice],
-        *subjects: DealView | WithdrawalView | DepositView,
+        *subjects: DealView | WithdrawalView | DepositView | EvidenceView,
         actor: UserSnapshot | None = None,
     ) -> int: ...
 
@@ -147,6 +149,9 @@ class Notices:
         kind = NotificationKind(notice.kind)
         who = subjects.actors.get(notice.actor_id or 0, SOMEONE)
         name = escape(who.name)
+        if kind in texts.ACCOUNT_NOTICES:  # a user blocked or unblocked, with the reason
+            told = texts.ACCOUNT_NOTICES[kind].format(reason=escape(notice.note or ""))
+            return notice.chat_id, told, keyboards.back_to_menu()
         if notice.deposit_id is not None:
             deposit = subjects.deposits.get(notice.deposit_id)
             if deposit is None:
@@ -160,9 +165,16 @@ class Notices:
         deal = subjects.deals.get(notice.escrow_id or 0)
         if deal is None:
             raise Gone(f"deal {notice.escrow_id} does not exist")
+        if kind is NotificationKind.DISPUTE_EVIDENCE:
+            evidence = self.attachment(notice, subjects)
+            if evidence is None:
+                raise Gone(f"evidence {notice.evidence_id} does not exist")
+            text = relay_text(evidence, deal, who.name)
+            return notice.chat_id, text, relay_keyboard(deal)
         reason = f"\nReason: <i>{escape(notice.note)}</i>" if notice.note else ""
         if kind is NotificationKind.DISPUTE_OPENED:
-            headline = DISPUTE_OPENED.format(name=name) + reason
+            role = role_words(deal, notice.actor_id)
+            headline = DISPUTE_OPENED.format(name=name, role=role) + reason
             return (
                 notice.chat_id,
                 texts.deal_card(deal, None, self.currencies, headline),
@@ -180,6 +192,8 @@ class Notices:
             if deal.status != notice.note or not actions:
                 raise Obsolete(f"deal {deal.code} is {deal.status} now, not {notice.note}")
             headline = reminder_headline(deal, actions, datetime.now(UTC))
+        elif kind is NotificationKind.RESOLVE and deal.status == DealStatus.SPLIT:
+            headline = split_headline(deal, notice.user_id, self.currencies)
         elif kind is NotificationKind.RESOLVE:
             headline = RESOLVED.get(DealStatus(deal.status), RESOLVED[DealStatus.RELEASED])
         elif kind is NotificationKind.CANCEL and deal.status == DealStatus.REFUNDED:
@@ -192,6 +206,11 @@ class Notices:
             role = "buyer" if notice.user_id == deal.buyer_id else "seller"
             headline = TOLD[kind].format(name=name, role=role) + reason
         return notice.chat_id, *self.card(deal, notice.user_id, notice.chat_id, headline)
+
+    def attachment(self, notice: Notice, subjects: Subjects) -> EvidenceView | None:
+        """The evidence a notification relays (sent as a photo or document under
+        its text), if it is about one."""
+        return subjects.evidence.get(notice.evidence_id) if notice.evidence_id else None
 
     def card(
         self, deal: DealView, user_id: int | None, chat_id: int, headline: str
@@ -235,12 +254,21 @@ class Notices:
         if kind is NotificationKind.WITHDRAWAL_REQUESTED:
             if withdrawal.status != WithdrawalStatus.PENDING:  # paid unattended, say
                 raise Obsolete(f"withdrawal {withdrawal.id} is {withdrawal.status} now")
+            # decided from here: the same presses as the admin panel's queue
+            kb.button(
+                text="✅ Approve", callback_data=AdminWithdrawal(action="approve", id=withdrawal.id)
+            )
+            kb.button(
+                text="✖️ Reject", callback_data=AdminWithdrawal(action="reject", id=withdrawal.id)
+            )
             kb.button(text="🛡 Admin", callback_data=Nav(to="admin"))
+            kb.adjust(2, 1)
             text = WITHDRAWAL_REQUESTED.format(
                 id=withdrawal.id,
                 name=escape(who.name),
                 telegram_id=who.telegram_id,
                 amount=amount,
+                destination=escape(withdrawal.destination),
             )
             return notice.chat_id, text, kb.as_markup()
         if kind is NotificationKind.PAYOUT_FAILED:

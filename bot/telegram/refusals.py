@@ -18,12 +18,9 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from aiogram.types import InlineKeyboardMarkup
-
 from bot.services.errors import EscrowError, Refusal, TextField
 from bot.services.money import Currency
 from bot.services.rules import Action, Role
-from bot.telegram.keyboards import Way, resolving_keyboard
 from bot.telegram.texts import NOT_ADMIN, duration, when
 from db.models import DealStatus, WithdrawalStatus
 
@@ -57,6 +54,7 @@ STATUS_WORDS = {
     DealStatus.CANCELLED: "cancelled",
     DealStatus.DECLINED: "declined",
     DealStatus.EXPIRED: "expired",
+    DealStatus.SPLIT: "already split by an admin",
 }
 
 WITHDRAWAL_STATUS_WORDS = {
@@ -92,6 +90,7 @@ FIELD_WORDS = {
     TextField.NOTE: "note",
     TextField.REFERENCE: "reference",
     TextField.DESTINATION: "destination",
+    TextField.EVIDENCE: "text",
 }
 
 # Data keys that hold an amount in minor units of the refusal's `currency`.
@@ -101,7 +100,10 @@ TEMPLATES: dict[enum.Enum, str] = {
     # deals
     Refusal.NO_SUCH_DEAL: "No such deal.",
     Refusal.START_FIRST: "Send /start first.",
-    Refusal.ACCOUNT_BLOCKED: "Your account is blocked.",
+    Refusal.ACCOUNT_BLOCKED: (
+        "Your account is blocked by the admins, so you can't do that. You can still view your "
+        "deals and wallet."
+    ),
     Refusal.REQUEST_UNUSABLE: "That request can't be used: start the deal again with /new.",
     Refusal.CHOOSE_ROLE: "Choose whether you are the buyer or the seller.",
     Refusal.SELF_DEAL: "You can't open a deal with yourself.",
@@ -186,6 +188,24 @@ TEMPLATES: dict[enum.Enum, str] = {
     Refusal.ADMIN_DECIDES_WITHDRAWALS: "Only an admin can decide withdrawals.",
     Refusal.ADMIN_CREDITS_DEPOSITS: "Only an admin can credit deposits.",
     Refusal.NO_SUCH_USER: "No user with that Telegram id has used the bot.",
+    # blocking
+    Refusal.PARTY_BLOCKED: (
+        "This deal can't go ahead while one of its parties is blocked. It can still be cancelled."
+    ),
+    Refusal.NOBODY_BY_THAT_NAME: "Nobody with that Telegram id or @username has used the bot.",
+    Refusal.ALREADY_BLOCKED: "{name} is already blocked.",
+    Refusal.NOT_BLOCKED: "{name} is not blocked.",
+    Refusal.CANT_BLOCK_ADMIN: "Admins can't be blocked.",
+    # disputes
+    Refusal.DISPUTE_CLOSED: (
+        "Deal {deal} is {status}: evidence can be added only while its dispute is open."
+    ),
+    Refusal.EVIDENCE_LIMIT: "You have sent the most evidence one party may send: {limit} items.",
+    Refusal.EVIDENCE_TOO_LARGE: "That file is too large: at most {megabytes} MB.",
+    Refusal.EVIDENCE_KIND: "Evidence is a photo, a document or a text message.",
+    Refusal.SPLIT_OUT_OF_RANGE: (
+        "The seller's part must be more than nothing and less than the deal's {amount}."
+    ),
     # the chat's own
     ChatRefusal.IS_ME: "That's me, the escrow bot: I can't be the other party.",
     ChatRefusal.IS_A_BOT: "Bots can't take part in deals.",
@@ -200,54 +220,6 @@ TEMPLATES: dict[enum.Enum, str] = {
     ChatRefusal.NOT_TEXT_COUNTERPARTY: "That isn't a username, an ID or a forwarded message.",
     ChatRefusal.NOT_TEXT_DESCRIPTION: "Please describe the deal in a text message.",
 }
-
-
-# What resolves each refusal: its buttons, shown above « Menu (which every
-# refusal gets; a code not listed gets the menu alone). Refusals inside a form
-# (an amount, a name, a text to send again) keep the form's own buttons.
-RESOLVED_BY: dict[enum.Enum, tuple[Way, ...]] = {
-    # deals
-    Refusal.NO_SUCH_DEAL: (Way.MY_DEALS,),
-    Refusal.REQUEST_UNUSABLE: (Way.NEW_DEAL,),
-    Refusal.CHOOSE_ROLE: (Way.NEW_DEAL,),
-    Refusal.SELF_DEAL: (Way.NEW_DEAL,),
-    Refusal.PERSON_GONE: (Way.NEW_DEAL,),
-    Refusal.CANT_TAKE_PART: (Way.NEW_DEAL,),
-    Refusal.NOT_YOUR_ROLE: (Way.MY_DEALS,),
-    Refusal.ACTION_NOT_NOW: (Way.DEAL, Way.MY_DEALS),
-    Refusal.CHANGED_SINCE_ASKED: (Way.DEAL, Way.MY_DEALS),
-    Refusal.CHANGED_MEANWHILE: (Way.DEAL, Way.MY_DEALS),
-    Refusal.NO_DISPUTE: (Way.ADMIN,),
-    Refusal.DISPUTE_OUTCOME: (Way.ADMIN,),
-    Refusal.FUNDING_SHORT: (Way.DEPOSIT,),
-    Refusal.NOT_OVERDUE: (Way.DEAL, Way.MY_DEALS),
-    Refusal.TOO_MANY_DEALS: (Way.MY_DEALS,),
-    Refusal.TOO_MANY_STRANGERS: (Way.MY_DEALS,),
-    # invitations
-    Refusal.OWN_INVITATION: (Way.MY_DEALS,),
-    Refusal.ALREADY_A_PARTY: (Way.MY_DEALS,),
-    Refusal.INVITATION_USED: (Way.MY_DEALS,),
-    # wallets
-    Refusal.NOT_ENOUGH_FUNDS: (Way.DEPOSIT,),
-    Refusal.OVER_DEPOSIT_LIMIT: (Way.WALLET,),
-    Refusal.OVER_WITHDRAWAL_LIMIT: (Way.WALLET,),
-    Refusal.WITHDRAWAL_SHORT: (Way.WALLET,),
-    Refusal.WITHDRAWAL_REQUESTED: (Way.WITHDRAWALS,),
-    Refusal.WITHDRAWAL_DECIDED: (Way.ADMIN,),
-    Refusal.INVOICE_NOT_CREATED: (Way.DEPOSIT,),
-    # admins
-    Refusal.NO_SUCH_USER: (Way.ADMIN,),
-}
-
-
-def refusal_keyboard(error: EscrowError) -> InlineKeyboardMarkup:
-    """The buttons that resolve `error`, then « Menu."""
-    data = error.data
-    return resolving_keyboard(
-        RESOLVED_BY.get(error.code, ()),
-        currency=str(data.get("currency") or ""),
-        deal=str(data.get("deal") or ""),
-    )
 
 
 def refusal_text(error: EscrowError, currencies: CurrencyLookup) -> str:

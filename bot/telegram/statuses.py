@@ -62,6 +62,11 @@ CARD_CLOSED: dict[DealStatus, tuple[str, str | None, str | None]] = {
     DealStatus.CANCELLED: ("✖️ cancelled", None, None),
     DealStatus.DECLINED: ("✖️ declined by the {counterparty}", None, None),
     DealStatus.EXPIRED: ("⌛ expired — it was not accepted and funded in time", None, None),
+    DealStatus.SPLIT: (
+        "✂️ split by an admin — part to the seller, the rest refunded",
+        "✂️ split by an admin — part refunded to you",
+        "✂️ split by an admin — part paid to you",
+    ),
 }
 LIST_CLOSED: dict[DealStatus, tuple[str, str | None, str | None]] = {
     DealStatus.DISPUTED: ("in dispute", None, None),
@@ -70,6 +75,7 @@ LIST_CLOSED: dict[DealStatus, tuple[str, str | None, str | None]] = {
     DealStatus.CANCELLED: ("cancelled", None, None),
     DealStatus.DECLINED: ("declined", None, None),
     DealStatus.EXPIRED: ("expired", None, None),
+    DealStatus.SPLIT: ("split", None, None),
 }
 DECLINED_BY_YOU = ("✖️ you declined it", "declined by you")
 

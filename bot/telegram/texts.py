@@ -10,7 +10,7 @@ from bot.services.money import Currencies
 from bot.services.views import DealView
 from bot.telegram.statuses import card_status, side_of
 from cache.snapshots import UserSnapshot
-from db.models import DealStatus
+from db.models import DealStatus, NotificationKind
 
 SHORT_STATUS = {
     DealStatus.PENDING: "pending",
@@ -23,6 +23,7 @@ SHORT_STATUS = {
     DealStatus.CANCELLED: "cancelled",
     DealStatus.DECLINED: "declined",
     DealStatus.EXPIRED: "expired",
+    DealStatus.SPLIT: "split",
 }
 
 # The command menu: each command and what it says beside it.
@@ -123,6 +124,20 @@ def deposit_instructions(provider: str, code: str) -> str:
 
 
 PLAY_MONEY = "🎲 <b>Demo:</b> balances here are play money, not real funds."
+# What a user is told when an admin blocks ({reason}: why) or unblocks them.
+ACCOUNT_NOTICES = {
+    NotificationKind.ACCOUNT_BLOCKED: (
+        "🚫 Your account was blocked by the admins: <i>{reason}</i>\n"
+        "You can still view your deals and wallet. Your deals can't be accepted or funded "
+        "meanwhile, and disputes are still settled by an admin. If you think this is a "
+        "mistake, contact the admins."
+    ),
+    NotificationKind.ACCOUNT_UNBLOCKED: "✅ Your account was unblocked: you can use the bot again.",
+}
+ACCOUNT_BLOCKED = (
+    "🚫 <b>Your account is blocked</b> by the admins: you can view your deals and wallet, "
+    "nothing more."
+)
 
 
 def main_menu(user: UserSnapshot, currencies: Currencies, play_money: bool = False) -> str:
@@ -134,6 +149,8 @@ def main_menu(user: UserSnapshot, currencies: Currencies, play_money: bool = Fal
         if w.available or w.held
     ]
     lines.append("Balance: " + (", ".join(balances) if balances else "empty"))
+    if user.status == "blocked":
+        lines.append(ACCOUNT_BLOCKED)
     if play_money:
         lines.append(PLAY_MONEY)
     lines.append("")
@@ -175,6 +192,8 @@ def deal_card(
         lines.append(
             f"Disputed after it was {SHORT_STATUS[DealStatus(deal.status_before_dispute)]}"
         )
+    if deal.split_seller is not None:
+        lines += ["", *split_lines(deal, currencies)]
     return "\n".join(lines)
 
 
@@ -203,3 +222,15 @@ def clock_lines(deal: DealView, viewer_id: int | None, now: datetime | None = No
     if deal.status == DealStatus.DELIVERED and deal.release_due_at is not None:
         return [RELEASED_ON[side].format(when=when(deal.release_due_at))]
     return []
+
+
+def split_lines(deal: DealView, currencies: Currencies) -> list[str]:
+    """What a split settlement paid each party."""
+    money = currencies[deal.currency]
+    part, fee = deal.split_seller or 0, deal.split_fee or 0
+    return [
+        "✂️ <b>Settled by a split</b>",
+        f"To the seller: {money.format(part)} less the fee of {money.format(fee)}, "
+        f"<b>{money.format(part - fee)}</b> paid",
+        f"Refunded to the buyer: <b>{money.format(deal.refund)}</b>",
+    ]

@@ -17,6 +17,7 @@ def deal_view_sql(source: str, extra_columns: str = "") -> str:
 SELECT d.id, d.code, d.creator_id, d.buyer_id, d.seller_id, d.amount, d.fee, d.fee_bps,
        d.currency, d.description, d.status, d.status_before_dispute, d.created_at,
        d.funded_at, d.deadline_at, d.version, d.deliver_due_at, d.release_due_at,
+       d.split_seller, d.split_fee,
        b.telegram_id AS buyer_telegram_id, s.telegram_id AS seller_telegram_id,
        coalesce('@' || b.username, b.first_name) AS buyer_name,
        coalesce('@' || s.username, s.first_name) AS seller_name{extra_columns}
@@ -28,9 +29,14 @@ LEFT JOIN users s ON s.id = d.seller_id"""
 # The deal as it is now, locked for this transaction, with the actor's standing
 # read from the database (never from the cache) and who made the deal's latest
 # move (a press finding the deal already where it asked to take it learns
-# whether the move was its own).
+# whether the move was its own), and the parties' standing (nobody takes a deal
+# forward with a blocked party).
 _WITH_ACTOR = (
-    deal_view_sql("escrows", ", a.actor_status, a.actor_is_admin, m.last_actor_id")
+    deal_view_sql(
+        "escrows",
+        ", a.actor_status, a.actor_is_admin, m.last_actor_id,"
+        " b.status AS buyer_status, s.status AS seller_status",
+    )
     + """
 LEFT JOIN LATERAL (SELECT status AS actor_status, is_admin AS actor_is_admin
                    FROM users WHERE id = :actor_id) a ON true
@@ -82,11 +88,18 @@ WITH changed AS (
         -- an invitee joins on the side that is still open
         buyer_id = coalesce(buyer_id, CAST(:joiner_id AS bigint)),
         seller_id = CASE WHEN buyer_id IS NULL THEN seller_id
-                         ELSE coalesce(seller_id, CAST(:joiner_id AS bigint)) END
+                         ELSE coalesce(seller_id, CAST(:joiner_id AS bigint)) END,
+        split_seller = coalesce(CAST(:split_seller AS bigint), split_seller),
+        split_fee = coalesce(CAST(:split_fee AS bigint), split_fee)
     WHERE id = :deal_id AND status = :from_status AND version = :from_version
       -- coalesce: a check of the row found by its id, which never implies a
       -- clock running (never a reason to scan ix_escrows_deliver_due instead)
       AND (NOT CAST(:overdue_only AS boolean) OR coalesce(deliver_due_at <= now(), false))
+      -- a deal is accepted or funded only while none of its parties is blocked
+      AND (CAST(:to_status AS varchar) NOT IN ('accepted', 'funded') OR NOT EXISTS (
+          SELECT 1 FROM users u
+          WHERE u.id IN (escrows.buyer_id, escrows.seller_id, CAST(:joiner_id AS bigint))
+            AND u.status <> 'active'))
     RETURNING *
 ), history AS (
     INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status, reason)
@@ -106,9 +119,12 @@ INSERT_DEAL = text(
 WITH created AS (
     INSERT INTO escrows (code, creator_id, buyer_id, seller_id, amount, fee, fee_bps,
                          currency, description, deadline_at, create_key, to_stranger)
-    VALUES (:code, :creator_id, :buyer_id, :seller_id, :amount, :fee, :fee_bps,
-            :currency, :description, now() + CAST(:deadline AS interval), :create_key,
-            coalesce(CAST(:to_stranger AS boolean), false))
+    SELECT :code, :creator_id, :buyer_id, :seller_id, :amount, :fee, :fee_bps,
+           :currency, :description, now() + CAST(:deadline AS interval), :create_key,
+           coalesce(CAST(:to_stranger AS boolean), false)
+    -- nobody blocked opens a deal, or is made a party to one
+    WHERE NOT EXISTS (SELECT 1 FROM users WHERE status <> 'active' AND id IN (
+        CAST(:creator_id AS bigint), CAST(:buyer_id AS bigint), CAST(:seller_id AS bigint)))
     RETURNING *
 ), history AS (
     INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status)

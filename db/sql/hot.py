@@ -19,6 +19,7 @@ from sqlalchemy import Executable
 from db.explain import HotQuery, Sample
 from db.models import FINAL_DEAL_STATUSES, FUNDED_DEAL_STATUSES, OPEN_DEAL_STATUSES, DealStatus
 from db.sql import deals, deposits, ledger, notifications, reads, users, withdrawals
+from db.sql.hot_admin import ADMIN_QUERIES
 
 __all__ = ["EXEMPT", "HOT_QUERIES", "OFF_THE_HOT_PATH", "UNUSED_INDEXES", "HotQuery", "Sample"]
 
@@ -37,8 +38,14 @@ def _notify(kind: str | None, actor_id: int | None) -> dict[str, Any]:
     return {"notify": kind, "actor_id": actor_id, "note": None, "grace": GRACE, "admin_chats": []}
 
 
-# TRANSITION's clocks (`overdue_only`: a buyer's refund past the delivery deadline).
-_CLOCKS = dict(overdue_only=False, deliver_within=timedelta(days=7), release_after=GRACE)
+def _transition(s: Sample, to_status: str, final: bool, kind: str, **clocks: Any) -> dict[str, Any]:
+    """TRANSITION's params: the sample's funded deal, moved to `to_status` (`clocks`:
+    `overdue_only` for a buyer's refund past the delivery deadline)."""
+    return {"deal_id": s.funded_deal_id, "from_status": "funded",
+            "from_version": s.funded_deal_version, "to_status": to_status, "final": final,
+            "reason": None, "joiner_id": None, "split_seller": None, "split_fee": None,
+            "overdue_only": False, "deliver_within": timedelta(days=7), "release_after": GRACE,
+            **clocks, **_notify(kind, s.user_id)}  # fmt: skip
 
 
 def _page(s: Sample, statuses: list[str], before_id: int) -> dict[str, Any]:
@@ -134,20 +141,12 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
     _H("lock_deal", deals.LOCK_DEAL,
        lambda s: {"code": s.deal_code, "actor_id": s.user_id},
        ("uq_escrows_code", "pk_users", "ix_deal_events_escrow_id"), True),
-    _H("transition", deals.TRANSITION,
-       lambda s: {"deal_id": s.funded_deal_id, "from_status": "funded",
-                  "from_version": s.funded_deal_version, "to_status": "delivered",
-                  "final": False, "reason": None, "joiner_id": None, **_CLOCKS,
-                  **_notify("deliver", s.user_id)},
+    _H("transition", deals.TRANSITION, lambda s: _transition(s, "delivered", False, "deliver"),
        ("pk_escrows", "pk_users"), True),
     # a final one also revokes the deal's invitations (here the buyer's refund, past
     # the delivery deadline)
     _H("final_transition", deals.TRANSITION,
-       lambda s: {"deal_id": s.funded_deal_id, "from_status": "funded",
-                  "from_version": s.funded_deal_version, "to_status": "refunded",
-                  "final": True, "reason": None, "joiner_id": None,
-                  **_CLOCKS, "overdue_only": True,
-                  **_notify("cancel", s.user_id)},
+       lambda s: _transition(s, "refunded", True, "cancel", overdue_only=True),
        ("pk_escrows", "ix_invitations_escrow_id", "pk_users"), True),
     _H("read_invitation", deals.READ_INVITATION, lambda s: {"code": s.invitation_code},
        ("uq_invitations_code", "pk_escrows")),
@@ -267,6 +266,8 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
     _H("deposits_by_id", deposits.DEPOSITS_BY_ID, lambda s: {"ids": [s.deposit_id]},
        ("pk_deposits",)),
     _H("actors_by_id", users.ACTORS_BY_ID, lambda s: {"ids": [s.user_id]}, ("pk_users",)),
+    # the admins' tools: disputes' evidence and files, withdrawals, blocking users
+    *ADMIN_QUERIES,
 )
 # fmt: on
 

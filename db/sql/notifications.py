@@ -29,6 +29,7 @@ class Notice(msgspec.Struct, frozen=True):
     actor_id: int | None = None
     note: str | None = None
     attempts: int = 0
+    evidence_id: int | None = None
 
 
 def decode_notices(value: list[dict[str, Any]] | None) -> tuple[Notice, ...]:
@@ -39,6 +40,7 @@ def decode_notices(value: list[dict[str, Any]] | None) -> tuple[Notice, ...]:
 
 NOTICE_COLUMNS = (
     "id, chat_id, kind, user_id, escrow_id, withdrawal_id, deposit_id, actor_id, note, attempts"
+    ", evidence_id"
 )
 
 # A column listing what a `notified` CTE inserted (spliced into a SELECT list).

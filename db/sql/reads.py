@@ -148,6 +148,17 @@ PENDING_WITHDRAWALS = admin_only(
     .limit(bindparam("limit"))
 )
 
+# One withdrawal with its destination, as an admin decides it: admins only.
+ADMIN_WITHDRAWAL = admin_only(
+    select(
+        *WITHDRAWAL,
+        select(users.c.telegram_id)
+        .where(users.c.id == withdrawals.c.user_id)
+        .scalar_subquery()
+        .label("telegram_id"),
+    ).where(withdrawals.c.id == bindparam("id"))
+)
+
 # The admin's stats in one statement, counted only for an active admin (the
 # gate of `admin_only`, written out for a statement in text).
 STATS = text("""

@@ -282,7 +282,7 @@ async def test_a_withdrawal_rejected_with_a_reason(app, alice, people):
 
     # a slow client still shows the list: the decision is made already
     result = await admin.press("✅ Approve #1", message=pending)
-    assert result.texts[-1].startswith("⚠️ Withdrawal #1 is not pending any more.")
+    assert result.texts[-1].startswith("⚠️ Withdrawal #1 is not pending any more: it is rejected.")
     assert await balance(app, alice) == (100_00, 0)
 
 

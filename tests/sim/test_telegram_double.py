@@ -16,6 +16,7 @@ from aiogram.filters import CommandObject, CommandStart
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
     BotCommand,
+    BufferedInputFile,
     CallbackQuery,
     InlineKeyboardMarkup,
     Message,
@@ -481,3 +482,51 @@ async def test_webhook_info_follows_set_and_delete_as_telegram_reports_it(bot: B
     assert (await bot.get_webhook_info()).allowed_updates == ["message"]
     assert await bot.set_webhook("https://bot.example.org/other", allowed_updates=[])
     assert (await bot.get_webhook_info()).allowed_updates is None
+
+
+async def test_files_users_sent_are_sent_again_by_file_id_as_telegram_does(
+    telegram: FakeTelegram, bot: Bot, alice: SimulatedUser, bob: SimulatedUser
+) -> None:
+    """A photo or document a user sent is known by its file id: the bot may send
+    it (to anyone) by that id, with a caption of at most 1,024 characters; an id
+    Telegram never gave, or a photo's id sent as a document, is refused."""
+    photo = (await alice.send_photo("the crack")).update.message
+    document = (await alice.send_document("receipt.pdf", size=30_000)).update.message
+    await bob.send("/start")
+    assert photo.caption == "the crack" and len(photo.photo) == 2
+    assert document.document.file_name == "receipt.pdf" and document.document.file_size == 30_000
+    photo_id, document_id = photo.photo[-1].file_id, document.document.file_id
+
+    sent = await bot.send_photo(bob.id, photo_id, caption="<b>From Alice</b>")
+    assert sent.photo[-1].file_id == photo_id and sent.caption == "From Alice"
+    assert bob.last.media == ("photo", photo_id) and bob.last.text == "From Alice"
+    keyboard = InlineKeyboardBuilder().button(text="Open", callback_data="open").as_markup()
+    await bot.send_document(bob.id, document_id, reply_markup=keyboard)
+    assert bob.last.media == ("document", document_id) and bob.last.text == ""
+    assert bob.buttons() == ["Open"]
+
+    with pytest.raises(TelegramBadRequest, match="type of file mismatch"):
+        await bot.send_document(bob.id, photo_id)
+    with pytest.raises(TelegramBadRequest, match="type of file mismatch"):
+        await bot.send_photo(bob.id, document_id)
+    with pytest.raises(TelegramBadRequest, match="wrong file identifier"):
+        await bot.send_photo(bob.id, photo_id[:-3] + "xyz")
+    with pytest.raises(TelegramBadRequest, match="Wrong string length"):
+        await bot.send_photo(bob.id, "abc")
+    with pytest.raises(TelegramBadRequest, match="message caption is too long"):
+        await bot.send_photo(bob.id, photo_id, caption="&lt;" * 1025)
+    await bot.send_photo(bob.id, photo_id, caption="&lt;" * 1024)
+    with pytest.raises(TelegramBadRequest, match="can't parse entities"):
+        await bot.send_photo(bob.id, photo_id, caption="5 < 6")
+    # its caption is not a text: an edit of the text is refused, of the buttons not
+    with pytest.raises(TelegramBadRequest, match="there is no text in the message to edit"):
+        await bot.edit_message_text("new", chat_id=bob.id, message_id=bob.last.message_id)
+    await bot.edit_message_reply_markup(
+        chat_id=bob.id, message_id=bob.last.message_id, reply_markup=keyboard
+    )
+    assert bob.last.media == ("photo", photo_id) and bob.buttons() == ["Open"]
+    bob.block()
+    with pytest.raises(TelegramForbiddenError, match="blocked"):
+        await bot.send_photo(bob.id, photo_id)
+    with pytest.raises(NotImplementedError, match="file id only"):
+        await bot.send_photo(alice.id, BufferedInputFile(b"\x89PNG", "x.png"))

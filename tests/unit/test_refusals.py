@@ -22,15 +22,14 @@ from bot.telegram.keyboards import WalletMenu
 from bot.telegram.refusals import (
     ACTION_WORDS,
     FIELD_WORDS,
-    RESOLVED_BY,
     ROLE_WORDS,
     STATUS_WORDS,
     TEMPLATES,
     WITHDRAWAL_STATUS_WORDS,
     ChatRefusal,
-    refusal_keyboard,
     refusal_text,
 )
+from bot.telegram.resolutions import RESOLVED_BY, refusal_keyboard
 from db.models import DealStatus, WithdrawalStatus
 
 USDT = Currency("USDT", decimals=2, min_amount=1_00, max_amount=1_000_000_00, fee_bps=150)
@@ -100,6 +99,16 @@ SAMPLES: dict[object, dict[str, object]] = {
     Refusal.ADMIN_DECIDES_WITHDRAWALS: {},
     Refusal.ADMIN_CREDITS_DEPOSITS: {},
     Refusal.NO_SUCH_USER: {},
+    Refusal.PARTY_BLOCKED: {},
+    Refusal.NOBODY_BY_THAT_NAME: {},
+    Refusal.ALREADY_BLOCKED: {"name": "@carol"},
+    Refusal.NOT_BLOCKED: {"name": "@carol"},
+    Refusal.CANT_BLOCK_ADMIN: {},
+    Refusal.DISPUTE_CLOSED: {"deal": "ABCD2345", "status": DealStatus.RELEASED},
+    Refusal.EVIDENCE_LIMIT: {"limit": 10},
+    Refusal.EVIDENCE_TOO_LARGE: {"megabytes": 20},
+    Refusal.EVIDENCE_KIND: {},
+    Refusal.SPLIT_OUT_OF_RANGE: {"amount": 100_00, **MONEY},
     ChatRefusal.IS_ME: {},
     ChatRefusal.IS_A_BOT: {},
     ChatRefusal.HIDDEN_FORWARD: {"name": "Alice"},

@@ -95,10 +95,9 @@ class DealLifecycle(DealPace):
           through the link like anyone not on the bot yet;
         - None: an invitation link anyone can take up.
 
-        `create_key` (the wizard's id) makes the request idempotent: made again,
-        by a retry after an unknown outcome or a second press even without the
-        user's lock, it returns the deal (and invitation) the first one made,
-        changing nothing and telling nobody again."""
+        `create_key` (the wizard's id) makes the request idempotent: a retry after
+        an unknown outcome or a second press, even without the user's lock, returns
+        the deal (and invitation) the first one made, telling nobody again."""
         if create_key is not None and not 0 < len(create_key) <= CREATE_KEY_LENGTH:
             raise InvalidInput(Refusal.REQUEST_UNUSABLE)
         if role not in ("buyer", "seller"):
@@ -169,7 +168,9 @@ class DealLifecycle(DealPace):
                         **self._notify(NotificationKind.INVITED, creator.id),
                     },
                 )
-            ).one()
+            ).first()
+            if created is None:  # a party blocked since their standing was read
+                raise NotAllowed(Refusal.PARTY_BLOCKED)
             deal = deal_view(created)
             uow.outbox(*decode_notices(created.notices))
             invitation = None
@@ -232,9 +233,8 @@ class DealLifecycle(DealPace):
     async def cancel(
         self, actor: Actor, code: str, *, expected_version: int | None = None
     ) -> Outcome[DealView]:
-        """Call the deal off (refunding the buyer once it is funded).
-        `expected_version`: as for `release`; a cancel confirmed before funding
-        must not become a refund."""
+        """Call the deal off (refunding the buyer once funded); `expected_version`
+        as for `release`: a cancel confirmed before funding must not be a refund."""
         return await self._act(actor, code, Action.CANCEL, expected_version=expected_version)
 
     async def refund(
@@ -282,6 +282,7 @@ class DealLifecycle(DealPace):
             role, to_status = rule
             if not has_role(deal, actor.id, role):
                 raise NotAllowed(Refusal.NOT_YOUR_ROLE, role=role, action=action)
+            self._refuse_if_a_party_is_blocked(locked, to_status)
             changed = await self._transition(
                 uow,
                 deal,

@@ -18,6 +18,7 @@ from bot.services.errors import (
     EscrowError,
     InsufficientFunds,
     InvalidInput,
+    NotAllowed,
     NotFound,
     Refusal,
     TextField,
@@ -57,8 +58,12 @@ FINAL = frozenset(
         DealStatus.CANCELLED,
         DealStatus.DECLINED,
         DealStatus.EXPIRED,
+        DealStatus.SPLIT,
     }
 )
+# Moves that take a deal forward, which a blocked party stops (guarded in
+# TRANSITION too).
+NEEDS_ACTIVE_PARTIES = frozenset({DealStatus.ACCEPTED, DealStatus.FUNDED})
 
 
 def new_deal_code() -> str:
@@ -116,6 +121,16 @@ class DealSteps(Service):
                 Refusal.ACTION_NOT_NOW, current=deal, deal=deal.code, status=status, action=action
             )
 
+    @staticmethod
+    def _refuse_if_a_party_is_blocked(locked: Any, to_status: DealStatus) -> None:
+        """NotAllowed if `to_status` takes the deal forward while a party is
+        blocked (their standing read with the lock; the transition checks again)."""
+        if to_status in NEEDS_ACTIVE_PARTIES and UserStatus.BLOCKED in (
+            locked.buyer_status,
+            locked.seller_status,
+        ):
+            raise NotAllowed(Refusal.PARTY_BLOCKED)
+
     async def _require_active(self, uow: UnitOfWork, actor: Actor, *, lock: bool = False) -> Any:
         """The actor's row (id, telegram_id, username, status), if active;
         with `lock`, locked until commit."""
@@ -157,11 +172,13 @@ class DealSteps(Service):
         admins: tuple[int, ...] = (),
         overdue_only: bool = False,
         refused: EscrowError | None = None,
+        split: tuple[int, int] | None = None,
     ) -> DealView:
         """Move the locked deal to `to_status`, write its history and tell the
         other party (and `admins`) in the outbox, all in one statement. With
         `overdue_only`, only if its delivery deadline has passed, else raise
-        `refused`. Funding and delivering start the deal's clocks."""
+        `refused`. Funding and delivering start the deal's clocks. `split`: the
+        seller's part and its fee, for a split settlement."""
         row = (
             await uow.execute(
                 TRANSITION,
@@ -181,11 +198,16 @@ class DealSteps(Service):
                         notify, actor_id, reason if notify is NotificationKind.DISPUTE else None
                     ),
                     "admin_chats": list(admins),
+                    "split_seller": split[0] if split else None,
+                    "split_fee": split[1] if split else None,
                 },
             )
         ).first()
         if row is None and refused is not None:  # the deadline had not passed
             raise refused
+        if row is None and to_status in NEEDS_ACTIVE_PARTIES:
+            # a party blocked since the lock read their standing
+            raise NotAllowed(Refusal.PARTY_BLOCKED)
         if row is None:  # cannot happen while we hold the row lock; refuse loudly
             raise WrongState(Refusal.CHANGED_MEANWHILE, current=deal, deal=deal.code)
         uow.outbox(*decode_notices(row.notices))
@@ -226,6 +248,18 @@ class DealSteps(Service):
                 legs = [
                     Leg(LedgerKind.REFUND, LedgerAccount.HELD, -deal.amount, buyer),
                     Leg(LedgerKind.REFUND, LedgerAccount.AVAILABLE, deal.amount, buyer),
+                ]
+                shortfall = InsufficientFunds(Refusal.HELD_FUNDS_MISSING)
+            case DealStatus.SPLIT:
+                # One movement: the held amount leaves as a release of the
+                # seller's part (less its fee) and a refund of the rest.
+                part, fee = deal.split_seller or 0, deal.split_fee or 0
+                legs = [
+                    Leg(LedgerKind.RELEASE, LedgerAccount.HELD, -part, buyer),
+                    Leg(LedgerKind.RELEASE, LedgerAccount.AVAILABLE, part - fee, seller),
+                    Leg(LedgerKind.FEE, LedgerAccount.FEES, fee),
+                    Leg(LedgerKind.REFUND, LedgerAccount.HELD, part - deal.amount, buyer),
+                    Leg(LedgerKind.REFUND, LedgerAccount.AVAILABLE, deal.amount - part, buyer),
                 ]
                 shortfall = InsufficientFunds(Refusal.HELD_FUNDS_MISSING)
             case _:

@@ -8,11 +8,14 @@ from bot.telegram.handlers import (
     admin,
     admin_deposits,
     admin_disputes,
+    admin_split,
+    admin_users,
     admin_withdrawals,
     deal_actions,
     deals,
     deposit,
     errors,
+    evidence,
     fallback,
     start,
     wallet,
@@ -26,6 +29,7 @@ from bot.telegram.handlers import (
 # replicas in the benchmark) gets its own tree.
 FEATURES = (
     errors.router,
+    evidence.router,  # its /cancel before start's
     start.router,
     deals.router,
     deal_actions.router,
@@ -36,8 +40,10 @@ FEATURES = (
     withdraw.router,
     admin.router,
     admin_disputes.router,
+    admin_split.router,
     admin_withdrawals.router,
     admin_deposits.router,
+    admin_users.router,
     fallback.router,
 )
 

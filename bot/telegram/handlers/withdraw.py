@@ -22,6 +22,7 @@ from bot.services.wallets import DepositProvider
 from bot.telegram import texts
 from bot.telegram.filters import NotACommand
 from bot.telegram.fsm import enter
+from bot.telegram.handlers.blocked import told_blocked
 from bot.telegram.handlers.committed import (
     close_form,
     show_and_notify,
@@ -83,7 +84,7 @@ async def withdraw_button(
     currencies: Currencies,
     state: FSMContext,
 ) -> None:
-    if not isinstance(query.message, Message):
+    if not isinstance(query.message, Message) or await told_blocked(query.message, snapshot):
         return
     if not callback_data.currency:
         await edit(

@@ -42,6 +42,7 @@ from bot.telegram import keyboards, texts
 from bot.telegram.freshness import DealVersions
 from bot.telegram.fsm import enter
 from bot.telegram.handlers import wizard_screens as screens
+from bot.telegram.handlers.blocked import told_blocked
 from bot.telegram.handlers.committed import (
     close_form,
     pressed_message,
@@ -51,7 +52,8 @@ from bot.telegram.handlers.committed import (
 from bot.telegram.handlers.deals import show_committed_card
 from bot.telegram.keyboards import Nav, Signer
 from bot.telegram.notices import NoticeSender
-from bot.telegram.refusals import refusal_keyboard, refusal_text
+from bot.telegram.refusals import refusal_text
+from bot.telegram.resolutions import refusal_keyboard
 from cache.snapshots import UserSnapshot
 
 log = logging.getLogger(__name__)
@@ -140,13 +142,17 @@ async def _not_at_step(
 # -- entry and leaving --------------------------------------------------------------
 
 
-async def new_command(message: Message, state: FSMContext) -> None:
+async def new_command(message: Message, state: FSMContext, snapshot: UserSnapshot) -> None:
+    if await told_blocked(message, snapshot):
+        return
     await enter(state, screens.NewDeal.role, {})
     text, markup = screens.role_screen()
     await message.answer(text, reply_markup=markup)
 
 
-async def new_button(query: CallbackQuery, state: FSMContext) -> None:
+async def new_button(query: CallbackQuery, state: FSMContext, snapshot: UserSnapshot) -> None:
+    if await told_blocked(pressed_message(query), snapshot):
+        return
     await enter(state, screens.NewDeal.role, {})
     await _show(query, *screens.role_screen())
 
