@@ -15,7 +15,13 @@ from db import UnitOfWork
 from db.events import UserChanged
 from db.sql.deals import CLAIM_INVITATIONS
 from db.sql.ledger import ADD_WALLETS
-from db.sql.users import BUMP_VERSION, RELEASE_USERNAME, UPSERT_USER, USER_BY_USERNAME
+from db.sql.users import (
+    BUMP_VERSION,
+    PERSON_BY_TELEGRAM_ID,
+    RELEASE_USERNAME,
+    UPSERT_USER,
+    USER_BY_USERNAME,
+)
 
 # Telegram usernames: a letter, then letters, digits or underscores; 4-32 in all.
 USERNAME = re.compile(r"[a-z][a-z0-9_]{3,31}")
@@ -60,6 +66,12 @@ class UserService(Service):
             row = (
                 await conn.execute(USER_BY_USERNAME, {"username": parse_username(username)})
             ).first()
+        return Person(**row._mapping) if row is not None else None
+
+    async def find_by_telegram_id(self, telegram_id: int) -> Person | None:
+        """Who has this Telegram id on the bot (one indexed read), or None."""
+        async with self.ctx.db.reader.connect() as conn:
+            row = (await conn.execute(PERSON_BY_TELEGRAM_ID, {"telegram_id": telegram_id})).first()
         return Person(**row._mapping) if row is not None else None
 
     async def register(self, profile: Profile) -> Outcome[UserView]:

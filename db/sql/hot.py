@@ -99,6 +99,8 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
        ("ix_invitations_username_status",), True),
     _H("user_by_username", users.USER_BY_USERNAME, lambda s: {"username": s.username},
        ("uq_users_username_lower",)),
+    _H("person_by_telegram_id", users.PERSON_BY_TELEGRAM_ID,
+       lambda s: {"telegram_id": s.telegram_id}, ("uq_users_telegram_id",)),
     _H("user_by_telegram_id", users.USER_BY_TELEGRAM_ID,
        lambda s: {"telegram_id": s.telegram_id}, ("uq_users_telegram_id",)),
     _H("user_standing", users.USER_STANDING, lambda s: {"user_id": s.admin_id}, ("pk_users",)),

@@ -21,6 +21,7 @@ from db import UnitOfWork
 
 BUYING, SELLING = "I'm buying", "I'm selling"
 INVITE, CREATE, CANCEL = "🔗 Invite by link", "✅ Create deal", "✖️ Cancel"
+INVITE_THEM, RETYPE = "🔗 Invite them with a link", "✏️ Retype"
 LINK = re.compile(r"https://t\.me/escrow_test_bot\?start=([A-Za-z0-9_-]+)")
 
 
@@ -160,11 +161,12 @@ async def test_by_forwarded_message(app: App, people) -> None:
     assert alice.buttons() == [CANCEL]
 
     await alice.forward_from(bob, "Deal?")
+    assert alice.last.text.startswith("👤 On the bot: Bob (@bob_x)")
     assert "Which currency?" in alice.last.text
     await alice.press("TON")
     await alice.send("12.5")
     await alice.send("Ten concert tickets")
-    assert "Buyer: @bob_x" in alice.last.text
+    assert "Buyer: Bob (@bob_x), as Telegram reported them just now" in alice.last.text
     assert "Amount: 12.50 TON" in alice.last.text
     await alice.press(CREATE)
 
@@ -184,10 +186,11 @@ async def test_by_numeric_id_from_the_menu(app: App, people) -> None:
 
     await alice.press(BUYING)
     await alice.send(str(bob.id))
+    assert alice.last.text.startswith("👤 On the bot: Bob, as Telegram reported them just now.")
     await alice.press("BTC")
     await alice.send("0.015")
     await alice.send("A GPU")
-    assert f"Seller: Telegram ID {bob.id}" in alice.last.text
+    assert "Seller: Bob, as Telegram reported them just now" in alice.last.text
     await alice.press(CREATE)
 
     assert "✅ Deal created. Bob can accept it now." in alice.last.text
@@ -289,6 +292,84 @@ async def test_a_blocked_person_is_refused_at_their_step(app: App, people) -> No
     assert alice.buttons() == [CANCEL]
 
 
+async def block(app: App, user: SimulatedUser) -> None:
+    async with app.database.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE users SET status = 'blocked' WHERE telegram_id = :t"), {"t": user.id}
+        )
+
+
+@pytest.mark.parametrize("named_by", ["id", "forward"])
+async def test_a_blocked_person_named_by_id_or_forward_is_refused_at_their_step(
+    app: App, people, named_by: str
+) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    bob = await on_bot(people, "Bob", "bob_x")
+    await block(app, bob)
+    await alice.send("/new")
+    await alice.press(BUYING)
+    reply = await (alice.send(str(bob.id)) if named_by == "id" else alice.forward_from(bob))
+    assert reply.texts[0].startswith("⚠️ That user can't take part in deals.")
+    assert alice.buttons() == [CANCEL]
+    carol = await on_bot(people, "Carol", "carol_x")
+    await alice.send(str(carol.id))  # still at the step: someone else goes through
+    assert alice.last.text.startswith("👤 On the bot: Carol (@carol_x)")
+
+
+async def test_a_person_blocked_after_their_step_is_still_refused_at_create(
+    app: App, people
+) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    bob = await on_bot(people, "Bob", "bob_x")
+    await up_to_summary(alice, str(bob.id))
+    await block(app, bob)
+    await alice.press(CREATE)
+    assert alice.last.text.startswith("⚠️ That user can't take part in deals.")
+    assert "No deal was created" in alice.last.text
+    assert await deals_in_db(app) == []
+
+
+async def test_an_id_nobody_on_the_bot_has_is_invited_only_when_asked(app: App, people) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    await alice.send("/new")
+    await alice.press(BUYING)
+    reply = await alice.send("4242")
+    assert reply.texts == [
+        "🤷 Nobody on the bot has Telegram ID 4242 yet. Check the number and retype it, "
+        "or invite them with a link only that account can use."
+    ]
+    assert alice.buttons() == [INVITE_THEM, RETYPE, CANCEL]
+    await alice.press(INVITE_THEM)
+    assert "Which currency?" in alice.last.text
+    await alice.press("USDT")
+    await alice.send("10")
+    await alice.send("A lamp")
+    assert "Seller: Telegram ID 4242, by an invitation link only they can use" in alice.last.text
+    await alice.press(CREATE)
+    [row] = await invitations_in_db(app)
+    assert (row["telegram_id"], row["username"]) == (4242, None)
+
+
+async def test_a_forward_from_someone_not_on_the_bot_goes_on_as_their_invitation(
+    app: App, people
+) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    dave = people("Dave", "dave_new")  # never talked to the bot
+    await alice.send("/new")
+    await alice.press(SELLING)
+    await alice.forward_from(dave)
+    assert alice.last.text.startswith(
+        "📨 @dave_new isn't on the bot yet: you'll get an invitation link only they can use."
+    )
+    await alice.press("USDT")
+    await alice.send("10")
+    await alice.send("A lamp")
+    assert "Buyer: @dave_new, by an invitation link only they can use" in alice.last.text
+    await alice.press(CREATE)
+    [row] = await invitations_in_db(app)
+    assert (row["telegram_id"], row["username"]) == (dave.id, None)
+
+
 async def test_a_name_nobody_on_the_bot_holds_is_not_made_an_invitation_unasked(
     app: App, people
 ) -> None:
@@ -298,12 +379,15 @@ async def test_a_name_nobody_on_the_bot_holds_is_not_made_an_invitation_unasked(
     await alice.press(BUYING)
     reply = await alice.send("@bob_xx")
     assert reply.texts == [
-        "🤷 Nobody on the bot goes by @bob_xx. Check the spelling and send the name again, "
-        "or invite @bob_xx by link: only they will be able to use it."
+        "🤷 Nobody on the bot is @bob_xx yet. Check the spelling and retype it, or invite "
+        "them with a link only @bob_xx can use."
     ]
-    assert alice.buttons() == ["🔗 Invite @bob_xx by link", CANCEL]
+    assert alice.buttons() == [INVITE_THEM, RETYPE, CANCEL]
     assert await invitations_in_db(app) == []
 
+    await alice.press(RETYPE)  # the step again, in place
+    assert "step 2 of 5" in alice.last.text and "Who is the seller?" in alice.last.text
+    assert alice.buttons() == [INVITE, CANCEL]
     await alice.send("@bob_x")  # the name meant
     assert alice.last.text.startswith("👤 On the bot: Bob (@bob_x)")
     await alice.press("USDT")
@@ -319,7 +403,7 @@ async def test_unknown_username_gets_an_invitation(app: App, people) -> None:
     await alice.send("/new")
     await alice.press(SELLING)
     await alice.send("@Carol_New")
-    await alice.press("🔗 Invite @carol_new by link")
+    await alice.press(INVITE_THEM)
     assert "Which currency?" in alice.last.text
     await alice.press("USDT")
     await alice.send("100")

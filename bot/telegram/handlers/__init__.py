@@ -18,6 +18,7 @@ from bot.telegram.handlers import (
     wallet,
     withdraw,
     wizard,
+    wizard_counterparty,
     wizard_steps,
 )
 
@@ -31,6 +32,7 @@ FEATURES = (
     deal_actions.router,
     wizard.router,
     wizard_steps.router,
+    wizard_counterparty.router,
     wallet.router,
     deposit.router,
     withdraw.router,
