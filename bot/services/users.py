@@ -76,7 +76,9 @@ class UserService(Service):
 
     async def register(self, profile: Profile) -> Outcome[UserView]:
         """Create the user on first contact, refresh a changed profile, and make
-        sure there is a wallet for every configured currency."""
+        sure there is a wallet for every configured currency. On first contact
+        or a profile change, invitations to their @username are claimed and
+        those waiting for them counted (`UserView.invited`)."""
         params = {
             "telegram_id": profile.telegram_id,
             "username": profile.username,
@@ -102,11 +104,14 @@ class UserService(Service):
                 # a currency configured since the user's last visit
                 version = (await uow.execute(BUMP_VERSION, {"user_id": row.id})).scalar_one()
                 changed = True
-            if row.changed and profile.username:
-                await uow.execute(
-                    CLAIM_INVITATIONS,
-                    {"telegram_id": profile.telegram_id, "username": profile.username.lower()},
-                )
+            invited = 0
+            if row.changed:  # who they are may have just come to match an invitation
+                claim = {
+                    "telegram_id": profile.telegram_id,
+                    "username": profile.username.lower() if profile.username else None,
+                    "user_id": row.id,
+                }
+                invited = (await uow.execute(CLAIM_INVITATIONS, claim)).scalar_one()
             if changed:
                 uow.record(UserChanged(row.id, row.telegram_id, version))
             return UserView(
@@ -118,6 +123,7 @@ class UserService(Service):
                 is_admin=row.is_admin,
                 version=version,
                 created=row.created,
+                invited=invited,
             )
 
         return await self.transaction(work)

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import secrets
 from functools import cache
+from urllib.parse import quote, urlencode
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
@@ -58,6 +59,13 @@ class DealAct(CallbackData, prefix="da"):
     v: int
     ok: bool = False  # the confirmation step was passed
     sig: str = ""
+
+
+class Invite(CallbackData, prefix="iv"):
+    """An invitation, by its code: show its deal, accept it or decline it."""
+
+    action: str
+    code: str
 
 
 class AdminDeal(CallbackData, prefix="ad"):
@@ -182,3 +190,18 @@ def admin_deal_keyboard(deal: DealView) -> InlineKeyboardMarkup:
     kb.button(text="« Admin", callback_data=Nav(to="admin"))
     kb.adjust(1)
     return kb.as_markup()
+
+
+# Telegram's share link: the user picks chats, and the link goes there with `text`.
+SHARE_URL = "https://t.me/share/url"
+SHARE_INVITATION = "📤 Share the invitation"
+
+
+def share_url(link: str, text: str) -> str:
+    return f"{SHARE_URL}?{urlencode({'url': link, 'text': text}, quote_via=quote)}"
+
+
+def share_keyboard(link: str, text: str) -> InlineKeyboardMarkup:
+    """An invitation's link as a Share button, instead of copying it by hand."""
+    button = InlineKeyboardButton(text=SHARE_INVITATION, url=share_url(link, text))
+    return InlineKeyboardMarkup(inline_keyboard=[[button]])

@@ -198,9 +198,24 @@ DEAL_BY_CODE = (
 # The deals a batch of notifications is about, as they are now.
 DEALS_BY_ID = text(deal_view_sql("escrows") + "\nWHERE d.id = ANY(CAST(:ids AS bigint[]))")
 
-# Invitations sent to an @username before its owner used the bot now belong to
-# their Telegram id, which is how the invitation knows its invitee.
+# On a user's first contact or a change to their profile: invitations sent to
+# their @username while nobody on the bot held it are claimed by them, bound
+# to their Telegram id for good (someone who takes the name later never finds
+# them); and how many invitations now wait for them, addressed to their id or
+# claimed now, to tell them at once.
 CLAIM_INVITATIONS = text("""
-UPDATE invitations SET telegram_id = :telegram_id, updated_at = now()
-WHERE username = :username AND telegram_id IS NULL AND status = 'active'
+WITH claimed AS (
+    UPDATE invitations SET telegram_id = :telegram_id, updated_at = now()
+    WHERE username = CAST(:username AS varchar) AND telegram_id IS NULL AND status = 'active'
+      AND inviter_id <> :user_id
+    RETURNING escrow_id, expires_at
+), addressed AS (
+    SELECT escrow_id, expires_at FROM claimed
+    UNION ALL
+    SELECT escrow_id, expires_at FROM invitations
+    WHERE telegram_id = :telegram_id AND status = 'active' AND inviter_id <> :user_id
+)
+SELECT count(*) AS waiting
+FROM addressed a JOIN escrows e ON e.id = a.escrow_id
+WHERE a.expires_at > now() AND e.status = 'pending'
 """)

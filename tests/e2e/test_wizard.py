@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from bot.runtime.app import App
-from bot.sim import ChatMessage, SimulatedUser
+from bot.sim import ChatMessage, SimulatedUser, UpdateResult
 from bot.telegram.texts import CANCELLED, NOTHING_TO_CANCEL
 from db import UnitOfWork
 
@@ -593,19 +593,47 @@ async def test_a_button_of_an_ended_wizard_does_nothing(app: App, people) -> Non
     assert restarted.buttons == [BUYING, SELLING, CANCEL]
 
 
+def shown(result: UpdateResult, user: SimulatedUser) -> list[str]:
+    """What the bot showed `user` in answer to an update: the messages it sent
+    or edited, and the ones it meant to edit that already showed just that
+    (Telegram answers "message is not modified")."""
+    return [
+        request.params["text"]
+        for request in result.requests
+        if request.method in ("sendMessage", "editMessageText")
+        and request.params["chat_id"] == user.id
+        and (request.error is None or "message is not modified" in str(request.error))
+    ]
+
+
+def warnings_in(*results: UpdateResult) -> list[str]:
+    return [
+        text
+        for result in results
+        for text in result.texts
+        if "⚠️" in text or "already finished" in text or "earlier step" in text
+    ]
+
+
 async def test_create_pressed_twice_makes_one_deal(app: App, people) -> None:
     alice = await on_bot(people, "Alice", "alice_x")
-    await on_bot(people, "Bob", "bob_x")
+    bob = await on_bot(people, "Bob", "bob_x")
     summary = await up_to_summary(alice, "@bob_x")
-    await alice.press(CREATE)
+    first = await alice.press(CREATE)
+    told_bob = len(bob.messages)
 
-    reply = await alice.press(CREATE, message=summary)  # what a slow client still shows
-    # the deal that press made, as it is now (also what a redelivered press shows
-    # when the replica that made the deal died before replying)
-    (said,) = reply.texts
-    assert said.startswith(WIZARD_FINISHED)
+    again = await alice.press(CREATE, message=summary)  # what a slow client still shows
+
+    # the second press is shown the success the first one was (also what a
+    # press redelivered after its commit shows), never a warning
     (deal,) = await deals_in_db(app)
-    assert f"Deal #{deal['code']}" in said
+    for result in (first, again):
+        (said,) = shown(result, alice)
+        assert said.startswith("✅ Deal created. @bob_x can accept it now."), said
+        assert f"Deal #{deal['code']}" in said
+    assert warnings_in(first, again) == []
+    assert alice.chat.messages[summary.message_id].text.startswith("✅ Deal created.")
+    assert len(bob.messages) == told_bob  # told once
 
 
 async def test_create_pressed_twice_at_once_makes_one_deal(app: App, people) -> None:
@@ -614,10 +642,39 @@ async def test_create_pressed_twice_at_once_makes_one_deal(app: App, people) -> 
     summary = await up_to_summary(alice, "@bob_x")
 
     replies = await asyncio.gather(alice.press(CREATE), alice.press(CREATE, message=summary))
-    texts = [text for reply in replies for text in reply.texts]
     assert len(await deals_in_db(app)) == 1
-    assert sum(text.startswith("✅ Deal created.") for text in texts) == 1
-    assert sum(text.startswith(WIZARD_FINISHED) for text in texts) == 1
+    for reply in replies:
+        (said,) = shown(reply, alice)
+        assert said.startswith("✅ Deal created. @bob_x can accept it now.")
+    assert warnings_in(*replies) == []
+
+
+async def test_an_invitation_s_create_pressed_twice_shows_it_and_its_link_again(
+    app: App, people
+) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    summary = await up_to_summary(alice, None)
+    replies = [await alice.press(CREATE), await alice.press(CREATE, message=summary)]
+
+    [deal] = await deals_in_db(app)
+    [row] = await invitations_in_db(app)
+    for reply in replies:
+        card, invitation = shown(reply, alice)
+        assert card.startswith("✅ Deal created. Send the seller the invitation link below.")
+        assert f"Deal #{deal['code']}" in card
+        # the same one-time link (the first reply may never have arrived)
+        assert LINK.search(invitation).group(1) == row["code"]
+    assert warnings_in(*replies) == []
+
+    bob = people("Bob", "bob_x")
+    await bob.start(row["code"])
+    await bob.press("✅ Accept the deal")
+    # accepted since: Create pressed again shows the deal as it is now, no link
+    reply = await alice.press(CREATE, message=summary)
+    (said,) = shown(reply, alice)
+    assert said.startswith("✅ Deal created. Here it is as it is now.")
+    assert "accepted" in said
+    assert len(await deals_in_db(app)) == 1
 
 
 async def test_an_amount_posted_again_is_not_taken_as_the_description(app: App, people) -> None:

@@ -1,96 +1,50 @@
-"""/start (with or without an invitation), the main menu, /help and /cancel."""
+"""/start and the main menu, /help and /cancel (/start with an invitation:
+invitations.py)."""
 
 from __future__ import annotations
 
 from aiogram import Bot, F, Router
-from aiogram.filters import Command, CommandObject, CommandStart
-from aiogram.filters.callback_data import CallbackData
+from aiogram.filters import Command, CommandStart
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, Message
-from aiogram.utils.keyboard import InlineKeyboardBuilder
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from bot.services import Services
-from bot.services.errors import EscrowError
 from bot.services.money import Currencies
+from bot.services.views import UserView
 from bot.services.wallets import DepositProvider
 from bot.telegram import keyboards, texts
-from bot.telegram.handlers.committed import pressed_message, show_and_notify
-from bot.telegram.handlers.deals import show_committed_card
-from bot.telegram.handlers.wizard import show_made, wizard_deal
+from bot.telegram.handlers.wizard_create import show_made, wizard_deal
 from bot.telegram.handlers.wizard_screens import NewDeal
-from bot.telegram.keyboards import Nav, Signer
-from bot.telegram.notices import NoticeSender
-from bot.telegram.refusals import refusal_text
+from bot.telegram.keyboards import DealList, Nav, Signer
 from cache.snapshots import UserSnapshot
 
-
-class Invite(CallbackData, prefix="iv"):
-    """Take up (or turn down) the invitation behind a deep link."""
-
-    action: str
-    code: str
-
-
-def invitation_keyboard(code: str, addressed: bool):
-    kb = InlineKeyboardBuilder()
-    kb.button(text="✅ Accept the deal", callback_data=Invite(action="accept", code=code))
-    if addressed:
-        kb.button(text="Decline", callback_data=Invite(action="decline", code=code))
-    kb.row(keyboards.menu_button())
-    return kb.as_markup()
+# On the update that registered the user (first contact, or a profile change
+# such as a new @username): invitations that now wait for them.
+INVITED = {
+    1: "📨 A deal is waiting for you to accept it.",
+    2: "📨 {count} deals are waiting for you to accept them.",
+}
+WAITING = "📨 Waiting for you"
 
 
-async def start_with_invitation(
-    message: Message,
-    command: CommandObject,
-    snapshot: UserSnapshot,
-    services: Services,
+def menu_screen(
+    user: UserSnapshot,
     currencies: Currencies,
-    state: FSMContext,
-    raw_state: str | None,
-) -> None:
-    if raw_state is not None:
-        await state.clear()
-    try:
-        preview = await services.deals.preview_invitation(snapshot, command.args or "")
-    except EscrowError as refused:
-        await message.answer(
-            f"⚠️ {refusal_text(refused, currencies)}",
-            reply_markup=keyboards.main_menu(snapshot.is_admin),
-        )
-        return
-    headline = "📨 You are invited to this deal. Accept it to take part."
-    await message.answer(
-        texts.deal_card(preview.deal, None, currencies, headline),
-        reply_markup=invitation_keyboard(command.args or "", preview.addressed),
-    )
-
-
-async def invitation_answer(
-    query: CallbackQuery,
-    callback_data: Invite,
-    snapshot: UserSnapshot,
-    services: Services,
-    currencies: Currencies,
-    signer: Signer,
-    outbox: NoticeSender,
-    bot: Bot,
-) -> None:
-    if callback_data.action == "accept":
-        outcome = await services.deals.accept_invitation(
-            snapshot, callback_data.code, snapshot.username
-        )
-        headline = "✅ You joined the deal."
-    else:
-        outcome = await services.deals.decline_invitation(
-            snapshot, callback_data.code, snapshot.username
-        )
-        headline = "You declined the deal."
-    deal = outcome.value
-    edit = pressed_message(query)
-    await show_and_notify(
-        show_committed_card(bot, deal, snapshot, currencies, signer, headline, edit=edit),
-        outbox.send(outcome.notices, deal, actor=snapshot),
+    play_money: bool,
+    registered: UserView | None,
+) -> tuple[str, InlineKeyboardMarkup]:
+    """The main menu. Read from the snapshot alone (no SQL on a cache hit),
+    except on the update that registered the user: registration counted the
+    invitations waiting for them, and the menu says so with a way to them."""
+    text = texts.main_menu(user, currencies, play_money)
+    markup = keyboards.main_menu(user.is_admin)
+    count = registered.invited if registered is not None else 0
+    if not count:
+        return text, markup
+    waiting = INVITED[min(count, 2)].format(count=count)
+    button = InlineKeyboardButton(text=WAITING, callback_data=DealList(kind="action").pack())
+    return f"{waiting}\n\n{text}", InlineKeyboardMarkup(
+        inline_keyboard=[[button], *markup.inline_keyboard]
     )
 
 
@@ -101,13 +55,12 @@ async def start(
     state: FSMContext,
     raw_state: str | None,
     deposits: DepositProvider,
+    registered: UserView | None = None,
 ) -> None:
     if raw_state is not None:  # leaving a wizard; with no state, no Redis write
         await state.clear()
-    await message.answer(
-        texts.main_menu(snapshot, currencies, deposits.play_money),
-        reply_markup=keyboards.main_menu(snapshot.is_admin),
-    )
+    text, markup = menu_screen(snapshot, currencies, deposits.play_money, registered)
+    await message.answer(text, reply_markup=markup)
 
 
 async def menu(
@@ -115,14 +68,13 @@ async def menu(
     snapshot: UserSnapshot,
     currencies: Currencies,
     deposits: DepositProvider,
+    registered: UserView | None = None,
 ) -> None:
     # A press reads no FSM state (see ButtonsSkipStateMiddleware), so the menu
     # leaves any wizard state alone; /start, /menu and /cancel clear it.
     if query.message is not None:
-        await query.message.edit_text(
-            texts.main_menu(snapshot, currencies, deposits.play_money),
-            reply_markup=keyboards.main_menu(snapshot.is_admin),
-        )
+        text, markup = menu_screen(snapshot, currencies, deposits.play_money, registered)
+        await query.message.edit_text(text, reply_markup=markup)
 
 
 async def help_command(message: Message) -> None:
@@ -159,8 +111,6 @@ async def cancel(
 
 def router() -> Router:
     router = Router(name="start")
-    router.message.register(start_with_invitation, CommandStart(deep_link=True, ignore_case=True))
-    router.callback_query.register(invitation_answer, Invite.filter())
     router.message.register(start, Command("menu", ignore_case=True))
     router.message.register(start, CommandStart(ignore_case=True))
     router.callback_query.register(menu, Nav.filter(F.to == "menu"))

@@ -7,21 +7,18 @@ step in its callback data and checks the stored state itself: a button from an
 earlier screen, or from a wizard that has ended, changes nothing.
 
 A wizard has an id (`key`, drawn at its first step), the idempotency key of
-its Create: the wizard stays at its last step until the deal is committed, so
-a Create whose outcome is unknown (the connection died at COMMIT) can be
-pressed again and finds the deal instead of making a second one. A finished
-wizard keeps its id in the FSM data, so a Cancel pressed later shows the deal
-it made.
+its Create (wizard_create.py): the wizard stays at its last step until the
+deal is committed, so a Create whose outcome is unknown (the connection died
+at COMMIT) can be pressed again and finds the deal instead of making a second
+one. A finished wizard keeps its id in the FSM data, so a Create or Cancel
+pressed later shows the deal it made.
 """
 
 from __future__ import annotations
 
-import logging
 import secrets
-from html import escape
-from typing import NamedTuple
 
-from aiogram import Bot, F, Router
+from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State
@@ -30,59 +27,16 @@ from aiogram.types import (
     InlineKeyboardMarkup,
     Message,
 )
-from aiogram.utils.deep_linking import create_start_link
-from sqlalchemy.exc import SQLAlchemyError
 
-from bot.services import Services
-from bot.services.errors import EscrowError
 from bot.services.money import Currencies
 from bot.services.settings import EscrowSettings
-from bot.services.views import DealView
-from bot.telegram import keyboards, texts
-from bot.telegram.freshness import DealVersions
 from bot.telegram.fsm import enter
 from bot.telegram.handlers import wizard_screens as screens
-from bot.telegram.handlers.committed import (
-    close_form,
-    pressed_message,
-    show_and_notify,
-    show_result,
-)
-from bot.telegram.handlers.deals import show_committed_card
-from bot.telegram.keyboards import Nav, Signer
-from bot.telegram.notices import NoticeSender
-from bot.telegram.refusals import refusal_text
-from cache.snapshots import UserSnapshot
-
-log = logging.getLogger(__name__)
-
-# A create that fails with these may or may not have committed (the
-# connection died at COMMIT, a timeout): its outcome is unknown.
-UNKNOWN_OUTCOME = (SQLAlchemyError, OSError)
+from bot.telegram.keyboards import Nav
 
 
 def new_wizard_key() -> str:
     return secrets.token_urlsafe(16)
-
-
-class WizardDeal(NamedTuple):
-    key: str
-    deal: DealView
-
-
-async def wizard_deal(
-    state: FSMContext, current: str | None, creator: UserSnapshot, services: Services
-) -> WizardDeal | None:
-    """The deal this user's wizard made, if its Create may have been pressed:
-    at its last step (an unknown outcome, or Redis failed to forget it) or
-    finished (its id is kept). One Redis read, and one SQL read if it has an id."""
-    if current is not None and current != screens.NewDeal.confirm.state:
-        return None  # before its last step a wizard has made nothing
-    key = (await state.get_data()).get("key")
-    if not key:
-        return None
-    made = await services.deals.created_with(creator, key)
-    return WizardDeal(key, made.deal) if made is not None else None
 
 
 async def _show(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup | None) -> None:
@@ -151,140 +105,8 @@ async def new_button(query: CallbackQuery, state: FSMContext) -> None:
     await _show(query, *screens.role_screen())
 
 
-async def cancel_button(
-    query: CallbackQuery,
-    state: FSMContext,
-    snapshot: UserSnapshot,
-    services: Services,
-    currencies: Currencies,
-    signer: Signer,
-    bot: Bot,
-) -> None:
-    current = await state.get_state()
-    made = await wizard_deal(state, current, snapshot, services)
-    if made is not None:
-        await show_made(state, current, made, snapshot, currencies, signer, bot, query)
-        return
-    if current not in screens.NewDeal:
-        await bot.send_message(
-            query.from_user.id, screens.EXPIRED, reply_markup=screens.expired_keyboard()
-        )
-        return
-    await state.clear()
-    await _show(query, texts.CANCELLED, keyboards.back_to_menu())
-
-
-async def show_made(
-    state: FSMContext,
-    current: str | None,
-    made: WizardDeal,
-    viewer: UserSnapshot,
-    currencies: Currencies,
-    signer: Signer,
-    bot: Bot,
-    query: CallbackQuery | None = None,
-) -> None:
-    """A cancel of a wizard that had made its deal: it had finished, and the
-    deal as it is now (never "nothing was changed")."""
-    if current is not None:
-        await close_form(state, remember={"key": made.key})
-    edit = pressed_message(query) if query is not None else None
-    headline = texts.WIZARD_FINISHED
-    await show_committed_card(bot, made.deal, viewer, currencies, signer, headline, edit=edit)
-
-
-# -- 6. confirm ---------------------------------------------------------------------
-
-
-async def create(
-    query: CallbackQuery,
-    state: FSMContext,
-    snapshot: UserSnapshot,
-    services: Services,
-    currencies: Currencies,
-    settings: EscrowSettings,
-    signer: Signer,
-    deals_seen: DealVersions,
-    bot: Bot,
-    outbox: NoticeSender,
-) -> None:
-    current = await state.get_state()
-    if current != screens.NewDeal.confirm.state:
-        # Finished already: by this press on a replica that died before replying
-        # (Telegram posts it again), or by a first press of a double one.
-        made = await wizard_deal(state, current, snapshot, services)
-        if made is not None:
-            await show_made(state, current, made, snapshot, currencies, signer, bot, query)
-        else:
-            await _not_at_step(query, state, current, currencies, settings)
-        return
-    data = await state.get_data()
-    if not data.get("key"):  # a wizard started before wizards had ids
-        data = {**data, "key": new_wizard_key()}
-        await state.set_data(data)
-    summary = pressed_message(query)
-    # The wizard stays at this step until the deal is committed: a second
-    # press runs after this one (one user's updates take the user's lock,
-    # PressLock) and the key keeps it from making a second deal even without it.
-    try:
-        outcome = await services.deals.create(
-            snapshot,
-            role=data["role"],
-            currency=data["currency"],
-            amount=data["amount"],
-            description=data["description"],
-            counterparty=screens.chosen_counterparty(data),
-            create_key=data["key"],
-        )
-    except EscrowError as refused:
-        await state.clear()
-        await _show(
-            query,
-            screens.NOT_CREATED.format(message=escape(refusal_text(refused, currencies))),
-            None,
-        )
-        return
-    except UNKNOWN_OUTCOME as exc:
-        log.warning("create of wizard %s: outcome unknown: %r", data["key"], exc)
-        text, markup = screens.summary_screen(data, currencies)
-        unconfirmed = f"{texts.CREATE_UNCONFIRMED}\n\n{text}"
-        await show_result(bot, snapshot.telegram_id, unconfirmed, markup, edit=summary)
-        return
-    # Committed. The wizard's id is kept, for a Cancel pressed later.
-    await close_form(state, remember={"key": data["key"]})
-    deal, invitation = outcome.value.deal, outcome.value.invitation
-    deals_seen.note(deal.code, deal.version)
-    role = data["role"]
-    other = screens.OTHER_ROLE[role]
-    label = escape(data["counterparty_label"])
-    if invitation is None:
-        their_name = deal.seller_name if role == "buyer" else deal.buyer_name
-        headline = screens.CREATED.format(name=escape(their_name or label))
-    elif data["counterparty"] is None:
-        headline = screens.CREATED_FOR_LINK.format(other=other)
-    else:
-        headline = screens.CREATED_FOR_NEWCOMER.format(name=label)
-    shown = show_committed_card(bot, deal, snapshot, currencies, signer, headline, edit=summary)
-    if invitation is None:
-        await show_and_notify(shown, outbox.send(outcome.notices, deal, actor=snapshot))
-        return
-    await shown
-    link = await create_start_link(bot, invitation.code)
-    who = (
-        screens.LINK_FOR_ANYONE.format(other=other)
-        if data["counterparty"] is None
-        else screens.LINK_FOR_NEWCOMER.format(name=label)
-    )
-    text = screens.INVITATION_LINK.format(
-        other=other, link=link, expires=texts.when(invitation.expires_at), who=who
-    )
-    await show_result(bot, snapshot.telegram_id, text)
-
-
 def router() -> Router:
     router = Router(name="wizard")
     router.message.register(new_command, Command("new", ignore_case=True))
     router.callback_query.register(new_button, Nav.filter(F.to == "new"))
-    router.callback_query.register(cancel_button, screens.WizardAct.filter(F.act == "cancel"))
-    router.callback_query.register(create, screens.WizardAct.filter(F.act == "create"))
     return router
