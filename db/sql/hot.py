@@ -37,14 +37,28 @@ def _notify(kind: str | None, actor_id: int | None) -> dict[str, Any]:
     return {"notify": kind, "actor_id": actor_id, "note": None, "grace": GRACE, "admin_chats": []}
 
 
-def _page(s: Sample, statuses: list[str], before_id: int) -> dict[str, Any]:
+def _page(s: Sample, statuses: list[str], before_id: int, invited: bool = True) -> dict[str, Any]:
     return {
         "user_id": s.user_id,
+        "telegram_id": s.telegram_id,
+        "username": s.username,
+        "invited": invited,
         "buyer_statuses": statuses,
         "seller_statuses": statuses,
         "awaiting_me": False,
         "before_id": before_id,
         "limit": reads.PAGE_SIZE,
+    }
+
+
+def _invited_page(s: Sample) -> dict[str, Any]:
+    """The waiting list of someone invited by Telegram id and by @username."""
+    waiting = _statuses((DealStatus.PENDING, DealStatus.ACCEPTED, DealStatus.DELIVERED))
+    return {
+        **_page(s, waiting, reads.FIRST_PAGE),
+        "telegram_id": s.invitee_telegram_id,
+        "username": s.invitee_username,
+        "awaiting_me": True,
     }
 
 
@@ -148,8 +162,13 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
        lambda s: _page(s, _UNFINISHED, reads.FIRST_PAGE),
        ("idx_escrow_buyer_status", "idx_escrow_seller_status")),
     _H("my_deals_finished_next_page", reads.MY_DEALS_PAGE,
-       lambda s: _page(s, _FINISHED, s.deal_id),
+       lambda s: _page(s, _FINISHED, s.deal_id, invited=False),
        ("idx_escrow_buyer_status", "idx_escrow_seller_status")),
+    # with the deals invitations wait for the user in (addressed to their id, or
+    # to their @username while unclaimed)
+    _H("my_deals_waiting_with_invitations", reads.MY_DEALS_PAGE, _invited_page,
+       ("idx_escrow_buyer_status", "idx_escrow_seller_status",
+        "idx_invitation_telegram_status", "ix_invitations_username_status", "pk_escrows")),
     _H("open_disputes", reads.OPEN_DISPUTES,
        lambda s: {"limit": reads.PAGE_SIZE, "admin_id": s.admin_id},
        ("pk_users", "ix_escrows_disputed")),
