@@ -280,6 +280,13 @@ EXEMPT: tuple[tuple[Executable, str], ...] = (
     (notifications.REMIND, "inserts the rows it is given; the unique index only arbitrates"),
     (reads.STATS, "an admin's on-demand totals: counts whole tables by design"),
     (users.DATABASE_IDENTITY, "a catalog read, once per cache start"),
+    (
+        withdrawals.WITHDRAWAL_BY_REQUEST,
+        (
+            "only when a withdrawal's confirmation is pressed again: one row by the ledger's"
+            " unique (idempotency_key, leg)"
+        ),
+    ),
 )
 
 # Indexes no statement on the list uses. The seed plan asked for the first;
