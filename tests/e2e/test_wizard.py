@@ -292,6 +292,32 @@ async def test_a_blocked_person_is_refused_at_their_step(app: App, people) -> No
     assert alice.buttons() == [CANCEL]
 
 
+@pytest.mark.parametrize("named_by", ["username", "id"])
+async def test_only_the_counterparty_step_reads_the_database(
+    app: App, people, sql, named_by: str
+) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    bob = await on_bot(people, "Bob", "bob_x")
+    await alice.send("/start")  # Alice's snapshot in L1
+    counterparty = "@bob_x" if named_by == "username" else str(bob.id)
+    steps = (
+        lambda: alice.send("/new"),
+        lambda: alice.press(BUYING),
+        lambda: alice.send(counterparty),
+        lambda: alice.press("USDT"),
+        lambda: alice.send("100"),
+        lambda: alice.send("A lamp"),
+    )
+    statements = []
+    for step in steps:
+        sql.start()
+        await step()
+        statements.append(len(sql.stop()))
+    # who they are is looked up at their step (one read), nothing at any other
+    assert statements == [0, 0, 1, 0, 0, 0]
+    assert alice.buttons() == [CREATE, CANCEL]
+
+
 async def block(app: App, user: SimulatedUser) -> None:
     async with app.database.engine.begin() as conn:
         await conn.execute(
