@@ -111,7 +111,7 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
     _H("claim_invitations", deals.CLAIM_INVITATIONS,
        lambda s: {"telegram_id": s.invitee_telegram_id, "username": s.invitee_username,
                   "user_id": s.user_id},
-       ("ix_invitations_username_status", "idx_invitation_telegram_status", "pk_escrows"), True),
+       ("ix_invitations_username_status", "idx_invitation_telegram_status"), True),
     _H("user_by_username", users.USER_BY_USERNAME, lambda s: {"username": s.username},
        ("uq_users_username_lower",)),
     _H("person_by_telegram_id", users.PERSON_BY_TELEGRAM_ID,
@@ -165,10 +165,10 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
        lambda s: _page(s, _FINISHED, s.deal_id, invited=False),
        ("idx_escrow_buyer_status", "idx_escrow_seller_status")),
     # with the deals invitations wait for the user in (addressed to their id, or
-    # to their @username while unclaimed)
+    # to their @username while unclaimed); their few deals joined by key
     _H("my_deals_waiting_with_invitations", reads.MY_DEALS_PAGE, _invited_page,
        ("idx_escrow_buyer_status", "idx_escrow_seller_status",
-        "idx_invitation_telegram_status", "ix_invitations_username_status", "pk_escrows")),
+        "idx_invitation_telegram_status", "ix_invitations_username_status")),
     _H("open_disputes", reads.OPEN_DISPUTES,
        lambda s: {"limit": reads.PAGE_SIZE, "admin_id": s.admin_id},
        ("pk_users", "ix_escrows_disputed")),
