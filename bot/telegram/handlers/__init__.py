@@ -14,13 +14,11 @@ from bot.telegram.handlers import (
     deposit,
     errors,
     fallback,
-    invitations,
     start,
     wallet,
     withdraw,
     wizard,
     wizard_counterparty,
-    wizard_create,
     wizard_steps,
 )
 
@@ -29,12 +27,10 @@ from bot.telegram.handlers import (
 # replicas in the benchmark) gets its own tree.
 FEATURES = (
     errors.router,
-    invitations.router,  # /start with an invitation's code, before the plain /start
     start.router,
     deals.router,
     deal_actions.router,
     wizard.router,
-    wizard_create.router,
     wizard_steps.router,
     wizard_counterparty.router,
     wallet.router,

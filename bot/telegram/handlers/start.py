@@ -1,21 +1,29 @@
-"""/start and the main menu, /help and /cancel (/start with an invitation:
-invitations.py)."""
+"""/start (with or without an invitation), the main menu, /help and /cancel,
+and an invitation shown from the viewer's list of deals."""
 
 from __future__ import annotations
 
+from html import escape
+
 from aiogram import Bot, F, Router
-from aiogram.filters import Command, CommandStart
+from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services import Services
+from bot.services.errors import EscrowError
 from bot.services.money import Currencies
 from bot.services.views import UserView
 from bot.services.wallets import DepositProvider
 from bot.telegram import keyboards, texts
-from bot.telegram.handlers.wizard_create import show_made, wizard_deal
+from bot.telegram.handlers.committed import pressed_message, show_and_notify
+from bot.telegram.handlers.deals import show_committed_card
+from bot.telegram.handlers.wizard import show_made, wizard_deal
 from bot.telegram.handlers.wizard_screens import NewDeal
-from bot.telegram.keyboards import DealList, Nav, Signer
+from bot.telegram.keyboards import DealList, Invite, Nav, Signer
+from bot.telegram.notices import NoticeSender
+from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
 
 # On the update that registered the user (first contact, or a profile change
@@ -25,6 +33,95 @@ INVITED = {
     2: "📨 {count} deals are waiting for you to accept them.",
 }
 WAITING = "📨 Waiting for you"
+INVITATION = "📨 You are invited to this deal. Accept it to take part."
+
+
+def invitation_keyboard(code: str, addressed: bool):
+    kb = InlineKeyboardBuilder()
+    kb.button(text="✅ Accept the deal", callback_data=Invite(action="accept", code=code))
+    if addressed:
+        kb.button(text="Decline", callback_data=Invite(action="decline", code=code))
+    kb.row(keyboards.menu_button())
+    return kb.as_markup()
+
+
+async def start_with_invitation(
+    message: Message,
+    command: CommandObject,
+    snapshot: UserSnapshot,
+    services: Services,
+    currencies: Currencies,
+    state: FSMContext,
+    raw_state: str | None,
+) -> None:
+    if raw_state is not None:
+        await state.clear()
+    try:
+        preview = await services.deals.preview_invitation(snapshot, command.args or "")
+    except EscrowError as refused:
+        await message.answer(
+            f"⚠️ {escape(refusal_text(refused, currencies))}",
+            reply_markup=keyboards.main_menu(snapshot.is_admin),
+        )
+        return
+    await message.answer(
+        texts.deal_card(preview.deal, None, currencies, INVITATION),
+        reply_markup=invitation_keyboard(command.args or "", preview.addressed),
+    )
+
+
+async def show_invitation(
+    query: CallbackQuery,
+    callback_data: Invite,
+    snapshot: UserSnapshot,
+    services: Services,
+    currencies: Currencies,
+) -> None:
+    """An invitation addressed to the viewer, from their list of deals (found
+    without the link: bot/services/reads.py), shown as its link shows it."""
+    message = pressed_message(query)
+    if message is None:
+        return
+    try:
+        preview = await services.deals.preview_invitation(snapshot, callback_data.code)
+    except EscrowError as refused:
+        await message.edit_text(
+            f"⚠️ {escape(refusal_text(refused, currencies))}",
+            reply_markup=keyboards.back_to_menu(),
+        )
+        return
+    await message.edit_text(
+        texts.deal_card(preview.deal, None, currencies, INVITATION),
+        reply_markup=invitation_keyboard(callback_data.code, preview.addressed),
+    )
+
+
+async def invitation_answer(
+    query: CallbackQuery,
+    callback_data: Invite,
+    snapshot: UserSnapshot,
+    services: Services,
+    currencies: Currencies,
+    signer: Signer,
+    outbox: NoticeSender,
+    bot: Bot,
+) -> None:
+    if callback_data.action == "accept":
+        outcome = await services.deals.accept_invitation(
+            snapshot, callback_data.code, snapshot.username
+        )
+        headline = "✅ You joined the deal."
+    else:
+        outcome = await services.deals.decline_invitation(
+            snapshot, callback_data.code, snapshot.username
+        )
+        headline = "You declined the deal."
+    deal = outcome.value
+    edit = pressed_message(query)
+    await show_and_notify(
+        show_committed_card(bot, deal, snapshot, currencies, signer, headline, edit=edit),
+        outbox.send(outcome.notices, deal, actor=snapshot),
+    )
 
 
 def menu_screen(
@@ -43,9 +140,8 @@ def menu_screen(
         return text, markup
     waiting = INVITED[min(count, 2)].format(count=count)
     button = InlineKeyboardButton(text=WAITING, callback_data=DealList(kind="action").pack())
-    return f"{waiting}\n\n{text}", InlineKeyboardMarkup(
-        inline_keyboard=[[button], *markup.inline_keyboard]
-    )
+    rows = [[button], *markup.inline_keyboard]
+    return f"{waiting}\n\n{text}", InlineKeyboardMarkup(inline_keyboard=rows)
 
 
 async def start(
@@ -111,6 +207,11 @@ async def cancel(
 
 def router() -> Router:
     router = Router(name="start")
+    router.message.register(start_with_invitation, CommandStart(deep_link=True, ignore_case=True))
+    router.callback_query.register(show_invitation, Invite.filter(F.action == "show"))
+    router.callback_query.register(
+        invitation_answer, Invite.filter(F.action.in_(("accept", "decline")))
+    )
     router.message.register(start, Command("menu", ignore_case=True))
     router.message.register(start, CommandStart(ignore_case=True))
     router.callback_query.register(menu, Nav.filter(F.to == "menu"))

@@ -7,18 +7,21 @@ step in its callback data and checks the stored state itself: a button from an
 earlier screen, or from a wizard that has ended, changes nothing.
 
 A wizard has an id (`key`, drawn at its first step), the idempotency key of
-its Create (wizard_create.py): the wizard stays at its last step until the
-deal is committed, so a Create whose outcome is unknown (the connection died
-at COMMIT) can be pressed again and finds the deal instead of making a second
-one. A finished wizard keeps its id in the FSM data, so a Create or Cancel
-pressed later shows the deal it made.
+its Create: the wizard stays at its last step until the deal is committed, so
+a Create whose outcome is unknown (the connection died at COMMIT) can be
+pressed again and finds the deal instead of making a second one. A finished
+wizard keeps its id in the FSM data, so a Create pressed later shows the deal
+it made as created (wizard_created.py), and a Cancel says it had finished.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
+from html import escape
+from typing import NamedTuple
 
-from aiogram import F, Router
+from aiogram import Bot, F, Router
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State
@@ -27,16 +30,60 @@ from aiogram.types import (
     InlineKeyboardMarkup,
     Message,
 )
+from sqlalchemy.exc import SQLAlchemyError
 
+from bot.services import Services
+from bot.services.errors import EscrowError
 from bot.services.money import Currencies
 from bot.services.settings import EscrowSettings
+from bot.services.views import CreatedDeal, DealView, InvitationView
+from bot.telegram import keyboards, texts
+from bot.telegram.freshness import DealVersions
 from bot.telegram.fsm import enter
 from bot.telegram.handlers import wizard_screens as screens
-from bot.telegram.keyboards import Nav
+from bot.telegram.handlers.committed import (
+    close_form,
+    pressed_message,
+    show_and_notify,
+    show_result,
+)
+from bot.telegram.handlers.deals import show_committed_card
+from bot.telegram.handlers.wizard_created import created_headline, send_invitation, still_invited
+from bot.telegram.keyboards import Nav, Signer
+from bot.telegram.notices import NoticeSender
+from bot.telegram.refusals import refusal_text
+from cache.snapshots import UserSnapshot
+
+log = logging.getLogger(__name__)
+
+# A create that fails with these may or may not have committed (the
+# connection died at COMMIT, a timeout): its outcome is unknown.
+UNKNOWN_OUTCOME = (SQLAlchemyError, OSError)
 
 
 def new_wizard_key() -> str:
     return secrets.token_urlsafe(16)
+
+
+class WizardDeal(NamedTuple):
+    key: str
+    deal: DealView
+    invitation: InvitationView | None = None
+
+
+async def wizard_deal(
+    state: FSMContext, current: str | None, creator: UserSnapshot, services: Services
+) -> WizardDeal | None:
+    """The deal this user's wizard made, if its Create may have been pressed:
+    at its last step (an unknown outcome, or Redis failed to forget it) or
+    finished (its id is kept). One Redis read, and one SQL read if it has an id."""
+    if current is not None and current != screens.NewDeal.confirm.state:
+        return None  # before its last step a wizard has made nothing
+    key = (await state.get_data()).get("key")
+    if not key:
+        return None
+    made = await services.deals.created_with(creator, key)
+    return WizardDeal(key, made.deal, made.invitation) if made is not None else None
 
 
 async def _show(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup | None) -> None:
@@ -105,8 +152,128 @@ async def new_button(query: CallbackQuery, state: FSMContext) -> None:
     await _show(query, *screens.role_screen())
 
 
+async def cancel_button(
+    query: CallbackQuery,
+    state: FSMContext,
+    snapshot: UserSnapshot,
+    services: Services,
+    currencies: Currencies,
+    signer: Signer,
+    bot: Bot,
+) -> None:
+    current = await state.get_state()
+    made = await wizard_deal(state, current, snapshot, services)
+    if made is not None:
+        await show_made(state, current, made, snapshot, currencies, signer, bot, query)
+        return
+    if current not in screens.NewDeal:
+        await bot.send_message(
+            query.from_user.id, screens.EXPIRED, reply_markup=screens.expired_keyboard()
+        )
+        return
+    await state.clear()
+    await _show(query, texts.CANCELLED, keyboards.back_to_menu())
+
+
+async def show_made(
+    state: FSMContext,
+    current: str | None,
+    made: WizardDeal,
+    viewer: UserSnapshot,
+    currencies: Currencies,
+    signer: Signer,
+    bot: Bot,
+    query: CallbackQuery | None = None,
+    headline: str = texts.WIZARD_FINISHED,
+) -> None:
+    """The deal a wizard that had finished made, as it is now (never "nothing
+    was changed"): for a cancel, it had finished; for a Create, `headline`."""
+    if current is not None:
+        await close_form(state, remember={"key": made.key})
+    edit = pressed_message(query) if query is not None else None
+    await show_committed_card(bot, made.deal, viewer, currencies, signer, headline, edit=edit)
+
+
+# -- 6. confirm ---------------------------------------------------------------------
+
+
+async def create(
+    query: CallbackQuery,
+    state: FSMContext,
+    snapshot: UserSnapshot,
+    services: Services,
+    currencies: Currencies,
+    settings: EscrowSettings,
+    signer: Signer,
+    deals_seen: DealVersions,
+    bot: Bot,
+    outbox: NoticeSender,
+) -> None:
+    current = await state.get_state()
+    if current != screens.NewDeal.confirm.state:
+        # Finished already: by this press on a replica that died before replying
+        # (Telegram posts it again), or by a first press of a double one.
+        made = await wizard_deal(state, current, snapshot, services)
+        if made is None:
+            await _not_at_step(query, state, current, currencies, settings)
+            return
+        created = CreatedDeal(made.deal, made.invitation)  # shown as the success it was
+        headline = created_headline(created, snapshot.id)
+        await show_made(state, current, made, snapshot, currencies, signer, bot, query, headline)
+        if still_invited(created):  # its first reply may never have arrived
+            await send_invitation(bot, snapshot, created, currencies)
+        return
+    data = await state.get_data()
+    if not data.get("key"):  # a wizard started before wizards had ids
+        data = {**data, "key": new_wizard_key()}
+        await state.set_data(data)
+    summary = pressed_message(query)
+    # The wizard stays at this step until the deal is committed: a second
+    # press runs after this one (one user's updates take the user's lock,
+    # PressLock) and the key keeps it from making a second deal even without it.
+    try:
+        outcome = await services.deals.create(
+            snapshot,
+            role=data["role"],
+            currency=data["currency"],
+            amount=data["amount"],
+            description=data["description"],
+            counterparty=screens.chosen_counterparty(data),
+            create_key=data["key"],
+        )
+    except EscrowError as refused:
+        await state.clear()
+        await _show(
+            query,
+            screens.NOT_CREATED.format(message=escape(refusal_text(refused, currencies))),
+            None,
+        )
+        return
+    except UNKNOWN_OUTCOME as exc:
+        log.warning("create of wizard %s: outcome unknown: %r", data["key"], exc)
+        text, markup = screens.summary_screen(data, currencies)
+        unconfirmed = f"{texts.CREATE_UNCONFIRMED}\n\n{text}"
+        await show_result(bot, snapshot.telegram_id, unconfirmed, markup, edit=summary)
+        return
+    # Committed. The wizard's id is kept, for a Create or Cancel pressed later.
+    await close_form(state, remember={"key": data["key"]})
+    made, label = outcome.value, data["counterparty_label"]
+    deal = made.deal
+    deals_seen.note(deal.code, deal.version)
+    headline = created_headline(made, snapshot.id, label)
+    shown = show_committed_card(bot, deal, snapshot, currencies, signer, headline, edit=summary)
+    if made.invitation is None:
+        await show_and_notify(shown, outbox.send(outcome.notices, deal, actor=snapshot))
+        return
+    await shown
+    if still_invited(made):
+        await send_invitation(bot, snapshot, made, currencies, label)
+
+
 def router() -> Router:
     router = Router(name="wizard")
     router.message.register(new_command, Command("new", ignore_case=True))
     router.callback_query.register(new_button, Nav.filter(F.to == "new"))
+    router.callback_query.register(cancel_button, screens.WizardAct.filter(F.act == "cancel"))
+    router.callback_query.register(create, screens.WizardAct.filter(F.act == "create"))
     return router

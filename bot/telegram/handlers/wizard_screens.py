@@ -71,6 +71,18 @@ HINT_AMOUNT = "Type the amount in {code}, from {low} to {high}."
 HINT_DESCRIPTION = "Describe the deal in one text message, at most {limit} characters."
 USE_BUTTONS = "👆 Please choose with the buttons."
 
+CREATED = "✅ Deal created. {name} can accept it now."
+CREATED_FOR_LINK = "✅ Deal created. Send the {other} the invitation link below."
+CREATED_FOR_NEWCOMER = (
+    "✅ Deal created. {name} isn't on the bot yet: send them the invitation link below."
+)
+INVITATION_LINK = (
+    "🔗 Invitation for the {other}:\n{link}\n\nIt works once and expires on {expires}. {who}"
+)
+LINK_FOR_ANYONE = "Whoever opens it first joins the deal as the {other}."
+LINK_FOR_NEWCOMER = "Only {name} can use it."
+NOT_CREATED = "⚠️ {message}\n\nNo deal was created. Send /new to start again."
+
 EXPIRED = "⌛ This new-deal wizard has ended. Send /new to open a deal."
 EARLIER_STEP = "That button is from an earlier step. Carry on with the newest message, or /cancel."
 
