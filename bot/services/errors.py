@@ -181,4 +181,6 @@ class AlreadyDone(WrongState):
     """The deal is already where the action would take it, and the move was the
     actor's own: a double press, or a press Telegram delivered again after its
     commit. Nothing was changed now; the caller may show it as the success it
-    is. Its code says the same as `WrongState`'s for whoever reads it as one."""
+    is. Its code says the same as `WrongState`'s for whoever reads it as one.
+    Also a withdrawal request made again with its reference: `current` is the
+    withdrawal the first one made."""

@@ -36,16 +36,18 @@ DealFilter = Literal["active", "action", "finished"]
 
 _UNFINISHED = [s.value for s in OPEN_DEAL_STATUSES + FUNDED_DEAL_STATUSES]
 _FINISHED = [s.value for s in FINAL_DEAL_STATUSES]
-# (buyer's statuses, seller's statuses, only deals awaiting the user)
-FILTERS: dict[str, tuple[list[str], list[str], bool]] = {
-    "active": (_UNFINISHED, _UNFINISHED, False),
+# (buyer's statuses, seller's statuses, only deals awaiting the user, with
+# the deals the user is invited to)
+FILTERS: dict[str, tuple[list[str], list[str], bool, bool]] = {
+    "active": (_UNFINISHED, _UNFINISHED, False, True),
     # what waits for me: accept an invitation, fund, release / deliver
     "action": (
         [DealStatus.PENDING, DealStatus.ACCEPTED, DealStatus.DELIVERED],
         [DealStatus.PENDING, DealStatus.FUNDED],
         True,
+        True,
     ),
-    "finished": (_FINISHED, _FINISHED, False),
+    "finished": (_FINISHED, _FINISHED, False, False),
 }
 
 
@@ -61,6 +63,9 @@ class DealListItem(msgspec.Struct, frozen=True):
     created_at: datetime
     description: str
     counterparty: str | None = None  # the other party, as the viewer sees it
+    # The code of the invitation addressed to the viewer, for a deal they are
+    # invited to and not a party to yet.
+    invitation: str | None = None
 
 
 class DealPage(msgspec.Struct, frozen=True):
@@ -101,11 +106,24 @@ async def read_as_admin(
 
 class ReadService(Service):
     async def deals_page(
-        self, viewer: Actor, kind: DealFilter, before: int | None = None, limit: int = PAGE_SIZE
+        self,
+        viewer: Actor,
+        kind: DealFilter,
+        before: int | None = None,
+        limit: int = PAGE_SIZE,
+        *,
+        username: str | None = None,
     ) -> DealPage:
-        buyer_statuses, seller_statuses, awaiting_me = FILTERS[kind]
+        """A page of the viewer's deals; in the active and waiting lists, also
+        the deals an invitation waits for them in: addressed to their Telegram
+        id, or to `username` (the @username they hold now, as Telegram reported
+        it with this update) while nobody has claimed it."""
+        buyer_statuses, seller_statuses, awaiting_me, invited = FILTERS[kind]
         params = {
             "user_id": viewer.id,
+            "telegram_id": viewer.telegram_id,
+            "username": username.lower() if username else None,
+            "invited": invited,
             "buyer_statuses": [str(s) for s in buyer_statuses],
             "seller_statuses": [str(s) for s in seller_statuses],
             "awaiting_me": awaiting_me,

@@ -90,6 +90,8 @@ class UserView(msgspec.Struct, frozen=True):
     is_admin: bool
     version: int
     created: bool = False
+    # Invitations waiting for them, counted on first contact or a profile change.
+    invited: int = 0
 
 
 class WithdrawalView(msgspec.Struct, frozen=True):

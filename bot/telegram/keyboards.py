@@ -15,6 +15,7 @@ import hmac
 import secrets
 from collections.abc import Iterable
 from functools import cache
+from urllib.parse import quote, urlencode
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
@@ -60,6 +61,13 @@ class DealAct(CallbackData, prefix="da"):
     v: int
     ok: bool = False  # the confirmation step was passed
     sig: str = ""
+
+
+class Invite(CallbackData, prefix="iv"):
+    """An invitation, by its code: show its deal, accept it or decline it."""
+
+    action: str
+    code: str
 
 
 class AdminDeal(CallbackData, prefix="ad"):
@@ -262,3 +270,18 @@ def resolving_keyboard(
     buttons = [b for way in ways if (b := way_button(way, currency, deal)) is not None]
     rows = [buttons] if buttons else []
     return InlineKeyboardMarkup(inline_keyboard=[*rows, [menu_button()]])
+
+
+# Telegram's share link: the user picks chats, and the link goes there with `text`.
+SHARE_URL = "https://t.me/share/url"
+SHARE_INVITATION = "📤 Share the invitation"
+
+
+def share_url(link: str, text: str) -> str:
+    return f"{SHARE_URL}?{urlencode({'url': link, 'text': text}, quote_via=quote)}"
+
+
+def share_keyboard(link: str, text: str) -> InlineKeyboardMarkup:
+    """An invitation's link as a Share button, instead of copying it by hand."""
+    button = InlineKeyboardButton(text=SHARE_INVITATION, url=share_url(link, text))
+    return InlineKeyboardMarkup(inline_keyboard=[[button]])

@@ -31,7 +31,7 @@ LEFT JOIN users s ON s.id = d.seller_id"""
 # move (a press finding the deal already where it asked to take it learns
 # whether the move was its own), and the parties' standing (nobody takes a deal
 # forward with a blocked party).
-_WITH_ACTOR = (
+WITH_ACTOR = (
     deal_view_sql(
         "escrows",
         ", a.actor_status, a.actor_is_admin, m.last_actor_id,"
@@ -44,7 +44,7 @@ LEFT JOIN LATERAL (SELECT actor_id AS last_actor_id FROM deal_events
                    WHERE escrow_id = d.id ORDER BY id DESC LIMIT 1) m ON true"""
 )
 LOCK_DEAL = text(
-    _WITH_ACTOR
+    WITH_ACTOR
     + """
 WHERE d.code = :code
 FOR UPDATE OF d"""
@@ -55,7 +55,7 @@ FOR UPDATE OF d"""
 # (a final transition revokes, and the expiry job expires, the invitations of
 # the deals they hold), so none of them waits for another in a cycle.
 LOCK_INVITED_DEAL = text(
-    _WITH_ACTOR
+    WITH_ACTOR
     + """
 WHERE d.id = (SELECT escrow_id FROM invitations WHERE code = :invitation_code)
 FOR UPDATE OF d"""
@@ -171,97 +171,6 @@ UPDATE invitations SET status = :status, telegram_id = coalesce(telegram_id, :te
 WHERE id = :id
 """)
 
-EXPIRE_DUE = text(
-    """
-WITH due AS (
-    SELECT id, status FROM escrows
-    WHERE status IN ('pending', 'accepted') AND deadline_at <= now()
-    ORDER BY deadline_at
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
-), expired AS (
-    UPDATE escrows e
-    SET status = 'expired', version = e.version + 1, updated_at = now(), closed_at = now()
-    FROM due WHERE e.id = due.id
-    RETURNING e.*, due.status AS from_status
-), history AS (
-    INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status, reason)
-    SELECT id, NULL, from_status, 'expired', 'not accepted and funded by the deadline'
-    FROM expired
-), closed_invitations AS (
-    UPDATE invitations SET status = 'expired', updated_at = now()
-    WHERE escrow_id IN (SELECT id FROM expired) AND status = 'active'
-), """
-    + notify_parties("expired")
-    + deal_view_sql("expired", NOTICES)
-)
-
-NEARING_DEADLINE = text(
-    deal_view_sql("escrows")
-    + """
-WHERE d.status IN ('pending', 'accepted')
-  AND d.deadline_at > now() AND d.deadline_at <= now() + CAST(:within AS interval)
-ORDER BY d.deadline_at
-LIMIT :limit"""
-)
-
-# The next delivered deal whose release clock ran out, locked as LOCK_DEAL
-# locks a deal (with :actor_id NULL: the system); one another transaction
-# holds (the buyer pressing release or dispute, another replica's job) is
-# skipped, not waited for, and its status is checked again under the lock.
-LOCK_DUE_RELEASE = text(
-    _WITH_ACTOR
-    + """
-WHERE d.status = 'delivered' AND d.release_due_at <= now()
-ORDER BY d.release_due_at
-LIMIT 1
-FOR UPDATE OF d SKIP LOCKED"""
-)
-
-# Deals whose clock runs out within the reminders' reach: delivered ones due
-# for release within :release_within, funded ones due for delivery within
-# :deliver_within or overdue for less than :overdue_for (the buyer is told
-# they may cancel for a refund).
-CLOCKS_NEARING = text(
-    deal_view_sql(
-        """(
-    (SELECT * FROM escrows
-     WHERE status = 'delivered' AND release_due_at > now()
-       AND release_due_at <= now() + CAST(:release_within AS interval)
-     ORDER BY release_due_at LIMIT :limit)
-    UNION ALL
-    (SELECT * FROM escrows
-     WHERE status = 'funded' AND deliver_due_at > now() - CAST(:overdue_for AS interval)
-       AND deliver_due_at <= now() + CAST(:deliver_within AS interval)
-     ORDER BY deliver_due_at LIMIT :limit)
-)"""
-    )
-)
-
-# How fast a creator (their row locked before, by LOCK_USER_BY_TELEGRAM_ID, so
-# two creates at once are counted one after the other) opens deals: when the
-# :deal_limit-th newest of their deals in the last :deal_window leaves it
-# (NULL: under the limit), the same for their deals to strangers, and whether
-# this deal, if :addressed to someone, is to a stranger: anyone but a user
-# (:other_id) they had a funded deal with.
-CREATION_PACE = text("""
-SELECT now() AS now,
-       (SELECT created_at + CAST(:deal_window AS interval) FROM escrows
-        WHERE creator_id = :creator_id AND created_at > now() - CAST(:deal_window AS interval)
-        ORDER BY created_at DESC OFFSET :deal_limit - 1 LIMIT 1) AS deals_until,
-       (SELECT created_at + CAST(:stranger_window AS interval) FROM escrows
-        WHERE creator_id = :creator_id AND to_stranger
-          AND created_at > now() - CAST(:stranger_window AS interval)
-        ORDER BY created_at DESC OFFSET :stranger_limit - 1 LIMIT 1) AS strangers_until,
-       CAST(:addressed AS boolean) AND NOT EXISTS (
-           SELECT FROM escrows WHERE buyer_id = :creator_id AND seller_id = :other_id
-                                 AND funded_at IS NOT NULL
-           UNION ALL
-           SELECT FROM escrows WHERE seller_id = :creator_id AND buyer_id = :other_id
-                                 AND funded_at IS NOT NULL
-       ) AS to_stranger
-""")
-
 _buyer, _seller = users.alias("b"), users.alias("s")
 _AT = literal_column("'@'", String)
 
@@ -286,9 +195,24 @@ DEAL_BY_CODE = (
 # The deals a batch of notifications is about, as they are now.
 DEALS_BY_ID = text(deal_view_sql("escrows") + "\nWHERE d.id = ANY(CAST(:ids AS bigint[]))")
 
-# Invitations sent to an @username before its owner used the bot now belong to
-# their Telegram id, which is how the invitation knows its invitee.
+# On a user's first contact or a change to their profile: invitations sent to
+# their @username while nobody on the bot held it are claimed by them, bound
+# to their Telegram id for good (someone who takes the name later never finds
+# them); and how many invitations now wait for them, addressed to their id or
+# claimed now, to tell them at once.
 CLAIM_INVITATIONS = text("""
-UPDATE invitations SET telegram_id = :telegram_id, updated_at = now()
-WHERE username = :username AND telegram_id IS NULL AND status = 'active'
+WITH claimed AS (
+    UPDATE invitations SET telegram_id = :telegram_id, updated_at = now()
+    WHERE username = CAST(:username AS varchar) AND telegram_id IS NULL AND status = 'active'
+      AND inviter_id <> :user_id
+    RETURNING escrow_id, expires_at
+), addressed AS (
+    SELECT escrow_id, expires_at FROM claimed
+    UNION ALL
+    SELECT escrow_id, expires_at FROM invitations
+    WHERE telegram_id = :telegram_id AND status = 'active' AND inviter_id <> :user_id
+)
+SELECT count(*) AS waiting
+FROM addressed a JOIN escrows e ON e.id = a.escrow_id
+WHERE a.expires_at > now() AND e.status = 'pending'
 """)

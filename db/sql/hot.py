@@ -18,8 +18,9 @@ from sqlalchemy import Executable
 
 from db.explain import HotQuery, Sample
 from db.models import FINAL_DEAL_STATUSES, FUNDED_DEAL_STATUSES, OPEN_DEAL_STATUSES, DealStatus
-from db.sql import deals, deposits, ledger, notifications, reads, users, withdrawals
+from db.sql import clocks, deals, deposits, ledger, notifications, reads, users, withdrawals
 from db.sql.hot_admin import ADMIN_QUERIES
+from db.sql.hot_jobs import JOB_QUERIES
 
 __all__ = ["EXEMPT", "HOT_QUERIES", "OFF_THE_HOT_PATH", "UNUSED_INDEXES", "HotQuery", "Sample"]
 
@@ -48,14 +49,28 @@ def _transition(s: Sample, to_status: str, final: bool, kind: str, **clocks: Any
             **clocks, **_notify(kind, s.user_id)}  # fmt: skip
 
 
-def _page(s: Sample, statuses: list[str], before_id: int) -> dict[str, Any]:
+def _page(s: Sample, statuses: list[str], before_id: int, invited: bool = True) -> dict[str, Any]:
     return {
         "user_id": s.user_id,
+        "telegram_id": s.telegram_id,
+        "username": s.username,
+        "invited": invited,
         "buyer_statuses": statuses,
         "seller_statuses": statuses,
         "awaiting_me": False,
         "before_id": before_id,
         "limit": reads.PAGE_SIZE,
+    }
+
+
+def _invited_page(s: Sample) -> dict[str, Any]:
+    """The waiting list of someone invited by Telegram id and by @username."""
+    waiting = _statuses((DealStatus.PENDING, DealStatus.ACCEPTED, DealStatus.DELIVERED))
+    return {
+        **_page(s, waiting, reads.FIRST_PAGE),
+        "telegram_id": s.invitee_telegram_id,
+        "username": s.invitee_username,
+        "awaiting_me": True,
     }
 
 
@@ -106,10 +121,13 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
        ("idx_wallet_user_currency",), True),
     _H("bump_version", users.BUMP_VERSION, lambda s: {"user_id": s.user_id}, ("pk_users",), True),
     _H("claim_invitations", deals.CLAIM_INVITATIONS,
-       lambda s: {"telegram_id": s.telegram_id, "username": s.invitee_username},
-       ("ix_invitations_username_status",), True),
+       lambda s: {"telegram_id": s.invitee_telegram_id, "username": s.invitee_username,
+                  "user_id": s.user_id},
+       ("ix_invitations_username_status", "idx_invitation_telegram_status"), True),
     _H("user_by_username", users.USER_BY_USERNAME, lambda s: {"username": s.username},
        ("uq_users_username_lower",)),
+    _H("person_by_telegram_id", users.PERSON_BY_TELEGRAM_ID,
+       lambda s: {"telegram_id": s.telegram_id}, ("uq_users_telegram_id",)),
     _H("user_by_telegram_id", users.USER_BY_TELEGRAM_ID,
        lambda s: {"telegram_id": s.telegram_id}, ("uq_users_telegram_id",)),
     # a user locked while their day's deposits or withdrawals are counted
@@ -132,7 +150,7 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
                   "create_key": None, "to_stranger": True, **_notify("invited", s.user_id)},
        ("pk_users",), True),
     # the busy user opening a deal with a stranger
-    _H("creation_pace", deals.CREATION_PACE,
+    _H("creation_pace", clocks.CREATION_PACE,
        lambda s: {"creator_id": s.user_id, "other_id": s.admin_id, "addressed": True,
                   "deal_window": timedelta(hours=1), "deal_limit": 20,
                   "stranger_window": timedelta(days=1), "stranger_limit": 20},
@@ -162,26 +180,16 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
        lambda s: _page(s, _UNFINISHED, reads.FIRST_PAGE),
        ("idx_escrow_buyer_status", "idx_escrow_seller_status")),
     _H("my_deals_finished_next_page", reads.MY_DEALS_PAGE,
-       lambda s: _page(s, _FINISHED, s.deal_id),
+       lambda s: _page(s, _FINISHED, s.deal_id, invited=False),
        ("idx_escrow_buyer_status", "idx_escrow_seller_status")),
+    # with the deals invitations wait for the user in (addressed to their id, or
+    # to their @username while unclaimed); their few deals joined by key
+    _H("my_deals_waiting_with_invitations", reads.MY_DEALS_PAGE, _invited_page,
+       ("idx_escrow_buyer_status", "idx_escrow_seller_status",
+        "idx_invitation_telegram_status", "ix_invitations_username_status")),
     _H("open_disputes", reads.OPEN_DISPUTES,
        lambda s: {"limit": reads.PAGE_SIZE, "admin_id": s.admin_id},
        ("pk_users", "ix_escrows_disputed")),
-    # -- the deals' clock (a job on every replica) --------------------------------------
-    # Planned for a full batch (500 deals, up to 1,000 parties), the custom plan
-    # hashes the users table to name and tell the parties; the generic plan looks
-    # each one up by primary key.
-    _H("expire_due", deals.EXPIRE_DUE, lambda s: {"limit": 500, **_notify("expire", None)},
-       ("ix_escrows_open_deadline",), True, ("users",)),
-    _H("nearing_deadline", deals.NEARING_DEADLINE,
-       lambda s: {"within": timedelta(hours=24), "limit": 500}, ("ix_escrows_open_deadline",)),
-    # The automatic release takes one due deal at a time (SKIP LOCKED).
-    _H("lock_due_release", deals.LOCK_DUE_RELEASE, lambda s: {"actor_id": None},
-       ("ix_escrows_release_due", "ix_deal_events_escrow_id"), True),
-    _H("clocks_nearing", deals.CLOCKS_NEARING,
-       lambda s: {"release_within": timedelta(hours=24), "deliver_within": timedelta(hours=24),
-                  "overdue_for": timedelta(days=1), "limit": 500},
-       ("ix_escrows_release_due", "ix_escrows_deliver_due")),
     # -- money ---------------------------------------------------------------------------
     _H("post_movement", ledger.POST_MOVEMENT, _hold, ("idx_wallet_user_currency", "pk_users"),
        True),
@@ -243,29 +251,8 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
        ("ix_deposits_open", "pk_users"), True),
     _H("unsettled_deposits", deposits.UNSETTLED,
        lambda s: {"provider": s.provider, "after": 0, "limit": 100}, ("ix_deposits_open",)),
-    # -- the outbox worker (every tick on every replica) ----------------------------------
-    _H("claim_due_notifications", notifications.CLAIM_DUE,
-       lambda s: {"limit": 100, "lease": GRACE}, ("ix_notifications_due", "pk_notifications"),
-       True),
-    # By primary key or through the (few) pending rows' partial index, whichever
-    # the planner finds smaller: either is right, reading the table is not.
-    _H("mark_notifications", notifications.MARK,
-       lambda s: {"ids": [s.notification_id], "statuses": ["sent"], "errors": [None],
-                  "base": GRACE, "most": GRACE},
-       (), True),
-    # The oldest rows first: planned for a full batch (5,000) the custom plan
-    # reads the table from its start (where the oldest rows are) up to the
-    # limit; the generic plan goes by the BRIN index. Deleted by primary key.
-    _H("prune_notifications", notifications.PRUNE,
-       lambda s: {"keep": timedelta(days=1), "limit": 5000},
-       ("pk_notifications",), True, ("notifications",),
-       generic_indexes=("ix_notifications_created_at",)),
-    _H("deals_by_id", deals.DEALS_BY_ID, lambda s: {"ids": [s.deal_id]}, ("pk_escrows",)),
-    _H("withdrawals_by_id", withdrawals.WITHDRAWALS_BY_ID,
-       lambda s: {"ids": [s.withdrawal_id]}, ("pk_withdrawals", "pk_users")),
-    _H("deposits_by_id", deposits.DEPOSITS_BY_ID, lambda s: {"ids": [s.deposit_id]},
-       ("pk_deposits",)),
-    _H("actors_by_id", users.ACTORS_BY_ID, lambda s: {"ids": [s.user_id]}, ("pk_users",)),
+    # the jobs: the deals' clocks and the outbox worker
+    *JOB_QUERIES,
     # the admins' tools: disputes' evidence and files, withdrawals, blocking users
     *ADMIN_QUERIES,
 )
@@ -284,16 +271,19 @@ EXEMPT: tuple[tuple[Executable, str], ...] = (
     (notifications.REMIND, "inserts the rows it is given; the unique index only arbitrates"),
     (reads.STATS, "an admin's on-demand totals: counts whole tables by design"),
     (users.DATABASE_IDENTITY, "a catalog read, once per cache start"),
+    (
+        withdrawals.WITHDRAWAL_BY_REQUEST,
+        (
+            "only when a withdrawal's confirmation is pressed again: one row by the ledger's"
+            " unique (idempotency_key, leg)"
+        ),
+    ),
 )
 
-# Indexes no statement on the list uses. The seed plan asked for the first two;
-# they stay, but nothing the product runs reads by them.
+# Indexes no statement on the list uses. The seed plan asked for the first;
+# it stays, but nothing the product runs reads by it.
 UNUSED_INDEXES: dict[str, str] = {
     "idx_escrow_created_at": "seed plan; no statement orders or filters deals by created_at",
-    "idx_invitation_telegram_status": (
-        "seed plan; invitations are found by code, by deal or by @username, never by"
-        " Telegram id and status"
-    ),
     "ix_ledger_entries_user_id": "nothing reads the ledger by user",
     "ix_ledger_entries_escrow_id": "nothing reads the ledger by deal",
 }

@@ -39,14 +39,17 @@ DATABASE_IDENTITY = text(
 # A counterparty named by @username (stored as typed; matched lower-cased), with
 # what Telegram last reported about them and when, for the creator to check.
 # At most one row: registration takes a name from whoever held it before.
-USER_BY_USERNAME = select(
+_PERSON = (
     users.c.id,
     users.c.telegram_id,
     users.c.first_name,
     users.c.username,
     users.c.status,
     users.c.profile_at,
-).where(func.lower(users.c.username) == bindparam("username"))
+)
+USER_BY_USERNAME = select(*_PERSON).where(func.lower(users.c.username) == bindparam("username"))
+# The same, for a counterparty named by their numeric Telegram id or a forward.
+PERSON_BY_TELEGRAM_ID = select(*_PERSON).where(users.c.telegram_id == bindparam("telegram_id"))
 
 # A user's standing as the database has it (never the cache's), by either id.
 _STANDING = "SELECT id, telegram_id, username, status, is_admin FROM users"

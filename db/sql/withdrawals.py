@@ -46,6 +46,15 @@ WITH requested AS (
 SELECT r.*{NOTICES} FROM requested r
 """)
 
+# The withdrawal a request made, by its hold's ledger key (the request's
+# idempotency key, e.g. its confirmation message), if it is this user's: a
+# confirmation pressed again is shown the request it made.
+WITHDRAWAL_BY_REQUEST = text(f"""
+SELECT {", ".join("w." + name for name in COLUMNS)}
+FROM ledger_entries l JOIN withdrawals w ON w.id = l.withdrawal_id
+WHERE l.idempotency_key = :key AND l.leg = 0 AND w.user_id = :user_id
+""")
+
 # What the user has asked to withdraw in this currency in the last 24 hours,
 # refused ones aside. The user's row is locked by an earlier statement
 # (users.LOCK_USER), so two requests at once are counted one after the other:

@@ -449,6 +449,9 @@ async def test_my_deals_page_is_the_plain_query_page(data_set: DataSet, user_id:
     statuses = [status.value for status in FINAL_DEAL_STATUSES] + ["funded", "disputed"]
     params = {
         "user_id": user_id,
+        "telegram_id": 0,
+        "username": None,
+        "invited": False,
         "statuses": statuses,
         "buyer_statuses": statuses,
         "seller_statuses": statuses,

@@ -4,6 +4,7 @@ users drive a real Dispatcher, one at a time or concurrently."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,7 @@ from aiogram.types import (
     BotCommand,
     BufferedInputFile,
     CallbackQuery,
+    InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
     MessageOriginHiddenUser,
@@ -415,6 +417,54 @@ async def test_lengths_are_counted_like_telegram(bot: Bot, alice: SimulatedUser)
     await bot.send_message(alice.id, "Buttons", reply_markup=keyboard("é" * 32))
     with pytest.raises(TelegramBadRequest, match="BUTTON_DATA_INVALID"):
         await bot.send_message(alice.id, "Buttons", reply_markup=keyboard("é" * 32 + "x"))
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("ftp://example.com", "Unsupported URL protocol"),
+        ("happ://add/https://example.com", "Unsupported URL protocol"),
+        ("not-a-url", "Wrong HTTP URL"),
+        ("https://", "URL host is empty"),
+        ("https://exa mple.com/", "Wrong URL host"),
+        ("https://example.com:70000/", "Wrong port number specified in the URL"),
+        ("javascript:alert(1)", "Wrong port number specified in the URL"),
+        ("tg://http://example.com", "Wrong tg URL"),
+    ],
+)
+async def test_url_buttons_are_checked_like_telegram(
+    bot: Bot, alice: SimulatedUser, url: str, problem: str
+) -> None:
+    """What the Bot API (tdlib's check_link) refuses in a URL button, in its words;
+    a button that does nothing but show its text is refused too."""
+    await alice.send("/start")
+    link = InlineKeyboardBuilder().button(text="Open", url=url).as_markup()
+    with pytest.raises(TelegramBadRequest, match=f"URL '{re.escape(url)}' is invalid: {problem}"):
+        await bot.send_message(alice.id, "Link", reply_markup=link)
+    no_action = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="Nothing")]])
+    with pytest.raises(TelegramBadRequest, match="Text buttons are unallowed"):
+        await bot.send_message(alice.id, "Link", reply_markup=no_action)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://t.me/share/url?url=https%3A%2F%2Ft.me%2Fbot%3Fstart%3Dabc&text=a%20deal",
+        "https://t.me/share/url?url=x&text=spaces are sent encoded",
+        "t.me/escrow_bot",
+        "tg://resolve?domain=escrow_bot",
+        "https://example.com:8443/path",
+    ],
+)
+async def test_url_buttons_telegram_takes_are_shown(
+    bot: Bot, alice: SimulatedUser, url: str
+) -> None:
+    await alice.send("/start")
+    link = InlineKeyboardBuilder().button(text="Open", url=url).as_markup()
+    await bot.send_message(alice.id, "Link", reply_markup=link)
+    assert alice.last.keyboard[0][0].url  # shown, as a link to open
+    with pytest.raises(ButtonNotFound, match="is a URL button"):
+        await alice.press("Open")
 
 
 async def test_a_timeline_listener_sees_every_request_as_it_is_made(

@@ -18,7 +18,7 @@ from typing import Any
 from bot.services.deals.steps import DealSteps
 from bot.services.errors import Paced, Refusal
 from db import UnitOfWork
-from db.sql.deals import CREATION_PACE
+from db.sql.clocks import CREATION_PACE
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)

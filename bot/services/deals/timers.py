@@ -17,7 +17,7 @@ from db.models import (
     DealStatus,
     NotificationKind,
 )
-from db.sql.deals import CLOCKS_NEARING, EXPIRE_DUE, LOCK_DUE_RELEASE, NEARING_DEADLINE
+from db.sql.clocks import CLOCKS_NEARING, EXPIRE_DUE, LOCK_DUE_RELEASE, NEARING_DEADLINE
 from db.sql.notifications import Notice, decode_notices
 
 AUTO_RELEASED = "released automatically: neither released nor disputed in time"

@@ -21,6 +21,7 @@ from bot.telegram.handlers import (
     wallet,
     withdraw,
     wizard,
+    wizard_counterparty,
     wizard_steps,
 )
 
@@ -35,6 +36,7 @@ FEATURES = (
     deal_actions.router,
     wizard.router,
     wizard_steps.router,
+    wizard_counterparty.router,
     wallet.router,
     deposit.router,
     withdraw.router,

@@ -52,11 +52,19 @@ TELEGRAM_ID_LABEL = "Telegram ID {telegram_id}"
 PERSON = "{name}, as Telegram reported them {ago}"
 FOUND = "👤 On the bot: {person}.\n\n"
 NOBODY_HOLDS = (
-    "🤷 Nobody on the bot goes by @{username}. Check the spelling and send the name again, "
-    "or invite @{username} by link: only they will be able to use it."
+    "🤷 Nobody on the bot is @{username} yet. Check the spelling and retype it, or invite "
+    "them with a link only @{username} can use."
 )
-INVITE_NAMED = "🔗 Invite @{username} by link"
+NOBODY_HAS_ID = (
+    "🤷 Nobody on the bot has Telegram ID {telegram_id} yet. Check the number and retype it, "
+    "or invite them with a link only that account can use."
+)
+# A forward from someone not on the bot: Telegram vouches for the account, no typo possible.
+NEWCOMER = "📨 {name} isn't on the bot yet: you'll get an invitation link only they can use.\n\n"
+INVITE_THEM = "🔗 Invite them with a link"
+RETYPE = "✏️ Retype"
 INVITED_BY_NAME = "@{username}, by an invitation link only they can use"
+INVITED_BY_ID = "{label}, by an invitation link only they can use"
 
 HINT_COUNTERPARTY = "Send their @username or numeric Telegram ID, or forward a message from them."
 HINT_AMOUNT = "Type the amount in {code}, from {low} to {high}."
@@ -107,7 +115,7 @@ class ChooseCurrency(CallbackData, prefix="wc"):
 
 
 class WizardAct(CallbackData, prefix="wa"):
-    """link (invite by link), create or cancel."""
+    """link (invite by link), retype (the other party), create or cancel."""
 
     act: str
 
@@ -116,6 +124,12 @@ class InviteNamed(CallbackData, prefix="wi"):
     """Invite by link someone nobody on the bot goes by yet (the @username)."""
 
     username: str
+
+
+class InviteById(CallbackData, prefix="wt"):
+    """Invite by link a Telegram id nobody on the bot has yet."""
+
+    telegram_id: int
 
 
 # -- screens ------------------------------------------------------------------------
@@ -147,9 +161,14 @@ def counterparty_screen(role: str) -> tuple[str, InlineKeyboardMarkup]:
     return text, keyboard((INVITE_BY_LINK, WizardAct(act="link")))
 
 
-def nobody_holds_screen(username: str) -> tuple[str, InlineKeyboardMarkup]:
-    text = NOBODY_HOLDS.format(username=username)
-    return text, keyboard((INVITE_NAMED.format(username=username), InviteNamed(username=username)))
+def nobody_screen(handle: int | str) -> tuple[str, InlineKeyboardMarkup]:
+    """An @username (without its @) or a Telegram id nobody on the bot has: a
+    typo stays a typo unless the user asks for an invitation."""
+    if isinstance(handle, str):
+        text, invite = NOBODY_HOLDS.format(username=handle), InviteNamed(username=handle)
+    else:
+        text, invite = NOBODY_HAS_ID.format(telegram_id=handle), InviteById(telegram_id=handle)
+    return text, keyboard((INVITE_THEM, invite), (RETYPE, WizardAct(act="retype")))
 
 
 def currency_screen(currencies: Currencies, headline: str = "") -> tuple[str, InlineKeyboardMarkup]:
@@ -202,6 +221,8 @@ def counterparty_text(data: dict[str, Any], now: datetime) -> str:
         return person_line(chosen, now)
     if isinstance(chosen, str):
         return INVITED_BY_NAME.format(username=chosen.removeprefix("@"))
+    if isinstance(chosen, int):
+        return INVITED_BY_ID.format(label=data["counterparty_label"])
     return data["counterparty_label"]
 
 
