@@ -26,6 +26,7 @@ from bot.services.base import ServiceContext
 from bot.services.deals import DealService
 from bot.services.deposits import DepositService
 from bot.services.payouts import PayoutService
+from bot.services.ratings import RatingService
 from bot.services.settings import EscrowSettings
 from bot.services.users import Profile, UserService
 from bot.services.views import UserView
@@ -37,7 +38,7 @@ from db.events import Event
 IN_CI = bool(os.environ.get("CI"))
 TABLES = (
     "ledger_entries, deal_events, invitations, withdrawals, wallets, escrows, users, "
-    "platform_accounts, notifications"
+    "platform_accounts, notifications, reputations, ratings"
 )
 ADMIN_TELEGRAM_ID = 900_000_001
 
@@ -156,6 +157,7 @@ class Services:
         self.wallets = WalletService(ctx)
         self.deposits = DepositService(ctx)
         self.payouts = PayoutService(ctx)
+        self.ratings = RatingService(ctx)
         self._ids = itertools.count(1000)
 
     async def user(

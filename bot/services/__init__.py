@@ -5,6 +5,7 @@ from bot.services.deals import DealService
 from bot.services.deposits import DepositService
 from bot.services.notifications import OutboxService
 from bot.services.payouts import PayoutService
+from bot.services.ratings import RatingService
 from bot.services.reads import ReadService
 from bot.services.users import UserService
 from bot.services.wallets import WalletService
@@ -22,6 +23,7 @@ class Services:
         self.payouts = PayoutService(ctx)
         self.reads = ReadService(ctx)
         self.outbox = OutboxService(ctx)
+        self.ratings = RatingService(ctx)
 
 
 __all__ = ["Outcome", "ServiceContext", "Services"]

@@ -30,6 +30,10 @@ class Refusal(enum.StrEnum):
     ADMIN_SETTLES_DISPUTES = "admin_settles_disputes"
     FUNDING_SHORT = "funding_short"  # amount, currency
     HELD_FUNDS_MISSING = "held_funds_missing"
+    # ratings
+    NOT_COMPLETED = "not_completed"  # deal, status
+    RATING_STARS = "rating_stars"
+    NOT_RATED = "not_rated"  # deal
     # invitations
     INVITATION_NOT_VALID = "invitation_not_valid"
     OWN_INVITATION = "own_invitation"
@@ -81,6 +85,7 @@ class TextField(enum.StrEnum):
     NOTE = "note"
     REFERENCE = "reference"
     DESTINATION = "destination"
+    REVIEW = "review"
 
 
 class EscrowError(Exception):

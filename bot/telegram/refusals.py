@@ -83,6 +83,7 @@ FIELD_WORDS = {
     TextField.NOTE: "note",
     TextField.REFERENCE: "reference",
     TextField.DESTINATION: "destination",
+    TextField.REVIEW: "review",
 }
 
 # Data keys that hold an amount in minor units of the refusal's `currency`.
@@ -109,6 +110,13 @@ TEMPLATES: dict[enum.Enum, str] = {
     Refusal.ADMIN_SETTLES_DISPUTES: "Only an admin can settle disputes.",
     Refusal.FUNDING_SHORT: "Not enough funds: funding needs {amount} available.",
     Refusal.HELD_FUNDS_MISSING: "The held funds are missing.",
+    # ratings
+    Refusal.NOT_COMPLETED: (
+        "Deal {deal} is {status}: a deal can be rated once it is completed (released, or "
+        "settled by an admin). Nothing was saved."
+    ),
+    Refusal.RATING_STARS: "A rating is 1 to 5 stars.",
+    Refusal.NOT_RATED: "Rate deal {deal} with stars first; then you can add a review.",
     # invitations
     Refusal.INVITATION_NOT_VALID: "This invitation link is not valid.",
     Refusal.OWN_INVITATION: (

@@ -18,7 +18,7 @@ from sqlalchemy import Executable
 
 from db.explain import HotQuery, Sample
 from db.models import FINAL_DEAL_STATUSES, FUNDED_DEAL_STATUSES, OPEN_DEAL_STATUSES, DealStatus
-from db.sql import deals, deposits, ledger, notifications, reads, users, withdrawals
+from db.sql import deals, deposits, ledger, notifications, ratings, reads, users, withdrawals
 
 __all__ = ["EXEMPT", "HOT_QUERIES", "OFF_THE_HOT_PATH", "UNUSED_INDEXES", "HotQuery", "Sample"]
 
@@ -35,6 +35,18 @@ _FINISHED = _statuses(FINAL_DEAL_STATUSES)
 def _notify(kind: str | None, actor_id: int | None) -> dict[str, Any]:
     """The params of a `notified` CTE (`notifications.notify_parties`)."""
     return {"notify": kind, "actor_id": actor_id, "note": None, "grace": GRACE, "admin_chats": []}
+
+
+def _standing(opener: int | None = None) -> dict[str, Any]:
+    """The params of TRANSITION's reputation CTEs (`db.sql.reputation`)."""
+    bump = [opener] if opener else []
+    return {
+        "completes": False,
+        "volume": 0,
+        "opener_id": opener,
+        "loser_id": None,
+        "bump_ids": bump,
+    }
 
 
 def _page(s: Sample, statuses: list[str], before_id: int) -> dict[str, Any]:
@@ -84,7 +96,7 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
     # -- every update's cache miss and the user's own registration ------------------
     _H("snapshot_by_telegram_id", users.SNAPSHOT_BY_TELEGRAM_ID,
        lambda s: {"telegram_id": s.telegram_id},
-       ("uq_users_telegram_id", "idx_wallet_user_currency")),
+       ("uq_users_telegram_id", "idx_wallet_user_currency", "pk_reputations")),
     # someone else now reports the user's @username
     _H("release_username", users.RELEASE_USERNAME,
        lambda s: {"username": s.username, "telegram_id": s.invitee_telegram_id},
@@ -122,14 +134,22 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
        lambda s: {"deal_id": s.funded_deal_id, "from_status": "funded",
                   "from_version": s.funded_deal_version, "to_status": "delivered",
                   "final": False, "reason": None, "joiner_id": None,
-                  **_notify("deliver", s.user_id)},
+                  **_notify("deliver", s.user_id), **_standing()},
+       ("pk_escrows", "pk_users"), True),
+    # a dispute counts for its opener, whose snapshot is bumped in the statement
+    _H("dispute_transition", deals.TRANSITION,
+       lambda s: {"deal_id": s.funded_deal_id, "from_status": "funded",
+                  "from_version": s.funded_deal_version, "to_status": "disputed",
+                  "final": False, "reason": "hot", "joiner_id": None,
+                  **_notify("dispute", s.user_id),
+                  **_standing(opener=s.user_id)},
        ("pk_escrows", "pk_users"), True),
     # a final one also revokes the deal's invitations
     _H("final_transition", deals.TRANSITION,
        lambda s: {"deal_id": s.funded_deal_id, "from_status": "funded",
                   "from_version": s.funded_deal_version, "to_status": "refunded",
                   "final": True, "reason": None, "joiner_id": None,
-                  **_notify("cancel", s.user_id)},
+                  **_notify("cancel", s.user_id), **_standing()},
        ("pk_escrows", "ix_invitations_escrow_id", "pk_users"), True),
     _H("read_invitation", deals.READ_INVITATION, lambda s: {"code": s.invitation_code},
        ("uq_invitations_code", "pk_escrows")),
@@ -147,6 +167,15 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
     _H("my_deals_finished_next_page", reads.MY_DEALS_PAGE,
        lambda s: _page(s, _FINISHED, s.deal_id),
        ("idx_escrow_buyer_status", "idx_escrow_seller_status")),
+    # -- ratings (the counters of the rated user move in the same statement) -----------
+    _H("rate_deal", ratings.RATE_DEAL,
+       lambda s: {"code": s.deal_code, "rater_id": s.user_id, "stars": 5},
+       ("uq_escrows_code", "pk_users", "uq_ratings_deal_rater"), True),
+    _H("add_review", ratings.ADD_REVIEW,
+       lambda s: {"code": s.deal_code, "rater_id": s.user_id, "review": "hot"},
+       ("uq_escrows_code", "pk_users", "uq_ratings_deal_rater"), True),
+    _H("reviews_of", ratings.REVIEWS_OF, lambda s: {"user_id": s.user_id, "limit": 3},
+       ("ix_ratings_rated_id", "pk_users")),
     _H("open_disputes", reads.OPEN_DISPUTES,
        lambda s: {"limit": reads.PAGE_SIZE, "admin_id": s.admin_id},
        ("pk_users", "ix_escrows_disputed")),

@@ -13,6 +13,7 @@ import secrets
 from typing import Any
 
 from bot.services.base import Actor, Service
+from bot.services.deals.standing import Standing, standing_change
 from bot.services.errors import (
     AlreadyDone,
     InsufficientFunds,
@@ -27,7 +28,7 @@ from bot.services.ledger import Leg, post_movement
 from bot.services.rules import DESTINATIONS, Action
 from bot.services.views import DealView, deal_view
 from db import UnitOfWork
-from db.events import DealChanged
+from db.events import DealChanged, UserChanged
 from db.models import (
     DealStatus,
     LedgerAccount,
@@ -95,6 +96,17 @@ def bounded_text(value: str, limit: int, what: str) -> str:
     return value
 
 
+def money_moves_for(deal: DealView, to_status: DealStatus) -> frozenset[int]:
+    """Whose wallets `DealSteps._move_money` changes on a move to `to_status`
+    (its statement bumps their snapshots' versions)."""
+    match to_status:
+        case DealStatus.FUNDED | DealStatus.REFUNDED:
+            return frozenset(u for u in (deal.buyer_id,) if u is not None)
+        case DealStatus.RELEASED:
+            return frozenset(u for u in (deal.buyer_id, deal.seller_id) if u is not None)
+    return frozenset()
+
+
 class DealSteps(Service):
     async def _lock(self, uow: UnitOfWork, actor: Actor, code: str) -> tuple[DealView, Any]:
         row = (await uow.execute(LOCK_DEAL, {"code": code, "actor_id": actor.id})).first()
@@ -132,9 +144,17 @@ class DealSteps(Service):
         *,
         notify: NotificationKind,
         admins: tuple[int, ...] = (),
+        standing: Standing | None = None,
     ) -> DealView:
-        """Move the locked deal to `to_status`, write its history and tell the
-        other party (and `admins`) in the outbox, all in one statement."""
+        """Move the locked deal to `to_status`, write its history, count what
+        the move does to the parties' records (`standing`; by default the
+        rules of `standing.standing_change`) and tell the other party (and
+        `admins`) in the outbox, all in one statement."""
+        if standing is None:
+            standing = standing_change(deal, to_status, actor_id)
+        # A party whose money moves too is bumped by that movement, which takes
+        # the wallets' locks before the users' (db/sql/reputation.py).
+        bump = standing.users(deal) - money_moves_for(deal, to_status)
         row = (
             await uow.execute(
                 TRANSITION,
@@ -147,6 +167,11 @@ class DealSteps(Service):
                     "actor_id": actor_id,
                     "reason": reason,
                     "joiner_id": joiner,
+                    "completes": standing.completes,
+                    "volume": standing.volume,
+                    "opener_id": standing.opener,
+                    "loser_id": standing.loser,
+                    "bump_ids": sorted(bump),
                     **self._notify(
                         notify, actor_id, reason if notify is NotificationKind.DISPUTE else None
                     ),
@@ -157,6 +182,9 @@ class DealSteps(Service):
         if row is None:  # cannot happen while we hold the row lock; refuse loudly
             raise WrongState(Refusal.CHANGED_MEANWHILE, current=deal, deal=deal.code)
         uow.outbox(*decode_notices(row.notices))
+        uow.record(
+            *(UserChanged(u["id"], u["telegram_id"], u["version"]) for u in row.reputed or ())
+        )
         return deal_view(row)
 
     def _notify(
