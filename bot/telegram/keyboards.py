@@ -18,8 +18,10 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot.services.ratings import Rating
 from bot.services.rules import Action, allowed_actions
 from bot.services.views import DealView
+from bot.telegram import reputation
 
 SIGNATURE_LENGTH = 10  # base64url characters: 60 bits
 
@@ -57,6 +59,15 @@ class DealAct(CallbackData, prefix="da"):
     code: str
     v: int
     ok: bool = False  # the confirmation step was passed
+    sig: str = ""
+
+
+class RateDeal(CallbackData, prefix="rt"):
+    """A party's stars for the other party of a completed deal (0: write a
+    review of the rating given), signed like a deal action."""
+
+    code: str
+    stars: int
     sig: str = ""
 
 
@@ -98,6 +109,14 @@ class Signer:
         expected = self._signature(viewer, data.action, data.code, data.v, data.ok)
         return hmac.compare_digest(expected, data.sig)
 
+    def rate(self, viewer: int, code: str, stars: int) -> RateDeal:
+        signature = self._signature(viewer, f"rate{stars}", code, 0, False)
+        return RateDeal(code=code, stars=stars, sig=signature)
+
+    def valid_rating(self, viewer: int, data: RateDeal) -> bool:
+        expected = self._signature(viewer, f"rate{data.stars}", data.code, 0, False)
+        return hmac.compare_digest(expected, data.sig)
+
 
 MY_DEALS = DealList(kind="active").pack()
 
@@ -126,6 +145,7 @@ def main_menu(is_admin: bool) -> InlineKeyboardMarkup:
     kb.button(text="➕ New deal", callback_data=Nav(to="new"))
     kb.button(text="📋 My deals", callback_data=DealList(kind="active"))
     kb.button(text="👛 Wallet", callback_data=Nav(to="wallet"))
+    kb.button(text=reputation.PROFILE, callback_data=Nav(to="profile"))
     kb.button(text="❓ Help", callback_data=Nav(to="help"))
     if is_admin:
         kb.button(text="🛡 Admin", callback_data=Nav(to="admin"))
@@ -139,9 +159,15 @@ def back_to_menu() -> InlineKeyboardMarkup:
 
 
 def deal_keyboard(
-    deal: DealView, viewer_id: int, viewer_telegram_id: int, signer: Signer, amount_text: str
+    deal: DealView,
+    viewer_id: int,
+    viewer_telegram_id: int,
+    signer: Signer,
+    amount_text: str,
+    given: Rating | None = None,
 ) -> InlineKeyboardMarkup:
-    """The actions the viewer may take now, then navigation (one per row).
+    """The actions the viewer may take now (on a completed deal: its rating,
+    or a review of the rating `given`), then navigation (one per row).
 
     Built from buttons directly: this runs for every card shown and aiogram's
     builder copies every button it is given."""
@@ -152,10 +178,31 @@ def deal_keyboard(
             label = "↩️ Cancel and refund the buyer"
         data = signer.act(viewer_telegram_id, action, deal).pack()
         rows.append([InlineKeyboardButton(text=label, callback_data=data)])
+    if reputation.may_rate(deal, viewer_id) and (
+        rating := rating_row(deal.code, viewer_telegram_id, signer, given)
+    ):
+        rows.append(rating)
     refresh = DealCard(code=deal.code).pack()
     rows.append([InlineKeyboardButton(text="⟳ Refresh", callback_data=refresh)])
     rows.append([InlineKeyboardButton(text="📋 My deals", callback_data=MY_DEALS)])
     return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def rating_row(
+    code: str, viewer_telegram_id: int, signer: Signer, given: Rating | None
+) -> list[InlineKeyboardButton]:
+    """1 to 5 stars; once rated, a review (if none yet)."""
+    if given is None:
+        return [
+            InlineKeyboardButton(
+                text=label, callback_data=signer.rate(viewer_telegram_id, code, stars).pack()
+            )
+            for stars, label in reputation.STAR_LABELS.items()
+        ]
+    if given.review is not None:
+        return []
+    review = signer.rate(viewer_telegram_id, code, 0).pack()
+    return [InlineKeyboardButton(text=reputation.ADD_REVIEW, callback_data=review)]
 
 
 def confirm_keyboard(

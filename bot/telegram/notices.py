@@ -9,7 +9,7 @@ returns; a notification whose subject is gone (`Gone`) or no longer true
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from html import escape
 from typing import Protocol
@@ -22,7 +22,7 @@ from bot.services.money import Currencies
 from bot.services.notifications import Subjects, Who
 from bot.services.rules import Action, allowed_actions
 from bot.services.views import DealView, WithdrawalView
-from bot.telegram import keyboards, texts
+from bot.telegram import keyboards, reputation, texts
 from bot.telegram.keyboards import Nav, Signer, WalletMenu
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus, NotificationKind, WithdrawalStatus
@@ -141,9 +141,15 @@ class Notices:
         self.currencies = currencies
         self.signer = signer
 
-    def render(self, notice: Notice, subjects: Subjects) -> Message:
+    def render(
+        self,
+        notice: Notice,
+        subjects: Subjects,
+        records: Mapping[int, UserSnapshot] | None = None,
+    ) -> Message:
         """The chat, text and buttons of `notice`, from the deal or withdrawal as
-        `subjects` hold it."""
+        `subjects` hold it; a party asked to accept or fund is shown the other
+        party's record from `records` (by Telegram id) if it is there."""
         kind = NotificationKind(notice.kind)
         who = subjects.actors.get(notice.actor_id or 0, SOMEONE)
         name = escape(who.name)
@@ -180,13 +186,20 @@ class Notices:
         else:
             role = "buyer" if notice.user_id == deal.buyer_id else "seller"
             headline = TOLD[kind].format(name=name, role=role) + reason
-        return notice.chat_id, *self.card(deal, notice.user_id, notice.chat_id, headline)
+        judged = reputation.judged(deal, notice.user_id) if notice.user_id is not None else None
+        record = (records or {}).get(judged) if judged is not None else None
+        return notice.chat_id, *self.card(deal, notice.user_id, notice.chat_id, headline, record)
 
     def card(
-        self, deal: DealView, user_id: int | None, chat_id: int, headline: str
+        self,
+        deal: DealView,
+        user_id: int | None,
+        chat_id: int,
+        headline: str,
+        record: UserSnapshot | None = None,
     ) -> tuple[str, InlineKeyboardMarkup]:
         """A party's card of `deal` under `headline`, with the buttons they may press."""
-        text = texts.deal_card(deal, user_id, self.currencies, headline)
+        text = texts.deal_card(deal, user_id, self.currencies, headline, record=record)
         if user_id is None:
             return text, keyboards.admin_deal_keyboard(deal)
         amount = self.currencies[deal.currency].format(deal.amount)

@@ -6,7 +6,9 @@ from datetime import datetime
 from html import escape
 
 from bot.services.money import Currencies
+from bot.services.ratings import Rating
 from bot.services.views import DealView
+from bot.telegram import reputation
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus
 
@@ -135,6 +137,7 @@ def main_menu(user: UserSnapshot, currencies: Currencies, play_money: bool = Fal
         if w.available or w.held
     ]
     lines.append("Balance: " + (", ".join(balances) if balances else "empty"))
+    lines.append(reputation.menu_line(user))
     if play_money:
         lines.append(PLAY_MONEY)
     lines.append("")
@@ -143,9 +146,17 @@ def main_menu(user: UserSnapshot, currencies: Currencies, play_money: bool = Fal
 
 
 def deal_card(
-    deal: DealView, viewer_id: int | None, currencies: Currencies, headline: str = ""
+    deal: DealView,
+    viewer_id: int | None,
+    currencies: Currencies,
+    headline: str = "",
+    *,
+    record: UserSnapshot | None = None,
+    given: Rating | None = None,
 ) -> str:
-    """The one message a party (or an admin, viewer None) sees for a deal."""
+    """The one message a party (or an admin, viewer None) sees for a deal;
+    with `record`, the other party's (before the viewer accepts or funds);
+    a completed deal's party is asked for their rating, or shown it (`given`)."""
     money = currencies[deal.currency]
     role = ""
     if viewer_id is not None and viewer_id == deal.buyer_id:
@@ -174,4 +185,8 @@ def deal_card(
         lines.append(
             f"Disputed after it was {SHORT_STATUS[DealStatus(deal.status_before_dispute)]}"
         )
+    if record is not None:
+        lines += ["", reputation.record_block(record, money)]
+    if viewer_id is not None and reputation.may_rate(deal, viewer_id):
+        lines += ["", *reputation.rating_lines(deal, viewer_id, given)]
     return "\n".join(lines)

@@ -40,13 +40,7 @@ def _notify(kind: str | None, actor_id: int | None) -> dict[str, Any]:
 def _standing(opener: int | None = None) -> dict[str, Any]:
     """The params of TRANSITION's reputation CTEs (`db.sql.reputation`)."""
     bump = [opener] if opener else []
-    return {
-        "completes": False,
-        "volume": 0,
-        "opener_id": opener,
-        "loser_id": None,
-        "bump_ids": bump,
-    }
+    return dict(completes=False, volume=0, opener_id=opener, loser_id=None, bump_ids=bump)
 
 
 def _page(s: Sample, statuses: list[str], before_id: int) -> dict[str, Any]:

@@ -21,7 +21,9 @@ from bot.telegram.handlers.wizard_screens import NewDeal
 from bot.telegram.keyboards import Nav, Signer
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
+from bot.telegram.reputation import creator_telegram_id, read_record
 from cache.snapshots import UserSnapshot
+from cache.store import SnapshotCache
 
 
 class Invite(CallbackData, prefix="iv"):
@@ -48,6 +50,7 @@ async def start_with_invitation(
     currencies: Currencies,
     state: FSMContext,
     raw_state: str | None,
+    snapshots: SnapshotCache,
 ) -> None:
     if raw_state is not None:
         await state.clear()
@@ -60,8 +63,10 @@ async def start_with_invitation(
         )
         return
     headline = "📨 You are invited to this deal. Accept it to take part."
+    # whom the invitee would deal with: its creator's record, through the cache
+    creator = await read_record(snapshots, creator_telegram_id(preview.deal))
     await message.answer(
-        texts.deal_card(preview.deal, None, currencies, headline),
+        texts.deal_card(preview.deal, None, currencies, headline, record=creator),
         reply_markup=invitation_keyboard(command.args or "", preview.addressed),
     )
 
@@ -75,6 +80,7 @@ async def invitation_answer(
     signer: Signer,
     outbox: NoticeSender,
     bot: Bot,
+    snapshots: SnapshotCache,
 ) -> None:
     if callback_data.action == "accept":
         outcome = await services.deals.accept_invitation(
@@ -89,7 +95,9 @@ async def invitation_answer(
     deal = outcome.value
     edit = pressed_message(query)
     await show_and_notify(
-        show_committed_card(bot, deal, snapshot, currencies, signer, headline, edit=edit),
+        show_committed_card(
+            bot, deal, snapshot, currencies, signer, headline, edit=edit, snapshots=snapshots
+        ),
         outbox.send(outcome.notices, deal, actor=snapshot),
     )
 
