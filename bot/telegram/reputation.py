@@ -190,7 +190,7 @@ def profile(user: UserSnapshot, currencies: Currencies, reviews: list[Review] | 
     volumes = [
         volume_band(volume, currencies[code])
         for code, volume in user.reputation.volumes
-        if code in currencies
+        if code in currencies.codes
     ]
     lines = [
         "⭐ <b>Your profile</b>",
