@@ -486,7 +486,8 @@ class Rating(Base):
     __table_args__ = (
         CheckConstraint("stars BETWEEN 1 AND 5", name="stars_range"),
         Index("uq_ratings_deal_rater", "escrow_id", "rater_id", unique=True),
-        Index("ix_ratings_rated_id", "rated_id", "id"),  # the reviews a user received
+        # the reviews a user received, newest first
+        Index("ix_ratings_reviews", "rated_id", "id", postgresql_where=text("review IS NOT NULL")),
     )
 
 

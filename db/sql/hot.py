@@ -169,7 +169,7 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
        lambda s: {"code": s.deal_code, "rater_id": s.user_id, "review": "hot"},
        ("uq_escrows_code", "pk_users", "uq_ratings_deal_rater"), True),
     _H("reviews_of", ratings.REVIEWS_OF, lambda s: {"user_id": s.user_id, "limit": 3},
-       ("ix_ratings_rated_id", "pk_users")),
+       ("ix_ratings_reviews", "pk_users")),
     _H("open_disputes", reads.OPEN_DISPUTES,
        lambda s: {"limit": reads.PAGE_SIZE, "admin_id": s.admin_id},
        ("pk_users", "ix_escrows_disputed")),

@@ -95,7 +95,7 @@ LEFT JOIN reviewed n ON true"""
 )
 
 # The latest reviews :user_id received, newest first, with who wrote them
-# (ix_ratings_rated_id walked backwards).
+# (ix_ratings_reviews walked backwards).
 REVIEWS_OF = text("""
 SELECT g.stars, g.review, g.created_at, coalesce('@' || u.username, u.first_name) AS rater_name
 FROM ratings g JOIN users u ON u.id = g.rater_id

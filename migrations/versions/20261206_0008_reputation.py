@@ -57,11 +57,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ratings")),
     )
     op.create_index("uq_ratings_deal_rater", "ratings", ["escrow_id", "rater_id"], unique=True)
-    op.create_index("ix_ratings_rated_id", "ratings", ["rated_id", "id"], unique=False)
+    op.create_index(
+        "ix_ratings_reviews",
+        "ratings",
+        ["rated_id", "id"],
+        unique=False,
+        postgresql_where=sa.text("review IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_ratings_rated_id", table_name="ratings")
+    op.drop_index("ix_ratings_reviews", table_name="ratings")
     op.drop_index("uq_ratings_deal_rater", table_name="ratings")
     op.drop_table("ratings")
     op.drop_table("reputations")
