@@ -34,12 +34,11 @@ class WalletSnapshot(msgspec.Struct, frozen=True, array_like=True, gc=False):
     held: int  # minor units, locked in deals or withdrawals
 
 
-class ReputationSnapshot(
-    msgspec.Struct, frozen=True, array_like=True, gc=False, omit_defaults=True
-):
+class ReputationSnapshot(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """A user's record: the counters of `reputations`, summed over currencies
-    (volume per currency), and when they joined. Trailing zeros are not
-    encoded: a newcomer's record costs a few bytes."""
+    (volume per currency), and when they joined. Small ints are one byte of
+    msgpack: a newcomer's record is 12 bytes, a trader's in three currencies
+    about 60."""
 
     since: int = 0  # users.created_at, Unix seconds
     deals: int = 0  # completed deals, as either party
