@@ -16,6 +16,7 @@ from bot.telegram.keyboards import RateDeal
 from bot.telegram.texts import FORGED_BUTTON
 from tests.e2e.conftest import actor
 from tests.e2e.test_deals import PRICE, forge, open_deal, press, show, timeline
+from tests.e2e.test_outbox import make_due
 
 __all__ = ["timeline"]
 
@@ -150,6 +151,18 @@ async def test_the_record_costs_no_sql_and_no_redis_on_a_cache_hit(app, pair, ti
     await press(timeline, alice, "« Menu")
     assert "⭐ Your record:" in alice.last.text
     assert timeline.of("sql") == [] and timeline.of("redis") == []
+
+
+async def test_a_notification_the_outbox_worker_sends_shows_the_record_too(app, pair):
+    alice, bob = pair
+    await open_deal(app, alice)  # its invitation to Bob is in the outbox, not sent
+    await make_due(app)
+    # the worker's path (another replica, or this one after a crash): the record
+    # is read through the cache, not taken from an actor's snapshot in hand
+    assert await app.outbox.run_once() == 1
+    assert bob.last.text.startswith("📨 @alice_buys opened a deal with you")
+    assert "👤 @alice_buys's record" in bob.last.text
+    assert "🆕 No completed deals yet" in bob.last.text
 
 
 # -- rating ------------------------------------------------------------------------

@@ -71,7 +71,7 @@ async def rate(
     )
 
 
-async def forged(query: CallbackQuery, callback_data: RateDeal) -> None:
+async def forged_rating(query: CallbackQuery, callback_data: RateDeal) -> None:
     log.warning("refused a forged rating button from %s: %s", query.from_user.id, query.data)
 
 
@@ -118,7 +118,7 @@ def router() -> Router:
     router = Router(name="ratings")
     router.callback_query.register(rate, RateDeal.filter(), SignedRating())
     router.callback_query.register(
-        forged,
+        forged_rating,
         RateDeal.filter(),
         flags={"callback_answer": {"text": texts.FORGED_BUTTON, "show_alert": True}},
     )
