@@ -12,10 +12,11 @@ move the counters too, are `db.sql.ratings`.
 
 Row locks: the `reputations` rows of a deal's parties are taken in user order
 (two completions over the same two users queue, they don't deadlock), and
-before any wallet; a `users` row is bumped here only by a statement that
-moves no money (a dispute opened, the seller's side of a refund), since a
-money movement locks wallets before users (`db.sql.ledger.POST_MOVEMENT`)
-and bumps its users itself.
+before any wallet. A money movement locks wallets before users
+(`db.sql.ledger.POST_MOVEMENT`) and bumps its users' versions itself, so a
+`users` row is bumped here only for a party whose money the transaction does
+not move (a dispute's opener, the seller of a refund an admin settles): no
+wallet of theirs is locked after it.
 """
 
 from __future__ import annotations
