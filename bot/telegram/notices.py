@@ -8,7 +8,7 @@ notification whose subject is gone (`Gone`) or no longer true (`Obsolete`) is no
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from html import escape
 from typing import Protocol
@@ -22,74 +22,29 @@ from bot.services.money import Currencies
 from bot.services.notifications import Subjects, Who
 from bot.services.rules import Action, allowed_actions
 from bot.services.views import DealView, WithdrawalView
-from bot.telegram import clocks, keyboards, texts
+from bot.telegram import clocks, keyboards, reputation, texts
 from bot.telegram.disputes import relay_keyboard, relay_text, role_words, split_headline
 from bot.telegram.keyboards import AdminWithdrawal, Nav, Signer, WalletMenu
+from bot.telegram.notice_texts import (
+    CANCELLED_AND_REFUNDED,
+    DEPOSIT_CREDITED,
+    DEPOSIT_FEE,
+    DEPOSIT_MISMATCH,
+    DISPUTE_OPENED,
+    PAYOUT_FAILED,
+    RESOLVED,
+    TOLD,
+    WITHDRAWAL_APPROVED,
+    WITHDRAWAL_FAILED,
+    WITHDRAWAL_PAID,
+    WITHDRAWAL_REJECTED,
+    WITHDRAWAL_REQUESTED,
+    WITHDRAWAL_TIMED_OUT,
+)
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus, NotificationKind, WithdrawalStatus
 from db.sql.notifications import Notice
 
-# What the other party reads, by what happened ({name}: who did it).
-TOLD = {
-    NotificationKind.INVITED: (
-        "📨 {name} opened a deal with you: you are the {role}. Accept it to go ahead."
-    ),
-    NotificationKind.JOINED: "✅ {name} accepted your invitation.",
-    NotificationKind.INVITATION_DECLINED: "✖️ {name} declined your invitation.",
-    NotificationKind.ACCEPT: "✅ {name} accepted the deal.",
-    NotificationKind.DECLINE: "✖️ {name} declined the deal.",
-    NotificationKind.FUND: (
-        "🔒 {name} funded the deal: the money is held in escrow. Deliver, then mark it "
-        "as delivered."
-    ),
-    NotificationKind.DELIVER: (
-        "📦 {name} marked the deal as delivered. Check it, then release the payment."
-    ),
-    NotificationKind.RELEASE: "✅ {name} released the payment: it is in your wallet.",
-    NotificationKind.DISPUTE: "⚠️ {name} opened a dispute. An admin will decide.",
-    NotificationKind.CANCEL: "✖️ {name} cancelled the deal.",
-    NotificationKind.EXPIRE: (
-        "⌛ This deal expired: it was not accepted and funded by its deadline."
-    ),
-}
-CANCELLED_AND_REFUNDED = "↩️ {name} cancelled the deal: the money is back in your wallet."
-RESOLVED = {
-    DealStatus.RELEASED: "🛡 An admin settled the dispute: the payment is released to the seller.",
-    DealStatus.REFUNDED: "🛡 An admin settled the dispute: the buyer is refunded.",
-}
-DISPUTE_OPENED = "🛡 New dispute opened by {name} ({role})."
-DEPOSIT_CREDITED = "✅ Your deposit of {amount} has arrived: it is in your wallet."
-DEPOSIT_FEE = " ({paid} paid, less Crypto Pay's fee of {fee}.)"
-WITHDRAWAL_PAID = "✅ Your withdrawal #{id} of {amount} was sent to your @CryptoBot wallet."
-WITHDRAWAL_FAILED = (
-    "↩️ Your withdrawal #{id} of {amount} could not be sent: the amount is back in your "
-    "wallet's available balance. The admins have been told."
-)
-PAYOUT_FAILED = (
-    "⚠️ Crypto Pay refused the payout of withdrawal #{id} ({amount}): <code>{reason}</code>. "
-    "The amount is back in the user's available balance. Top up the Crypto Pay app "
-    "if its balance ran short."
-)
-DEPOSIT_MISMATCH = (
-    "⚠️ Deposit #{id} (Crypto Pay invoice {invoice}) by {name} (id <code>{telegram_id}</code>) "
-    "was paid as {paid}, not the invoiced {amount}. It was not credited: check the payment "
-    "in Crypto Pay, and credit it by hand if it is right."
-)
-WITHDRAWAL_REQUESTED = (
-    "🛡 New withdrawal request #{id} from {name} (id <code>{telegram_id}</code>): {amount}\n"
-    "To: <code>{destination}</code>"
-)
-WITHDRAWAL_APPROVED = (
-    "✅ Your withdrawal #{id} of {amount} to <code>{destination}</code> was approved and sent."
-)
-WITHDRAWAL_REJECTED = (
-    "✖️ Your withdrawal #{id} of {amount} was rejected: <i>{note}</i>\n"
-    "The amount is back in your available balance."
-)
-WITHDRAWAL_TIMED_OUT = (
-    "✖️ Your withdrawal #{id} of {amount} was not decided in time and is cancelled.\n"
-    "The amount is back in your available balance."
-)
 SOMEONE = Who("someone", 0)
 
 Message = tuple[int, str, InlineKeyboardMarkup | None]
@@ -143,9 +98,15 @@ class Notices:
         self.currencies = currencies
         self.signer = signer
 
-    def render(self, notice: Notice, subjects: Subjects) -> Message:
+    def render(
+        self,
+        notice: Notice,
+        subjects: Subjects,
+        records: Mapping[int, UserSnapshot] | None = None,
+    ) -> Message:
         """The chat, text and buttons of `notice`, from the deal or withdrawal as
-        `subjects` hold it."""
+        `subjects` hold it; a party asked to accept or fund is shown the other
+        party's record from `records` (by Telegram id) if it is there."""
         kind = NotificationKind(notice.kind)
         who = subjects.actors.get(notice.actor_id or 0, SOMEONE)
         name = escape(who.name)
@@ -205,7 +166,9 @@ class Notices:
         else:
             role = "buyer" if notice.user_id == deal.buyer_id else "seller"
             headline = TOLD[kind].format(name=name, role=role) + reason
-        return notice.chat_id, *self.card(deal, notice.user_id, notice.chat_id, headline)
+        judged = reputation.judged(deal, notice.user_id) if notice.user_id is not None else None
+        record = (records or {}).get(judged) if judged is not None else None
+        return notice.chat_id, *self.card(deal, notice.user_id, notice.chat_id, headline, record)
 
     def attachment(self, notice: Notice, subjects: Subjects) -> EvidenceView | None:
         """The evidence a notification relays (sent as a photo or document under
@@ -213,10 +176,15 @@ class Notices:
         return subjects.evidence.get(notice.evidence_id) if notice.evidence_id else None
 
     def card(
-        self, deal: DealView, user_id: int | None, chat_id: int, headline: str
+        self,
+        deal: DealView,
+        user_id: int | None,
+        chat_id: int,
+        headline: str,
+        record: UserSnapshot | None = None,
     ) -> tuple[str, InlineKeyboardMarkup]:
         """A party's card of `deal` under `headline`, with the buttons they may press."""
-        text = texts.deal_card(deal, user_id, self.currencies, headline)
+        text = texts.deal_card(deal, user_id, self.currencies, headline, record=record)
         if user_id is None:
             return text, keyboards.admin_deal_keyboard(deal)
         amount = self.currencies[deal.currency].format(deal.amount)

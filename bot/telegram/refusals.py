@@ -91,6 +91,7 @@ FIELD_WORDS = {
     TextField.REFERENCE: "reference",
     TextField.DESTINATION: "destination",
     TextField.EVIDENCE: "text",
+    TextField.REVIEW: "review",
 }
 
 # Data keys that hold an amount in minor units of the refusal's `currency`.
@@ -134,6 +135,13 @@ TEMPLATES: dict[enum.Enum, str] = {
         "(in {wait}); deals with people you have traded with, and invitation links, can "
         "be opened now."
     ),
+    # ratings
+    Refusal.NOT_COMPLETED: (
+        "Deal {deal} is {status}: a deal can be rated once it is completed (released, or "
+        "settled by an admin). Nothing was saved."
+    ),
+    Refusal.RATING_STARS: "A rating is 1 to 5 stars.",
+    Refusal.NOT_RATED: "Rate deal {deal} with stars first; then you can add a review.",
     # invitations
     Refusal.INVITATION_NOT_VALID: "This invitation link is not valid.",
     Refusal.OWN_INVITATION: (

@@ -345,6 +345,8 @@ async def test_every_allowed_transition(services, cast, events, action, status, 
         DealStatus.FUNDED: {cast.buyer.telegram_id},
         DealStatus.RELEASED: {cast.buyer.telegram_id, cast.seller.telegram_id},
         DealStatus.REFUNDED: {cast.buyer.telegram_id},
+        # the opener's record counts the dispute (their snapshot shows it)
+        DealStatus.DISPUTED: {actor.telegram_id},
     }.get(to, set())
     assert moved == expected
     assert [e for e in events.published if isinstance(e, DealChanged)] == [

@@ -32,6 +32,7 @@ from bot.telegram.keyboards import CONFIRMED, DealAct, Signer
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
+from cache.store import SnapshotCache
 from db.models import DealStatus
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ async def act(
     state: FSMContext,
     outbox: NoticeSender,
     bot: Bot,
+    snapshots: SnapshotCache,
 ) -> None:
     action = Action(callback_data.action)
     card = query.message if isinstance(query.message, Message) else None
@@ -141,6 +143,7 @@ async def act(
             signer,
             headline(action, done.current),
             edit=card,
+            snapshots=snapshots,
         )
         return
     except WrongState as refused:
@@ -154,6 +157,7 @@ async def act(
                 signer,
                 f"⚠️ {refusal_text(refused, currencies)}",
                 edit=True,
+                snapshots=snapshots,
             )
             return
         raise
@@ -162,7 +166,14 @@ async def act(
     deals_seen.note(deal.code, deal.version, deal.status, snapshot.telegram_id)
     await show_and_notify(
         show_committed_card(
-            bot, deal, snapshot, currencies, signer, headline(action, deal), edit=card
+            bot,
+            deal,
+            snapshot,
+            currencies,
+            signer,
+            headline(action, deal),
+            edit=card,
+            snapshots=snapshots,
         ),
         outbox.send(outcome.notices, deal, actor=snapshot),
     )
@@ -208,10 +219,13 @@ async def outdated(
     services: Services,
     currencies: Currencies,
     signer: Signer,
+    snapshots: SnapshotCache,
 ) -> None:
     deal = await services.deals.get(snapshot, callback_data.code)
     if isinstance(query.message, Message):
-        await show_card(query.message, deal, snapshot, currencies, signer, edit=True)
+        await show_card(
+            query.message, deal, snapshot, currencies, signer, edit=True, snapshots=snapshots
+        )
 
 
 async def forged(query: CallbackQuery, callback_data: DealAct) -> None:

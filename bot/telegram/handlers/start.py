@@ -24,7 +24,9 @@ from bot.telegram.handlers.wizard_screens import NewDeal
 from bot.telegram.keyboards import DealList, Invite, Nav, Signer
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
+from bot.telegram.reputation import creator_telegram_id, read_record
 from cache.snapshots import UserSnapshot
+from cache.store import SnapshotCache
 
 # On the update that registered the user (first contact, or a profile change
 # such as a new @username): invitations that now wait for them.
@@ -53,6 +55,7 @@ async def start_with_invitation(
     currencies: Currencies,
     state: FSMContext,
     raw_state: str | None,
+    snapshots: SnapshotCache,
 ) -> None:
     if raw_state is not None:
         await state.clear()
@@ -64,8 +67,10 @@ async def start_with_invitation(
             reply_markup=keyboards.main_menu(snapshot.is_admin),
         )
         return
+    # whom the invitee would deal with: its creator's record, through the cache
+    creator = await read_record(snapshots, creator_telegram_id(preview.deal))
     await message.answer(
-        texts.deal_card(preview.deal, None, currencies, INVITATION),
+        texts.deal_card(preview.deal, None, currencies, INVITATION, record=creator),
         reply_markup=invitation_keyboard(command.args or "", preview.addressed),
     )
 
@@ -76,6 +81,7 @@ async def show_invitation(
     snapshot: UserSnapshot,
     services: Services,
     currencies: Currencies,
+    snapshots: SnapshotCache,
 ) -> None:
     """An invitation addressed to the viewer, from their list of deals (found
     without the link: bot/services/reads.py), shown as its link shows it."""
@@ -90,8 +96,9 @@ async def show_invitation(
             reply_markup=keyboards.back_to_menu(),
         )
         return
+    creator = await read_record(snapshots, creator_telegram_id(preview.deal))
     await message.edit_text(
-        texts.deal_card(preview.deal, None, currencies, INVITATION),
+        texts.deal_card(preview.deal, None, currencies, INVITATION, record=creator),
         reply_markup=invitation_keyboard(callback_data.code, preview.addressed),
     )
 
@@ -105,6 +112,7 @@ async def invitation_answer(
     signer: Signer,
     outbox: NoticeSender,
     bot: Bot,
+    snapshots: SnapshotCache,
 ) -> None:
     if callback_data.action == "accept":
         outcome = await services.deals.accept_invitation(
@@ -119,7 +127,9 @@ async def invitation_answer(
     deal = outcome.value
     edit = pressed_message(query)
     await show_and_notify(
-        show_committed_card(bot, deal, snapshot, currencies, signer, headline, edit=edit),
+        show_committed_card(
+            bot, deal, snapshot, currencies, signer, headline, edit=edit, snapshots=snapshots
+        ),
         outbox.send(outcome.notices, deal, actor=snapshot),
     )
 
