@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 # Bump whenever UserSnapshot or WalletSnapshot change shape or meaning.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the chosen locale
 TOMBSTONE_SCHEMA = 0
 
 _HEADER = re.compile(rb"(\d+):(\d+):(\d+):")
@@ -46,6 +46,8 @@ class UserSnapshot(msgspec.Struct, frozen=True, array_like=True, gc=False):
     is_admin: bool
     version: int
     wallets: tuple[WalletSnapshot, ...] = ()
+    # The language chosen in the menu; None: Telegram's language_code decides.
+    locale: str | None = None
 
     @property
     def is_active(self) -> bool:
@@ -85,6 +87,7 @@ def snapshot_of(user: Any, wallets: Iterable[Any]) -> UserSnapshot:
         is_admin=user.is_admin,
         version=user.version,
         wallets=tuple(WalletSnapshot(w.currency, w.available, w.held) for w in wallets),
+        locale=user.locale,
     )
 
 

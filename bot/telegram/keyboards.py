@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
-from functools import cache
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
@@ -22,6 +21,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services.rules import Action, allowed_actions
 from bot.services.views import DealView
+from bot.telegram.i18n import N_, _, per_locale
 
 SIGNATURE_LENGTH = 10  # base64url characters: 60 bits
 
@@ -34,7 +34,7 @@ class WalletMenu(CallbackData, prefix="w"):
 
 
 class Nav(CallbackData, prefix="nav"):
-    """Go to a screen: menu, wallet, new, help, admin."""
+    """Go to a screen: menu, wallet, new, help, language, admin."""
 
     to: str
 
@@ -104,38 +104,40 @@ class Signer:
 MY_DEALS = DealList(kind="active").pack()
 
 ACTION_LABELS = {
-    Action.ACCEPT: "✅ Accept",
-    Action.DECLINE: "Decline",
-    Action.FUND: "💰 Fund {amount}",
-    Action.DELIVER: "📦 Mark as delivered",
-    Action.RELEASE: "✅ Release payment",
-    Action.DISPUTE: "⚠️ Open a dispute",
-    Action.CANCEL: "Cancel deal",
+    Action.ACCEPT: N_("✅ Accept"),
+    Action.DECLINE: N_("Decline"),
+    Action.FUND: N_("💰 Fund {amount}"),
+    Action.DELIVER: N_("📦 Mark as delivered"),
+    Action.RELEASE: N_("✅ Release payment"),
+    Action.DISPUTE: N_("⚠️ Open a dispute"),
+    Action.CANCEL: N_("Cancel deal"),
 }
 # Actions that move money for good ask once more.
 CONFIRMED = frozenset({Action.RELEASE, Action.CANCEL})
 
 
 def menu_button() -> InlineKeyboardButton:
-    return InlineKeyboardButton(text="« Menu", callback_data=Nav(to="menu").pack())
+    return InlineKeyboardButton(text=_("« Menu"), callback_data=Nav(to="menu").pack())
 
 
 # Keyboards that never change are built once: aiogram's builder makes and
 # deep-copies pydantic models, which was half the cost of a read-only press.
-@cache
+# One per language (`per_locale`).
+@per_locale
 def main_menu(is_admin: bool) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
-    kb.button(text="➕ New deal", callback_data=Nav(to="new"))
-    kb.button(text="📋 My deals", callback_data=DealList(kind="active"))
-    kb.button(text="👛 Wallet", callback_data=Nav(to="wallet"))
-    kb.button(text="❓ Help", callback_data=Nav(to="help"))
+    kb.button(text=_("➕ New deal"), callback_data=Nav(to="new"))
+    kb.button(text=_("📋 My deals"), callback_data=DealList(kind="active"))
+    kb.button(text=_("👛 Wallet"), callback_data=Nav(to="wallet"))
+    kb.button(text=_("❓ Help"), callback_data=Nav(to="help"))
+    kb.button(text=_("🌐 Language"), callback_data=Nav(to="language"))
     if is_admin:
-        kb.button(text="🛡 Admin", callback_data=Nav(to="admin"))
+        kb.button(text=_("🛡 Admin"), callback_data=Nav(to="admin"))
     kb.adjust(2)
     return kb.as_markup()
 
 
-@cache
+@per_locale
 def back_to_menu() -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[[menu_button()]])
 
@@ -149,14 +151,14 @@ def deal_keyboard(
     builder copies every button it is given."""
     rows = []
     for action in allowed_actions(deal, viewer_id):
-        label = ACTION_LABELS[action].format(amount=amount_text)
+        label = _(ACTION_LABELS[action]).format(amount=amount_text)
         if action is Action.CANCEL and deal.status in ("funded", "delivered"):
-            label = "↩️ Cancel and refund the buyer"
+            label = _("↩️ Cancel and refund the buyer")
         data = signer.act(viewer_telegram_id, action, deal).pack()
         rows.append([InlineKeyboardButton(text=label, callback_data=data)])
     refresh = DealCard(code=deal.code).pack()
-    rows.append([InlineKeyboardButton(text="⟳ Refresh", callback_data=refresh)])
-    rows.append([InlineKeyboardButton(text="📋 My deals", callback_data=MY_DEALS)])
+    rows.append([InlineKeyboardButton(text=_("⟳ Refresh"), callback_data=refresh)])
+    rows.append([InlineKeyboardButton(text=_("📋 My deals"), callback_data=MY_DEALS)])
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
@@ -165,7 +167,7 @@ def confirm_keyboard(
 ) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     kb.button(text=label, callback_data=signer.act(viewer_telegram_id, action, deal, ok=True))
-    kb.button(text="« Back", callback_data=DealCard(code=deal.code))
+    kb.button(text=_("« Back"), callback_data=DealCard(code=deal.code))
     kb.adjust(1)
     return kb.as_markup()
 
@@ -174,14 +176,14 @@ def admin_deal_keyboard(deal: DealView) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     if deal.status == "disputed":
         kb.button(
-            text="✅ Release to seller",
+            text=_("✅ Release to seller"),
             callback_data=AdminDeal(outcome="release", code=deal.code, v=deal.version),
         )
         kb.button(
-            text="↩️ Refund buyer",
+            text=_("↩️ Refund buyer"),
             callback_data=AdminDeal(outcome="refund", code=deal.code, v=deal.version),
         )
-    kb.button(text="« Admin", callback_data=Nav(to="admin"))
+    kb.button(text=_("« Admin"), callback_data=Nav(to="admin"))
     kb.adjust(1)
     return kb.as_markup()
 
@@ -203,22 +205,22 @@ def way_button(way: Way, currency: str = "", deal: str = "") -> InlineKeyboardBu
     """The button that leads `way`; None for a deal's card when no deal is named."""
     match way:
         case Way.DEPOSIT:
-            label = f"➕ Deposit {currency}" if currency else "➕ Deposit"
+            label = _("➕ Deposit {code}").format(code=currency) if currency else _("➕ Deposit")
             data = WalletMenu(screen="deposit", currency=currency).pack()
         case Way.WALLET:
-            label, data = "👛 Wallet", Nav(to="wallet").pack()
+            label, data = _("👛 Wallet"), Nav(to="wallet").pack()
         case Way.WITHDRAWALS:
-            label, data = "🧾 Withdrawals", WalletMenu(screen="withdrawals").pack()
+            label, data = _("🧾 Withdrawals"), WalletMenu(screen="withdrawals").pack()
         case Way.DEAL:
             if not deal:
                 return None
-            label, data = f"📄 Deal #{deal}", DealCard(code=deal).pack()
+            label, data = _("📄 Deal #{code}").format(code=deal), DealCard(code=deal).pack()
         case Way.MY_DEALS:
-            label, data = "📋 My deals", MY_DEALS
+            label, data = _("📋 My deals"), MY_DEALS
         case Way.NEW_DEAL:
-            label, data = "➕ New deal", Nav(to="new").pack()
+            label, data = _("➕ New deal"), Nav(to="new").pack()
         case Way.ADMIN:
-            label, data = "🛡 Admin", Nav(to="admin").pack()
+            label, data = _("🛡 Admin"), Nav(to="admin").pack()
     return InlineKeyboardButton(text=label, callback_data=data)
 
 

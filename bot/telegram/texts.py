@@ -2,39 +2,45 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from html import escape
+
+from babel.dates import format_datetime
+from babel.numbers import format_decimal
 
 from bot.services.money import Currencies
 from bot.services.views import DealView
+from bot.telegram.i18n import N_, _, current_locale
 from bot.telegram.statuses import card_status
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus
 
-SHORT_STATUS = {
-    DealStatus.PENDING: "pending",
-    DealStatus.ACCEPTED: "accepted",
-    DealStatus.FUNDED: "funded",
-    DealStatus.DELIVERED: "delivered",
-    DealStatus.DISPUTED: "disputed",
-    DealStatus.RELEASED: "released",
-    DealStatus.REFUNDED: "refunded",
-    DealStatus.CANCELLED: "cancelled",
-    DealStatus.DECLINED: "declined",
-    DealStatus.EXPIRED: "expired",
+# "Disputed after it was ...": the status a dispute interrupted.
+DISPUTED_AFTER = {
+    DealStatus.PENDING: N_("Disputed after it was pending"),
+    DealStatus.ACCEPTED: N_("Disputed after it was accepted"),
+    DealStatus.FUNDED: N_("Disputed after it was funded"),
+    DealStatus.DELIVERED: N_("Disputed after it was delivered"),
+    DealStatus.DISPUTED: N_("Disputed after it was disputed"),
+    DealStatus.RELEASED: N_("Disputed after it was released"),
+    DealStatus.REFUNDED: N_("Disputed after it was refunded"),
+    DealStatus.CANCELLED: N_("Disputed after it was cancelled"),
+    DealStatus.DECLINED: N_("Disputed after it was declined"),
+    DealStatus.EXPIRED: N_("Disputed after it was expired"),
 }
 
 # The command menu: each command and what it says beside it.
 COMMANDS = (
-    ("start", "Main menu"),
-    ("new", "Open a new deal"),
-    ("deals", "Your deals"),
-    ("wallet", "Balances, deposits, withdrawals"),
-    ("cancel", "Leave what you are doing"),
-    ("help", "How escrow works"),
+    ("start", N_("Main menu")),
+    ("new", N_("Open a new deal")),
+    ("deals", N_("Your deals")),
+    ("wallet", N_("Balances, deposits, withdrawals")),
+    ("language", N_("The language I speak to you")),
+    ("cancel", N_("Leave what you are doing")),
+    ("help", N_("How escrow works")),
 )
 
-HELP = (
+HELP = N_(
     "<b>How escrow works here</b>\n"
     "1. One of you opens a deal: who buys, who sells, the amount and what it is for.\n"
     "2. The other accepts it (by a button, or through the invitation link).\n"
@@ -48,27 +54,29 @@ HELP = (
     "/new — open a deal\n"
     "/deals — your deals\n"
     "/wallet — balances, deposits and withdrawals\n"
+    "/language — the language I speak to you\n"
     "/cancel — leave what you are doing\n"
     "/help — this text"
 )
 
-FORGED_BUTTON = "This button isn't valid for you."
-OUTDATED_CARD = "This card was out of date: here is the deal as it is now."
-NOT_ADMIN = "That is for admins only."
-CANCELLED = "Cancelled. Nothing was changed."
-FORM_FINISHED = "That form had already finished, so there was nothing to cancel."
-WIZARD_FINISHED = "This new-deal wizard had already finished: the deal below was created."
-CREATE_UNCONFIRMED = (
+# Read through _() where used: constants are the catalog's keys.
+FORGED_BUTTON = N_("This button isn't valid for you.")
+OUTDATED_CARD = N_("This card was out of date: here is the deal as it is now.")
+NOT_ADMIN = N_("That is for admins only.")
+CANCELLED = N_("Cancelled. Nothing was changed.")
+FORM_FINISHED = N_("That form had already finished, so there was nothing to cancel.")
+WIZARD_FINISHED = N_("This new-deal wizard had already finished: the deal below was created.")
+CREATE_UNCONFIRMED = N_(
     "⚠️ We could not confirm that the deal was created. To be sure, "
     "press ✅ Create deal again: it will not be created twice."
 )
-NOTHING_TO_CANCEL = "There is nothing to cancel."
+NOTHING_TO_CANCEL = N_("There is nothing to cancel.")
 # Redis failing (bot/telegram/fsm.py): nothing was handled, nothing changed.
-MESSAGE_NOT_READ = (
+MESSAGE_NOT_READ = N_(
     "⏳ We couldn't read that just now. Nothing was changed: please send it again "
     "in a moment. The buttons below keep working meanwhile."
 )
-FORM_UNAVAILABLE = (
+FORM_UNAVAILABLE = N_(
     "⏳ Forms are unavailable for a moment. Nothing was changed: please try again "
     "shortly. Your deals and wallet can still be viewed."
 )
@@ -85,20 +93,21 @@ def name_of(user: UserSnapshot) -> str:
 
 
 def when(moment: datetime) -> str:
-    return moment.strftime("%d %b %Y, %H:%M UTC")
+    """A moment as the reader's language writes it, in UTC: "06 Dec 2026, 14:00 UTC"."""
+    return format_datetime(moment, "dd MMM y, HH:mm 'UTC'", tzinfo=UTC, locale=current_locale())
 
 
 # How deposits reach the wallet, by the deposit provider's name.
 DEPOSIT_INSTRUCTIONS = {
-    "none": (
+    "none": N_(
         "This bot takes no {code} deposits by itself. To add funds, contact the bot's "
         "admins: an admin credits your wallet once your payment has reached them."
     ),
-    "demo": (
+    "demo": N_(
         "Demo mode: send an amount of {code} and it is credited to your wallet at once. "
         "No real money is involved."
     ),
-    "cryptopay": (
+    "cryptopay": N_(
         "Deposits are paid through @CryptoBot: send the amount of {code} you want to "
         "deposit, and you get a payment link. It is credited as soon as Crypto Pay "
         "confirms the payment."
@@ -108,25 +117,30 @@ DEPOSIT_INSTRUCTIONS = {
 
 def deposit_instructions(provider: str, code: str) -> str:
     """What the deposit screen says about depositing `code` through `provider`."""
-    return DEPOSIT_INSTRUCTIONS[provider].format(code=code)
+    return _(DEPOSIT_INSTRUCTIONS[provider]).format(code=code)
 
 
-PLAY_MONEY = "🎲 <b>Demo:</b> balances here are play money, not real funds."
+PLAY_MONEY = N_("🎲 <b>Demo:</b> balances here are play money, not real funds.")
 
 
 def main_menu(user: UserSnapshot, currencies: Currencies, play_money: bool = False) -> str:
-    lines = [f"👋 Hi, {escape(user.first_name or name_of(user))}!", ""]
+    lines = [_("👋 Hi, {name}!").format(name=escape(user.first_name or name_of(user))), ""]
     balances = [
         currencies[w.currency].format(w.available)
-        + (f" (+{currencies[w.currency].format(w.held)} held)" if w.held else "")
+        + (
+            _(" (+{amount} held)").format(amount=currencies[w.currency].format(w.held))
+            if w.held
+            else ""
+        )
         for w in user.wallets
         if w.available or w.held
     ]
-    lines.append("Balance: " + (", ".join(balances) if balances else "empty"))
+    said = ", ".join(balances) if balances else _("empty")
+    lines.append(_("Balance: {balances}").format(balances=said))
     if play_money:
-        lines.append(PLAY_MONEY)
+        lines.append(_(PLAY_MONEY))
     lines.append("")
-    lines.append("What would you like to do?")
+    lines.append(_("What would you like to do?"))
     return "\n".join(lines)
 
 
@@ -136,31 +150,37 @@ def deal_card(
     """The one message a party (or an admin, viewer None) sees for a deal, its
     status said to the viewer (bot/telegram/statuses.py)."""
     money = currencies[deal.currency]
-    role = ""
+    title = _("<b>Deal #{code}</b>")
     if viewer_id is not None and viewer_id == deal.buyer_id:
-        role = " · you are the buyer"
+        title = _("<b>Deal #{code}</b> · you are the buyer")
     elif viewer_id is not None and viewer_id == deal.seller_id:
-        role = " · you are the seller"
+        title = _("<b>Deal #{code}</b> · you are the seller")
+    not_joined = _("invited, not joined yet")
     lines = []
     if headline:
         lines += [headline, ""]
     lines += [
-        f"<b>Deal #{deal.code}</b>{role}",
+        title.format(code=deal.code),
         card_status(deal, viewer_id),
         "",
         f"<i>{escape(deal.description)}</i>",
         "",
-        f"Amount: <b>{money.format(deal.amount)}</b>",
-        f"Fee: {money.format(deal.fee)} ({deal.fee_bps / 100:g}%), paid from the seller's payout",
-        f"Seller receives: {money.format(deal.payout)}",
+        _("Amount: <b>{amount}</b>").format(amount=money.format(deal.amount)),
+        _("Fee: {fee} ({rate}%), paid from the seller's payout").format(
+            fee=money.format(deal.fee), rate=percent(deal.fee_bps)
+        ),
+        _("Seller receives: {amount}").format(amount=money.format(deal.payout)),
         "",
-        f"Buyer: {escape(deal.buyer_name or 'invited, not joined yet')}",
-        f"Seller: {escape(deal.seller_name or 'invited, not joined yet')}",
+        _("Buyer: {name}").format(name=escape(deal.buyer_name or not_joined)),
+        _("Seller: {name}").format(name=escape(deal.seller_name or not_joined)),
     ]
     if deal.status in (DealStatus.PENDING, DealStatus.ACCEPTED):
-        lines.append(f"Must be accepted and funded by {when(deal.deadline_at)}")
+        lines.append(_("Must be accepted and funded by {when}").format(when=when(deal.deadline_at)))
     if deal.status == DealStatus.DISPUTED and deal.status_before_dispute:
-        lines.append(
-            f"Disputed after it was {SHORT_STATUS[DealStatus(deal.status_before_dispute)]}"
-        )
+        lines.append(_(DISPUTED_AFTER[DealStatus(deal.status_before_dispute)]))
     return "\n".join(lines)
+
+
+def percent(bps: int) -> str:
+    """A fee rate in basis points as the reader writes it: "1.5" (English), "1,5" (Russian)."""
+    return format_decimal(bps / 100, locale=current_locale())

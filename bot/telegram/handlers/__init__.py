@@ -14,6 +14,7 @@ from bot.telegram.handlers import (
     deposit,
     errors,
     fallback,
+    language,
     start,
     wallet,
     withdraw,
@@ -27,6 +28,7 @@ from bot.telegram.handlers import (
 FEATURES = (
     errors.router,
     start.router,
+    language.router,
     deals.router,
     deal_actions.router,
     wizard.router,

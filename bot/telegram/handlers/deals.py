@@ -16,6 +16,7 @@ from bot.services.money import Currencies
 from bot.services.views import DealView
 from bot.telegram import keyboards, texts
 from bot.telegram.handlers.committed import show_result
+from bot.telegram.i18n import N_, _
 from bot.telegram.keyboards import DealCard, DealList, Nav, Signer
 from bot.telegram.statuses import list_status
 from cache.snapshots import UserSnapshot
@@ -91,7 +92,7 @@ async def deal_command(
     signer: Signer,
 ) -> None:
     if not command.args:
-        await message.answer("Send <code>/deal CODE</code>, e.g. <code>/deal 7KQ2MXPA</code>.")
+        await message.answer(_("Send <code>/deal CODE</code>, e.g. <code>/deal 7KQ2MXPA</code>."))
         return
     deal = await services.deals.get(snapshot, command.args)
     await show_card(message, deal, snapshot, currencies, signer, edit=False)
@@ -100,36 +101,41 @@ async def deal_command(
 # -- my deals -----------------------------------------------------------------------
 
 LIST_TITLES = {
-    "active": "Active deals",
-    "action": "Deals waiting for you",
-    "finished": "Finished deals",
+    "active": N_("Active deals"),
+    "action": N_("Deals waiting for you"),
+    "finished": N_("Finished deals"),
 }
+
+
+TABS = (("active", N_("Active")), ("action", N_("Waiting for me")), ("finished", N_("Done")))
 
 
 def deals_list(
     page, kind: str, currencies: Currencies, viewer: UserSnapshot
 ) -> tuple[str, InlineKeyboardMarkup]:
     kb = InlineKeyboardBuilder()
-    lines = [f"📋 <b>{LIST_TITLES[kind]}</b>", ""]
+    lines = [f"📋 <b>{_(LIST_TITLES[kind])}</b>", ""]
     if not page.items:
-        lines.append("Nothing here yet.")
+        lines.append(_("Nothing here yet."))
     for item in page.items:
         money = currencies[item.currency].format(item.amount)
         status = list_status(item, viewer.id)  # "waiting for you to fund"
-        who = f" · with {escape(item.counterparty)}" if item.counterparty else ""
+        who = (
+            _(" · with {name}").format(name=escape(item.counterparty)) if item.counterparty else ""
+        )
         lines.append(f"<b>#{item.code}</b> · {money} · {status}{who}")
         kb.button(text=f"#{item.code} · {money} · {status}", callback_data=DealCard(code=item.code))
     tabs = InlineKeyboardBuilder()
-    for other, title in (("active", "Active"), ("action", "Waiting for me"), ("finished", "Done")):
+    for other, title in TABS:
         tabs.button(
-            text=("• " if other == kind else "") + title, callback_data=DealList(kind=other)
+            text=("• " if other == kind else "") + _(title), callback_data=DealList(kind=other)
         )
     kb.adjust(1)
     kb.attach(tabs)
     nav = InlineKeyboardBuilder()
     if page.next_before:
-        nav.button(text="Older »", callback_data=DealList(kind=kind, before=page.next_before))
-    nav.button(text="« Menu", callback_data=Nav(to="menu"))
+        nav.button(text=_("Older »"), callback_data=DealList(kind=kind, before=page.next_before))
+    nav.button(text=_("« Menu"), callback_data=Nav(to="menu"))
     kb.attach(nav)
     return "\n".join(lines), kb.as_markup()
 

@@ -18,6 +18,7 @@ from bot.telegram.handlers.committed import pressed_message, show_and_notify
 from bot.telegram.handlers.deals import show_committed_card
 from bot.telegram.handlers.wizard import show_made, wizard_deal
 from bot.telegram.handlers.wizard_screens import NewDeal
+from bot.telegram.i18n import _
 from bot.telegram.keyboards import Nav, Signer
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
@@ -33,9 +34,9 @@ class Invite(CallbackData, prefix="iv"):
 
 def invitation_keyboard(code: str, addressed: bool):
     kb = InlineKeyboardBuilder()
-    kb.button(text="✅ Accept the deal", callback_data=Invite(action="accept", code=code))
+    kb.button(text=_("✅ Accept the deal"), callback_data=Invite(action="accept", code=code))
     if addressed:
-        kb.button(text="Decline", callback_data=Invite(action="decline", code=code))
+        kb.button(text=_("Decline"), callback_data=Invite(action="decline", code=code))
     kb.row(keyboards.menu_button())
     return kb.as_markup()
 
@@ -59,7 +60,7 @@ async def start_with_invitation(
             reply_markup=keyboards.main_menu(snapshot.is_admin),
         )
         return
-    headline = "📨 You are invited to this deal. Accept it to take part."
+    headline = _("📨 You are invited to this deal. Accept it to take part.")
     await message.answer(
         texts.deal_card(preview.deal, None, currencies, headline),
         reply_markup=invitation_keyboard(command.args or "", preview.addressed),
@@ -80,12 +81,12 @@ async def invitation_answer(
         outcome = await services.deals.accept_invitation(
             snapshot, callback_data.code, snapshot.username
         )
-        headline = "✅ You joined the deal."
+        headline = _("✅ You joined the deal.")
     else:
         outcome = await services.deals.decline_invitation(
             snapshot, callback_data.code, snapshot.username
         )
-        headline = "You declined the deal."
+        headline = _("You declined the deal.")
     deal = outcome.value
     edit = pressed_message(query)
     await show_and_notify(
@@ -126,12 +127,12 @@ async def menu(
 
 
 async def help_command(message: Message) -> None:
-    await message.answer(texts.HELP, reply_markup=keyboards.back_to_menu())
+    await message.answer(_(texts.HELP), reply_markup=keyboards.back_to_menu())
 
 
 async def help_button(query: CallbackQuery) -> None:
     if query.message is not None:
-        await query.message.edit_text(texts.HELP, reply_markup=keyboards.back_to_menu())
+        await query.message.edit_text(_(texts.HELP), reply_markup=keyboards.back_to_menu())
 
 
 async def cancel(
@@ -152,7 +153,7 @@ async def cancel(
             return
     await state.clear()
     await message.answer(
-        texts.CANCELLED if raw_state is not None else texts.NOTHING_TO_CANCEL,
+        _(texts.CANCELLED if raw_state is not None else texts.NOTHING_TO_CANCEL),
         reply_markup=keyboards.back_to_menu(),
     )
 
