@@ -69,14 +69,14 @@ def locale_of(user: UserSnapshot) -> str:
 
 def _(message: str) -> str:
     """`message` in the current language (English outside an update)."""
-    i18n = I18n.get_current(no_error=True)
+    i18n = Catalogs.get_current(no_error=True)
     return message if i18n is None else i18n.gettext(message)
 
 
 def ngettext(singular: str, plural: str, n: int) -> str:
     """The form of `singular`/`plural` for the count `n` in the current
     language (Russian has three)."""
-    i18n = I18n.get_current(no_error=True)
+    i18n = Catalogs.get_current(no_error=True)
     if i18n is None:
         return singular if n == 1 else plural
     return i18n.gettext(singular, plural, n)
@@ -89,7 +89,7 @@ def N_(message: str) -> str:
 
 
 def current_locale() -> str:
-    i18n = I18n.get_current(no_error=True)
+    i18n = Catalogs.get_current(no_error=True)
     return DEFAULT_LOCALE if i18n is None else i18n.current_locale
 
 

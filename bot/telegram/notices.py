@@ -15,6 +15,7 @@ from html import escape
 from typing import Protocol
 
 from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.i18n import I18n
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services.deposits import DepositView
@@ -23,78 +24,34 @@ from bot.services.notifications import Subjects, Who
 from bot.services.rules import Action, allowed_actions
 from bot.services.views import DealView, WithdrawalView
 from bot.telegram import keyboards, texts
+from bot.telegram.i18n import Catalogs, _, locale_for
 from bot.telegram.keyboards import Nav, Signer, WalletMenu
+from bot.telegram.notice_texts import (
+    CANCELLED_AND_REFUNDED,
+    DEPOSIT_CREDITED,
+    DEPOSIT_FEE,
+    DEPOSIT_MISMATCH,
+    DISPUTE_OPENED,
+    INVITED_AS,
+    PAYOUT_FAILED,
+    REASON,
+    REMINDED_ACTIONS,
+    REMINDERS,
+    RESOLVED,
+    SOMEONE,
+    TOLD,
+    WITHDRAWAL_APPROVED,
+    WITHDRAWAL_FAILED,
+    WITHDRAWAL_PAID,
+    WITHDRAWAL_REJECTED,
+    WITHDRAWAL_REQUESTED,
+    WITHDRAWAL_TIMED_OUT,
+)
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus, NotificationKind, WithdrawalStatus
 from db.sql.notifications import Notice
 
-# What the other party reads, by what happened ({name}: who did it).
-TOLD = {
-    NotificationKind.INVITED: (
-        "📨 {name} opened a deal with you: you are the {role}. Accept it to go ahead."
-    ),
-    NotificationKind.JOINED: "✅ {name} accepted your invitation.",
-    NotificationKind.INVITATION_DECLINED: "✖️ {name} declined your invitation.",
-    NotificationKind.ACCEPT: "✅ {name} accepted the deal.",
-    NotificationKind.DECLINE: "✖️ {name} declined the deal.",
-    NotificationKind.FUND: (
-        "🔒 {name} funded the deal: the money is held in escrow. Deliver, then mark it "
-        "as delivered."
-    ),
-    NotificationKind.DELIVER: (
-        "📦 {name} marked the deal as delivered. Check it, then release the payment."
-    ),
-    NotificationKind.RELEASE: "✅ {name} released the payment: it is in your wallet.",
-    NotificationKind.DISPUTE: "⚠️ {name} opened a dispute. An admin will decide.",
-    NotificationKind.CANCEL: "✖️ {name} cancelled the deal.",
-    NotificationKind.EXPIRE: (
-        "⌛ This deal expired: it was not accepted and funded by its deadline."
-    ),
-}
-CANCELLED_AND_REFUNDED = "↩️ {name} cancelled the deal: the money is back in your wallet."
-RESOLVED = {
-    DealStatus.RELEASED: "🛡 An admin settled the dispute: the payment is released to the seller.",
-    DealStatus.REFUNDED: "🛡 An admin settled the dispute: the buyer is refunded.",
-}
-DISPUTE_OPENED = "🛡 New dispute opened by {name}."
-DEPOSIT_CREDITED = "✅ Your deposit of {amount} has arrived: it is in your wallet."
-DEPOSIT_FEE = " ({paid} paid, less Crypto Pay's fee of {fee}.)"
-WITHDRAWAL_PAID = "✅ Your withdrawal #{id} of {amount} was sent to your @CryptoBot wallet."
-WITHDRAWAL_FAILED = (
-    "↩️ Your withdrawal #{id} of {amount} could not be sent: the amount is back in your "
-    "wallet's available balance. The admins have been told."
-)
-PAYOUT_FAILED = (
-    "⚠️ Crypto Pay refused the payout of withdrawal #{id} ({amount}): <code>{reason}</code>. "
-    "The amount is back in the user's available balance. Top up the Crypto Pay app "
-    "if its balance ran short."
-)
-DEPOSIT_MISMATCH = (
-    "⚠️ Deposit #{id} (Crypto Pay invoice {invoice}) by {name} (id <code>{telegram_id}</code>) "
-    "was paid as {paid}, not the invoiced {amount}. It was not credited: check the payment "
-    "in Crypto Pay, and credit it by hand if it is right."
-)
-WITHDRAWAL_REQUESTED = (
-    "🛡 New withdrawal request #{id} from {name} (id <code>{telegram_id}</code>): {amount}."
-)
-WITHDRAWAL_APPROVED = (
-    "✅ Your withdrawal #{id} of {amount} to <code>{destination}</code> was approved and sent."
-)
-WITHDRAWAL_REJECTED = (
-    "✖️ Your withdrawal #{id} of {amount} was rejected: <i>{note}</i>\n"
-    "The amount is back in your available balance."
-)
-WITHDRAWAL_TIMED_OUT = (
-    "✖️ Your withdrawal #{id} of {amount} was not decided in time and is cancelled.\n"
-    "The amount is back in your available balance."
-)
-SOMEONE = Who("someone", 0)
-
 Message = tuple[int, str, InlineKeyboardMarkup | None]
-
-
-# What a reminder asks for: the steps that move a deal on (not cancelling it).
-REMINDED_ACTIONS = {Action.ACCEPT: "accept it", Action.FUND: "fund it"}
 
 
 def reminded_actions(deal: DealView, user_id: int) -> list[Action]:
@@ -104,8 +61,7 @@ def reminded_actions(deal: DealView, user_id: int) -> list[Action]:
 
 def reminder_headline(deal: DealView, actions: list[Action], now: datetime) -> str:
     hours = max(1, math.ceil((deal.deadline_at - now).total_seconds() / 3600))
-    what = " and ".join(REMINDED_ACTIONS[action] for action in actions)
-    return f"⏰ Reminder: this deal expires in {hours} h unless you {what}."
+    return _(REMINDERS[frozenset(actions)]).format(hours=hours)
 
 
 def who_is(actor: UserSnapshot) -> Who:
@@ -135,37 +91,45 @@ class Obsolete(LookupError):
 
 
 class Notices:
-    """Renders notifications with the currencies' formats and the buttons' signer."""
+    """Renders notifications with the currencies' formats and the buttons' signer,
+    each in its recipient's language."""
 
-    def __init__(self, currencies: Currencies, signer: Signer) -> None:
+    def __init__(self, currencies: Currencies, signer: Signer, i18n: I18n | None = None) -> None:
         self.currencies = currencies
         self.signer = signer
+        self.i18n = i18n or Catalogs()
 
     def render(self, notice: Notice, subjects: Subjects) -> Message:
         """The chat, text and buttons of `notice`, from the deal or withdrawal as
-        `subjects` hold it."""
+        `subjects` hold it, in the language the notification was written for
+        (the recipient's when it was written; English for a chat not on the bot)."""
+        locale = locale_for(notice.language)
+        with self.i18n.context(), self.i18n.use_locale(locale):
+            return self._render(notice, subjects, self.currencies.in_locale(locale))
+
+    def _render(self, notice: Notice, subjects: Subjects, currencies: Currencies) -> Message:
         kind = NotificationKind(notice.kind)
-        who = subjects.actors.get(notice.actor_id or 0, SOMEONE)
+        who = subjects.actors.get(notice.actor_id or 0) or Who(_(SOMEONE), 0)
         name = escape(who.name)
         if notice.deposit_id is not None:
             deposit = subjects.deposits.get(notice.deposit_id)
             if deposit is None:
                 raise Gone(f"deposit {notice.deposit_id} does not exist")
-            return self._deposit(notice, kind, deposit, who)
+            return self._deposit(notice, kind, deposit, who, currencies)
         if notice.withdrawal_id is not None:
             withdrawal = subjects.withdrawals.get(notice.withdrawal_id)
             if withdrawal is None:
                 raise Gone(f"withdrawal {notice.withdrawal_id} does not exist")
-            return self._withdrawal(notice, kind, withdrawal, who)
+            return self._withdrawal(notice, kind, withdrawal, who, currencies)
         deal = subjects.deals.get(notice.escrow_id or 0)
         if deal is None:
             raise Gone(f"deal {notice.escrow_id} does not exist")
-        reason = f"\nReason: <i>{escape(notice.note)}</i>" if notice.note else ""
+        reason = "\n" + _(REASON).format(reason=escape(notice.note)) if notice.note else ""
         if kind is NotificationKind.DISPUTE_OPENED:
-            headline = DISPUTE_OPENED.format(name=name) + reason
+            headline = _(DISPUTE_OPENED).format(name=name) + reason
             return (
                 notice.chat_id,
-                texts.deal_card(deal, None, self.currencies, headline),
+                texts.deal_card(deal, None, currencies, headline),
                 keyboards.admin_deal_keyboard(deal),
             )
         if kind is NotificationKind.REMIND:
@@ -174,33 +138,49 @@ class Notices:
                 raise Obsolete(f"deal {deal.code} is {deal.status} now, not {notice.note}")
             headline = reminder_headline(deal, actions, datetime.now(UTC))
         elif kind is NotificationKind.RESOLVE:
-            headline = RESOLVED.get(DealStatus(deal.status), RESOLVED[DealStatus.RELEASED])
+            headline = _(RESOLVED.get(DealStatus(deal.status), RESOLVED[DealStatus.RELEASED]))
         elif kind is NotificationKind.CANCEL and deal.status == DealStatus.REFUNDED:
-            headline = CANCELLED_AND_REFUNDED.format(name=name)
-        else:
+            headline = _(CANCELLED_AND_REFUNDED).format(name=name)
+        elif kind is NotificationKind.INVITED:
             role = "buyer" if notice.user_id == deal.buyer_id else "seller"
-            headline = TOLD[kind].format(name=name, role=role) + reason
-        return notice.chat_id, *self.card(deal, notice.user_id, notice.chat_id, headline)
+            headline = _(INVITED_AS[role]).format(name=name) + reason
+        else:
+            headline = _(TOLD[kind]).format(name=name) + reason
+        return notice.chat_id, *self.card(
+            deal, notice.user_id, notice.chat_id, headline, currencies
+        )
 
     def card(
-        self, deal: DealView, user_id: int | None, chat_id: int, headline: str
+        self,
+        deal: DealView,
+        user_id: int | None,
+        chat_id: int,
+        headline: str,
+        currencies: Currencies | None = None,
     ) -> tuple[str, InlineKeyboardMarkup]:
         """A party's card of `deal` under `headline`, with the buttons they may press."""
-        text = texts.deal_card(deal, user_id, self.currencies, headline)
+        currencies = currencies or self.currencies
+        text = texts.deal_card(deal, user_id, currencies, headline)
         if user_id is None:
             return text, keyboards.admin_deal_keyboard(deal)
-        amount = self.currencies[deal.currency].format(deal.amount)
+        amount = currencies[deal.currency].format(deal.amount)
         return text, keyboards.deal_keyboard(deal, user_id, chat_id, self.signer, amount)
 
     def _deposit(
-        self, notice: Notice, kind: NotificationKind, deposit: DepositView, who: Who
+        self,
+        notice: Notice,
+        kind: NotificationKind,
+        deposit: DepositView,
+        who: Who,
+        currencies: Currencies,
     ) -> Message:
-        amount = self.currencies[deposit.currency].format(deposit.amount)
+        money = currencies[deposit.currency]
+        amount = money.format(deposit.amount)
         kb = InlineKeyboardBuilder()
         if kind is NotificationKind.DEPOSIT_MISMATCH:
-            kb.button(text="🛡 Admin", callback_data=Nav(to="admin"))
+            kb.button(text=_("🛡 Admin"), callback_data=Nav(to="admin"))
             paid = f"{deposit.paid_amount or '?'} {deposit.paid_asset or '?'}"
-            text = DEPOSIT_MISMATCH.format(
+            text = _(DEPOSIT_MISMATCH).format(
                 id=deposit.id,
                 invoice=deposit.invoice_id,
                 name=escape(who.name),
@@ -209,23 +189,27 @@ class Notices:
                 amount=amount,
             )
             return notice.chat_id, text, kb.as_markup()
-        kb.button(text="👛 Wallet", callback_data=Nav(to="wallet"))
-        money = self.currencies[deposit.currency]
-        text = DEPOSIT_CREDITED.format(amount=money.format(deposit.amount - deposit.fee))
+        kb.button(text=_("👛 Wallet"), callback_data=Nav(to="wallet"))
+        text = _(DEPOSIT_CREDITED).format(amount=money.format(deposit.amount - deposit.fee))
         if deposit.fee:
-            text += DEPOSIT_FEE.format(paid=amount, fee=money.format(deposit.fee))
+            text += _(DEPOSIT_FEE).format(paid=amount, fee=money.format(deposit.fee))
         return notice.chat_id, text, kb.as_markup()
 
     def _withdrawal(
-        self, notice: Notice, kind: NotificationKind, withdrawal: WithdrawalView, who: Who
+        self,
+        notice: Notice,
+        kind: NotificationKind,
+        withdrawal: WithdrawalView,
+        who: Who,
+        currencies: Currencies,
     ) -> Message:
-        amount = self.currencies[withdrawal.currency].format(withdrawal.amount)
+        amount = currencies[withdrawal.currency].format(withdrawal.amount)
         kb = InlineKeyboardBuilder()
         if kind is NotificationKind.WITHDRAWAL_REQUESTED:
             if withdrawal.status != WithdrawalStatus.PENDING:  # paid unattended, say
                 raise Obsolete(f"withdrawal {withdrawal.id} is {withdrawal.status} now")
-            kb.button(text="🛡 Admin", callback_data=Nav(to="admin"))
-            text = WITHDRAWAL_REQUESTED.format(
+            kb.button(text=_("🛡 Admin"), callback_data=Nav(to="admin"))
+            text = _(WITHDRAWAL_REQUESTED).format(
                 id=withdrawal.id,
                 name=escape(who.name),
                 telegram_id=who.telegram_id,
@@ -233,18 +217,18 @@ class Notices:
             )
             return notice.chat_id, text, kb.as_markup()
         if kind is NotificationKind.PAYOUT_FAILED:
-            kb.button(text="🛡 Admin", callback_data=Nav(to="admin"))
-            text = PAYOUT_FAILED.format(
-                id=withdrawal.id, amount=amount, reason=escape(notice.note or "refused")
+            kb.button(text=_("🛡 Admin"), callback_data=Nav(to="admin"))
+            text = _(PAYOUT_FAILED).format(
+                id=withdrawal.id, amount=amount, reason=escape(notice.note or _("refused"))
             )
             return notice.chat_id, text, kb.as_markup()
-        kb.button(text="🧾 My withdrawals", callback_data=WalletMenu(screen="withdrawals"))
-        kb.button(text="👛 Wallet", callback_data=Nav(to="wallet"))
+        kb.button(text=_("🧾 My withdrawals"), callback_data=WalletMenu(screen="withdrawals"))
+        kb.button(text=_("👛 Wallet"), callback_data=Nav(to="wallet"))
         if kind is NotificationKind.WITHDRAWAL_PAID:
-            text = WITHDRAWAL_PAID.format(id=withdrawal.id, amount=amount)
+            text = _(WITHDRAWAL_PAID).format(id=withdrawal.id, amount=amount)
             return notice.chat_id, text, kb.as_markup()
         if kind is NotificationKind.WITHDRAWAL_FAILED:
-            text = WITHDRAWAL_FAILED.format(id=withdrawal.id, amount=amount)
+            text = _(WITHDRAWAL_FAILED).format(id=withdrawal.id, amount=amount)
             return notice.chat_id, text, kb.as_markup()
         if withdrawal.status == WithdrawalStatus.APPROVED:
             template = WITHDRAWAL_APPROVED
@@ -252,7 +236,7 @@ class Notices:
             template = WITHDRAWAL_TIMED_OUT
         else:
             template = WITHDRAWAL_REJECTED
-        text = template.format(
+        text = _(template).format(
             id=withdrawal.id,
             amount=amount,
             destination=escape(withdrawal.destination),

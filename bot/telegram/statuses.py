@@ -38,7 +38,7 @@ NEXT_MOVE: dict[DealStatus, tuple[Action, str]] = {
     DealStatus.PENDING: (Action.ACCEPT, "accept"),
     DealStatus.ACCEPTED: (Action.FUND, "fund"),
     DealStatus.FUNDED: (Action.DELIVER, "deliver"),
-    DealStatus.DELIVERED: (Action.RELEASE, "release the payment"),
+    DealStatus.DELIVERED: (Action.RELEASE, "release_payment"),
 }
 # Who is waited for, to do what: (who, verb, joined yet) -> the words. Whole
 # phrases, so each language says them its own way.
@@ -47,29 +47,29 @@ WAITING: dict[tuple[str, str, bool], str] = {
     ("you", "fund", True): N_("waiting for you to fund"),
     ("you", "deliver", True): N_("waiting for you to deliver"),
     ("you", "release", True): N_("waiting for you to release"),
-    ("you", "release the payment", True): N_("waiting for you to release the payment"),
+    ("you", "release_payment", True): N_("waiting for you to release the payment"),
     ("buyer", "accept", True): N_("waiting for the buyer to accept"),
     ("buyer", "fund", True): N_("waiting for the buyer to fund"),
     ("buyer", "deliver", True): N_("waiting for the buyer to deliver"),
     ("buyer", "release", True): N_("waiting for the buyer to release"),
-    ("buyer", "release the payment", True): N_("waiting for the buyer to release the payment"),
+    ("buyer", "release_payment", True): N_("waiting for the buyer to release the payment"),
     ("seller", "accept", True): N_("waiting for the seller to accept"),
     ("seller", "fund", True): N_("waiting for the seller to fund"),
     ("seller", "deliver", True): N_("waiting for the seller to deliver"),
     ("seller", "release", True): N_("waiting for the seller to release"),
-    ("seller", "release the payment", True): N_("waiting for the seller to release the payment"),
+    ("seller", "release_payment", True): N_("waiting for the seller to release the payment"),
     ("buyer", "accept", False): N_("waiting for the buyer to join and accept"),
     ("buyer", "fund", False): N_("waiting for the buyer to join and fund"),
     ("buyer", "deliver", False): N_("waiting for the buyer to join and deliver"),
     ("buyer", "release", False): N_("waiting for the buyer to join and release"),
-    ("buyer", "release the payment", False): N_(
+    ("buyer", "release_payment", False): N_(
         "waiting for the buyer to join and release the payment"
     ),
     ("seller", "accept", False): N_("waiting for the seller to join and accept"),
     ("seller", "fund", False): N_("waiting for the seller to join and fund"),
     ("seller", "deliver", False): N_("waiting for the seller to join and deliver"),
     ("seller", "release", False): N_("waiting for the seller to join and release"),
-    ("seller", "release the payment", False): N_(
+    ("seller", "release_payment", False): N_(
         "waiting for the seller to join and release the payment"
     ),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from html import escape
 
@@ -10,11 +11,24 @@ from babel.numbers import format_decimal
 
 from bot.services.money import Currencies
 from bot.services.views import DealView
-from bot.telegram.i18n import N_, _, current_locale
+from bot.telegram.i18n import N_, _, current_locale, ngettext
 from bot.telegram.statuses import card_status
 from cache.snapshots import UserSnapshot
-from db.models import DealStatus
+from db.models import DealStatus, WithdrawalStatus
 
+# A status's name, as the admin's stats list it.
+SHORT_STATUS = {
+    DealStatus.PENDING: N_("pending"),
+    DealStatus.ACCEPTED: N_("accepted"),
+    DealStatus.FUNDED: N_("funded"),
+    DealStatus.DELIVERED: N_("delivered"),
+    DealStatus.DISPUTED: N_("disputed"),
+    DealStatus.RELEASED: N_("released"),
+    DealStatus.REFUNDED: N_("refunded"),
+    DealStatus.CANCELLED: N_("cancelled"),
+    DealStatus.DECLINED: N_("declined"),
+    DealStatus.EXPIRED: N_("expired"),
+}
 # "Disputed after it was ...": the status a dispute interrupted.
 DISPUTED_AFTER = {
     DealStatus.PENDING: N_("Disputed after it was pending"),
@@ -95,6 +109,37 @@ def name_of(user: UserSnapshot) -> str:
 def when(moment: datetime) -> str:
     """A moment as the reader's language writes it, in UTC: "06 Dec 2026, 14:00 UTC"."""
     return format_datetime(moment, "dd MMM y, HH:mm 'UTC'", tzinfo=UTC, locale=current_locale())
+
+
+def ago(moment: datetime, now: datetime) -> str:
+    """How long before `now`, in the largest whole unit: "3 days ago"."""
+    seconds = max(0, int((now - moment).total_seconds()))
+    for size, said in AGO:
+        if seconds >= size:
+            count = seconds // size
+            return said(count).format(count=count)
+    return _("just now")
+
+
+# Each unit with its plural forms (Russian has three: 1 день, 3 дня, 5 дней).
+AGO: tuple[tuple[int, Callable[[int], str]], ...] = (
+    (365 * 86400, lambda n: ngettext("{count} year ago", "{count} years ago", n)),
+    (30 * 86400, lambda n: ngettext("{count} month ago", "{count} months ago", n)),
+    (86400, lambda n: ngettext("{count} day ago", "{count} days ago", n)),
+    (3600, lambda n: ngettext("{count} hour ago", "{count} hours ago", n)),
+    (60, lambda n: ngettext("{count} minute ago", "{count} minutes ago", n)),
+)
+
+
+# A withdrawal's status, as its owner reads it.
+WITHDRAWAL_STATUS = {
+    WithdrawalStatus.PENDING: N_("⏳ pending: an admin will send it"),
+    WithdrawalStatus.APPROVED: N_("✅ sent"),
+    WithdrawalStatus.REJECTED: N_("✖️ rejected"),
+    WithdrawalStatus.SENDING: N_("📤 approved: being sent through @CryptoBot"),
+    WithdrawalStatus.PAID: N_("✅ sent to your @CryptoBot wallet"),
+    WithdrawalStatus.FAILED: N_("↩️ could not be sent: the amount is back in your wallet"),
+}
 
 
 # How deposits reach the wallet, by the deposit provider's name.

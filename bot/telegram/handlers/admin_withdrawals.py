@@ -41,6 +41,7 @@ from bot.telegram.handlers.committed import (
 from bot.telegram.handlers.wallet import (
     edit,
 )
+from bot.telegram.i18n import _
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
@@ -53,22 +54,22 @@ def pending_screen(
     items: list[WithdrawalView], currencies: Currencies, headline: str = ""
 ) -> tuple[str, InlineKeyboardMarkup]:
     lines = [headline, ""] if headline else []
-    lines += [f"🏦 <b>Pending withdrawals</b> ({queue_size(items)})", ""]
+    lines += [_("🏦 <b>Pending withdrawals</b> ({count})").format(count=queue_size(items)), ""]
     kb = InlineKeyboardBuilder()
     for item in items:
         lines.append(withdrawal_details(item, currencies))
         kb.row(
             InlineKeyboardButton(
-                text=f"✅ Approve #{item.id}",
+                text=_("✅ Approve #{id}").format(id=item.id),
                 callback_data=AdminWithdrawal(action="approve", id=item.id).pack(),
             ),
             InlineKeyboardButton(
-                text=f"✖️ Reject #{item.id}",
+                text=_("✖️ Reject #{id}").format(id=item.id),
                 callback_data=AdminWithdrawal(action="reject", id=item.id).pack(),
             ),
         )
     if not items:
-        lines.append("Nothing to decide.")
+        lines.append(_("Nothing to decide."))
     kb.attach(InlineKeyboardBuilder.from_markup(screen_keyboard("withdrawals")))
     return "\n".join(lines), kb.as_markup()
 
@@ -79,11 +80,16 @@ LISTED_DESTINATION = 64
 
 
 def withdrawal_details(item: WithdrawalView, currencies: Currencies) -> str:
-    return (
-        f"<b>#{item.id}</b> · {currencies[item.currency].format(item.amount)}"
-        f" · user <code>{item.telegram_id}</code>\n"
-        f"    to <code>{escape(texts.shorten(item.destination, LISTED_DESTINATION))}</code>\n"
-        f"    requested {texts.when(item.created_at)}"
+    return _(
+        "<b>#{id}</b> · {amount} · user <code>{telegram_id}</code>\n"
+        "    to <code>{destination}</code>\n"
+        "    requested {when}"
+    ).format(
+        id=item.id,
+        amount=currencies[item.currency].format(item.amount),
+        telegram_id=item.telegram_id,
+        destination=escape(texts.shorten(item.destination, LISTED_DESTINATION)),
+        when=texts.when(item.created_at),
     )
 
 
@@ -110,26 +116,29 @@ async def approve(
         pending = await services.reads.pending_withdrawals(snapshot, QUEUE_PAGE)
         item = next((w for w in pending if w.id == callback_data.id), None)
         if item is None:
-            headline = f"⚠️ Withdrawal #{callback_data.id} is not pending any more."
+            headline = _("⚠️ Withdrawal #{id} is not pending any more.").format(id=callback_data.id)
             await edit(query.message, *pending_screen(pending, currencies, headline))
             return
         money = currencies[item.currency]
         kb = InlineKeyboardBuilder()
         if payouts is not None:
-            yes = "✅ Yes, pay it through @CryptoBot"
-            question = (
-                f"❓ Pay withdrawal #{item.id}? {money.format(item.amount)} is sent now from "
+            yes = _("✅ Yes, pay it through @CryptoBot")
+            question = _(
+                "❓ Pay withdrawal #{id}? {amount} is sent now from "
                 "the Crypto Pay app's balance to the user's @CryptoBot wallet."
             )
         else:
-            yes = "✅ Yes, it was sent"
-            question = (
-                f"❓ Approve withdrawal #{item.id}? Press only once {money.format(item.amount)} "
-                f"has been sent to <code>{escape(item.destination)}</code>: the held amount "
+            yes = _("✅ Yes, it was sent")
+            question = _(
+                "❓ Approve withdrawal #{id}? Press only once {amount} "
+                "has been sent to <code>{destination}</code>: the held amount "
                 "then leaves the user's wallet."
             )
+        question = question.format(
+            id=item.id, amount=money.format(item.amount), destination=escape(item.destination)
+        )
         kb.button(text=yes, callback_data=AdminWithdrawal(action="approve", id=item.id, ok=True))
-        kb.button(text="« Back", callback_data=AdminPanel(screen="withdrawals"))
+        kb.button(text=_("« Back"), callback_data=AdminPanel(screen="withdrawals"))
         kb.adjust(1)
         await edit(
             query.message,
@@ -151,7 +160,9 @@ async def approve(
         return
     withdrawal = approved.value
     money = currencies[withdrawal.currency]
-    headline = f"✅ Withdrawal #{withdrawal.id} approved: {money.format(withdrawal.amount)}."
+    headline = _("✅ Withdrawal #{id} approved: {amount}.").format(
+        id=withdrawal.id, amount=money.format(withdrawal.amount)
+    )
     await show_and_notify(
         show_decision(bot, snapshot, services, currencies, headline, edit=query.message),
         outbox.send(approved.notices, withdrawal, actor=snapshot),
@@ -183,17 +194,18 @@ async def pay_out(
     amount = currencies[withdrawal.currency].format(withdrawal.amount)
     result = await payouts.pay(withdrawal)
     if result is None:
-        headline = (
-            f"⏳ Withdrawal #{withdrawal.id} ({amount}) approved; Crypto Pay did not confirm "
+        headline = _(
+            "⏳ Withdrawal #{id} ({amount}) approved; Crypto Pay did not confirm "
             "the transfer yet. It is settled within a jobs tick, never paid twice."
         )
     elif result.status == WithdrawalStatus.PAID:
-        headline = f"✅ Withdrawal #{withdrawal.id} paid: {amount} sent through @CryptoBot."
+        headline = _("✅ Withdrawal #{id} paid: {amount} sent through @CryptoBot.")
     else:
-        headline = (
-            f"⚠️ Crypto Pay refused withdrawal #{withdrawal.id} ({amount}): the amount is "
+        headline = _(
+            "⚠️ Crypto Pay refused withdrawal #{id} ({amount}): the amount is "
             "back in the user's available balance."
         )
+    headline = headline.format(id=withdrawal.id, amount=amount)
     await show_decision(bot, snapshot, services, currencies, headline, edit=message)
 
 
@@ -225,9 +237,10 @@ async def reject(
     await enter(state, AdminForm.reject_note, {"flow": "reject", "withdrawal_id": callback_data.id})
     await edit(
         query.message,
-        f"✖️ Why is withdrawal #{callback_data.id} rejected? Send the reason in one message "
-        f"(at most {settings.reason_max_length} characters); the user will read it. "
-        "/cancel to go back.",
+        _(
+            "✖️ Why is withdrawal #{id} rejected? Send the reason in one message "
+            "(at most {limit} characters); the user will read it. /cancel to go back."
+        ).format(id=callback_data.id, limit=settings.reason_max_length),
         cancel_keyboard(),
     )
 
@@ -244,10 +257,10 @@ async def reject_note(
     data = await state.get_data()
     if not snapshot.is_admin or data.get("flow") != "reject":
         await state.clear()
-        await message.answer(texts.NOT_ADMIN if not snapshot.is_admin else "⚠️ Start again.")
+        await message.answer(_(texts.NOT_ADMIN) if not snapshot.is_admin else _("⚠️ Start again."))
         return
     if not message.text:
-        await message.answer("Please send the reason as text, or /cancel.")
+        await message.answer(_("Please send the reason as text, or /cancel."))
         return
     withdrawal_id = data["withdrawal_id"]
     try:
@@ -262,16 +275,16 @@ async def reject_note(
         await message.answer(text, reply_markup=markup)
         return
     except InvalidInput as bad:  # the step repeats
-        await message.answer(f"⚠️ {refusal_text(bad, currencies)} Send it again, or /cancel.")
+        again = _("⚠️ {refusal} Send it again, or /cancel.")
+        await message.answer(again.format(refusal=refusal_text(bad, currencies)))
         return
     # A form Redis could not forget is refused by the withdrawal: it is decided now.
     await close_form(state)
     withdrawal = rejected.value
     money = currencies[withdrawal.currency]
-    headline = (
-        f"✖️ Withdrawal #{withdrawal.id} rejected: {money.format(withdrawal.amount)} "
-        "is back in the user's available balance."
-    )
+    headline = _(
+        "✖️ Withdrawal #{id} rejected: {amount} is back in the user's available balance."
+    ).format(id=withdrawal.id, amount=money.format(withdrawal.amount))
     await show_decision(bot, snapshot, services, currencies, headline, edit=None)
     await outbox.send(rejected.notices, withdrawal, actor=snapshot)
 

@@ -38,7 +38,8 @@ def language_screen(current: str) -> tuple[str, InlineKeyboardMarkup]:
 
 async def language_button(query: CallbackQuery, snapshot: UserSnapshot) -> None:
     if isinstance(query.message, Message):
-        await query.message.edit_text(*language_screen(locale_of(snapshot)))
+        text, markup = language_screen(locale_of(snapshot))
+        await query.message.edit_text(text, reply_markup=markup)
 
 
 async def language_command(message: Message, snapshot: UserSnapshot) -> None:

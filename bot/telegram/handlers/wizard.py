@@ -49,6 +49,7 @@ from bot.telegram.handlers.committed import (
     show_result,
 )
 from bot.telegram.handlers.deals import show_committed_card
+from bot.telegram.i18n import _
 from bot.telegram.keyboards import Nav, Signer
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_keyboard, refusal_text
@@ -122,18 +123,18 @@ async def _not_at_step(
         return
     if current not in screens.NewDeal:
         await query.bot.send_message(
-            query.from_user.id, screens.EXPIRED, reply_markup=screens.expired_keyboard()
+            query.from_user.id, _(screens.EXPIRED), reply_markup=screens.expired_keyboard()
         )
         return
     screen = screens.step_screen(
         current, await state.get_data(), currencies, settings.description_max_length
     )
     if screen is None:
-        await query.bot.send_message(query.from_user.id, screens.EARLIER_STEP)
+        await query.bot.send_message(query.from_user.id, _(screens.EARLIER_STEP))
         return
     text, markup = screen
     await query.bot.send_message(
-        query.from_user.id, f"{screens.EARLIER_STEP}\n\n{text}", reply_markup=markup
+        query.from_user.id, f"{_(screens.EARLIER_STEP)}\n\n{text}", reply_markup=markup
     )
 
 
@@ -167,11 +168,11 @@ async def cancel_button(
         return
     if current not in screens.NewDeal:
         await bot.send_message(
-            query.from_user.id, screens.EXPIRED, reply_markup=screens.expired_keyboard()
+            query.from_user.id, _(screens.EXPIRED), reply_markup=screens.expired_keyboard()
         )
         return
     await state.clear()
-    await _show(query, texts.CANCELLED, keyboards.back_to_menu())
+    await _show(query, _(texts.CANCELLED), keyboards.back_to_menu())
 
 
 async def show_made(
@@ -189,7 +190,7 @@ async def show_made(
     if current is not None:
         await close_form(state, remember={"key": made.key})
     edit = pressed_message(query) if query is not None else None
-    headline = texts.WIZARD_FINISHED
+    headline = _(texts.WIZARD_FINISHED)
     await show_committed_card(bot, made.deal, viewer, currencies, signer, headline, edit=edit)
 
 
@@ -240,14 +241,14 @@ async def create(
         await state.clear()
         await _show(
             query,
-            screens.NOT_CREATED.format(message=escape(refusal_text(refused, currencies))),
+            _(screens.NOT_CREATED).format(message=escape(refusal_text(refused, currencies))),
             refusal_keyboard(refused),
         )
         return
     except UNKNOWN_OUTCOME as exc:
         log.warning("create of wizard %s: outcome unknown: %r", data["key"], exc)
         text, markup = screens.summary_screen(data, currencies)
-        unconfirmed = f"{texts.CREATE_UNCONFIRMED}\n\n{text}"
+        unconfirmed = f"{_(texts.CREATE_UNCONFIRMED)}\n\n{text}"
         await show_result(bot, snapshot.telegram_id, unconfirmed, markup, edit=summary)
         return
     # Committed. The wizard's id is kept, for a Cancel pressed later.
@@ -259,11 +260,11 @@ async def create(
     label = escape(data["counterparty_label"])
     if invitation is None:
         their_name = deal.seller_name if role == "buyer" else deal.buyer_name
-        headline = screens.CREATED.format(name=escape(their_name or label))
+        headline = _(screens.CREATED).format(name=escape(their_name or label))
     elif data["counterparty"] is None:
-        headline = screens.CREATED_FOR_LINK.format(other=other)
+        headline = _(screens.CREATED_FOR_LINK[other])
     else:
-        headline = screens.CREATED_FOR_NEWCOMER.format(name=label)
+        headline = _(screens.CREATED_FOR_NEWCOMER).format(name=label)
     shown = show_committed_card(bot, deal, snapshot, currencies, signer, headline, edit=summary)
     if invitation is None:
         await show_and_notify(shown, outbox.send(outcome.notices, deal, actor=snapshot))
@@ -271,12 +272,15 @@ async def create(
     await shown
     link = await create_start_link(bot, invitation.code)
     who = (
-        screens.LINK_FOR_ANYONE.format(other=other)
+        _(screens.LINK_FOR_ANYONE[other])
         if data["counterparty"] is None
-        else screens.LINK_FOR_NEWCOMER.format(name=label)
+        else _(screens.LINK_FOR_NEWCOMER).format(name=label)
     )
-    text = screens.INVITATION_LINK.format(
-        other=other, link=link, expires=texts.when(invitation.expires_at), who=who
+    text = _(screens.INVITATION_LINK).format(
+        invitation=_(screens.INVITATION_FOR[other]),
+        link=link,
+        expires=texts.when(invitation.expires_at),
+        who=who,
     )
     await show_result(bot, snapshot.telegram_id, text)
 

@@ -27,6 +27,7 @@ from bot.telegram.filters import NotACommand
 from bot.telegram.fsm import advance, enter
 from bot.telegram.handlers import wizard_screens as screens
 from bot.telegram.handlers.wizard import _at_step, _show, new_wizard_key
+from bot.telegram.i18n import _
 from bot.telegram.refusals import ChatRefusal, refusal_text
 from cache.snapshots import UserSnapshot
 from db.models import UserStatus
@@ -78,7 +79,7 @@ async def counterparty_of(message: Message, me: UserSnapshot, bot: Bot) -> tuple
             raise SelfDeal(Refusal.SELF_DEAL)
         if telegram_id == bot.id:
             raise InvalidInput(ChatRefusal.IS_ME)
-        return telegram_id, screens.TELEGRAM_ID_LABEL.format(telegram_id=telegram_id)
+        return telegram_id, _(screens.TELEGRAM_ID_LABEL).format(telegram_id=telegram_id)
     # "t.me/name" links are @usernames too
     username = parse_username(typed.removeprefix("https://").removeprefix("t.me/"))
     if me.username and username == me.username.lower():
@@ -119,7 +120,7 @@ async def counterparty_typed(
         )
     except InvalidInput as refused:
         await message.answer(
-            screens.refusal(refusal_text(refused, currencies), screens.HINT_COUNTERPARTY),
+            screens.refusal(refusal_text(refused, currencies), _(screens.HINT_COUNTERPARTY)),
             reply_markup=screens.keyboard(),
         )
         return
@@ -132,7 +133,7 @@ async def counterparty_typed(
     if person is not None:
         label = screens.person_name(person)
         line = screens.person_line(person, datetime.now(UTC))
-        headline = screens.FOUND.format(person=escape(line))
+        headline = _(screens.FOUND).format(person=escape(line)) + "\n\n"
     await advance(
         state,
         screens.NewDeal.currency,
@@ -171,7 +172,7 @@ async def invite_by_link(
         state,
         screens.NewDeal.currency,
         counterparty=None,
-        counterparty_label=screens.ANYONE_WITH_LINK,
+        counterparty_label=_(screens.ANYONE_WITH_LINK),
     )
     await _show(query, *screens.currency_screen(currencies))
 
@@ -206,7 +207,7 @@ async def amount_typed(
             raise InvalidAmount(Refusal.NOT_A_NUMBER)
         amount = money.parse(message.text)
     except InvalidAmount as refused:
-        hint = screens.HINT_AMOUNT.format(**screens.bounds(money))
+        hint = _(screens.HINT_AMOUNT).format(**screens.bounds(money))
         await message.answer(
             screens.refusal(refusal_text(refused, currencies), hint),
             reply_markup=screens.keyboard(),
@@ -240,7 +241,7 @@ async def description_typed(
             raise InvalidInput(ChatRefusal.NOT_TEXT_DESCRIPTION)
         description = bounded_text(message.text, limit, "description")
     except InvalidInput as refused:
-        hint = screens.HINT_DESCRIPTION.format(limit=limit)
+        hint = _(screens.HINT_DESCRIPTION).format(limit=limit)
         await message.answer(
             screens.refusal(refusal_text(refused, currencies), hint),
             reply_markup=screens.keyboard(),
@@ -264,7 +265,7 @@ async def buttons_expected(
         text, markup = screens.currency_screen(currencies)
     else:
         text, markup = screens.summary_screen(await state.get_data(), currencies)
-    await message.answer(f"{screens.USE_BUTTONS}\n\n{text}", reply_markup=markup)
+    await message.answer(f"{_(screens.USE_BUTTONS)}\n\n{text}", reply_markup=markup)
 
 
 def router() -> Router:
