@@ -11,6 +11,7 @@ from babel.numbers import format_decimal
 
 from bot.services.money import Currencies
 from bot.services.views import DealView
+from bot.services.withdrawals import STALE_WITHDRAWAL_NOTE
 from bot.telegram.i18n import N_, _, current_locale, ngettext
 from bot.telegram.statuses import card_status
 from cache.snapshots import UserSnapshot
@@ -140,6 +141,14 @@ WITHDRAWAL_STATUS = {
     WithdrawalStatus.PAID: N_("✅ sent to your @CryptoBot wallet"),
     WithdrawalStatus.FAILED: N_("↩️ could not be sent: the amount is back in your wallet"),
 }
+
+
+# Notes the bot itself writes on a withdrawal (an admin's are shown as written).
+BOT_NOTES = {STALE_WITHDRAWAL_NOTE: N_("not decided in time")}
+
+
+def note_text(note: str) -> str:
+    return _(BOT_NOTES[note]) if note in BOT_NOTES else note
 
 
 # How deposits reach the wallet, by the deposit provider's name.

@@ -64,7 +64,7 @@ def withdrawal_line(item: WithdrawalView, currencies: Currencies) -> str:
         f"\n    {status} · {texts.when(item.created_at)}"
     )
     if item.note:
-        line += f"\n    <i>{escape(texts.shorten(item.note, LISTED_NOTE))}</i>"
+        line += f"\n    <i>{escape(texts.shorten(texts.note_text(item.note), LISTED_NOTE))}</i>"
     return line
 
 
