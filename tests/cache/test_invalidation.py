@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from cache.messages import CacheReset, Message, encode_messages
-from cache.snapshots import TOMBSTONE_SCHEMA, parse_header
+from cache.snapshots import SCHEMA_VERSION, TOMBSTONE_SCHEMA, parse_header
 from db.events import DealChanged, UserChanged
 from tests.cache.conftest import Node, Pair
 
@@ -63,7 +63,7 @@ async def test_invalidation_leaves_a_tombstone_not_a_hole(pair: Pair) -> None:
     a = await pair.node("a")
     pair.loader.add(ALICE)
     await a.cache.get(ALICE)
-    assert await entry_header(a, ALICE) == (1, 1)
+    assert await entry_header(a, ALICE) == (1, SCHEMA_VERSION)
     await a.publisher.publish((pair.loader.commit(ALICE, available=1),))
     assert await entry_header(a, ALICE) == (2, TOMBSTONE_SCHEMA)
     ttl = await a.cache.redis.pttl(a.cache.keys.snapshot(ALICE))
@@ -72,7 +72,7 @@ async def test_invalidation_leaves_a_tombstone_not_a_hole(pair: Pair) -> None:
     a.trips.start()
     assert (await a.cache.get(ALICE)).version == 2  # type: ignore[union-attr]
     assert a.trips.stop() == [("GET",), ("EVALSHA",)]
-    assert await entry_header(a, ALICE) == (2, 1)
+    assert await entry_header(a, ALICE) == (2, SCHEMA_VERSION)
 
 
 async def test_a_reader_that_loaded_v1_cannot_fill_it_after_v2_is_committed(pair: Pair) -> None:

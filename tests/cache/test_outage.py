@@ -10,7 +10,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from cache.messages import CacheReset
-from cache.snapshots import TOMBSTONE_SCHEMA, parse_header
+from cache.snapshots import SCHEMA_VERSION, TOMBSTONE_SCHEMA, parse_header
 from tests.cache.conftest import Node, Pair, fast_settings
 
 ALICE = 5001
@@ -65,7 +65,7 @@ async def test_reads_survive_redis_going_away_and_the_cache_recovers(pair: Pair)
     pair.loader.add(BOB, available=100)
     for node in (a, b):
         await node.cache.get(ALICE)
-    assert await version_in_redis(a, ALICE) == (1, 1)
+    assert await version_in_redis(a, ALICE) == (1, SCHEMA_VERSION)
 
     await pair.backend.stop_serving()
     for node in (a, b):
@@ -99,7 +99,7 @@ async def test_reads_survive_redis_going_away_and_the_cache_recovers(pair: Pair)
         await b.listener.wait_for("subscribed")
     assert (await b.cache.get(ALICE)).wallets[0].available == 40  # type: ignore[union-attr]
     assert b.cache.breaker.state == "closed" and b.cache.l1_trusted
-    assert await version_in_redis(b, ALICE) == (2, 1)
+    assert await version_in_redis(b, ALICE) == (2, SCHEMA_VERSION)
     b.trips.start()
     await b.cache.get(ALICE)
     assert b.trips.stop() == []  # L1 again

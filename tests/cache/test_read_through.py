@@ -9,8 +9,10 @@ import asyncio
 
 import msgspec
 
-from cache.snapshots import SnapshotCodec, UserSnapshot, parse_header
+from cache.snapshots import SCHEMA_VERSION, SnapshotCodec, UserSnapshot, parse_header
 from tests.cache.conftest import Pair
+
+NEWER = SCHEMA_VERSION + 1  # what a later release writes
 
 ALICE = 5001
 
@@ -140,21 +142,21 @@ class UserSnapshotV2(msgspec.Struct, frozen=True, array_like=True):
 async def test_entries_of_another_schema_are_misses_never_misreads(pair: Pair) -> None:
     old = await pair.node("old")
     alice = pair.loader.add(ALICE)
-    await old.cache.get(ALICE)  # a schema-1 entry in Redis
+    await old.cache.get(ALICE)  # an entry of this release's schema in Redis
 
     newer_codec = SnapshotCodec(
-        schema=2,
+        schema=NEWER,
         encoder=msgspec.msgpack.Encoder(),
         decoder=msgspec.msgpack.Decoder(UserSnapshot),
     )
     new = await pair.node("new", codec=newer_codec)
     new.trips.start()
-    assert await new.cache.get(ALICE) == alice  # a miss, loaded, not decoded from v1
+    assert await new.cache.get(ALICE) == alice  # a miss, loaded, not decoded from the older schema
     assert new.trips.stop() == [("GET",), ("EVALSHA",)]
     assert pair.loader.calls == 2
     key = old.cache.keys.snapshot(ALICE)
     header = parse_header(await old.cache.redis.get(key))
-    assert header is not None and (header.version, header.schema) == (1, 2)  # newer code wins
+    assert header is not None and (header.version, header.schema) == (1, NEWER)  # newer code wins
 
     # The old release meets the newer entry: a miss as well, and it leaves it be.
     old.cache.clear_local()
@@ -162,16 +164,16 @@ async def test_entries_of_another_schema_are_misses_never_misreads(pair: Pair) -
     assert await old.cache.get(ALICE) == alice
     assert old.trips.stop() == [("GET",), ("EVALSHA",)]
     header = parse_header(await old.cache.redis.get(key))
-    assert header is not None and header.schema == 2
+    assert header is not None and header.schema == NEWER
     assert old.cache.counters.fills_refused == 0  # same version: nothing stale about it
 
 
-async def test_a_schema_2_payload_is_never_decoded_as_schema_1(pair: Pair) -> None:
+async def test_a_newer_schemas_payload_is_never_decoded_as_this_one(pair: Pair) -> None:
     a = await pair.node("a")
     alice = pair.loader.add(ALICE)
     key = a.cache.keys.snapshot(ALICE)
     v2 = UserSnapshotV2(alice.id, ALICE, "Alice", 1, {"USDT": 5})
-    await a.cache.redis.set(key, b"0:1:2:" + msgspec.msgpack.encode(v2))
+    await a.cache.redis.set(key, f"0:1:{NEWER}:".encode() + msgspec.msgpack.encode(v2))
     assert await a.cache.get(ALICE) == alice
     assert pair.loader.calls == 1
 
@@ -180,7 +182,7 @@ async def test_an_undecodable_entry_is_a_miss(pair: Pair) -> None:
     a = await pair.node("a")
     alice = pair.loader.add(ALICE)
     key = a.cache.keys.snapshot(ALICE)
-    await a.cache.redis.set(key, b"0:1:1:\xc1garbage")
+    await a.cache.redis.set(key, f"0:1:{SCHEMA_VERSION}:".encode() + b"\xc1garbage")
     assert await a.cache.get(ALICE) == alice
     await a.cache.redis.set(key, b"not even a header")
     a.cache.clear_local()

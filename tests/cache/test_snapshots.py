@@ -12,6 +12,7 @@ from cache.breaker import CircuitBreaker
 from cache.settings import CacheSettings
 from cache.snapshots import (
     CODEC,
+    SCHEMA_VERSION,
     SnapshotCodec,
     UserSnapshot,
     WalletSnapshot,
@@ -32,6 +33,7 @@ def row(**values: Any) -> SimpleNamespace:
         "status": "active",
         "is_admin": False,
         "version": 3,
+        "locale": None,
         "currency": None,
         "available": None,
         "held": None,
@@ -49,6 +51,9 @@ def test_a_snapshot_is_built_from_the_loader_rows() -> None:
     assert snapshot.wallet("USDT") == WalletSnapshot("USDT", 700, 0)
     assert snapshot.wallet("TON") is None
     assert snapshot.is_active
+    assert snapshot.locale is None  # not chosen: Telegram's language_code decides
+    chosen = snapshot_from_rows([row(locale="ru")])
+    assert chosen is not None and chosen.locale == "ru"
 
 
 def test_a_user_without_wallets_and_an_unknown_user() -> None:
@@ -62,9 +67,10 @@ def test_a_snapshot_is_frozen_and_round_trips_through_msgpack() -> None:
     assert snapshot is not None
     with pytest.raises(AttributeError):
         snapshot.version = 4  # type: ignore[misc]
-    raw = b"0:3:1:" + CODEC.encode(snapshot)
+    raw = f"0:3:{SCHEMA_VERSION}:".encode() + CODEC.encode(snapshot)
     header = parse_header(raw)
-    assert header is not None and (header.generation, header.version, header.schema) == (0, 3, 1)
+    assert header is not None
+    assert (header.generation, header.version, header.schema) == (0, 3, SCHEMA_VERSION)
     assert CODEC.decode(raw, header) == snapshot
     assert len(raw) < 60  # array-like: no field names on the wire
 
@@ -73,10 +79,10 @@ def test_a_tombstone_and_another_schema_decode_to_nothing() -> None:
     tombstone = b"0:3:0:"
     header = parse_header(tombstone)
     assert header is not None and CODEC.decode(tombstone, header) is None
-    newer = SnapshotCodec(schema=2)
+    newer = SnapshotCodec(schema=SCHEMA_VERSION + 1)
     snapshot = snapshot_from_rows([row()])
     assert snapshot is not None
-    raw = b"0:3:1:" + CODEC.encode(snapshot)
+    raw = f"0:3:{SCHEMA_VERSION}:".encode() + CODEC.encode(snapshot)
     assert newer.decode(raw, parse_header(raw)) is None  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         SnapshotCodec(schema=0)
