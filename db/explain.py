@@ -44,6 +44,10 @@ class Sample:
     deposit_id: int = 0  # a deposit with an open invoice
     invoice_id: int = 0  # that invoice
     notification_id: int = 0  # a pending notification
+    disputed_deal_id: int = 0  # a deal in dispute
+    disputed_deal_code: str = ""  # its code
+    disputer_id: int = 0  # its buyer
+    evidence_id: int = 0  # a piece of evidence of a dispute
     provider: str = "cryptopay"
 
 

@@ -56,6 +56,7 @@ class DealStatus(enum.StrEnum):
     CANCELLED = "cancelled"  # called off before funding (final)
     DECLINED = "declined"  # the counterparty said no (final)
     EXPIRED = "expired"  # not accepted and funded by the deadline (final)
+    SPLIT = "split"  # an admin settled: part to the seller, the rest refunded (final)
 
 
 OPEN_DEAL_STATUSES = (DealStatus.PENDING, DealStatus.ACCEPTED)
@@ -66,6 +67,7 @@ FINAL_DEAL_STATUSES = (
     DealStatus.CANCELLED,
     DealStatus.DECLINED,
     DealStatus.EXPIRED,
+    DealStatus.SPLIT,
 )
 
 
@@ -132,6 +134,15 @@ class NotificationKind(enum.StrEnum):
     WITHDRAWAL_PAID = "withdrawal_paid"  # to the owner: the provider's transfer went through
     WITHDRAWAL_FAILED = "withdrawal_failed"  # to the owner: refused, the money is back
     PAYOUT_FAILED = "payout_failed"  # to the admins: a provider refused a payout
+    DISPUTE_EVIDENCE = "dispute_evidence"  # to the admins: a party's evidence, relayed
+    ACCOUNT_BLOCKED = "account_blocked"  # to the user, with the reason (note)
+    ACCOUNT_UNBLOCKED = "account_unblocked"  # to the user
+
+
+class EvidenceKind(enum.StrEnum):
+    PHOTO = "photo"
+    DOCUMENT = "document"
+    TEXT = "text"
 
 
 class LedgerKind(enum.StrEnum):
@@ -148,6 +159,12 @@ class LedgerAccount(enum.StrEnum):
     HELD = "held"  # a user's wallet, held for a deal or a withdrawal
     FEES = "fees"  # the platform's fee account
     EXTERNAL = "external"  # money outside the system (deposits in, withdrawals out)
+
+
+# Only deals whose clock runs: a statement that moves a deal by its id (and
+# never names the clock) has no use for these indexes, however small the table.
+_RELEASE_RUNS = "status = 'delivered' AND release_due_at IS NOT NULL"
+_DELIVERY_RUNS = "status = 'funded' AND deliver_due_at IS NOT NULL"
 
 
 def _in(column: str, values: type[enum.StrEnum]) -> str:
@@ -234,6 +251,17 @@ class Escrow(Base):
     version: Mapped[int] = mapped_column(BigInteger, server_default=text("1"))
     # The creating wizard's id: retrying Create after an unknown outcome finds this deal.
     create_key: Mapped[str | None] = mapped_column(String(64))
+    # The deals' clocks, set when funded and when delivered ([escrow] settings;
+    # NULL: no such clock): the seller delivers by deliver_due_at, else the
+    # buyer may cancel for a refund; release_due_at releases a delivered deal.
+    deliver_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    release_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Addressed to someone the creator never had a funded deal with (paced).
+    to_stranger: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # A split settlement: the seller's part (gross) and the fee taken from it.
+    split_seller: Mapped[int | None] = mapped_column(BigInteger)
+    split_fee: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         CheckConstraint(_in("status", DealStatus), name="status"),
@@ -246,6 +274,12 @@ class Escrow(Base):
         CheckConstraint("fee_bps >= 0 AND fee_bps <= 10000", name="fee_bps_range"),
         CheckConstraint("buyer_id <> seller_id", name="distinct_parties"),
         CheckConstraint("creator_id = buyer_id OR creator_id = seller_id", name="creator_is_party"),
+        CheckConstraint(
+            "(status = 'split') = (split_seller IS NOT NULL) AND (split_seller IS NULL OR"
+            " (split_seller > 0 AND split_seller < amount"
+            " AND split_fee BETWEEN 0 AND split_seller))",
+            name="split_within_amount",
+        ),
         # The seed's composite indexes; `id` last so a party's deals in one
         # status page by keyset without a sort.
         Index("idx_escrow_buyer_status", "buyer_id", "status", "id"),
@@ -256,6 +290,17 @@ class Escrow(Base):
             "ix_escrows_open_deadline",
             "deadline_at",
             postgresql_where=text("status IN ('pending', 'accepted')"),
+        ),
+        # The clocks' jobs read only the deals each clock can still run out on.
+        Index("ix_escrows_release_due", "release_due_at", postgresql_where=text(_RELEASE_RUNS)),
+        Index("ix_escrows_deliver_due", "deliver_due_at", postgresql_where=text(_DELIVERY_RUNS)),
+        # A creator's deals in the pace window (all of them, and to strangers).
+        Index("ix_escrows_creator_created", "creator_id", "created_at"),
+        Index(
+            "ix_escrows_creator_stranger",
+            "creator_id",
+            "created_at",
+            postgresql_where=text("to_stranger"),
         ),
         # The admin panel lists open disputes, oldest first.
         Index("ix_escrows_disputed", "updated_at", postgresql_where=text("status = 'disputed'")),
@@ -426,6 +471,7 @@ class Notification(Base):
     escrow_id: Mapped[int | None] = mapped_column(BigInteger)
     withdrawal_id: Mapped[int | None] = mapped_column(BigInteger)
     deposit_id: Mapped[int | None] = mapped_column(BigInteger)
+    evidence_id: Mapped[int | None] = mapped_column(BigInteger)
     actor_id: Mapped[int | None] = mapped_column(BigInteger)  # who caused it; NULL: the system
     note: Mapped[str | None] = mapped_column(Text)
     # The recipient's language when it was written (their chosen locale, else
@@ -459,6 +505,47 @@ class Notification(Base):
     )
 
 
+class DisputeEvidence(Base):
+    """A photo, document or text a party sent the admins about an open dispute.
+    Telegram keeps the file; this keeps its file id, who sent it and when."""
+
+    __tablename__ = "dispute_evidence"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    escrow_id: Mapped[int] = mapped_column(ForeignKey("escrows.id", ondelete="CASCADE"))
+    sender_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    file_id: Mapped[str | None] = mapped_column(String(256))  # Telegram's, for photo and document
+    file_name: Mapped[str | None] = mapped_column(String(256))
+    file_size: Mapped[int | None] = mapped_column(BigInteger)
+    text: Mapped[str | None] = mapped_column(Text)  # the text, or the file's caption
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(_in("kind", EvidenceKind), name="kind"),
+        CheckConstraint("(kind = 'text') = (file_id IS NULL)", name="file_unless_text"),
+        Index("ix_dispute_evidence_escrow_id", "escrow_id", "sender_id"),
+    )
+
+
+class UserStatusChange(Base):
+    """An admin blocking or unblocking a user, and why (append-only)."""
+
+    __tablename__ = "user_status_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    admin_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(16))  # the user's status from then on
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(_in("status", UserStatus), name="status"),
+        Index("ix_user_status_changes_user_id", "user_id", "id"),
+    )
+
+
 class PlatformAccount(Base):
     """The platform's fee balance per currency."""
 
@@ -481,3 +568,5 @@ ledger_entries = LedgerEntry.__table__
 deal_events = DealEvent.__table__
 notifications = Notification.__table__
 platform_accounts = PlatformAccount.__table__
+dispute_evidence = DisputeEvidence.__table__
+user_status_changes = UserStatusChange.__table__

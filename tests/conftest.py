@@ -25,6 +25,7 @@ from bot.ops import migrate
 from bot.services.base import ServiceContext
 from bot.services.deals import DealService
 from bot.services.deposits import DepositService
+from bot.services.moderation import ModerationService
 from bot.services.payouts import PayoutService
 from bot.services.settings import EscrowSettings
 from bot.services.users import Profile, UserService
@@ -37,7 +38,7 @@ from db.events import Event
 IN_CI = bool(os.environ.get("CI"))
 TABLES = (
     "ledger_entries, deal_events, invitations, withdrawals, wallets, escrows, users, "
-    "platform_accounts, notifications"
+    "platform_accounts, notifications, dispute_evidence, user_status_changes"
 )
 ADMIN_TELEGRAM_ID = 900_000_001
 
@@ -156,6 +157,7 @@ class Services:
         self.wallets = WalletService(ctx)
         self.deposits = DepositService(ctx)
         self.payouts = PayoutService(ctx)
+        self.moderation = ModerationService(ctx)
         self._ids = itertools.count(1000)
 
     async def user(
@@ -183,6 +185,11 @@ class Services:
 @pytest.fixture
 def escrow_settings() -> EscrowSettings:
     return EscrowSettings(admins=(ADMIN_TELEGRAM_ID,))
+
+
+# For a test that opens more deals a minute than a person may (its own
+# `@pytest.mark.parametrize("escrow_settings", [UNPACED])`).
+UNPACED = EscrowSettings(admins=(ADMIN_TELEGRAM_ID,), deals_per_hour=0, strangers_per_day=0)
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ from bot.bench.harness import install_redis_counter
 from bot.bench.modes import MODES, hot_query_times
 from bot.bench.report import plot, render
 from bot.bench.run import Phase, Plan, run_mode
+from bot.bench.workload import TRADERS_PACE
 from bot.config import ConfigError, load_config
 from bot.sim.round_trip import RoundTrip
 from db.sql.dataset import SERVER_SETTINGS
@@ -167,7 +168,9 @@ async def run(config_path: str | None, opts: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     config = load_config(config_path)
     config = msgspec.structs.replace(
-        config, database=config.database.with_database(opts["database"])
+        config,
+        database=config.database.with_database(opts["database"]),
+        escrow=msgspec.structs.replace(config.escrow, **TRADERS_PACE),
     )
     currencies = list(config.currency_table().codes)
     tty = sys.stderr.isatty()

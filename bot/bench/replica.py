@@ -95,6 +95,7 @@ class _Recorder:
 
 
 def _config(spec: dict[str, Any]) -> Any:
+    from bot.bench.workload import TRADERS_PACE
     from bot.config import load_config
 
     config = load_config(spec["config"])
@@ -102,6 +103,7 @@ def _config(spec: dict[str, Any]) -> Any:
         config,
         database=config.database.with_database(spec["database"]),
         cache=msgspec.structs.replace(config.cache, key_prefix=spec["prefix"]),
+        escrow=msgspec.structs.replace(config.escrow, **TRADERS_PACE),
     )
 
 

@@ -1,5 +1,6 @@
-"""Background jobs: deal expiry, deadline reminders, timed-out withdrawals and
-pruning the notification outbox, once per tick across all replicas.
+"""Background jobs: deal expiry, the automatic release of delivered deals,
+deadline reminders, timed-out withdrawals and pruning the notification
+outbox, once per tick across all replicas.
 
 Every replica runs the loop; each tick, the one that wins a job's Redis lock
 (`coordination.JobLock`) runs it. Expiry is safe to run twice anyway (`FOR UPDATE
@@ -60,14 +61,17 @@ class BackgroundJobs:
         self.interval = interval_seconds
         self.ticks = 0
         self.expired = 0
+        self.auto_released = 0
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def tick(self) -> int:
         """Run the jobs this replica wins this tick; the number of deals expired."""
         expired = await self.expire()
+        await self.release_due()
         if self.reminder_before:
             await self.remind()
+        await self.remind_clocks()
         if self.withdrawal_timeout:
             await self.reject_stale_withdrawals()
         if self.outbox_keep:
@@ -157,6 +161,38 @@ class BackgroundJobs:
         ]
         notices = await self.services.outbox.remind(due)
         sent = await self.outbox.send(notices, *deals)
+        self.reminded += sent
+        return sent
+
+    async def release_due(self) -> int:
+        """Release delivered deals whose buyer neither released nor disputed in
+        time, and tell both parties; the number released. Safe on every replica
+        at once (each deal is taken under a row lock, SKIP LOCKED); the lock
+        keeps the others from looking for the same deals every tick."""
+        if not await self.lock.acquire("release_due", self._tick_ms()):
+            return 0
+        released = 0
+        while True:
+            outcome = await self.services.deals.release_due(limit=BATCH)
+            deals = outcome.value
+            await self.outbox.send(outcome.notices, *deals)
+            released += len(deals)
+            if len(deals) < BATCH:
+                break
+        if released:
+            log.info("released %d delivered deals automatically", released)
+        self.auto_released += released
+        return released
+
+    async def remind_clocks(self) -> int:
+        """Remind the seller before a delivery deadline, tell the buyer when it
+        has passed, remind the buyer before an automatic release; each once
+        per deal, party and reminder (through the outbox); the number sent now."""
+        if not await self.lock.acquire("remind_clocks", self._tick_ms()):
+            return 0
+        due = await self.services.deals.clock_reminders()
+        notices = await self.services.outbox.remind_of(due)
+        sent = await self.outbox.send(notices, *{deal.id: deal for _, _, deal, _ in due}.values())
         self.reminded += sent
         return sent
 

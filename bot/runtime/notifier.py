@@ -38,9 +38,11 @@ from bot.config import RuntimeSettings
 from bot.ops.metrics import Metrics
 from bot.runtime.ticks import every
 from bot.services import Services
+from bot.services.deals.evidence import EvidenceView
 from bot.services.deposits import DepositView
 from bot.services.notifications import Subjects
 from bot.services.views import DealView, WithdrawalView
+from bot.telegram.disputes import send_evidence
 from bot.telegram.keyboards import Signer
 from bot.telegram.notices import Gone, Notices, Obsolete, who_is
 from cache.snapshots import UserSnapshot
@@ -98,7 +100,7 @@ class Outbox:
     async def send(
         self,
         notices: Iterable[Notice],
-        *subjects: DealView | WithdrawalView | DepositView,
+        *subjects: DealView | WithdrawalView | DepositView | EvidenceView,
         actor: UserSnapshot | None = None,
     ) -> int:
         """Send `notices` now, rendered from what the caller holds; the number sent.
@@ -112,6 +114,7 @@ class Outbox:
             withdrawals={s.id: s for s in subjects if isinstance(s, WithdrawalView)},
             actors={actor.id: who_is(actor)} if actor else {},
             deposits={s.id: s for s in subjects if isinstance(s, DepositView)},
+            evidence={s.id: s for s in subjects if isinstance(s, EvidenceView)},
         )
         return await self._deliver(notices, known, "direct")
 
@@ -200,8 +203,12 @@ class Outbox:
             return NotificationStatus.FAILED, str(exc)
         except Obsolete as exc:
             return NotificationStatus.OBSOLETE, str(exc)
+        evidence = self.notices.attachment(notice, subjects)
         try:
-            await self.bot.send_message(chat_id, text, reply_markup=markup)
+            if evidence is not None:  # the photo or document itself, under the text
+                await send_evidence(self.bot, chat_id, evidence, text, markup)
+            else:
+                await self.bot.send_message(chat_id, text, reply_markup=markup)
         except Exception as exc:
             return self._refused(notice, chat_id, path, exc)
         return NotificationStatus.SENT, None

@@ -3,6 +3,7 @@
 from bot.services.base import Outcome, ServiceContext
 from bot.services.deals import DealService
 from bot.services.deposits import DepositService
+from bot.services.moderation import ModerationService
 from bot.services.notifications import OutboxService
 from bot.services.payouts import PayoutService
 from bot.services.reads import ReadService
@@ -22,6 +23,7 @@ class Services:
         self.payouts = PayoutService(ctx)
         self.reads = ReadService(ctx)
         self.outbox = OutboxService(ctx)
+        self.moderation = ModerationService(ctx)
 
 
 __all__ = ["Outcome", "ServiceContext", "Services"]

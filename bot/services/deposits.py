@@ -38,6 +38,7 @@ from db.sql.deposits import (
     UNSETTLED,
 )
 from db.sql.notifications import decode_notices
+from db.sql.users import LOCK_USER
 
 
 class DepositView(msgspec.Struct, frozen=True):
@@ -94,6 +95,7 @@ class DepositService(Service):
                 "provider": provider,
             }
             if money.deposit_limit_per_day:
+                await uow.execute(LOCK_USER, {"user_id": user.id})
                 today = (await uow.execute(DEPOSITED_TODAY, params)).one().total
                 limit = money.deposit_limit_per_day
                 refuse_over_daily_limit("deposit", money, limit, today, amount)

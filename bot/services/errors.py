@@ -30,6 +30,10 @@ class Refusal(enum.StrEnum):
     ADMIN_SETTLES_DISPUTES = "admin_settles_disputes"
     FUNDING_SHORT = "funding_short"  # amount, currency
     HELD_FUNDS_MISSING = "held_funds_missing"
+    NOT_OVERDUE = "not_overdue"  # deal, due_at: the delivery deadline has not passed
+    # anti-spam: limit, until (when one more is allowed), wait (how long until then)
+    TOO_MANY_DEALS = "too_many_deals"
+    TOO_MANY_STRANGERS = "too_many_strangers"
     # invitations
     INVITATION_NOT_VALID = "invitation_not_valid"
     OWN_INVITATION = "own_invitation"
@@ -71,6 +75,18 @@ class Refusal(enum.StrEnum):
     ADMIN_DECIDES_WITHDRAWALS = "admin_decides_withdrawals"
     ADMIN_CREDITS_DEPOSITS = "admin_credits_deposits"
     NO_SUCH_USER = "no_such_user"
+    # blocking
+    PARTY_BLOCKED = "party_blocked"  # a party of the deal is blocked: no accept, fund, create
+    NOBODY_BY_THAT_NAME = "nobody_by_that_name"  # no user with that id or @username
+    ALREADY_BLOCKED = "already_blocked"  # name
+    NOT_BLOCKED = "not_blocked"  # name
+    CANT_BLOCK_ADMIN = "cant_block_admin"
+    # disputes: evidence and split settlements
+    DISPUTE_CLOSED = "dispute_closed"  # deal, status
+    EVIDENCE_LIMIT = "evidence_limit"  # limit
+    EVIDENCE_TOO_LARGE = "evidence_too_large"  # megabytes
+    EVIDENCE_KIND = "evidence_kind"
+    SPLIT_OUT_OF_RANGE = "split_out_of_range"  # amount, currency
 
 
 class TextField(enum.StrEnum):
@@ -81,6 +97,7 @@ class TextField(enum.StrEnum):
     NOTE = "note"
     REFERENCE = "reference"
     DESTINATION = "destination"
+    EVIDENCE = "evidence"
 
 
 class EscrowError(Exception):
@@ -140,6 +157,10 @@ class InsufficientFunds(EscrowError):
     pass
 
 
+class Paced(NotAllowed):
+    """Over a per-user limit of a window; `until` says when it is allowed again."""
+
+
 class InvitationUnavailable(EscrowError):
     pass
 
@@ -160,4 +181,6 @@ class AlreadyDone(WrongState):
     """The deal is already where the action would take it, and the move was the
     actor's own: a double press, or a press Telegram delivered again after its
     commit. Nothing was changed now; the caller may show it as the success it
-    is. Its code says the same as `WrongState`'s for whoever reads it as one."""
+    is. Its code says the same as `WrongState`'s for whoever reads it as one.
+    Also a withdrawal request made again with its reference: `current` is the
+    withdrawal the first one made."""

@@ -15,12 +15,14 @@ from typing import Any
 import msgspec
 
 from bot.services.base import Service
+from bot.services.deals.evidence import EvidenceView, evidence_view
 from bot.services.deposits import DepositView, deposit_view
 from bot.services.views import DealView, WithdrawalView, deal_view
 from bot.services.withdrawals import withdrawal_view
 from db.models import NotificationStatus
 from db.sql.deals import DEALS_BY_ID
 from db.sql.deposits import DEPOSITS_BY_ID
+from db.sql.disputes import EVIDENCE_BY_ID
 from db.sql.notifications import CLAIM_DUE, MARK, PRUNE, REMIND, Notice
 from db.sql.users import ACTORS_BY_ID
 from db.sql.withdrawals import WITHDRAWALS_BY_ID
@@ -40,6 +42,7 @@ class Subjects(msgspec.Struct, frozen=True):
     withdrawals: Mapping[int, WithdrawalView]
     actors: Mapping[int, Who]
     deposits: Mapping[int, DepositView] = msgspec.field(default_factory=dict)
+    evidence: Mapping[int, EvidenceView] = msgspec.field(default_factory=dict)
 
 
 def _ids(values: Iterable[int | None]) -> list[int]:
@@ -55,12 +58,14 @@ class OutboxService(Service):
             return [msgspec.convert(dict(row._mapping), Notice) for row in rows]
 
     async def subjects(self, notices: Iterable[Notice]) -> Subjects:
-        """The deals, withdrawals and actors `notices` are about, as they are now."""
+        """The deals, withdrawals, deposits, evidence and actors `notices` are
+        about, as they are now."""
         notices = list(notices)
         deal_ids = _ids(n.escrow_id for n in notices)
         withdrawal_ids = _ids(n.withdrawal_id for n in notices)
         deposit_ids = _ids(n.deposit_id for n in notices)
         actor_ids = _ids(n.actor_id for n in notices)
+        evidence_ids = _ids(n.evidence_id for n in notices)
         deals: dict[int, DealView] = {}
         withdrawals: dict[int, WithdrawalView] = {}
         actors: dict[int, Who] = {}
@@ -78,19 +83,28 @@ class OutboxService(Service):
             if deposit_ids:
                 for row in await conn.execute(DEPOSITS_BY_ID, {"ids": deposit_ids}):
                     deposits[row.id] = deposit_view(row)
-        return Subjects(deals, withdrawals, actors, deposits)
+            evidence: dict[int, EvidenceView] = {}
+            if evidence_ids:
+                for row in await conn.execute(EVIDENCE_BY_ID, {"ids": evidence_ids}):
+                    evidence[row.id] = evidence_view(row)
+        return Subjects(deals, withdrawals, actors, deposits, evidence)
 
     async def remind(self, due: Iterable[tuple[int, int, DealView]]) -> list[Notice]:
         """Write a deadline reminder for each (chat, user, deal) not reminded of
         the deal in its current status yet; the new ones (one statement)."""
+        return await self.remind_of((chat, user, deal, deal.status) for chat, user, deal in due)
+
+    async def remind_of(self, due: Iterable[tuple[int, int, DealView, str]]) -> list[Notice]:
+        """Write a reminder for each (chat, user, deal, note) not written yet
+        (one per deal, user and note); the new ones (one statement)."""
         due = list(due)
         if not due:
             return []
         params = {
-            "chat_ids": [chat for chat, _, _ in due],
-            "user_ids": [user for _, user, _ in due],
-            "escrow_ids": [deal.id for _, _, deal in due],
-            "statuses": [deal.status for _, _, deal in due],
+            "chat_ids": [chat for chat, _, _, _ in due],
+            "user_ids": [user for _, user, _, _ in due],
+            "escrow_ids": [deal.id for _, _, deal, _ in due],
+            "statuses": [note for _, _, _, note in due],
             "grace": self.ctx.notify_grace,
         }
         async with self.ctx.db.reader.connect() as conn:

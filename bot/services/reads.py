@@ -22,6 +22,7 @@ from bot.services.errors import NotAllowed, Refusal
 from bot.services.views import WithdrawalView
 from db.models import FINAL_DEAL_STATUSES, FUNDED_DEAL_STATUSES, OPEN_DEAL_STATUSES, DealStatus
 from db.sql.reads import (
+    ADMIN_WITHDRAWAL,
     FIRST_PAGE,
     MY_DEALS_PAGE,
     OPEN_DISPUTES,
@@ -35,16 +36,18 @@ DealFilter = Literal["active", "action", "finished"]
 
 _UNFINISHED = [s.value for s in OPEN_DEAL_STATUSES + FUNDED_DEAL_STATUSES]
 _FINISHED = [s.value for s in FINAL_DEAL_STATUSES]
-# (buyer's statuses, seller's statuses, only deals awaiting the user)
-FILTERS: dict[str, tuple[list[str], list[str], bool]] = {
-    "active": (_UNFINISHED, _UNFINISHED, False),
+# (buyer's statuses, seller's statuses, only deals awaiting the user, with
+# the deals the user is invited to)
+FILTERS: dict[str, tuple[list[str], list[str], bool, bool]] = {
+    "active": (_UNFINISHED, _UNFINISHED, False, True),
     # what waits for me: accept an invitation, fund, release / deliver
     "action": (
         [DealStatus.PENDING, DealStatus.ACCEPTED, DealStatus.DELIVERED],
         [DealStatus.PENDING, DealStatus.FUNDED],
         True,
+        True,
     ),
-    "finished": (_FINISHED, _FINISHED, False),
+    "finished": (_FINISHED, _FINISHED, False, False),
 }
 
 
@@ -60,6 +63,9 @@ class DealListItem(msgspec.Struct, frozen=True):
     created_at: datetime
     description: str
     counterparty: str | None = None  # the other party, as the viewer sees it
+    # The code of the invitation addressed to the viewer, for a deal they are
+    # invited to and not a party to yet.
+    invitation: str | None = None
 
 
 class DealPage(msgspec.Struct, frozen=True):
@@ -100,11 +106,24 @@ async def read_as_admin(
 
 class ReadService(Service):
     async def deals_page(
-        self, viewer: Actor, kind: DealFilter, before: int | None = None, limit: int = PAGE_SIZE
+        self,
+        viewer: Actor,
+        kind: DealFilter,
+        before: int | None = None,
+        limit: int = PAGE_SIZE,
+        *,
+        username: str | None = None,
     ) -> DealPage:
-        buyer_statuses, seller_statuses, awaiting_me = FILTERS[kind]
+        """A page of the viewer's deals; in the active and waiting lists, also
+        the deals an invitation waits for them in: addressed to their Telegram
+        id, or to `username` (the @username they hold now, as Telegram reported
+        it with this update) while nobody has claimed it."""
+        buyer_statuses, seller_statuses, awaiting_me, invited = FILTERS[kind]
         params = {
             "user_id": viewer.id,
+            "telegram_id": viewer.telegram_id,
+            "username": username.lower() if username else None,
+            "invited": invited,
             "buyer_statuses": [str(s) for s in buyer_statuses],
             "seller_statuses": [str(s) for s in seller_statuses],
             "awaiting_me": awaiting_me,
@@ -129,6 +148,13 @@ class ReadService(Service):
             rows = await read_as_admin(conn, PENDING_WITHDRAWALS, admin, {"limit": limit})
         fields = WithdrawalView.__struct_fields__
         return [WithdrawalView(**{name: row._mapping[name] for name in fields}) for row in rows]
+
+    async def withdrawal(self, admin: Actor, withdrawal_id: int) -> WithdrawalView | None:
+        """One withdrawal, whatever its status, with its destination: admins only."""
+        async with self.ctx.db.reader.connect() as conn:
+            rows = await read_as_admin(conn, ADMIN_WITHDRAWAL, admin, {"id": withdrawal_id})
+        fields = WithdrawalView.__struct_fields__
+        return WithdrawalView(**{name: rows[0]._mapping[name] for name in fields}) if rows else None
 
     async def withdrawals_of(self, user: Actor, limit: int = 5) -> list[WithdrawalView]:
         async with self.ctx.db.reader.connect() as conn:

@@ -8,6 +8,7 @@ viewer may press now.
 from __future__ import annotations
 
 import enum
+from datetime import UTC, datetime
 from typing import Protocol
 
 from db.models import DealStatus
@@ -28,6 +29,8 @@ class Action(enum.StrEnum):
     RELEASE = "release"
     DISPUTE = "dispute"
     CANCEL = "cancel"
+    # The buyer calls off a funded deal the seller did not deliver in time.
+    REFUND = "refund"
 
 
 class DealParties(Protocol):
@@ -59,6 +62,29 @@ RULES: dict[Action, dict[DealStatus, tuple[Role, DealStatus]]] = {
         DealStatus.FUNDED: (Role.SELLER, DealStatus.REFUNDED),
         DealStatus.DELIVERED: (Role.SELLER, DealStatus.REFUNDED),
     },
+    # Only past the delivery deadline (AFTER_DEADLINE).
+    Action.REFUND: {DealStatus.FUNDED: (Role.BUYER, DealStatus.REFUNDED)},
+}
+
+# Actions open only once a clock of the deal has run out: action → the deal's
+# field holding that moment (None: the deal has no such clock, never open).
+AFTER_DEADLINE: dict[Action, str] = {Action.REFUND: "deliver_due_at"}
+
+
+class Timer(enum.StrEnum):
+    """What the jobs loop does to a deal when one of its clocks runs out."""
+
+    EXPIRE = "expire"  # not accepted and funded by the deal's deadline
+    AUTO_RELEASE = "auto_release"  # delivered, neither released nor disputed in time
+
+
+# timer → {from status: to status}; nobody's action, so no role.
+TIMERS: dict[Timer, dict[DealStatus, DealStatus]] = {
+    Timer.EXPIRE: {
+        DealStatus.PENDING: DealStatus.EXPIRED,
+        DealStatus.ACCEPTED: DealStatus.EXPIRED,
+    },
+    Timer.AUTO_RELEASE: {DealStatus.DELIVERED: DealStatus.RELEASED},
 }
 
 
@@ -85,12 +111,29 @@ def is_party(deal: DealParties, user_id: int) -> bool:
     return user_id in (deal.buyer_id, deal.seller_id)
 
 
-def allowed_actions(deal: DealParties, user_id: int) -> tuple[Action, ...]:
+def past_deadline(deal: DealParties, action: Action, now: datetime | None = None) -> bool:
+    """True unless `action` waits for a clock of `deal` that has not run out
+    (by `now`, else this moment): what the bot shows. The service leaves the
+    last word to the database's clock, in the guarded statement."""
+    field = AFTER_DEADLINE.get(action)
+    if field is None:
+        return True
+    due: datetime | None = getattr(deal, field, None)
+    return due is not None and due <= (now or datetime.now(UTC))
+
+
+def allowed_actions(
+    deal: DealParties, user_id: int, now: datetime | None = None
+) -> tuple[Action, ...]:
     """The actions `user_id` may take on `deal` right now, in display order."""
     status = DealStatus(deal.status)
     allowed = []
     for action, by_status in RULES.items():
         rule = by_status.get(status)
-        if rule is not None and has_role(deal, user_id, rule[0]):
+        if (
+            rule is not None
+            and has_role(deal, user_id, rule[0])
+            and past_deadline(deal, action, now)
+        ):
             allowed.append(action)
     return tuple(allowed)

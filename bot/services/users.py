@@ -17,6 +17,7 @@ from db.sql.deals import CLAIM_INVITATIONS
 from db.sql.ledger import ADD_WALLETS
 from db.sql.users import (
     BUMP_VERSION,
+    PERSON_BY_TELEGRAM_ID,
     RELEASE_USERNAME,
     SET_LOCALE,
     UPSERT_USER,
@@ -71,9 +72,17 @@ class UserService(Service):
             ).first()
         return Person(**row._mapping) if row is not None else None
 
+    async def find_by_telegram_id(self, telegram_id: int) -> Person | None:
+        """Who has this Telegram id on the bot (one indexed read), or None."""
+        async with self.ctx.db.reader.connect() as conn:
+            row = (await conn.execute(PERSON_BY_TELEGRAM_ID, {"telegram_id": telegram_id})).first()
+        return Person(**row._mapping) if row is not None else None
+
     async def register(self, profile: Profile) -> Outcome[UserView]:
         """Create the user on first contact, refresh a changed profile, and make
-        sure there is a wallet for every configured currency."""
+        sure there is a wallet for every configured currency. On first contact
+        or a profile change, invitations to their @username are claimed and
+        those waiting for them counted (`UserView.invited`)."""
         params = {
             "telegram_id": profile.telegram_id,
             "username": profile.username,
@@ -99,11 +108,14 @@ class UserService(Service):
                 # a currency configured since the user's last visit
                 version = (await uow.execute(BUMP_VERSION, {"user_id": row.id})).scalar_one()
                 changed = True
-            if row.changed and profile.username:
-                await uow.execute(
-                    CLAIM_INVITATIONS,
-                    {"telegram_id": profile.telegram_id, "username": profile.username.lower()},
-                )
+            invited = 0
+            if row.changed:  # who they are may have just come to match an invitation
+                claim = {
+                    "telegram_id": profile.telegram_id,
+                    "username": profile.username.lower() if profile.username else None,
+                    "user_id": row.id,
+                }
+                invited = (await uow.execute(CLAIM_INVITATIONS, claim)).scalar_one()
             if changed:
                 uow.record(UserChanged(row.id, row.telegram_id, version))
             return UserView(
@@ -115,6 +127,7 @@ class UserService(Service):
                 is_admin=row.is_admin,
                 version=version,
                 created=row.created,
+                invited=invited,
             )
 
         return await self.transaction(work)

@@ -30,6 +30,12 @@ class DealView(msgspec.Struct, frozen=True):
     seller_telegram_id: int | None
     buyer_name: str | None
     seller_name: str | None
+    # The clocks: delivery due (funded), automatic release due (delivered).
+    deliver_due_at: datetime | None = None
+    release_due_at: datetime | None = None
+    # Set once an admin split the deal: the seller's part and the fee taken from it.
+    split_seller: int | None = None
+    split_fee: int | None = None
 
     @property
     def telegram_ids(self) -> tuple[int, ...]:
@@ -39,6 +45,19 @@ class DealView(msgspec.Struct, frozen=True):
     def payout(self) -> int:
         """What the seller receives on release."""
         return self.amount - self.fee
+
+    @property
+    def refund(self) -> int:
+        """What a split returned to the buyer (0 unless split)."""
+        return self.amount - self.split_seller if self.split_seller is not None else 0
+
+    def role_of(self, user_id: int | None) -> str | None:
+        """Which party `user_id` is: "buyer", "seller", or None for anyone else."""
+        if user_id is not None and user_id == self.buyer_id:
+            return "buyer"
+        if user_id is not None and user_id == self.seller_id:
+            return "seller"
+        return None
 
 
 class InvitationView(msgspec.Struct, frozen=True):
@@ -71,6 +90,8 @@ class UserView(msgspec.Struct, frozen=True):
     is_admin: bool
     version: int
     created: bool = False
+    # Invitations waiting for them, counted on first contact or a profile change.
+    invited: int = 0
 
 
 class WithdrawalView(msgspec.Struct, frozen=True):

@@ -11,6 +11,7 @@ import msgspec
 from bot.services.base import Actor, Outcome, Service, refuse_over_daily_limit
 from bot.services.deals import bounded_text
 from bot.services.errors import (
+    AlreadyDone,
     InsufficientFunds,
     NotAllowed,
     Refusal,
@@ -22,16 +23,23 @@ from bot.services.views import WithdrawalView
 from db import UnitOfWork
 from db.models import LedgerAccount, LedgerKind, WithdrawalStatus
 from db.sql.notifications import decode_notices
+from db.sql.users import LOCK_USER
 from db.sql.withdrawals import (
     DECIDE_WITHDRAWAL,
     INSERT_WITHDRAWAL,
     LOCK_STALE_WITHDRAWALS,
     LOCK_WITHDRAWAL,
+    WITHDRAWAL_BY_REQUEST,
     WITHDRAWN_TODAY,
 )
 
 MAX_REFERENCE = 100  # a deposit's or withdrawal's reference, in characters
 STALE_WITHDRAWAL_NOTE = "not decided in time"
+
+
+def request_key(reference: str) -> str:
+    """The ledger key of the hold a request with this reference made."""
+    return f"withdrawal:request:{reference}"
 
 
 def withdrawal_view(row: Any) -> WithdrawalView:
@@ -54,7 +62,8 @@ class WithdrawalRequests(Service):
         """Hold `amount` for a payout to `destination` until an admin decides.
 
         With a `reference` (e.g. the confirmation message), the same request
-        made twice (a double press) is refused instead of held twice."""
+        made twice (a double press, even on two replicas at once) is held once:
+        the second gets `AlreadyDone` with the withdrawal the first made."""
         money = self._amount(currency, amount)
         destination = bounded_text(
             destination, self.settings.withdrawal_destination_max_length, "destination"
@@ -65,6 +74,7 @@ class WithdrawalRequests(Service):
         async def work(uow: UnitOfWork) -> WithdrawalView:
             if money.withdrawal_limit_per_day:
                 params = {"user_id": user.id, "currency": money.code}
+                await uow.execute(LOCK_USER, {"user_id": user.id})
                 today = (await uow.execute(WITHDRAWN_TODAY, params)).one().total
                 limit = money.withdrawal_limit_per_day
                 refuse_over_daily_limit("withdrawal", money, limit, today, amount)
@@ -86,7 +96,7 @@ class WithdrawalRequests(Service):
             uow.outbox(*decode_notices(row.notices))
             await post_movement(
                 uow,
-                key=f"withdrawal:request:{reference}" if reference else f"withdrawal:{row.id}:hold",
+                key=request_key(reference) if reference else f"withdrawal:{row.id}:hold",
                 currency=money.code,
                 legs=[
                     Leg(LedgerKind.HOLD, LedgerAccount.AVAILABLE, -amount, user.id),
@@ -102,7 +112,17 @@ class WithdrawalRequests(Service):
         try:
             return await self.transaction(work)
         except DuplicateMovement:
-            raise WrongState(Refusal.WITHDRAWAL_REQUESTED) from None
+            made = await self.requested_with(user, reference) if reference else None
+            if made is None:
+                raise WrongState(Refusal.WITHDRAWAL_REQUESTED) from None
+            raise AlreadyDone(Refusal.WITHDRAWAL_REQUESTED, current=made) from None
+
+    async def requested_with(self, user: Actor, reference: str) -> WithdrawalView | None:
+        """The withdrawal `user` requested with this reference, if any (one read)."""
+        params = {"key": request_key(reference), "user_id": user.id}
+        async with self.ctx.db.reader.connect() as conn:
+            row = (await conn.execute(WITHDRAWAL_BY_REQUEST, params)).first()
+        return withdrawal_view(row) if row is not None else None
 
     async def approve_withdrawal(self, admin: Actor, withdrawal_id: int) -> Outcome[WithdrawalView]:
         """The payout was sent: the held amount leaves the escrow."""

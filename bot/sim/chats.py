@@ -13,14 +13,24 @@ from typing import Any
 
 from aiogram.types import (
     Chat,
+    Document,
     InlineKeyboardMarkup,
     Message,
+    PhotoSize,
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
     User,
 )
 
-from bot.sim.content import Button, Keyboard, Refused, keyboard_of, render_text
+from bot.sim.content import (
+    Button,
+    Keyboard,
+    Refused,
+    keyboard_of,
+    render_caption,
+    render_text,
+)
+from bot.sim.files import StoredFile
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +48,8 @@ class ChatMessage:
     message: Message
     """The aiogram Message Telegram returned for the latest send or edit."""
     edits: int = 0
+    media: tuple[str, str] | None = None
+    """A photo or document message: its kind and file id (`text` is its caption)."""
 
     @property
     def buttons(self) -> list[str]:
@@ -127,6 +139,63 @@ class ChatState:
         self.messages[message.message_id] = stored
         return stored
 
+    def post_media(
+        self,
+        sender: User,
+        date: datetime,
+        file: StoredFile,
+        caption: str | None,
+        parse_mode: str | None,
+        reply_markup: Any,
+    ) -> ChatMessage:
+        """sendPhoto or sendDocument of a file Telegram holds: store and return it."""
+        self.check_writable()
+        plain = render_caption(caption, parse_mode)
+        markup = reply_markup if isinstance(reply_markup, InlineKeyboardMarkup) else None
+        keyboard = keyboard_of(markup)
+        if file.kind == "photo":
+            content: dict[str, Any] = {
+                "photo": [
+                    PhotoSize(
+                        file_id=file.file_id,
+                        file_unique_id=file.file_unique_id,
+                        width=1280,
+                        height=960,
+                        file_size=file.size,
+                    )
+                ]
+            }
+        else:
+            content = {
+                "document": Document(
+                    file_id=file.file_id,
+                    file_unique_id=file.file_unique_id,
+                    file_name=file.name,
+                    mime_type=file.mime_type,
+                    file_size=file.size,
+                )
+            }
+        message = Message(
+            message_id=self.next_message_id(),
+            date=date,
+            chat=self.chat,
+            from_user=sender,
+            caption=plain or None,
+            reply_markup=markup,
+            **content,
+        )
+        stored = ChatMessage(
+            message.message_id,
+            plain,
+            caption or "",
+            parse_mode,
+            keyboard,
+            message,
+            media=(file.kind, file.file_id),
+        )
+        self.messages[message.message_id] = stored
+        return stored
+
     def edit(
         self,
         message_id: int,
@@ -144,6 +213,8 @@ class ChatState:
             raise Refused("message to edit not found")
         if text is None:
             text, parse_mode, plain = current.raw_text, current.parse_mode, current.text
+        elif current.media is not None:
+            raise Refused("there is no text in the message to edit")
         else:
             plain = render_text(text, parse_mode)
         # Like Telegram, an edit without reply_markup removes the inline keyboard.
@@ -162,8 +233,12 @@ class ChatState:
             reply_markup=reply_markup,
             edit_date=int(date.timestamp()),
         )
+        if current.media is not None:  # its buttons changed: the file and caption stay
+            message = current.message.model_copy(
+                update={"reply_markup": reply_markup, "edit_date": int(date.timestamp())}
+            )
         edited = ChatMessage(
-            message_id, plain, text, parse_mode, keyboard, message, current.edits + 1
+            message_id, plain, text, parse_mode, keyboard, message, current.edits + 1, current.media
         )
         self.messages[message_id] = edited
         return edited

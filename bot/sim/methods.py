@@ -94,6 +94,24 @@ def _send_message(telegram: FakeTelegram, bot: Bot, request: BotRequest) -> Mess
     return request.message.message.as_(bot)
 
 
+@answers("sendPhoto", "sendDocument")
+def _send_file(telegram: FakeTelegram, bot: Bot, request: BotRequest) -> Message:
+    """A file Telegram holds, sent again by its file id (`bot.sim.files`)."""
+    params = request.params
+    kind = "photo" if request.method == "sendPhoto" else "document"
+    chat = telegram.chat_of(request)
+    stored = telegram.files.resend(kind, params[kind])
+    request.message = chat.post_media(
+        telegram.bot_user(bot),
+        telegram.now(),
+        stored,
+        params.get("caption"),
+        params.get("parse_mode"),
+        params.get("reply_markup"),
+    )
+    return request.message.message.as_(bot)
+
+
 @answers("editMessageText", "editMessageReplyMarkup")
 def _edit_message(telegram: FakeTelegram, bot: Bot, request: BotRequest) -> Message | bool:
     params = request.params

@@ -30,6 +30,7 @@ from aiogram.types import User
 from bot.sim.bot_settings import BotSettings
 from bot.sim.chats import ChatState
 from bot.sim.content import Refused
+from bot.sim.files import FileStore
 from bot.sim.methods import BotRequest, handler_for
 
 if TYPE_CHECKING:
@@ -74,6 +75,8 @@ class FakeTelegram(BaseSession):
         self.closed = False
         self.chats: dict[int, ChatState] = {}
         self.settings = BotSettings()
+        self.files = FileStore()
+        """The photos and documents users sent, by file id."""
         self.unanswered: list[str] = []
         """Methods the bot called that the double does not answer (each one raised)."""
         self._log: list[BotRequest] = []

@@ -130,6 +130,21 @@ class SimulatedUser:
             entities = [MessageEntity(type="bot_command", offset=0, length=length)]
         return await self.feed(self._message_update(text, entities=entities))
 
+    async def send_photo(self, caption: str | None = None, *, size: int = 150_000) -> UpdateResult:
+        """Send a photo (Telegram keeps it and gives each of its sizes a file id)."""
+        return await self.send_content(photo=self.telegram.files.photo_sizes(size), caption=caption)
+
+    async def send_document(
+        self, name: str = "invoice.pdf", caption: str | None = None, *, size: int = 80_000
+    ) -> UpdateResult:
+        """Send a file as a document."""
+        document = self.telegram.files.document(name, size, "application/pdf")
+        return await self.send_content(document=document, caption=caption)
+
+    async def send_content(self, **content: Any) -> UpdateResult:
+        """Send a message of any other content (a `sticker=`, a `location=`, ...)."""
+        return await self.feed(self._message_update(None, **content))
+
     async def start(self, payload: str | None = None) -> UpdateResult:
         """Open the bot, or follow a t.me/<bot>?start=<payload> link."""
         return await self.send(f"/start {payload}" if payload else "/start")
@@ -240,10 +255,11 @@ class SimulatedUser:
 
     def _message_update(
         self,
-        text: str,
+        text: str | None,
         *,
         entities: list[MessageEntity] | None = None,
         forward_origin: MessageOrigin | None = None,
+        **content: Any,
     ) -> Update:
         chat = self.chat
         # Writing to the bot starts the chat, and unblocks it ("Restart bot").
@@ -256,6 +272,7 @@ class SimulatedUser:
             text=text,
             entities=entities,
             forward_origin=forward_origin,
+            **content,
         ).as_(self.bot)
         chat.user_messages[message.message_id] = message
         return Update(update_id=self.telegram.next_update_id(), message=message).as_(self.bot)

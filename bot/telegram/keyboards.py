@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
+from urllib.parse import quote, urlencode
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
@@ -62,13 +63,48 @@ class DealAct(CallbackData, prefix="da"):
     sig: str = ""
 
 
+class Invite(CallbackData, prefix="iv"):
+    """An invitation, by its code: show its deal, accept it or decline it."""
+
+    action: str
+    code: str
+
+
 class AdminDeal(CallbackData, prefix="ad"):
-    """An admin's resolution of a disputed deal: release or refund."""
+    """An admin's resolution of a disputed deal: release, refund or split."""
 
     outcome: str
     code: str
     v: int
     ok: bool = False
+
+
+class AdminCard(CallbackData, prefix="ac"):
+    """A deal's dispute as an admin sees it: who opened it, why, its evidence."""
+
+    code: str
+
+
+class AdminEvidence(CallbackData, prefix="ae"):
+    """Send a piece of a dispute's evidence to the admin again (id 0: all of it)."""
+
+    code: str
+    id: int
+
+
+class AdminWithdrawal(CallbackData, prefix="aw"):
+    """Approve (after a confirmation) or reject a pending withdrawal."""
+
+    action: str
+    id: int
+    ok: bool = False
+
+
+class EvidenceAdd(CallbackData, prefix="ea"):
+    """A party adds evidence to a disputed deal (a form), or is done adding."""
+
+    code: str
+    done: bool = False
 
 
 class Signer:
@@ -111,9 +147,10 @@ ACTION_LABELS = {
     Action.RELEASE: N_("✅ Release payment"),
     Action.DISPUTE: N_("⚠️ Open a dispute"),
     Action.CANCEL: N_("Cancel deal"),
+    Action.REFUND: N_("↩️ Cancel and get a refund"),
 }
 # Actions that move money for good ask once more.
-CONFIRMED = frozenset({Action.RELEASE, Action.CANCEL})
+CONFIRMED = frozenset({Action.RELEASE, Action.CANCEL, Action.REFUND})
 
 
 def menu_button() -> InlineKeyboardButton:
@@ -156,6 +193,9 @@ def deal_keyboard(
             label = _("↩️ Cancel and refund the buyer")
         data = signer.act(viewer_telegram_id, action, deal).pack()
         rows.append([InlineKeyboardButton(text=label, callback_data=data)])
+    if deal.status == "disputed" and viewer_id in (deal.buyer_id, deal.seller_id):
+        evidence = EvidenceAdd(code=deal.code).pack()
+        rows.append([InlineKeyboardButton(text=_("📎 Add evidence"), callback_data=evidence)])
     refresh = DealCard(code=deal.code).pack()
     rows.append([InlineKeyboardButton(text=_("⟳ Refresh"), callback_data=refresh)])
     rows.append([InlineKeyboardButton(text=_("📋 My deals"), callback_data=MY_DEALS)])
@@ -172,17 +212,23 @@ def confirm_keyboard(
     return kb.as_markup()
 
 
+# An admin's ways to settle a dispute, as their buttons say them.
+SETTLE = {
+    "release": N_("✅ Release to seller"),
+    "refund": N_("↩️ Refund buyer"),
+    "split": N_("✂️ Split"),
+}
+
+
 def admin_deal_keyboard(deal: DealView) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     if deal.status == "disputed":
-        kb.button(
-            text=_("✅ Release to seller"),
-            callback_data=AdminDeal(outcome="release", code=deal.code, v=deal.version),
-        )
-        kb.button(
-            text=_("↩️ Refund buyer"),
-            callback_data=AdminDeal(outcome="refund", code=deal.code, v=deal.version),
-        )
+        for outcome, label in SETTLE.items():
+            kb.button(
+                text=_(label),
+                callback_data=AdminDeal(outcome=outcome, code=deal.code, v=deal.version),
+            )
+    kb.button(text=_("🗂 Dispute file"), callback_data=AdminCard(code=deal.code))
     kb.button(text=_("« Admin"), callback_data=Nav(to="admin"))
     kb.adjust(1)
     return kb.as_markup()
@@ -231,3 +277,18 @@ def resolving_keyboard(
     buttons = [b for way in ways if (b := way_button(way, currency, deal)) is not None]
     rows = [buttons] if buttons else []
     return InlineKeyboardMarkup(inline_keyboard=[*rows, [menu_button()]])
+
+
+# Telegram's share link: the user picks chats, and the link goes there with `text`.
+SHARE_URL = "https://t.me/share/url"
+SHARE_INVITATION = N_("📤 Share the invitation")
+
+
+def share_url(link: str, text: str) -> str:
+    return f"{SHARE_URL}?{urlencode({'url': link, 'text': text}, quote_via=quote)}"
+
+
+def share_keyboard(link: str, text: str) -> InlineKeyboardMarkup:
+    """An invitation's link as a Share button, instead of copying it by hand."""
+    button = InlineKeyboardButton(text=_(SHARE_INVITATION), url=share_url(link, text))
+    return InlineKeyboardMarkup(inline_keyboard=[[button]])

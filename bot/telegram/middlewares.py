@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
-from typing import Any, Protocol, TypedDict
+from typing import Any, NotRequired, Protocol, TypedDict
 
 from aiogram import BaseMiddleware
 from aiogram.exceptions import TelegramAPIError
@@ -19,6 +19,7 @@ from bot.services import Services
 from bot.services.money import Currencies
 from bot.services.settings import EscrowSettings
 from bot.services.users import Profile
+from bot.services.views import UserView
 from bot.services.wallets import DepositProvider
 from bot.telegram.freshness import DealVersions
 from bot.telegram.fsm import StateUnavailable, StateUnread
@@ -43,6 +44,7 @@ class HandlerData(TypedDict):
     """What handlers may ask for by name (middleware data and Dispatcher kwargs)."""
 
     snapshot: UserSnapshot  # SnapshotMiddleware, per update
+    registered: NotRequired[UserView]  # SnapshotMiddleware, on an update that registered
     services: Services  # the rest: Dispatcher kwargs from bot/runtime/app.py
     currencies: Currencies
     settings: EscrowSettings
@@ -101,7 +103,9 @@ class SnapshotMiddleware(BaseMiddleware):
             return await handler(event, data)
         snapshot = await self.cache.get(user.id)
         if snapshot is None or _stale(snapshot, user, self.services):
-            await self.services.users.register(profile_of(user))
+            # What registration found out (the invitations now waiting for the
+            # user) is for this update's handler: the menu says it at no cost.
+            data["registered"] = (await self.services.users.register(profile_of(user))).value
             snapshot = await self.cache.get(user.id)
             if snapshot is None:  # the cache could not see our own commit
                 raise RuntimeError(f"user {user.id} missing right after registration")

@@ -41,7 +41,7 @@ RESOLVED = {
     DealStatus.REFUNDED: N_("🛡 An admin settled the dispute: the buyer is refunded."),
 }
 REASON = N_("Reason: <i>{reason}</i>")
-DISPUTE_OPENED = N_("🛡 New dispute opened by {name}.")
+DISPUTE_OPENED = N_("🛡 New dispute opened by {name} ({role}).")
 DEPOSIT_CREDITED = N_("✅ Your deposit of {amount} has arrived: it is in your wallet.")
 DEPOSIT_FEE = N_(" ({paid} paid, less Crypto Pay's fee of {fee}.)")
 WITHDRAWAL_PAID = N_("✅ Your withdrawal #{id} of {amount} was sent to your @CryptoBot wallet.")
@@ -60,7 +60,8 @@ DEPOSIT_MISMATCH = N_(
     "in Crypto Pay, and credit it by hand if it is right."
 )
 WITHDRAWAL_REQUESTED = N_(
-    "🛡 New withdrawal request #{id} from {name} (id <code>{telegram_id}</code>): {amount}."
+    "🛡 New withdrawal request #{id} from {name} (id <code>{telegram_id}</code>): {amount}\n"
+    "To: <code>{destination}</code>"
 )
 WITHDRAWAL_APPROVED = N_(
     "✅ Your withdrawal #{id} of {amount} to <code>{destination}</code> was approved and sent."

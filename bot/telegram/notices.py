@@ -1,9 +1,8 @@
 """What a notification says: the text and buttons a party, an owner or an
 admin receives about a deal, a deposit or a withdrawal someone else moved.
 
-The outbox worker (`bot/runtime/notifier.py`) sends what `Notices.render`
-returns; a notification whose subject is gone (`Gone`) or no longer true
-(`Obsolete`) is not sent.
+The outbox worker (`bot/runtime/notifier.py`) sends what `Notices.render` returns; a
+notification whose subject is gone (`Gone`) or no longer true (`Obsolete`) is not sent.
 """
 
 from __future__ import annotations
@@ -18,14 +17,16 @@ from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot.services.deals.evidence import EvidenceView
 from bot.services.deposits import DepositView
 from bot.services.money import Currencies
 from bot.services.notifications import Subjects, Who
 from bot.services.rules import Action, allowed_actions
 from bot.services.views import DealView, WithdrawalView
-from bot.telegram import keyboards, texts
+from bot.telegram import clocks, keyboards, texts
+from bot.telegram.disputes import relay_keyboard, relay_text, role_words, split_headline
 from bot.telegram.i18n import Catalogs, _, locale_for
-from bot.telegram.keyboards import Nav, Signer, WalletMenu
+from bot.telegram.keyboards import AdminWithdrawal, Nav, Signer, WalletMenu
 from bot.telegram.notice_texts import (
     CANCELLED_AND_REFUNDED,
     DEPOSIT_CREDITED,
@@ -77,7 +78,7 @@ class NoticeSender(Protocol):
     async def send(
         self,
         notices: Iterable[Notice],
-        *subjects: DealView | WithdrawalView | DepositView,
+        *subjects: DealView | WithdrawalView | DepositView | EvidenceView,
         actor: UserSnapshot | None = None,
     ) -> int: ...
 
@@ -111,6 +112,9 @@ class Notices:
         kind = NotificationKind(notice.kind)
         who = subjects.actors.get(notice.actor_id or 0) or Who(_(SOMEONE), 0)
         name = escape(who.name)
+        if kind in texts.ACCOUNT_NOTICES:  # a user blocked or unblocked, with the reason
+            told = _(texts.ACCOUNT_NOTICES[kind]).format(reason=escape(notice.note or ""))
+            return notice.chat_id, told, keyboards.back_to_menu()
         if notice.deposit_id is not None:
             deposit = subjects.deposits.get(notice.deposit_id)
             if deposit is None:
@@ -124,23 +128,43 @@ class Notices:
         deal = subjects.deals.get(notice.escrow_id or 0)
         if deal is None:
             raise Gone(f"deal {notice.escrow_id} does not exist")
+        if kind is NotificationKind.DISPUTE_EVIDENCE:
+            evidence = self.attachment(notice, subjects)
+            if evidence is None:
+                raise Gone(f"evidence {notice.evidence_id} does not exist")
+            text = relay_text(evidence, deal, who.name)
+            return notice.chat_id, text, relay_keyboard(deal)
         reason = "\n" + _(REASON).format(reason=escape(notice.note)) if notice.note else ""
         if kind is NotificationKind.DISPUTE_OPENED:
-            headline = _(DISPUTE_OPENED).format(name=name) + reason
+            role = role_words(deal, notice.actor_id)
+            headline = _(DISPUTE_OPENED).format(name=name, role=role) + reason
             return (
                 notice.chat_id,
                 texts.deal_card(deal, None, currencies, headline),
                 keyboards.admin_deal_keyboard(deal),
             )
-        if kind is NotificationKind.REMIND:
+        if kind is NotificationKind.REMIND and ":" in (notice.note or ""):
+            clock = clocks.reminder(deal, notice.note or "", datetime.now(UTC))
+            if clock is None:
+                raise Obsolete(f"deal {deal.code} is {deal.status} now: {notice.note} is moot")
+            headline = clock
+        elif kind is NotificationKind.RELEASE and notice.actor_id is None:
+            headline = clocks.auto_released(deal, notice.user_id)
+        elif kind is NotificationKind.REMIND:
             actions = reminded_actions(deal, notice.user_id or 0)
             if deal.status != notice.note or not actions:
                 raise Obsolete(f"deal {deal.code} is {deal.status} now, not {notice.note}")
             headline = reminder_headline(deal, actions, datetime.now(UTC))
+        elif kind is NotificationKind.RESOLVE and deal.status == DealStatus.SPLIT:
+            headline = split_headline(deal, notice.user_id, currencies)
         elif kind is NotificationKind.RESOLVE:
             headline = _(RESOLVED.get(DealStatus(deal.status), RESOLVED[DealStatus.RELEASED]))
         elif kind is NotificationKind.CANCEL and deal.status == DealStatus.REFUNDED:
-            headline = _(CANCELLED_AND_REFUNDED).format(name=name)
+            headline = (
+                clocks.refunded_past_deadline(deal, name)  # the buyer's refund, told the seller
+                if notice.user_id == deal.seller_id
+                else _(CANCELLED_AND_REFUNDED).format(name=name)
+            )
         elif kind is NotificationKind.INVITED:
             role = "buyer" if notice.user_id == deal.buyer_id else "seller"
             headline = _(INVITED_AS[role]).format(name=name) + reason
@@ -149,6 +173,11 @@ class Notices:
         return notice.chat_id, *self.card(
             deal, notice.user_id, notice.chat_id, headline, currencies
         )
+
+    def attachment(self, notice: Notice, subjects: Subjects) -> EvidenceView | None:
+        """The evidence a notification relays (sent as a photo or document under
+        its text), if it is about one."""
+        return subjects.evidence.get(notice.evidence_id) if notice.evidence_id else None
 
     def card(
         self,
@@ -208,12 +237,23 @@ class Notices:
         if kind is NotificationKind.WITHDRAWAL_REQUESTED:
             if withdrawal.status != WithdrawalStatus.PENDING:  # paid unattended, say
                 raise Obsolete(f"withdrawal {withdrawal.id} is {withdrawal.status} now")
+            # decided from here: the same presses as the admin panel's queue
+            kb.button(
+                text=_("✅ Approve"),
+                callback_data=AdminWithdrawal(action="approve", id=withdrawal.id),
+            )
+            kb.button(
+                text=_("✖️ Reject"),
+                callback_data=AdminWithdrawal(action="reject", id=withdrawal.id),
+            )
             kb.button(text=_("🛡 Admin"), callback_data=Nav(to="admin"))
+            kb.adjust(2, 1)
             text = _(WITHDRAWAL_REQUESTED).format(
                 id=withdrawal.id,
                 name=escape(who.name),
                 telegram_id=who.telegram_id,
                 amount=amount,
+                destination=escape(withdrawal.destination),
             )
             return notice.chat_id, text, kb.as_markup()
         if kind is NotificationKind.PAYOUT_FAILED:

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any, Protocol
-
-from aiogram.types import InlineKeyboardMarkup
 
 from bot.services.errors import EscrowError, Refusal, TextField
 from bot.services.money import Currency
 from bot.services.rules import Action, Role
 from bot.telegram.i18n import N_, _
-from bot.telegram.keyboards import Way, resolving_keyboard
+from bot.telegram.moments import duration, when
 from bot.telegram.texts import NOT_ADMIN
 from db.models import DealStatus, WithdrawalStatus
 
@@ -57,6 +56,7 @@ STATUS_WORDS = {
     DealStatus.CANCELLED: N_("cancelled"),
     DealStatus.DECLINED: N_("declined"),
     DealStatus.EXPIRED: N_("expired"),
+    DealStatus.SPLIT: N_("already split by an admin"),
 }
 
 WITHDRAWAL_STATUS_WORDS = {
@@ -76,6 +76,7 @@ ACTION_WORDS = {
     Action.RELEASE: N_("release it"),
     Action.DISPUTE: N_("open a dispute"),
     Action.CANCEL: N_("cancel it"),
+    Action.REFUND: N_("cancel it for a refund"),
 }
 
 ROLE_WORDS = {
@@ -91,6 +92,7 @@ FIELD_WORDS = {
     TextField.NOTE: N_("note"),
     TextField.REFERENCE: N_("reference"),
     TextField.DESTINATION: N_("destination"),
+    TextField.EVIDENCE: N_("text"),
 }
 
 # Data keys that hold an amount in minor units of the refusal's `currency`.
@@ -100,7 +102,10 @@ TEMPLATES: dict[enum.Enum, str] = {
     # deals
     Refusal.NO_SUCH_DEAL: N_("No such deal."),
     Refusal.START_FIRST: N_("Send /start first."),
-    Refusal.ACCOUNT_BLOCKED: N_("Your account is blocked."),
+    Refusal.ACCOUNT_BLOCKED: N_(
+        "Your account is blocked by the admins, so you can't do that. You can still view your "
+        "deals and wallet."
+    ),
     Refusal.REQUEST_UNUSABLE: N_("That request can't be used: start the deal again with /new."),
     Refusal.CHOOSE_ROLE: N_("Choose whether you are the buyer or the seller."),
     Refusal.SELF_DEAL: N_("You can't open a deal with yourself."),
@@ -117,6 +122,20 @@ TEMPLATES: dict[enum.Enum, str] = {
     Refusal.ADMIN_SETTLES_DISPUTES: N_("Only an admin can settle disputes."),
     Refusal.FUNDING_SHORT: N_("Not enough funds: funding needs {amount} available."),
     Refusal.HELD_FUNDS_MISSING: N_("The held funds are missing."),
+    Refusal.NOT_OVERDUE: N_(
+        "Deal {deal} may be delivered until {due_at}: only after that can you cancel it "
+        "for a refund."
+    ),
+    Refusal.TOO_MANY_DEALS: N_(
+        "You have opened {limit} deals in the last hour, the most allowed. You can open "
+        "the next one at {until} (in {wait})."
+    ),
+    Refusal.TOO_MANY_STRANGERS: N_(
+        "You have opened deals with {limit} people you never had a funded deal with in "
+        "the last 24 hours, the most allowed. You can invite someone new again at {until} "
+        "(in {wait}); deals with people you have traded with, and invitation links, can "
+        "be opened now."
+    ),
     # invitations
     Refusal.INVITATION_NOT_VALID: N_("This invitation link is not valid."),
     Refusal.OWN_INVITATION: N_(
@@ -171,6 +190,26 @@ TEMPLATES: dict[enum.Enum, str] = {
     Refusal.ADMIN_DECIDES_WITHDRAWALS: N_("Only an admin can decide withdrawals."),
     Refusal.ADMIN_CREDITS_DEPOSITS: N_("Only an admin can credit deposits."),
     Refusal.NO_SUCH_USER: N_("No user with that Telegram id has used the bot."),
+    # blocking
+    Refusal.PARTY_BLOCKED: N_(
+        "This deal can't go ahead while one of its parties is blocked. It can still be cancelled."
+    ),
+    Refusal.NOBODY_BY_THAT_NAME: N_("Nobody with that Telegram id or @username has used the bot."),
+    Refusal.ALREADY_BLOCKED: N_("{name} is already blocked."),
+    Refusal.NOT_BLOCKED: N_("{name} is not blocked."),
+    Refusal.CANT_BLOCK_ADMIN: N_("Admins can't be blocked."),
+    # disputes
+    Refusal.DISPUTE_CLOSED: N_(
+        "Deal {deal} is {status}: evidence can be added only while its dispute is open."
+    ),
+    Refusal.EVIDENCE_LIMIT: N_(
+        "You have sent the most evidence one party may send: {limit} items."
+    ),
+    Refusal.EVIDENCE_TOO_LARGE: N_("That file is too large: at most {megabytes} MB."),
+    Refusal.EVIDENCE_KIND: N_("Evidence is a photo, a document or a text message."),
+    Refusal.SPLIT_OUT_OF_RANGE: N_(
+        "The seller's part must be more than nothing and less than the deal's {amount}."
+    ),
     # the chat's own
     ChatRefusal.IS_ME: N_("That's me, the escrow bot: I can't be the other party."),
     ChatRefusal.IS_A_BOT: N_("Bots can't take part in deals."),
@@ -185,51 +224,6 @@ TEMPLATES: dict[enum.Enum, str] = {
     ChatRefusal.NOT_TEXT_COUNTERPARTY: N_("That isn't a username, an ID or a forwarded message."),
     ChatRefusal.NOT_TEXT_DESCRIPTION: N_("Please describe the deal in a text message."),
 }
-
-
-# What resolves each refusal: its buttons, shown above « Menu (which every
-# refusal gets; a code not listed gets the menu alone). Refusals inside a form
-# (an amount, a name, a text to send again) keep the form's own buttons.
-RESOLVED_BY: dict[enum.Enum, tuple[Way, ...]] = {
-    # deals
-    Refusal.NO_SUCH_DEAL: (Way.MY_DEALS,),
-    Refusal.REQUEST_UNUSABLE: (Way.NEW_DEAL,),
-    Refusal.CHOOSE_ROLE: (Way.NEW_DEAL,),
-    Refusal.SELF_DEAL: (Way.NEW_DEAL,),
-    Refusal.PERSON_GONE: (Way.NEW_DEAL,),
-    Refusal.CANT_TAKE_PART: (Way.NEW_DEAL,),
-    Refusal.NOT_YOUR_ROLE: (Way.MY_DEALS,),
-    Refusal.ACTION_NOT_NOW: (Way.DEAL, Way.MY_DEALS),
-    Refusal.CHANGED_SINCE_ASKED: (Way.DEAL, Way.MY_DEALS),
-    Refusal.CHANGED_MEANWHILE: (Way.DEAL, Way.MY_DEALS),
-    Refusal.NO_DISPUTE: (Way.ADMIN,),
-    Refusal.DISPUTE_OUTCOME: (Way.ADMIN,),
-    Refusal.FUNDING_SHORT: (Way.DEPOSIT,),
-    # invitations
-    Refusal.OWN_INVITATION: (Way.MY_DEALS,),
-    Refusal.ALREADY_A_PARTY: (Way.MY_DEALS,),
-    Refusal.INVITATION_USED: (Way.MY_DEALS,),
-    # wallets
-    Refusal.NOT_ENOUGH_FUNDS: (Way.DEPOSIT,),
-    Refusal.OVER_DEPOSIT_LIMIT: (Way.WALLET,),
-    Refusal.OVER_WITHDRAWAL_LIMIT: (Way.WALLET,),
-    Refusal.WITHDRAWAL_SHORT: (Way.WALLET,),
-    Refusal.WITHDRAWAL_REQUESTED: (Way.WITHDRAWALS,),
-    Refusal.WITHDRAWAL_DECIDED: (Way.ADMIN,),
-    Refusal.INVOICE_NOT_CREATED: (Way.DEPOSIT,),
-    # admins
-    Refusal.NO_SUCH_USER: (Way.ADMIN,),
-}
-
-
-def refusal_keyboard(error: EscrowError) -> InlineKeyboardMarkup:
-    """The buttons that resolve `error`, then « Menu."""
-    data = error.data
-    return resolving_keyboard(
-        RESOLVED_BY.get(error.code, ()),
-        currency=str(data.get("currency") or ""),
-        deal=str(data.get("deal") or ""),
-    )
 
 
 def refusal_text(error: EscrowError, currencies: CurrencyLookup) -> str:
@@ -256,6 +250,10 @@ def _words(data: Mapping[str, Any], currencies: CurrencyLookup) -> dict[str, Any
             words[key] = _(ROLE_WORDS[value])
         elif isinstance(value, TextField):
             words[key] = _(FIELD_WORDS[value])
+        elif isinstance(value, datetime):
+            words[key] = when(value)
+        elif isinstance(value, timedelta):
+            words[key] = duration(value)
         elif key == "known":
             words[key] = ", ".join(value)
     return words

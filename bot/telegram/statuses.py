@@ -96,6 +96,11 @@ CARD_CLOSED: dict[DealStatus, tuple[str, str | None, str | None]] = {
     DealStatus.CANCELLED: (N_("✖️ cancelled"), None, None),
     DealStatus.DECLINED: (N_("✖️ declined"), None, None),  # said with who: DECLINED_BY
     DealStatus.EXPIRED: (N_("⌛ expired — it was not accepted and funded in time"), None, None),
+    DealStatus.SPLIT: (
+        N_("✂️ split by an admin — part to the seller, the rest refunded"),
+        N_("✂️ split by an admin — part refunded to you"),
+        N_("✂️ split by an admin — part paid to you"),
+    ),
 }
 LIST_CLOSED: dict[DealStatus, tuple[str, str | None, str | None]] = {
     DealStatus.DISPUTED: (N_("in dispute"), None, None),
@@ -104,6 +109,7 @@ LIST_CLOSED: dict[DealStatus, tuple[str, str | None, str | None]] = {
     DealStatus.CANCELLED: (N_("cancelled"), None, None),
     DealStatus.DECLINED: (N_("declined"), None, None),
     DealStatus.EXPIRED: (N_("expired"), None, None),
+    DealStatus.SPLIT: (N_("split"), None, None),
 }
 # A declined card names who declined it.
 DECLINED_BY = {"buyer": N_("✖️ declined by the buyer"), "seller": N_("✖️ declined by the seller")}

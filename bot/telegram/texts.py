@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from html import escape
 
-from babel.dates import format_datetime
 from babel.numbers import format_decimal
 
 from bot.services.money import Currencies
 from bot.services.views import DealView
-from bot.services.withdrawals import STALE_WITHDRAWAL_NOTE
-from bot.telegram.i18n import N_, _, current_locale, ngettext
-from bot.telegram.statuses import card_status
+from bot.telegram.i18n import N_, _, current_locale
+from bot.telegram.moments import when
+from bot.telegram.statuses import card_status, side_of
 from cache.snapshots import UserSnapshot
-from db.models import DealStatus, WithdrawalStatus
+from db.models import DealStatus, NotificationKind
 
 # A status's name, as the admin's stats list it.
 SHORT_STATUS = {
@@ -29,6 +27,7 @@ SHORT_STATUS = {
     DealStatus.CANCELLED: N_("cancelled"),
     DealStatus.DECLINED: N_("declined"),
     DealStatus.EXPIRED: N_("expired"),
+    DealStatus.SPLIT: N_("split"),
 }
 # "Disputed after it was ...": the status a dispute interrupted.
 DISPUTED_AFTER = {
@@ -42,6 +41,7 @@ DISPUTED_AFTER = {
     DealStatus.CANCELLED: N_("Disputed after it was cancelled"),
     DealStatus.DECLINED: N_("Disputed after it was declined"),
     DealStatus.EXPIRED: N_("Disputed after it was expired"),
+    DealStatus.SPLIT: N_("Disputed after it was split"),
 }
 
 # The command menu: each command and what it says beside it.
@@ -86,6 +86,7 @@ CREATE_UNCONFIRMED = N_(
     "press ✅ Create deal again: it will not be created twice."
 )
 NOTHING_TO_CANCEL = N_("There is nothing to cancel.")
+FORM_KEPT = N_("No deal was created. Your deal is kept below: press ✅ Create deal again then.")
 # Redis failing (bot/telegram/fsm.py): nothing was handled, nothing changed.
 MESSAGE_NOT_READ = N_(
     "⏳ We couldn't read that just now. Nothing was changed: please send it again "
@@ -105,50 +106,6 @@ def shorten(value: str, limit: int) -> str:
 
 def name_of(user: UserSnapshot) -> str:
     return f"@{user.username}" if user.username else user.first_name
-
-
-def when(moment: datetime) -> str:
-    """A moment as the reader's language writes it, in UTC: "06 Dec 2026, 14:00 UTC"."""
-    return format_datetime(moment, "dd MMM y, HH:mm 'UTC'", tzinfo=UTC, locale=current_locale())
-
-
-def ago(moment: datetime, now: datetime) -> str:
-    """How long before `now`, in the largest whole unit: "3 days ago"."""
-    seconds = max(0, int((now - moment).total_seconds()))
-    for size, said in AGO:
-        if seconds >= size:
-            count = seconds // size
-            return said(count).format(count=count)
-    return _("just now")
-
-
-# Each unit with its plural forms (Russian has three: 1 день, 3 дня, 5 дней).
-AGO: tuple[tuple[int, Callable[[int], str]], ...] = (
-    (365 * 86400, lambda n: ngettext("{count} year ago", "{count} years ago", n)),
-    (30 * 86400, lambda n: ngettext("{count} month ago", "{count} months ago", n)),
-    (86400, lambda n: ngettext("{count} day ago", "{count} days ago", n)),
-    (3600, lambda n: ngettext("{count} hour ago", "{count} hours ago", n)),
-    (60, lambda n: ngettext("{count} minute ago", "{count} minutes ago", n)),
-)
-
-
-# A withdrawal's status, as its owner reads it.
-WITHDRAWAL_STATUS = {
-    WithdrawalStatus.PENDING: N_("⏳ pending: an admin will send it"),
-    WithdrawalStatus.APPROVED: N_("✅ sent"),
-    WithdrawalStatus.REJECTED: N_("✖️ rejected"),
-    WithdrawalStatus.SENDING: N_("📤 approved: being sent through @CryptoBot"),
-    WithdrawalStatus.PAID: N_("✅ sent to your @CryptoBot wallet"),
-    WithdrawalStatus.FAILED: N_("↩️ could not be sent: the amount is back in your wallet"),
-}
-
-
-# Notes the bot itself writes on a withdrawal (an admin's are shown as written).
-BOT_NOTES = {STALE_WITHDRAWAL_NOTE: N_("not decided in time")}
-
-
-def note_text(note: str) -> str:
-    return _(BOT_NOTES[note]) if note in BOT_NOTES else note
 
 
 # How deposits reach the wallet, by the deposit provider's name.
@@ -175,6 +132,22 @@ def deposit_instructions(provider: str, code: str) -> str:
 
 
 PLAY_MONEY = N_("🎲 <b>Demo:</b> balances here are play money, not real funds.")
+# What a user is told when an admin blocks ({reason}: why) or unblocks them.
+ACCOUNT_NOTICES = {
+    NotificationKind.ACCOUNT_BLOCKED: N_(
+        "🚫 Your account was blocked by the admins: <i>{reason}</i>\n"
+        "You can still view your deals and wallet. Your deals can't be accepted or funded "
+        "meanwhile, and disputes are still settled by an admin. If you think this is a "
+        "mistake, contact the admins."
+    ),
+    NotificationKind.ACCOUNT_UNBLOCKED: N_(
+        "✅ Your account was unblocked: you can use the bot again."
+    ),
+}
+ACCOUNT_BLOCKED = N_(
+    "🚫 <b>Your account is blocked</b> by the admins: you can view your deals and wallet, "
+    "nothing more."
+)
 
 
 def main_menu(user: UserSnapshot, currencies: Currencies, play_money: bool = False) -> str:
@@ -191,6 +164,8 @@ def main_menu(user: UserSnapshot, currencies: Currencies, play_money: bool = Fal
     ]
     said = ", ".join(balances) if balances else _("empty")
     lines.append(_("Balance: {balances}").format(balances=said))
+    if user.status == "blocked":
+        lines.append(_(ACCOUNT_BLOCKED))
     if play_money:
         lines.append(_(PLAY_MONEY))
     lines.append("")
@@ -230,11 +205,54 @@ def deal_card(
     ]
     if deal.status in (DealStatus.PENDING, DealStatus.ACCEPTED):
         lines.append(_("Must be accepted and funded by {when}").format(when=when(deal.deadline_at)))
+    lines += clock_lines(deal, viewer_id)
     if deal.status == DealStatus.DISPUTED and deal.status_before_dispute:
         lines.append(_(DISPUTED_AFTER[DealStatus(deal.status_before_dispute)]))
+    if deal.split_seller is not None:
+        lines += ["", *split_lines(deal, currencies)]
     return "\n".join(lines)
 
 
 def percent(bps: int) -> str:
     """A fee rate in basis points as the reader writes it: "1.5" (English), "1,5" (Russian)."""
     return format_decimal(bps / 100, locale=current_locale())
+
+
+# A funded deal's clocks on its card, by whose card it is.
+DELIVER_BY = {
+    "seller": N_("Deliver by {when}: after that the buyer may cancel and get a refund"),
+    "buyer": N_("To be delivered by {when}; if it isn't, you may cancel and get a refund"),
+    None: N_("To be delivered by {when}"),
+}
+NOT_DELIVERED = N_("⌛ Not delivered by {when}: you may cancel and get a refund")
+RELEASED_ON = {
+    "seller": N_("Released to you automatically on {when} unless the buyer disputes"),
+    "buyer": N_("Released to the seller automatically on {when} unless you dispute"),
+    None: N_("Released to the seller automatically on {when} unless disputed"),
+}
+
+
+def clock_lines(deal: DealView, viewer_id: int | None, now: datetime | None = None) -> list[str]:
+    """The card's line about a funded deal's running clock, if it has one."""
+    side = side_of(deal, viewer_id)
+    if deal.status == DealStatus.FUNDED and deal.deliver_due_at is not None:
+        due = deal.deliver_due_at
+        if side == "buyer" and due <= (now or datetime.now(UTC)):
+            return [_(NOT_DELIVERED).format(when=when(due))]
+        return [_(DELIVER_BY[side]).format(when=when(due))]
+    if deal.status == DealStatus.DELIVERED and deal.release_due_at is not None:
+        return [_(RELEASED_ON[side]).format(when=when(deal.release_due_at))]
+    return []
+
+
+def split_lines(deal: DealView, currencies: Currencies) -> list[str]:
+    """What a split settlement paid each party."""
+    money = currencies[deal.currency]
+    part, fee = deal.split_seller or 0, deal.split_fee or 0
+    return [
+        _("✂️ <b>Settled by a split</b>"),
+        _("To the seller: {part} less the fee of {fee}, <b>{paid}</b> paid").format(
+            part=money.format(part), fee=money.format(fee), paid=money.format(part - fee)
+        ),
+        _("Refunded to the buyer: <b>{amount}</b>").format(amount=money.format(deal.refund)),
+    ]

@@ -16,7 +16,8 @@ def deal_view_sql(source: str, extra_columns: str = "") -> str:
     return f"""
 SELECT d.id, d.code, d.creator_id, d.buyer_id, d.seller_id, d.amount, d.fee, d.fee_bps,
        d.currency, d.description, d.status, d.status_before_dispute, d.created_at,
-       d.funded_at, d.deadline_at, d.version,
+       d.funded_at, d.deadline_at, d.version, d.deliver_due_at, d.release_due_at,
+       d.split_seller, d.split_fee,
        b.telegram_id AS buyer_telegram_id, s.telegram_id AS seller_telegram_id,
        coalesce('@' || b.username, b.first_name) AS buyer_name,
        coalesce('@' || s.username, s.first_name) AS seller_name{extra_columns}
@@ -28,9 +29,14 @@ LEFT JOIN users s ON s.id = d.seller_id"""
 # The deal as it is now, locked for this transaction, with the actor's standing
 # read from the database (never from the cache) and who made the deal's latest
 # move (a press finding the deal already where it asked to take it learns
-# whether the move was its own).
-_WITH_ACTOR = (
-    deal_view_sql("escrows", ", a.actor_status, a.actor_is_admin, m.last_actor_id")
+# whether the move was its own), and the parties' standing (nobody takes a deal
+# forward with a blocked party).
+WITH_ACTOR = (
+    deal_view_sql(
+        "escrows",
+        ", a.actor_status, a.actor_is_admin, m.last_actor_id,"
+        " b.status AS buyer_status, s.status AS seller_status",
+    )
     + """
 LEFT JOIN LATERAL (SELECT status AS actor_status, is_admin AS actor_is_admin
                    FROM users WHERE id = :actor_id) a ON true
@@ -38,7 +44,7 @@ LEFT JOIN LATERAL (SELECT actor_id AS last_actor_id FROM deal_events
                    WHERE escrow_id = d.id ORDER BY id DESC LIMIT 1) m ON true"""
 )
 LOCK_DEAL = text(
-    _WITH_ACTOR
+    WITH_ACTOR
     + """
 WHERE d.code = :code
 FOR UPDATE OF d"""
@@ -49,14 +55,17 @@ FOR UPDATE OF d"""
 # (a final transition revokes, and the expiry job expires, the invitations of
 # the deals they hold), so none of them waits for another in a cycle.
 LOCK_INVITED_DEAL = text(
-    _WITH_ACTOR
+    WITH_ACTOR
     + """
 WHERE d.id = (SELECT escrow_id FROM invitations WHERE code = :invitation_code)
 FOR UPDATE OF d"""
 )
 
 # Guarded by the status and version the deal was locked at: a change that
-# slipped past the lock would leave this statement without a row.
+# slipped past the lock would leave this statement without a row; with
+# :overdue_only, also by the delivery deadline having passed (the database's
+# clock decides). Funding starts the delivery clock (:deliver_within), a
+# delivery the release clock (:release_after); NULL: no such clock.
 TRANSITION = text(
     """
 WITH changed AS (
@@ -65,14 +74,32 @@ WITH changed AS (
         version = version + 1,
         updated_at = now(),
         funded_at = CASE WHEN CAST(:to_status AS varchar) = 'funded' THEN now() ELSE funded_at END,
+        deliver_due_at = CASE WHEN CAST(:to_status AS varchar) = 'funded'
+                              THEN now() + CAST(:deliver_within AS interval)
+                              ELSE deliver_due_at END,
+        delivered_at = CASE WHEN CAST(:to_status AS varchar) = 'delivered' THEN now()
+                            ELSE delivered_at END,
+        release_due_at = CASE WHEN CAST(:to_status AS varchar) = 'delivered'
+                              THEN now() + CAST(:release_after AS interval)
+                              ELSE release_due_at END,
         closed_at = CASE WHEN CAST(:final AS boolean) THEN now() ELSE closed_at END,
         status_before_dispute = CASE WHEN CAST(:to_status AS varchar) = 'disputed'
                                      THEN status ELSE status_before_dispute END,
         -- an invitee joins on the side that is still open
         buyer_id = coalesce(buyer_id, CAST(:joiner_id AS bigint)),
         seller_id = CASE WHEN buyer_id IS NULL THEN seller_id
-                         ELSE coalesce(seller_id, CAST(:joiner_id AS bigint)) END
+                         ELSE coalesce(seller_id, CAST(:joiner_id AS bigint)) END,
+        split_seller = coalesce(CAST(:split_seller AS bigint), split_seller),
+        split_fee = coalesce(CAST(:split_fee AS bigint), split_fee)
     WHERE id = :deal_id AND status = :from_status AND version = :from_version
+      -- coalesce: a check of the row found by its id, which never implies a
+      -- clock running (never a reason to scan ix_escrows_deliver_due instead)
+      AND (NOT CAST(:overdue_only AS boolean) OR coalesce(deliver_due_at <= now(), false))
+      -- a deal is accepted or funded only while none of its parties is blocked
+      AND (CAST(:to_status AS varchar) NOT IN ('accepted', 'funded') OR NOT EXISTS (
+          SELECT 1 FROM users u
+          WHERE u.id IN (escrows.buyer_id, escrows.seller_id, CAST(:joiner_id AS bigint))
+            AND u.status <> 'active'))
     RETURNING *
 ), history AS (
     INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status, reason)
@@ -91,9 +118,13 @@ INSERT_DEAL = text(
     """
 WITH created AS (
     INSERT INTO escrows (code, creator_id, buyer_id, seller_id, amount, fee, fee_bps,
-                         currency, description, deadline_at, create_key)
-    VALUES (:code, :creator_id, :buyer_id, :seller_id, :amount, :fee, :fee_bps,
-            :currency, :description, now() + CAST(:deadline AS interval), :create_key)
+                         currency, description, deadline_at, create_key, to_stranger)
+    SELECT :code, :creator_id, :buyer_id, :seller_id, :amount, :fee, :fee_bps,
+           :currency, :description, now() + CAST(:deadline AS interval), :create_key,
+           coalesce(CAST(:to_stranger AS boolean), false)
+    -- nobody blocked opens a deal, or is made a party to one
+    WHERE NOT EXISTS (SELECT 1 FROM users WHERE status <> 'active' AND id IN (
+        CAST(:creator_id AS bigint), CAST(:buyer_id AS bigint), CAST(:seller_id AS bigint)))
     RETURNING *
 ), history AS (
     INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status)
@@ -140,40 +171,6 @@ UPDATE invitations SET status = :status, telegram_id = coalesce(telegram_id, :te
 WHERE id = :id
 """)
 
-EXPIRE_DUE = text(
-    """
-WITH due AS (
-    SELECT id, status FROM escrows
-    WHERE status IN ('pending', 'accepted') AND deadline_at <= now()
-    ORDER BY deadline_at
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
-), expired AS (
-    UPDATE escrows e
-    SET status = 'expired', version = e.version + 1, updated_at = now(), closed_at = now()
-    FROM due WHERE e.id = due.id
-    RETURNING e.*, due.status AS from_status
-), history AS (
-    INSERT INTO deal_events (escrow_id, actor_id, from_status, to_status, reason)
-    SELECT id, NULL, from_status, 'expired', 'not accepted and funded by the deadline'
-    FROM expired
-), closed_invitations AS (
-    UPDATE invitations SET status = 'expired', updated_at = now()
-    WHERE escrow_id IN (SELECT id FROM expired) AND status = 'active'
-), """
-    + notify_parties("expired")
-    + deal_view_sql("expired", NOTICES)
-)
-
-NEARING_DEADLINE = text(
-    deal_view_sql("escrows")
-    + """
-WHERE d.status IN ('pending', 'accepted')
-  AND d.deadline_at > now() AND d.deadline_at <= now() + CAST(:within AS interval)
-ORDER BY d.deadline_at
-LIMIT :limit"""
-)
-
 _buyer, _seller = users.alias("b"), users.alias("s")
 _AT = literal_column("'@'", String)
 
@@ -198,9 +195,24 @@ DEAL_BY_CODE = (
 # The deals a batch of notifications is about, as they are now.
 DEALS_BY_ID = text(deal_view_sql("escrows") + "\nWHERE d.id = ANY(CAST(:ids AS bigint[]))")
 
-# Invitations sent to an @username before its owner used the bot now belong to
-# their Telegram id, which is how the invitation knows its invitee.
+# On a user's first contact or a change to their profile: invitations sent to
+# their @username while nobody on the bot held it are claimed by them, bound
+# to their Telegram id for good (someone who takes the name later never finds
+# them); and how many invitations now wait for them, addressed to their id or
+# claimed now, to tell them at once.
 CLAIM_INVITATIONS = text("""
-UPDATE invitations SET telegram_id = :telegram_id, updated_at = now()
-WHERE username = :username AND telegram_id IS NULL AND status = 'active'
+WITH claimed AS (
+    UPDATE invitations SET telegram_id = :telegram_id, updated_at = now()
+    WHERE username = CAST(:username AS varchar) AND telegram_id IS NULL AND status = 'active'
+      AND inviter_id <> :user_id
+    RETURNING escrow_id, expires_at
+), addressed AS (
+    SELECT escrow_id, expires_at FROM claimed
+    UNION ALL
+    SELECT escrow_id, expires_at FROM invitations
+    WHERE telegram_id = :telegram_id AND status = 'active' AND inviter_id <> :user_id
+)
+SELECT count(*) AS waiting
+FROM addressed a JOIN escrows e ON e.id = a.escrow_id
+WHERE a.expires_at > now() AND e.status = 'pending'
 """)

@@ -19,13 +19,14 @@ SELECT id, :currency, :amount, :provider FROM users WHERE id = :user_id AND stat
 RETURNING {DEPOSIT_COLUMNS}
 """)
 
-# What the user has asked to deposit in this currency in the last 24 hours (the
-# user's row locked first: two forms at once are counted one after the other).
+# What the user has asked to deposit in this currency in the last 24 hours. The
+# user's row is locked by an earlier statement (users.LOCK_USER): a statement
+# that waits for a row lock still sums what it saw when it began, so a lock
+# taken here would let two forms at once both pass the limit.
 DEPOSITED_TODAY = text("""
-WITH locked AS (SELECT id FROM users WHERE id = :user_id FOR UPDATE)
 SELECT coalesce(sum(d.amount), 0) AS total
 FROM deposits d
-WHERE d.user_id = (SELECT id FROM locked) AND d.currency = :currency
+WHERE d.user_id = :user_id AND d.currency = :currency
   AND d.created_at > now() - interval '1 day' AND d.status IN ('creating', 'active', 'paid')
 """)
 

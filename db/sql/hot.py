@@ -18,7 +18,9 @@ from sqlalchemy import Executable
 
 from db.explain import HotQuery, Sample
 from db.models import FINAL_DEAL_STATUSES, FUNDED_DEAL_STATUSES, OPEN_DEAL_STATUSES, DealStatus
-from db.sql import deals, deposits, ledger, notifications, reads, users, withdrawals
+from db.sql import clocks, deals, deposits, ledger, notifications, reads, users, withdrawals
+from db.sql.hot_admin import ADMIN_QUERIES
+from db.sql.hot_jobs import JOB_QUERIES
 
 __all__ = ["EXEMPT", "HOT_QUERIES", "OFF_THE_HOT_PATH", "UNUSED_INDEXES", "HotQuery", "Sample"]
 
@@ -37,14 +39,38 @@ def _notify(kind: str | None, actor_id: int | None) -> dict[str, Any]:
     return {"notify": kind, "actor_id": actor_id, "note": None, "grace": GRACE, "admin_chats": []}
 
 
-def _page(s: Sample, statuses: list[str], before_id: int) -> dict[str, Any]:
+def _transition(s: Sample, to_status: str, final: bool, kind: str, **clocks: Any) -> dict[str, Any]:
+    """TRANSITION's params: the sample's funded deal, moved to `to_status` (`clocks`:
+    `overdue_only` for a buyer's refund past the delivery deadline)."""
+    return {"deal_id": s.funded_deal_id, "from_status": "funded",
+            "from_version": s.funded_deal_version, "to_status": to_status, "final": final,
+            "reason": None, "joiner_id": None, "split_seller": None, "split_fee": None,
+            "overdue_only": False, "deliver_within": timedelta(days=7), "release_after": GRACE,
+            **clocks, **_notify(kind, s.user_id)}  # fmt: skip
+
+
+def _page(s: Sample, statuses: list[str], before_id: int, invited: bool = True) -> dict[str, Any]:
     return {
         "user_id": s.user_id,
+        "telegram_id": s.telegram_id,
+        "username": s.username,
+        "invited": invited,
         "buyer_statuses": statuses,
         "seller_statuses": statuses,
         "awaiting_me": False,
         "before_id": before_id,
         "limit": reads.PAGE_SIZE,
+    }
+
+
+def _invited_page(s: Sample) -> dict[str, Any]:
+    """The waiting list of someone invited by Telegram id and by @username."""
+    waiting = _statuses((DealStatus.PENDING, DealStatus.ACCEPTED, DealStatus.DELIVERED))
+    return {
+        **_page(s, waiting, reads.FIRST_PAGE),
+        "telegram_id": s.invitee_telegram_id,
+        "username": s.invitee_username,
+        "awaiting_me": True,
     }
 
 
@@ -98,12 +124,20 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
     _H("set_locale", users.SET_LOCALE, lambda s: {"user_id": s.user_id, "locale": "ru"},
        ("pk_users",), True),
     _H("claim_invitations", deals.CLAIM_INVITATIONS,
-       lambda s: {"telegram_id": s.telegram_id, "username": s.invitee_username},
-       ("ix_invitations_username_status",), True),
+       lambda s: {"telegram_id": s.invitee_telegram_id, "username": s.invitee_username,
+                  "user_id": s.user_id},
+       ("ix_invitations_username_status", "idx_invitation_telegram_status"), True),
     _H("user_by_username", users.USER_BY_USERNAME, lambda s: {"username": s.username},
        ("uq_users_username_lower",)),
+    _H("person_by_telegram_id", users.PERSON_BY_TELEGRAM_ID,
+       lambda s: {"telegram_id": s.telegram_id}, ("uq_users_telegram_id",)),
     _H("user_by_telegram_id", users.USER_BY_TELEGRAM_ID,
        lambda s: {"telegram_id": s.telegram_id}, ("uq_users_telegram_id",)),
+    # a user locked while their day's deposits or withdrawals are counted
+    _H("lock_user", users.LOCK_USER, lambda s: {"user_id": s.user_id}, ("pk_users",), True),
+    # a deal's creator, locked while the pace of their deals is counted
+    _H("lock_user_by_telegram_id", users.LOCK_USER_BY_TELEGRAM_ID,
+       lambda s: {"telegram_id": s.telegram_id}, ("uq_users_telegram_id",), True),
     _H("user_standing", users.USER_STANDING, lambda s: {"user_id": s.admin_id}, ("pk_users",)),
     # -- deals ------------------------------------------------------------------------
     _H("deal_by_code", deals.DEAL_BY_CODE, lambda s: {"code": s.deal_code}, ("uq_escrows_code",)),
@@ -116,23 +150,24 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
        lambda s: {"code": "HOTDEAL1", "creator_id": s.user_id, "buyer_id": s.user_id,
                   "seller_id": s.admin_id, "amount": 1000, "fee": 15, "fee_bps": 150,
                   "currency": s.currency, "description": "hot", "deadline": GRACE,
-                  "create_key": None, **_notify("invited", s.user_id)},
+                  "create_key": None, "to_stranger": True, **_notify("invited", s.user_id)},
        ("pk_users",), True),
+    # the busy user opening a deal with a stranger
+    _H("creation_pace", clocks.CREATION_PACE,
+       lambda s: {"creator_id": s.user_id, "other_id": s.admin_id, "addressed": True,
+                  "deal_window": timedelta(hours=1), "deal_limit": 20,
+                  "stranger_window": timedelta(days=1), "stranger_limit": 20},
+       # the past deals with the counterparty by either party's index, whichever is smaller
+       ("ix_escrows_creator_created", "ix_escrows_creator_stranger")),
     _H("lock_deal", deals.LOCK_DEAL,
        lambda s: {"code": s.deal_code, "actor_id": s.user_id},
        ("uq_escrows_code", "pk_users", "ix_deal_events_escrow_id"), True),
-    _H("transition", deals.TRANSITION,
-       lambda s: {"deal_id": s.funded_deal_id, "from_status": "funded",
-                  "from_version": s.funded_deal_version, "to_status": "delivered",
-                  "final": False, "reason": None, "joiner_id": None,
-                  **_notify("deliver", s.user_id)},
+    _H("transition", deals.TRANSITION, lambda s: _transition(s, "delivered", False, "deliver"),
        ("pk_escrows", "pk_users"), True),
-    # a final one also revokes the deal's invitations
+    # a final one also revokes the deal's invitations (here the buyer's refund, past
+    # the delivery deadline)
     _H("final_transition", deals.TRANSITION,
-       lambda s: {"deal_id": s.funded_deal_id, "from_status": "funded",
-                  "from_version": s.funded_deal_version, "to_status": "refunded",
-                  "final": True, "reason": None, "joiner_id": None,
-                  **_notify("cancel", s.user_id)},
+       lambda s: _transition(s, "refunded", True, "cancel", overdue_only=True),
        ("pk_escrows", "ix_invitations_escrow_id", "pk_users"), True),
     _H("read_invitation", deals.READ_INVITATION, lambda s: {"code": s.invitation_code},
        ("uq_invitations_code", "pk_escrows")),
@@ -148,25 +183,22 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
        lambda s: _page(s, _UNFINISHED, reads.FIRST_PAGE),
        ("idx_escrow_buyer_status", "idx_escrow_seller_status")),
     _H("my_deals_finished_next_page", reads.MY_DEALS_PAGE,
-       lambda s: _page(s, _FINISHED, s.deal_id),
+       lambda s: _page(s, _FINISHED, s.deal_id, invited=False),
        ("idx_escrow_buyer_status", "idx_escrow_seller_status")),
+    # with the deals invitations wait for the user in (addressed to their id, or
+    # to their @username while unclaimed); their few deals joined by key
+    _H("my_deals_waiting_with_invitations", reads.MY_DEALS_PAGE, _invited_page,
+       ("idx_escrow_buyer_status", "idx_escrow_seller_status",
+        "idx_invitation_telegram_status", "ix_invitations_username_status")),
     _H("open_disputes", reads.OPEN_DISPUTES,
        lambda s: {"limit": reads.PAGE_SIZE, "admin_id": s.admin_id},
        ("pk_users", "ix_escrows_disputed")),
-    # -- the deals' clock (a job on every replica) --------------------------------------
-    # Planned for a full batch (500 deals, up to 1,000 parties), the custom plan
-    # hashes the users table to name and tell the parties; the generic plan looks
-    # each one up by primary key.
-    _H("expire_due", deals.EXPIRE_DUE, lambda s: {"limit": 500, **_notify("expire", None)},
-       ("ix_escrows_open_deadline",), True, ("users",)),
-    _H("nearing_deadline", deals.NEARING_DEADLINE,
-       lambda s: {"within": timedelta(hours=24), "limit": 500}, ("ix_escrows_open_deadline",)),
     # -- money ---------------------------------------------------------------------------
     _H("post_movement", ledger.POST_MOVEMENT, _hold, ("idx_wallet_user_currency", "pk_users"),
        True),
     _H("withdrawn_today", withdrawals.WITHDRAWN_TODAY,
        lambda s: {"user_id": s.user_id, "currency": s.currency},
-       ("pk_users", "ix_withdrawals_user_id"), True),
+       ("ix_withdrawals_user_id",), True),
     _H("insert_withdrawal", withdrawals.INSERT_WITHDRAWAL,
        lambda s: {"user_id": s.user_id, "currency": s.currency, "amount": 1,
                   "destination": "hot", "grace": GRACE, "admin_chats": [1]},
@@ -202,7 +234,7 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
        ("pk_users", "ix_withdrawals_pending")),
     _H("deposited_today", deposits.DEPOSITED_TODAY,
        lambda s: {"user_id": s.user_id, "currency": s.currency},
-       ("pk_users", "ix_deposits_user_id"), True),
+       ("ix_deposits_user_id",), True),
     _H("open_deposit", deposits.OPEN_DEPOSIT,
        lambda s: {"user_id": s.user_id, "currency": s.currency, "amount": 1,
                   "provider": s.provider},
@@ -222,29 +254,10 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
        ("ix_deposits_open", "pk_users"), True),
     _H("unsettled_deposits", deposits.UNSETTLED,
        lambda s: {"provider": s.provider, "after": 0, "limit": 100}, ("ix_deposits_open",)),
-    # -- the outbox worker (every tick on every replica) ----------------------------------
-    _H("claim_due_notifications", notifications.CLAIM_DUE,
-       lambda s: {"limit": 100, "lease": GRACE}, ("ix_notifications_due", "pk_notifications"),
-       True),
-    # By primary key or through the (few) pending rows' partial index, whichever
-    # the planner finds smaller: either is right, reading the table is not.
-    _H("mark_notifications", notifications.MARK,
-       lambda s: {"ids": [s.notification_id], "statuses": ["sent"], "errors": [None],
-                  "base": GRACE, "most": GRACE},
-       (), True),
-    # The oldest rows first: planned for a full batch (5,000) the custom plan
-    # reads the table from its start (where the oldest rows are) up to the
-    # limit; the generic plan goes by the BRIN index. Deleted by primary key.
-    _H("prune_notifications", notifications.PRUNE,
-       lambda s: {"keep": timedelta(days=1), "limit": 5000},
-       ("pk_notifications",), True, ("notifications",),
-       generic_indexes=("ix_notifications_created_at",)),
-    _H("deals_by_id", deals.DEALS_BY_ID, lambda s: {"ids": [s.deal_id]}, ("pk_escrows",)),
-    _H("withdrawals_by_id", withdrawals.WITHDRAWALS_BY_ID,
-       lambda s: {"ids": [s.withdrawal_id]}, ("pk_withdrawals", "pk_users")),
-    _H("deposits_by_id", deposits.DEPOSITS_BY_ID, lambda s: {"ids": [s.deposit_id]},
-       ("pk_deposits",)),
-    _H("actors_by_id", users.ACTORS_BY_ID, lambda s: {"ids": [s.user_id]}, ("pk_users",)),
+    # the jobs: the deals' clocks and the outbox worker
+    *JOB_QUERIES,
+    # the admins' tools: disputes' evidence and files, withdrawals, blocking users
+    *ADMIN_QUERIES,
 )
 # fmt: on
 
@@ -261,16 +274,19 @@ EXEMPT: tuple[tuple[Executable, str], ...] = (
     (notifications.REMIND, "inserts the rows it is given; the unique index only arbitrates"),
     (reads.STATS, "an admin's on-demand totals: counts whole tables by design"),
     (users.DATABASE_IDENTITY, "a catalog read, once per cache start"),
+    (
+        withdrawals.WITHDRAWAL_BY_REQUEST,
+        (
+            "only when a withdrawal's confirmation is pressed again: one row by the ledger's"
+            " unique (idempotency_key, leg)"
+        ),
+    ),
 )
 
-# Indexes no statement on the list uses. The seed plan asked for the first two;
-# they stay, but nothing the product runs reads by them.
+# Indexes no statement on the list uses. The seed plan asked for the first;
+# it stays, but nothing the product runs reads by it.
 UNUSED_INDEXES: dict[str, str] = {
     "idx_escrow_created_at": "seed plan; no statement orders or filters deals by created_at",
-    "idx_invitation_telegram_status": (
-        "seed plan; invitations are found by code, by deal or by @username, never by"
-        " Telegram id and status"
-    ),
     "ix_ledger_entries_user_id": "nothing reads the ledger by user",
     "ix_ledger_entries_escrow_id": "nothing reads the ledger by deal",
 }

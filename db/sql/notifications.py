@@ -33,6 +33,7 @@ class Notice(msgspec.Struct, frozen=True):
     actor_id: int | None = None
     note: str | None = None
     attempts: int = 0
+    evidence_id: int | None = None
     # The recipient's language when it was written: their chosen locale, else
     # Telegram's language_code; None for a chat not on the bot.
     language: str | None = None
@@ -45,8 +46,8 @@ def decode_notices(value: list[dict[str, Any]] | None) -> tuple[Notice, ...]:
 
 
 NOTICE_COLUMNS = (
-    "id, chat_id, kind, user_id, escrow_id, withdrawal_id, deposit_id, actor_id, note, attempts,"
-    " language"
+    "id, chat_id, kind, user_id, escrow_id, withdrawal_id, deposit_id, actor_id, note, attempts"
+    ", evidence_id, language"
 )
 # The recipient's language, from `lu`, the users row of the notification's chat.
 RECIPIENT_LANGUAGE = "coalesce(lu.locale, lu.language_code)"

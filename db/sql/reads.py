@@ -49,15 +49,6 @@ def _partial_index_predicate(table: Table, name: str) -> Any:
     return index.dialect_options["postgresql"]["where"]
 
 
-def _partial_index_predicate(table: Table, name: str) -> Any:
-    """The WHERE clause of partial index `name`, verbatim. Only a query that
-    repeats it with literals (not bound parameters) can use the index in a
-    generic plan, which asyncpg's cached prepared statements may switch to
-    after five executions; `status IN ($1, $2)` gets a sequential scan there."""
-    index = next(index for index in table.indexes if index.name == name)
-    return index.dialect_options["postgresql"]["where"]
-
-
 # A deal in a list, as `DealListItem` reads it.
 _LIST_NAMES = (
     "id",
@@ -78,7 +69,8 @@ _LIST_COLUMNS = ", ".join(_LIST_NAMES)
 # status; with `awaiting_me`, pending deals the user created are left out (the
 # other party has to accept those).
 _SIDE_PAGE = f"""
-    SELECT page.* FROM unnest(CAST(:{{side}}_statuses AS varchar[])) AS wanted(status)
+    SELECT page.*, CAST(NULL AS varchar) AS invitation
+    FROM unnest(CAST(:{{side}}_statuses AS varchar[])) AS wanted(status)
     CROSS JOIN LATERAL (
         SELECT {_LIST_COLUMNS} FROM escrows
         WHERE {{side}}_id = :user_id AND status = wanted.status AND id < :before_id
@@ -87,6 +79,26 @@ _SIDE_PAGE = f"""
         ORDER BY id DESC LIMIT :limit
     ) page"""
 
+# With `invited`, pending deals the user is not a party to yet, through an
+# active invitation addressed to them: to their Telegram id (by the creator, or
+# claimed for them: db.sql.deals.CLAIM_INVITATIONS), or to the @username they
+# hold now if nobody has claimed it. A handful per user at most, each found by
+# its index.
+_INVITED_PAGE = f"""
+    SELECT {", ".join("e." + name for name in _LIST_NAMES)}, i.code AS invitation
+    FROM (
+        SELECT escrow_id, code FROM invitations
+        WHERE telegram_id = :telegram_id AND status = 'active' AND expires_at > now()
+        UNION ALL
+        SELECT escrow_id, code FROM invitations
+        WHERE username = CAST(:username AS varchar) AND telegram_id IS NULL
+          AND status = 'active' AND expires_at > now()
+    ) i
+    JOIN escrows e ON e.id = i.escrow_id
+    WHERE CAST(:invited AS boolean) AND e.status = 'pending' AND e.id < :before_id
+      AND e.creator_id <> :user_id
+    ORDER BY e.id DESC LIMIT :limit"""
+
 # "My deals": one page of a party's deals, newest first, below the keyset
 # cursor `before_id` (FIRST_PAGE for the first page), with the other party's
 # name. The statuses are chosen per side (the deals that wait for the buyer
@@ -94,21 +106,25 @@ _SIDE_PAGE = f"""
 # rows per status from its (party, status, id) index, walked backwards, so a
 # page costs the same for a user with ten deals and one with ten thousand; a
 # single `status = ANY(...)` scan would have to sort all of the party's deals
-# in those statuses instead.
+# in those statuses instead. With `invited`, the deals waiting for the user
+# through an invitation come in too (`invitation`: its code, NULL otherwise).
 MY_DEALS_PAGE = text(
     f"""
 SELECT deals.*, other.name AS counterparty
 FROM (
     SELECT * FROM ({_SIDE_PAGE.format(side="buyer")}
         UNION ALL{_SIDE_PAGE.format(side="seller")}
+        UNION ALL ({_INVITED_PAGE})
     ) both_sides
     ORDER BY id DESC LIMIT :limit
 ) deals
 -- the page first, then one primary-key lookup per row for the other party
+-- (the creator, for a deal the user is invited to)
 LEFT JOIN LATERAL (
     SELECT coalesce('@' || username, first_name) AS name FROM users
     WHERE id = CASE WHEN deals.buyer_id = :user_id THEN deals.seller_id
-                    ELSE deals.buyer_id END
+                    WHEN deals.seller_id = :user_id THEN deals.buyer_id
+                    ELSE deals.creator_id END
 ) other ON true
 ORDER BY deals.id DESC"""
 )
@@ -146,6 +162,17 @@ PENDING_WITHDRAWALS = admin_only(
     .where(_partial_index_predicate(withdrawals, "ix_withdrawals_pending"))
     .order_by(withdrawals.c.id)
     .limit(bindparam("limit"))
+)
+
+# One withdrawal with its destination, as an admin decides it: admins only.
+ADMIN_WITHDRAWAL = admin_only(
+    select(
+        *WITHDRAWAL,
+        select(users.c.telegram_id)
+        .where(users.c.id == withdrawals.c.user_id)
+        .scalar_subquery()
+        .label("telegram_id"),
+    ).where(withdrawals.c.id == bindparam("id"))
 )
 
 # The admin's stats in one statement, counted only for an active admin (the

@@ -40,19 +40,28 @@ DATABASE_IDENTITY = text(
 # A counterparty named by @username (stored as typed; matched lower-cased), with
 # what Telegram last reported about them and when, for the creator to check.
 # At most one row: registration takes a name from whoever held it before.
-USER_BY_USERNAME = select(
+_PERSON = (
     users.c.id,
     users.c.telegram_id,
     users.c.first_name,
     users.c.username,
     users.c.status,
     users.c.profile_at,
-).where(func.lower(users.c.username) == bindparam("username"))
+)
+USER_BY_USERNAME = select(*_PERSON).where(func.lower(users.c.username) == bindparam("username"))
+# The same, for a counterparty named by their numeric Telegram id or a forward.
+PERSON_BY_TELEGRAM_ID = select(*_PERSON).where(users.c.telegram_id == bindparam("telegram_id"))
 
 # A user's standing as the database has it (never the cache's), by either id.
 _STANDING = "SELECT id, telegram_id, username, status, is_admin FROM users"
 USER_STANDING = text(_STANDING + " WHERE id = :user_id")
 USER_BY_TELEGRAM_ID = text(_STANDING + " WHERE telegram_id = :telegram_id")
+# The same, the row locked until commit (whatever is counted per user after it
+# is counted one transaction after the other).
+# The user's row, locked for the rest of the transaction (counting what they did
+# today, then acting on it: the next statement sees what a concurrent one committed).
+LOCK_USER = text("SELECT id FROM users WHERE id = :user_id FOR UPDATE")
+LOCK_USER_BY_TELEGRAM_ID = text(_STANDING + " WHERE telegram_id = :telegram_id FOR NO KEY UPDATE")
 
 # Whoever caused a batch of notifications, as the messages name them.
 ACTORS_BY_ID = text("""

@@ -46,14 +46,23 @@ WITH requested AS (
 SELECT r.*{NOTICES} FROM requested r
 """)
 
+# The withdrawal a request made, by its hold's ledger key (the request's
+# idempotency key, e.g. its confirmation message), if it is this user's: a
+# confirmation pressed again is shown the request it made.
+WITHDRAWAL_BY_REQUEST = text(f"""
+SELECT {", ".join("w." + name for name in COLUMNS)}
+FROM ledger_entries l JOIN withdrawals w ON w.id = l.withdrawal_id
+WHERE l.idempotency_key = :key AND l.leg = 0 AND w.user_id = :user_id
+""")
+
 # What the user has asked to withdraw in this currency in the last 24 hours,
-# refused ones aside (the user's row locked first: two requests at once are
-# counted one after the other).
+# refused ones aside. The user's row is locked by an earlier statement
+# (users.LOCK_USER), so two requests at once are counted one after the other:
+# a statement that waits for a row lock still sums what it saw when it began.
 WITHDRAWN_TODAY = text("""
-WITH locked AS (SELECT id FROM users WHERE id = :user_id FOR UPDATE)
 SELECT coalesce(sum(w.amount), 0) AS total
 FROM withdrawals w
-WHERE w.user_id = (SELECT id FROM locked) AND w.currency = :currency
+WHERE w.user_id = :user_id AND w.currency = :currency
   AND w.created_at > now() - interval '1 day' AND w.status NOT IN ('rejected', 'failed')
 """)
 

@@ -15,14 +15,22 @@ from sqlalchemy import text
 from bot.runtime.app import App, build_app
 from bot.services.views import DealView
 from bot.sim import FakeTelegram, SimulatedUser
-from bot.telegram.handlers.admin import AdminCard, AdminCredit, AdminPanel, AdminWithdrawal
-from bot.telegram.keyboards import AdminDeal, Nav
+from bot.telegram.handlers.admin import (
+    AdminCard,
+    AdminCredit,
+    AdminPanel,
+    AdminSplit,
+    AdminUser,
+    AdminWithdrawal,
+)
+from bot.telegram.keyboards import AdminDeal, AdminEvidence, Nav
 from bot.telegram.texts import NOT_ADMIN
 from db.models import DealStatus
 from tests.e2e.conftest import actor, balance
 from tests.e2e.test_wallet import fund, on
 
 PRICE = 100_00
+SETTLE = ["✅ Release to seller", "↩️ Refund buyer", "✂️ Split"]
 
 
 async def status_of(app: App, deal: DealView) -> str:
@@ -74,6 +82,7 @@ async def open_dispute(admin: SimulatedUser, deal: DealView) -> None:
         "⚠️ Open disputes",
         "🏦 Pending withdrawals",
         "💰 Credit a deposit",
+        "👤 Users",
         "📊 Stats",
         "« Menu",
     ]
@@ -82,7 +91,10 @@ async def open_dispute(admin: SimulatedUser, deal: DealView) -> None:
     assert f"#{deal.code} · 100.00 USDT · Vintage <lamp>" in admin.last.text
     await admin.press(f"#{deal.code} · 100.00 USDT")
     assert f"Deal #{deal.code}" in admin.last.text and "in dispute" in admin.last.text
-    assert admin.buttons() == ["✅ Release to seller", "↩️ Refund buyer", "« Admin"]
+    # who opened it and why, and what they sent (nothing yet)
+    assert "⚠️ Dispute opened by @alice_buys (the buyer)" in admin.last.text
+    assert "Reason: broken" in admin.last.text and "📎 No evidence yet." in admin.last.text
+    assert admin.buttons() == [*SETTLE, "⟳ Refresh", "« Admin"]
 
 
 # -- disputes ----------------------------------------------------------------------------
@@ -102,7 +114,7 @@ async def test_a_dispute_released_to_the_seller(app, admin, pair):
     await admin.press("✅ Yes, release to the seller")
     assert admin.last.text.startswith("✅ Released to the seller.")
     assert "released to the seller" in admin.last.text
-    assert admin.buttons() == ["« Admin"]
+    assert admin.buttons() == ["🗂 Dispute file", "« Admin"]
 
     assert await status_of(app, deal) == DealStatus.RELEASED
     assert await balance(app, alice) == (400_00, 0)
@@ -133,13 +145,13 @@ async def test_a_dispute_refunded_from_the_admins_notification(app, admin, pair)
     await alice.press("💰 Fund 100.00 USDT")
     await alice.press("⚠️ Open a dispute")
     await alice.send("Never arrived")
-    assert admin.last.text.startswith("🛡 New dispute opened by @alice_buys.")
+    assert admin.last.text.startswith("🛡 New dispute opened by @alice_buys (the buyer).")
 
     # the notification's own buttons lead to the same confirmation
     await admin.press("↩️ Refund buyer")
     assert admin.last.text.startswith("❓ Refund 100.00 USDT to @alice_buys?")
     await admin.press("« Back")
-    assert admin.buttons() == ["✅ Release to seller", "↩️ Refund buyer", "« Admin"]
+    assert admin.buttons() == [*SETTLE, "⟳ Refresh", "« Admin"]
     await admin.press("↩️ Refund buyer")
     await admin.press("↩️ Yes, refund the buyer")
     assert admin.last.text.startswith("↩️ Refunded to the buyer.")
@@ -280,6 +292,8 @@ async def test_non_admins_are_kept_out(app, admin, pair, telegram):
 
     await mallory.send("/admin")
     assert mallory.last.text == NOT_ADMIN
+    await mallory.send(f"/block {bob.id} I dislike him")
+    assert mallory.last.text == NOT_ADMIN
 
     for data in [
         Nav(to="admin"),
@@ -292,6 +306,12 @@ async def test_non_admins_are_kept_out(app, admin, pair, telegram):
         AdminWithdrawal(action="approve", id=withdrawal.id, ok=True),
         AdminWithdrawal(action="reject", id=withdrawal.id),
         AdminCredit(telegram_id=mallory.id, currency="USDT", amount=1_000_00),
+        AdminPanel(screen="users"),
+        AdminDeal(outcome="split", code=deal.code, v=deal.version),
+        AdminSplit(code=deal.code, v=deal.version, part=1_00),
+        AdminEvidence(code=deal.code, id=0),
+        AdminUser(action="block", telegram_id=bob.id),
+        AdminUser(action="unblock", telegram_id=mallory.id),
     ]:
         result = await mallory.feed(forge(mallory, telegram, data.pack()))
         assert result.methods == ["answerCallbackQuery"], data
@@ -301,6 +321,7 @@ async def test_non_admins_are_kept_out(app, admin, pair, telegram):
     assert await balance(app, alice) == (350_00, 150_00)
     async with app.database.engine.connect() as conn:
         assert await conn.scalar(text("SELECT status FROM withdrawals")) == "pending"
+        assert await conn.scalar(text("SELECT count(*) FROM users WHERE status <> 'active'")) == 0
     # no form was started either: text is just text
     await mallory.send("1000")
     assert "didn't understand" in mallory.last.text

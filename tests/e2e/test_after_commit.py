@@ -130,7 +130,7 @@ async def test_a_dispute_whose_form_cant_be_forgotten_is_not_opened_twice(
     assert await status_of(app, deal) == DealStatus.DISPUTED
     assert alice.last.text.startswith("⚠️ Dispute opened. An admin will look at it.")
     assert "opened a dispute" in bob.last.text
-    assert admin.last.text.startswith("🛡 New dispute opened by @alice_buys.")
+    assert admin.last.text.startswith("🛡 New dispute opened by @alice_buys (the buyer).")
     told_nothing_false(alice, bob)
     # the form is still there (Redis did not forget it), the deal refuses it
     await alice.send("It still never arrived")

@@ -163,7 +163,7 @@ async def test_a_dispute_reaches_the_admins(app, pair, people):
     assert await status_of(app, deal) == DealStatus.DISPUTED
     assert "in dispute" in alice.last.text
     assert "opened a dispute" in bob.last.text and "<broken>" in bob.last.text
-    assert admin.last.text.startswith("🛡 New dispute opened by @alice_buys.")
+    assert admin.last.text.startswith("🛡 New dispute opened by @alice_buys (the buyer).")
     assert "✅ Release to seller" in admin.buttons()
 
 

@@ -20,14 +20,22 @@ import pytest
 
 from bot.config import Config
 from bot.runtime.app import App, build_app
+from bot.services.errors import InvalidInput
 from bot.services.money import MAX_MINOR_UNITS, CurrencySettings
-from bot.services.settings import DESCRIPTION_MAX, DESTINATION_MAX, REASON_MAX, EscrowSettings
+from bot.services.settings import (
+    DESCRIPTION_MAX,
+    DESTINATION_MAX,
+    EVIDENCE_MAX,
+    REASON_MAX,
+    EscrowSettings,
+)
 from bot.sim import FakeTelegram, SimulatedUser
 from bot.sim.content import MAX_TEXT_LENGTH
 from bot.telegram.handlers.admin import QUEUE_PAGE
 from bot.telegram.keyboards import WalletMenu
 from cache.settings import RedisSettings
 from db import Database
+from db.models import EvidenceKind
 from tests.conftest import ADMIN_TELEGRAM_ID
 from tests.e2e.conftest import People, actor
 
@@ -58,6 +66,10 @@ async def app(
             description_max_length=DESCRIPTION_MAX,
             reason_max_length=REASON_MAX,
             withdrawal_destination_max_length=DESTINATION_MAX,
+            deals_per_hour=0,  # a full page of each list, opened in seconds
+            strangers_per_day=0,
+            evidence_per_party=EVIDENCE_MAX,
+            evidence_text_max_length=REASON_MAX,
         ),
         currencies=currencies,
     )
@@ -135,7 +147,7 @@ async def test_the_longest_deal_and_dispute_screens_fit(
     # the other party's card and the admins' notification carry the reason and the description
     for told in (alice, admin):
         assert f"Reason: {reason}" in told.last.text and description in told.last.text
-    assert admin.last.text.startswith(f"🛡 New dispute opened by {LONGEST_NAME}.")
+    assert admin.last.text.startswith(f"🛡 New dispute opened by {LONGEST_NAME} (the seller).")
 
     # a full page of open disputes, the admin's card, the question before
     # settling and the settled card
@@ -202,6 +214,9 @@ async def test_the_longest_withdrawal_screens_fit(
     assert destination in alice.last.text
     await alice.press("✅ Confirm withdrawal")
     assert alice.last.text.startswith("✅ Withdrawal #1 requested: 1 ABCDEFGHIJ to <<<")
+    # the admins' notification shows the destination whole, with its decisions
+    assert destination in admin.last.text
+    assert admin.buttons() == ["✅ Approve", "✖️ Reject", "🛡 Admin"]
     for _ in range(QUEUE_PAGE + 1):  # more are pending than one screen shows
         await app.services.wallets.request_withdrawal(
             await actor(app, alice), CODE, MOST // 100, destination
@@ -229,3 +244,61 @@ async def test_the_longest_withdrawal_screens_fit(
     assert alice.last.text.startswith("🧾 Your recent withdrawals")
     assert alice.last.text.count("✖️ rejected") == 4
     print(f"\nlongest withdrawal screen: {Screens(telegram).longest()} characters")
+
+
+async def test_the_longest_dispute_file_evidence_split_and_block_screens_fit(
+    app: App, telegram: FakeTelegram, people: People, admin: SimulatedUser
+) -> None:
+    alice, bob = await longest_named(people), await longest_named(people)
+    await app.services.wallets.credit_deposit(await actor(app, alice), CODE, MOST, reference="most")
+    description, reason, said = "<" * DESCRIPTION_MAX, "<" * REASON_MAX, "<" * REASON_MAX
+    buyer = await actor(app, alice)
+    created = await app.services.deals.create(
+        buyer, role="buyer", currency=CODE, amount=MOST, description=description,
+        counterparty=bob.id,
+    )  # fmt: skip
+    code = created.value.deal.code
+    await app.services.deals.accept(await actor(app, bob), code)
+    await app.services.deals.fund(buyer, code)
+    await app.services.deals.dispute(buyer, code, reason)
+
+    # each kind of evidence through the bot, relayed to the admin at its longest
+    await alice.send(f"/deal {code}")
+    await alice.press("📎 Add evidence")
+    await alice.send_photo("<" * 700)  # a caption that fits under the relay's header
+    assert admin.last.media is not None and admin.last.media[0] == "photo"
+    await alice.send_document("<" * 200 + ".pdf", said)  # one that doesn't: then a message
+    assert admin.messages[-2].media is not None and admin.messages[-2].media[0] == "document"
+    assert said in admin.last.text
+    await alice.send(said)
+    assert said in admin.last.text
+    # ... and as many pieces as a party may send, from each
+    for party in (alice, bob):
+        sender = await actor(app, party)
+        while True:
+            try:
+                await app.services.deals.add_evidence(sender, code, EvidenceKind.TEXT, text=said)
+            except InvalidInput:
+                break
+
+    await admin.send("/admin")
+    await admin.press("⚠️ Open disputes")
+    await admin.press(admin.buttons()[0])
+    assert f"📎 Evidence ({2 * EVIDENCE_MAX}):" in admin.last.text
+    await admin.press("📎 Send all again")
+    assert sum(1 for m in admin.messages if m.media is not None) == 2 + 2
+
+    # a split of the largest amount, and both parties' amounts
+    file = next(m for m in reversed(admin.messages) if "✂️ Split" in m.buttons)
+    await admin.press("✂️ Split", message=file)
+    await admin.send(f"{MOST // 3}")
+    await admin.press("✅ Yes, split it")
+    assert admin.last.text.startswith("✂️ Settled by a split.")
+    assert alice.last.text.startswith("🛡 An admin split the payment")
+    assert bob.last.text.startswith("🛡 An admin split the payment")
+
+    # a block with the longest reason: the admin's screen and what the user reads
+    await admin.send(f"/block {alice.id} {reason}")
+    assert admin.last.text.startswith("🚫 ") and reason in admin.last.text
+    assert alice.last.text.startswith("🚫 Your account was blocked") and reason in alice.last.text
+    print(f"\nlongest dispute screen: {Screens(telegram).longest()} characters")

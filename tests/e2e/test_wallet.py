@@ -282,7 +282,7 @@ async def test_a_withdrawal_rejected_with_a_reason(app, alice, people):
 
     # a slow client still shows the list: the decision is made already
     result = await admin.press("✅ Approve #1", message=pending)
-    assert result.texts[-1].startswith("⚠️ Withdrawal #1 is not pending any more.")
+    assert result.texts[-1].startswith("⚠️ Withdrawal #1 is not pending any more: it is rejected.")
     assert await balance(app, alice) == (100_00, 0)
 
 
@@ -308,6 +308,52 @@ async def confirmation(user: SimulatedUser, amount: str, destination: str) -> Ch
     return user.last
 
 
+def shown(results: Iterable[UpdateResult]) -> list[str]:
+    """What the bot showed in answer to these updates: what it sent or edited,
+    and the edits Telegram found already shown ("message is not modified")."""
+    return [
+        request.params["text"]
+        for result in results
+        for request in result.requests
+        if request.method in ("sendMessage", "editMessageText")
+        and (request.error is None or "message is not modified" in str(request.error))
+    ]
+
+
+async def holds(app: App, user: SimulatedUser) -> int:
+    """The hold movements of `user`'s withdrawals in the ledger."""
+    async with app.database.engine.connect() as conn:
+        return await conn.scalar(
+            text(
+                "SELECT count(*) FROM ledger_entries l JOIN users u ON u.id = l.user_id"
+                " WHERE u.telegram_id = :t AND l.kind = 'hold' AND l.account = 'held'"
+            ),
+            {"t": user.id},
+        )
+
+
+async def test_confirm_pressed_twice_requests_once_and_shows_it_twice(app, alice):
+    await fund(app, alice, 100_00)
+    confirm = await confirmation(alice, "30", "acct-7")
+    first = await alice.press("✅ Confirm withdrawal")
+    # what a slow client still shows, or the press delivered again after its commit
+    again = await alice.press("✅ Confirm withdrawal", message=confirm)
+
+    assert await balance(app, alice) == (70_00, 30_00)
+    assert await withdrawals(app, alice) == [(30_00, "pending")]
+    assert await holds(app, alice) == 1
+    for result in (first, again):
+        (said,) = shown([result])
+        assert said.startswith("✅ Withdrawal #1 requested: 30.00 USDT to <code>acct-7</code>.")
+        assert "Status: ⏳ pending" in said
+    assert not any("⚠️" in text for text in said_in((first, again)))
+    assert alice.chat.messages[confirm.message_id].text.startswith("✅ Withdrawal #1 requested")
+
+
+def said_in(results: Iterable[UpdateResult]) -> list[str]:
+    return [text for result in results for text in result.texts]
+
+
 async def test_two_presses_of_confirm_at_once_hold_once(app, alice):
     await fund(app, alice, 100_00)
     confirm = await confirmation(alice, "30", "acct-7")
@@ -317,13 +363,12 @@ async def test_two_presses_of_confirm_at_once_hold_once(app, alice):
     )
     assert await balance(app, alice) == (70_00, 30_00)
     assert await withdrawals(app, alice) == [(30_00, "pending")]
+    assert await holds(app, alice) == 1
     # one user's updates run one after the other on a replica: the second
-    # press finds the form already done
-    told = sorted(t.split("\n")[0] for t in said(results))
-    assert told == [
-        "⚠️ There is no withdrawal waiting for confirmation. Start again from the wallet.",
-        "✅ Withdrawal #1 requested: 30.00 USDT to acct-7.",
-    ]
+    # press finds the form done, and is shown the withdrawal it requested
+    told = [t.split("\n")[0] for t in shown(results)]
+    assert told == ["✅ Withdrawal #1 requested: 30.00 USDT to <code>acct-7</code>."] * 2
+    assert not any("⚠️" in text for text in said_in(results))
 
 
 async def test_two_replicas_confirming_at_once_hold_once(app, replica, alice, monkeypatch):
@@ -339,13 +384,13 @@ async def test_two_replicas_confirming_at_once_hold_once(app, replica, alice, mo
     assert [call["reference"] for call in calls] == [f"{alice.id}:{confirm.message_id}"] * 2
     assert await balance(app, alice) == (70_00, 30_00)
     assert await withdrawals(app, alice) == [(30_00, "pending")]
-    # the loser's insert used up a withdrawal id before it rolled back, so the
-    # winner's number depends on who got there first
-    told = sorted(re.sub(r"#\d+", "#N", t.split("\n")[0]) for t in said(results))
-    assert told == [
-        "⚠️ This withdrawal was already requested.",
-        "✅ Withdrawal #N requested: 30.00 USDT to acct-7.",
-    ]
+    assert await holds(app, alice) == 1
+    # the loser's insert used up a withdrawal id before it rolled back: both
+    # show the one the winner made
+    [number] = {re.search(r"#(\d+)", line).group(1) for line in shown(results)}
+    told = [t.split("\n")[0] for t in shown(results)]
+    assert told == [f"✅ Withdrawal #{number} requested: 30.00 USDT to <code>acct-7</code>."] * 2
+    assert not any("⚠️" in text for text in said_in(results))
 
 
 async def test_leaving_a_withdrawal_changes_nothing(app, alice):

@@ -15,12 +15,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from bot.runtime.app import App
-from bot.sim import ChatMessage, SimulatedUser
+from bot.sim import ChatMessage, SimulatedUser, UpdateResult
 from bot.telegram.texts import CANCELLED, NOTHING_TO_CANCEL
 from db import UnitOfWork
 
 BUYING, SELLING = "I'm buying", "I'm selling"
 INVITE, CREATE, CANCEL = "🔗 Invite by link", "✅ Create deal", "✖️ Cancel"
+INVITE_THEM, RETYPE = "🔗 Invite them with a link", "✏️ Retype"
 LINK = re.compile(r"https://t\.me/escrow_test_bot\?start=([A-Za-z0-9_-]+)")
 
 
@@ -160,11 +161,12 @@ async def test_by_forwarded_message(app: App, people) -> None:
     assert alice.buttons() == [CANCEL]
 
     await alice.forward_from(bob, "Deal?")
+    assert alice.last.text.startswith("👤 On the bot: Bob (@bob_x)")
     assert "Which currency?" in alice.last.text
     await alice.press("TON")
     await alice.send("12.5")
     await alice.send("Ten concert tickets")
-    assert "Buyer: @bob_x" in alice.last.text
+    assert "Buyer: Bob (@bob_x), as Telegram reported them just now" in alice.last.text
     assert "Amount: 12.50 TON" in alice.last.text
     await alice.press(CREATE)
 
@@ -184,10 +186,11 @@ async def test_by_numeric_id_from_the_menu(app: App, people) -> None:
 
     await alice.press(BUYING)
     await alice.send(str(bob.id))
+    assert alice.last.text.startswith("👤 On the bot: Bob, as Telegram reported them just now.")
     await alice.press("BTC")
     await alice.send("0.015")
     await alice.send("A GPU")
-    assert f"Seller: Telegram ID {bob.id}" in alice.last.text
+    assert "Seller: Bob, as Telegram reported them just now" in alice.last.text
     await alice.press(CREATE)
 
     assert "✅ Deal created. Bob can accept it now." in alice.last.text
@@ -289,6 +292,110 @@ async def test_a_blocked_person_is_refused_at_their_step(app: App, people) -> No
     assert alice.buttons() == [CANCEL]
 
 
+@pytest.mark.parametrize("named_by", ["username", "id"])
+async def test_only_the_counterparty_step_reads_the_database(
+    app: App, people, sql, named_by: str
+) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    bob = await on_bot(people, "Bob", "bob_x")
+    await alice.send("/start")  # Alice's snapshot in L1
+    counterparty = "@bob_x" if named_by == "username" else str(bob.id)
+    steps = (
+        lambda: alice.send("/new"),
+        lambda: alice.press(BUYING),
+        lambda: alice.send(counterparty),
+        lambda: alice.press("USDT"),
+        lambda: alice.send("100"),
+        lambda: alice.send("A lamp"),
+    )
+    statements = []
+    for step in steps:
+        sql.start()
+        await step()
+        statements.append(len(sql.stop()))
+    # who they are is looked up at their step (one read), nothing at any other
+    assert statements == [0, 0, 1, 0, 0, 0]
+    assert alice.buttons() == [CREATE, CANCEL]
+
+
+async def block(app: App, user: SimulatedUser) -> None:
+    async with app.database.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE users SET status = 'blocked' WHERE telegram_id = :t"), {"t": user.id}
+        )
+
+
+@pytest.mark.parametrize("named_by", ["id", "forward"])
+async def test_a_blocked_person_named_by_id_or_forward_is_refused_at_their_step(
+    app: App, people, named_by: str
+) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    bob = await on_bot(people, "Bob", "bob_x")
+    await block(app, bob)
+    await alice.send("/new")
+    await alice.press(BUYING)
+    reply = await (alice.send(str(bob.id)) if named_by == "id" else alice.forward_from(bob))
+    assert reply.texts[0].startswith("⚠️ That user can't take part in deals.")
+    assert alice.buttons() == [CANCEL]
+    carol = await on_bot(people, "Carol", "carol_x")
+    await alice.send(str(carol.id))  # still at the step: someone else goes through
+    assert alice.last.text.startswith("👤 On the bot: Carol (@carol_x)")
+
+
+async def test_a_person_blocked_after_their_step_is_still_refused_at_create(
+    app: App, people
+) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    bob = await on_bot(people, "Bob", "bob_x")
+    await up_to_summary(alice, str(bob.id))
+    await block(app, bob)
+    await alice.press(CREATE)
+    assert alice.last.text.startswith("⚠️ That user can't take part in deals.")
+    assert "No deal was created" in alice.last.text
+    assert await deals_in_db(app) == []
+
+
+async def test_an_id_nobody_on_the_bot_has_is_invited_only_when_asked(app: App, people) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    await alice.send("/new")
+    await alice.press(BUYING)
+    reply = await alice.send("4242")
+    assert reply.texts == [
+        "🤷 Nobody on the bot has Telegram ID 4242 yet. Check the number and retype it, "
+        "or invite them with a link only that account can use."
+    ]
+    assert alice.buttons() == [INVITE_THEM, RETYPE, CANCEL]
+    await alice.press(INVITE_THEM)
+    assert "Which currency?" in alice.last.text
+    await alice.press("USDT")
+    await alice.send("10")
+    await alice.send("A lamp")
+    assert "Seller: Telegram ID 4242, by an invitation link only they can use" in alice.last.text
+    await alice.press(CREATE)
+    [row] = await invitations_in_db(app)
+    assert (row["telegram_id"], row["username"]) == (4242, None)
+
+
+async def test_a_forward_from_someone_not_on_the_bot_goes_on_as_their_invitation(
+    app: App, people
+) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    dave = people("Dave", "dave_new")  # never talked to the bot
+    await alice.send("/new")
+    await alice.press(SELLING)
+    await alice.forward_from(dave)
+    assert alice.last.text.startswith(
+        "📨 @dave_new isn't on the bot yet: you'll get an invitation link only they can use."
+    )
+    await alice.press("USDT")
+    await alice.send("10")
+    await alice.send("A lamp")
+    assert "Buyer: @dave_new, by an invitation link only they can use" in alice.last.text
+    await alice.press(CREATE)
+    [row] = await invitations_in_db(app)
+    assert (row["telegram_id"], row["username"]) == (dave.id, None)
+
+
 async def test_a_name_nobody_on_the_bot_holds_is_not_made_an_invitation_unasked(
     app: App, people
 ) -> None:
@@ -298,12 +405,15 @@ async def test_a_name_nobody_on_the_bot_holds_is_not_made_an_invitation_unasked(
     await alice.press(BUYING)
     reply = await alice.send("@bob_xx")
     assert reply.texts == [
-        "🤷 Nobody on the bot goes by @bob_xx. Check the spelling and send the name again, "
-        "or invite @bob_xx by link: only they will be able to use it."
+        "🤷 Nobody on the bot is @bob_xx yet. Check the spelling and retype it, or invite "
+        "them with a link only @bob_xx can use."
     ]
-    assert alice.buttons() == ["🔗 Invite @bob_xx by link", CANCEL]
+    assert alice.buttons() == [INVITE_THEM, RETYPE, CANCEL]
     assert await invitations_in_db(app) == []
 
+    await alice.press(RETYPE)  # the step again, in place
+    assert "step 2 of 5" in alice.last.text and "Who is the seller?" in alice.last.text
+    assert alice.buttons() == [INVITE, CANCEL]
     await alice.send("@bob_x")  # the name meant
     assert alice.last.text.startswith("👤 On the bot: Bob (@bob_x)")
     await alice.press("USDT")
@@ -319,7 +429,7 @@ async def test_unknown_username_gets_an_invitation(app: App, people) -> None:
     await alice.send("/new")
     await alice.press(SELLING)
     await alice.send("@Carol_New")
-    await alice.press("🔗 Invite @carol_new by link")
+    await alice.press(INVITE_THEM)
     assert "Which currency?" in alice.last.text
     await alice.press("USDT")
     await alice.send("100")
@@ -509,19 +619,47 @@ async def test_a_button_of_an_ended_wizard_does_nothing(app: App, people) -> Non
     assert restarted.buttons == [BUYING, SELLING, CANCEL]
 
 
+def shown(result: UpdateResult, user: SimulatedUser) -> list[str]:
+    """What the bot showed `user` in answer to an update: the messages it sent
+    or edited, and the ones it meant to edit that already showed just that
+    (Telegram answers "message is not modified")."""
+    return [
+        request.params["text"]
+        for request in result.requests
+        if request.method in ("sendMessage", "editMessageText")
+        and request.params["chat_id"] == user.id
+        and (request.error is None or "message is not modified" in str(request.error))
+    ]
+
+
+def warnings_in(*results: UpdateResult) -> list[str]:
+    return [
+        text
+        for result in results
+        for text in result.texts
+        if "⚠️" in text or "already finished" in text or "earlier step" in text
+    ]
+
+
 async def test_create_pressed_twice_makes_one_deal(app: App, people) -> None:
     alice = await on_bot(people, "Alice", "alice_x")
-    await on_bot(people, "Bob", "bob_x")
+    bob = await on_bot(people, "Bob", "bob_x")
     summary = await up_to_summary(alice, "@bob_x")
-    await alice.press(CREATE)
+    first = await alice.press(CREATE)
+    told_bob = len(bob.messages)
 
-    reply = await alice.press(CREATE, message=summary)  # what a slow client still shows
-    # the deal that press made, as it is now (also what a redelivered press shows
-    # when the replica that made the deal died before replying)
-    (said,) = reply.texts
-    assert said.startswith(WIZARD_FINISHED)
+    again = await alice.press(CREATE, message=summary)  # what a slow client still shows
+
+    # the second press is shown the success the first one was (also what a
+    # press redelivered after its commit shows), never a warning
     (deal,) = await deals_in_db(app)
-    assert f"Deal #{deal['code']}" in said
+    for result in (first, again):
+        (said,) = shown(result, alice)
+        assert said.startswith("✅ Deal created. @bob_x can accept it now."), said
+        assert f"Deal #{deal['code']}" in said
+    assert warnings_in(first, again) == []
+    assert alice.chat.messages[summary.message_id].text.startswith("✅ Deal created.")
+    assert len(bob.messages) == told_bob  # told once
 
 
 async def test_create_pressed_twice_at_once_makes_one_deal(app: App, people) -> None:
@@ -530,10 +668,39 @@ async def test_create_pressed_twice_at_once_makes_one_deal(app: App, people) -> 
     summary = await up_to_summary(alice, "@bob_x")
 
     replies = await asyncio.gather(alice.press(CREATE), alice.press(CREATE, message=summary))
-    texts = [text for reply in replies for text in reply.texts]
     assert len(await deals_in_db(app)) == 1
-    assert sum(text.startswith("✅ Deal created.") for text in texts) == 1
-    assert sum(text.startswith(WIZARD_FINISHED) for text in texts) == 1
+    for reply in replies:
+        (said,) = shown(reply, alice)
+        assert said.startswith("✅ Deal created. @bob_x can accept it now.")
+    assert warnings_in(*replies) == []
+
+
+async def test_an_invitation_s_create_pressed_twice_shows_it_and_its_link_again(
+    app: App, people
+) -> None:
+    alice = await on_bot(people, "Alice", "alice_x")
+    summary = await up_to_summary(alice, None)
+    replies = [await alice.press(CREATE), await alice.press(CREATE, message=summary)]
+
+    [deal] = await deals_in_db(app)
+    [row] = await invitations_in_db(app)
+    for reply in replies:
+        card, invitation = shown(reply, alice)
+        assert card.startswith("✅ Deal created. Send the seller the invitation link below.")
+        assert f"Deal #{deal['code']}" in card
+        # the same one-time link (the first reply may never have arrived)
+        assert LINK.search(invitation).group(1) == row["code"]
+    assert warnings_in(*replies) == []
+
+    bob = people("Bob", "bob_x")
+    await bob.start(row["code"])
+    await bob.press("✅ Accept the deal")
+    # accepted since: Create pressed again shows the deal as it is now, no link
+    reply = await alice.press(CREATE, message=summary)
+    (said,) = shown(reply, alice)
+    assert said.startswith("✅ Deal created. Here it is as it is now.")
+    assert "accepted" in said
+    assert len(await deals_in_db(app)) == 1
 
 
 async def test_an_amount_posted_again_is_not_taken_as_the_description(app: App, people) -> None:

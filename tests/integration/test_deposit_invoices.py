@@ -167,3 +167,30 @@ async def test_withdrawals_over_the_daily_limit_are_refused_and_hold_nothing(
     ):
         await services.wallets.request_withdrawal(alice, "USDT", 6_00, "addr")
     assert await balance(services, alice.id) == 75_00
+
+
+async def test_withdrawals_at_once_cannot_pass_the_daily_limit_together(
+    services: Services, limited
+):
+    """Ten requests of 10.00 at once against 30.00 a day: three are held."""
+    alice = await services.user("alice_wrace", funds={"USDT": 200_00})
+    results = await asyncio.gather(
+        *(services.wallets.request_withdrawal(alice, "USDT", 10_00, f"addr{i}") for i in range(10)),
+        return_exceptions=True,
+    )
+    held = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, InvalidInput)]
+    assert (len(held), len(refused)) == (3, 7), results
+    assert await balance(services, alice.id) == 170_00
+
+
+async def test_deposits_at_once_cannot_pass_the_daily_limit_together(services: Services, limited):
+    """Ten deposit forms of 10.00 at once against 50.00 a day: five open."""
+    alice = await services.user("alice_drace")
+    results = await asyncio.gather(
+        *(services.deposits.open(alice, "USDT", 10_00, PROVIDER) for _ in range(10)),
+        return_exceptions=True,
+    )
+    opened = [r for r in results if not isinstance(r, BaseException)]
+    assert len(opened) == 5, results
+    assert len(await services.deposits.unsettled(PROVIDER)) == 5

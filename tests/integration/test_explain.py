@@ -85,7 +85,8 @@ FROM generate_series(1, {USERS}) u, unnest($1::varchar[]) c
 INSERT_DEALS = f"""
 INSERT INTO escrows (id, code, creator_id, buyer_id, seller_id, amount, fee, fee_bps, currency,
                      description, status, status_before_dispute, created_at, updated_at,
-                     funded_at, deadline_at, closed_at, create_key)
+                     funded_at, deadline_at, closed_at, create_key, deliver_due_at,
+                     release_due_at, to_stranger)
 SELECT i, code, CASE WHEN i % 2 = 0 THEN buyer ELSE seller END,
        CASE WHEN unjoined AND i % 2 = 1 THEN NULL ELSE buyer END,
        CASE WHEN unjoined AND i % 2 = 0 THEN NULL ELSE seller END,
@@ -100,7 +101,13 @@ SELECT i, code, CASE WHEN i % 2 = 0 THEN buyer ELSE seller END,
        created + interval '72 hours',
        CASE WHEN status IN ('released', 'refunded', 'cancelled', 'declined', 'expired')
             THEN least(now(), created + (1 + i % 48) * interval '1 hour') END,
-       CASE WHEN i % 4 = 0 THEN 'wizard-' || i END
+       CASE WHEN i % 4 = 0 THEN 'wizard-' || i END,
+       -- the clocks: 7 days to deliver from funding (the busy users' sellers are
+       -- late), 72 hours to release
+       CASE WHEN status = 'funded' AND buyer <= 5 THEN created
+            WHEN status = 'funded' THEN created + interval '30 minutes' + interval '7 days' END,
+       CASE WHEN status = 'delivered' THEN created + interval '72 hours' END,
+       unjoined OR i % 10 = 3
 FROM (
     SELECT i, buyer, seller, status, amount, created,
            -- invited (1 deal in 10): the invitee's side stays empty unless they joined
@@ -231,6 +238,24 @@ JOIN (VALUES
 WHERE e.id BETWEEN $1 AND $2
 ORDER BY 5
 """
+# Evidence on every dispute (open and settled): a few pieces from each party.
+INSERT_EVIDENCE = """
+INSERT INTO dispute_evidence (escrow_id, sender_id, kind, file_id, text, created_at)
+SELECT e.id, CASE WHEN n % 2 = 0 THEN e.buyer_id ELSE e.seller_id END,
+       CASE WHEN n % 3 = 0 THEN 'text' ELSE 'photo' END,
+       CASE WHEN n % 3 = 0 THEN NULL ELSE 'AgACAgIAAxkBAA' || md5(e.id || ':' || n) END,
+       'piece ' || n, e.updated_at
+FROM escrows e CROSS JOIN generate_series(1, 5) n
+WHERE e.status = 'disputed' OR (e.status = 'refunded' AND e.id % 7 = 0)
+"""
+# Some users blocked and unblocked by the admin over time.
+INSERT_STATUS_CHANGES = f"""
+INSERT INTO user_status_changes (user_id, admin_id, status, reason, created_at)
+SELECT 12 + (g * 7919) % ({USERS} - 12), {ADMIN_ID},
+       CASE WHEN g % 2 = 0 THEN 'blocked' ELSE 'active' END, 'reason ' || g,
+       now() - g * interval '1 hour'
+FROM generate_series(1, 2000) g
+"""
 SET_SEQUENCES = """
 SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users)),
        setval(pg_get_serial_sequence('escrows', 'id'), (SELECT max(id) FROM escrows))
@@ -244,6 +269,8 @@ LOADED_TABLES = (
     "deposits",
     "deal_events",
     "notifications",
+    "dispute_evidence",
+    "user_status_changes",
 )
 
 # Sample values: the busy user, one of their released deals some way down
@@ -265,7 +292,9 @@ SELECT u.id AS user_id, u.telegram_id, lower(u.username) AS username,
        (SELECT max(id) FROM withdrawals WHERE status = 'sending') AS sending_withdrawal_id,
        (SELECT max(id) FROM deposits WHERE status = 'creating') AS creating_deposit_id,
        o.id AS deposit_id, o.invoice_id,
-       (SELECT max(id) FROM notifications WHERE status = 'pending') AS notification_id
+       (SELECT max(id) FROM notifications WHERE status = 'pending') AS notification_id,
+       x.id AS disputed_deal_id, x.code AS disputed_deal_code, x.buyer_id AS disputer_id,
+       (SELECT max(id) FROM dispute_evidence WHERE escrow_id = x.id) AS evidence_id
 FROM users u
 CROSS JOIN LATERAL (SELECT id, code FROM escrows WHERE buyer_id = u.id AND status = 'released'
                     ORDER BY id DESC OFFSET 40 LIMIT 1) d
@@ -278,6 +307,8 @@ CROSS JOIN LATERAL (SELECT id, user_id FROM withdrawals WHERE status = 'pending'
                     ORDER BY id DESC LIMIT 1) w
 CROSS JOIN LATERAL (SELECT id, invoice_id FROM deposits WHERE status = 'active'
                     ORDER BY id DESC LIMIT 1) o
+CROSS JOIN LATERAL (SELECT id, code, buyer_id FROM escrows WHERE status = 'disputed'
+                    ORDER BY id DESC LIMIT 1) x
 WHERE u.id = {BUSY_USER}
 """
 
@@ -303,7 +334,8 @@ def load_phases(currencies: list[str], chunks: int = 4) -> list[list[tuple[str, 
             (INSERT_NOTIFICATIONS, ()),
         ]
         + [(INSERT_DEALS, (currencies, lo, hi)) for lo, hi in ranges],
-        [(INSERT_INVITATIONS, ())] + [(INSERT_DEAL_EVENTS, (lo, hi)) for lo, hi in ranges],
+        [(INSERT_INVITATIONS, ()), (INSERT_EVIDENCE, ()), (INSERT_STATUS_CHANGES, ())]
+        + [(INSERT_DEAL_EVENTS, (lo, hi)) for lo, hi in ranges],
         # what autovacuum would have done by now
         [(SET_SEQUENCES, ())] + [(f"VACUUM ANALYZE {table}", ()) for table in LOADED_TABLES],
     ]
@@ -417,6 +449,9 @@ async def test_my_deals_page_is_the_plain_query_page(data_set: DataSet, user_id:
     statuses = [status.value for status in FINAL_DEAL_STATUSES] + ["funded", "disputed"]
     params = {
         "user_id": user_id,
+        "telegram_id": 0,
+        "username": None,
+        "invited": False,
         "statuses": statuses,
         "buyer_statuses": statuses,
         "seller_statuses": statuses,

@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.services.errors import InvitationUnavailable, NotAllowed, SelfDeal
+from bot.services.reads import ReadService
 from bot.services.users import Profile
 from db.models import DealStatus
 from tests.conftest import Services
@@ -30,7 +31,8 @@ async def test_an_unknown_username_gets_an_invitation_claimed_on_registration(se
     seller = await services.user("sally_seller")
     sql.start()
     created = await invite(services, seller, "@Newcomer_Ned")
-    assert sql.stop() and sql.count == 3  # standing, deal, invitation (no lookup by name)
+    # standing (locked), the pace, deal, invitation (no lookup by name)
+    assert sql.stop() and sql.count == 4
     deal, invitation = created.deal, created.invitation
     assert (deal.buyer_id, deal.seller_id) == (None, seller.id)
     assert invitation.username == "newcomer_ned" and invitation.telegram_id is None
@@ -156,3 +158,77 @@ async def test_expired_and_forged_links(services):
         forged = code[:-1] + ("y" if code.endswith("x") else "x")  # never the real code
         await services.deals.accept_invitation(taker, forged)
     assert await world(services.ctx.db) == before
+
+
+# -- who an invitation is for, found without its link -----------------------------------
+
+
+async def waiting_for(services: Services, user, username: str | None) -> list[str]:
+    """The codes of the deals in `user`'s waiting list through an invitation."""
+    page = await ReadService(services.ctx).deals_page(user, "action", username=username)
+    return [item.code for item in page.items if item.invitation is not None]
+
+
+async def test_registration_counts_the_invitations_waiting_and_claims_a_name_s(services, sql):
+    seller = await services.user("sally_seller")
+    by_name = await invite(services, seller, "@New_Nina")
+    by_id = await invite(services, seller, 8801)
+    await invite(services, seller, "@someone_else")
+    await invite(services, seller, None)  # an open link is nobody's in particular
+
+    sql.start()
+    nina = (
+        await services.users.register(
+            Profile(telegram_id=8801, first_name="Nina", username="new_nina")
+        )
+    ).value
+    # the name let go by any earlier holder, the upsert, wallets, the claim and count
+    assert len(sql.stop()) == 4
+    assert nina.invited == 2
+    assert await waiting_for(services, nina, "new_nina") == [by_id.deal.code, by_name.deal.code]
+    # told once: an unchanged profile neither claims nor counts again
+    again = (
+        await services.users.register(
+            Profile(telegram_id=8801, first_name="Nina", username="new_nina")
+        )
+    ).value
+    assert again.invited == 0
+
+
+async def test_someone_without_a_username_is_counted_by_id(services, sql):
+    seller = await services.user("sam_seller")
+    await invite(services, seller, 8802)
+    sql.start()
+    olaf = (await services.users.register(Profile(telegram_id=8802, first_name="Olaf"))).value
+    assert len(sql.stop()) == 3  # the upsert, wallets, the count
+    assert olaf.invited == 1
+
+
+async def test_a_claimed_invitation_is_not_a_later_holder_of_the_name_s(services):
+    seller = await services.user("sid_seller")
+    created = await invite(services, seller, "@moving_name")
+    first = await services.user("moving_name", telegram_id=8803)
+    assert first.invited == 1
+    # the first holder renames; someone else takes the name
+    await services.users.register(Profile(telegram_id=8803, first_name="F", username="renamed"))
+    later = await services.user("Moving_Name", telegram_id=8804)
+    assert later.invited == 0
+    assert await waiting_for(services, later, "Moving_Name") == []
+    with refuses(InvitationUnavailable, "addressed to someone else", services.ctx.currencies):
+        await services.deals.accept_invitation(later, created.invitation.code, "Moving_Name")
+    # the claimer still finds it, renamed, and can take it up
+    assert await waiting_for(services, first, "renamed") == [created.deal.code]
+    joined = (await services.deals.accept_invitation(first, created.invitation.code)).value
+    assert joined.buyer_id == first.id
+
+
+async def test_an_unclaimed_name_s_invitation_is_its_holder_s_now(services):
+    """A bare @username given to create while its holder is on the bot: the
+    holder, who has not changed since, finds it by the name they hold."""
+    seller = await services.user("stan_seller")
+    holder = await services.user("Held_Name")
+    created = await invite(services, seller, "@held_name")
+    assert await waiting_for(services, holder, "Held_Name") == [created.deal.code]
+    assert await waiting_for(services, holder, "other_name") == []
+    # the creator never sees their own invitation as one waiting for them
+    assert await waiting_for(services, seller, "stan_seller") == []

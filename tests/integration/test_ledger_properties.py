@@ -1,11 +1,13 @@
 """Property: whatever users do, in whatever order, the books balance.
 
 Hypothesis draws random sequences of deposits, deals (create, accept, decline,
-fund, deliver, release, dispute, admin resolution, cancel) and withdrawals
+fund, deliver, release, dispute, admin resolution, a split settlement, cancel)
+and withdrawals
 (request, approve, reject) over four users, two currencies and any number of
 deals, including operations that must be refused (a party acting out of turn,
 an outsider, funding or withdrawing more than is available, a non-admin
-settling, a repeated deposit reference, a zero amount). Each step runs through
+settling, a split outside the deal's amount, a repeated deposit reference, a
+zero amount). Each step runs through
 the services on the real database, against a plain in-memory model of what
 should happen; after EVERY step, SQL checks:
 
@@ -28,7 +30,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, event, given, note, settings
+from hypothesis import HealthCheck, Phase, event, example, given, note, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
@@ -66,7 +68,7 @@ DEAL_RULES: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 DEAL_ACTIONS = tuple(DEAL_RULES)
-FINAL = frozenset({"released", "refunded", "cancelled", "declined"})
+FINAL = frozenset({"released", "refunded", "cancelled", "declined", "split"})
 # The "progress" operation: which action a live deal's status leads to, by
 # `choice` (eight each: mostly forward, sometimes off the happy path).
 PROGRESS = {
@@ -127,6 +129,13 @@ class Model:
         elif status == "refunded":
             self.move(deal.buyer, deal.currency, deal.amount, -deal.amount)
         deal.status = status
+
+    def split(self, deal: Deal, part: int, fee: int) -> None:
+        """An admin's split: `part` to the seller less `fee`, the rest back to the buyer."""
+        self.move(deal.buyer, deal.currency, deal.amount - part, -deal.amount)
+        self.move(deal.seller, deal.currency, part - fee)
+        self.fees[deal.currency] += fee
+        deal.status = "split"
 
 
 def deal_verdict(model: Model, deal: Deal, action: str, actor: int) -> tuple[type | None, str]:
@@ -293,6 +302,8 @@ ARGUMENTS = {
     # deal, mostly the step forward), by whoever may take it.
     "progress": (st.sampled_from([0, 0, 0, 1, 2, 3]), st.integers(0, 7)),
     "resolve": (recent, st.sampled_from(["release", "refund"]), st.booleans(), actor),
+    # the seller's part as a percentage of the amount (0 and 100: refused)
+    "split": (recent, st.integers(0, 100), st.booleans(), actor),
     "withdraw": (user_index, currency, units),
     "approve": (any_index, st.booleans()),
     "reject": (any_index, st.booleans()),
@@ -320,6 +331,7 @@ WEIGHTS = {
     "dispute": 1,
     "cancel": 1,
     "resolve": 2,
+    "split": 2,
     "withdraw": 2,
     "approve": 1,
     "reject": 1,
@@ -470,8 +482,11 @@ class Run:
             position = live[index % len(live)]
             index = len(model.deals) - 1 - position  # as counted by the deal actions below
             deal = model.deals[position]
-            if deal.status == "disputed":  # the admin's turn
-                return self.plan(("resolve", index, ("release", "refund")[choice % 2], True, 0))
+            if deal.status == "disputed" and choice % 2:  # the admin's turn: a split
+                return self.plan(("split", index, 10 + choice * 10, True, 0))
+            if deal.status == "disputed":
+                outcome = ("release", "refund")[choice // 2 % 2]
+                return self.plan(("resolve", index, outcome, True, 0))
             kind, args = PROGRESS[deal.status][choice], [index, "due"]
 
         if kind in DEAL_RULES:
@@ -512,6 +527,34 @@ class Run:
                 lambda: services.deals.resolve(user, deal.code, outcome_kind),
                 resolved,
             )
+
+        if kind == "split":
+            index, percent, by_admin, who = args
+            if not model.deals:
+                return None, None, None
+            # a deal in dispute if there is one (else any: refused), so splits happen
+            deals = [d for d in model.deals if d.status == "disputed"] or model.deals
+            deal = deals[-1 - index % len(deals)]
+            user = self.admin if by_admin else self.party(deal, who, "release")
+            part = deal.amount * percent // 100
+            fee = part * self.currencies[deal.currency].fee_bps // 10_000
+            expected = (
+                NotAllowed
+                if not by_admin
+                else WrongState
+                if deal.status != "disputed"
+                else InvalidInput
+                if not 0 < part < deal.amount
+                else None
+            )
+
+            def split(outcome: Any) -> None:
+                view = outcome.value
+                assert (view.status, view.split_seller, view.split_fee) == ("split", part, fee)
+                event("dispute split")
+                model.split(deal, part, fee)
+
+            return expected, lambda: services.deals.split(user, deal.code, part), split
 
         if kind == "withdraw":
             index, code, count = args
@@ -660,6 +703,23 @@ class Run:
         return next(u for u in self.users if u.id == user_id)
 
 
+# Splits need a deal in dispute, which random sequences reach now and then: this
+# one always gets there, then splits it (after the splits that must be refused).
+A_SPLIT = [
+    ("create", 0, 1, "buyer", "USDT", 50),
+    ("progress", 0, 0),  # accepted
+    ("progress", 0, 0),  # funded
+    ("dispute", 0, "seller"),
+    ("split", 0, 0, True, 0),  # nothing to the seller: refused
+    ("split", 0, 100, True, 0),  # everything: refused
+    ("split", 0, 40, False, "buyer"),  # not an admin: refused
+    ("split", 0, 37, True, 0),
+    ("split", 0, 37, True, 0),  # again: done already
+    ("withdraw", 1, "USDT", 18),
+]
+
+
+@example(funds=[[100, 0], [0, 0], [0, 0], [0, 0]], steps=A_SPLIT)
 @settings(
     max_examples=60,
     deadline=None,

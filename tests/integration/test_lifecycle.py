@@ -5,6 +5,7 @@ SQL each use case sends."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import msgspec
 import pytest
@@ -21,12 +22,13 @@ from bot.services.errors import (
     UnknownCurrency,
     WrongState,
 )
-from bot.services.rules import RULES, Action, Role
+from bot.services.rules import AFTER_DEADLINE, RULES, Action, Role
 from bot.services.users import Profile
 from bot.services.views import DealView, UserView
 from bot.telegram.refusals import refusal_text
 from db.events import DealChanged, UserChanged
-from db.models import DealStatus
+from db.models import DealStatus, NotificationKind
+from db.sql.deals import INSERT_DEAL
 from tests.conftest import Services
 from tests.integration.helpers import balance, fees, history, ledger, world
 from tests.refusals import refuses
@@ -34,6 +36,8 @@ from tests.refusals import refuses
 PRICE = 250_00  # 250.00 USDT
 FEE = 3_75  # 1.5%
 START = 1_000_00
+SPLIT_PART = 100_00  # of PRICE, to the seller in a split
+SPLIT_FEE = 1_50  # 1.5% of SPLIT_PART
 
 
 @dataclass
@@ -87,6 +91,9 @@ async def deal_in(services: Services, cast: Cast, status: DealStatus) -> DealVie
         for action, actor in steps[DealStatus.FUNDED]:
             deal = (await action(actor, deal.code)).value
         return (await deals.dispute(b, deal.code, "Nothing arrived")).value
+    if status is DealStatus.SPLIT:  # disputed, then settled in part by the admin
+        disputed = await deal_in(services, cast, DealStatus.DISPUTED)
+        return (await deals.split(cast.admin, disputed.code, SPLIT_PART)).value
     if status is DealStatus.EXPIRED:
         await past_deadline(services, deal)
         (expired,) = (await deals.expire_due()).value
@@ -102,6 +109,14 @@ async def past_deadline(services: Services, deal: DealView) -> None:
         await conn.execute(
             text("UPDATE escrows SET deadline_at = now() - interval '1 minute' WHERE id = :id"),
             {"id": deal.id},
+        )
+
+
+async def past_delivery_deadline(services: Services, deal: DealView) -> None:
+    async with services.ctx.db.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE escrows SET deliver_due_at = now() - interval '1 minute' WHERE id = :i"),
+            {"i": deal.id},
         )
 
 
@@ -126,7 +141,8 @@ async def test_create_freezes_the_fee_and_records_history(services, cast, sql, e
         description="  A vintage lamp  ",
         counterparty=bob,
     )
-    assert sql.stop() and sql.count == 3  # creator's standing, counterparty, insert
+    # the creator's standing (their row locked), counterparty, the pace, insert
+    assert sql.stop() and sql.count == 4
     deal = outcome.value.deal
     assert outcome.value.invitation is None
     assert (deal.buyer_id, deal.seller_id, deal.creator_id) == (
@@ -181,7 +197,8 @@ async def test_create_with_the_same_key_twice_makes_one_deal(services, cast, sql
     )
     sql.start()
     first = await services.deals.create(cast.buyer, **params, create_key="wizard-1")
-    assert len(sql.stop()) == 4  # the key's deal (none yet), standing, counterparty, insert
+    # the key's deal (none yet), standing (locked), counterparty, the pace, insert
+    assert len(sql.stop()) == 5
     assert len(first.notices) == 1  # the seller is told
     events.published.clear()
     before = await world(services.ctx.db)
@@ -297,6 +314,8 @@ ALLOWED = [
 )
 async def test_every_allowed_transition(services, cast, events, action, status, role, to):
     deal = await deal_in(services, cast, status)
+    if action in AFTER_DEADLINE:
+        await past_delivery_deadline(services, deal)
     buyer_before = await balance(services.ctx.db, cast.buyer.id)
     seller_before = await balance(services.ctx.db, cast.seller.id)
     fees_before = await fees(services.ctx.db)
@@ -625,3 +644,142 @@ async def test_a_release_confirmed_at_an_older_version_pays_nothing(services, ca
     assert refused.value.current.status == DealStatus.DISPUTED
     assert refused.value.current.version == disputed.version
     assert await world(services.ctx.db) == before
+
+
+# -- split settlements --------------------------------------------------------------------
+
+
+async def test_admin_splits_a_dispute_in_one_balanced_movement(services, cast, sql, events):
+    deal = await deal_in(services, cast, DealStatus.DISPUTED)
+    events.published.clear()
+    sql.start()
+    split = await services.deals.split(cast.admin, deal.code, SPLIT_PART)
+    assert len(sql.stop()) == 3  # lock, transition + history + notices, one movement
+    settled = split.value
+    assert settled.status == DealStatus.SPLIT
+    assert (settled.split_seller, settled.split_fee) == (SPLIT_PART, SPLIT_FEE)
+    assert settled.refund == PRICE - SPLIT_PART
+    # the seller gets their part less the fee on it; the buyer the rest, fee-free
+    assert await balance(services.ctx.db, cast.buyer.id) == (START - SPLIT_PART, 0)
+    assert await balance(services.ctx.db, cast.seller.id) == (SPLIT_PART - SPLIT_FEE, 0)
+    assert await fees(services.ctx.db) == SPLIT_FEE
+    b, s = cast.buyer.id, cast.seller.id
+    assert await ledger(services.ctx.db, f"deal:{deal.id}:split") == [
+        ("release", "held", b, -SPLIT_PART),
+        ("release", "available", s, SPLIT_PART - SPLIT_FEE),
+        ("fee", "fees", None, SPLIT_FEE),
+        ("refund", "held", b, SPLIT_PART - PRICE),
+        ("refund", "available", b, PRICE - SPLIT_PART),
+    ]
+    assert (await history(services.ctx.db, deal))[-1] == (
+        cast.admin.id,
+        "disputed",
+        "split",
+        "resolved by admin: split",
+    )
+    # both parties are told, and both wallets' snapshots are invalidated
+    assert sorted(n.user_id for n in split.notices) == sorted([b, s])
+    assert {n.kind for n in split.notices} == {"resolve"}
+    moved = {e.telegram_id for e in events.published if isinstance(e, UserChanged)}
+    assert moved == {cast.buyer.telegram_id, cast.seller.telegram_id}
+
+
+@pytest.mark.parametrize("part", [0, -1, PRICE, PRICE + 1, 10.5])
+async def test_a_split_outside_the_amount_is_refused_and_changes_nothing(services, cast, sql, part):
+    deal = await deal_in(services, cast, DealStatus.DISPUTED)
+    before = await world(services.ctx.db)
+    sql.start()
+    with refuses(InvalidInput, r"less than the deal's 250\.00 USDT", services.ctx.currencies):
+        await services.deals.split(cast.admin, deal.code, part)
+    assert len(sql.stop()) == 1
+    assert await world(services.ctx.db) == before
+
+
+async def test_a_split_is_an_admins_on_an_open_dispute_as_it_was_asked(services, cast):
+    disputed = await deal_in(services, cast, DealStatus.DISPUTED)
+    before = await world(services.ctx.db)
+    for who in (cast.buyer, cast.seller, cast.stranger):
+        with refuses(NotAllowed, "Only an admin", services.ctx.currencies):
+            await services.deals.split(who, disputed.code, SPLIT_PART)
+    assert await world(services.ctx.db) == before
+    with refuses(WrongState, "changed since you were asked", services.ctx.currencies):
+        await services.deals.split(
+            cast.admin, disputed.code, SPLIT_PART, expected_version=disputed.version - 1
+        )
+    funded = await deal_in(services, cast, DealStatus.FUNDED)
+    with refuses(WrongState, "no dispute to settle", services.ctx.currencies):
+        await services.deals.split(cast.admin, funded.code, SPLIT_PART)
+    # pressed again, the admin's own split is the success it was; another is not
+    split = await services.deals.split(cast.admin, disputed.code, SPLIT_PART)
+    with pytest.raises(AlreadyDone):
+        await services.deals.split(cast.admin, disputed.code, SPLIT_PART)
+    with refuses(WrongState, "already split", services.ctx.currencies) as refused:
+        await services.deals.split(cast.admin, disputed.code, SPLIT_PART + 1)
+    assert not isinstance(refused.value, AlreadyDone)
+    with refuses(WrongState, "already split", services.ctx.currencies):
+        await services.deals.resolve(cast.admin, disputed.code, "refund")
+    assert await balance(services.ctx.db, cast.seller.id) == (SPLIT_PART - SPLIT_FEE, 0)
+    assert split.value.status == DealStatus.SPLIT
+
+
+# -- blocked parties -----------------------------------------------------------------------
+
+
+async def block(services: Services, user: UserView) -> None:
+    async with services.ctx.db.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE users SET status = 'blocked' WHERE id = :id"), {"id": user.id}
+        )
+
+
+async def test_a_blocked_party_stops_a_deal_going_forward_and_nothing_else(services, cast, sql):
+    accepted = await deal_in(services, cast, DealStatus.ACCEPTED)
+    pending = await open_deal(services, cast)
+    funded = await deal_in(services, cast, DealStatus.FUNDED)
+    await block(services, cast.seller)
+    before = await world(services.ctx.db)
+    currencies = services.ctx.currencies
+    sql.start()
+    with refuses(NotAllowed, "one of its parties is blocked", currencies):
+        await services.deals.fund(cast.buyer, accepted.code)
+    assert len(sql.stop()) == 1  # the parties' standing is read with the lock
+    with refuses(NotAllowed, "blocked by the admins", currencies):
+        await services.deals.accept(cast.seller, pending.code)
+    with refuses(NotAllowed, "can't take part in deals", currencies):
+        await open_deal(services, cast)
+    assert await world(services.ctx.db) == before
+    # the buyer may still call off, release, or dispute what is funded; admins settle
+    await services.deals.cancel(cast.buyer, pending.code)
+    disputed = (await services.deals.dispute(cast.buyer, funded.code, "Seller vanished")).value
+    await services.deals.resolve(cast.admin, disputed.code, "refund")
+    assert await balance(services.ctx.db, cast.buyer.id) == (START, 0)
+
+
+async def test_a_block_committed_after_the_lock_is_still_refused_by_the_statement(services, cast):
+    accepted = await deal_in(services, cast, DealStatus.ACCEPTED)
+    before = await world(services.ctx.db)
+    deals = services.deals
+    async with services.ctx.db.unit_of_work() as uow:
+        deal, locked = await deals._lock(uow, cast.buyer, accepted.code)
+        assert locked.seller_status == "active"
+        await block(services, cast.seller)  # another connection, committed meanwhile
+        with refuses(NotAllowed, "one of its parties is blocked", services.ctx.currencies):
+            await deals._transition(
+                uow, deal, cast.buyer.id, DealStatus.FUNDED, None, notify=NotificationKind.FUND
+            )
+    assert {k: v for k, v in (await world(services.ctx.db)).items() if k != "users"} == {
+        k: v for k, v in before.items() if k != "users"
+    }
+
+
+async def test_a_deal_with_a_blocked_party_is_never_inserted(services, cast):
+    await block(services, cast.seller)
+    params = {
+        "code": "BLOCKED1", "creator_id": cast.buyer.id, "buyer_id": cast.buyer.id,
+        "seller_id": cast.seller.id, "amount": PRICE, "fee": FEE, "fee_bps": 150,
+        "currency": "USDT", "description": "x", "deadline": timedelta(hours=1),
+        "create_key": None, "notify": None, "actor_id": cast.buyer.id, "note": None,
+        "grace": timedelta(seconds=30), "admin_chats": [],
+    }  # fmt: skip
+    async with services.ctx.db.engine.begin() as conn:
+        assert (await conn.execute(INSERT_DEAL, params)).first() is None

@@ -13,13 +13,15 @@ import logging
 from collections.abc import Awaitable, Iterable
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
-from bot.services.errors import EscrowError, WrongState
+from bot.services.errors import EscrowError, Refusal, WrongState
 from bot.services.users import Profile
 from bot.services.views import DealView, UserView
 from db import Database
-from db.models import DealStatus, WithdrawalStatus
+from db.models import DealStatus, EvidenceKind, WithdrawalStatus
+from tests.conftest import UNPACED
 
 N = 20
 AMOUNT = 100_00  # 100.00 USDT
@@ -283,6 +285,7 @@ async def test_concurrent_approvals_pay_out_once(services, database):
     )
 
 
+@pytest.mark.parametrize("escrow_settings", [UNPACED])  # 50 deals each in seconds
 async def test_crossed_releases_between_two_users_never_deadlock(services, database, caplog):
     """X buys from Y while Y buys from X: every release touches both wallets, debiting
     one and crediting the other in opposite orders. Round after round, several of
@@ -338,3 +341,133 @@ async def test_registrations_racing_money_movements_never_deadlock(services, dat
 
     assert [r.getMessage() for r in caplog.records if "retried" in r.getMessage()] == []
     assert await wallet(database, user) == (5 * 10 * AMOUNT, 0)
+
+
+# -- disputes: splits, evidence ----------------------------------------------------------
+
+
+async def test_splits_racing_releases_and_refunds_settle_a_dispute_once(services, database):
+    admin = await services.admin()
+    other_admin = await services.user("second_admin", telegram_id=900_000_002)
+    async with database.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE users SET is_admin = true WHERE id = :id"), {"id": other_admin.id}
+        )
+    buyer = await services.user("buyer", funds={"USDT": AMOUNT})
+    seller = await services.user("seller")
+    deal = await funded_deal(services, buyer, seller)
+    await services.deals.dispute(buyer, deal.code, "half of it arrived")
+
+    def settle(i: int) -> Awaitable[Any]:
+        who = admin if i % 2 else other_admin
+        match i % 3:
+            case 0:
+                return services.deals.split(who, deal.code, AMOUNT // 2)
+            case 1:
+                return services.deals.resolve(who, deal.code, "release")
+            case _:
+                return services.deals.resolve(who, deal.code, "refund")
+
+    results, errors = await race(settle(i) for i in range(N))
+
+    assert len(results) == 1
+    final = results[0].value.status
+    assert all(isinstance(e, WrongState) and e.current.status == final for e in errors)
+    assert len(errors) == N - 1
+    assert await status(database, deal) == final
+    moved = {
+        DealStatus.SPLIT: ((AMOUNT // 2, 0), (AMOUNT // 2 - 75, 0), 75),
+        DealStatus.RELEASED: ((0, 0), (PAYOUT, 0), FEE),
+        DealStatus.REFUNDED: ((AMOUNT, 0), (0, 0), 0),
+    }[DealStatus(final)]
+    assert (await wallet(database, buyer), await wallet(database, seller)) == moved[:2]
+    assert await fees(database) == moved[2]
+    settled = await scalar(
+        database,
+        "SELECT count(DISTINCT idempotency_key) FROM ledger_entries WHERE escrow_id = :d"
+        " AND idempotency_key <> :hold",
+        d=deal.id,
+        hold=f"deal:{deal.id}:funded",
+    )
+    assert settled == 1  # one movement out of the escrow, whichever won
+
+
+async def test_evidence_sent_at_once_stops_at_the_partys_limit(services, database):
+    limit = services.ctx.settings.evidence_per_party
+    buyer = await services.user("buyer", funds={"USDT": AMOUNT})
+    seller = await services.user("seller")
+    deal = await funded_deal(services, buyer, seller)
+    await services.deals.dispute(buyer, deal.code, "never arrived")
+
+    results, errors = await race(
+        services.deals.add_evidence(buyer, deal.code, EvidenceKind.TEXT, text=f"note {i}")
+        for i in range(limit + 5)
+    )
+
+    assert len(results) == limit
+    assert len(errors) == 5 and all(e.code is Refusal.EVIDENCE_LIMIT for e in errors)
+    assert sorted(r.value.sent for r in results) == list(range(1, limit + 1))
+    assert (
+        await scalar(
+            database, "SELECT count(*) FROM dispute_evidence WHERE escrow_id = :d", d=deal.id
+        )
+        == limit
+    )
+    # the other party's own allowance is untouched
+    await services.deals.add_evidence(seller, deal.code, EvidenceKind.TEXT, text="sent it")
+
+
+async def test_evidence_racing_a_settlement_is_kept_only_while_the_dispute_is_open(
+    services, database
+):
+    admin = await services.admin()
+    buyer = await services.user("buyer", funds={"USDT": AMOUNT})
+    seller = await services.user("seller")
+    deal = await funded_deal(services, buyer, seller)
+    await services.deals.dispute(buyer, deal.code, "never arrived")
+
+    calls = [
+        services.deals.add_evidence(seller, deal.code, EvidenceKind.TEXT, text=f"proof {i}")
+        for i in range(8)
+    ]
+    calls.insert(4, services.deals.resolve(admin, deal.code, "release"))
+    results, errors = await race(calls)
+
+    # the settlement went through; every piece either went in before it (kept,
+    # and told to the admins) or found the dispute closed (refused, not kept)
+    assert await status(database, deal) == DealStatus.RELEASED
+    assert all(isinstance(e, WrongState) and e.code is Refusal.DISPUTE_CLOSED for e in errors)
+    added = [r for r in results if r.value is not None and hasattr(r.value, "evidence")]
+    assert len(added) + len(errors) == 8
+    kept = await scalar(
+        database, "SELECT count(*) FROM dispute_evidence WHERE escrow_id = :d", d=deal.id
+    )
+    assert kept == len(added)
+
+
+# -- blocking ---------------------------------------------------------------------------
+
+
+async def test_a_block_racing_funding_either_funds_before_or_refuses(services, database):
+    admin = await services.admin()
+    for round_ in range(5):
+        buyer = await services.user(f"buyer_{round_}", funds={"USDT": AMOUNT})
+        seller = await services.user(f"seller_{round_}")
+        deal = await open_deal(services, buyer, seller)
+        results, errors = await race(
+            [
+                services.deals.fund(buyer, deal.code),
+                services.moderation.block(admin, str(seller.telegram_id), "fraud"),
+            ]
+        )
+        funded = await status(database, deal) == DealStatus.FUNDED
+        assert len(results) == 2 - len(errors)
+        if funded:
+            assert await wallet(database, buyer) == (0, AMOUNT)
+        else:
+            assert [e.code for e in errors] == [Refusal.PARTY_BLOCKED]
+            assert await wallet(database, buyer) == (AMOUNT, 0)
+        assert (
+            await scalar(database, "SELECT status FROM users WHERE id = :u", u=seller.id)
+            == "blocked"
+        )

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from bot.services.errors import InsufficientFunds, InvalidInput, NotAllowed, NotFound, WrongState
+from bot.services.errors import (
+    AlreadyDone,
+    InsufficientFunds,
+    InvalidInput,
+    NotAllowed,
+    NotFound,
+    WrongState,
+)
 from bot.services.wallets import DemoDepositProvider
 from bot.telegram.texts import deposit_instructions
 from db.events import UserChanged
@@ -92,6 +99,26 @@ async def test_withdrawal_approved(services, sql):
     assert await balance(services.ctx.db, user.id) == (40_00, 0)
     with refuses(WrongState, "already approved", services.ctx.currencies):
         await services.wallets.reject_withdrawal(admin, request.id)
+
+
+async def test_a_withdrawal_requested_twice_with_one_reference_is_held_once(services, sql):
+    user = await services.user("twice_user", funds={"USDT": 100_00})
+    first = (
+        await services.wallets.request_withdrawal(user, "USDT", 30_00, "acct", reference="c:7")
+    ).value
+    before = await world(services.ctx.db)
+    sql.start()
+    with refuses(AlreadyDone, "already requested", services.ctx.currencies) as again:
+        await services.wallets.request_withdrawal(user, "USDT", 30_00, "acct", reference="c:7")
+    # the request rolled back, then the first one found by its hold's key
+    assert "FROM ledger_entries l JOIN withdrawals w" in sql.stop()[-1]
+    assert again.value.current == first
+    assert await world(services.ctx.db) == before
+    assert await balance(services.ctx.db, user.id) == (70_00, 30_00)
+    assert await services.wallets.requested_with(user, "c:7") == first
+    assert await services.wallets.requested_with(user, "c:8") is None
+    other = await services.user("other_user")
+    assert await services.wallets.requested_with(other, "c:7") is None  # only the owner's
 
 
 async def test_withdrawal_rejected_returns_the_money(services):

@@ -34,7 +34,7 @@ async def test_local_mode_walks_through_three_deals_and_prints_a_latency_summary
     # by @username, by invitation link, and a dispute the admin settles
     assert shown.count("✅ Payment released to the seller.") == 2
     assert "Carol ▸ /start " in shown and "✅ You joined the deal." in shown
-    assert "🛡 New dispute opened by @local_alice." in shown
+    assert "🛡 New dispute opened by @local_alice (the buyer)." in shown
     assert "🛡 An admin settled the dispute: the buyer is refunded." in shown
     # what each one ends with: 1000 in, 400 and 100 paid out, 50 refunded; fees 1.5%
     assert "Alice: 👛 Your wallet ⏎ USDT: 500.00 USDT available · 0.00 USDT held" in shown

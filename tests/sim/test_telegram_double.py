@@ -4,6 +4,7 @@ users drive a real Dispatcher, one at a time or concurrently."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +17,9 @@ from aiogram.filters import CommandObject, CommandStart
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
     BotCommand,
+    BufferedInputFile,
     CallbackQuery,
+    InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
     MessageOriginHiddenUser,
@@ -416,6 +419,54 @@ async def test_lengths_are_counted_like_telegram(bot: Bot, alice: SimulatedUser)
         await bot.send_message(alice.id, "Buttons", reply_markup=keyboard("é" * 32 + "x"))
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("ftp://example.com", "Unsupported URL protocol"),
+        ("happ://add/https://example.com", "Unsupported URL protocol"),
+        ("not-a-url", "Wrong HTTP URL"),
+        ("https://", "URL host is empty"),
+        ("https://exa mple.com/", "Wrong URL host"),
+        ("https://example.com:70000/", "Wrong port number specified in the URL"),
+        ("javascript:alert(1)", "Wrong port number specified in the URL"),
+        ("tg://http://example.com", "Wrong tg URL"),
+    ],
+)
+async def test_url_buttons_are_checked_like_telegram(
+    bot: Bot, alice: SimulatedUser, url: str, problem: str
+) -> None:
+    """What the Bot API (tdlib's check_link) refuses in a URL button, in its words;
+    a button that does nothing but show its text is refused too."""
+    await alice.send("/start")
+    link = InlineKeyboardBuilder().button(text="Open", url=url).as_markup()
+    with pytest.raises(TelegramBadRequest, match=f"URL '{re.escape(url)}' is invalid: {problem}"):
+        await bot.send_message(alice.id, "Link", reply_markup=link)
+    no_action = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="Nothing")]])
+    with pytest.raises(TelegramBadRequest, match="Text buttons are unallowed"):
+        await bot.send_message(alice.id, "Link", reply_markup=no_action)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://t.me/share/url?url=https%3A%2F%2Ft.me%2Fbot%3Fstart%3Dabc&text=a%20deal",
+        "https://t.me/share/url?url=x&text=spaces are sent encoded",
+        "t.me/escrow_bot",
+        "tg://resolve?domain=escrow_bot",
+        "https://example.com:8443/path",
+    ],
+)
+async def test_url_buttons_telegram_takes_are_shown(
+    bot: Bot, alice: SimulatedUser, url: str
+) -> None:
+    await alice.send("/start")
+    link = InlineKeyboardBuilder().button(text="Open", url=url).as_markup()
+    await bot.send_message(alice.id, "Link", reply_markup=link)
+    assert alice.last.keyboard[0][0].url  # shown, as a link to open
+    with pytest.raises(ButtonNotFound, match="is a URL button"):
+        await alice.press("Open")
+
+
 async def test_a_timeline_listener_sees_every_request_as_it_is_made(
     telegram: FakeTelegram, alice: SimulatedUser
 ) -> None:
@@ -481,3 +532,51 @@ async def test_webhook_info_follows_set_and_delete_as_telegram_reports_it(bot: B
     assert (await bot.get_webhook_info()).allowed_updates == ["message"]
     assert await bot.set_webhook("https://bot.example.org/other", allowed_updates=[])
     assert (await bot.get_webhook_info()).allowed_updates is None
+
+
+async def test_files_users_sent_are_sent_again_by_file_id_as_telegram_does(
+    telegram: FakeTelegram, bot: Bot, alice: SimulatedUser, bob: SimulatedUser
+) -> None:
+    """A photo or document a user sent is known by its file id: the bot may send
+    it (to anyone) by that id, with a caption of at most 1,024 characters; an id
+    Telegram never gave, or a photo's id sent as a document, is refused."""
+    photo = (await alice.send_photo("the crack")).update.message
+    document = (await alice.send_document("receipt.pdf", size=30_000)).update.message
+    await bob.send("/start")
+    assert photo.caption == "the crack" and len(photo.photo) == 2
+    assert document.document.file_name == "receipt.pdf" and document.document.file_size == 30_000
+    photo_id, document_id = photo.photo[-1].file_id, document.document.file_id
+
+    sent = await bot.send_photo(bob.id, photo_id, caption="<b>From Alice</b>")
+    assert sent.photo[-1].file_id == photo_id and sent.caption == "From Alice"
+    assert bob.last.media == ("photo", photo_id) and bob.last.text == "From Alice"
+    keyboard = InlineKeyboardBuilder().button(text="Open", callback_data="open").as_markup()
+    await bot.send_document(bob.id, document_id, reply_markup=keyboard)
+    assert bob.last.media == ("document", document_id) and bob.last.text == ""
+    assert bob.buttons() == ["Open"]
+
+    with pytest.raises(TelegramBadRequest, match="type of file mismatch"):
+        await bot.send_document(bob.id, photo_id)
+    with pytest.raises(TelegramBadRequest, match="type of file mismatch"):
+        await bot.send_photo(bob.id, document_id)
+    with pytest.raises(TelegramBadRequest, match="wrong file identifier"):
+        await bot.send_photo(bob.id, photo_id[:-3] + "xyz")
+    with pytest.raises(TelegramBadRequest, match="Wrong string length"):
+        await bot.send_photo(bob.id, "abc")
+    with pytest.raises(TelegramBadRequest, match="message caption is too long"):
+        await bot.send_photo(bob.id, photo_id, caption="&lt;" * 1025)
+    await bot.send_photo(bob.id, photo_id, caption="&lt;" * 1024)
+    with pytest.raises(TelegramBadRequest, match="can't parse entities"):
+        await bot.send_photo(bob.id, photo_id, caption="5 < 6")
+    # its caption is not a text: an edit of the text is refused, of the buttons not
+    with pytest.raises(TelegramBadRequest, match="there is no text in the message to edit"):
+        await bot.edit_message_text("new", chat_id=bob.id, message_id=bob.last.message_id)
+    await bot.edit_message_reply_markup(
+        chat_id=bob.id, message_id=bob.last.message_id, reply_markup=keyboard
+    )
+    assert bob.last.media == ("photo", photo_id) and bob.buttons() == ["Open"]
+    bob.block()
+    with pytest.raises(TelegramForbiddenError, match="blocked"):
+        await bot.send_photo(bob.id, photo_id)
+    with pytest.raises(NotImplementedError, match="file id only"):
+        await bot.send_photo(alice.id, BufferedInputFile(b"\x89PNG", "x.png"))

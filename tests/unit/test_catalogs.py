@@ -29,6 +29,7 @@ WORD = re.compile(r"[A-Za-z]{2,}")
 # Literals of the Telegram face no user reads, each with why.
 NOT_READ = {
     "dd MMM y, HH:mm 'UTC'": "Babel's date pattern (bot/telegram/texts.py `when`)",
+    "dd MMM, HH:mm": "Babel's date pattern (bot/telegram/disputes.py `LISTED_AT`)",
 }
 
 

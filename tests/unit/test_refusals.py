@@ -1,6 +1,7 @@
 """Every refusal code has its sentence, every sentence its data, and every
 refusal the buttons that resolve it."""
 
+from datetime import UTC, datetime, timedelta
 from string import Formatter
 
 import pytest
@@ -10,6 +11,7 @@ from bot.services.errors import (
     InsufficientFunds,
     InvalidInput,
     NotAllowed,
+    Paced,
     Refusal,
     TextField,
     WrongState,
@@ -20,20 +22,20 @@ from bot.telegram.keyboards import WalletMenu
 from bot.telegram.refusals import (
     ACTION_WORDS,
     FIELD_WORDS,
-    RESOLVED_BY,
     ROLE_WORDS,
     STATUS_WORDS,
     TEMPLATES,
     WITHDRAWAL_STATUS_WORDS,
     ChatRefusal,
-    refusal_keyboard,
     refusal_text,
 )
+from bot.telegram.resolutions import RESOLVED_BY, refusal_keyboard
 from db.models import DealStatus, WithdrawalStatus
 
 USDT = Currency("USDT", decimals=2, min_amount=1_00, max_amount=1_000_000_00, fee_bps=150)
 CURRENCIES = Currencies({"USDT": USDT})
 MONEY = {"currency": "USDT"}
+DUE = datetime(2026, 12, 6, 14, 5, tzinfo=UTC)
 
 # What each code is raised with: the data contract between the services and the words.
 SAMPLES: dict[object, dict[str, object]] = {
@@ -58,6 +60,9 @@ SAMPLES: dict[object, dict[str, object]] = {
     Refusal.ADMIN_SETTLES_DISPUTES: {},
     Refusal.FUNDING_SHORT: {"amount": 1_000_01, **MONEY},
     Refusal.HELD_FUNDS_MISSING: {},
+    Refusal.NOT_OVERDUE: {"deal": "ABCD2345", "due_at": DUE},
+    Refusal.TOO_MANY_DEALS: {"limit": 20, "until": DUE, "wait": timedelta(minutes=83)},
+    Refusal.TOO_MANY_STRANGERS: {"limit": 20, "until": DUE, "wait": timedelta(seconds=10)},
     Refusal.INVITATION_NOT_VALID: {},
     Refusal.OWN_INVITATION: {},
     Refusal.ALREADY_A_PARTY: {},
@@ -94,6 +99,16 @@ SAMPLES: dict[object, dict[str, object]] = {
     Refusal.ADMIN_DECIDES_WITHDRAWALS: {},
     Refusal.ADMIN_CREDITS_DEPOSITS: {},
     Refusal.NO_SUCH_USER: {},
+    Refusal.PARTY_BLOCKED: {},
+    Refusal.NOBODY_BY_THAT_NAME: {},
+    Refusal.ALREADY_BLOCKED: {"name": "@carol"},
+    Refusal.NOT_BLOCKED: {"name": "@carol"},
+    Refusal.CANT_BLOCK_ADMIN: {},
+    Refusal.DISPUTE_CLOSED: {"deal": "ABCD2345", "status": DealStatus.RELEASED},
+    Refusal.EVIDENCE_LIMIT: {"limit": 10},
+    Refusal.EVIDENCE_TOO_LARGE: {"megabytes": 20},
+    Refusal.EVIDENCE_KIND: {},
+    Refusal.SPLIT_OUT_OF_RANGE: {"amount": 100_00, **MONEY},
     ChatRefusal.IS_ME: {},
     ChatRefusal.IS_A_BOT: {},
     ChatRefusal.HIDDEN_FORWARD: {"name": "Alice"},
@@ -161,6 +176,16 @@ def test_every_status_action_role_and_field_has_words():
         (
             InvalidInput(Refusal.TOO_MANY_DECIMALS, currency="", decimals=2),
             "amounts have at most 2 decimal places.",
+        ),
+        (
+            Paced(Refusal.TOO_MANY_DEALS, limit=20, until=DUE, wait=timedelta(minutes=83)),
+            "You have opened 20 deals in the last hour, the most allowed. You can open the "
+            "next one at 06 Dec 2026, 14:05 UTC (in 1 h 23 min).",
+        ),
+        (
+            WrongState(Refusal.NOT_OVERDUE, deal="ABCD2345", due_at=DUE),
+            "Deal ABCD2345 may be delivered until 06 Dec 2026, 14:05 UTC: only after that "
+            "can you cancel it for a refund.",
         ),
     ],
 )

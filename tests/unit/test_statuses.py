@@ -72,6 +72,11 @@ CARDS = {
         "✖️ declined by the buyer",
     ),
     (DealStatus.EXPIRED, BUYER): ("⌛ expired — it was not accepted and funded in time",) * 3,
+    (DealStatus.SPLIT, BUYER): (
+        "✂️ split by an admin — part refunded to you",
+        "✂️ split by an admin — part paid to you",
+        "✂️ split by an admin — part to the seller, the rest refunded",
+    ),
 }
 
 LISTS = {
@@ -107,6 +112,7 @@ LISTS = {
     (DealStatus.DECLINED, BUYER): ("declined", "declined by you", "declined"),
     (DealStatus.DECLINED, SELLER): ("declined by you", "declined", "declined"),
     (DealStatus.EXPIRED, BUYER): ("expired",) * 3,
+    (DealStatus.SPLIT, BUYER): ("split",) * 3,
 }
 
 

@@ -61,6 +61,7 @@ class DealInvitations(DealSteps):
             self._check_invitation(invitation, deal, actor, username)
             if locked.actor_status != UserStatus.ACTIVE:
                 raise UserBlocked(Refusal.ACCOUNT_BLOCKED)
+            self._refuse_if_a_party_is_blocked(locked, DealStatus.ACCEPTED)
             changed = await self._transition(
                 uow,
                 deal,
@@ -143,9 +144,17 @@ class DealInvitations(DealSteps):
             raise InvitationUnavailable(Refusal.INVITATION_USED)
         if invitation.expired:
             raise InvitationUnavailable(Refusal.INVITATION_EXPIRED)
-        addressed_to = invitation.telegram_id is not None or invitation.username is not None
-        if addressed_to and not (
-            invitation.telegram_id == viewer.telegram_id
-            or (invitation.username and username and invitation.username == username.lower())
-        ):
+        if not addressed_to(invitation, viewer.telegram_id, username):
             raise InvitationUnavailable(Refusal.INVITATION_FOR_SOMEONE_ELSE)
+
+
+def addressed_to(invitation: Any, telegram_id: int, username: str | None) -> bool:
+    """Whether `invitation` is for whoever has this Telegram id and @username
+    now. One to an @username is claimed, bound to their Telegram id, by the
+    first to use the bot holding that name (UserService.register): from then on
+    it is theirs, even after a rename, and no later holder of the name's."""
+    if invitation.telegram_id is None and invitation.username is None:
+        return True  # an open link: anyone's
+    if invitation.telegram_id is not None:
+        return invitation.telegram_id == telegram_id
+    return username is not None and invitation.username == username.lower()

@@ -9,11 +9,12 @@ from typing import Literal
 from sqlalchemy.exc import IntegrityError
 
 from bot.services.base import Actor, Outcome, violated_constraint
+from bot.services.deals.pace import DealPace
 from bot.services.deals.steps import (
     CODE_CONSTRAINT,
     CREATE_KEY_CONSTRAINT,
     CREATE_KEY_LENGTH,
-    DealSteps,
+    NOTIFIED_AS,
     bounded_text,
     changed_event,
     new_deal_code,
@@ -34,18 +35,14 @@ from bot.services.rules import RULES, Action, has_role, is_party
 from bot.services.users import Person, parse_username
 from bot.services.views import CreatedDeal, DealView, InvitationView, created_deal, deal_view
 from db import UnitOfWork
-from db.models import (
-    DealStatus,
-    NotificationKind,
-    UserStatus,
-)
+from db.models import DealStatus, NotificationKind, UserStatus
 from db.sql.deals import DEAL_BY_CODE, DEAL_BY_CREATE_KEY, INSERT_DEAL, INSERT_INVITATION
 from db.sql.notifications import decode_notices
 from db.sql.reads import ADMIN_DEAL_BY_CODE
 from db.sql.users import USER_BY_TELEGRAM_ID
 
 
-class DealLifecycle(DealSteps):
+class DealLifecycle(DealPace):
     # -- reads --------------------------------------------------------------
 
     async def get(self, viewer: Actor, code: str, *, as_admin: bool = False) -> DealView:
@@ -98,10 +95,9 @@ class DealLifecycle(DealSteps):
           through the link like anyone not on the bot yet;
         - None: an invitation link anyone can take up.
 
-        `create_key` (the wizard's id) makes the request idempotent: made again,
-        by a retry after an unknown outcome or a second press even without the
-        user's lock, it returns the deal (and invitation) the first one made,
-        changing nothing and telling nobody again."""
+        `create_key` (the wizard's id) makes the request idempotent: a retry after
+        an unknown outcome or a second press, even without the user's lock, returns
+        the deal (and invitation) the first one made, telling nobody again."""
         if create_key is not None and not 0 < len(create_key) <= CREATE_KEY_LENGTH:
             raise InvalidInput(Refusal.REQUEST_UNUSABLE)
         if role not in ("buyer", "seller"):
@@ -131,7 +127,7 @@ class DealLifecycle(DealSteps):
                 ).first()
                 if made is not None:
                     return created_deal(made)
-            creator_row = await self._require_active(uow, creator)
+            creator_row = await self._require_active(uow, creator, lock=self.settings.paced)
             if username is not None and username == (creator_row.username or "").lower():
                 raise SelfDeal(Refusal.SELF_DEAL)
             other = None
@@ -148,6 +144,8 @@ class DealLifecycle(DealSteps):
                 if other.status != UserStatus.ACTIVE:
                     raise NotAllowed(Refusal.CANT_TAKE_PART)
             other_id = other.id if other is not None else None
+            addressed = counterparty is not None
+            stranger = await self._pace(uow, creator.id, other_id, addressed=addressed)
             buyer_id, seller_id = (
                 (creator.id, other_id) if role == "buyer" else (other_id, creator.id)
             )
@@ -166,10 +164,13 @@ class DealLifecycle(DealSteps):
                         "description": description,
                         "deadline": self.settings.deal_deadline,
                         "create_key": create_key,
+                        "to_stranger": stranger,
                         **self._notify(NotificationKind.INVITED, creator.id),
                     },
                 )
-            ).one()
+            ).first()
+            if created is None:  # a party blocked since their standing was read
+                raise NotAllowed(Refusal.PARTY_BLOCKED)
             deal = deal_view(created)
             uow.outbox(*decode_notices(created.notices))
             invitation = None
@@ -232,10 +233,15 @@ class DealLifecycle(DealSteps):
     async def cancel(
         self, actor: Actor, code: str, *, expected_version: int | None = None
     ) -> Outcome[DealView]:
-        """Call the deal off (refunding the buyer once it is funded).
-        `expected_version`: as for `release`; a cancel confirmed before funding
-        must not become a refund."""
+        """Call the deal off (refunding the buyer once funded); `expected_version`
+        as for `release`: a cancel confirmed before funding must not be a refund."""
         return await self._act(actor, code, Action.CANCEL, expected_version=expected_version)
+
+    async def refund(
+        self, actor: Actor, code: str, *, expected_version: int | None = None
+    ) -> Outcome[DealView]:
+        """The buyer calls off a funded deal not delivered by its deadline."""
+        return await self._act(actor, code, Action.REFUND, expected_version=expected_version)
 
     async def _act(
         self,
@@ -276,14 +282,16 @@ class DealLifecycle(DealSteps):
             role, to_status = rule
             if not has_role(deal, actor.id, role):
                 raise NotAllowed(Refusal.NOT_YOUR_ROLE, role=role, action=action)
+            self._refuse_if_a_party_is_blocked(locked, to_status)
             changed = await self._transition(
                 uow,
                 deal,
                 actor.id,
                 to_status,
                 reason,
-                notify=NotificationKind(action.value),
+                notify=NOTIFIED_AS.get(action) or NotificationKind(action.value),
                 admins=self.settings.admins if action is Action.DISPUTE else (),
+                **self._deadline(action, deal),
             )
             await self._move_money(uow, deal, to_status)
             uow.record(changed_event(changed, actor))

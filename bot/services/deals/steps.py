@@ -15,8 +15,10 @@ from typing import Any
 from bot.services.base import Actor, Service
 from bot.services.errors import (
     AlreadyDone,
+    EscrowError,
     InsufficientFunds,
     InvalidInput,
+    NotAllowed,
     NotFound,
     Refusal,
     TextField,
@@ -24,7 +26,7 @@ from bot.services.errors import (
     WrongState,
 )
 from bot.services.ledger import Leg, post_movement
-from bot.services.rules import DESTINATIONS, Action
+from bot.services.rules import AFTER_DEADLINE, DESTINATIONS, Action
 from bot.services.views import DealView, deal_view
 from db import UnitOfWork
 from db.events import DealChanged
@@ -37,7 +39,7 @@ from db.models import (
 )
 from db.sql.deals import LOCK_DEAL, TRANSITION
 from db.sql.notifications import decode_notices
-from db.sql.users import USER_BY_TELEGRAM_ID
+from db.sql.users import LOCK_USER_BY_TELEGRAM_ID, USER_BY_TELEGRAM_ID
 
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L
 CODE_LENGTH = 8
@@ -46,6 +48,9 @@ CREATE_KEY_CONSTRAINT = "uq_escrows_creator_create_key"
 CREATE_KEY_LENGTH = 64  # escrows.create_key
 
 
+# What the other party is told of an action, where it is not the action's own kind.
+NOTIFIED_AS = {Action.REFUND: NotificationKind.CANCEL}
+
 FINAL = frozenset(
     {
         DealStatus.RELEASED,
@@ -53,8 +58,12 @@ FINAL = frozenset(
         DealStatus.CANCELLED,
         DealStatus.DECLINED,
         DealStatus.EXPIRED,
+        DealStatus.SPLIT,
     }
 )
+# Moves that take a deal forward, which a blocked party stops (guarded in
+# TRANSITION too).
+NEEDS_ACTIVE_PARTIES = frozenset({DealStatus.ACCEPTED, DealStatus.FUNDED})
 
 
 def new_deal_code() -> str:
@@ -112,14 +121,43 @@ class DealSteps(Service):
                 Refusal.ACTION_NOT_NOW, current=deal, deal=deal.code, status=status, action=action
             )
 
-    async def _require_active(self, uow: UnitOfWork, actor: Actor) -> Any:
-        """The actor's row (id, telegram_id, username, status), if active."""
-        row = (await uow.execute(USER_BY_TELEGRAM_ID, {"telegram_id": actor.telegram_id})).first()
+    @staticmethod
+    def _refuse_if_a_party_is_blocked(locked: Any, to_status: DealStatus) -> None:
+        """NotAllowed if `to_status` takes the deal forward while a party is
+        blocked (their standing read with the lock; the transition checks again)."""
+        if to_status in NEEDS_ACTIVE_PARTIES and UserStatus.BLOCKED in (
+            locked.buyer_status,
+            locked.seller_status,
+        ):
+            raise NotAllowed(Refusal.PARTY_BLOCKED)
+
+    async def _require_active(self, uow: UnitOfWork, actor: Actor, *, lock: bool = False) -> Any:
+        """The actor's row (id, telegram_id, username, status), if active;
+        with `lock`, locked until commit."""
+        statement = LOCK_USER_BY_TELEGRAM_ID if lock else USER_BY_TELEGRAM_ID
+        row = (await uow.execute(statement, {"telegram_id": actor.telegram_id})).first()
         if row is None or row.id != actor.id:
             raise NotFound(Refusal.START_FIRST)
         if row.status != UserStatus.ACTIVE:
             raise UserBlocked(Refusal.ACCOUNT_BLOCKED)
         return row
+
+    @staticmethod
+    def _deadline(action: Action, deal: DealView) -> dict[str, Any]:
+        """`_transition`'s guard for an action open only past a deadline
+        (`rules.AFTER_DEADLINE`): the database's clock decides, under the lock."""
+        if action not in AFTER_DEADLINE:
+            return {}
+        status = DealStatus(deal.status)
+        due = getattr(deal, AFTER_DEADLINE[action])
+        refused = (
+            WrongState(Refusal.NOT_OVERDUE, current=deal, deal=deal.code, due_at=due)
+            if due is not None
+            else WrongState(
+                Refusal.ACTION_NOT_NOW, current=deal, deal=deal.code, status=status, action=action
+            )
+        )
+        return {"overdue_only": True, "refused": refused}
 
     async def _transition(
         self,
@@ -132,9 +170,15 @@ class DealSteps(Service):
         *,
         notify: NotificationKind,
         admins: tuple[int, ...] = (),
+        overdue_only: bool = False,
+        refused: EscrowError | None = None,
+        split: tuple[int, int] | None = None,
     ) -> DealView:
         """Move the locked deal to `to_status`, write its history and tell the
-        other party (and `admins`) in the outbox, all in one statement."""
+        other party (and `admins`) in the outbox, all in one statement. With
+        `overdue_only`, only if its delivery deadline has passed, else raise
+        `refused`. Funding and delivering start the deal's clocks. `split`: the
+        seller's part and its fee, for a split settlement."""
         row = (
             await uow.execute(
                 TRANSITION,
@@ -147,13 +191,23 @@ class DealSteps(Service):
                     "actor_id": actor_id,
                     "reason": reason,
                     "joiner_id": joiner,
+                    "overdue_only": overdue_only,
+                    "deliver_within": self.settings.deliver_within,
+                    "release_after": self.settings.auto_release_after,
                     **self._notify(
                         notify, actor_id, reason if notify is NotificationKind.DISPUTE else None
                     ),
                     "admin_chats": list(admins),
+                    "split_seller": split[0] if split else None,
+                    "split_fee": split[1] if split else None,
                 },
             )
         ).first()
+        if row is None and refused is not None:  # the deadline had not passed
+            raise refused
+        if row is None and to_status in NEEDS_ACTIVE_PARTIES:
+            # a party blocked since the lock read their standing
+            raise NotAllowed(Refusal.PARTY_BLOCKED)
         if row is None:  # cannot happen while we hold the row lock; refuse loudly
             raise WrongState(Refusal.CHANGED_MEANWHILE, current=deal, deal=deal.code)
         uow.outbox(*decode_notices(row.notices))
@@ -194,6 +248,18 @@ class DealSteps(Service):
                 legs = [
                     Leg(LedgerKind.REFUND, LedgerAccount.HELD, -deal.amount, buyer),
                     Leg(LedgerKind.REFUND, LedgerAccount.AVAILABLE, deal.amount, buyer),
+                ]
+                shortfall = InsufficientFunds(Refusal.HELD_FUNDS_MISSING)
+            case DealStatus.SPLIT:
+                # One movement: the held amount leaves as a release of the
+                # seller's part (less its fee) and a refund of the rest.
+                part, fee = deal.split_seller or 0, deal.split_fee or 0
+                legs = [
+                    Leg(LedgerKind.RELEASE, LedgerAccount.HELD, -part, buyer),
+                    Leg(LedgerKind.RELEASE, LedgerAccount.AVAILABLE, part - fee, seller),
+                    Leg(LedgerKind.FEE, LedgerAccount.FEES, fee),
+                    Leg(LedgerKind.REFUND, LedgerAccount.HELD, part - deal.amount, buyer),
+                    Leg(LedgerKind.REFUND, LedgerAccount.AVAILABLE, deal.amount - part, buyer),
                 ]
                 shortfall = InsufficientFunds(Refusal.HELD_FUNDS_MISSING)
             case _:

@@ -8,17 +8,21 @@ from bot.telegram.handlers import (
     admin,
     admin_deposits,
     admin_disputes,
+    admin_split,
+    admin_users,
     admin_withdrawals,
     deal_actions,
     deals,
     deposit,
     errors,
+    evidence,
     fallback,
     language,
     start,
     wallet,
     withdraw,
     wizard,
+    wizard_counterparty,
     wizard_steps,
 )
 
@@ -27,19 +31,23 @@ from bot.telegram.handlers import (
 # replicas in the benchmark) gets its own tree.
 FEATURES = (
     errors.router,
+    evidence.router,  # its /cancel before start's
     start.router,
     language.router,
     deals.router,
     deal_actions.router,
     wizard.router,
     wizard_steps.router,
+    wizard_counterparty.router,
     wallet.router,
     deposit.router,
     withdraw.router,
     admin.router,
     admin_disputes.router,
+    admin_split.router,
     admin_withdrawals.router,
     admin_deposits.router,
+    admin_users.router,
     fallback.router,
 )
 

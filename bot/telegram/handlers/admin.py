@@ -1,7 +1,8 @@
 """The admin panel: its home and stats, and what its screens share (callback
-data, the guard); open disputes are in admin_disputes.py, withdrawals in
-admin_withdrawals.py, deposits by hand in admin_deposits.py, the alert for
-everyone else in fallback.py.
+data, the guard); open disputes are in admin_disputes.py (split settlements in
+admin_split.py), withdrawals in admin_withdrawals.py, deposits by hand in
+admin_deposits.py, blocking users in admin_users.py, the alert for everyone
+else in fallback.py.
 
 Who may use the panel is decided by a filter with no I/O (the configured
 admin ids), set once on each admin router, so a refused press gets its alert
@@ -30,6 +31,8 @@ from bot.telegram import keyboards, texts
 from bot.telegram.filters import ConfiguredAdmin
 from bot.telegram.handlers.wallet import edit
 from bot.telegram.i18n import _, ngettext, per_locale
+from bot.telegram.keyboards import AdminCard as AdminCard  # re-exported: its old home
+from bot.telegram.keyboards import AdminWithdrawal as AdminWithdrawal  # re-exported
 from bot.telegram.keyboards import Nav
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus
@@ -39,23 +42,24 @@ QUEUE_PAGE = 10
 
 
 class AdminPanel(CallbackData, prefix="ap"):
-    """An admin screen: home, disputes, withdrawals, credit, stats."""
+    """An admin screen: home, disputes, withdrawals, credit, users, stats."""
 
     screen: str
 
 
-class AdminCard(CallbackData, prefix="ac"):
-    """A disputed deal's card, as an admin sees it."""
+class AdminSplit(CallbackData, prefix="as"):
+    """A split of a disputed deal, confirmed: `part` (minor units) to the seller."""
 
     code: str
+    v: int
+    part: int
 
 
-class AdminWithdrawal(CallbackData, prefix="aw"):
-    """Approve (after a confirmation) or reject a pending withdrawal."""
+class AdminUser(CallbackData, prefix="au"):
+    """A user as an admin sees them (show), to block (asks why) or unblock."""
 
     action: str
-    id: int
-    ok: bool = False
+    telegram_id: int
 
 
 class AdminCredit(CallbackData, prefix="acr"):
@@ -70,6 +74,9 @@ class AdminForm(StatesGroup):
     reject_note = State()
     credit_user = State()
     credit_amount = State()
+    split_part = State()
+    user_lookup = State()
+    block_reason = State()
 
 
 class StoredAdmin(BaseMiddleware):
@@ -112,6 +119,7 @@ def home_keyboard() -> InlineKeyboardMarkup:
     kb.button(text=_("⚠️ Open disputes"), callback_data=AdminPanel(screen="disputes"))
     kb.button(text=_("🏦 Pending withdrawals"), callback_data=AdminPanel(screen="withdrawals"))
     kb.button(text=_("💰 Credit a deposit"), callback_data=AdminPanel(screen="credit"))
+    kb.button(text=_("👤 Users"), callback_data=AdminPanel(screen="users"))
     kb.button(text=_("📊 Stats"), callback_data=AdminPanel(screen="stats"))
     kb.adjust(1)
     kb.row(keyboards.menu_button())

@@ -1,5 +1,7 @@
-"""The admin panel's open disputes: the queue, a disputed deal's card, and its
-resolution (release to the seller or refund the buyer, after a confirmation)."""
+"""The admin panel's open disputes: the queue, a dispute's file (the deal, who
+opened the dispute and why, the evidence, each piece sent again on request),
+and its resolution (release to the seller or refund the buyer, after a
+confirmation; a split is in admin_split.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from html import escape
 from typing import Literal
 
 from aiogram import Bot, F, Router
-from aiogram.types import CallbackQuery
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services import Services
@@ -15,10 +17,16 @@ from bot.services.errors import AlreadyDone, WrongState
 from bot.services.money import Currencies
 from bot.services.views import DealView
 from bot.telegram import keyboards, texts
+from bot.telegram.disputes import (
+    dispute_file_keyboard,
+    dispute_file_text,
+    relay_keyboard,
+    relay_text,
+    send_evidence,
+)
 from bot.telegram.freshness import DealVersions
 from bot.telegram.handlers.admin import (
     QUEUE_PAGE,
-    AdminCard,
     AdminPanel,
     admin_router,
     queue_size,
@@ -27,7 +35,7 @@ from bot.telegram.handlers.admin import (
 from bot.telegram.handlers.committed import show_and_notify, show_result
 from bot.telegram.handlers.wallet import edit
 from bot.telegram.i18n import N_, _
-from bot.telegram.keyboards import AdminDeal
+from bot.telegram.keyboards import AdminCard, AdminDeal, AdminEvidence
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
@@ -53,6 +61,15 @@ async def disputes(
     await edit(query.message, "\n".join(lines), kb.as_markup())
 
 
+async def show_screen(message: Message, text: str, markup: InlineKeyboardMarkup) -> None:
+    """In place of the message pressed, or below it when it is a photo or a
+    document (relayed evidence), whose text can't become a screen."""
+    if message.text is None:
+        await message.answer(text, reply_markup=markup)
+    else:
+        await edit(message, text, markup)
+
+
 async def admin_card(
     query: CallbackQuery,
     callback_data: AdminCard,
@@ -60,12 +77,32 @@ async def admin_card(
     services: Services,
     currencies: Currencies,
 ) -> None:
-    deal = await services.deals.get(snapshot, callback_data.code, as_admin=True)
-    await edit(
-        query.message,
-        texts.deal_card(deal, None, currencies),
-        keyboards.admin_deal_keyboard(deal),
+    file = await services.deals.dispute_file(snapshot, callback_data.code)
+    await show_screen(
+        query.message, dispute_file_text(file, currencies), dispute_file_keyboard(file)
     )
+
+
+async def send_evidence_again(
+    query: CallbackQuery,
+    callback_data: AdminEvidence,
+    snapshot: UserSnapshot,
+    services: Services,
+    bot: Bot,
+) -> None:
+    """A piece of the dispute's evidence (id 0: every piece), sent to the admin
+    again, as it was relayed; read from the file, so an admin sees only what
+    the database says is there."""
+    file = await services.deals.dispute_file(snapshot, callback_data.code)
+    deal = file.deal
+    chosen = [item for item in file.evidence if callback_data.id in (0, item.id)]
+    if not chosen:
+        await query.message.answer(_("⚠️ That evidence is not in this dispute's file."))
+        return
+    for item in chosen:
+        sender = deal.buyer_name if item.sender_id == deal.buyer_id else deal.seller_name
+        text = relay_text(item, deal, sender or _("someone"))
+        await send_evidence(bot, snapshot.telegram_id, item, text, relay_keyboard(deal))
 
 
 def resolve_question(deal: DealView, outcome: str, currencies: Currencies) -> tuple[str, str]:
@@ -171,5 +208,6 @@ def router() -> Router:
     router = admin_router("admin_disputes")
     router.callback_query.register(disputes, AdminPanel.filter(F.screen == "disputes"))
     router.callback_query.register(admin_card, AdminCard.filter())
+    router.callback_query.register(send_evidence_again, AdminEvidence.filter())
     router.callback_query.register(resolve, AdminDeal.filter(F.outcome.in_(RESOLVED)))
     return router

@@ -1,5 +1,7 @@
-"""The admin panel's pending withdrawals: approve (after a confirmation; paid
-through the payout provider when there is one), or reject with a reason."""
+"""The admin panel's pending withdrawals, from its queue or from the admins'
+notification of each request: approve (after a confirmation; paid through the
+payout provider when there is one), or reject with a reason. What the screens
+show is in admin_queue.py."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from html import escape
 from aiogram import Bot, F, Router
 from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.payments.payouts import Payouts
@@ -16,31 +18,27 @@ from bot.services import Services
 from bot.services.errors import InvalidInput, WrongState
 from bot.services.money import Currencies
 from bot.services.settings import EscrowSettings
-from bot.services.views import WithdrawalView
 from bot.telegram import texts
 from bot.telegram.filters import NotACommand
 from bot.telegram.fsm import enter
 from bot.telegram.handlers.admin import (
-    QUEUE_PAGE,
     AdminForm,
     AdminPanel,
     AdminWithdrawal,
     admin_router,
     cancel_keyboard,
-    home_keyboard,
-    home_text,
-    queue_size,
-    screen_keyboard,
+)
+from bot.telegram.handlers.admin_queue import (
+    pending_or_shown,
+    show_decision,
+    show_queue,
+    withdrawal_details,
 )
 from bot.telegram.handlers.committed import (
     close_form,
-    read_after_commit,
     show_and_notify,
-    show_result,
 )
-from bot.telegram.handlers.wallet import (
-    edit,
-)
+from bot.telegram.handlers.wallet import edit
 from bot.telegram.i18n import _
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
@@ -50,56 +48,10 @@ from db.models import WithdrawalStatus
 # -- withdrawals --------------------------------------------------------------------
 
 
-def pending_screen(
-    items: list[WithdrawalView], currencies: Currencies, headline: str = ""
-) -> tuple[str, InlineKeyboardMarkup]:
-    lines = [headline, ""] if headline else []
-    lines += [_("🏦 <b>Pending withdrawals</b> ({count})").format(count=queue_size(items)), ""]
-    kb = InlineKeyboardBuilder()
-    for item in items:
-        lines.append(withdrawal_details(item, currencies))
-        kb.row(
-            InlineKeyboardButton(
-                text=_("✅ Approve #{id}").format(id=item.id),
-                callback_data=AdminWithdrawal(action="approve", id=item.id).pack(),
-            ),
-            InlineKeyboardButton(
-                text=_("✖️ Reject #{id}").format(id=item.id),
-                callback_data=AdminWithdrawal(action="reject", id=item.id).pack(),
-            ),
-        )
-    if not items:
-        lines.append(_("Nothing to decide."))
-    kb.attach(InlineKeyboardBuilder.from_markup(screen_keyboard("withdrawals")))
-    return "\n".join(lines), kb.as_markup()
-
-
-# A page of withdrawals fits one message: each shows this much of its
-# destination (the approval's question shows all of it).
-LISTED_DESTINATION = 64
-
-
-def withdrawal_details(item: WithdrawalView, currencies: Currencies) -> str:
-    return _(
-        "<b>#{id}</b> · {amount} · user <code>{telegram_id}</code>\n"
-        "    to <code>{destination}</code>\n"
-        "    requested {when}"
-    ).format(
-        id=item.id,
-        amount=currencies[item.currency].format(item.amount),
-        telegram_id=item.telegram_id,
-        destination=escape(texts.shorten(item.destination, LISTED_DESTINATION)),
-        when=texts.when(item.created_at),
-    )
-
-
 async def withdrawals(
     query: CallbackQuery, snapshot: UserSnapshot, services: Services, currencies: Currencies
 ) -> None:
-    text, markup = pending_screen(
-        await services.reads.pending_withdrawals(snapshot, QUEUE_PAGE), currencies
-    )
-    await edit(query.message, text, markup)
+    await show_queue(query.message, snapshot, services, currencies)
 
 
 async def approve(
@@ -113,11 +65,10 @@ async def approve(
     payouts: Payouts | None,
 ) -> None:
     if not callback_data.ok:
-        pending = await services.reads.pending_withdrawals(snapshot, QUEUE_PAGE)
-        item = next((w for w in pending if w.id == callback_data.id), None)
+        item = await pending_or_shown(
+            query.message, callback_data.id, snapshot, services, currencies
+        )
         if item is None:
-            headline = _("⚠️ Withdrawal #{id} is not pending any more.").format(id=callback_data.id)
-            await edit(query.message, *pending_screen(pending, currencies, headline))
             return
         money = currencies[item.currency]
         kb = InlineKeyboardBuilder()
@@ -153,10 +104,7 @@ async def approve(
         approved = await services.wallets.approve_withdrawal(snapshot, callback_data.id)
     except WrongState as already:
         headline = f"⚠️ {refusal_text(already, currencies)}"
-        text, markup = pending_screen(
-            await services.reads.pending_withdrawals(snapshot, QUEUE_PAGE), currencies, headline
-        )
-        await edit(query.message, text, markup)
+        await show_queue(query.message, snapshot, services, currencies, headline)
         return
     withdrawal = approved.value
     money = currencies[withdrawal.currency]
@@ -184,12 +132,8 @@ async def pay_out(
     try:
         withdrawal = await payouts.approve(snapshot, withdrawal_id)
     except WrongState as already:
-        text, markup = pending_screen(
-            await services.reads.pending_withdrawals(snapshot, QUEUE_PAGE),
-            currencies,
-            f"⚠️ {refusal_text(already, currencies)}",
-        )
-        await edit(message, text, markup)
+        headline = f"⚠️ {refusal_text(already, currencies)}"
+        await show_queue(message, snapshot, services, currencies, headline)
         return
     amount = currencies[withdrawal.currency].format(withdrawal.amount)
     result = await payouts.pay(withdrawal)
@@ -209,31 +153,20 @@ async def pay_out(
     await show_decision(bot, snapshot, services, currencies, headline, edit=message)
 
 
-async def show_decision(
-    bot: Bot,
-    admin: UserSnapshot,
-    services: Services,
-    currencies: Currencies,
-    headline: str,
-    *,
-    edit: Message | None,
-) -> None:
-    """A committed decision on a withdrawal, above the queue as it is now (or
-    alone, with the way back, when the queue can't be read)."""
-    pending = await read_after_commit(services.reads.pending_withdrawals(admin, QUEUE_PAGE))
-    if pending is None:
-        text, markup = home_text(headline), home_keyboard()
-    else:
-        text, markup = pending_screen(pending, currencies, headline)
-    await show_result(bot, admin.telegram_id, text, markup, edit=edit)
-
-
 async def reject(
     query: CallbackQuery,
     callback_data: AdminWithdrawal,
+    snapshot: UserSnapshot,
+    services: Services,
+    currencies: Currencies,
     settings: EscrowSettings,
     state: FSMContext,
 ) -> None:
+    if (
+        await pending_or_shown(query.message, callback_data.id, snapshot, services, currencies)
+        is None
+    ):
+        return
     await enter(state, AdminForm.reject_note, {"flow": "reject", "withdrawal_id": callback_data.id})
     await edit(
         query.message,
@@ -267,12 +200,8 @@ async def reject_note(
         rejected = await services.wallets.reject_withdrawal(snapshot, withdrawal_id, message.text)
     except WrongState as already:
         await state.clear()
-        text, markup = pending_screen(
-            await services.reads.pending_withdrawals(snapshot, QUEUE_PAGE),
-            currencies,
-            f"⚠️ {refusal_text(already, currencies)}",
-        )
-        await message.answer(text, reply_markup=markup)
+        headline = f"⚠️ {refusal_text(already, currencies)}"
+        await show_queue(message, snapshot, services, currencies, headline, new=True)
         return
     except InvalidInput as bad:  # the step repeats
         again = _("⚠️ {refusal} Send it again, or /cancel.")

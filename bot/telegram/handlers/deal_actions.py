@@ -51,6 +51,7 @@ HEADLINES = {
     Action.RELEASE: N_("✅ Payment released to the seller."),
     Action.DISPUTE: N_("⚠️ Dispute opened. An admin will look at it."),
     Action.CANCEL: N_("The deal is cancelled."),
+    Action.REFUND: N_("↩️ Cancelled: your money is back in your wallet."),
 }
 
 
@@ -187,6 +188,13 @@ async def ask_to_confirm(
             seller=escape(deal.seller_name or _("the seller")),
         )
         label = _("✅ Yes, release the payment")
+    elif action is Action.REFUND:
+        question = _(
+            "Cancel the deal and get {amount} back? {seller} did not mark it as delivered in time."
+        ).format(
+            amount=money.format(deal.amount), seller=escape(deal.seller_name or _("The seller"))
+        )
+        label = _("↩️ Yes, cancel and refund me")
     elif deal.status in (DealStatus.FUNDED, DealStatus.DELIVERED):
         question = _("Cancel the deal and refund {amount} to the buyer?").format(
             amount=money.format(deal.amount)

@@ -8,6 +8,7 @@ from html import escape
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
+from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
@@ -17,7 +18,7 @@ from bot.services.views import DealView
 from bot.telegram import keyboards, texts
 from bot.telegram.handlers.committed import show_result
 from bot.telegram.i18n import N_, _
-from bot.telegram.keyboards import DealCard, DealList, Nav, Signer
+from bot.telegram.keyboards import DealCard, DealList, Invite, Nav, Signer
 from bot.telegram.statuses import list_status
 from cache.snapshots import UserSnapshot
 
@@ -100,6 +101,7 @@ async def deal_command(
 
 # -- my deals -----------------------------------------------------------------------
 
+INVITED = N_("invites you")  # a deal the viewer is invited to, in a list
 LIST_TITLES = {
     "active": N_("Active deals"),
     "action": N_("Deals waiting for you"),
@@ -123,6 +125,11 @@ def deals_list(
         who = (
             _(" · with {name}").format(name=escape(item.counterparty)) if item.counterparty else ""
         )
+        if item.invitation is not None:  # not a party yet: its invitation opens it
+            lines.append(f"<b>#{item.code}</b> · {money} · {_(INVITED)}{who}")
+            data: CallbackData = Invite(action="show", code=item.invitation)
+            kb.button(text=f"📨 #{item.code} · {money} · {_(INVITED)}", callback_data=data)
+            continue
         lines.append(f"<b>#{item.code}</b> · {money} · {status}{who}")
         kb.button(text=f"#{item.code} · {money} · {status}", callback_data=DealCard(code=item.code))
     tabs = InlineKeyboardBuilder()
@@ -148,7 +155,12 @@ async def list_deals(
     currencies: Currencies,
 ) -> None:
     kind = callback_data.kind if callback_data.kind in LIST_TITLES else "active"
-    page = await services.reads.deals_page(snapshot, kind, callback_data.before or None)  # type: ignore[arg-type]
+    page = await services.reads.deals_page(
+        snapshot,
+        kind,  # type: ignore[arg-type]
+        callback_data.before or None,
+        username=snapshot.username,
+    )
     text, markup = deals_list(page, kind, currencies, snapshot)
     if isinstance(query.message, Message):
         await query.message.edit_text(text, reply_markup=markup)
@@ -157,7 +169,7 @@ async def list_deals(
 async def deals_command(
     message: Message, snapshot: UserSnapshot, services: Services, currencies: Currencies
 ) -> None:
-    page = await services.reads.deals_page(snapshot, "active")
+    page = await services.reads.deals_page(snapshot, "active", username=snapshot.username)
     text, markup = deals_list(page, "active", currencies, snapshot)
     await message.answer(text, reply_markup=markup)
 

@@ -23,7 +23,8 @@ from bot.services.money import Currencies
 from bot.telegram import keyboards, texts
 from bot.telegram.fsm import StateUnavailable, StateUnread
 from bot.telegram.i18n import N_, _
-from bot.telegram.refusals import refusal_keyboard, refusal_text
+from bot.telegram.refusals import refusal_text
+from bot.telegram.resolutions import refusal_keyboard
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,13 @@ from bot.telegram.handlers.admin import (
     AdminCredit,
     AdminForm,
     AdminPanel,
+    AdminSplit,
+    AdminUser,
     AdminWithdrawal,
 )
 from bot.telegram.handlers.committed import finished_reply
 from bot.telegram.i18n import N_, _
-from bot.telegram.keyboards import AdminDeal, Nav
+from bot.telegram.keyboards import AdminDeal, AdminEvidence, Nav
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +81,17 @@ def router() -> Router:
         AdminDeal.filter(),
         AdminCard.filter(),
         AdminPanel.filter(),
+        AdminSplit.filter(),
+        AdminUser.filter(),
+        AdminEvidence.filter(),
         Nav.filter(F.to == "admin"),
     ):
         router.callback_query.register(
             not_an_admin, admin_button, flags={"callback_answer": NOT_ADMIN_ALERT}
         )
-    router.message.register(not_an_admin_command, Command("admin", ignore_case=True))
+    router.message.register(
+        not_an_admin_command, Command("admin", "block", "unblock", ignore_case=True)
+    )
     router.message.register(not_an_admin_form, StateFilter(AdminForm), NotACommand())
     router.message.register(not_understood)
     router.callback_query.register(

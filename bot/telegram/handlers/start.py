@@ -1,35 +1,36 @@
-"""/start (with or without an invitation), the main menu, /help and /cancel."""
+"""/start (with or without an invitation), the main menu, /help and /cancel,
+and an invitation shown from the viewer's list of deals."""
 
 from __future__ import annotations
 
+from html import escape
+
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject, CommandStart
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services import Services
 from bot.services.errors import EscrowError
 from bot.services.money import Currencies
+from bot.services.views import UserView
 from bot.services.wallets import DepositProvider
 from bot.telegram import keyboards, texts
 from bot.telegram.handlers.committed import pressed_message, show_and_notify
 from bot.telegram.handlers.deals import show_committed_card
 from bot.telegram.handlers.wizard import show_made, wizard_deal
 from bot.telegram.handlers.wizard_screens import NewDeal
-from bot.telegram.i18n import _
-from bot.telegram.keyboards import Nav, Signer
+from bot.telegram.i18n import N_, _, ngettext
+from bot.telegram.keyboards import DealList, Invite, Nav, Signer
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
 
-
-class Invite(CallbackData, prefix="iv"):
-    """Take up (or turn down) the invitation behind a deep link."""
-
-    action: str
-    code: str
+# On the update that registered the user (first contact, or a profile change
+# such as a new @username): invitations that now wait for them.
+WAITING = N_("📨 Waiting for you")
+INVITATION = N_("📨 You are invited to this deal. Accept it to take part.")
 
 
 def invitation_keyboard(code: str, addressed: bool):
@@ -56,14 +57,39 @@ async def start_with_invitation(
         preview = await services.deals.preview_invitation(snapshot, command.args or "")
     except EscrowError as refused:
         await message.answer(
-            f"⚠️ {refusal_text(refused, currencies)}",
+            f"⚠️ {escape(refusal_text(refused, currencies))}",
             reply_markup=keyboards.main_menu(snapshot.is_admin),
         )
         return
-    headline = _("📨 You are invited to this deal. Accept it to take part.")
     await message.answer(
-        texts.deal_card(preview.deal, None, currencies, headline),
+        texts.deal_card(preview.deal, None, currencies, _(INVITATION)),
         reply_markup=invitation_keyboard(command.args or "", preview.addressed),
+    )
+
+
+async def show_invitation(
+    query: CallbackQuery,
+    callback_data: Invite,
+    snapshot: UserSnapshot,
+    services: Services,
+    currencies: Currencies,
+) -> None:
+    """An invitation addressed to the viewer, from their list of deals (found
+    without the link: bot/services/reads.py), shown as its link shows it."""
+    message = pressed_message(query)
+    if message is None:
+        return
+    try:
+        preview = await services.deals.preview_invitation(snapshot, callback_data.code)
+    except EscrowError as refused:
+        await message.edit_text(
+            f"⚠️ {escape(refusal_text(refused, currencies))}",
+            reply_markup=keyboards.back_to_menu(),
+        )
+        return
+    await message.edit_text(
+        texts.deal_card(preview.deal, None, currencies, _(INVITATION)),
+        reply_markup=invitation_keyboard(callback_data.code, preview.addressed),
     )
 
 
@@ -95,6 +121,30 @@ async def invitation_answer(
     )
 
 
+def menu_screen(
+    user: UserSnapshot,
+    currencies: Currencies,
+    play_money: bool,
+    registered: UserView | None,
+) -> tuple[str, InlineKeyboardMarkup]:
+    """The main menu. Read from the snapshot alone (no SQL on a cache hit),
+    except on the update that registered the user: registration counted the
+    invitations waiting for them, and the menu says so with a way to them."""
+    text = texts.main_menu(user, currencies, play_money)
+    markup = keyboards.main_menu(user.is_admin)
+    count = registered.invited if registered is not None else 0
+    if not count:
+        return text, markup
+    waiting = ngettext(
+        "📨 A deal is waiting for you to accept it.",
+        "📨 {count} deals are waiting for you to accept them.",
+        count,
+    ).format(count=count)
+    button = InlineKeyboardButton(text=_(WAITING), callback_data=DealList(kind="action").pack())
+    rows = [[button], *markup.inline_keyboard]
+    return f"{waiting}\n\n{text}", InlineKeyboardMarkup(inline_keyboard=rows)
+
+
 async def start(
     message: Message,
     snapshot: UserSnapshot,
@@ -102,13 +152,12 @@ async def start(
     state: FSMContext,
     raw_state: str | None,
     deposits: DepositProvider,
+    registered: UserView | None = None,
 ) -> None:
     if raw_state is not None:  # leaving a wizard; with no state, no Redis write
         await state.clear()
-    await message.answer(
-        texts.main_menu(snapshot, currencies, deposits.play_money),
-        reply_markup=keyboards.main_menu(snapshot.is_admin),
-    )
+    text, markup = menu_screen(snapshot, currencies, deposits.play_money, registered)
+    await message.answer(text, reply_markup=markup)
 
 
 async def menu(
@@ -116,14 +165,13 @@ async def menu(
     snapshot: UserSnapshot,
     currencies: Currencies,
     deposits: DepositProvider,
+    registered: UserView | None = None,
 ) -> None:
     # A press reads no FSM state (see ButtonsSkipStateMiddleware), so the menu
     # leaves any wizard state alone; /start, /menu and /cancel clear it.
     if query.message is not None:
-        await query.message.edit_text(
-            texts.main_menu(snapshot, currencies, deposits.play_money),
-            reply_markup=keyboards.main_menu(snapshot.is_admin),
-        )
+        text, markup = menu_screen(snapshot, currencies, deposits.play_money, registered)
+        await query.message.edit_text(text, reply_markup=markup)
 
 
 async def help_command(message: Message) -> None:
@@ -161,7 +209,10 @@ async def cancel(
 def router() -> Router:
     router = Router(name="start")
     router.message.register(start_with_invitation, CommandStart(deep_link=True, ignore_case=True))
-    router.callback_query.register(invitation_answer, Invite.filter())
+    router.callback_query.register(show_invitation, Invite.filter(F.action == "show"))
+    router.callback_query.register(
+        invitation_answer, Invite.filter(F.action.in_(("accept", "decline")))
+    )
     router.message.register(start, Command("menu", ignore_case=True))
     router.message.register(start, CommandStart(ignore_case=True))
     router.callback_query.register(menu, Nav.filter(F.to == "menu"))

@@ -4,6 +4,7 @@ the user's recent requests with their status. An admin decides them
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from html import escape
 from typing import Any
 
@@ -15,13 +16,13 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.payments.payouts import Payouts
 from bot.services import Services
+from bot.services.errors import AlreadyDone
 from bot.services.money import Currencies, Currency
 from bot.services.settings import EscrowSettings
-from bot.services.views import WithdrawalView
 from bot.services.wallets import DepositProvider
-from bot.telegram import texts
 from bot.telegram.filters import NotACommand
 from bot.telegram.fsm import enter
+from bot.telegram.handlers.blocked import told_blocked
 from bot.telegram.handlers.committed import (
     close_form,
     show_and_notify,
@@ -43,29 +44,13 @@ from bot.telegram.handlers.wallet import (
 from bot.telegram.i18n import _
 from bot.telegram.keyboards import WalletMenu
 from bot.telegram.notices import NoticeSender
+from bot.telegram.withdrawals import WITHDRAWAL_STATUS, withdrawal_line
 from cache.snapshots import UserSnapshot
 from cache.store import SnapshotCache
 from db.models import WithdrawalStatus
+from db.sql.notifications import Notice
 
 RECENT_WITHDRAWALS = 5
-
-# The recent withdrawals fit one message: each shows this much of its
-# destination and of an admin's note (the owner was sent the note whole).
-LISTED_DESTINATION = 64
-LISTED_NOTE = 300
-
-
-def withdrawal_line(item: WithdrawalView, currencies: Currencies) -> str:
-    money = currencies[item.currency]
-    destination = escape(texts.shorten(item.destination, LISTED_DESTINATION))
-    status = _(texts.WITHDRAWAL_STATUS[WithdrawalStatus(item.status)])
-    line = (
-        f"<b>#{item.id}</b> · {money.format(item.amount)} → <code>{destination}</code>"
-        f"\n    {status} · {texts.when(item.created_at)}"
-    )
-    if item.note:
-        line += f"\n    <i>{escape(texts.shorten(texts.note_text(item.note), LISTED_NOTE))}</i>"
-    return line
 
 
 async def withdraw_button(
@@ -75,7 +60,7 @@ async def withdraw_button(
     currencies: Currencies,
     state: FSMContext,
 ) -> None:
-    if not isinstance(query.message, Message):
+    if not isinstance(query.message, Message) or await told_blocked(query.message, snapshot):
         return
     if not callback_data.currency:
         await edit(
@@ -230,24 +215,41 @@ async def withdraw_confirm(
 ) -> None:
     if not isinstance(query.message, Message):
         return
+    confirmation = query.message
+    # The confirmation message is the request's identity: a double press (even on
+    # two replicas at once) holds once, and each press is shown the request made.
+    reference = f"{confirmation.chat.id}:{confirmation.message_id}"
     data = await state.get_data()
-    if data.get("flow") != "withdraw" or "destination" not in data:
-        await query.message.answer(
-            _("⚠️ There is no withdrawal waiting for confirmation. Start again from the wallet."),
-            reply_markup=back_to_wallet(),
-        )
-        return
-    # The confirmation message is the request's identity: a double press (even
-    # two at once, on two replicas) is refused by the service, not held twice.
-    reference = f"{query.message.chat.id}:{query.message.message_id}"
-    requested = await services.wallets.request_withdrawal(
-        snapshot, data["currency"], data["amount"], data["destination"], reference=reference
-    )
-    withdrawal = requested.value
-    # A form Redis could not forget is refused by the service: same confirmation.
-    await close_form(state)
+    notices: Iterable[Notice] = ()  # the admins told of a new request
+    finished: Iterable[int] = ()  # the form's messages, to take their buttons off
+    if data.get("flow") == "withdraw" and "destination" in data:
+        try:
+            requested = await services.wallets.request_withdrawal(
+                snapshot, data["currency"], data["amount"], data["destination"], reference=reference
+            )
+        except AlreadyDone as done:  # requested before; the form (not forgotten, or newer) stays
+            withdrawal = done.current
+        else:
+            withdrawal, notices = requested.value, requested.notices
+            finished = data.get("messages", ())
+            await close_form(state)
+    else:
+        # Finished already, by this confirmation's first press or by this press
+        # delivered again after its commit; or the form was left.
+        made = await services.wallets.requested_with(snapshot, reference)
+        if made is None:
+            await confirmation.answer(
+                _(
+                    "⚠️ There is no withdrawal waiting for confirmation. "
+                    "Start again from the wallet."
+                ),
+                reply_markup=back_to_wallet(),
+            )
+            return
+        withdrawal = made
     money = currencies[withdrawal.currency]
     if payouts is not None and withdrawal.amount <= money.auto_payout_up_to:
+        # paid at once where the currency allows; does nothing once not pending
         withdrawal = await payouts.pay_unattended(withdrawal.id) or withdrawal
     headline = _(
         "✅ Withdrawal #{id} requested: {amount} to <code>{destination}</code>.\nStatus: {status}."
@@ -255,17 +257,16 @@ async def withdraw_confirm(
         id=withdrawal.id,
         amount=money.format(withdrawal.amount),
         destination=escape(withdrawal.destination),
-        status=_(texts.WITHDRAWAL_STATUS[WithdrawalStatus(withdrawal.status)]),
+        status=_(WITHDRAWAL_STATUS[WithdrawalStatus(withdrawal.status)]),
     )
     text, markup = committed_wallet(
         await fresh(snapshots, snapshot), currencies, headline, deposits.play_money
     )
-    chat_id = query.message.chat.id
     await show_and_notify(
-        show_result(bot, chat_id, text, markup, edit=query.message),
-        outbox.send(requested.notices, withdrawal, actor=snapshot),
+        show_result(bot, confirmation.chat.id, text, markup, edit=confirmation),
+        outbox.send(notices, withdrawal, actor=snapshot),
     )
-    await strip_keyboards(bot, chat_id, data.get("messages", ()))
+    await strip_keyboards(bot, confirmation.chat.id, finished)
 
 
 async def withdrawals_button(

@@ -10,8 +10,8 @@ A wizard has an id (`key`, drawn at its first step), the idempotency key of
 its Create: the wizard stays at its last step until the deal is committed, so
 a Create whose outcome is unknown (the connection died at COMMIT) can be
 pressed again and finds the deal instead of making a second one. A finished
-wizard keeps its id in the FSM data, so a Cancel pressed later shows the deal
-it made.
+wizard keeps its id in the FSM data, so a Create pressed later shows the deal
+it made as created (wizard_created.py), and a Cancel says it had finished.
 """
 
 from __future__ import annotations
@@ -30,18 +30,18 @@ from aiogram.types import (
     InlineKeyboardMarkup,
     Message,
 )
-from aiogram.utils.deep_linking import create_start_link
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.services import Services
-from bot.services.errors import EscrowError
+from bot.services.errors import EscrowError, Paced
 from bot.services.money import Currencies
 from bot.services.settings import EscrowSettings
-from bot.services.views import DealView
+from bot.services.views import CreatedDeal, DealView, InvitationView
 from bot.telegram import keyboards, texts
 from bot.telegram.freshness import DealVersions
 from bot.telegram.fsm import enter
 from bot.telegram.handlers import wizard_screens as screens
+from bot.telegram.handlers.blocked import told_blocked
 from bot.telegram.handlers.committed import (
     close_form,
     pressed_message,
@@ -49,10 +49,12 @@ from bot.telegram.handlers.committed import (
     show_result,
 )
 from bot.telegram.handlers.deals import show_committed_card
+from bot.telegram.handlers.wizard_created import created_headline, send_invitation, still_invited
 from bot.telegram.i18n import _
 from bot.telegram.keyboards import Nav, Signer
 from bot.telegram.notices import NoticeSender
-from bot.telegram.refusals import refusal_keyboard, refusal_text
+from bot.telegram.refusals import refusal_text
+from bot.telegram.resolutions import refusal_keyboard
 from cache.snapshots import UserSnapshot
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ def new_wizard_key() -> str:
 class WizardDeal(NamedTuple):
     key: str
     deal: DealView
+    invitation: InvitationView | None = None
 
 
 async def wizard_deal(
@@ -83,7 +86,7 @@ async def wizard_deal(
     if not key:
         return None
     made = await services.deals.created_with(creator, key)
-    return WizardDeal(key, made.deal) if made is not None else None
+    return WizardDeal(key, made.deal, made.invitation) if made is not None else None
 
 
 async def _show(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup | None) -> None:
@@ -141,13 +144,17 @@ async def _not_at_step(
 # -- entry and leaving --------------------------------------------------------------
 
 
-async def new_command(message: Message, state: FSMContext) -> None:
+async def new_command(message: Message, state: FSMContext, snapshot: UserSnapshot) -> None:
+    if await told_blocked(message, snapshot):
+        return
     await enter(state, screens.NewDeal.role, {})
     text, markup = screens.role_screen()
     await message.answer(text, reply_markup=markup)
 
 
-async def new_button(query: CallbackQuery, state: FSMContext) -> None:
+async def new_button(query: CallbackQuery, state: FSMContext, snapshot: UserSnapshot) -> None:
+    if await told_blocked(pressed_message(query), snapshot):
+        return
     await enter(state, screens.NewDeal.role, {})
     await _show(query, *screens.role_screen())
 
@@ -184,13 +191,14 @@ async def show_made(
     signer: Signer,
     bot: Bot,
     query: CallbackQuery | None = None,
+    headline: str | None = None,
 ) -> None:
-    """A cancel of a wizard that had made its deal: it had finished, and the
-    deal as it is now (never "nothing was changed")."""
+    """The deal a wizard that had finished made, as it is now (never "nothing
+    was changed"): for a cancel, it had finished; for a Create, `headline`."""
     if current is not None:
         await close_form(state, remember={"key": made.key})
     edit = pressed_message(query) if query is not None else None
-    headline = _(texts.WIZARD_FINISHED)
+    headline = headline or _(texts.WIZARD_FINISHED)
     await show_committed_card(bot, made.deal, viewer, currencies, signer, headline, edit=edit)
 
 
@@ -214,10 +222,14 @@ async def create(
         # Finished already: by this press on a replica that died before replying
         # (Telegram posts it again), or by a first press of a double one.
         made = await wizard_deal(state, current, snapshot, services)
-        if made is not None:
-            await show_made(state, current, made, snapshot, currencies, signer, bot, query)
-        else:
+        if made is None:
             await _not_at_step(query, state, current, currencies, settings)
+            return
+        created = CreatedDeal(made.deal, made.invitation)  # shown as the success it was
+        headline = created_headline(created, snapshot.id)
+        await show_made(state, current, made, snapshot, currencies, signer, bot, query, headline)
+        if still_invited(created):  # its first reply may never have arrived
+            await send_invitation(bot, snapshot, created, currencies)
         return
     data = await state.get_data()
     if not data.get("key"):  # a wizard started before wizards had ids
@@ -237,6 +249,12 @@ async def create(
             counterparty=screens.chosen_counterparty(data),
             create_key=data["key"],
         )
+    except Paced as refused:
+        # Over a limit for a while only: the form stays, to be created then.
+        text, markup = screens.summary_screen(data, currencies)
+        said = escape(refusal_text(refused, currencies))
+        await _show(query, f"⚠️ {said}\n\n{_(texts.FORM_KEPT)}\n\n{text}", markup)
+        return
     except EscrowError as refused:
         await state.clear()
         await _show(
@@ -251,38 +269,19 @@ async def create(
         unconfirmed = f"{_(texts.CREATE_UNCONFIRMED)}\n\n{text}"
         await show_result(bot, snapshot.telegram_id, unconfirmed, markup, edit=summary)
         return
-    # Committed. The wizard's id is kept, for a Cancel pressed later.
+    # Committed. The wizard's id is kept, for a Create or Cancel pressed later.
     await close_form(state, remember={"key": data["key"]})
-    deal, invitation = outcome.value.deal, outcome.value.invitation
+    made, label = outcome.value, data["counterparty_label"]
+    deal = made.deal
     deals_seen.note(deal.code, deal.version)
-    role = data["role"]
-    other = screens.OTHER_ROLE[role]
-    label = escape(data["counterparty_label"])
-    if invitation is None:
-        their_name = deal.seller_name if role == "buyer" else deal.buyer_name
-        headline = _(screens.CREATED).format(name=escape(their_name or label))
-    elif data["counterparty"] is None:
-        headline = _(screens.CREATED_FOR_LINK[other])
-    else:
-        headline = _(screens.CREATED_FOR_NEWCOMER).format(name=label)
+    headline = created_headline(made, snapshot.id, label)
     shown = show_committed_card(bot, deal, snapshot, currencies, signer, headline, edit=summary)
-    if invitation is None:
+    if made.invitation is None:
         await show_and_notify(shown, outbox.send(outcome.notices, deal, actor=snapshot))
         return
     await shown
-    link = await create_start_link(bot, invitation.code)
-    who = (
-        _(screens.LINK_FOR_ANYONE[other])
-        if data["counterparty"] is None
-        else _(screens.LINK_FOR_NEWCOMER).format(name=label)
-    )
-    text = _(screens.INVITATION_LINK).format(
-        invitation=_(screens.INVITATION_FOR[other]),
-        link=link,
-        expires=texts.when(invitation.expires_at),
-        who=who,
-    )
-    await show_result(bot, snapshot.telegram_id, text)
+    if still_invited(made):
+        await send_invitation(bot, snapshot, made, currencies, label)
 
 
 def router() -> Router:

@@ -18,7 +18,8 @@ from bot.services.users import Person
 from bot.telegram import keyboards
 from bot.telegram.i18n import N_, _, per_locale
 from bot.telegram.keyboards import Nav
-from bot.telegram.texts import ago, percent
+from bot.telegram.moments import ago
+from bot.telegram.texts import percent
 
 STEPS = 5
 # The catalog's keys; every screen reads them through _().
@@ -60,11 +61,19 @@ TELEGRAM_ID_LABEL = N_("Telegram ID {telegram_id}")
 PERSON = N_("{name}, as Telegram reported them {ago}")
 FOUND = N_("👤 On the bot: {person}.")
 NOBODY_HOLDS = N_(
-    "🤷 Nobody on the bot goes by @{username}. Check the spelling and send the name again, "
-    "or invite @{username} by link: only they will be able to use it."
+    "🤷 Nobody on the bot is @{username} yet. Check the spelling and retype it, or invite "
+    "them with a link only @{username} can use."
 )
-INVITE_NAMED = N_("🔗 Invite @{username} by link")
+NOBODY_HAS_ID = N_(
+    "🤷 Nobody on the bot has Telegram ID {telegram_id} yet. Check the number and retype it, "
+    "or invite them with a link only that account can use."
+)
+# A forward from someone not on the bot: Telegram vouches for the account, no typo possible.
+NEWCOMER = N_("📨 {name} isn't on the bot yet: you'll get an invitation link only they can use.")
+INVITE_THEM = N_("🔗 Invite them with a link")
+RETYPE = N_("✏️ Retype")
 INVITED_BY_NAME = N_("@{username}, by an invitation link only they can use")
+INVITED_BY_ID = N_("{label}, by an invitation link only they can use")
 
 HINT_COUNTERPARTY = N_(
     "Send their @username or numeric Telegram ID, or forward a message from them."
@@ -73,25 +82,6 @@ HINT_AMOUNT = N_("Type the amount in {code}, from {low} to {high}.")
 HINT_DESCRIPTION = N_("Describe the deal in one text message, at most {limit} characters.")
 USE_BUTTONS = N_("👆 Please choose with the buttons.")
 
-CREATED = N_("✅ Deal created. {name} can accept it now.")
-# by the side the link is for
-CREATED_FOR_LINK = {
-    "buyer": N_("✅ Deal created. Send the buyer the invitation link below."),
-    "seller": N_("✅ Deal created. Send the seller the invitation link below."),
-}
-CREATED_FOR_NEWCOMER = N_(
-    "✅ Deal created. {name} isn't on the bot yet: send them the invitation link below."
-)
-INVITATION_FOR = {
-    "buyer": N_("🔗 Invitation for the buyer:"),
-    "seller": N_("🔗 Invitation for the seller:"),
-}
-INVITATION_LINK = N_("{invitation}\n{link}\n\nIt works once and expires on {expires}. {who}")
-LINK_FOR_ANYONE = {
-    "buyer": N_("Whoever opens it first joins the deal as the buyer."),
-    "seller": N_("Whoever opens it first joins the deal as the seller."),
-}
-LINK_FOR_NEWCOMER = N_("Only {name} can use it.")
 NOT_CREATED = N_("⚠️ {message}\n\nNo deal was created. Send /new to start again.")
 
 EXPIRED = N_("⌛ This new-deal wizard has ended. Send /new to open a deal.")
@@ -128,7 +118,7 @@ class ChooseCurrency(CallbackData, prefix="wc"):
 
 
 class WizardAct(CallbackData, prefix="wa"):
-    """link (invite by link), create or cancel."""
+    """link (invite by link), retype (the other party), create or cancel."""
 
     act: str
 
@@ -137,6 +127,12 @@ class InviteNamed(CallbackData, prefix="wi"):
     """Invite by link someone nobody on the bot goes by yet (the @username)."""
 
     username: str
+
+
+class InviteById(CallbackData, prefix="wt"):
+    """Invite by link a Telegram id nobody on the bot has yet."""
+
+    telegram_id: int
 
 
 # -- screens ------------------------------------------------------------------------
@@ -173,10 +169,14 @@ def counterparty_screen(role: str) -> tuple[str, InlineKeyboardMarkup]:
     return text, keyboard((_(INVITE_BY_LINK), WizardAct(act="link")))
 
 
-def nobody_holds_screen(username: str) -> tuple[str, InlineKeyboardMarkup]:
-    text = _(NOBODY_HOLDS).format(username=username)
-    invite = _(INVITE_NAMED).format(username=username)
-    return text, keyboard((invite, InviteNamed(username=username)))
+def nobody_screen(handle: int | str) -> tuple[str, InlineKeyboardMarkup]:
+    """An @username (without its @) or a Telegram id nobody on the bot has: a
+    typo stays a typo unless the user asks for an invitation."""
+    if isinstance(handle, str):
+        text, invite = _(NOBODY_HOLDS).format(username=handle), InviteNamed(username=handle)
+    else:
+        text, invite = _(NOBODY_HAS_ID).format(telegram_id=handle), InviteById(telegram_id=handle)
+    return text, keyboard((_(INVITE_THEM), invite), (_(RETYPE), WizardAct(act="retype")))
 
 
 def currency_screen(currencies: Currencies, headline: str = "") -> tuple[str, InlineKeyboardMarkup]:
@@ -218,6 +218,8 @@ def counterparty_text(data: dict[str, Any], now: datetime) -> str:
         return person_line(chosen, now)
     if isinstance(chosen, str):
         return _(INVITED_BY_NAME).format(username=chosen.removeprefix("@"))
+    if isinstance(chosen, int):
+        return _(INVITED_BY_ID).format(label=data["counterparty_label"])
     if chosen is None:  # invited by link
         return _(ANYONE_WITH_LINK)
     return data["counterparty_label"]
