@@ -38,6 +38,7 @@ NAMING_CONVENTION = {
 
 CURRENCY_CODE_LENGTH = 10
 USERNAME_LENGTH = 32
+REVIEW_LENGTH = 200
 
 
 class UserStatus(enum.StrEnum):
@@ -546,6 +547,43 @@ class UserStatusChange(Base):
     )
 
 
+class Reputation(Base):
+    """A user's record in one currency: counters kept by the statements that
+    change them (a deal's completion, a dispute, a rating), never counted."""
+
+    __tablename__ = "reputations"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(CURRENCY_CODE_LENGTH), primary_key=True)
+    deals: Mapped[int] = mapped_column(Integer, server_default=text("0"))  # completed
+    volume: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))  # released, minor
+    disputes_opened: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    disputes_lost: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    ratings: Mapped[int] = mapped_column(Integer, server_default=text("0"))  # received
+    stars: Mapped[int] = mapped_column(Integer, server_default=text("0"))  # their sum
+
+
+class Rating(Base):
+    """One party's rating of the other after a completed deal: once per party and deal."""
+
+    __tablename__ = "ratings"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    escrow_id: Mapped[int] = mapped_column(ForeignKey("escrows.id"))
+    rater_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    rated_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    stars: Mapped[int] = mapped_column(SmallInteger)
+    review: Mapped[str | None] = mapped_column(String(REVIEW_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("stars BETWEEN 1 AND 5", name="stars_range"),
+        Index("uq_ratings_deal_rater", "escrow_id", "rater_id", unique=True),
+        # the reviews a user received, newest first
+        Index("ix_ratings_reviews", "rated_id", "id", postgresql_where=text("review IS NOT NULL")),
+    )
+
+
 class PlatformAccount(Base):
     """The platform's fee balance per currency."""
 
@@ -570,3 +608,5 @@ notifications = Notification.__table__
 platform_accounts = PlatformAccount.__table__
 dispute_evidence = DisputeEvidence.__table__
 user_status_changes = UserStatusChange.__table__
+reputations = Reputation.__table__
+ratings = Rating.__table__

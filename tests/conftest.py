@@ -27,6 +27,7 @@ from bot.services.deals import DealService
 from bot.services.deposits import DepositService
 from bot.services.moderation import ModerationService
 from bot.services.payouts import PayoutService
+from bot.services.ratings import RatingService
 from bot.services.settings import EscrowSettings
 from bot.services.users import Profile, UserService
 from bot.services.views import UserView
@@ -38,7 +39,7 @@ from db.events import Event
 IN_CI = bool(os.environ.get("CI"))
 TABLES = (
     "ledger_entries, deal_events, invitations, withdrawals, wallets, escrows, users, "
-    "platform_accounts, notifications, dispute_evidence, user_status_changes"
+    "platform_accounts, notifications, dispute_evidence, user_status_changes, reputations, ratings"
 )
 ADMIN_TELEGRAM_ID = 900_000_001
 
@@ -158,6 +159,7 @@ class Services:
         self.deposits = DepositService(ctx)
         self.payouts = PayoutService(ctx)
         self.moderation = ModerationService(ctx)
+        self.ratings = RatingService(ctx)
         self._ids = itertools.count(1000)
 
     async def user(

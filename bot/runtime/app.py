@@ -165,7 +165,7 @@ async def build_app(
     metrics.watch(engine, cache.cache.counters)
     bot.session.middleware(BotApiMetrics(metrics))
     signer = Signer.for_token(config.telegram.token, config.telegram.callback_secret)
-    outbox = Outbox(bot, services, signer, config.runtime, metrics)
+    outbox = Outbox(bot, services, signer, config.runtime, metrics, snapshots=cache.cache)
     # Form state, the user's lock and the update dedup share one breaker: a
     # failing Redis is skipped by all three for `breaker_open_seconds`.
     guard = RedisGuard(config.cache.breaker_open_seconds)

@@ -24,7 +24,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
 from aiogram import Bot
@@ -45,6 +45,7 @@ from bot.services.views import DealView, WithdrawalView
 from bot.telegram.disputes import send_evidence
 from bot.telegram.keyboards import Signer
 from bot.telegram.notices import Gone, Notices, Obsolete, who_is
+from bot.telegram.reputation import SnapshotReader, records_for
 from cache.snapshots import UserSnapshot
 from db.models import NotificationStatus
 from db.sql.notifications import Notice
@@ -80,9 +81,12 @@ class Outbox:
         runtime: RuntimeSettings,
         metrics: Metrics | None = None,
         batch: int = 100,
+        snapshots: SnapshotReader | None = None,
     ) -> None:
         self.bot = bot
         self.services = services
+        # Where the records a notification shows are read (the cache).
+        self.snapshots = snapshots
         self.notices = Notices(services.ctx.currencies, signer)
         self.metrics = metrics
         self.batch = batch
@@ -116,7 +120,10 @@ class Outbox:
             deposits={s.id: s for s in subjects if isinstance(s, DepositView)},
             evidence={s.id: s for s in subjects if isinstance(s, EvidenceView)},
         )
-        return await self._deliver(notices, known, "direct")
+        # the actor is whose record a party asked to accept or fund is shown, mostly
+        mine = {actor.telegram_id: actor} if actor else {}
+        records = await records_for(notices, known.deals, self.snapshots, mine)
+        return await self._deliver(notices, known, "direct", records=records)
 
     # -- the worker -------------------------------------------------------------------
 
@@ -133,7 +140,8 @@ class Outbox:
             # may claim them.
             until = time.monotonic() + self.lease.total_seconds() / 2
             subjects = await self.services.outbox.subjects(notices)
-            sent += await self._deliver(notices, subjects, "worker", until)
+            records = await records_for(notices, subjects.deals, self.snapshots, {})
+            sent += await self._deliver(notices, subjects, "worker", until, records)
             await self.flush()
             if len(notices) < self.batch:
                 break
@@ -179,6 +187,7 @@ class Outbox:
         subjects: Subjects,
         path: str,
         until: float = math.inf,
+        records: Mapping[int, UserSnapshot] | None = None,
     ) -> int:
         sent = 0
         for notice in notices:
@@ -186,7 +195,7 @@ class Outbox:
                 # Out of lease: handed back, due again after its backoff.
                 self._results[notice.id] = (NotificationStatus.PENDING, LEASE_RAN_OUT)
                 continue
-            result = await self._deliver_one(notice, subjects, path)
+            result = await self._deliver_one(notice, subjects, path, records)
             self._results[notice.id] = result
             if self.metrics is not None:
                 self.metrics.notifications.labels(path, result[0].value).inc()
@@ -194,10 +203,14 @@ class Outbox:
         return sent
 
     async def _deliver_one(
-        self, notice: Notice, subjects: Subjects, path: str
+        self,
+        notice: Notice,
+        subjects: Subjects,
+        path: str,
+        records: Mapping[int, UserSnapshot] | None = None,
     ) -> tuple[NotificationStatus, str | None]:
         try:
-            chat_id, text, markup = self.notices.render(notice, subjects)
+            chat_id, text, markup = self.notices.render(notice, subjects, records)
         except Gone as exc:
             log.warning("notification %d dropped: %s", notice.id, exc)
             return NotificationStatus.FAILED, str(exc)

@@ -6,6 +6,7 @@ from bot.services.deposits import DepositService
 from bot.services.moderation import ModerationService
 from bot.services.notifications import OutboxService
 from bot.services.payouts import PayoutService
+from bot.services.ratings import RatingService
 from bot.services.reads import ReadService
 from bot.services.users import UserService
 from bot.services.wallets import WalletService
@@ -24,6 +25,7 @@ class Services:
         self.reads = ReadService(ctx)
         self.outbox = OutboxService(ctx)
         self.moderation = ModerationService(ctx)
+        self.ratings = RatingService(ctx)
 
 
 __all__ = ["Outcome", "ServiceContext", "Services"]

@@ -34,6 +34,10 @@ class Refusal(enum.StrEnum):
     # anti-spam: limit, until (when one more is allowed), wait (how long until then)
     TOO_MANY_DEALS = "too_many_deals"
     TOO_MANY_STRANGERS = "too_many_strangers"
+    # ratings
+    NOT_COMPLETED = "not_completed"  # deal, status
+    RATING_STARS = "rating_stars"
+    NOT_RATED = "not_rated"  # deal
     # invitations
     INVITATION_NOT_VALID = "invitation_not_valid"
     OWN_INVITATION = "own_invitation"
@@ -98,6 +102,7 @@ class TextField(enum.StrEnum):
     REFERENCE = "reference"
     DESTINATION = "destination"
     EVIDENCE = "evidence"
+    REVIEW = "review"
 
 
 class EscrowError(Exception):

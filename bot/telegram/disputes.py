@@ -35,7 +35,6 @@ KINDS = {
     EvidenceKind.TEXT: N_("💬 text"),
 }
 ROLES = {"buyer": N_("the buyer"), "seller": N_("the seller")}
-LISTED_AT = "dd MMM, HH:mm"  # Babel's pattern for when a piece was sent
 _TAG = re.compile(r"<[^>]*>")
 
 
@@ -128,7 +127,9 @@ async def send_evidence(
 
 def _listed(number: int, evidence: EvidenceView, deal: DealView, snippets: bool) -> str:
     kind = _(KINDS[EvidenceKind(evidence.kind)])
-    sent = format_datetime(evidence.created_at, LISTED_AT, tzinfo=UTC, locale=current_locale())
+    sent = format_datetime(
+        evidence.created_at, "dd MMM, HH:mm", tzinfo=UTC, locale=current_locale()
+    )
     line = f"{number}. {role_words(deal, evidence.sender_id)} · {kind} · {sent}"
     said = evidence.text or evidence.file_name
     if snippets and said:

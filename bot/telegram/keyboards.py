@@ -9,19 +9,19 @@ else happens.
 from __future__ import annotations
 
 import base64
-import enum
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable
 from urllib.parse import quote, urlencode
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot.services.ratings import Rating
 from bot.services.rules import Action, allowed_actions
 from bot.services.views import DealView
+from bot.telegram import reputation
 from bot.telegram.i18n import N_, _, per_locale
 
 SIGNATURE_LENGTH = 10  # base64url characters: 60 bits
@@ -68,6 +68,15 @@ class Invite(CallbackData, prefix="iv"):
 
     action: str
     code: str
+
+
+class RateDeal(CallbackData, prefix="rt"):
+    """A party's stars for the other party of a completed deal (0: write a
+    review of the rating given), signed like a deal action."""
+
+    code: str
+    stars: int
+    sig: str = ""
 
 
 class AdminDeal(CallbackData, prefix="ad"):
@@ -136,6 +145,14 @@ class Signer:
         expected = self._signature(viewer, data.action, data.code, data.v, data.ok)
         return hmac.compare_digest(expected, data.sig)
 
+    def rate(self, viewer: int, code: str, stars: int) -> RateDeal:
+        signature = self._signature(viewer, f"rate{stars}", code, 0, False)
+        return RateDeal(code=code, stars=stars, sig=signature)
+
+    def valid_rating(self, viewer: int, data: RateDeal) -> bool:
+        expected = self._signature(viewer, f"rate{data.stars}", data.code, 0, False)
+        return hmac.compare_digest(expected, data.sig)
+
 
 MY_DEALS = DealList(kind="active").pack()
 
@@ -166,6 +183,7 @@ def main_menu(is_admin: bool) -> InlineKeyboardMarkup:
     kb.button(text=_("➕ New deal"), callback_data=Nav(to="new"))
     kb.button(text=_("📋 My deals"), callback_data=DealList(kind="active"))
     kb.button(text=_("👛 Wallet"), callback_data=Nav(to="wallet"))
+    kb.button(text=_(reputation.PROFILE), callback_data=Nav(to="profile"))
     kb.button(text=_("❓ Help"), callback_data=Nav(to="help"))
     kb.button(text=_("🌐 Language"), callback_data=Nav(to="language"))
     if is_admin:
@@ -180,9 +198,15 @@ def back_to_menu() -> InlineKeyboardMarkup:
 
 
 def deal_keyboard(
-    deal: DealView, viewer_id: int, viewer_telegram_id: int, signer: Signer, amount_text: str
+    deal: DealView,
+    viewer_id: int,
+    viewer_telegram_id: int,
+    signer: Signer,
+    amount_text: str,
+    given: Rating | None = None,
 ) -> InlineKeyboardMarkup:
-    """The actions the viewer may take now, then navigation (one per row).
+    """The actions the viewer may take now (on a completed deal: its rating,
+    or a review of the rating `given`), then navigation (one per row).
 
     Built from buttons directly: this runs for every card shown and aiogram's
     builder copies every button it is given."""
@@ -196,10 +220,31 @@ def deal_keyboard(
     if deal.status == "disputed" and viewer_id in (deal.buyer_id, deal.seller_id):
         evidence = EvidenceAdd(code=deal.code).pack()
         rows.append([InlineKeyboardButton(text=_("📎 Add evidence"), callback_data=evidence)])
+    if reputation.may_rate(deal, viewer_id) and (
+        rating := rating_row(deal.code, viewer_telegram_id, signer, given)
+    ):
+        rows.append(rating)
     refresh = DealCard(code=deal.code).pack()
     rows.append([InlineKeyboardButton(text=_("⟳ Refresh"), callback_data=refresh)])
     rows.append([InlineKeyboardButton(text=_("📋 My deals"), callback_data=MY_DEALS)])
     return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def rating_row(
+    code: str, viewer_telegram_id: int, signer: Signer, given: Rating | None
+) -> list[InlineKeyboardButton]:
+    """1 to 5 stars; once rated, a review (if none yet)."""
+    if given is None:
+        return [
+            InlineKeyboardButton(
+                text=label, callback_data=signer.rate(viewer_telegram_id, code, stars).pack()
+            )
+            for stars, label in reputation.STAR_LABELS.items()
+        ]
+    if given.review is not None:
+        return []
+    review = signer.rate(viewer_telegram_id, code, 0).pack()
+    return [InlineKeyboardButton(text=_(reputation.ADD_REVIEW), callback_data=review)]
 
 
 def confirm_keyboard(
@@ -232,51 +277,6 @@ def admin_deal_keyboard(deal: DealView) -> InlineKeyboardMarkup:
     kb.button(text=_("« Admin"), callback_data=Nav(to="admin"))
     kb.adjust(1)
     return kb.as_markup()
-
-
-class Way(enum.Enum):
-    """Where a button under a refusal leads: to what resolves it
-    (`bot/telegram/refusals.py` says which for each refusal)."""
-
-    DEPOSIT = "deposit"  # the deposit form, in the refusal's currency when it names one
-    WALLET = "wallet"
-    WITHDRAWALS = "withdrawals"
-    DEAL = "deal"  # the card of the deal the refusal names
-    MY_DEALS = "my_deals"
-    NEW_DEAL = "new_deal"
-    ADMIN = "admin"
-
-
-def way_button(way: Way, currency: str = "", deal: str = "") -> InlineKeyboardButton | None:
-    """The button that leads `way`; None for a deal's card when no deal is named."""
-    match way:
-        case Way.DEPOSIT:
-            label = _("➕ Deposit {code}").format(code=currency) if currency else _("➕ Deposit")
-            data = WalletMenu(screen="deposit", currency=currency).pack()
-        case Way.WALLET:
-            label, data = _("👛 Wallet"), Nav(to="wallet").pack()
-        case Way.WITHDRAWALS:
-            label, data = _("🧾 Withdrawals"), WalletMenu(screen="withdrawals").pack()
-        case Way.DEAL:
-            if not deal:
-                return None
-            label, data = _("📄 Deal #{code}").format(code=deal), DealCard(code=deal).pack()
-        case Way.MY_DEALS:
-            label, data = _("📋 My deals"), MY_DEALS
-        case Way.NEW_DEAL:
-            label, data = _("➕ New deal"), Nav(to="new").pack()
-        case Way.ADMIN:
-            label, data = _("🛡 Admin"), Nav(to="admin").pack()
-    return InlineKeyboardButton(text=label, callback_data=data)
-
-
-def resolving_keyboard(
-    ways: Iterable[Way], *, currency: str = "", deal: str = ""
-) -> InlineKeyboardMarkup:
-    """The buttons that resolve a refusal on one row, then « Menu on its own."""
-    buttons = [b for way in ways if (b := way_button(way, currency, deal)) is not None]
-    rows = [buttons] if buttons else []
-    return InlineKeyboardMarkup(inline_keyboard=[*rows, [menu_button()]])
 
 
 # Telegram's share link: the user picks chats, and the link goes there with `text`.

@@ -8,7 +8,7 @@ notification whose subject is gone (`Gone`) or no longer true (`Obsolete`) is no
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from html import escape
 from typing import Protocol
@@ -23,7 +23,7 @@ from bot.services.money import Currencies
 from bot.services.notifications import Subjects, Who
 from bot.services.rules import Action, allowed_actions
 from bot.services.views import DealView, WithdrawalView
-from bot.telegram import clocks, keyboards, texts
+from bot.telegram import clocks, keyboards, reputation, texts
 from bot.telegram.disputes import relay_keyboard, relay_text, role_words, split_headline
 from bot.telegram.i18n import Catalogs, _, locale_for
 from bot.telegram.keyboards import AdminWithdrawal, Nav, Signer, WalletMenu
@@ -100,15 +100,27 @@ class Notices:
         self.signer = signer
         self.i18n = i18n or Catalogs()
 
-    def render(self, notice: Notice, subjects: Subjects) -> Message:
+    def render(
+        self,
+        notice: Notice,
+        subjects: Subjects,
+        records: Mapping[int, UserSnapshot] | None = None,
+    ) -> Message:
         """The chat, text and buttons of `notice`, from the deal or withdrawal as
-        `subjects` hold it, in the language the notification was written for
-        (the recipient's when it was written; English for a chat not on the bot)."""
+        `subjects` hold it, in its recipient's language when it was written
+        (English for a chat not on the bot); a party asked to accept or fund is
+        shown the other party's record from `records` (by Telegram id) if there."""
         locale = locale_for(notice.language)
         with self.i18n.context(), self.i18n.use_locale(locale):
-            return self._render(notice, subjects, self.currencies.in_locale(locale))
+            return self._render(notice, subjects, records, self.currencies.in_locale(locale))
 
-    def _render(self, notice: Notice, subjects: Subjects, currencies: Currencies) -> Message:
+    def _render(
+        self,
+        notice: Notice,
+        subjects: Subjects,
+        records: Mapping[int, UserSnapshot] | None,
+        currencies: Currencies,
+    ) -> Message:
         kind = NotificationKind(notice.kind)
         who = subjects.actors.get(notice.actor_id or 0) or Who(_(SOMEONE), 0)
         name = escape(who.name)
@@ -170,8 +182,10 @@ class Notices:
             headline = _(INVITED_AS[role]).format(name=name) + reason
         else:
             headline = _(TOLD[kind]).format(name=name) + reason
+        judged = reputation.judged(deal, notice.user_id) if notice.user_id is not None else None
+        record = (records or {}).get(judged) if judged is not None else None
         return notice.chat_id, *self.card(
-            deal, notice.user_id, notice.chat_id, headline, currencies
+            deal, notice.user_id, notice.chat_id, headline, record, currencies
         )
 
     def attachment(self, notice: Notice, subjects: Subjects) -> EvidenceView | None:
@@ -185,11 +199,12 @@ class Notices:
         user_id: int | None,
         chat_id: int,
         headline: str,
+        record: UserSnapshot | None = None,
         currencies: Currencies | None = None,
     ) -> tuple[str, InlineKeyboardMarkup]:
         """A party's card of `deal` under `headline`, with the buttons they may press."""
         currencies = currencies or self.currencies
-        text = texts.deal_card(deal, user_id, currencies, headline)
+        text = texts.deal_card(deal, user_id, currencies, headline, record=record)
         if user_id is None:
             return text, keyboards.admin_deal_keyboard(deal)
         amount = currencies[deal.currency].format(deal.amount)

@@ -93,6 +93,7 @@ FIELD_WORDS = {
     TextField.REFERENCE: N_("reference"),
     TextField.DESTINATION: N_("destination"),
     TextField.EVIDENCE: N_("text"),
+    TextField.REVIEW: N_("review"),
 }
 
 # Data keys that hold an amount in minor units of the refusal's `currency`.
@@ -136,6 +137,13 @@ TEMPLATES: dict[enum.Enum, str] = {
         "(in {wait}); deals with people you have traded with, and invitation links, can "
         "be opened now."
     ),
+    # ratings
+    Refusal.NOT_COMPLETED: N_(
+        "Deal {deal} is {status}: a deal can be rated once it is completed (released, or "
+        "settled by an admin). Nothing was saved."
+    ),
+    Refusal.RATING_STARS: N_("A rating is 1 to 5 stars."),
+    Refusal.NOT_RATED: N_("Rate deal {deal} with stars first; then you can add a review."),
     # invitations
     Refusal.INVITATION_NOT_VALID: N_("This invitation link is not valid."),
     Refusal.OWN_INVITATION: N_(

@@ -4,11 +4,59 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 
-from aiogram.types import InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.services.errors import EscrowError, Refusal
-from bot.telegram.keyboards import Way, resolving_keyboard
+from bot.telegram.i18n import _
+from bot.telegram.keyboards import MY_DEALS, DealCard, Nav, WalletMenu, menu_button
+
+
+class Way(enum.Enum):
+    """Where a button under a refusal leads: to what resolves it
+    (`RESOLVED_BY` says which for each refusal)."""
+
+    DEPOSIT = "deposit"  # the deposit form, in the refusal's currency when it names one
+    WALLET = "wallet"
+    WITHDRAWALS = "withdrawals"
+    DEAL = "deal"  # the card of the deal the refusal names
+    MY_DEALS = "my_deals"
+    NEW_DEAL = "new_deal"
+    ADMIN = "admin"
+
+
+def way_button(way: Way, currency: str = "", deal: str = "") -> InlineKeyboardButton | None:
+    """The button that leads `way`; None for a deal's card when no deal is named."""
+    match way:
+        case Way.DEPOSIT:
+            label = _("➕ Deposit {code}").format(code=currency) if currency else _("➕ Deposit")
+            data = WalletMenu(screen="deposit", currency=currency).pack()
+        case Way.WALLET:
+            label, data = _("👛 Wallet"), Nav(to="wallet").pack()
+        case Way.WITHDRAWALS:
+            label, data = _("🧾 Withdrawals"), WalletMenu(screen="withdrawals").pack()
+        case Way.DEAL:
+            if not deal:
+                return None
+            label, data = _("📄 Deal #{code}").format(code=deal), DealCard(code=deal).pack()
+        case Way.MY_DEALS:
+            label, data = _("📋 My deals"), MY_DEALS
+        case Way.NEW_DEAL:
+            label, data = _("➕ New deal"), Nav(to="new").pack()
+        case Way.ADMIN:
+            label, data = _("🛡 Admin"), Nav(to="admin").pack()
+    return InlineKeyboardButton(text=label, callback_data=data)
+
+
+def resolving_keyboard(
+    ways: Iterable[Way], *, currency: str = "", deal: str = ""
+) -> InlineKeyboardMarkup:
+    """The buttons that resolve a refusal on one row, then « Menu on its own."""
+    buttons = [b for way in ways if (b := way_button(way, currency, deal)) is not None]
+    rows = [buttons] if buttons else []
+    return InlineKeyboardMarkup(inline_keyboard=[*rows, [menu_button()]])
+
 
 # What resolves each refusal: its buttons, shown above « Menu (which every
 # refusal gets; a code not listed gets the menu alone). Refusals inside a form

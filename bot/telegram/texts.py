@@ -8,7 +8,9 @@ from html import escape
 from babel.numbers import format_decimal
 
 from bot.services.money import Currencies
+from bot.services.ratings import Rating
 from bot.services.views import DealView
+from bot.telegram import reputation
 from bot.telegram.i18n import N_, _, current_locale
 from bot.telegram.moments import when
 from bot.telegram.statuses import card_status, side_of
@@ -164,6 +166,7 @@ def main_menu(user: UserSnapshot, currencies: Currencies, play_money: bool = Fal
     ]
     said = ", ".join(balances) if balances else _("empty")
     lines.append(_("Balance: {balances}").format(balances=said))
+    lines.append(reputation.menu_line(user))
     if user.status == "blocked":
         lines.append(_(ACCOUNT_BLOCKED))
     if play_money:
@@ -174,10 +177,18 @@ def main_menu(user: UserSnapshot, currencies: Currencies, play_money: bool = Fal
 
 
 def deal_card(
-    deal: DealView, viewer_id: int | None, currencies: Currencies, headline: str = ""
+    deal: DealView,
+    viewer_id: int | None,
+    currencies: Currencies,
+    headline: str = "",
+    *,
+    record: UserSnapshot | None = None,
+    given: Rating | None = None,
 ) -> str:
     """The one message a party (or an admin, viewer None) sees for a deal, its
-    status said to the viewer (bot/telegram/statuses.py)."""
+    status said to the viewer (bot/telegram/statuses.py); with `record`, the
+    other party's (before the viewer accepts or funds); a completed deal's
+    party is asked for their rating, or shown it (`given`)."""
     money = currencies[deal.currency]
     title = _("<b>Deal #{code}</b>")
     if viewer_id is not None and viewer_id == deal.buyer_id:
@@ -210,6 +221,10 @@ def deal_card(
         lines.append(_(DISPUTED_AFTER[DealStatus(deal.status_before_dispute)]))
     if deal.split_seller is not None:
         lines += ["", *split_lines(deal, currencies)]
+    if record is not None:
+        lines += ["", reputation.record_block(record, money)]
+    if viewer_id is not None and reputation.may_rate(deal, viewer_id):
+        lines += ["", *reputation.rating_lines(deal, viewer_id, given)]
     return "\n".join(lines)
 
 

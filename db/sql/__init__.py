@@ -6,6 +6,8 @@
   the invitations it is joined by;
 - `withdrawals`, `deposits`: money leaving and entering;
 - `notifications`: the outbox, and the `notified` CTE the others compose;
+- `reputation`: the record's counters, the `counted` CTE a deal's transition
+  composes; `ratings`: a completed deal's ratings and reviews;
 - `reads`: lists, pages and admin queues (with the `admin_only` gate);
 - `hot`: the registry of what runs on the hot paths and the index each uses;
 - `ops`: health checks, migration locks and the doctor's reads;

@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy import String, bindparam, func, literal_column, select, text
 
 from db.models import escrows, users
+from db.sql import reputation
 from db.sql.notifications import NOTICES, notify_parties
 
 
@@ -110,8 +111,19 @@ WITH changed AS (
     WHERE escrow_id IN (SELECT id FROM changed) AND status = 'active'
       AND CAST(:final AS boolean)
 ), """
+    # the parties' records: a completion, a dispute opened or lost (db/sql/reputation.py)
+    + reputation.counted(
+        "changed",
+        completes="CAST(:completes AS boolean)",
+        volume="CAST(:volume AS bigint)",
+        opener="CAST(:opener_id AS bigint)",
+        loser="CAST(:loser_id AS bigint)",
+    )
+    + ", "
+    + reputation.bumped("CAST(:bump_ids AS bigint[])")
+    + ", "
     + notify_parties("changed")
-    + deal_view_sql("changed", NOTICES)
+    + deal_view_sql("changed", NOTICES + reputation.REPUTED)
 )
 
 INSERT_DEAL = text(

@@ -18,9 +18,19 @@ from sqlalchemy import Executable
 
 from db.explain import HotQuery, Sample
 from db.models import FINAL_DEAL_STATUSES, FUNDED_DEAL_STATUSES, OPEN_DEAL_STATUSES, DealStatus
-from db.sql import clocks, deals, deposits, ledger, notifications, reads, users, withdrawals
+from db.sql import (
+    clocks,
+    deals,
+    ledger,
+    notifications,
+    ratings,
+    reads,
+    users,
+    withdrawals,
+)
 from db.sql.hot_admin import ADMIN_QUERIES
 from db.sql.hot_jobs import JOB_QUERIES
+from db.sql.hot_money import MONEY_QUERIES
 
 __all__ = ["EXEMPT", "HOT_QUERIES", "OFF_THE_HOT_PATH", "UNUSED_INDEXES", "HotQuery", "Sample"]
 
@@ -39,14 +49,20 @@ def _notify(kind: str | None, actor_id: int | None) -> dict[str, Any]:
     return {"notify": kind, "actor_id": actor_id, "note": None, "grace": GRACE, "admin_chats": []}
 
 
-def _transition(s: Sample, to_status: str, final: bool, kind: str, **clocks: Any) -> dict[str, Any]:
-    """TRANSITION's params: the sample's funded deal, moved to `to_status` (`clocks`:
-    `overdue_only` for a buyer's refund past the delivery deadline)."""
+def _standing(opener: int | None = None) -> dict[str, Any]:
+    """The params of TRANSITION's reputation CTEs (`db.sql.reputation`)."""
+    bump = [opener] if opener else []
+    return dict(completes=False, volume=0, opener_id=opener, loser_id=None, bump_ids=bump)
+
+
+def _transition(s: Sample, to_status: str, final: bool, kind: str, **more: Any) -> dict[str, Any]:
+    """TRANSITION's params: the sample's funded deal, moved to `to_status` (`more`:
+    `overdue_only` for a buyer's refund past the delivery deadline, a reason...)."""
     return {"deal_id": s.funded_deal_id, "from_status": "funded",
             "from_version": s.funded_deal_version, "to_status": to_status, "final": final,
             "reason": None, "joiner_id": None, "split_seller": None, "split_fee": None,
             "overdue_only": False, "deliver_within": timedelta(days=7), "release_after": GRACE,
-            **clocks, **_notify(kind, s.user_id)}  # fmt: skip
+            **_notify(kind, s.user_id), **_standing(), **more}  # fmt: skip
 
 
 def _page(s: Sample, statuses: list[str], before_id: int, invited: bool = True) -> dict[str, Any]:
@@ -74,25 +90,6 @@ def _invited_page(s: Sample) -> dict[str, Any]:
     }
 
 
-def _hold(s: Sample) -> dict[str, Any]:
-    """POST_MOVEMENT's params for a hold of 1 unit of the user's funds."""
-    return {
-        "key": "hot:hold",
-        "currency": s.currency,
-        "escrow_id": s.funded_deal_id,
-        "withdrawal_id": None,
-        "fee": 0,
-        "move_users": [s.user_id],
-        "move_available": [-1],
-        "move_held": [1],
-        "leg_numbers": [0, 1],
-        "leg_kinds": ["hold", "hold"],
-        "leg_accounts": ["available", "held"],
-        "leg_users": [s.user_id, s.user_id],
-        "leg_amounts": [-1, 1],
-    }
-
-
 def _profile(s: Sample) -> dict[str, Any]:
     return {
         "telegram_id": s.telegram_id,
@@ -110,7 +107,7 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
     # -- every update's cache miss and the user's own registration ------------------
     _H("snapshot_by_telegram_id", users.SNAPSHOT_BY_TELEGRAM_ID,
        lambda s: {"telegram_id": s.telegram_id},
-       ("uq_users_telegram_id", "idx_wallet_user_currency")),
+       ("uq_users_telegram_id", "idx_wallet_user_currency", "pk_reputations")),
     # someone else now reports the user's @username
     _H("release_username", users.RELEASE_USERNAME,
        lambda s: {"username": s.username, "telegram_id": s.invitee_telegram_id},
@@ -164,6 +161,11 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
        ("uq_escrows_code", "pk_users", "ix_deal_events_escrow_id"), True),
     _H("transition", deals.TRANSITION, lambda s: _transition(s, "delivered", False, "deliver"),
        ("pk_escrows", "pk_users"), True),
+    # a dispute counts for its opener, whose snapshot is bumped in the statement
+    _H("dispute_transition", deals.TRANSITION,
+       lambda s: _transition(s, "disputed", False, "dispute", reason="hot",
+                             **_standing(opener=s.user_id)),
+       ("pk_escrows", "pk_users"), True),
     # a final one also revokes the deal's invitations (here the buyer's refund, past
     # the delivery deadline)
     _H("final_transition", deals.TRANSITION,
@@ -190,70 +192,20 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
     _H("my_deals_waiting_with_invitations", reads.MY_DEALS_PAGE, _invited_page,
        ("idx_escrow_buyer_status", "idx_escrow_seller_status",
         "idx_invitation_telegram_status", "ix_invitations_username_status")),
+    # -- ratings (the counters of the rated user move in the same statement) -----------
+    _H("rate_deal", ratings.RATE_DEAL,
+       lambda s: {"code": s.deal_code, "rater_id": s.user_id, "stars": 5},
+       ("uq_escrows_code", "pk_users", "uq_ratings_deal_rater"), True),
+    _H("add_review", ratings.ADD_REVIEW,
+       lambda s: {"code": s.deal_code, "rater_id": s.user_id, "review": "hot"},
+       ("uq_escrows_code", "pk_users", "uq_ratings_deal_rater"), True),
+    _H("reviews_of", ratings.REVIEWS_OF, lambda s: {"user_id": s.user_id, "limit": 3},
+       ("ix_ratings_reviews", "pk_users")),
     _H("open_disputes", reads.OPEN_DISPUTES,
        lambda s: {"limit": reads.PAGE_SIZE, "admin_id": s.admin_id},
        ("pk_users", "ix_escrows_disputed")),
-    # -- money ---------------------------------------------------------------------------
-    _H("post_movement", ledger.POST_MOVEMENT, _hold, ("idx_wallet_user_currency", "pk_users"),
-       True),
-    _H("withdrawn_today", withdrawals.WITHDRAWN_TODAY,
-       lambda s: {"user_id": s.user_id, "currency": s.currency},
-       ("ix_withdrawals_user_id",), True),
-    _H("insert_withdrawal", withdrawals.INSERT_WITHDRAWAL,
-       lambda s: {"user_id": s.user_id, "currency": s.currency, "amount": 1,
-                  "destination": "hot", "grace": GRACE, "admin_chats": [1]},
-       ("pk_users",), True),
-    _H("lock_withdrawal", withdrawals.LOCK_WITHDRAWAL,
-       lambda s: {"id": s.withdrawal_id, "admin_id": s.admin_id},
-       ("pk_withdrawals", "pk_users"), True),
-    _H("decide_withdrawal", withdrawals.DECIDE_WITHDRAWAL,
-       lambda s: {"id": s.withdrawal_id, "status": "rejected", "admin_id": s.admin_id,
-                  "note": None, "grace": GRACE},
-       ("ix_withdrawals_pending", "pk_users"), True),
-    # A full batch (100) hashes the users table for the owners' Telegram ids in
-    # the custom plan; the generic plan looks each one up.
-    _H("lock_stale_withdrawals", withdrawals.LOCK_STALE_WITHDRAWALS,
-       lambda s: {"older_than": timedelta(hours=1), "limit": 100},
-       ("ix_withdrawals_pending",), True, ("users",)),
-    _H("lock_with_owner", withdrawals.LOCK_WITH_OWNER, lambda s: {"id": s.withdrawal_id},
-       ("pk_withdrawals", "pk_users"), True),
-    _H("approve_for_payout", withdrawals.APPROVE_FOR_PAYOUT,
-       lambda s: {"id": s.withdrawal_id, "admin_id": s.admin_id, "provider": s.provider},
-       ("ix_withdrawals_pending",), True),
-    _H("settle_payout", withdrawals.SETTLE_PAYOUT,
-       lambda s: {"id": s.sending_withdrawal_id, "status": "paid", "transfer_id": 1,
-                  "failure": None, "grace": GRACE, "admin_chats": []},
-       ("ix_withdrawals_sending", "pk_users"), True),
-    _H("sending_payouts", withdrawals.SENDING,
-       lambda s: {"provider": s.provider, "after": 0, "limit": 100, "min_age": GRACE},
-       ("ix_withdrawals_sending", "pk_users")),
-    _H("user_withdrawals", reads.USER_WITHDRAWALS,
-       lambda s: {"user_id": s.withdrawer_id, "limit": 5}, ("ix_withdrawals_user_id",)),
-    _H("pending_withdrawals", reads.PENDING_WITHDRAWALS,
-       lambda s: {"limit": reads.PAGE_SIZE, "admin_id": s.admin_id},
-       ("pk_users", "ix_withdrawals_pending")),
-    _H("deposited_today", deposits.DEPOSITED_TODAY,
-       lambda s: {"user_id": s.user_id, "currency": s.currency},
-       ("ix_deposits_user_id",), True),
-    _H("open_deposit", deposits.OPEN_DEPOSIT,
-       lambda s: {"user_id": s.user_id, "currency": s.currency, "amount": 1,
-                  "provider": s.provider},
-       ("pk_users",), True),
-    _H("activate_deposit", deposits.ACTIVATE,
-       lambda s: {"id": s.creating_deposit_id, "invoice_id": 1, "pay_url": "hot",
-                  "expires_at": None},
-       ("ix_deposits_open",), True),
-    _H("abandon_deposit", deposits.ABANDON, lambda s: {"id": s.creating_deposit_id},
-       ("ix_deposits_open",), True),
-    _H("lock_deposit_by_invoice", deposits.LOCK_BY_INVOICE,
-       lambda s: {"provider": s.provider, "invoice_id": s.invoice_id},
-       ("uq_deposits_provider_invoice",), True),
-    _H("settle_deposit", deposits.SETTLE,
-       lambda s: {"id": s.deposit_id, "status": "paid", "paid_asset": s.currency,
-                  "paid_amount": "1", "fee": 0, "grace": GRACE, "admin_chats": []},
-       ("ix_deposits_open", "pk_users"), True),
-    _H("unsettled_deposits", deposits.UNSETTLED,
-       lambda s: {"provider": s.provider, "after": 0, "limit": 100}, ("ix_deposits_open",)),
+    # money: holds, withdrawals and payouts, deposits
+    *MONEY_QUERIES,
     # the jobs: the deals' clocks and the outbox worker
     *JOB_QUERIES,
     # the admins' tools: disputes' evidence and files, withdrawals, blocking users

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import and_, bindparam, func, select, text
 
-from db.models import users, wallets
+from db.models import reputations, users, wallets
 
-# User and wallets in one round trip: one row per wallet (or one row with NULL
-# wallet columns for a user without wallets); empty when the user is unknown.
-# The cache's one read.
+# User, wallets and record in one round trip: one row per wallet, with the
+# user's reputation counters in that currency (kept on their row, never counted
+# from deals: one primary-key lookup per wallet), or one row with NULL wallet
+# columns for a user without wallets; empty when the user is unknown. The
+# cache's one read.
 SNAPSHOT_BY_TELEGRAM_ID = (
     select(
         users.c.id,
@@ -20,12 +22,27 @@ SNAPSHOT_BY_TELEGRAM_ID = (
         users.c.status,
         users.c.is_admin,
         users.c.version,
+        users.c.created_at,
         users.c.locale,
         wallets.c.currency,
         wallets.c.available,
         wallets.c.held,
+        reputations.c.deals,
+        reputations.c.volume,
+        reputations.c.disputes_opened,
+        reputations.c.disputes_lost,
+        reputations.c.ratings,
+        reputations.c.stars,
     )
-    .select_from(users.outerjoin(wallets, wallets.c.user_id == users.c.id))
+    .select_from(
+        users.outerjoin(wallets, wallets.c.user_id == users.c.id).outerjoin(
+            reputations,
+            and_(
+                reputations.c.user_id == wallets.c.user_id,
+                reputations.c.currency == wallets.c.currency,
+            ),
+        )
+    )
     .where(users.c.telegram_id == bindparam("telegram_id"))
     .order_by(wallets.c.currency)
 )

@@ -9,10 +9,15 @@ import asyncio
 
 import msgspec
 
-from cache.snapshots import SCHEMA_VERSION, SnapshotCodec, UserSnapshot, parse_header
+from cache.snapshots import (
+    SCHEMA_VERSION,
+    ReputationSnapshot,
+    SnapshotCodec,
+    UserSnapshot,
+    WalletSnapshot,
+    parse_header,
+)
 from tests.cache.conftest import Pair
-
-NEWER = SCHEMA_VERSION + 1  # what a later release writes
 
 ALICE = 5001
 
@@ -144,19 +149,20 @@ async def test_entries_of_another_schema_are_misses_never_misreads(pair: Pair) -
     alice = pair.loader.add(ALICE)
     await old.cache.get(ALICE)  # an entry of this release's schema in Redis
 
+    newer = SCHEMA_VERSION + 1
     newer_codec = SnapshotCodec(
-        schema=NEWER,
+        schema=newer,
         encoder=msgspec.msgpack.Encoder(),
         decoder=msgspec.msgpack.Decoder(UserSnapshot),
     )
     new = await pair.node("new", codec=newer_codec)
     new.trips.start()
-    assert await new.cache.get(ALICE) == alice  # a miss, loaded, not decoded from the older schema
+    assert await new.cache.get(ALICE) == alice  # a miss, loaded, not decoded from the old
     assert new.trips.stop() == [("GET",), ("EVALSHA",)]
     assert pair.loader.calls == 2
     key = old.cache.keys.snapshot(ALICE)
     header = parse_header(await old.cache.redis.get(key))
-    assert header is not None and (header.version, header.schema) == (1, NEWER)  # newer code wins
+    assert header is not None and (header.version, header.schema) == (1, newer)  # newer wins
 
     # The old release meets the newer entry: a miss as well, and it leaves it be.
     old.cache.clear_local()
@@ -164,25 +170,61 @@ async def test_entries_of_another_schema_are_misses_never_misreads(pair: Pair) -
     assert await old.cache.get(ALICE) == alice
     assert old.trips.stop() == [("GET",), ("EVALSHA",)]
     header = parse_header(await old.cache.redis.get(key))
-    assert header is not None and header.schema == NEWER
+    assert header is not None and header.schema == newer
     assert old.cache.counters.fills_refused == 0  # same version: nothing stale about it
 
 
-async def test_a_newer_schemas_payload_is_never_decoded_as_this_one(pair: Pair) -> None:
+async def test_a_newer_schemas_payload_is_never_decoded_as_this_ones(pair: Pair) -> None:
     a = await pair.node("a")
     alice = pair.loader.add(ALICE)
     key = a.cache.keys.snapshot(ALICE)
     v2 = UserSnapshotV2(alice.id, ALICE, "Alice", 1, {"USDT": 5})
-    await a.cache.redis.set(key, f"0:1:{NEWER}:".encode() + msgspec.msgpack.encode(v2))
+    await a.cache.redis.set(key, f"0:1:{SCHEMA_VERSION + 1}:".encode() + msgspec.msgpack.encode(v2))
     assert await a.cache.get(ALICE) == alice
     assert pair.loader.calls == 1
+
+
+class UserSnapshotBeforeRecords(msgspec.Struct, frozen=True, array_like=True):
+    """The snapshot of schema 1, before the user's record was part of it."""
+
+    id: int
+    telegram_id: int
+    username: str | None
+    first_name: str
+    last_name: str | None
+    language_code: str | None
+    status: str
+    is_admin: bool
+    version: int
+    wallets: tuple[WalletSnapshot, ...] = ()
+
+
+async def test_an_entry_from_before_the_record_is_a_miss_not_an_empty_record(pair: Pair) -> None:
+    a = await pair.node("a")
+    trader = msgspec.structs.replace(
+        pair.loader.add(ALICE),
+        reputation=ReputationSnapshot(since=1_700_000_000, deals=12, ratings=3, stars=14),
+    )
+    pair.loader.users[ALICE] = trader
+    # everything but the record and the locale after it
+    old = UserSnapshotBeforeRecords(*msgspec.structs.astuple(trader)[:-2])
+    payload = msgspec.msgpack.encode(old)
+    # Read as this release's shape the old payload would pass for a newcomer:
+    assert msgspec.msgpack.decode(payload, type=UserSnapshot).reputation.deals == 0
+    key = a.cache.keys.snapshot(ALICE)
+    await a.cache.redis.set(key, b"0:1:1:" + payload)  # the same version, written by schema 1
+    a.trips.start()
+    assert (await a.cache.get(ALICE)) == trader  # a miss: loaded, the record whole
+    assert a.trips.stop() == [("GET",), ("EVALSHA",)]
+    header = parse_header(await a.cache.redis.get(key))
+    assert header is not None and (header.version, header.schema) == (1, SCHEMA_VERSION)
 
 
 async def test_an_undecodable_entry_is_a_miss(pair: Pair) -> None:
     a = await pair.node("a")
     alice = pair.loader.add(ALICE)
     key = a.cache.keys.snapshot(ALICE)
-    await a.cache.redis.set(key, f"0:1:{SCHEMA_VERSION}:".encode() + b"\xc1garbage")
+    await a.cache.redis.set(key, b"0:1:1:\xc1garbage")
     assert await a.cache.get(ALICE) == alice
     await a.cache.redis.set(key, b"not even a header")
     a.cache.clear_local()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import msgspec
 import pytest
 
 from bot.config import DEFAULT_PATH, ConfigError, load_config
@@ -13,6 +15,7 @@ from cache.settings import CacheSettings
 from cache.snapshots import (
     CODEC,
     SCHEMA_VERSION,
+    ReputationSnapshot,
     SnapshotCodec,
     UserSnapshot,
     WalletSnapshot,
@@ -33,10 +36,15 @@ def row(**values: Any) -> SimpleNamespace:
         "status": "active",
         "is_admin": False,
         "version": 3,
+        "created_at": datetime(2026, 3, 1, tzinfo=UTC),
         "locale": None,
         "currency": None,
         "available": None,
         "held": None,
+        # the record's counters in the row's currency: none yet
+        **dict.fromkeys(
+            ("deals", "volume", "disputes_opened", "disputes_lost", "ratings", "stars"), None
+        ),
     }
     return SimpleNamespace(**(user | values))
 
@@ -56,6 +64,34 @@ def test_a_snapshot_is_built_from_the_loader_rows() -> None:
     assert chosen is not None and chosen.locale == "ru"
 
 
+def test_the_record_sums_the_counters_of_every_currency() -> None:
+    snapshot = snapshot_from_rows(
+        [
+            row(currency="BTC", available=0, held=0),  # no record in BTC yet
+            row(currency="TON", available=0, held=0, deals=1, volume=0, disputes_opened=1,
+                disputes_lost=1, ratings=1, stars=2),
+            row(currency="USDT", available=700, held=0, deals=4, volume=250_00,
+                disputes_opened=0, disputes_lost=0, ratings=3, stars=14),
+        ]
+    )  # fmt: skip
+    assert snapshot is not None
+    assert snapshot.reputation == ReputationSnapshot(
+        since=int(datetime(2026, 3, 1, tzinfo=UTC).timestamp()),
+        deals=5,
+        ratings=4,
+        stars=16,
+        disputes_opened=1,
+        disputes_lost=1,
+        volumes=(("USDT", 250_00),),
+    )
+    assert snapshot.reputation.average == 4.0
+    assert snapshot.reputation.volume("USDT") == 250_00
+    assert snapshot.reputation.volume("BTC") == 0
+    newcomer = snapshot_from_rows([row(currency="USDT", available=1, held=0)])
+    assert newcomer is not None and newcomer.reputation.average is None
+    assert newcomer.reputation.deals == 0 and newcomer.reputation.since > 0
+
+
 def test_a_user_without_wallets_and_an_unknown_user() -> None:
     snapshot = snapshot_from_rows([row()])  # the LEFT JOIN's NULL wallet columns
     assert snapshot is not None and snapshot.wallets == ()
@@ -72,7 +108,20 @@ def test_a_snapshot_is_frozen_and_round_trips_through_msgpack() -> None:
     assert header is not None
     assert (header.generation, header.version, header.schema) == (0, 3, SCHEMA_VERSION)
     assert CODEC.decode(raw, header) == snapshot
-    assert len(raw) < 60  # array-like: no field names on the wire
+    assert len(raw) < 60  # array-like: no field names on the wire, a newcomer's record small
+    trader = msgspec.structs.replace(
+        snapshot,
+        reputation=ReputationSnapshot(
+            since=2_000_000_000,
+            deals=1_000,
+            ratings=900,
+            stars=4_321,
+            disputes_opened=12,
+            disputes_lost=3,
+            volumes=(("USDT", 10**13), ("BTC", 10**10), ("TON", 10**14)),
+        ),
+    )
+    assert len(CODEC.encode(trader)) - len(CODEC.encode(snapshot)) < 60  # the whole record
 
 
 def test_a_tombstone_and_another_schema_decode_to_nothing() -> None:

@@ -87,7 +87,7 @@ async def test_an_invitee_new_to_the_bot_finds_the_deal_without_the_link(
     assert sql.stop() == []
     assert not reply.texts[0].startswith(TOLD)
     await bob.press("📋 My deals")
-    assert f"#{code} · 100.00 USDT · accepted · with @alice_x" in bob.last.text
+    assert f"#{code} · 100.00 USDT · waiting for you to fund · with @alice_x" in bob.last.text
 
 
 async def test_someone_with_another_name_does_not_see_it(app: App, people) -> None:

@@ -81,6 +81,7 @@ async def test_a_telegram_set_to_russian_gets_the_russian_menu(app, ivan, people
         "➕ Новая сделка",
         "📋 Мои сделки",
         "👛 Кошелёк",
+        "⭐ Мой профиль",
         "❓ Помощь",
         "🌐 Язык",
     ]

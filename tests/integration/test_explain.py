@@ -30,10 +30,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.config import Config
 from bot.ops import migrate
 from db.engine import DatabaseSettings, build_engine
-from db.explain import explain, indexes_used, scans, seq_scanned
+from db.explain import explain, indexes_used, nodes, scans, seq_scanned
 from db.models import FINAL_DEAL_STATUSES
 from db.sql.hot import HOT_QUERIES, HotQuery, Sample
 from db.sql.reads import FIRST_PAGE, MY_DEALS_PAGE, PAGE_SIZE
+from db.sql.users import SNAPSHOT_BY_TELEGRAM_ID
 
 pytestmark = pytest.mark.slow
 
@@ -59,6 +60,8 @@ NO_SEQ_SCAN = frozenset(
         "withdrawals",
         "deposits",
         "notifications",
+        "ratings",
+        "reputations",
     }
 )
 
@@ -256,11 +259,53 @@ SELECT 12 + (g * 7919) % ({USERS} - 12), {ADMIN_ID},
        now() - g * interval '1 hour'
 FROM generate_series(1, 2000) g
 """
+# The parties' ratings of completed deals: the buyer rated 3 in 5, the seller
+# 2 in 5, every other rating with a review; deals $1 to $2.
+INSERT_RATINGS = """
+INSERT INTO ratings (escrow_id, rater_id, rated_id, stars, review, created_at)
+SELECT e.id, r.rater, r.rated, 1 + (e.id * 7 + r.side) % 5,
+       CASE WHEN (e.id + r.side) % 2 = 0 THEN 'Review of deal ' || e.id END,
+       e.updated_at + interval '1 hour'
+FROM escrows e
+CROSS JOIN LATERAL (VALUES (0, e.buyer_id, e.seller_id), (1, e.seller_id, e.buyer_id))
+    AS r(side, rater, rated)
+WHERE e.id BETWEEN $1 AND $2
+  AND (e.status = 'released' OR (e.status = 'refunded' AND e.status_before_dispute IS NOT NULL))
+  AND e.id % 5 < CASE r.side WHEN 0 THEN 3 ELSE 2 END
+ORDER BY e.id, r.side
+"""
+# Every party's record, as the statements that keep it would have counted it.
+INSERT_REPUTATIONS = """
+INSERT INTO reputations (user_id, currency, deals, volume, disputes_opened, disputes_lost,
+                         ratings, stars)
+SELECT c.user_id, c.currency, c.deals, c.volume, c.opened, c.lost,
+       coalesce(g.ratings, 0), coalesce(g.stars, 0)
+FROM (
+    SELECT p.user_id, e.currency,
+           count(*) FILTER (WHERE e.status = 'released' OR (e.status = 'refunded'
+                                  AND e.status_before_dispute IS NOT NULL)) AS deals,
+           coalesce(sum(e.amount) FILTER (WHERE e.status = 'released'), 0) AS volume,
+           count(*) FILTER (WHERE e.status_before_dispute IS NOT NULL AND p.side = 0) AS opened,
+           count(*) FILTER (WHERE e.status = 'refunded' AND e.status_before_dispute IS NOT NULL
+                            AND p.side = 1) AS lost
+    FROM escrows e
+    CROSS JOIN LATERAL (VALUES (0, e.buyer_id), (1, e.seller_id)) AS p(side, user_id)
+    WHERE p.user_id IS NOT NULL
+    GROUP BY p.user_id, e.currency
+) c
+LEFT JOIN (
+    SELECT g.rated_id, e.currency, count(*) AS ratings, sum(g.stars) AS stars
+    FROM ratings g JOIN escrows e ON e.id = g.escrow_id
+    GROUP BY g.rated_id, e.currency
+) g ON g.rated_id = c.user_id AND g.currency = c.currency
+"""
 SET_SEQUENCES = """
 SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users)),
        setval(pg_get_serial_sequence('escrows', 'id'), (SELECT max(id) FROM escrows))
 """
 LOADED_TABLES = (
+    "ratings",
+    "reputations",
     "users",
     "wallets",
     "escrows",
@@ -335,7 +380,9 @@ def load_phases(currencies: list[str], chunks: int = 4) -> list[list[tuple[str, 
         ]
         + [(INSERT_DEALS, (currencies, lo, hi)) for lo, hi in ranges],
         [(INSERT_INVITATIONS, ()), (INSERT_EVIDENCE, ()), (INSERT_STATUS_CHANGES, ())]
-        + [(INSERT_DEAL_EVENTS, (lo, hi)) for lo, hi in ranges],
+        + [(INSERT_DEAL_EVENTS, (lo, hi)) for lo, hi in ranges]
+        + [(INSERT_RATINGS, (lo, hi)) for lo, hi in ranges],
+        [(INSERT_REPUTATIONS, ())],
         # what autovacuum would have done by now
         [(SET_SEQUENCES, ())] + [(f"VACUUM ANALYZE {table}", ()) for table in LOADED_TABLES],
     ]
@@ -431,6 +478,52 @@ async def test_hot_query_returns_rows(data_set: DataSet, query: HotQuery):
         hit = len(result.all()) if result.returns_rows else result.rowcount
         await conn.rollback()
     assert hit > 0
+
+
+# A user's record counted from their deals and ratings when it is loaded: what
+# the snapshot would cost without the counters kept on `reputations`.
+RECORD_COUNTED = text("""
+SELECT e.currency,
+       count(*) FILTER (WHERE e.status = 'released' OR (e.status = 'refunded'
+                              AND e.status_before_dispute IS NOT NULL)) AS deals,
+       coalesce(sum(e.amount) FILTER (WHERE e.status = 'released'), 0) AS volume,
+       (SELECT count(*) FROM ratings g WHERE g.rated_id = :user_id) AS ratings
+FROM escrows e
+WHERE e.buyer_id = :user_id OR e.seller_id = :user_id
+GROUP BY e.currency
+""")
+
+
+def rows_read(plan: dict) -> int:
+    return sum(
+        int(node.get("Actual Rows", 0) * node.get("Actual Loops", 1))
+        for node in nodes(plan)
+        if "Scan" in node["Node Type"]
+    )
+
+
+async def test_the_record_is_kept_because_counting_it_reads_every_deal(
+    data_set: DataSet, config: Config
+):
+    """The snapshot reads a user's record as one `reputations` row per wallet;
+    counted from the deals at load time, a busy user's record reads every
+    deal they were a party to, on every cache miss. So the counters are kept,
+    by the statements that change them, in the same transaction."""
+    sample = data_set.sample
+    kept = await explain(
+        data_set.engine, SNAPSHOT_BY_TELEGRAM_ID, {"telegram_id": sample.telegram_id}
+    )
+    counted = await explain(data_set.engine, RECORD_COUNTED, {"user_id": BUSY_USER})
+    wallets = len(config.currency_table().codes)
+    print(
+        f"\nthe busy user's record: kept {rows_read(kept['Plan'])} rows read, "
+        f"{kept['Execution Time']:.3f} ms; counted {rows_read(counted['Plan'])} rows read, "
+        f"{counted['Execution Time']:.3f} ms"
+    )
+    # the user, their wallets (index and heap) and a record each: a handful of
+    # rows however many deals, against every one of them
+    assert rows_read(kept["Plan"]) <= 1 + 4 * wallets
+    assert rows_read(counted["Plan"]) > 1_000
 
 
 # "My deals" as anyone would first write it: one scan of everything the user

@@ -345,6 +345,8 @@ async def test_every_allowed_transition(services, cast, events, action, status, 
         DealStatus.FUNDED: {cast.buyer.telegram_id},
         DealStatus.RELEASED: {cast.buyer.telegram_id, cast.seller.telegram_id},
         DealStatus.REFUNDED: {cast.buyer.telegram_id},
+        # the opener's record counts the dispute (their snapshot shows it)
+        DealStatus.DISPUTED: {actor.telegram_id},
     }.get(to, set())
     assert moved == expected
     assert [e for e in events.published if isinstance(e, DealChanged)] == [
@@ -778,7 +780,8 @@ async def test_a_deal_with_a_blocked_party_is_never_inserted(services, cast):
         "code": "BLOCKED1", "creator_id": cast.buyer.id, "buyer_id": cast.buyer.id,
         "seller_id": cast.seller.id, "amount": PRICE, "fee": FEE, "fee_bps": 150,
         "currency": "USDT", "description": "x", "deadline": timedelta(hours=1),
-        "create_key": None, "notify": None, "actor_id": cast.buyer.id, "note": None,
+        "create_key": None, "to_stranger": False, "notify": None, "actor_id": cast.buyer.id,
+        "note": None,
         "grace": timedelta(seconds=30), "admin_chats": [],
     }  # fmt: skip
     async with services.ctx.db.engine.begin() as conn:

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from bot.runtime.coordination import JobLock
 from bot.runtime.jobs import BackgroundJobs
-from bot.telegram.notices import TOLD
+from bot.telegram.notice_texts import TOLD
 from cache.keys import CacheKeys
 from db.models import NotificationKind
 from tests.e2e.test_outbox import make_due, server_down

@@ -116,8 +116,8 @@ async def test_redis_trouble_keeps_the_bot_polite_and_changes_nothing(
     retry = await lively(person, "@nobody_here", send=True)
     assert texts.MESSAGE_NOT_READ not in retry.texts
     assert not any(SOMETHING_WENT_WRONG in t for t in retry.texts)
-    assert "Nobody on the bot goes by @nobody_here" in person.last.text  # the wizard's step
-    assert person.buttons() == ["🔗 Invite @nobody_here by link", "✖️ Cancel"]
+    assert "Nobody on the bot is @nobody_here yet" in person.last.text  # the wizard's step
+    assert person.buttons() == ["🔗 Invite them with a link", "✏️ Retype", "✖️ Cancel"]
 
 
 async def test_connections_lost_while_idle_fail_no_update_once_redis_is_back(
@@ -136,7 +136,7 @@ async def test_connections_lost_while_idle_fail_no_update_once_redis_is_back(
     await proxy.forget()
 
     typed = await lively(person, "@nobody_here", send=True)
-    assert "Nobody on the bot goes by @nobody_here" in person.last.text  # the wizard's step
+    assert "Nobody on the bot is @nobody_here yet" in person.last.text  # the wizard's step
     started = await lively(person, "/start", send=True)
     wallet = await lively(person, "👛 Wallet")
     assert "USDT" in person.last.text

@@ -101,3 +101,43 @@ async def test_round_trips_per_update(app: App, monkeypatch: pytest.MonkeyPatch)
     # (step and data at once) and moves it on in one write
     assert steps == [WIZARD_STEP[which]] * 6
     assert "A used road bike" in alice.last.text
+
+
+async def test_the_other_partys_record_on_a_card_costs_nothing_on_a_warm_cache(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A card showing the other party's record (the viewer is to accept it)
+    costs what a card without one costs: the deal's own read, and the Redis
+    round trips of any read-only press; the record is a cache hit."""
+    which = 1 if app.update_dedup is not None else 0
+    records: list[UpdateRecord] = []
+    finish = app.metrics.finish
+
+    def finished(record: UpdateRecord) -> None:
+        records.append(record)
+        finish(record)
+
+    monkeypatch.setattr(app.metrics, "finish", finished)
+    alice, bob = person(app, "Alice", "alice_rec"), person(app, "Bob", "bob_rec")
+    await bob.send("/start")
+    await alice.send("/start")
+    me = await app.cache.cache.get(alice.id)
+    assert me is not None
+    bob_found = await app.services.users.find_by_username("bob_rec")
+    created = await app.services.deals.create(
+        me, role="buyer", currency="USDT", amount=100, description="Lamp", counterparty=bob_found
+    )
+    code = created.value.deal.code
+    for user in (alice, bob):
+        await user.send(f"/deal {code}")  # each card read once: connections warm, L1 too
+        await user.press("⟳ Refresh")
+    costs = {}
+    for user in (alice, bob):
+        records.clear()
+        await user.press("⟳ Refresh")
+        [record] = records
+        costs[user.user.first_name] = (record.sql, record.redis[0])
+    assert "@alice_rec's record" in bob.last.text
+    assert "'s record" not in alice.last.text
+    # one statement each (the deal), and a read-only press's round trips
+    assert costs == {"Alice": (1, READ_ONLY_PRESS[which]), "Bob": (1, READ_ONLY_PRESS[which])}

@@ -78,8 +78,7 @@ async def test_two_processes_behind_one_bot_api(replica_config, api, tmp_path, d
             assert await second.post(http, message(80_001, "@someone_new")) == 200
             # the counterparty step, looked up on the second process
             assert (
-                "Nobody on the bot goes by @someone_new"
-                in server.methods("sendMessage")[-1]["text"]
+                "Nobody on the bot is @someone_new yet" in server.methods("sendMessage")[-1]["text"]
             )
 
             # SIGTERM while an update is in flight: it is finished, then exit 0

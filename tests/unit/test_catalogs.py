@@ -26,18 +26,15 @@ KEYWORDS = {**DEFAULT_KEYWORDS, "N_": None}
 TAG = re.compile(r"<[^>]+>")
 PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 WORD = re.compile(r"[A-Za-z]{2,}")
-# Literals of the Telegram face no user reads, each with why.
-NOT_READ = {
-    "dd MMM y, HH:mm 'UTC'": "Babel's date pattern (bot/telegram/texts.py `when`)",
-    "dd MMM, HH:mm": "Babel's date pattern (bot/telegram/disputes.py `LISTED_AT`)",
-}
+# Babel's formatters: their patterns ("dd MMM y") are not words a user reads.
+PATTERNS = {"format_date", "format_datetime", "format_decimal"}
 
 
 def user_facing(text: str) -> bool:
     """A sentence (the layout test's rule), or words a user reads: a label that
     starts with a capital, an emoji or a mark, or words with a space between."""
     text = text.strip()
-    if not text or text in NOT_READ:
+    if not text:
         return False
     if SENTENCE.match(text):
         return True
@@ -51,13 +48,13 @@ def user_facing(text: str) -> bool:
 def _skipped(tree: ast.AST) -> set[int]:
     """Nodes no user reads, or that are in a catalog already: docstrings, log
     calls and exceptions, what a comparison compares with (an API's error
-    text), and the arguments of gettext calls."""
+    text), Babel's patterns, and the arguments of gettext calls."""
     skip = docstrings(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            if name in OPERATOR_ERRORS or name in OPERATOR_OUTPUT or name in GETTEXT:
+            if name in OPERATOR_ERRORS | OPERATOR_OUTPUT | GETTEXT | PATTERNS:
                 skip.update(id(n) for n in ast.walk(node))
         elif isinstance(node, ast.Compare | ast.Raise):  # an exception's text is logged
             skip.update(id(n) for n in ast.walk(node))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from bot.services.base import Actor, Outcome
+from bot.services.deals.standing import Standing
 from bot.services.deals.steps import (
     DealSteps,
     bounded_text,
@@ -115,6 +116,8 @@ class DealSettlement(DealSteps):
                 "resolved by admin: split",
                 notify=NotificationKind.RESOLVE,
                 split=(seller_part, split_fee(deal.fee_bps, seller_part)),
+                # completed for both, the seller's part as volume, lost by neither
+                standing=Standing(completes=True, volume=seller_part),
             )
             await self._move_money(uow, changed, DealStatus.SPLIT)
             uow.record(changed_event(changed, admin))

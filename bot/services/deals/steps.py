@@ -13,6 +13,7 @@ import secrets
 from typing import Any
 
 from bot.services.base import Actor, Service
+from bot.services.deals.standing import Standing, standing_change
 from bot.services.errors import (
     AlreadyDone,
     EscrowError,
@@ -29,7 +30,7 @@ from bot.services.ledger import Leg, post_movement
 from bot.services.rules import AFTER_DEADLINE, DESTINATIONS, Action
 from bot.services.views import DealView, deal_view
 from db import UnitOfWork
-from db.events import DealChanged
+from db.events import DealChanged, UserChanged
 from db.models import (
     DealStatus,
     LedgerAccount,
@@ -104,6 +105,17 @@ def bounded_text(value: str, limit: int, what: str) -> str:
     return value
 
 
+def money_moves_for(deal: DealView, to_status: DealStatus) -> frozenset[int]:
+    """Whose wallets `DealSteps._move_money` changes on a move to `to_status`
+    (its statement bumps their snapshots' versions)."""
+    match to_status:
+        case DealStatus.FUNDED | DealStatus.REFUNDED:
+            return frozenset(u for u in (deal.buyer_id,) if u is not None)
+        case DealStatus.RELEASED | DealStatus.SPLIT:
+            return frozenset(u for u in (deal.buyer_id, deal.seller_id) if u is not None)
+    return frozenset()
+
+
 class DealSteps(Service):
     async def _lock(self, uow: UnitOfWork, actor: Actor, code: str) -> tuple[DealView, Any]:
         row = (await uow.execute(LOCK_DEAL, {"code": code, "actor_id": actor.id})).first()
@@ -173,12 +185,18 @@ class DealSteps(Service):
         overdue_only: bool = False,
         refused: EscrowError | None = None,
         split: tuple[int, int] | None = None,
+        standing: Standing | None = None,
     ) -> DealView:
-        """Move the locked deal to `to_status`, write its history and tell the
-        other party (and `admins`) in the outbox, all in one statement. With
-        `overdue_only`, only if its delivery deadline has passed, else raise
-        `refused`. Funding and delivering start the deal's clocks. `split`: the
-        seller's part and its fee, for a split settlement."""
+        """Move the locked deal to `to_status`, write its history, count what the
+        move does to the parties' records (`standing`, by default the rules of
+        `standing_change`) and tell the other party (and `admins`), in one
+        statement. `overdue_only`: only past the delivery deadline, else raise
+        `refused`. `split`: the seller's part and its fee."""
+        if standing is None:
+            standing = standing_change(deal, to_status, actor_id)
+        # A party whose money moves too is bumped by that movement, which takes
+        # the wallets' locks before the users' (db/sql/reputation.py).
+        bump = standing.users(deal) - money_moves_for(deal, to_status)
         row = (
             await uow.execute(
                 TRANSITION,
@@ -194,6 +212,11 @@ class DealSteps(Service):
                     "overdue_only": overdue_only,
                     "deliver_within": self.settings.deliver_within,
                     "release_after": self.settings.auto_release_after,
+                    "completes": standing.completes,
+                    "volume": standing.volume,
+                    "opener_id": standing.opener,
+                    "loser_id": standing.loser,
+                    "bump_ids": sorted(bump),
                     **self._notify(
                         notify, actor_id, reason if notify is NotificationKind.DISPUTE else None
                     ),
@@ -211,6 +234,9 @@ class DealSteps(Service):
         if row is None:  # cannot happen while we hold the row lock; refuse loudly
             raise WrongState(Refusal.CHANGED_MEANWHILE, current=deal, deal=deal.code)
         uow.outbox(*decode_notices(row.notices))
+        uow.record(
+            *(UserChanged(u["id"], u["telegram_id"], u["version"]) for u in row.reputed or ())
+        )
         return deal_view(row)
 
     def _notify(

@@ -33,6 +33,7 @@ from bot.telegram.keyboards import CONFIRMED, DealAct, Signer
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
+from cache.store import SnapshotCache
 from db.models import DealStatus
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ async def act(
     state: FSMContext,
     outbox: NoticeSender,
     bot: Bot,
+    snapshots: SnapshotCache,
 ) -> None:
     action = Action(callback_data.action)
     card = query.message if isinstance(query.message, Message) else None
@@ -144,6 +146,7 @@ async def act(
             signer,
             headline(action, done.current),
             edit=card,
+            snapshots=snapshots,
         )
         return
     except WrongState as refused:
@@ -157,6 +160,7 @@ async def act(
                 signer,
                 f"⚠️ {refusal_text(refused, currencies)}",
                 edit=True,
+                snapshots=snapshots,
             )
             return
         raise
@@ -165,7 +169,14 @@ async def act(
     deals_seen.note(deal.code, deal.version, deal.status, snapshot.telegram_id)
     await show_and_notify(
         show_committed_card(
-            bot, deal, snapshot, currencies, signer, headline(action, deal), edit=card
+            bot,
+            deal,
+            snapshot,
+            currencies,
+            signer,
+            headline(action, deal),
+            edit=card,
+            snapshots=snapshots,
         ),
         outbox.send(outcome.notices, deal, actor=snapshot),
     )
@@ -216,10 +227,13 @@ async def outdated(
     services: Services,
     currencies: Currencies,
     signer: Signer,
+    snapshots: SnapshotCache,
 ) -> None:
     deal = await services.deals.get(snapshot, callback_data.code)
     if isinstance(query.message, Message):
-        await show_card(query.message, deal, snapshot, currencies, signer, edit=True)
+        await show_card(
+            query.message, deal, snapshot, currencies, signer, edit=True, snapshots=snapshots
+        )
 
 
 async def forged(query: CallbackQuery, callback_data: DealAct) -> None:

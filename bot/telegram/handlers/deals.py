@@ -14,20 +14,27 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services import Services
 from bot.services.money import Currencies
+from bot.services.ratings import Rating
 from bot.services.views import DealView
 from bot.telegram import keyboards, texts
 from bot.telegram.handlers.committed import show_result
 from bot.telegram.i18n import N_, _
 from bot.telegram.keyboards import DealCard, DealList, Invite, Nav, Signer
+from bot.telegram.reputation import SnapshotReader, record_for
 from bot.telegram.statuses import list_status
 from cache.snapshots import UserSnapshot
+from cache.store import SnapshotCache
 
 
 def card_markup(
-    deal: DealView, viewer: UserSnapshot, currencies: Currencies, signer: Signer
+    deal: DealView,
+    viewer: UserSnapshot,
+    currencies: Currencies,
+    signer: Signer,
+    given: Rating | None = None,
 ) -> InlineKeyboardMarkup:
     amount = currencies[deal.currency].format(deal.amount)
-    return keyboards.deal_keyboard(deal, viewer.id, viewer.telegram_id, signer, amount)
+    return keyboards.deal_keyboard(deal, viewer.id, viewer.telegram_id, signer, amount, given)
 
 
 async def show_committed_card(
@@ -39,10 +46,14 @@ async def show_committed_card(
     headline: str,
     *,
     edit: Message | None,
+    snapshots: SnapshotReader | None = None,
+    given: Rating | None = None,
 ) -> None:
-    """The card after a change this update committed (see bot/telegram/handlers/committed.py)."""
-    text = texts.deal_card(deal, viewer.id, currencies, headline)
-    markup = card_markup(deal, viewer, currencies, signer)
+    """The card after a change this update committed (see bot/telegram/handlers/committed.py);
+    with `snapshots`, the other party's record if the viewer is to accept or fund."""
+    record = await record_for(deal, viewer.id, snapshots)
+    text = texts.deal_card(deal, viewer.id, currencies, headline, record=record, given=given)
+    markup = card_markup(deal, viewer, currencies, signer, given)
     await show_result(bot, viewer.telegram_id, text, markup, edit=edit)
 
 
@@ -55,8 +66,10 @@ async def show_card(
     headline: str = "",
     *,
     edit: bool,
+    snapshots: SnapshotReader | None = None,
 ) -> None:
-    text = texts.deal_card(deal, viewer.id, currencies, headline)
+    record = await record_for(deal, viewer.id, snapshots)
+    text = texts.deal_card(deal, viewer.id, currencies, headline, record=record)
     markup = card_markup(deal, viewer, currencies, signer)
     if not edit:
         await target.answer(text, reply_markup=markup)
@@ -78,10 +91,13 @@ async def open_card(
     services: Services,
     currencies: Currencies,
     signer: Signer,
+    snapshots: SnapshotCache,
 ) -> None:
     deal = await services.deals.get(snapshot, callback_data.code)
     if isinstance(query.message, Message):
-        await show_card(query.message, deal, snapshot, currencies, signer, edit=True)
+        await show_card(
+            query.message, deal, snapshot, currencies, signer, edit=True, snapshots=snapshots
+        )
 
 
 async def deal_command(
@@ -91,12 +107,13 @@ async def deal_command(
     services: Services,
     currencies: Currencies,
     signer: Signer,
+    snapshots: SnapshotCache,
 ) -> None:
     if not command.args:
         await message.answer(_("Send <code>/deal CODE</code>, e.g. <code>/deal 7KQ2MXPA</code>."))
         return
     deal = await services.deals.get(snapshot, command.args)
-    await show_card(message, deal, snapshot, currencies, signer, edit=False)
+    await show_card(message, deal, snapshot, currencies, signer, edit=False, snapshots=snapshots)
 
 
 # -- my deals -----------------------------------------------------------------------

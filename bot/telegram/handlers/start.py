@@ -25,7 +25,9 @@ from bot.telegram.i18n import N_, _, ngettext
 from bot.telegram.keyboards import DealList, Invite, Nav, Signer
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
+from bot.telegram.reputation import creator_telegram_id, read_record
 from cache.snapshots import UserSnapshot
+from cache.store import SnapshotCache
 
 # On the update that registered the user (first contact, or a profile change
 # such as a new @username): invitations that now wait for them.
@@ -50,6 +52,7 @@ async def start_with_invitation(
     currencies: Currencies,
     state: FSMContext,
     raw_state: str | None,
+    snapshots: SnapshotCache,
 ) -> None:
     if raw_state is not None:
         await state.clear()
@@ -61,8 +64,10 @@ async def start_with_invitation(
             reply_markup=keyboards.main_menu(snapshot.is_admin),
         )
         return
+    # whom the invitee would deal with: its creator's record, through the cache
+    creator = await read_record(snapshots, creator_telegram_id(preview.deal))
     await message.answer(
-        texts.deal_card(preview.deal, None, currencies, _(INVITATION)),
+        texts.deal_card(preview.deal, None, currencies, _(INVITATION), record=creator),
         reply_markup=invitation_keyboard(command.args or "", preview.addressed),
     )
 
@@ -73,6 +78,7 @@ async def show_invitation(
     snapshot: UserSnapshot,
     services: Services,
     currencies: Currencies,
+    snapshots: SnapshotCache,
 ) -> None:
     """An invitation addressed to the viewer, from their list of deals (found
     without the link: bot/services/reads.py), shown as its link shows it."""
@@ -87,8 +93,9 @@ async def show_invitation(
             reply_markup=keyboards.back_to_menu(),
         )
         return
+    creator = await read_record(snapshots, creator_telegram_id(preview.deal))
     await message.edit_text(
-        texts.deal_card(preview.deal, None, currencies, _(INVITATION)),
+        texts.deal_card(preview.deal, None, currencies, _(INVITATION), record=creator),
         reply_markup=invitation_keyboard(callback_data.code, preview.addressed),
     )
 
@@ -102,6 +109,7 @@ async def invitation_answer(
     signer: Signer,
     outbox: NoticeSender,
     bot: Bot,
+    snapshots: SnapshotCache,
 ) -> None:
     if callback_data.action == "accept":
         outcome = await services.deals.accept_invitation(
@@ -116,7 +124,9 @@ async def invitation_answer(
     deal = outcome.value
     edit = pressed_message(query)
     await show_and_notify(
-        show_committed_card(bot, deal, snapshot, currencies, signer, headline, edit=edit),
+        show_committed_card(
+            bot, deal, snapshot, currencies, signer, headline, edit=edit, snapshots=snapshots
+        ),
         outbox.send(outcome.notices, deal, actor=snapshot),
     )
 
