@@ -160,9 +160,17 @@ def telegram_session(config: Config, mode: Mode) -> BaseSession:
 
 
 def local_config(config: Config) -> Config:
-    """Local mode: the simulated admin is an admin of this run."""
+    """Local mode: the simulated admin is an admin of this run, and a delivered
+    deal is released after seconds, not days, so the demo shows one."""
+    from bot.sim.local import LOCAL_RELEASE_AFTER_SECONDS
+
     admin = config.runtime.local_admin_id
-    if admin in config.escrow.admins:
-        return config
-    escrow = msgspec.structs.replace(config.escrow, admins=(*config.escrow.admins, admin))
+    admins = (
+        config.escrow.admins if admin in config.escrow.admins else (*config.escrow.admins, admin)
+    )
+    escrow = msgspec.structs.replace(
+        config.escrow,
+        admins=admins,
+        auto_release_after_hours=LOCAL_RELEASE_AFTER_SECONDS / 3600,
+    )
     return msgspec.structs.replace(config, escrow=escrow)

@@ -7,6 +7,7 @@ conversation is printed, then a latency summary per kind of update.
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 from collections import defaultdict
@@ -20,6 +21,9 @@ Print = Callable[[str], object]
 # Fixed ids, so a second run meets the same people (and their wallets) again.
 ALICE, BOB, CAROL = 7_000_000_001, 7_000_000_002, 7_000_000_003
 TEXT_WIDTH = 72
+# A delivered deal nobody releases is released after this long in local mode
+# (72 hours by default), so the demo shows one.
+LOCAL_RELEASE_AFTER_SECONDS = 2.0
 
 
 def _compact(text: str) -> str:
@@ -165,6 +169,11 @@ class LocalMode:
         await bob.press("📦 Mark as delivered")
         await alice.press("✅ Release payment")
         await alice.press("✅ Yes, release the payment")
+        self.out("— They rate each other")
+        await alice.press("5⭐")
+        await alice.press("✍️ Add a short review")
+        await alice.send("Fast shipping, exactly as described")
+        await bob.press("4⭐")
 
         self.out("")
         self.out("— Deal 2: Alice invites Carol (no username) by link")
@@ -179,14 +188,30 @@ class LocalMode:
         await alice.press("✅ Yes, release the payment")
 
         self.out("")
-        self.out("— Deal 3: Alice buys from Bob, disputes, the admin refunds her")
+        self.out("— Deal 3: Alice disputes with a photo; the admin splits it, 30 to Bob")
         await self.new_deal(alice, "@local_bob", "50")
         await bob.press("✅ Accept")
         await alice.press(f"💰 Fund {self.amount('50')}")
+        await bob.press("📦 Mark as delivered")
         await alice.press("⚠️ Open a dispute")
-        await alice.send("It never arrived")
-        await admin.press("↩️ Refund buyer")
-        await admin.press("↩️ Yes, refund the buyer")
+        await alice.send("Half of the parts are missing")
+        await alice.press("📎 Add evidence")
+        await alice.user.send_photo("What arrived: the frame, no wheels")
+        await alice.press("✅ Done")
+        await admin.press("✂️ Split")
+        await admin.send("30")
+        await admin.press("✅ Yes, split it")
+
+        self.out("")
+        self.out("— Deal 4: Bob delivers and nobody releases: the release clock does")
+        await self.new_deal(alice, "@local_bob", "20")
+        await bob.press("✅ Accept")
+        await alice.press(f"💰 Fund {self.amount('20')}")
+        await bob.press("📦 Mark as delivered")
+        await asyncio.sleep(LOCAL_RELEASE_AFTER_SECONDS + 0.5)
+        self.out(f"   … {LOCAL_RELEASE_AFTER_SECONDS:g} s later (local mode's release clock)")
+        released = await self.app.services.deals.release_due()  # the jobs loop's step
+        await self.app.outbox.send(released.notices, *released.value)
 
         self.out("")
         for person in (alice, bob, carol):
