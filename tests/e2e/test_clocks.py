@@ -114,7 +114,8 @@ async def test_a_delivered_deal_nobody_acts_on_is_released_automatically(app, pa
         "released to you automatically and is in your wallet."
     )
     assert "✅ released — the payment is in your wallet" in bob.last.text  # the card's status
-    assert bob.buttons() == ["⟳ Refresh", "📋 My deals"]
+    # completed: the seller may rate the buyer, and nothing else moves it
+    assert bob.buttons() == ["1⭐", "2⭐", "3⭐", "4⭐", "5⭐", "⟳ Refresh", "📋 My deals"]
     await bob.send("/start")  # the snapshot was invalidated after the commit
     assert "Balance: 98.50 USDT" in bob.last.text
 
