@@ -156,6 +156,17 @@ async def test_a_forged_language_changes_nothing(app, ivan, telegram):
     assert await stored_locale(app, ivan) is None
 
 
+async def test_a_press_alert_and_a_refusal_are_said_in_russian(app, ivan, telegram):
+    """What is said before the handler runs (the press's answer) and by the
+    error handler (a refusal) is in the user's language too."""
+    await ivan.start()
+    await ivan.feed(forge(ivan, telegram, "gone:1"))  # a button no handler takes any more
+    assert ivan.last_answer is not None and ivan.last_answer.text == "Эта кнопка устарела."
+    await ivan.send("/deal NOSUCHDEAL")
+    assert ivan.last.text == "⚠️ Такой сделки нет."
+    assert ivan.buttons() == ["📋 Мои сделки", "« Меню"]
+
+
 # -- notifications in the recipient's language ------------------------------------------
 
 
