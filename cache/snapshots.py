@@ -21,8 +21,8 @@ from typing import Any
 import msgspec
 
 # Bump whenever UserSnapshot, WalletSnapshot or ReputationSnapshot change shape
-# or meaning. 2: the user's record (ReputationSnapshot) added.
-SCHEMA_VERSION = 2
+# or meaning. 2: the user's record (ReputationSnapshot) added; 3: the chosen locale.
+SCHEMA_VERSION = 3
 TOMBSTONE_SCHEMA = 0
 
 _HEADER = re.compile(rb"(\d+):(\d+):(\d+):")
@@ -74,6 +74,8 @@ class UserSnapshot(msgspec.Struct, frozen=True, array_like=True, gc=False):
     version: int
     wallets: tuple[WalletSnapshot, ...] = ()
     reputation: ReputationSnapshot = ReputationSnapshot()
+    # The language chosen in the menu; None: Telegram's language_code decides.
+    locale: str | None = None
 
     @property
     def is_active(self) -> bool:
@@ -134,6 +136,7 @@ def snapshot_of(
         version=user.version,
         wallets=tuple(WalletSnapshot(w.currency, w.available, w.held) for w in wallets),
         reputation=reputation or ReputationSnapshot(since=int(user.created_at.timestamp())),
+        locale=user.locale,
     )
 
 

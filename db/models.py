@@ -185,6 +185,9 @@ class User(Base):
     first_name: Mapped[str] = mapped_column(String(64), server_default="")
     last_name: Mapped[str | None] = mapped_column(String(64))
     language_code: Mapped[str | None] = mapped_column(String(16))
+    # The language the user chose in the menu; NULL: not chosen, Telegram's
+    # language_code decides (bot/telegram/i18n.py).
+    locale: Mapped[str | None] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), server_default=UserStatus.ACTIVE.value)
     is_admin: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     # Bumped by every change to the user's snapshot (profile or any wallet), in
@@ -472,6 +475,9 @@ class Notification(Base):
     evidence_id: Mapped[int | None] = mapped_column(BigInteger)
     actor_id: Mapped[int | None] = mapped_column(BigInteger)  # who caused it; NULL: the system
     note: Mapped[str | None] = mapped_column(Text)
+    # The recipient's language when it was written (their chosen locale, else
+    # Telegram's language_code; NULL: not a user of the bot): what it is said in.
+    language: Mapped[str | None] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), server_default=NotificationStatus.PENDING.value)
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     # When the worker may (next) try: the first attempt is the handler's own, so

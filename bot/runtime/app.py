@@ -15,7 +15,6 @@ from aiogram.client.session.base import BaseSession
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
-from aiogram.types import BotCommand
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import Config
@@ -33,6 +32,7 @@ from bot.telegram import texts
 from bot.telegram.freshness import DealVersions
 from bot.telegram.fsm import FormScope, GuardedStorage, RedisGuard
 from bot.telegram.handlers import build_router
+from bot.telegram.i18n import install_i18n, set_command_menus
 from bot.telegram.keyboards import Signer
 from bot.telegram.middlewares import (
     AnswerFirst,
@@ -51,8 +51,6 @@ from db.engine import build_engine
 # Used when no token is configured (local mode, tests): a well-formed token
 # that no Telegram server knows.
 LOCAL_TOKEN = "1000000000:local-mode-no-telegram"
-
-COMMANDS = [BotCommand(command=name, description=said) for name, said in texts.COMMANDS]
 
 
 @dataclass(eq=False)
@@ -74,7 +72,7 @@ class App:
     _owns_engine: bool = True
 
     async def register_commands(self) -> None:
-        await self.bot.set_my_commands(COMMANDS)
+        await set_command_menus(self.bot, self.dispatcher["i18n"], texts.COMMANDS)
 
     async def aclose(self) -> None:
         await self.in_flight.finish(self.config.runtime.shutdown_timeout_seconds)
@@ -239,6 +237,7 @@ async def build_app(
     snapshot = SnapshotMiddleware(snapshot_source or cache.cache, services)
     dispatcher.callback_query.middleware(snapshot)
     dispatcher.message.middleware(snapshot)
+    install_i18n(dispatcher, cache.cache, ctx.currencies)  # the language: after the snapshot
     dispatcher.include_router(build_router())
     metrics.read_at_scrape(
         "escrow_press_answers_failed",

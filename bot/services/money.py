@@ -6,9 +6,11 @@ No floats anywhere: "0.1" is one tenth, not 0.1000000000000000055.
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Annotated
 
 import msgspec
+from babel.numbers import get_decimal_symbol, get_group_symbol
 
 from bot.services.errors import AmbiguousAmount, InvalidAmount, Refusal, UnknownCurrency
 
@@ -38,6 +40,9 @@ class Currency(msgspec.Struct, frozen=True):
     withdrawal_limit_per_day: int = 0
     # A withdrawal up to this is paid by the payment provider without an admin (0: never).
     auto_payout_up_to: int = 0
+    # How amounts are written (Babel's symbols for this locale): "1,234.56 USDT"
+    # in English, "1 234,56 USDT" in Russian. Typed amounts are read alike in any.
+    locale: str = "en"
 
     def fee_for(self, amount: int) -> int:
         """The platform fee on `amount`, rounded down in the user's favour."""
@@ -53,7 +58,7 @@ class Currency(msgspec.Struct, frozen=True):
         return amount
 
     def format(self, amount: int) -> str:
-        return f"{format_minor_units(amount, self.decimals)} {self.code}"
+        return f"{format_minor_units(amount, self.decimals, self.locale)} {self.code}"
 
 
 class CurrencySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -110,6 +115,7 @@ class Currencies:
 
     def __init__(self, currencies: dict[str, Currency]) -> None:
         self._by_code = dict(currencies)
+        self._locales: dict[str, Currencies] = {}
 
     @classmethod
     def from_settings(cls, settings: dict[str, CurrencySettings]) -> Currencies:
@@ -130,6 +136,20 @@ class Currencies:
     @property
     def codes(self) -> tuple[str, ...]:
         return tuple(self._by_code)
+
+    def in_locale(self, locale: str) -> Currencies:
+        """The same currencies, their amounts written as `locale` writes numbers
+        (one object per locale, made once)."""
+        found = self._locales.get(locale)
+        if found is None:
+            found = Currencies(
+                {
+                    code: msgspec.structs.replace(c, locale=locale)
+                    for code, c in self._by_code.items()
+                }
+            )
+            self._locales[locale] = found
+        return found
 
 
 def _grouped(whole: str, group: str) -> bool:
@@ -224,13 +244,22 @@ def parse_minor_units(text: str, decimals: int, code: str) -> int:
     return amount
 
 
-def format_minor_units(amount: int, decimals: int) -> str:
-    """1234567 with 2 decimals → "12,345.67"; trailing zeros beyond two are dropped."""
+@cache
+def number_symbols(locale: str) -> tuple[str, str]:
+    """The thousands separator and the decimal mark `locale` writes (Babel's
+    CLDR data, looked up once): (",", ".") in English, ("\u00a0", ",") in Russian."""
+    return get_group_symbol(locale), get_decimal_symbol(locale)
+
+
+def format_minor_units(amount: int, decimals: int, locale: str = "en") -> str:
+    """1234567 with 2 decimals → "12,345.67" ("12 345,67" in Russian); trailing
+    zeros beyond two are dropped."""
+    group, mark = number_symbols(locale)
     sign = "-" if amount < 0 else ""
     whole, fraction = divmod(abs(amount), 10**decimals)
-    text = f"{sign}{whole:,}"
+    text = f"{sign}{whole:,}".replace(",", group)
     if decimals:
         digits = str(fraction).rjust(decimals, "0")
         keep = max(min(2, decimals), len(digits.rstrip("0")))
-        text += "." + digits[:keep]
+        text += mark + digits[:keep]
     return text

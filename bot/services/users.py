@@ -8,7 +8,7 @@ from datetime import datetime
 
 import msgspec
 
-from bot.services.base import Outcome, Service
+from bot.services.base import Actor, Outcome, Service
 from bot.services.errors import InvalidInput, Refusal
 from bot.services.views import UserView
 from db import UnitOfWork
@@ -19,9 +19,13 @@ from db.sql.users import (
     BUMP_VERSION,
     PERSON_BY_TELEGRAM_ID,
     RELEASE_USERNAME,
+    SET_LOCALE,
     UPSERT_USER,
     USER_BY_USERNAME,
 )
+
+# A language tag as the Telegram face names its catalogs ("en", "ru", "pt-br").
+LOCALE = re.compile(r"[a-z]{2,3}(?:[-_][a-z0-9]{2,8})?")
 
 # Telegram usernames: a letter, then letters, digits or underscores; 4-32 in all.
 USERNAME = re.compile(r"[a-z][a-z0-9_]{3,31}")
@@ -125,5 +129,20 @@ class UserService(Service):
                 created=row.created,
                 invited=invited,
             )
+
+        return await self.transaction(work)
+
+    async def set_locale(self, user: Actor, locale: str | None) -> Outcome[bool]:
+        """Keep the language `user` chose (None: follow Telegram's language_code
+        again); True if it changed. The snapshot changes with it (after commit)."""
+        if locale is not None and not LOCALE.fullmatch(locale):
+            raise InvalidInput(Refusal.REQUEST_UNUSABLE)
+
+        async def work(uow: UnitOfWork) -> bool:
+            row = (await uow.execute(SET_LOCALE, {"user_id": user.id, "locale": locale})).first()
+            if row is None:
+                return False
+            uow.record(UserChanged(row.id, row.telegram_id, row.version))
+            return True
 
         return await self.transaction(work)

@@ -6,17 +6,20 @@ the parties read about a split settlement."""
 from __future__ import annotations
 
 import re
+from datetime import UTC
 from html import escape, unescape
 
 import msgspec
 from aiogram import Bot
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
+from babel.dates import format_datetime
 
 from bot.services.deals.evidence import DisputeFile, EvidenceView
 from bot.services.money import Currencies
 from bot.services.views import DealView
 from bot.telegram import texts
+from bot.telegram.i18n import N_, _, current_locale
 from bot.telegram.keyboards import SETTLE, AdminCard, AdminDeal, AdminEvidence, Nav
 from db.models import DealStatus, EvidenceKind
 
@@ -27,11 +30,11 @@ MESSAGE_LENGTH = 4096
 LISTED_TEXT = 40
 
 KINDS = {
-    EvidenceKind.PHOTO: "🖼 photo",
-    EvidenceKind.DOCUMENT: "📄 document",
-    EvidenceKind.TEXT: "💬 text",
+    EvidenceKind.PHOTO: N_("🖼 photo"),
+    EvidenceKind.DOCUMENT: N_("📄 document"),
+    EvidenceKind.TEXT: N_("💬 text"),
 }
-ROLES = {"buyer": "the buyer", "seller": "the seller"}
+ROLES = {"buyer": N_("the buyer"), "seller": N_("the seller")}
 _TAG = re.compile(r"<[^>]*>")
 
 
@@ -42,14 +45,15 @@ def shown_length(html: str) -> int:
 
 
 def role_words(deal: DealView, user_id: int | None) -> str:
-    return ROLES.get(deal.role_of(user_id) or "", "someone")
+    role = ROLES.get(deal.role_of(user_id) or "")
+    return _(role) if role else _("someone")
 
 
-SPLIT_TO_BUYER = (
+SPLIT_TO_BUYER = N_(
     "🛡 An admin split the payment: {refund} is back in your wallet, and the seller was "
     "paid {seller}."
 )
-SPLIT_TO_SELLER = (
+SPLIT_TO_SELLER = N_(
     "🛡 An admin split the payment: {paid} is in your wallet ({seller} less the fee of "
     "{fee}), and the buyer was refunded {refund}."
 )
@@ -60,7 +64,7 @@ def split_headline(deal: DealView, user_id: int | None, currencies: Currencies) 
     money = currencies[deal.currency]
     part, fee = deal.split_seller or 0, deal.split_fee or 0
     template = SPLIT_TO_SELLER if user_id == deal.seller_id else SPLIT_TO_BUYER
-    return template.format(
+    return _(template).format(
         refund=money.format(deal.refund),
         seller=money.format(part),
         fee=money.format(fee),
@@ -71,12 +75,14 @@ def split_headline(deal: DealView, user_id: int | None, currencies: Currencies) 
 def relay_text(evidence: EvidenceView, deal: DealView, sender: str) -> str:
     """What admins read with a piece of evidence: who sent it about which deal,
     and its text or caption whole (a text's limit keeps it within a message)."""
-    what = KINDS[EvidenceKind(evidence.kind)]
+    what = _(KINDS[EvidenceKind(evidence.kind)])
     if evidence.file_name:
         what += f" <code>{escape(evidence.file_name)}</code>"
-    header = (
-        f"📎 Evidence on the dispute over deal #{deal.code}, from {escape(sender)} "
-        f"({role_words(deal, evidence.sender_id)}): {what}"
+    header = _("📎 Evidence on the dispute over deal #{code}, from {name} ({role}): {what}").format(
+        code=deal.code,
+        name=escape(sender),
+        role=role_words(deal, evidence.sender_id),
+        what=what,
     )
     if not evidence.text:
         return header
@@ -88,7 +94,7 @@ def relay_keyboard(deal: DealView) -> InlineKeyboardMarkup:
         inline_keyboard=[
             [
                 InlineKeyboardButton(
-                    text="🗂 Dispute file", callback_data=AdminCard(code=deal.code).pack()
+                    text=_("🗂 Dispute file"), callback_data=AdminCard(code=deal.code).pack()
                 )
             ]
         ]
@@ -120,10 +126,11 @@ async def send_evidence(
 
 
 def _listed(number: int, evidence: EvidenceView, deal: DealView, snippets: bool) -> str:
-    line = (
-        f"{number}. {role_words(deal, evidence.sender_id)} · {KINDS[EvidenceKind(evidence.kind)]}"
-        f" · {evidence.created_at.strftime('%d %b %H:%M')}"
+    kind = _(KINDS[EvidenceKind(evidence.kind)])
+    sent = format_datetime(
+        evidence.created_at, "dd MMM, HH:mm", tzinfo=UTC, locale=current_locale()
     )
+    line = f"{number}. {role_words(deal, evidence.sender_id)} · {kind} · {sent}"
     said = evidence.text or evidence.file_name
     if snippets and said:
         line += f" — <i>{escape(texts.shorten(said, LISTED_TEXT))}</i>"
@@ -139,18 +146,22 @@ def dispute_file_text(file: DisputeFile, currencies: Currencies, headline: str =
         lines = [texts.deal_card(deal, None, currencies, headline), ""]
         if file.opened_by is not None and file.opened_at is not None:
             lines.append(
-                f"⚠️ Dispute opened by {escape(file.opened_by_name or 'someone')} "
-                f"({role_words(deal, file.opened_by)}), {texts.when(file.opened_at)}"
+                _("⚠️ Dispute opened by {name} ({role}), {when}").format(
+                    name=escape(file.opened_by_name or _("someone")),
+                    role=role_words(deal, file.opened_by),
+                    when=texts.when(file.opened_at),
+                )
             )
-            lines.append(f"Reason: <i>{escape(file.reason or '')}</i>")
+            lines.append(_("Reason: <i>{reason}</i>").format(reason=escape(file.reason or "")))
         if file.evidence:
-            lines += ["", f"📎 <b>Evidence</b> ({len(file.evidence)}):"]
+            evidence = _("📎 <b>Evidence</b> ({count}):").format(count=len(file.evidence))
+            lines += ["", evidence]
             lines += [
                 _listed(number, item, deal, snippets)
                 for number, item in enumerate(file.evidence, 1)
             ]
         elif deal.status == DealStatus.DISPUTED:
-            lines += ["", "📎 No evidence yet."]
+            lines += ["", _("📎 No evidence yet.")]
         return "\n".join(lines)
 
     text = render(deal, snippets=True)
@@ -169,7 +180,7 @@ def dispute_file_keyboard(file: DisputeFile) -> InlineKeyboardMarkup:
     if deal.status == DealStatus.DISPUTED:
         for outcome, label in SETTLE.items():
             data = AdminDeal(outcome=outcome, code=deal.code, v=deal.version)
-            kb.row(InlineKeyboardButton(text=label, callback_data=data.pack()))
+            kb.row(InlineKeyboardButton(text=_(label), callback_data=data.pack()))
     pieces = [
         InlineKeyboardButton(
             text=f"📎 {number}", callback_data=AdminEvidence(code=deal.code, id=item.id).pack()
@@ -180,9 +191,9 @@ def dispute_file_keyboard(file: DisputeFile) -> InlineKeyboardMarkup:
         kb.row(*pieces[start : start + 5])
     if len(pieces) > 1:
         again = AdminEvidence(code=deal.code, id=0).pack()
-        kb.row(InlineKeyboardButton(text="📎 Send all again", callback_data=again))
+        kb.row(InlineKeyboardButton(text=_("📎 Send all again"), callback_data=again))
     kb.row(
-        InlineKeyboardButton(text="⟳ Refresh", callback_data=AdminCard(code=deal.code).pack()),
-        InlineKeyboardButton(text="« Admin", callback_data=Nav(to="admin").pack()),
+        InlineKeyboardButton(text=_("⟳ Refresh"), callback_data=AdminCard(code=deal.code).pack()),
+        InlineKeyboardButton(text=_("« Admin"), callback_data=Nav(to="admin").pack()),
     )
     return kb.as_markup()

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import hmac
 import secrets
-from functools import cache
 from urllib.parse import quote, urlencode
 
 from aiogram.filters.callback_data import CallbackData
@@ -23,6 +22,7 @@ from bot.services.ratings import Rating
 from bot.services.rules import Action, allowed_actions
 from bot.services.views import DealView
 from bot.telegram import reputation
+from bot.telegram.i18n import N_, _, per_locale
 
 SIGNATURE_LENGTH = 10  # base64url characters: 60 bits
 
@@ -35,7 +35,7 @@ class WalletMenu(CallbackData, prefix="w"):
 
 
 class Nav(CallbackData, prefix="nav"):
-    """Go to a screen: menu, wallet, new, help, admin."""
+    """Go to a screen: menu, wallet, new, help, language, admin."""
 
     to: str
 
@@ -157,40 +157,42 @@ class Signer:
 MY_DEALS = DealList(kind="active").pack()
 
 ACTION_LABELS = {
-    Action.ACCEPT: "✅ Accept",
-    Action.DECLINE: "Decline",
-    Action.FUND: "💰 Fund {amount}",
-    Action.DELIVER: "📦 Mark as delivered",
-    Action.RELEASE: "✅ Release payment",
-    Action.DISPUTE: "⚠️ Open a dispute",
-    Action.CANCEL: "Cancel deal",
-    Action.REFUND: "↩️ Cancel and get a refund",
+    Action.ACCEPT: N_("✅ Accept"),
+    Action.DECLINE: N_("Decline"),
+    Action.FUND: N_("💰 Fund {amount}"),
+    Action.DELIVER: N_("📦 Mark as delivered"),
+    Action.RELEASE: N_("✅ Release payment"),
+    Action.DISPUTE: N_("⚠️ Open a dispute"),
+    Action.CANCEL: N_("Cancel deal"),
+    Action.REFUND: N_("↩️ Cancel and get a refund"),
 }
 # Actions that move money for good ask once more.
 CONFIRMED = frozenset({Action.RELEASE, Action.CANCEL, Action.REFUND})
 
 
 def menu_button() -> InlineKeyboardButton:
-    return InlineKeyboardButton(text="« Menu", callback_data=Nav(to="menu").pack())
+    return InlineKeyboardButton(text=_("« Menu"), callback_data=Nav(to="menu").pack())
 
 
 # Keyboards that never change are built once: aiogram's builder makes and
 # deep-copies pydantic models, which was half the cost of a read-only press.
-@cache
+# One per language (`per_locale`).
+@per_locale
 def main_menu(is_admin: bool) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
-    kb.button(text="➕ New deal", callback_data=Nav(to="new"))
-    kb.button(text="📋 My deals", callback_data=DealList(kind="active"))
-    kb.button(text="👛 Wallet", callback_data=Nav(to="wallet"))
-    kb.button(text=reputation.PROFILE, callback_data=Nav(to="profile"))
-    kb.button(text="❓ Help", callback_data=Nav(to="help"))
+    kb.button(text=_("➕ New deal"), callback_data=Nav(to="new"))
+    kb.button(text=_("📋 My deals"), callback_data=DealList(kind="active"))
+    kb.button(text=_("👛 Wallet"), callback_data=Nav(to="wallet"))
+    kb.button(text=_(reputation.PROFILE), callback_data=Nav(to="profile"))
+    kb.button(text=_("❓ Help"), callback_data=Nav(to="help"))
+    kb.button(text=_("🌐 Language"), callback_data=Nav(to="language"))
     if is_admin:
-        kb.button(text="🛡 Admin", callback_data=Nav(to="admin"))
+        kb.button(text=_("🛡 Admin"), callback_data=Nav(to="admin"))
     kb.adjust(2)
     return kb.as_markup()
 
 
-@cache
+@per_locale
 def back_to_menu() -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[[menu_button()]])
 
@@ -210,21 +212,21 @@ def deal_keyboard(
     builder copies every button it is given."""
     rows = []
     for action in allowed_actions(deal, viewer_id):
-        label = ACTION_LABELS[action].format(amount=amount_text)
+        label = _(ACTION_LABELS[action]).format(amount=amount_text)
         if action is Action.CANCEL and deal.status in ("funded", "delivered"):
-            label = "↩️ Cancel and refund the buyer"
+            label = _("↩️ Cancel and refund the buyer")
         data = signer.act(viewer_telegram_id, action, deal).pack()
         rows.append([InlineKeyboardButton(text=label, callback_data=data)])
     if deal.status == "disputed" and viewer_id in (deal.buyer_id, deal.seller_id):
         evidence = EvidenceAdd(code=deal.code).pack()
-        rows.append([InlineKeyboardButton(text="📎 Add evidence", callback_data=evidence)])
+        rows.append([InlineKeyboardButton(text=_("📎 Add evidence"), callback_data=evidence)])
     if reputation.may_rate(deal, viewer_id) and (
         rating := rating_row(deal.code, viewer_telegram_id, signer, given)
     ):
         rows.append(rating)
     refresh = DealCard(code=deal.code).pack()
-    rows.append([InlineKeyboardButton(text="⟳ Refresh", callback_data=refresh)])
-    rows.append([InlineKeyboardButton(text="📋 My deals", callback_data=MY_DEALS)])
+    rows.append([InlineKeyboardButton(text=_("⟳ Refresh"), callback_data=refresh)])
+    rows.append([InlineKeyboardButton(text=_("📋 My deals"), callback_data=MY_DEALS)])
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
@@ -242,7 +244,7 @@ def rating_row(
     if given.review is not None:
         return []
     review = signer.rate(viewer_telegram_id, code, 0).pack()
-    return [InlineKeyboardButton(text=reputation.ADD_REVIEW, callback_data=review)]
+    return [InlineKeyboardButton(text=_(reputation.ADD_REVIEW), callback_data=review)]
 
 
 def confirm_keyboard(
@@ -250,13 +252,17 @@ def confirm_keyboard(
 ) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     kb.button(text=label, callback_data=signer.act(viewer_telegram_id, action, deal, ok=True))
-    kb.button(text="« Back", callback_data=DealCard(code=deal.code))
+    kb.button(text=_("« Back"), callback_data=DealCard(code=deal.code))
     kb.adjust(1)
     return kb.as_markup()
 
 
 # An admin's ways to settle a dispute, as their buttons say them.
-SETTLE = {"release": "✅ Release to seller", "refund": "↩️ Refund buyer", "split": "✂️ Split"}
+SETTLE = {
+    "release": N_("✅ Release to seller"),
+    "refund": N_("↩️ Refund buyer"),
+    "split": N_("✂️ Split"),
+}
 
 
 def admin_deal_keyboard(deal: DealView) -> InlineKeyboardMarkup:
@@ -264,17 +270,18 @@ def admin_deal_keyboard(deal: DealView) -> InlineKeyboardMarkup:
     if deal.status == "disputed":
         for outcome, label in SETTLE.items():
             kb.button(
-                text=label, callback_data=AdminDeal(outcome=outcome, code=deal.code, v=deal.version)
+                text=_(label),
+                callback_data=AdminDeal(outcome=outcome, code=deal.code, v=deal.version),
             )
-    kb.button(text="🗂 Dispute file", callback_data=AdminCard(code=deal.code))
-    kb.button(text="« Admin", callback_data=Nav(to="admin"))
+    kb.button(text=_("🗂 Dispute file"), callback_data=AdminCard(code=deal.code))
+    kb.button(text=_("« Admin"), callback_data=Nav(to="admin"))
     kb.adjust(1)
     return kb.as_markup()
 
 
 # Telegram's share link: the user picks chats, and the link goes there with `text`.
 SHARE_URL = "https://t.me/share/url"
-SHARE_INVITATION = "📤 Share the invitation"
+SHARE_INVITATION = N_("📤 Share the invitation")
 
 
 def share_url(link: str, text: str) -> str:
@@ -283,5 +290,5 @@ def share_url(link: str, text: str) -> str:
 
 def share_keyboard(link: str, text: str) -> InlineKeyboardMarkup:
     """An invitation's link as a Share button, instead of copying it by hand."""
-    button = InlineKeyboardButton(text=SHARE_INVITATION, url=share_url(link, text))
+    button = InlineKeyboardButton(text=_(SHARE_INVITATION), url=share_url(link, text))
     return InlineKeyboardMarkup(inline_keyboard=[[button]])

@@ -23,6 +23,7 @@ from bot.services.views import UserView
 from bot.services.wallets import DepositProvider
 from bot.telegram.freshness import DealVersions
 from bot.telegram.fsm import StateUnavailable, StateUnread
+from bot.telegram.i18n import _
 from bot.telegram.keyboards import Signer
 from bot.telegram.notices import NoticeSender
 from cache.snapshots import UserSnapshot
@@ -232,6 +233,12 @@ class AnswerFirst(CallbackAnswerMiddleware):
         self.failed = 0
         self._sending: set[asyncio.Task[None]] = set()
 
+    def construct_callback_answer(self, properties: dict[str, Any] | bool | None) -> CallbackAnswer:
+        if isinstance(properties, dict) and properties.get("text"):
+            # a handler's flags hold the catalog's key: said in the presser's language
+            properties = {**properties, "text": _(properties["text"])}
+        return super().construct_callback_answer(properties)
+
     async def answer(self, event: CallbackQuery, callback_answer: CallbackAnswer) -> None:  # type: ignore[override]
         task = asyncio.create_task(self._send(event, callback_answer), name=f"answer {event.id}")
         self._sending.add(task)
@@ -240,7 +247,7 @@ class AnswerFirst(CallbackAnswerMiddleware):
         # the answer's task runs until it waits for the reply; aiohttp holds
         # the request's head back for its body, written by a task of its own
         # (eagerly from Python 3.12), in the second. Then the press goes on.
-        for _ in range(LOOP_TURNS_TO_SEND):
+        for _turn in range(LOOP_TURNS_TO_SEND):
             await asyncio.sleep(0)
 
     async def _send(self, event: CallbackQuery, callback_answer: CallbackAnswer) -> None:

@@ -14,6 +14,7 @@ from html import escape
 from typing import Protocol
 
 from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.i18n import I18n
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services.deals.evidence import EvidenceView
@@ -24,6 +25,7 @@ from bot.services.rules import Action, allowed_actions
 from bot.services.views import DealView, WithdrawalView
 from bot.telegram import clocks, keyboards, reputation, texts
 from bot.telegram.disputes import relay_keyboard, relay_text, role_words, split_headline
+from bot.telegram.i18n import Catalogs, _, locale_for
 from bot.telegram.keyboards import AdminWithdrawal, Nav, Signer, WalletMenu
 from bot.telegram.notice_texts import (
     CANCELLED_AND_REFUNDED,
@@ -31,8 +33,13 @@ from bot.telegram.notice_texts import (
     DEPOSIT_FEE,
     DEPOSIT_MISMATCH,
     DISPUTE_OPENED,
+    INVITED_AS,
     PAYOUT_FAILED,
+    REASON,
+    REMINDED_ACTIONS,
+    REMINDERS,
     RESOLVED,
+    SOMEONE,
     TOLD,
     WITHDRAWAL_APPROVED,
     WITHDRAWAL_FAILED,
@@ -45,13 +52,7 @@ from cache.snapshots import UserSnapshot
 from db.models import DealStatus, NotificationKind, WithdrawalStatus
 from db.sql.notifications import Notice
 
-SOMEONE = Who("someone", 0)
-
 Message = tuple[int, str, InlineKeyboardMarkup | None]
-
-
-# What a reminder asks for: the steps that move a deal on (not cancelling it).
-REMINDED_ACTIONS = {Action.ACCEPT: "accept it", Action.FUND: "fund it"}
 
 
 def reminded_actions(deal: DealView, user_id: int) -> list[Action]:
@@ -61,8 +62,7 @@ def reminded_actions(deal: DealView, user_id: int) -> list[Action]:
 
 def reminder_headline(deal: DealView, actions: list[Action], now: datetime) -> str:
     hours = max(1, math.ceil((deal.deadline_at - now).total_seconds() / 3600))
-    what = " and ".join(REMINDED_ACTIONS[action] for action in actions)
-    return f"⏰ Reminder: this deal expires in {hours} h unless you {what}."
+    return _(REMINDERS[frozenset(actions)]).format(hours=hours)
 
 
 def who_is(actor: UserSnapshot) -> Who:
@@ -92,11 +92,13 @@ class Obsolete(LookupError):
 
 
 class Notices:
-    """Renders notifications with the currencies' formats and the buttons' signer."""
+    """Renders notifications with the currencies' formats and the buttons' signer,
+    each in its recipient's language."""
 
-    def __init__(self, currencies: Currencies, signer: Signer) -> None:
+    def __init__(self, currencies: Currencies, signer: Signer, i18n: I18n | None = None) -> None:
         self.currencies = currencies
         self.signer = signer
+        self.i18n = i18n or Catalogs()
 
     def render(
         self,
@@ -105,24 +107,36 @@ class Notices:
         records: Mapping[int, UserSnapshot] | None = None,
     ) -> Message:
         """The chat, text and buttons of `notice`, from the deal or withdrawal as
-        `subjects` hold it; a party asked to accept or fund is shown the other
-        party's record from `records` (by Telegram id) if it is there."""
+        `subjects` hold it, in its recipient's language when it was written
+        (English for a chat not on the bot); a party asked to accept or fund is
+        shown the other party's record from `records` (by Telegram id) if there."""
+        locale = locale_for(notice.language)
+        with self.i18n.context(), self.i18n.use_locale(locale):
+            return self._render(notice, subjects, records, self.currencies.in_locale(locale))
+
+    def _render(
+        self,
+        notice: Notice,
+        subjects: Subjects,
+        records: Mapping[int, UserSnapshot] | None,
+        currencies: Currencies,
+    ) -> Message:
         kind = NotificationKind(notice.kind)
-        who = subjects.actors.get(notice.actor_id or 0, SOMEONE)
+        who = subjects.actors.get(notice.actor_id or 0) or Who(_(SOMEONE), 0)
         name = escape(who.name)
         if kind in texts.ACCOUNT_NOTICES:  # a user blocked or unblocked, with the reason
-            told = texts.ACCOUNT_NOTICES[kind].format(reason=escape(notice.note or ""))
+            told = _(texts.ACCOUNT_NOTICES[kind]).format(reason=escape(notice.note or ""))
             return notice.chat_id, told, keyboards.back_to_menu()
         if notice.deposit_id is not None:
             deposit = subjects.deposits.get(notice.deposit_id)
             if deposit is None:
                 raise Gone(f"deposit {notice.deposit_id} does not exist")
-            return self._deposit(notice, kind, deposit, who)
+            return self._deposit(notice, kind, deposit, who, currencies)
         if notice.withdrawal_id is not None:
             withdrawal = subjects.withdrawals.get(notice.withdrawal_id)
             if withdrawal is None:
                 raise Gone(f"withdrawal {notice.withdrawal_id} does not exist")
-            return self._withdrawal(notice, kind, withdrawal, who)
+            return self._withdrawal(notice, kind, withdrawal, who, currencies)
         deal = subjects.deals.get(notice.escrow_id or 0)
         if deal is None:
             raise Gone(f"deal {notice.escrow_id} does not exist")
@@ -132,13 +146,13 @@ class Notices:
                 raise Gone(f"evidence {notice.evidence_id} does not exist")
             text = relay_text(evidence, deal, who.name)
             return notice.chat_id, text, relay_keyboard(deal)
-        reason = f"\nReason: <i>{escape(notice.note)}</i>" if notice.note else ""
+        reason = "\n" + _(REASON).format(reason=escape(notice.note)) if notice.note else ""
         if kind is NotificationKind.DISPUTE_OPENED:
             role = role_words(deal, notice.actor_id)
-            headline = DISPUTE_OPENED.format(name=name, role=role) + reason
+            headline = _(DISPUTE_OPENED).format(name=name, role=role) + reason
             return (
                 notice.chat_id,
-                texts.deal_card(deal, None, self.currencies, headline),
+                texts.deal_card(deal, None, currencies, headline),
                 keyboards.admin_deal_keyboard(deal),
             )
         if kind is NotificationKind.REMIND and ":" in (notice.note or ""):
@@ -154,21 +168,25 @@ class Notices:
                 raise Obsolete(f"deal {deal.code} is {deal.status} now, not {notice.note}")
             headline = reminder_headline(deal, actions, datetime.now(UTC))
         elif kind is NotificationKind.RESOLVE and deal.status == DealStatus.SPLIT:
-            headline = split_headline(deal, notice.user_id, self.currencies)
+            headline = split_headline(deal, notice.user_id, currencies)
         elif kind is NotificationKind.RESOLVE:
-            headline = RESOLVED.get(DealStatus(deal.status), RESOLVED[DealStatus.RELEASED])
+            headline = _(RESOLVED.get(DealStatus(deal.status), RESOLVED[DealStatus.RELEASED]))
         elif kind is NotificationKind.CANCEL and deal.status == DealStatus.REFUNDED:
             headline = (
                 clocks.refunded_past_deadline(deal, name)  # the buyer's refund, told the seller
                 if notice.user_id == deal.seller_id
-                else CANCELLED_AND_REFUNDED.format(name=name)
+                else _(CANCELLED_AND_REFUNDED).format(name=name)
             )
-        else:
+        elif kind is NotificationKind.INVITED:
             role = "buyer" if notice.user_id == deal.buyer_id else "seller"
-            headline = TOLD[kind].format(name=name, role=role) + reason
+            headline = _(INVITED_AS[role]).format(name=name) + reason
+        else:
+            headline = _(TOLD[kind]).format(name=name) + reason
         judged = reputation.judged(deal, notice.user_id) if notice.user_id is not None else None
         record = (records or {}).get(judged) if judged is not None else None
-        return notice.chat_id, *self.card(deal, notice.user_id, notice.chat_id, headline, record)
+        return notice.chat_id, *self.card(
+            deal, notice.user_id, notice.chat_id, headline, record, currencies
+        )
 
     def attachment(self, notice: Notice, subjects: Subjects) -> EvidenceView | None:
         """The evidence a notification relays (sent as a photo or document under
@@ -182,23 +200,31 @@ class Notices:
         chat_id: int,
         headline: str,
         record: UserSnapshot | None = None,
+        currencies: Currencies | None = None,
     ) -> tuple[str, InlineKeyboardMarkup]:
         """A party's card of `deal` under `headline`, with the buttons they may press."""
-        text = texts.deal_card(deal, user_id, self.currencies, headline, record=record)
+        currencies = currencies or self.currencies
+        text = texts.deal_card(deal, user_id, currencies, headline, record=record)
         if user_id is None:
             return text, keyboards.admin_deal_keyboard(deal)
-        amount = self.currencies[deal.currency].format(deal.amount)
+        amount = currencies[deal.currency].format(deal.amount)
         return text, keyboards.deal_keyboard(deal, user_id, chat_id, self.signer, amount)
 
     def _deposit(
-        self, notice: Notice, kind: NotificationKind, deposit: DepositView, who: Who
+        self,
+        notice: Notice,
+        kind: NotificationKind,
+        deposit: DepositView,
+        who: Who,
+        currencies: Currencies,
     ) -> Message:
-        amount = self.currencies[deposit.currency].format(deposit.amount)
+        money = currencies[deposit.currency]
+        amount = money.format(deposit.amount)
         kb = InlineKeyboardBuilder()
         if kind is NotificationKind.DEPOSIT_MISMATCH:
-            kb.button(text="🛡 Admin", callback_data=Nav(to="admin"))
+            kb.button(text=_("🛡 Admin"), callback_data=Nav(to="admin"))
             paid = f"{deposit.paid_amount or '?'} {deposit.paid_asset or '?'}"
-            text = DEPOSIT_MISMATCH.format(
+            text = _(DEPOSIT_MISMATCH).format(
                 id=deposit.id,
                 invoice=deposit.invoice_id,
                 name=escape(who.name),
@@ -207,31 +233,37 @@ class Notices:
                 amount=amount,
             )
             return notice.chat_id, text, kb.as_markup()
-        kb.button(text="👛 Wallet", callback_data=Nav(to="wallet"))
-        money = self.currencies[deposit.currency]
-        text = DEPOSIT_CREDITED.format(amount=money.format(deposit.amount - deposit.fee))
+        kb.button(text=_("👛 Wallet"), callback_data=Nav(to="wallet"))
+        text = _(DEPOSIT_CREDITED).format(amount=money.format(deposit.amount - deposit.fee))
         if deposit.fee:
-            text += DEPOSIT_FEE.format(paid=amount, fee=money.format(deposit.fee))
+            text += _(DEPOSIT_FEE).format(paid=amount, fee=money.format(deposit.fee))
         return notice.chat_id, text, kb.as_markup()
 
     def _withdrawal(
-        self, notice: Notice, kind: NotificationKind, withdrawal: WithdrawalView, who: Who
+        self,
+        notice: Notice,
+        kind: NotificationKind,
+        withdrawal: WithdrawalView,
+        who: Who,
+        currencies: Currencies,
     ) -> Message:
-        amount = self.currencies[withdrawal.currency].format(withdrawal.amount)
+        amount = currencies[withdrawal.currency].format(withdrawal.amount)
         kb = InlineKeyboardBuilder()
         if kind is NotificationKind.WITHDRAWAL_REQUESTED:
             if withdrawal.status != WithdrawalStatus.PENDING:  # paid unattended, say
                 raise Obsolete(f"withdrawal {withdrawal.id} is {withdrawal.status} now")
             # decided from here: the same presses as the admin panel's queue
             kb.button(
-                text="✅ Approve", callback_data=AdminWithdrawal(action="approve", id=withdrawal.id)
+                text=_("✅ Approve"),
+                callback_data=AdminWithdrawal(action="approve", id=withdrawal.id),
             )
             kb.button(
-                text="✖️ Reject", callback_data=AdminWithdrawal(action="reject", id=withdrawal.id)
+                text=_("✖️ Reject"),
+                callback_data=AdminWithdrawal(action="reject", id=withdrawal.id),
             )
-            kb.button(text="🛡 Admin", callback_data=Nav(to="admin"))
+            kb.button(text=_("🛡 Admin"), callback_data=Nav(to="admin"))
             kb.adjust(2, 1)
-            text = WITHDRAWAL_REQUESTED.format(
+            text = _(WITHDRAWAL_REQUESTED).format(
                 id=withdrawal.id,
                 name=escape(who.name),
                 telegram_id=who.telegram_id,
@@ -240,18 +272,18 @@ class Notices:
             )
             return notice.chat_id, text, kb.as_markup()
         if kind is NotificationKind.PAYOUT_FAILED:
-            kb.button(text="🛡 Admin", callback_data=Nav(to="admin"))
-            text = PAYOUT_FAILED.format(
-                id=withdrawal.id, amount=amount, reason=escape(notice.note or "refused")
+            kb.button(text=_("🛡 Admin"), callback_data=Nav(to="admin"))
+            text = _(PAYOUT_FAILED).format(
+                id=withdrawal.id, amount=amount, reason=escape(notice.note or _("refused"))
             )
             return notice.chat_id, text, kb.as_markup()
-        kb.button(text="🧾 My withdrawals", callback_data=WalletMenu(screen="withdrawals"))
-        kb.button(text="👛 Wallet", callback_data=Nav(to="wallet"))
+        kb.button(text=_("🧾 My withdrawals"), callback_data=WalletMenu(screen="withdrawals"))
+        kb.button(text=_("👛 Wallet"), callback_data=Nav(to="wallet"))
         if kind is NotificationKind.WITHDRAWAL_PAID:
-            text = WITHDRAWAL_PAID.format(id=withdrawal.id, amount=amount)
+            text = _(WITHDRAWAL_PAID).format(id=withdrawal.id, amount=amount)
             return notice.chat_id, text, kb.as_markup()
         if kind is NotificationKind.WITHDRAWAL_FAILED:
-            text = WITHDRAWAL_FAILED.format(id=withdrawal.id, amount=amount)
+            text = _(WITHDRAWAL_FAILED).format(id=withdrawal.id, amount=amount)
             return notice.chat_id, text, kb.as_markup()
         if withdrawal.status == WithdrawalStatus.APPROVED:
             template = WITHDRAWAL_APPROVED
@@ -259,7 +291,7 @@ class Notices:
             template = WITHDRAWAL_TIMED_OUT
         else:
             template = WITHDRAWAL_REJECTED
-        text = template.format(
+        text = _(template).format(
             id=withdrawal.id,
             amount=amount,
             destination=escape(withdrawal.destination),

@@ -17,14 +17,17 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Protocol
 
+from babel.dates import format_date
+from babel.numbers import format_decimal
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.services.deals.standing import is_completed
-from bot.services.money import Currencies, Currency, format_minor_units
+from bot.services.money import Currencies, Currency, format_minor_units, number_symbols
 from bot.services.ratings import Rating, Review
 from bot.services.rules import Action, allowed_actions, is_party
 from bot.services.views import DealView
+from bot.telegram.i18n import N_, _, current_locale, ngettext
 from cache.snapshots import ReputationSnapshot, UserSnapshot
 from db.models import REVIEW_LENGTH
 from db.sql.notifications import Notice
@@ -39,8 +42,8 @@ BANDS = (100, 1_000, 10_000, 100_000)
 JUDGED_BEFORE = frozenset({Action.ACCEPT, Action.FUND})
 
 STAR_LABELS = {stars: f"{stars}⭐" for stars in range(1, 6)}
-ADD_REVIEW = "✍️ Add a short review"
-PROFILE = "⭐ My profile"
+ADD_REVIEW = N_("✍️ Add a short review")
+PROFILE = N_("⭐ My profile")
 
 
 class SnapshotReader(Protocol):
@@ -115,18 +118,19 @@ def stars(count: int) -> str:
 
 
 def _whole(amount: int, money: Currency) -> str:
-    return format_minor_units(amount, money.decimals).removesuffix(".00")
+    mark = number_symbols(money.locale)[1]
+    return format_minor_units(amount, money.decimals, money.locale).removesuffix(mark + "00")
 
 
 def volume_band(volume: int, money: Currency) -> str:
     """ "under 100 USDT", "1,000–10,000 USDT", "over 100,000 USDT"."""
     edges = [money.min_amount * multiple for multiple in BANDS]
     if volume < edges[0]:
-        return f"under {_whole(edges[0], money)} {money.code}"
+        return _("under {amount} {code}").format(amount=_whole(edges[0], money), code=money.code)
     for low, high in itertools.pairwise(edges):
         if volume < high:
             return f"{_whole(low, money)}–{_whole(high, money)} {money.code}"
-    return f"over {_whole(edges[-1], money)} {money.code}"
+    return _("over {amount} {code}").format(amount=_whole(edges[-1], money), code=money.code)
 
 
 def display_name(user: UserSnapshot) -> str:
@@ -134,27 +138,38 @@ def display_name(user: UserSnapshot) -> str:
 
 
 def _month(since: int) -> str:
-    return datetime.fromtimestamp(since, UTC).strftime("%b %Y")
+    moment = datetime.fromtimestamp(since, UTC)
+    return format_date(moment, "LLL y", locale=current_locale())  # "Mar 2026", "март 2026"
+
+
+def _average(record: ReputationSnapshot) -> str:
+    return format_decimal(record.average or 0, format="0.0", locale=current_locale())
 
 
 def _deals(record: ReputationSnapshot, volumes: list[str]) -> str:
     if not record.deals:
-        return "🆕 No completed deals yet"
-    done = f"✅ {record.deals} completed deal{'s' if record.deals != 1 else ''}"
-    return done + (f" · {', '.join(volumes)} traded" if volumes else "")
+        return _("🆕 No completed deals yet")
+    done = ngettext("✅ {count} completed deal", "✅ {count} completed deals", record.deals)
+    done = done.format(count=record.deals)
+    if not volumes:
+        return done
+    return done + _(" · {volumes} traded").format(volumes=", ".join(volumes))
 
 
 def _ratings(record: ReputationSnapshot) -> str:
     if record.average is None:
-        return "⭐ No ratings yet"
-    count = f"{record.ratings} rating{'s' if record.ratings != 1 else ''}"
-    return f"⭐ {record.average:.1f} from {count}"
+        return _("⭐ No ratings yet")
+    return ngettext(
+        "⭐ {average} from {count} rating", "⭐ {average} from {count} ratings", record.ratings
+    ).format(average=_average(record), count=record.ratings)
 
 
 def _disputes(record: ReputationSnapshot) -> str:
     if not record.disputes_opened and not record.disputes_lost:
-        return "⚖️ No disputes"
-    return f"⚖️ Disputes: {record.disputes_opened} opened, {record.disputes_lost} lost"
+        return _("⚖️ No disputes")
+    return _("⚖️ Disputes: {opened} opened, {lost} lost").format(
+        opened=record.disputes_opened, lost=record.disputes_lost
+    )
 
 
 def record_lines(user: UserSnapshot, volumes: list[str]) -> list[str]:
@@ -163,7 +178,7 @@ def record_lines(user: UserSnapshot, volumes: list[str]) -> list[str]:
         _deals(record, volumes),
         _ratings(record),
         _disputes(record),
-        f"📅 On the bot since {_month(record.since)}",
+        _("📅 On the bot since {month}").format(month=_month(record.since)),
     ]
 
 
@@ -171,17 +186,18 @@ def record_block(user: UserSnapshot, money: Currency) -> str:
     """Someone's record on a deal's card, the volume in the deal's currency."""
     volume = user.reputation.volume(money.code)
     volumes = [volume_band(volume, money)] if volume else []
-    lines = [f"👤 <b>{display_name(user)}'s record</b>", *record_lines(user, volumes)]
+    title = _("👤 <b>{name}'s record</b>").format(name=display_name(user))
+    lines = [title, *record_lines(user, volumes)]
     return "\n".join(lines)
 
 
 def menu_line(user: UserSnapshot) -> str:
     record = user.reputation
     if not record.deals and record.average is None:
-        return "⭐ Your record: no completed deals yet"
-    done = f"{record.deals} completed deal{'s' if record.deals != 1 else ''}"
-    rated = f" · {record.average:.1f}★ ({record.ratings})" if record.average is not None else ""
-    return f"⭐ Your record: {done}{rated}"
+        return _("⭐ Your record: no completed deals yet")
+    done = ngettext("{count} completed deal", "{count} completed deals", record.deals)
+    rated = f" · {_average(record)}★ ({record.ratings})" if record.average is not None else ""
+    return _("⭐ Your record: {deals}").format(deals=done.format(count=record.deals)) + rated
 
 
 def profile(user: UserSnapshot, currencies: Currencies, reviews: list[Review] | None) -> str:
@@ -193,18 +209,18 @@ def profile(user: UserSnapshot, currencies: Currencies, reviews: list[Review] | 
         if code in currencies.codes
     ]
     lines = [
-        "⭐ <b>Your profile</b>",
+        _("⭐ <b>Your profile</b>"),
         "",
         *record_lines(user, volumes),
         "",
-        "<b>Latest reviews</b>",
+        _("<b>Latest reviews</b>"),
     ]
     if reviews is None:
-        lines.append("<i>Reviews can't be read just now.</i>")
+        lines.append(_("<i>Reviews can't be read just now.</i>"))
     elif not reviews:
-        lines.append("No reviews yet.")
+        lines.append(_("No reviews yet."))
     for review in reviews or ():
-        when = review.created_at.strftime("%d %b %Y")
+        when = _day(review.created_at)
         lines.append(
             f"{stars(review.stars)} {escape(review.rater_name)}, {when}: "
             f"<i>{escape(review.review)}</i>"
@@ -217,7 +233,7 @@ def profile(user: UserSnapshot, currencies: Currencies, reviews: list[Review] | 
 
 def other_name(deal: DealView, viewer_id: int) -> str:
     name = deal.seller_name if viewer_id == deal.buyer_id else deal.buyer_name
-    return escape(name or "the other party")
+    return escape(name or _("the other party"))
 
 
 def may_rate(deal: DealView, viewer_id: int | None) -> bool:
@@ -229,34 +245,42 @@ def rating_lines(deal: DealView, viewer_id: int, given: Rating | None) -> list[s
     """What a completed deal's card says about the viewer's rating."""
     name = other_name(deal, viewer_id)
     if given is None:
-        return [f"⭐ Rate {name}: 1 (poor) to 5 (excellent), once."]
-    lines = [f"⭐ Your rating of {name}: {stars(given.stars)}"]
+        return [_("⭐ Rate {name}: 1 (poor) to 5 (excellent), once.").format(name=name)]
+    lines = [_("⭐ Your rating of {name}: {stars}").format(name=name, stars=stars(given.stars))]
     if given.review is not None:
-        lines.append(f"Your review: <i>{escape(given.review)}</i>")
+        lines.append(_("Your review: <i>{review}</i>").format(review=escape(given.review)))
     return lines
 
 
 def rated_headline(rating: Rating, viewer_id: int) -> str:
     name = other_name(rating.deal, viewer_id)
     if rating.new:
-        return f"⭐ Thank you: you rated {name} {stars(rating.stars)}."
-    return f"⭐ You rated {name} {stars(rating.stars)} on {rating.rated_at:%d %b %Y}."
+        return _("⭐ Thank you: you rated {name} {stars}.").format(
+            name=name, stars=stars(rating.stars)
+        )
+    return _("⭐ You rated {name} {stars} on {day}.").format(
+        name=name, stars=stars(rating.stars), day=_day(rating.rated_at)
+    )
 
 
 def reviewed_headline(rating: Rating) -> str:
     if rating.new:
-        return "✅ Your review is saved."
-    return "✍️ You had reviewed this deal already; your review stays as you wrote it."
+        return _("✅ Your review is saved.")
+    return _("✍️ You had reviewed this deal already; your review stays as you wrote it.")
 
 
-REVIEW_ASK = (
+REVIEW_ASK = N_(
     "✍️ Send your review of deal #{code} in one message, up to {limit} characters.\n"
     "/cancel leaves your rating as it is."
 )
 
 
 def review_ask(code: str) -> str:
-    return REVIEW_ASK.format(code=code, limit=REVIEW_LENGTH)
+    return _(REVIEW_ASK).format(code=code, limit=REVIEW_LENGTH)
 
 
-REVIEW_NOT_TEXT = "Please send your review as a text message, or /cancel."
+REVIEW_NOT_TEXT = N_("Please send your review as a text message, or /cancel.")
+
+
+def _day(moment: datetime) -> str:
+    return format_date(moment, "dd MMM y", locale=current_locale())  # "06 Dec 2026"

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.services.errors import EscrowError, Refusal
+from bot.telegram.i18n import _
 from bot.telegram.keyboards import MY_DEALS, DealCard, Nav, WalletMenu, menu_button
 
 
@@ -29,22 +30,22 @@ def way_button(way: Way, currency: str = "", deal: str = "") -> InlineKeyboardBu
     """The button that leads `way`; None for a deal's card when no deal is named."""
     match way:
         case Way.DEPOSIT:
-            label = f"➕ Deposit {currency}" if currency else "➕ Deposit"
+            label = _("➕ Deposit {code}").format(code=currency) if currency else _("➕ Deposit")
             data = WalletMenu(screen="deposit", currency=currency).pack()
         case Way.WALLET:
-            label, data = "👛 Wallet", Nav(to="wallet").pack()
+            label, data = _("👛 Wallet"), Nav(to="wallet").pack()
         case Way.WITHDRAWALS:
-            label, data = "🧾 Withdrawals", WalletMenu(screen="withdrawals").pack()
+            label, data = _("🧾 Withdrawals"), WalletMenu(screen="withdrawals").pack()
         case Way.DEAL:
             if not deal:
                 return None
-            label, data = f"📄 Deal #{deal}", DealCard(code=deal).pack()
+            label, data = _("📄 Deal #{code}").format(code=deal), DealCard(code=deal).pack()
         case Way.MY_DEALS:
-            label, data = "📋 My deals", MY_DEALS
+            label, data = _("📋 My deals"), MY_DEALS
         case Way.NEW_DEAL:
-            label, data = "➕ New deal", Nav(to="new").pack()
+            label, data = _("➕ New deal"), Nav(to="new").pack()
         case Way.ADMIN:
-            label, data = "🛡 Admin", Nav(to="admin").pack()
+            label, data = _("🛡 Admin"), Nav(to="admin").pack()
     return InlineKeyboardButton(text=label, callback_data=data)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Literal, Protocol
 
 from bot.services.rules import RULES, Action, Role, has_role
+from bot.telegram.i18n import N_, _
 from db.models import DealStatus
 
 Side = Literal["buyer", "seller"]
@@ -37,47 +38,82 @@ NEXT_MOVE: dict[DealStatus, tuple[Action, str]] = {
     DealStatus.PENDING: (Action.ACCEPT, "accept"),
     DealStatus.ACCEPTED: (Action.FUND, "fund"),
     DealStatus.FUNDED: (Action.DELIVER, "deliver"),
-    DealStatus.DELIVERED: (Action.RELEASE, "release the payment"),
+    DealStatus.DELIVERED: (Action.RELEASE, "release_payment"),
+}
+# Who is waited for, to do what: (who, verb, joined yet) -> the words. Whole
+# phrases, so each language says them its own way.
+WAITING: dict[tuple[str, str, bool], str] = {
+    ("you", "accept", True): N_("waiting for you to accept"),
+    ("you", "fund", True): N_("waiting for you to fund"),
+    ("you", "deliver", True): N_("waiting for you to deliver"),
+    ("you", "release", True): N_("waiting for you to release"),
+    ("you", "release_payment", True): N_("waiting for you to release the payment"),
+    ("buyer", "accept", True): N_("waiting for the buyer to accept"),
+    ("buyer", "fund", True): N_("waiting for the buyer to fund"),
+    ("buyer", "deliver", True): N_("waiting for the buyer to deliver"),
+    ("buyer", "release", True): N_("waiting for the buyer to release"),
+    ("buyer", "release_payment", True): N_("waiting for the buyer to release the payment"),
+    ("seller", "accept", True): N_("waiting for the seller to accept"),
+    ("seller", "fund", True): N_("waiting for the seller to fund"),
+    ("seller", "deliver", True): N_("waiting for the seller to deliver"),
+    ("seller", "release", True): N_("waiting for the seller to release"),
+    ("seller", "release_payment", True): N_("waiting for the seller to release the payment"),
+    ("buyer", "accept", False): N_("waiting for the buyer to join and accept"),
+    ("buyer", "fund", False): N_("waiting for the buyer to join and fund"),
+    ("buyer", "deliver", False): N_("waiting for the buyer to join and deliver"),
+    ("buyer", "release", False): N_("waiting for the buyer to join and release"),
+    ("buyer", "release_payment", False): N_(
+        "waiting for the buyer to join and release the payment"
+    ),
+    ("seller", "accept", False): N_("waiting for the seller to join and accept"),
+    ("seller", "fund", False): N_("waiting for the seller to join and fund"),
+    ("seller", "deliver", False): N_("waiting for the seller to join and deliver"),
+    ("seller", "release", False): N_("waiting for the seller to join and release"),
+    ("seller", "release_payment", False): N_(
+        "waiting for the seller to join and release the payment"
+    ),
 }
 # What the card says before the move it waits for.
 CARD_OPEN = {
-    DealStatus.PENDING: "⏳ {waiting}",
-    DealStatus.ACCEPTED: "🤝 accepted — {waiting}",
-    DealStatus.FUNDED: "🔒 funded — the money is held in escrow; {waiting}",
-    DealStatus.DELIVERED: "📦 delivered — {waiting}",
+    DealStatus.PENDING: N_("⏳ {waiting}"),
+    DealStatus.ACCEPTED: N_("🤝 accepted — {waiting}"),
+    DealStatus.FUNDED: N_("🔒 funded — the money is held in escrow; {waiting}"),
+    DealStatus.DELIVERED: N_("📦 delivered — {waiting}"),
 }
 # Statuses no party moves on: (everyone, the buyer, the seller); None: as everyone.
 CARD_CLOSED: dict[DealStatus, tuple[str, str | None, str | None]] = {
-    DealStatus.DISPUTED: ("⚠️ in dispute — waiting for an admin to decide", None, None),
+    DealStatus.DISPUTED: (N_("⚠️ in dispute — waiting for an admin to decide"), None, None),
     DealStatus.RELEASED: (
-        "✅ released to the seller",
+        N_("✅ released to the seller"),
         None,
-        "✅ released — the payment is in your wallet",
+        N_("✅ released — the payment is in your wallet"),
     ),
     DealStatus.REFUNDED: (
-        "↩️ refunded to the buyer",
-        "↩️ refunded — the money is back in your wallet",
+        N_("↩️ refunded to the buyer"),
+        N_("↩️ refunded — the money is back in your wallet"),
         None,
     ),
-    DealStatus.CANCELLED: ("✖️ cancelled", None, None),
-    DealStatus.DECLINED: ("✖️ declined by the {counterparty}", None, None),
-    DealStatus.EXPIRED: ("⌛ expired — it was not accepted and funded in time", None, None),
+    DealStatus.CANCELLED: (N_("✖️ cancelled"), None, None),
+    DealStatus.DECLINED: (N_("✖️ declined"), None, None),  # said with who: DECLINED_BY
+    DealStatus.EXPIRED: (N_("⌛ expired — it was not accepted and funded in time"), None, None),
     DealStatus.SPLIT: (
-        "✂️ split by an admin — part to the seller, the rest refunded",
-        "✂️ split by an admin — part refunded to you",
-        "✂️ split by an admin — part paid to you",
+        N_("✂️ split by an admin — part to the seller, the rest refunded"),
+        N_("✂️ split by an admin — part refunded to you"),
+        N_("✂️ split by an admin — part paid to you"),
     ),
 }
 LIST_CLOSED: dict[DealStatus, tuple[str, str | None, str | None]] = {
-    DealStatus.DISPUTED: ("in dispute", None, None),
-    DealStatus.RELEASED: ("released", None, "released to you"),
-    DealStatus.REFUNDED: ("refunded", "refunded to you", None),
-    DealStatus.CANCELLED: ("cancelled", None, None),
-    DealStatus.DECLINED: ("declined", None, None),
-    DealStatus.EXPIRED: ("expired", None, None),
-    DealStatus.SPLIT: ("split", None, None),
+    DealStatus.DISPUTED: (N_("in dispute"), None, None),
+    DealStatus.RELEASED: (N_("released"), None, N_("released to you")),
+    DealStatus.REFUNDED: (N_("refunded"), N_("refunded to you"), None),
+    DealStatus.CANCELLED: (N_("cancelled"), None, None),
+    DealStatus.DECLINED: (N_("declined"), None, None),
+    DealStatus.EXPIRED: (N_("expired"), None, None),
+    DealStatus.SPLIT: (N_("split"), None, None),
 }
-DECLINED_BY_YOU = ("✖️ you declined it", "declined by you")
+# A declined card names who declined it.
+DECLINED_BY = {"buyer": N_("✖️ declined by the buyer"), "seller": N_("✖️ declined by the seller")}
+DECLINED_BY_YOU = (N_("✖️ you declined it"), N_("declined by you"))
 
 
 def side_of(deal: Deal, viewer_id: int | None) -> Side | None:
@@ -106,12 +142,11 @@ def waiting(deal: Deal, viewer_id: int | None, short: bool) -> str | None:
     if short:
         verb = action.value
     if viewer_id is not None and has_role(deal, viewer_id, role):
-        return f"waiting for you to {verb}"
+        return _(WAITING["you", verb, True])
     side = counterparty(deal) if role is Role.COUNTERPARTY else role.value
     joined = deal.buyer_id if side == "buyer" else deal.seller_id
-    if joined is None:  # invited, not joined yet
-        return f"waiting for the {side} to join and {verb}"
-    return f"waiting for the {side} to {verb}"
+    # not joined: invited, not joined yet
+    return _(WAITING[side, verb, joined is not None])
 
 
 def closed(deal: Deal, viewer_id: int | None, short: bool) -> str:
@@ -120,16 +155,18 @@ def closed(deal: Deal, viewer_id: int | None, short: bool) -> str:
     everyone, buyer, seller = (LIST_CLOSED if short else CARD_CLOSED)[status]
     side = side_of(deal, viewer_id)
     if status is DealStatus.DECLINED and side is not None and side == counterparty(deal):
-        return DECLINED_BY_YOU[1 if short else 0]
+        return _(DECLINED_BY_YOU[1 if short else 0])
+    if status is DealStatus.DECLINED and not short:
+        return _(DECLINED_BY[counterparty(deal)])
     said = {"buyer": buyer, "seller": seller}.get(side or "") or everyone
-    return said.format(counterparty=counterparty(deal))
+    return _(said)
 
 
 def card_status(deal: Deal, viewer_id: int | None) -> str:
     """The card's status line for `viewer_id` (a user id; None: an admin's card)."""
     open_move = waiting(deal, viewer_id, short=False)
     if open_move is not None:
-        return CARD_OPEN[DealStatus(deal.status)].format(waiting=open_move)
+        return _(CARD_OPEN[DealStatus(deal.status)]).format(waiting=open_move)
     return closed(deal, viewer_id, short=False)
 
 

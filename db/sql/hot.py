@@ -117,6 +117,9 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
        lambda s: {"user_id": s.user_id, "currencies": [s.currency, "NEW"]},
        ("idx_wallet_user_currency",), True),
     _H("bump_version", users.BUMP_VERSION, lambda s: {"user_id": s.user_id}, ("pk_users",), True),
+    # the language chosen in the menu
+    _H("set_locale", users.SET_LOCALE, lambda s: {"user_id": s.user_id, "locale": "ru"},
+       ("pk_users",), True),
     _H("claim_invitations", deals.CLAIM_INVITATIONS,
        lambda s: {"telegram_id": s.invitee_telegram_id, "username": s.invitee_username,
                   "user_id": s.user_id},

@@ -10,10 +10,14 @@ worker sends whatever is still pending after that.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import msgspec
 from sqlalchemy import text
+from sqlalchemy.dialects import postgresql
+
+from db.models import Notification
 
 
 class Notice(msgspec.Struct, frozen=True):
@@ -30,6 +34,9 @@ class Notice(msgspec.Struct, frozen=True):
     note: str | None = None
     attempts: int = 0
     evidence_id: int | None = None
+    # The recipient's language when it was written: their chosen locale, else
+    # Telegram's language_code; None for a chat not on the bot.
+    language: str | None = None
 
 
 def decode_notices(value: list[dict[str, Any]] | None) -> tuple[Notice, ...]:
@@ -40,8 +47,10 @@ def decode_notices(value: list[dict[str, Any]] | None) -> tuple[Notice, ...]:
 
 NOTICE_COLUMNS = (
     "id, chat_id, kind, user_id, escrow_id, withdrawal_id, deposit_id, actor_id, note, attempts"
-    ", evidence_id"
+    ", evidence_id, language"
 )
+# The recipient's language, from `lu`, the users row of the notification's chat.
+RECIPIENT_LANGUAGE = "coalesce(lu.locale, lu.language_code)"
 
 # A column listing what a `notified` CTE inserted (spliced into a SELECT list).
 NOTICES = (
@@ -51,13 +60,24 @@ NOTICES = (
 )
 
 
+@cache
+def _column_type(name: str) -> str:
+    return Notification.__table__.c[name].type.compile(dialect=postgresql.dialect())
+
+
 def notified(columns: str, rows: str) -> str:
     """A `notified` CTE for a statement's WITH list: the notifications `rows`
     (a SELECT of `columns` of the notifications table, ending on its last
-    line) are inserted into the outbox and returned for `NOTICES` to list."""
+    line) are inserted into the outbox, each in its recipient's language (the
+    user whose chat it goes to), and returned for `NOTICES` to list."""
+    names = [name.strip() for name in columns.split(",")]
+    # typed as the table's columns: a NULL or a literal of the rows is not text
+    typed = ", ".join(f"CAST(r.{name} AS {_column_type(name)})" for name in names)
     return f"""notified AS (
-    INSERT INTO notifications ({columns})
-    {rows.strip()}
+    INSERT INTO notifications ({columns}, language)
+    SELECT {typed}, {RECIPIENT_LANGUAGE}
+    FROM ({rows.strip()}) AS r({columns})
+    LEFT JOIN users lu ON lu.telegram_id = r.chat_id
     RETURNING {NOTICE_COLUMNS}
 )"""
 
@@ -84,11 +104,13 @@ def notify_parties(source: str) -> str:
 # Deadline reminders, one per deal, party and status of the deal however often
 # the job runs (the unique index): only the new ones come back.
 REMIND = text(f"""
-INSERT INTO notifications (chat_id, user_id, kind, escrow_id, note, due_at)
-SELECT r.chat_id, r.user_id, 'remind', r.escrow_id, r.status, now() + CAST(:grace AS interval)
+INSERT INTO notifications (chat_id, user_id, kind, escrow_id, note, due_at, language)
+SELECT r.chat_id, r.user_id, 'remind', r.escrow_id, r.status, now() + CAST(:grace AS interval),
+       {RECIPIENT_LANGUAGE}
 FROM unnest(CAST(:chat_ids AS bigint[]), CAST(:user_ids AS bigint[]),
             CAST(:escrow_ids AS bigint[]), CAST(:statuses AS varchar[]))
      AS r(chat_id, user_id, escrow_id, status)
+LEFT JOIN users lu ON lu.id = r.user_id
 ON CONFLICT (escrow_id, user_id, note) WHERE kind = 'remind' DO NOTHING
 RETURNING {NOTICE_COLUMNS}
 """)

@@ -23,6 +23,7 @@ SNAPSHOT_BY_TELEGRAM_ID = (
         users.c.is_admin,
         users.c.version,
         users.c.created_at,
+        users.c.locale,
         wallets.c.currency,
         wallets.c.available,
         wallets.c.held,
@@ -123,6 +124,14 @@ FROM users WHERE telegram_id = :telegram_id AND NOT EXISTS (SELECT 1 FROM upsert
 RELEASE_USERNAME = text("""
 UPDATE users SET username = NULL, version = version + 1, updated_at = now()
 WHERE lower(username) = lower(:username) AND telegram_id <> :telegram_id
+RETURNING id, telegram_id, version
+""")
+
+# The language a user chose (NULL: Telegram's language_code decides); choosing
+# the one already chosen writes nothing.
+SET_LOCALE = text("""
+UPDATE users SET locale = :locale, version = version + 1, updated_at = now()
+WHERE id = :user_id AND locale IS DISTINCT FROM CAST(:locale AS varchar)
 RETURNING id, telegram_id, version
 """)
 

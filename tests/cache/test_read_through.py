@@ -206,7 +206,8 @@ async def test_an_entry_from_before_the_record_is_a_miss_not_an_empty_record(pai
         reputation=ReputationSnapshot(since=1_700_000_000, deals=12, ratings=3, stars=14),
     )
     pair.loader.users[ALICE] = trader
-    old = UserSnapshotBeforeRecords(*msgspec.structs.astuple(trader)[:-1])
+    # everything but the record and the locale after it
+    old = UserSnapshotBeforeRecords(*msgspec.structs.astuple(trader)[:-2])
     payload = msgspec.msgpack.encode(old)
     # Read as this release's shape the old payload would pass for a newcomer:
     assert msgspec.msgpack.decode(payload, type=UserSnapshot).reputation.deals == 0

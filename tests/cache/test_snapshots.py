@@ -37,6 +37,7 @@ def row(**values: Any) -> SimpleNamespace:
         "is_admin": False,
         "version": 3,
         "created_at": datetime(2026, 3, 1, tzinfo=UTC),
+        "locale": None,
         "currency": None,
         "available": None,
         "held": None,
@@ -58,6 +59,9 @@ def test_a_snapshot_is_built_from_the_loader_rows() -> None:
     assert snapshot.wallet("USDT") == WalletSnapshot("USDT", 700, 0)
     assert snapshot.wallet("TON") is None
     assert snapshot.is_active
+    assert snapshot.locale is None  # not chosen: Telegram's language_code decides
+    chosen = snapshot_from_rows([row(locale="ru")])
+    assert chosen is not None and chosen.locale == "ru"
 
 
 def test_the_record_sums_the_counters_of_every_currency() -> None:

@@ -3,9 +3,11 @@ that moves exactly when the snapshot does."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import text
 
 from bot.services.base import ServiceContext
+from bot.services.errors import InvalidInput
 from bot.services.money import Currencies, Currency
 from bot.services.users import Profile, UserService
 from db.events import UserChanged
@@ -151,3 +153,31 @@ async def test_profile_at_moves_only_when_the_name_or_username_does(services):
     assert found is not None and found.profile_at == reported
     await services.users.register(Profile(telegram_id=58, first_name="Diana", username="di_d"))
     assert await profile_at(58) > reported
+
+
+async def test_a_chosen_language_is_one_statement_and_moves_the_snapshot(services, events, sql):
+    user = await services.user("lena_l", telegram_id=58)
+    events.published.clear()
+    sql.start()
+    chosen = await services.users.set_locale(user, "ru")
+    assert len(sql.stop()) == 1
+    assert chosen.value and chosen.events == (UserChanged(user.id, 58, 2),)
+    assert events.published == [UserChanged(user.id, 58, 2)]  # published after the commit
+    async with services.ctx.db.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT locale, version FROM users WHERE id = :u"), {"u": user.id}
+            )
+        ).one()
+    assert tuple(row) == ("ru", 2)
+    # the same again writes nothing and tells nobody; None follows Telegram again
+    again = await services.users.set_locale(user, "ru")
+    assert not again.value and again.events == ()
+    back = await services.users.set_locale(user, None)
+    assert back.value and back.events == (UserChanged(user.id, 58, 3),)
+
+
+async def test_a_language_tag_that_is_not_one_is_refused(services):
+    user = await services.user("mira_m", telegram_id=59)
+    with pytest.raises(InvalidInput):
+        await services.users.set_locale(user, "ru; DROP TABLE users")

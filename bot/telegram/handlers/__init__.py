@@ -17,6 +17,7 @@ from bot.telegram.handlers import (
     errors,
     evidence,
     fallback,
+    language,
     ratings,
     start,
     wallet,
@@ -33,6 +34,7 @@ FEATURES = (
     errors.router,
     evidence.router,  # its /cancel before start's
     start.router,
+    language.router,
     deals.router,
     deal_actions.router,
     ratings.router,

@@ -14,7 +14,6 @@ transaction.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from functools import cache
 from typing import Any
 
 from aiogram import BaseMiddleware, F, Router
@@ -31,6 +30,7 @@ from bot.services.reads import Stats
 from bot.telegram import keyboards, texts
 from bot.telegram.filters import ConfiguredAdmin
 from bot.telegram.handlers.wallet import edit
+from bot.telegram.i18n import _, ngettext, per_locale
 from bot.telegram.keyboards import AdminCard as AdminCard  # re-exported: its old home
 from bot.telegram.keyboards import AdminWithdrawal as AdminWithdrawal  # re-exported
 from bot.telegram.keyboards import Nav
@@ -95,7 +95,7 @@ class StoredAdmin(BaseMiddleware):
         pressed = event.message if isinstance(event, CallbackQuery) else None
         if not snapshot.is_admin:
             if isinstance(pressed, Message):
-                await pressed.answer(texts.NOT_ADMIN)
+                await pressed.answer(_(texts.NOT_ADMIN))
             return None
         if not isinstance(pressed, Message):
             return None
@@ -113,41 +113,44 @@ def admin_router(name: str) -> Router:
     return router
 
 
-@cache
+@per_locale
 def home_keyboard() -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
-    kb.button(text="⚠️ Open disputes", callback_data=AdminPanel(screen="disputes"))
-    kb.button(text="🏦 Pending withdrawals", callback_data=AdminPanel(screen="withdrawals"))
-    kb.button(text="💰 Credit a deposit", callback_data=AdminPanel(screen="credit"))
-    kb.button(text="👤 Users", callback_data=AdminPanel(screen="users"))
-    kb.button(text="📊 Stats", callback_data=AdminPanel(screen="stats"))
+    kb.button(text=_("⚠️ Open disputes"), callback_data=AdminPanel(screen="disputes"))
+    kb.button(text=_("🏦 Pending withdrawals"), callback_data=AdminPanel(screen="withdrawals"))
+    kb.button(text=_("💰 Credit a deposit"), callback_data=AdminPanel(screen="credit"))
+    kb.button(text=_("👤 Users"), callback_data=AdminPanel(screen="users"))
+    kb.button(text=_("📊 Stats"), callback_data=AdminPanel(screen="stats"))
     kb.adjust(1)
     kb.row(keyboards.menu_button())
     return kb.as_markup()
 
 
-@cache
+@per_locale
 def screen_keyboard(screen: str) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
-    kb.button(text="⟳ Refresh", callback_data=AdminPanel(screen=screen))
-    kb.button(text="« Admin", callback_data=AdminPanel(screen="home"))
+    kb.button(text=_("⟳ Refresh"), callback_data=AdminPanel(screen=screen))
+    kb.button(text=_("« Admin"), callback_data=AdminPanel(screen="home"))
     return kb.as_markup()
 
 
-@cache
+@per_locale
 def cancel_keyboard() -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
-    kb.button(text="✖️ Cancel", callback_data=AdminPanel(screen="home"))
+    kb.button(text=_("✖️ Cancel"), callback_data=AdminPanel(screen="home"))
     return kb.as_markup()
 
 
 def home_text(headline: str = "") -> str:
     lines = [headline, ""] if headline else []
-    return "\n".join([*lines, "🛡 <b>Admin panel</b>", "", "What would you like to look at?"])
+    title, question = _("🛡 <b>Admin panel</b>"), _("What would you like to look at?")
+    return "\n".join([*lines, title, "", question])
 
 
 def queue_size(items: list) -> str:
-    return f"oldest {QUEUE_PAGE} shown" if len(items) >= QUEUE_PAGE else str(len(items))
+    if len(items) >= QUEUE_PAGE:
+        return _("oldest {count} shown").format(count=QUEUE_PAGE)
+    return str(len(items))
 
 
 # -- home ---------------------------------------------------------------------------
@@ -157,7 +160,7 @@ async def admin_command(
     message: Message, snapshot: UserSnapshot, state: FSMContext, raw_state: str | None
 ) -> None:
     if not snapshot.is_admin:
-        await message.answer(texts.NOT_ADMIN, reply_markup=keyboards.back_to_menu())
+        await message.answer(_(texts.NOT_ADMIN), reply_markup=keyboards.back_to_menu())
         return
     if raw_state is not None:
         await state.clear()
@@ -174,23 +177,21 @@ async def admin_home(query: CallbackQuery, state: FSMContext) -> None:
 
 
 def stats_text(stats: Stats, currencies: Currencies) -> str:
-    lines = ["📊 <b>Stats</b>", "", f"Users: {stats.users}"]
+    lines = [_("📊 <b>Stats</b>"), "", _("Users: {count}").format(count=stats.users)]
     total = sum(stats.deals_by_status.values())
-    lines.append(f"Deals: {total}")
+    lines.append(_("Deals: {count}").format(count=total))
     for status in DealStatus:
         if count := stats.deals_by_status.get(status.value):
-            lines.append(f"    {texts.SHORT_STATUS[status]}: {count}")
-    lines += ["", "Released:"]
+            lines.append(f"    {_(texts.SHORT_STATUS[status])}: {count}")
+    lines += ["", _("Released:")]
     for volume in stats.released:
         money = currencies[volume.currency]
-        lines.append(
-            f"    {money.code}: {volume.deals} deal{'' if volume.deals == 1 else 's'}"
-            f" · {money.format(volume.volume)}"
-            f" · fees {money.format(volume.fees)}"
-        )
+        deals = ngettext("{count} deal", "{count} deals", volume.deals).format(count=volume.deals)
+        fees = _("fees {amount}").format(amount=money.format(volume.fees))
+        lines.append(f"    {money.code}: {deals} · {money.format(volume.volume)} · {fees}")
     if not stats.released:
-        lines.append("    nothing yet")
-    lines += ["", f"Pending withdrawals: {stats.pending_withdrawals}"]
+        lines.append("    " + _("nothing yet"))
+    lines += ["", _("Pending withdrawals: {count}").format(count=stats.pending_withdrawals)]
     return "\n".join(lines)
 
 

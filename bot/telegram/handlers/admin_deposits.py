@@ -11,6 +11,7 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
+from aiogram.utils.i18n import I18n
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services import Services
@@ -35,6 +36,7 @@ from bot.telegram.handlers.wallet import (
     typed_amount,
     wallet_keyboard,
 )
+from bot.telegram.i18n import _, locale_of
 from cache.snapshots import UserSnapshot
 from cache.store import SnapshotCache
 
@@ -48,9 +50,11 @@ async def credit(query: CallbackQuery, state: FSMContext) -> None:
     await enter(state, AdminForm.credit_user, {"flow": "credit"})
     await edit(
         query.message,
-        "💰 <b>Credit a deposit by hand</b>\n\n"
-        "Whose deposit is it? Send the user's Telegram id (a number; they must have "
-        "used the bot). /cancel to go back.",
+        _(
+            "💰 <b>Credit a deposit by hand</b>\n\n"
+            "Whose deposit is it? Send the user's Telegram id (a number; they must have "
+            "used the bot). /cancel to go back."
+        ),
         cancel_keyboard(),
     )
 
@@ -64,19 +68,19 @@ async def credit_user(
 ) -> None:
     if not snapshot.is_admin:
         await state.clear()
-        await message.answer(texts.NOT_ADMIN)
+        await message.answer(_(texts.NOT_ADMIN))
         return
     typed = (message.text or "").strip()
     if not (typed.isascii() and typed.isdigit() and 0 < int(typed) < 2**63):
         await message.answer(
-            "⚠️ Send the Telegram id as a number, like 123456789, or /cancel.",
+            _("⚠️ Send the Telegram id as a number, like 123456789, or /cancel."),
             reply_markup=cancel_keyboard(),
         )
         return
     target = await snapshots.get(int(typed))
     if target is None:
         await message.answer(
-            "⚠️ No user with that Telegram id has used the bot. Send another id, or /cancel.",
+            _("⚠️ No user with that Telegram id has used the bot. Send another id, or /cancel."),
             reply_markup=cancel_keyboard(),
         )
         return
@@ -89,11 +93,18 @@ async def credit_user(
         )
     kb.adjust(3)
     kb.attach(InlineKeyboardBuilder.from_markup(cancel_keyboard()))
-    await message.answer(f"💰 Credit {who(target)}: which currency?", reply_markup=kb.as_markup())
+    text = _("💰 Credit {name}: which currency?").format(name=who(target))
+    await message.answer(text, reply_markup=kb.as_markup())
 
 
 def who(user: UserSnapshot) -> str:
-    return f"{escape(texts.name_of(user))} (id <code>{user.telegram_id}</code>)"
+    return _("{name} (id <code>{telegram_id}</code>)").format(
+        name=escape(texts.name_of(user)), telegram_id=user.telegram_id
+    )
+
+
+def user_id(telegram_id: int) -> str:
+    return _("user <code>{telegram_id}</code>").format(telegram_id=telegram_id)
 
 
 async def credit_currency(
@@ -110,8 +121,14 @@ async def credit_currency(
     )
     await edit(
         query.message,
-        f"💰 How much {money.code} to credit to user <code>{callback_data.telegram_id}</code>? "
-        f"Send an amount {bounds(money, money.max_amount)}, or /cancel.",
+        _(
+            "💰 How much {code} to credit to user <code>{telegram_id}</code>? "
+            "Send an amount {bounds}, or /cancel."
+        ).format(
+            code=money.code,
+            telegram_id=callback_data.telegram_id,
+            bounds=bounds(money, money.max_amount),
+        ),
         cancel_keyboard(),
     )
 
@@ -126,7 +143,7 @@ async def credit_amount(
     data = await state.get_data()
     if not snapshot.is_admin or data.get("flow") != "credit" or "currency" not in data:
         await state.clear()
-        await message.answer(texts.NOT_ADMIN if not snapshot.is_admin else "⚠️ Start again.")
+        await message.answer(_(texts.NOT_ADMIN) if not snapshot.is_admin else _("⚠️ Start again."))
         return
     money = currencies[data["currency"]]
     amount = await typed_amount(message, money)
@@ -134,19 +151,20 @@ async def credit_amount(
         return
     await state.clear()
     target = await snapshots.get(data["telegram_id"])
-    name = who(target) if target else f"user <code>{data['telegram_id']}</code>"
+    name = who(target) if target else user_id(data["telegram_id"])
     kb = InlineKeyboardBuilder()
     kb.button(
-        text=f"✅ Credit {money.format(amount)}",
+        text=_("✅ Credit {amount}").format(amount=money.format(amount)),
         callback_data=AdminCredit(
             telegram_id=data["telegram_id"], currency=money.code, amount=amount
         ),
     )
-    kb.button(text="✖️ Cancel", callback_data=AdminPanel(screen="home"))
+    kb.button(text=_("✖️ Cancel"), callback_data=AdminPanel(screen="home"))
     kb.adjust(1)
     await message.answer(
-        f"❓ Credit <b>{money.format(amount)}</b> to {name}? It is added to their available "
-        "balance at once.",
+        _(
+            "❓ Credit <b>{amount}</b> to {name}? It is added to their available balance at once."
+        ).format(amount=money.format(amount), name=name),
         reply_markup=kb.as_markup(),
     )
 
@@ -159,6 +177,7 @@ async def credit_confirm(
     currencies: Currencies,
     snapshots: SnapshotCache,
     bot: Bot,
+    i18n: I18n,
 ) -> None:
     money = currencies[callback_data.currency]
     # The confirmation message is the credit's identity: pressing it twice
@@ -175,29 +194,29 @@ async def credit_confirm(
     ).value
     if not deposit.credited:
         # Told apart from the confirmation, which shows the first press's result.
-        await query.message.answer("⚠️ This deposit was already credited; nothing changed.")
+        await query.message.answer(_("⚠️ This deposit was already credited; nothing changed."))
         return
     target = await read_after_commit(snapshots.get(deposit.telegram_id))
-    name = who(target) if target else f"user <code>{deposit.telegram_id}</code>"
+    name = who(target) if target else user_id(deposit.telegram_id)
+    credited = _("✅ Credited {amount} to {name}.")
     await show_result(
         bot,
         snapshot.telegram_id,
-        home_text(f"✅ Credited {money.format(deposit.amount)} to {name}."),
+        home_text(credited.format(amount=money.format(deposit.amount), name=name)),
         home_keyboard(),
         edit=query.message,
     )
     if target is None:
         return
+    # Said to the user in their own language, not the admin's.
+    locale = locale_of(target)
+    with i18n.use_locale(locale):
+        theirs = currencies.in_locale(locale)
+        amount = theirs[money.code].format(deposit.amount)
+        headline = _("💰 An admin credited {amount}.").format(amount=amount)
+        text, markup = balances_text(target, theirs, headline), wallet_keyboard()
     try:
-        await bot.send_message(
-            target.telegram_id,
-            balances_text(
-                target,
-                currencies,
-                f"💰 An admin credited {money.format(deposit.amount)}.",
-            ),
-            reply_markup=wallet_keyboard(),
-        )
+        await bot.send_message(target.telegram_id, text, reply_markup=markup)
     except TelegramAPIError as exc:
         log.info("could not tell %s about a credit: %s", target.telegram_id, exc)
 

@@ -34,6 +34,7 @@ from bot.telegram.handlers.admin import (
 )
 from bot.telegram.handlers.committed import show_and_notify, show_result
 from bot.telegram.handlers.wallet import edit
+from bot.telegram.i18n import N_, _
 from bot.telegram.keyboards import AdminCard, AdminDeal, AdminEvidence
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
@@ -47,14 +48,14 @@ async def disputes(
     query: CallbackQuery, snapshot: UserSnapshot, services: Services, currencies: Currencies
 ) -> None:
     items = await services.reads.open_disputes(snapshot, QUEUE_PAGE)
-    lines = [f"⚠️ <b>Open disputes</b> ({queue_size(items)})", ""]
+    lines = [_("⚠️ <b>Open disputes</b> ({count})").format(count=queue_size(items)), ""]
     kb = InlineKeyboardBuilder()
     for item in items:
         money = currencies[item.currency].format(item.amount)
         lines.append(f"<b>#{item.code}</b> · {money} · <i>{escape(item.description[:60])}</i>")
         kb.button(text=f"#{item.code} · {money}", callback_data=AdminCard(code=item.code))
     if not items:
-        lines.append("No open disputes.")
+        lines.append(_("No open disputes."))
     kb.adjust(1)
     kb.attach(InlineKeyboardBuilder.from_markup(screen_keyboard("disputes")))
     await edit(query.message, "\n".join(lines), kb.as_markup())
@@ -96,11 +97,11 @@ async def send_evidence_again(
     deal = file.deal
     chosen = [item for item in file.evidence if callback_data.id in (0, item.id)]
     if not chosen:
-        await query.message.answer("⚠️ That evidence is not in this dispute's file.")
+        await query.message.answer(_("⚠️ That evidence is not in this dispute's file."))
         return
     for item in chosen:
         sender = deal.buyer_name if item.sender_id == deal.buyer_id else deal.seller_name
-        text = relay_text(item, deal, sender or "someone")
+        text = relay_text(item, deal, sender or _("someone"))
         await send_evidence(bot, snapshot.telegram_id, item, text, relay_keyboard(deal))
 
 
@@ -109,20 +110,23 @@ def resolve_question(deal: DealView, outcome: str, currencies: Currencies) -> tu
     money = currencies[deal.currency]
     if outcome == "release":
         return (
-            f"❓ Release {money.format(deal.payout)} to "
-            f"{escape(deal.seller_name or 'the seller')} (fee {money.format(deal.fee)})? "
-            "This can't be undone.",
-            "✅ Yes, release to the seller",
+            _("❓ Release {amount} to {seller} (fee {fee})? This can't be undone.").format(
+                amount=money.format(deal.payout),
+                seller=escape(deal.seller_name or _("the seller")),
+                fee=money.format(deal.fee),
+            ),
+            _("✅ Yes, release to the seller"),
         )
     return (
-        f"❓ Refund {money.format(deal.amount)} to {escape(deal.buyer_name or 'the buyer')}? "
-        "This can't be undone.",
-        "↩️ Yes, refund the buyer",
+        _("❓ Refund {amount} to {buyer}? This can't be undone.").format(
+            amount=money.format(deal.amount), buyer=escape(deal.buyer_name or _("the buyer"))
+        ),
+        _("↩️ Yes, refund the buyer"),
     )
 
 
 # What the admin reads (the parties' text: bot/telegram/notices.py).
-RESOLVED = {"release": "✅ Released to the seller.", "refund": "↩️ Refunded to the buyer."}
+RESOLVED = {"release": N_("✅ Released to the seller."), "refund": N_("↩️ Refunded to the buyer.")}
 
 
 async def resolve(
@@ -142,7 +146,7 @@ async def resolve(
     if not callback_data.ok:
         deal = await services.deals.get(snapshot, callback_data.code, as_admin=True)
         if deal.status != DealStatus.DISPUTED:
-            headline = "⚠️ This deal is not in dispute any more."
+            headline = _("⚠️ This deal is not in dispute any more.")
             await edit(
                 card,
                 texts.deal_card(deal, None, currencies, headline),
@@ -155,7 +159,7 @@ async def resolve(
             text=label,
             callback_data=AdminDeal(outcome=outcome, code=deal.code, v=deal.version, ok=True),
         )
-        kb.button(text="« Back", callback_data=AdminCard(code=deal.code))
+        kb.button(text=_("« Back"), callback_data=AdminCard(code=deal.code))
         kb.adjust(1)
         await edit(card, texts.deal_card(deal, None, currencies, question), kb.as_markup())
         return
@@ -168,7 +172,7 @@ async def resolve(
         await show_result(
             bot,
             snapshot.telegram_id,
-            texts.deal_card(done.current, None, currencies, RESOLVED[outcome]),
+            texts.deal_card(done.current, None, currencies, _(RESOLVED[outcome])),
             keyboards.admin_deal_keyboard(done.current),
             edit=card,
         )
@@ -192,7 +196,7 @@ async def resolve(
         show_result(
             bot,
             snapshot.telegram_id,
-            texts.deal_card(deal, None, currencies, RESOLVED[outcome]),
+            texts.deal_card(deal, None, currencies, _(RESOLVED[outcome])),
             keyboards.admin_deal_keyboard(deal),
             edit=card,
         ),

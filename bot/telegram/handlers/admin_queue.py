@@ -24,6 +24,7 @@ from bot.telegram.handlers.admin import (
 )
 from bot.telegram.handlers.committed import read_after_commit, show_result
 from bot.telegram.handlers.wallet import edit
+from bot.telegram.i18n import _
 from bot.telegram.refusals import WITHDRAWAL_STATUS_WORDS
 from cache.snapshots import UserSnapshot
 from db.models import WithdrawalStatus
@@ -33,22 +34,22 @@ def pending_screen(
     items: list[WithdrawalView], currencies: Currencies, headline: str = ""
 ) -> tuple[str, InlineKeyboardMarkup]:
     lines = [headline, ""] if headline else []
-    lines += [f"🏦 <b>Pending withdrawals</b> ({queue_size(items)})", ""]
+    lines += [_("🏦 <b>Pending withdrawals</b> ({count})").format(count=queue_size(items)), ""]
     kb = InlineKeyboardBuilder()
     for item in items:
         lines.append(withdrawal_details(item, currencies))
         kb.row(
             InlineKeyboardButton(
-                text=f"✅ Approve #{item.id}",
+                text=_("✅ Approve #{id}").format(id=item.id),
                 callback_data=AdminWithdrawal(action="approve", id=item.id).pack(),
             ),
             InlineKeyboardButton(
-                text=f"✖️ Reject #{item.id}",
+                text=_("✖️ Reject #{id}").format(id=item.id),
                 callback_data=AdminWithdrawal(action="reject", id=item.id).pack(),
             ),
         )
     if not items:
-        lines.append("Nothing to decide.")
+        lines.append(_("Nothing to decide."))
     kb.attach(InlineKeyboardBuilder.from_markup(screen_keyboard("withdrawals")))
     return "\n".join(lines), kb.as_markup()
 
@@ -77,11 +78,16 @@ LISTED_DESTINATION = 64
 
 
 def withdrawal_details(item: WithdrawalView, currencies: Currencies) -> str:
-    return (
-        f"<b>#{item.id}</b> · {currencies[item.currency].format(item.amount)}"
-        f" · user <code>{item.telegram_id}</code>\n"
-        f"    to <code>{escape(texts.shorten(item.destination, LISTED_DESTINATION))}</code>\n"
-        f"    requested {texts.when(item.created_at)}"
+    return _(
+        "<b>#{id}</b> · {amount} · user <code>{telegram_id}</code>\n"
+        "    to <code>{destination}</code>\n"
+        "    requested {when}"
+    ).format(
+        id=item.id,
+        amount=currencies[item.currency].format(item.amount),
+        telegram_id=item.telegram_id,
+        destination=escape(texts.shorten(item.destination, LISTED_DESTINATION)),
+        when=texts.when(item.created_at),
     )
 
 
@@ -117,7 +123,11 @@ async def pending_or_shown(
     item = await services.reads.withdrawal(admin, withdrawal_id)
     if item is not None and item.status == WithdrawalStatus.PENDING:
         return item
-    now = f": it is {WITHDRAWAL_STATUS_WORDS[WithdrawalStatus(item.status)]}" if item else ""
-    headline = f"⚠️ Withdrawal #{withdrawal_id} is not pending any more{now}."
+    if item is None:
+        headline = _("⚠️ Withdrawal #{id} is not pending any more.").format(id=withdrawal_id)
+    else:
+        headline = _("⚠️ Withdrawal #{id} is not pending any more: it is {status}.").format(
+            id=withdrawal_id, status=_(WITHDRAWAL_STATUS_WORDS[WithdrawalStatus(item.status)])
+        )
     await show_queue(message, admin, services, currencies, headline)
     return None

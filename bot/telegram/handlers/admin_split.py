@@ -29,18 +29,21 @@ from bot.telegram.handlers.admin import (
 )
 from bot.telegram.handlers.committed import show_and_notify, show_result
 from bot.telegram.handlers.wallet import edit
+from bot.telegram.i18n import N_, _
 from bot.telegram.keyboards import AdminCard, AdminDeal
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus
 
-SPLIT_DONE = "✂️ Settled by a split."
-NOT_DISPUTED = "⚠️ This deal is not in dispute any more."
+SPLIT_DONE = N_("✂️ Settled by a split.")
+NOT_DISPUTED = N_("⚠️ This deal is not in dispute any more.")
 
 
 def not_disputed(deal: DealView, currencies: Currencies, headline: str) -> tuple[str, object]:
-    return texts.deal_card(deal, None, currencies, headline), keyboards.admin_deal_keyboard(deal)
+    """The admin's card under `headline` (a catalog key or a text already said)."""
+    card = texts.deal_card(deal, None, currencies, _(headline))
+    return card, keyboards.admin_deal_keyboard(deal)
 
 
 async def split_start(
@@ -65,12 +68,18 @@ async def split_start(
     )  # fmt: skip
     await edit(
         query.message,
-        f"✂️ <b>Split deal #{deal.code}</b>\n\n"
-        f"How much of {money.format(deal.amount)} goes to the seller, "
-        f"{escape(deal.seller_name or 'the seller')}? The rest is refunded to the buyer, "
-        f"{escape(deal.buyer_name or 'the buyer')}. The fee ({deal.fee_bps / 100:g}%) is "
-        "taken from the seller's part only.\n\n"
-        f"Send an amount more than 0 and less than {money.format(deal.amount)}, or /cancel.",
+        _(
+            "✂️ <b>Split deal #{code}</b>\n\n"
+            "How much of {amount} goes to the seller, {seller}? The rest is refunded to the "
+            "buyer, {buyer}. The fee ({rate}%) is taken from the seller's part only.\n\n"
+            "Send an amount more than 0 and less than {amount}, or /cancel."
+        ).format(
+            code=deal.code,
+            amount=money.format(deal.amount),
+            seller=escape(deal.seller_name or _("the seller")),
+            buyer=escape(deal.buyer_name or _("the buyer")),
+            rate=texts.percent(deal.fee_bps),
+        ),
         cancel_keyboard(),
     )
 
@@ -81,7 +90,7 @@ async def split_part(
     data = await state.get_data()
     if not snapshot.is_admin or data.get("flow") != "split":
         await state.clear()
-        await message.answer(texts.NOT_ADMIN if not snapshot.is_admin else "⚠️ Start again.")
+        await message.answer(_(texts.NOT_ADMIN) if not snapshot.is_admin else _("⚠️ Start again."))
         return
     money = currencies[data["currency"]]
     try:
@@ -92,7 +101,9 @@ async def split_part(
             )
     except InvalidInput as bad:  # the step repeats
         await message.answer(
-            f"⚠️ {refusal_text(bad, currencies)} Send the seller's part again, or /cancel.",
+            _("⚠️ {refusal} Send the seller's part again, or /cancel.").format(
+                refusal=refusal_text(bad, currencies)
+            ),
             reply_markup=cancel_keyboard(),
         )
         return
@@ -100,17 +111,25 @@ async def split_part(
     fee = split_fee(data["fee_bps"], part)
     kb = InlineKeyboardBuilder()
     kb.button(
-        text="✅ Yes, split it",
+        text=_("✅ Yes, split it"),
         callback_data=AdminSplit(code=data["code"], v=data["v"], part=part),
     )
-    kb.button(text="« Back", callback_data=AdminCard(code=data["code"]))
+    kb.button(text=_("« Back"), callback_data=AdminCard(code=data["code"]))
     kb.adjust(1)
     await message.answer(
-        f"❓ Split deal #{data['code']}?\n\n"
-        f"To the seller, {escape(data['seller'] or 'the seller')}: {money.format(part)} less "
-        f"the fee of {money.format(fee)}, <b>{money.format(part - fee)}</b> paid.\n"
-        f"Refunded to the buyer, {escape(data['buyer'] or 'the buyer')}: "
-        f"<b>{money.format(data['amount'] - part)}</b>.\n\nThis can't be undone.",
+        _(
+            "❓ Split deal #{code}?\n\n"
+            "To the seller, {seller}: {part} less the fee of {fee}, <b>{paid}</b> paid.\n"
+            "Refunded to the buyer, {buyer}: <b>{refund}</b>.\n\nThis can't be undone."
+        ).format(
+            code=data["code"],
+            seller=escape(data["seller"] or _("the seller")),
+            part=money.format(part),
+            fee=money.format(fee),
+            paid=money.format(part - fee),
+            buyer=escape(data["buyer"] or _("the buyer")),
+            refund=money.format(data["amount"] - part),
+        ),
         reply_markup=kb.as_markup(),
     )
 

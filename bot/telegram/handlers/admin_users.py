@@ -34,63 +34,69 @@ from bot.telegram.handlers.admin import (
 )
 from bot.telegram.handlers.committed import close_form, read_after_commit, show_result
 from bot.telegram.handlers.wallet import edit
+from bot.telegram.i18n import N_, _
 from bot.telegram.keyboards import Nav
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
 from db.models import UserStatus
 
-USAGE = (
+USAGE = N_(
     "Send <code>/block ID_OR_@USERNAME REASON</code> (the user reads the reason) or "
     "<code>/unblock ID_OR_@USERNAME</code>."
 )
-LOOKUP = (
+LOOKUP = N_(
     "👤 <b>Users</b>\n\nSend a user's Telegram id or @username to see them and block or "
-    f"unblock them. Or, at any time: {USAGE}\n\n/cancel to go back."
+    "unblock them. Or, at any time: {usage}\n\n/cancel to go back."
 )
 
 
 def user_screen(user: UserStanding, headline: str = "") -> tuple[str, InlineKeyboardMarkup]:
     blocked = user.status == UserStatus.BLOCKED
     lines = [headline, ""] if headline else []
+    status = _("🚫 blocked") if blocked else _("✅ active")
     lines += [
-        f"👤 <b>{escape(user.name)}</b> ({escape(user.first_name)}) · id "
-        f"<code>{user.telegram_id}</code>",
-        f"Status: {'🚫 blocked' if blocked else '✅ active'}{' · admin' if user.is_admin else ''}",
-        f"On the bot since {texts.when(user.created_at)}",
-        f"Unfinished deals: {user.open_deals}",
+        _("👤 <b>{name}</b> ({first_name}) · id <code>{telegram_id}</code>").format(
+            name=escape(user.name), first_name=escape(user.first_name), telegram_id=user.telegram_id
+        ),
+        _("Status: {status}").format(status=status) + (_(" · admin") if user.is_admin else ""),
+        _("On the bot since {when}").format(when=texts.when(user.created_at)),
+        _("Unfinished deals: {count}").format(count=user.open_deals),
     ]
     if user.changed_at is not None:
-        what = "Blocked" if blocked else "Last unblocked"
+        what = _("Blocked by {name}, {when}") if blocked else _("Last unblocked by {name}, {when}")
         said = f": <i>{escape(user.reason)}</i>" if user.reason else ""
-        by = escape(user.changed_by or "an admin")
-        lines.append(f"{what} by {by}, {texts.when(user.changed_at)}{said}")
+        by = escape(user.changed_by or _("an admin"))
+        lines.append(what.format(name=by, when=texts.when(user.changed_at)) + said)
     if blocked:
         lines.append(
-            "<i>Their deals can't be accepted or funded while they are blocked; disputes are "
-            "settled as usual.</i>"
+            _(
+                "<i>Their deals can't be accepted or funded while they are blocked; disputes "
+                "are settled as usual.</i>"
+            )
         )
     kb = InlineKeyboardBuilder()
     if blocked:
         kb.button(
-            text="✅ Unblock",
+            text=_("✅ Unblock"),
             callback_data=AdminUser(action="unblock", telegram_id=user.telegram_id),
         )
     elif not user.is_admin:
         kb.button(
-            text="🚫 Block", callback_data=AdminUser(action="block", telegram_id=user.telegram_id)
+            text=_("🚫 Block"),
+            callback_data=AdminUser(action="block", telegram_id=user.telegram_id),
         )
     kb.button(
-        text="⟳ Refresh", callback_data=AdminUser(action="show", telegram_id=user.telegram_id)
+        text=_("⟳ Refresh"), callback_data=AdminUser(action="show", telegram_id=user.telegram_id)
     )
-    kb.button(text="« Admin", callback_data=Nav(to="admin"))
+    kb.button(text=_("« Admin"), callback_data=Nav(to="admin"))
     kb.adjust(1)
     return "\n".join(lines), kb.as_markup()
 
 
 async def users(query: CallbackQuery, state: FSMContext) -> None:
     await enter(state, AdminForm.user_lookup, {"flow": "users"})
-    await edit(query.message, LOOKUP, cancel_keyboard())
+    await edit(query.message, _(LOOKUP).format(usage=_(USAGE)), cancel_keyboard())
 
 
 async def user_lookup(
@@ -99,13 +105,15 @@ async def user_lookup(
 ) -> None:  # fmt: skip
     if not snapshot.is_admin:
         await state.clear()
-        await message.answer(texts.NOT_ADMIN)
+        await message.answer(_(texts.NOT_ADMIN))
         return
     try:
         user = await services.moderation.find(snapshot, message.text or "")
     except (InvalidInput, EscrowError) as refused:  # the step repeats
         await message.answer(
-            f"⚠️ {refusal_text(refused, currencies)} Send an id or @username, or /cancel.",
+            _("⚠️ {refusal} Send an id or @username, or /cancel.").format(
+                refusal=refusal_text(refused, currencies)
+            ),
             reply_markup=cancel_keyboard(),
         )
         return
@@ -127,9 +135,10 @@ async def ask_reason(
     await enter(state, AdminForm.block_reason, {"flow": "block", "who": callback_data.telegram_id})
     await edit(
         query.message,
-        f"🚫 Why is user <code>{callback_data.telegram_id}</code> blocked? Send the reason in "
-        f"one message (at most {settings.reason_max_length} characters); they will read it. "
-        "/cancel to go back.",
+        _(
+            "🚫 Why is user <code>{telegram_id}</code> blocked? Send the reason in one message "
+            "(at most {limit} characters); they will read it. /cancel to go back."
+        ).format(telegram_id=callback_data.telegram_id, limit=settings.reason_max_length),
         cancel_keyboard(),
     )
 
@@ -141,15 +150,16 @@ async def block_reason(
     data = await state.get_data()
     if not snapshot.is_admin or data.get("flow") != "block":
         await state.clear()
-        await message.answer(texts.NOT_ADMIN if not snapshot.is_admin else "⚠️ Start again.")
+        await message.answer(_(texts.NOT_ADMIN) if not snapshot.is_admin else _("⚠️ Start again."))
         return
     if not message.text:
-        await message.answer("Please send the reason as text, or /cancel.")
+        await message.answer(_("Please send the reason as text, or /cancel."))
         return
     try:
         blocked = await services.moderation.block(snapshot, str(data["who"]), message.text)
     except InvalidInput as bad:  # the step repeats
-        await message.answer(f"⚠️ {refusal_text(bad, currencies)} Send it again, or /cancel.")
+        again = _("⚠️ {refusal} Send it again, or /cancel.")
+        await message.answer(again.format(refusal=refusal_text(bad, currencies)))
         return
     except EscrowError:
         await state.clear()
@@ -185,10 +195,10 @@ async def changed(
     user = outcome.value
     name = f"@{user.username}" if user.username else user.first_name
     headline = (
-        f"🚫 {escape(name)} is blocked: they were told why."
+        _("🚫 {name} is blocked: they were told why.")
         if user.status == UserStatus.BLOCKED
-        else f"✅ {escape(name)} is unblocked: they were told."
-    )
+        else _("✅ {name} is unblocked: they were told.")
+    ).format(name=escape(name))
     standing = await read_after_commit(services.moderation.find(admin, str(user.telegram_id)))
     if standing is None:
         await show_result(bot, admin.telegram_id, headline, edit=edit)
@@ -201,9 +211,9 @@ async def block_command(
     message: Message, command: CommandObject, snapshot: UserSnapshot, services: Services,
     outbox: NoticeSender, bot: Bot,
 ) -> None:  # fmt: skip
-    who, _, reason = (command.args or "").strip().partition(" ")
+    who, _space, reason = (command.args or "").strip().partition(" ")
     if not who or not reason.strip():
-        await message.answer(f"⚠️ {USAGE}")
+        await message.answer(f"⚠️ {_(USAGE)}")
         return
     blocked = await services.moderation.block(snapshot, who, reason)
     await changed(bot, snapshot, services, blocked, outbox, edit=None)
@@ -213,9 +223,9 @@ async def unblock_command(
     message: Message, command: CommandObject, snapshot: UserSnapshot, services: Services,
     outbox: NoticeSender, bot: Bot,
 ) -> None:  # fmt: skip
-    who, _, note = (command.args or "").strip().partition(" ")
+    who, _space, note = (command.args or "").strip().partition(" ")
     if not who:
-        await message.answer(f"⚠️ {USAGE}")
+        await message.answer(f"⚠️ {_(USAGE)}")
         return
     unblocked = await services.moderation.unblock(snapshot, who, note.strip() or None)
     await changed(bot, snapshot, services, unblocked, outbox, edit=None)

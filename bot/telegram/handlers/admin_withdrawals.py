@@ -39,6 +39,7 @@ from bot.telegram.handlers.committed import (
     show_and_notify,
 )
 from bot.telegram.handlers.wallet import edit
+from bot.telegram.i18n import _
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
@@ -72,20 +73,23 @@ async def approve(
         money = currencies[item.currency]
         kb = InlineKeyboardBuilder()
         if payouts is not None:
-            yes = "✅ Yes, pay it through @CryptoBot"
-            question = (
-                f"❓ Pay withdrawal #{item.id}? {money.format(item.amount)} is sent now from "
+            yes = _("✅ Yes, pay it through @CryptoBot")
+            question = _(
+                "❓ Pay withdrawal #{id}? {amount} is sent now from "
                 "the Crypto Pay app's balance to the user's @CryptoBot wallet."
             )
         else:
-            yes = "✅ Yes, it was sent"
-            question = (
-                f"❓ Approve withdrawal #{item.id}? Press only once {money.format(item.amount)} "
-                f"has been sent to <code>{escape(item.destination)}</code>: the held amount "
+            yes = _("✅ Yes, it was sent")
+            question = _(
+                "❓ Approve withdrawal #{id}? Press only once {amount} "
+                "has been sent to <code>{destination}</code>: the held amount "
                 "then leaves the user's wallet."
             )
+        question = question.format(
+            id=item.id, amount=money.format(item.amount), destination=escape(item.destination)
+        )
         kb.button(text=yes, callback_data=AdminWithdrawal(action="approve", id=item.id, ok=True))
-        kb.button(text="« Back", callback_data=AdminPanel(screen="withdrawals"))
+        kb.button(text=_("« Back"), callback_data=AdminPanel(screen="withdrawals"))
         kb.adjust(1)
         await edit(
             query.message,
@@ -104,7 +108,9 @@ async def approve(
         return
     withdrawal = approved.value
     money = currencies[withdrawal.currency]
-    headline = f"✅ Withdrawal #{withdrawal.id} approved: {money.format(withdrawal.amount)}."
+    headline = _("✅ Withdrawal #{id} approved: {amount}.").format(
+        id=withdrawal.id, amount=money.format(withdrawal.amount)
+    )
     await show_and_notify(
         show_decision(bot, snapshot, services, currencies, headline, edit=query.message),
         outbox.send(approved.notices, withdrawal, actor=snapshot),
@@ -132,17 +138,18 @@ async def pay_out(
     amount = currencies[withdrawal.currency].format(withdrawal.amount)
     result = await payouts.pay(withdrawal)
     if result is None:
-        headline = (
-            f"⏳ Withdrawal #{withdrawal.id} ({amount}) approved; Crypto Pay did not confirm "
+        headline = _(
+            "⏳ Withdrawal #{id} ({amount}) approved; Crypto Pay did not confirm "
             "the transfer yet. It is settled within a jobs tick, never paid twice."
         )
     elif result.status == WithdrawalStatus.PAID:
-        headline = f"✅ Withdrawal #{withdrawal.id} paid: {amount} sent through @CryptoBot."
+        headline = _("✅ Withdrawal #{id} paid: {amount} sent through @CryptoBot.")
     else:
-        headline = (
-            f"⚠️ Crypto Pay refused withdrawal #{withdrawal.id} ({amount}): the amount is "
+        headline = _(
+            "⚠️ Crypto Pay refused withdrawal #{id} ({amount}): the amount is "
             "back in the user's available balance."
         )
+    headline = headline.format(id=withdrawal.id, amount=amount)
     await show_decision(bot, snapshot, services, currencies, headline, edit=message)
 
 
@@ -163,9 +170,10 @@ async def reject(
     await enter(state, AdminForm.reject_note, {"flow": "reject", "withdrawal_id": callback_data.id})
     await edit(
         query.message,
-        f"✖️ Why is withdrawal #{callback_data.id} rejected? Send the reason in one message "
-        f"(at most {settings.reason_max_length} characters); the user will read it. "
-        "/cancel to go back.",
+        _(
+            "✖️ Why is withdrawal #{id} rejected? Send the reason in one message "
+            "(at most {limit} characters); the user will read it. /cancel to go back."
+        ).format(id=callback_data.id, limit=settings.reason_max_length),
         cancel_keyboard(),
     )
 
@@ -182,10 +190,10 @@ async def reject_note(
     data = await state.get_data()
     if not snapshot.is_admin or data.get("flow") != "reject":
         await state.clear()
-        await message.answer(texts.NOT_ADMIN if not snapshot.is_admin else "⚠️ Start again.")
+        await message.answer(_(texts.NOT_ADMIN) if not snapshot.is_admin else _("⚠️ Start again."))
         return
     if not message.text:
-        await message.answer("Please send the reason as text, or /cancel.")
+        await message.answer(_("Please send the reason as text, or /cancel."))
         return
     withdrawal_id = data["withdrawal_id"]
     try:
@@ -196,16 +204,16 @@ async def reject_note(
         await show_queue(message, snapshot, services, currencies, headline, new=True)
         return
     except InvalidInput as bad:  # the step repeats
-        await message.answer(f"⚠️ {refusal_text(bad, currencies)} Send it again, or /cancel.")
+        again = _("⚠️ {refusal} Send it again, or /cancel.")
+        await message.answer(again.format(refusal=refusal_text(bad, currencies)))
         return
     # A form Redis could not forget is refused by the withdrawal: it is decided now.
     await close_form(state)
     withdrawal = rejected.value
     money = currencies[withdrawal.currency]
-    headline = (
-        f"✖️ Withdrawal #{withdrawal.id} rejected: {money.format(withdrawal.amount)} "
-        "is back in the user's available balance."
-    )
+    headline = _(
+        "✖️ Withdrawal #{id} rejected: {amount} is back in the user's available balance."
+    ).format(id=withdrawal.id, amount=money.format(withdrawal.amount))
     await show_decision(bot, snapshot, services, currencies, headline, edit=None)
     await outbox.send(rejected.notices, withdrawal, actor=snapshot)
 

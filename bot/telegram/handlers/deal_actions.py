@@ -28,6 +28,7 @@ from bot.telegram.freshness import DealVersions
 from bot.telegram.fsm import advance
 from bot.telegram.handlers.committed import close_form, show_and_notify
 from bot.telegram.handlers.deals import show_card, show_committed_card
+from bot.telegram.i18n import N_, _
 from bot.telegram.keyboards import CONFIRMED, DealAct, Signer
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
@@ -44,22 +45,22 @@ class DisputeForm(StatesGroup):
 
 # What the actor reads after each action (the other party's text: bot/telegram/notices.py).
 HEADLINES = {
-    Action.ACCEPT: "✅ You accepted the deal.",
-    Action.DECLINE: "You declined the deal.",
-    Action.FUND: "🔒 Funded: the money is held in escrow.",
-    Action.DELIVER: "📦 Marked as delivered.",
-    Action.RELEASE: "✅ Payment released to the seller.",
-    Action.DISPUTE: "⚠️ Dispute opened. An admin will look at it.",
-    Action.CANCEL: "The deal is cancelled.",
-    Action.REFUND: "↩️ Cancelled: your money is back in your wallet.",
+    Action.ACCEPT: N_("✅ You accepted the deal."),
+    Action.DECLINE: N_("You declined the deal."),
+    Action.FUND: N_("🔒 Funded: the money is held in escrow."),
+    Action.DELIVER: N_("📦 Marked as delivered."),
+    Action.RELEASE: N_("✅ Payment released to the seller."),
+    Action.DISPUTE: N_("⚠️ Dispute opened. An admin will look at it."),
+    Action.CANCEL: N_("The deal is cancelled."),
+    Action.REFUND: N_("↩️ Cancelled: your money is back in your wallet."),
 }
 
 
 def headline(action: Action, deal: DealView) -> str:
     """What the actor reads above the card after their action."""
     if action is Action.CANCEL and deal.status == DealStatus.REFUNDED:
-        return "↩️ Cancelled: the buyer is refunded."
-    return HEADLINES[action]
+        return _("↩️ Cancelled: the buyer is refunded.")
+    return _(HEADLINES[action])
 
 
 class Signed(Filter):
@@ -113,8 +114,10 @@ async def act(
         await advance(state, DisputeForm.reason, code=callback_data.code)
         if card is not None:
             await card.answer(
-                "⚠️ What went wrong? Describe it in one message; the admins will read it.\n"
-                "Send /cancel to go back."
+                _(
+                    "⚠️ What went wrong? Describe it in one message; the admins will read it.\n"
+                    "Send /cancel to go back."
+                )
             )
         return
     if action in CONFIRMED and not callback_data.ok:
@@ -189,23 +192,28 @@ async def ask_to_confirm(
 ) -> None:
     money = currencies[deal.currency]
     if action is Action.RELEASE:
-        question = (
-            f"Release the payment? {money.format(deal.payout)} goes to "
-            f"{escape(deal.seller_name or 'the seller')} and this can't be undone."
+        question = _(
+            "Release the payment? {amount} goes to {seller} and this can't be undone."
+        ).format(
+            amount=money.format(deal.payout),
+            seller=escape(deal.seller_name or _("the seller")),
         )
-        label = "✅ Yes, release the payment"
+        label = _("✅ Yes, release the payment")
     elif action is Action.REFUND:
-        question = (
-            f"Cancel the deal and get {money.format(deal.amount)} back? "
-            f"{escape(deal.seller_name or 'The seller')} did not mark it as delivered in time."
+        question = _(
+            "Cancel the deal and get {amount} back? {seller} did not mark it as delivered in time."
+        ).format(
+            amount=money.format(deal.amount), seller=escape(deal.seller_name or _("The seller"))
         )
-        label = "↩️ Yes, cancel and refund me"
+        label = _("↩️ Yes, cancel and refund me")
     elif deal.status in (DealStatus.FUNDED, DealStatus.DELIVERED):
-        question = f"Cancel the deal and refund {money.format(deal.amount)} to the buyer?"
-        label = "↩️ Yes, cancel and refund"
+        question = _("Cancel the deal and refund {amount} to the buyer?").format(
+            amount=money.format(deal.amount)
+        )
+        label = _("↩️ Yes, cancel and refund")
     else:
-        question = "Cancel this deal?"
-        label = "Yes, cancel the deal"
+        question = _("Cancel this deal?")
+        label = _("Yes, cancel the deal")
     await card.edit_text(
         texts.deal_card(deal, viewer.id, currencies, f"❓ {question}"),
         reply_markup=keyboards.confirm_keyboard(deal, action, viewer.telegram_id, signer, label),
@@ -247,14 +255,14 @@ async def dispute_reason(
     bot: Bot,
 ) -> None:
     if not message.text:
-        await message.answer("Please describe the problem in a text message, or /cancel.")
+        await message.answer(_("Please describe the problem in a text message, or /cancel."))
         return
     code = (await state.get_data())["code"]
     # A reason that is too long raises InvalidInput: the user is told and the
     # state stays, so the next message is tried again.
     outcome = await services.deals.dispute(snapshot, code, message.text)
     deal = outcome.value
-    headline = HEADLINES[Action.DISPUTE]
+    headline = _(HEADLINES[Action.DISPUTE])
     # A form Redis could not forget is refused by the deal: it is in dispute now.
     reply = texts.deal_card(deal, snapshot.id, currencies, headline)
     await close_form(state, finished_by=message, reply=reply)

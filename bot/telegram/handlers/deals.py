@@ -18,6 +18,7 @@ from bot.services.ratings import Rating
 from bot.services.views import DealView
 from bot.telegram import keyboards, texts
 from bot.telegram.handlers.committed import show_result
+from bot.telegram.i18n import N_, _
 from bot.telegram.keyboards import DealCard, DealList, Invite, Nav, Signer
 from bot.telegram.reputation import SnapshotReader, record_for
 from bot.telegram.statuses import list_status
@@ -109,7 +110,7 @@ async def deal_command(
     snapshots: SnapshotCache,
 ) -> None:
     if not command.args:
-        await message.answer("Send <code>/deal CODE</code>, e.g. <code>/deal 7KQ2MXPA</code>.")
+        await message.answer(_("Send <code>/deal CODE</code>, e.g. <code>/deal 7KQ2MXPA</code>."))
         return
     deal = await services.deals.get(snapshot, command.args)
     await show_card(message, deal, snapshot, currencies, signer, edit=False, snapshots=snapshots)
@@ -117,43 +118,48 @@ async def deal_command(
 
 # -- my deals -----------------------------------------------------------------------
 
-INVITED = "invites you"  # a deal the viewer is invited to, in a list
+INVITED = N_("invites you")  # a deal the viewer is invited to, in a list
 LIST_TITLES = {
-    "active": "Active deals",
-    "action": "Deals waiting for you",
-    "finished": "Finished deals",
+    "active": N_("Active deals"),
+    "action": N_("Deals waiting for you"),
+    "finished": N_("Finished deals"),
 }
+
+
+TABS = (("active", N_("Active")), ("action", N_("Waiting for me")), ("finished", N_("Done")))
 
 
 def deals_list(
     page, kind: str, currencies: Currencies, viewer: UserSnapshot
 ) -> tuple[str, InlineKeyboardMarkup]:
     kb = InlineKeyboardBuilder()
-    lines = [f"📋 <b>{LIST_TITLES[kind]}</b>", ""]
+    lines = [f"📋 <b>{_(LIST_TITLES[kind])}</b>", ""]
     if not page.items:
-        lines.append("Nothing here yet.")
+        lines.append(_("Nothing here yet."))
     for item in page.items:
         money = currencies[item.currency].format(item.amount)
         status = list_status(item, viewer.id)  # "waiting for you to fund"
-        who = f" · with {escape(item.counterparty)}" if item.counterparty else ""
+        who = (
+            _(" · with {name}").format(name=escape(item.counterparty)) if item.counterparty else ""
+        )
         if item.invitation is not None:  # not a party yet: its invitation opens it
-            lines.append(f"<b>#{item.code}</b> · {money} · {INVITED}{who}")
+            lines.append(f"<b>#{item.code}</b> · {money} · {_(INVITED)}{who}")
             data: CallbackData = Invite(action="show", code=item.invitation)
-            kb.button(text=f"📨 #{item.code} · {money} · {INVITED}", callback_data=data)
+            kb.button(text=f"📨 #{item.code} · {money} · {_(INVITED)}", callback_data=data)
             continue
         lines.append(f"<b>#{item.code}</b> · {money} · {status}{who}")
         kb.button(text=f"#{item.code} · {money} · {status}", callback_data=DealCard(code=item.code))
     tabs = InlineKeyboardBuilder()
-    for other, title in (("active", "Active"), ("action", "Waiting for me"), ("finished", "Done")):
+    for other, title in TABS:
         tabs.button(
-            text=("• " if other == kind else "") + title, callback_data=DealList(kind=other)
+            text=("• " if other == kind else "") + _(title), callback_data=DealList(kind=other)
         )
     kb.adjust(1)
     kb.attach(tabs)
     nav = InlineKeyboardBuilder()
     if page.next_before:
-        nav.button(text="Older »", callback_data=DealList(kind=kind, before=page.next_before))
-    nav.button(text="« Menu", callback_data=Nav(to="menu"))
+        nav.button(text=_("Older »"), callback_data=DealList(kind=kind, before=page.next_before))
+    nav.button(text=_("« Menu"), callback_data=Nav(to="menu"))
     kb.attach(nav)
     return "\n".join(lines), kb.as_markup()
 

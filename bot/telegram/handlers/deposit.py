@@ -39,6 +39,7 @@ from bot.telegram.handlers.wallet import (
     open_form,
     typed_amount,
 )
+from bot.telegram.i18n import _
 from bot.telegram.keyboards import WalletMenu
 from cache.snapshots import UserSnapshot
 from cache.store import SnapshotCache
@@ -77,13 +78,13 @@ async def deposit_button(
     if not callback_data.currency:
         await edit(
             query.message,
-            "➕ <b>Deposit</b>\n\nWhich currency do you want to deposit?",
+            _("➕ <b>Deposit</b>\n\nWhich currency do you want to deposit?"),
             currency_keyboard("deposit", snapshot, currencies),
         )
         return
     money = currencies[callback_data.currency]
     instructions = texts.deposit_instructions(deposits.name, money.code)
-    text = f"➕ <b>Deposit {money.code}</b>\n\n{escape(instructions)}"
+    text = _("➕ <b>Deposit {code}</b>").format(code=money.code) + f"\n\n{escape(instructions)}"
     if not isinstance(deposits, InstantDeposits | InvoiceDeposits):
         await edit(query.message, text, back_to_wallet())
         return
@@ -101,7 +102,10 @@ async def deposit_button(
     )
     await edit(
         query.message,
-        f"{text}\n\nHow much? Send an amount {bounds(money, money.max_amount)}, or /cancel.",
+        f"{text}\n\n"
+        + _("How much? Send an amount {bounds}, or /cancel.").format(
+            bounds=bounds(money, money.max_amount)
+        ),
         cancel_keyboard(),
     )
 
@@ -135,9 +139,9 @@ async def deposit_amount(
     reference = f"{message.chat.id}:{data.get('form') or message.message_id}"
     deposit = (await deposits.deposit(snapshot, money.code, amount, reference)).value
     headline = (
-        f"✅ Deposited {money.format(amount)}."
+        _("✅ Deposited {amount}.").format(amount=money.format(amount))
         if deposit.credited
-        else "This deposit was already credited; nothing changed."
+        else _("This deposit was already credited; nothing changed.")
     )
     text, markup = committed_wallet(
         await fresh(snapshots, snapshot), currencies, headline, deposits.play_money
@@ -149,15 +153,19 @@ async def deposit_amount(
 
 def invoice_screen(invoice: DepositView, money: Currency) -> tuple[str, InlineKeyboardMarkup]:
     amount = money.format(invoice.amount)
-    until = f" It is valid until {texts.when(invoice.expires_at)}." if invoice.expires_at else ""
-    text = (
-        f"💳 <b>Deposit #{invoice.id}: pay {amount}</b>\n\n"
-        f"Open the link to pay with @CryptoBot.{until} Your wallet is credited as soon "
-        "as Crypto Pay confirms the payment, and you get a message here."
+    until = (
+        " " + _("It is valid until {when}.").format(when=texts.when(invoice.expires_at))
+        if invoice.expires_at
+        else ""
     )
+    text = _(
+        "💳 <b>Deposit #{id}: pay {amount}</b>\n\n"
+        "Open the link to pay with @CryptoBot.{until} Your wallet is credited as soon "
+        "as Crypto Pay confirms the payment, and you get a message here."
+    ).format(id=invoice.id, amount=amount, until=until)
     kb = InlineKeyboardBuilder()
     if invoice.pay_url:
-        kb.button(text=f"💳 Pay {amount}", url=invoice.pay_url)
+        kb.button(text=_("💳 Pay {amount}").format(amount=amount), url=invoice.pay_url)
     kb.row(back_button())
     return text, kb.as_markup()
 

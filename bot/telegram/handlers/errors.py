@@ -22,12 +22,13 @@ from bot.services.errors import EscrowError
 from bot.services.money import Currencies
 from bot.telegram import keyboards, texts
 from bot.telegram.fsm import StateUnavailable, StateUnread
+from bot.telegram.i18n import N_, _
 from bot.telegram.refusals import refusal_text
 from bot.telegram.resolutions import refusal_keyboard
 
 log = logging.getLogger(__name__)
 
-UNEXPECTED = (
+UNEXPECTED = N_(
     "😕 Something went wrong on our side. Please check the deal or your wallet "
     "before you try again. (ref <code>{ref}</code>)"
 )
@@ -66,13 +67,13 @@ async def refused(event: ErrorEvent, bot: Bot, currencies: Currencies) -> None:
 async def message_not_read(event: ErrorEvent, bot: Bot) -> None:
     """Redis failed reading the sender's form state: the message was not handled."""
     log.warning("update %s not handled: %s", event.update.update_id, event.exception)
-    await _tell(bot, event, texts.MESSAGE_NOT_READ, keyboards.back_to_menu())
+    await _tell(bot, event, _(texts.MESSAGE_NOT_READ), keyboards.back_to_menu())
 
 
 async def form_unavailable(event: ErrorEvent, bot: Bot) -> None:
     """Redis failed writing (or reading) a form's state before its use case ran."""
     log.warning("update %s: form state unavailable: %s", event.update.update_id, event.exception)
-    await _tell(bot, event, texts.FORM_UNAVAILABLE, keyboards.back_to_menu())
+    await _tell(bot, event, _(texts.FORM_UNAVAILABLE), keyboards.back_to_menu())
 
 
 class NotModified(Filter):
@@ -97,7 +98,7 @@ async def unexpected(event: ErrorEvent, bot: Bot) -> None:
         ref,
         exc_info=(type(event.exception), event.exception, event.exception.__traceback__),
     )
-    await _tell(bot, event, UNEXPECTED.format(ref=ref))
+    await _tell(bot, event, _(UNEXPECTED).format(ref=ref))
 
 
 def router() -> Router:

@@ -11,6 +11,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
+from babel.numbers import format_decimal
 
 from bot.services import Services
 from bot.services.errors import InvalidInput, Refusal, WrongState
@@ -21,6 +22,7 @@ from bot.telegram.filters import NotACommand
 from bot.telegram.fsm import enter
 from bot.telegram.handlers.committed import close_form
 from bot.telegram.handlers.deals import show_card
+from bot.telegram.i18n import N_, _, current_locale
 from bot.telegram.keyboards import EvidenceAdd, Signer
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
@@ -32,19 +34,19 @@ class EvidenceForm(StatesGroup):
     collect = State()
 
 
-PROMPT = (
+PROMPT = N_(
     "📎 <b>Evidence for the dispute over deal #{code}</b>\n\n"
     "Send photos, documents (up to {megabytes} MB each) or text messages (up to {length} "
     "characters), one per message: each goes to the admins at once. You may send {limit} "
     "pieces about this dispute. Press ✅ Done when you have finished."
 )
-NOT_EVIDENCE = "⚠️ Send a photo, a document or a text message, or press ✅ Done."
-THANKS = "📎 Thank you: the admins have your evidence."
+NOT_EVIDENCE = N_("⚠️ Send a photo, a document or a text message, or press ✅ Done.")
+THANKS = N_("📎 Thank you: the admins have your evidence.")
 
 
 def done_keyboard(code: str) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
-    kb.button(text="✅ Done", callback_data=EvidenceAdd(code=code, done=True))
+    kb.button(text=_("✅ Done"), callback_data=EvidenceAdd(code=code, done=True))
     return kb.as_markup()
 
 
@@ -64,7 +66,7 @@ async def add_evidence(
     if callback_data.done:
         if await state.get_state() == EvidenceForm.collect.state:
             await state.clear()
-        await show_card(query.message, deal, snapshot, currencies, signer, THANKS, edit=False)
+        await show_card(query.message, deal, snapshot, currencies, signer, _(THANKS), edit=False)
         return
     if deal.status != DealStatus.DISPUTED:
         refused = WrongState(Refusal.DISPUTE_CLOSED, deal=deal.code, status=DealStatus(deal.status))
@@ -72,10 +74,10 @@ async def add_evidence(
         await show_card(query.message, deal, snapshot, currencies, signer, headline, edit=True)
         return
     await enter(state, EvidenceForm.collect, {"flow": "evidence", "code": deal.code})
-    text = PROMPT.format(
+    text = _(PROMPT).format(
         code=deal.code,
         megabytes=settings.evidence_file_max_mb,
-        length=f"{settings.evidence_text_max_length:,}",
+        length=format_decimal(settings.evidence_text_max_length, locale=current_locale()),
         limit=settings.evidence_per_party,
     )
     await query.message.answer(text, reply_markup=done_keyboard(deal.code))
@@ -93,7 +95,7 @@ async def evidence_message(
     code = (await state.get_data()).get("code")
     if not code:
         await state.clear()
-        await message.answer("⚠️ That form has expired. Open the deal and try again.")
+        await message.answer(_("⚠️ That form has expired. Open the deal and try again."))
         return
     if message.photo:
         photo = message.photo[-1]  # the largest size
@@ -111,7 +113,7 @@ async def evidence_message(
     elif message.text:
         piece, kind = dict(text=message.text), EvidenceKind.TEXT
     else:
-        await message.answer(NOT_EVIDENCE, reply_markup=done_keyboard(code))
+        await message.answer(_(NOT_EVIDENCE), reply_markup=done_keyboard(code))
         return
     try:
         added = await services.deals.add_evidence(snapshot, code, kind, **piece)  # type: ignore[arg-type]
@@ -137,13 +139,16 @@ async def evidence_message(
     if piece_sent.sent >= piece_sent.limit:  # nothing more may be sent: the form is done
         await close_form(state)
         await message.answer(
-            f"✅ Sent to the admins ({piece_sent.sent} of {piece_sent.limit}). That was the last "
-            "piece you may send about this dispute."
+            _(
+                "✅ Sent to the admins ({sent} of {limit}). That was the last "
+                "piece you may send about this dispute."
+            ).format(sent=piece_sent.sent, limit=piece_sent.limit)
         )
     else:
         await message.answer(
-            f"✅ Sent to the admins ({piece_sent.sent} of {piece_sent.limit}). Send more, or "
-            "press ✅ Done.",
+            _("✅ Sent to the admins ({sent} of {limit}). Send more, or press ✅ Done.").format(
+                sent=piece_sent.sent, limit=piece_sent.limit
+            ),
             reply_markup=done_keyboard(code),
         )
     await outbox.send(added.notices, piece_sent.deal, piece_sent.evidence, actor=snapshot)
@@ -152,7 +157,7 @@ async def evidence_message(
 async def cancel_evidence(message: Message, state: FSMContext) -> None:
     """/cancel in the form: it ends, and what was sent stays with the admins."""
     await state.clear()
-    await message.answer("The form is closed. Evidence you already sent stays with the admins.")
+    await message.answer(_("The form is closed. Evidence you already sent stays with the admins."))
 
 
 def router() -> Router:

@@ -24,13 +24,16 @@ from bot.telegram.handlers.admin import (
     AdminWithdrawal,
 )
 from bot.telegram.handlers.committed import finished_reply
+from bot.telegram.i18n import N_, _
 from bot.telegram.keyboards import AdminDeal, AdminEvidence, Nav
 
 log = logging.getLogger(__name__)
 
-NOT_UNDERSTOOD = "I didn't understand that. Use the menu below or send /help."
-ALREADY_TAKEN = "That message was already taken:"
+NOT_UNDERSTOOD = N_("I didn't understand that. Use the menu below or send /help.")
+ALREADY_TAKEN = N_("That message was already taken:")
+# Alerts are said in the presser's language when the press is answered (AnswerFirst).
 NOT_ADMIN_ALERT = {"text": texts.NOT_ADMIN, "show_alert": True}
+BUTTON_EXPIRED = N_("That button has expired.")
 
 
 async def not_an_admin(query: CallbackQuery) -> None:
@@ -38,14 +41,14 @@ async def not_an_admin(query: CallbackQuery) -> None:
 
 
 async def not_an_admin_command(message: Message) -> None:
-    await message.answer(texts.NOT_ADMIN, reply_markup=keyboards.back_to_menu())
+    await message.answer(_(texts.NOT_ADMIN), reply_markup=keyboards.back_to_menu())
 
 
 async def not_an_admin_form(message: Message, state: FSMContext) -> None:
     """A step of an admin form from someone who is not a configured admin any
     more (the list changed since the form began): the form is left."""
     await state.clear()
-    await message.answer(texts.NOT_ADMIN)
+    await message.answer(_(texts.NOT_ADMIN))
 
 
 async def not_understood(
@@ -58,10 +61,10 @@ async def not_understood(
         except RedisError:
             reply = None
         if reply:
-            text = f"{ALREADY_TAKEN}\n\n{reply}"
+            text = f"{_(ALREADY_TAKEN)}\n\n{reply}"
             await message.answer(text, reply_markup=keyboards.back_to_menu())
             return
-    await message.answer(NOT_UNDERSTOOD, reply_markup=keyboards.back_to_menu())
+    await message.answer(_(NOT_UNDERSTOOD), reply_markup=keyboards.back_to_menu())
 
 
 async def stale_button(query: CallbackQuery) -> None:
@@ -92,6 +95,6 @@ def router() -> Router:
     router.message.register(not_an_admin_form, StateFilter(AdminForm), NotACommand())
     router.message.register(not_understood)
     router.callback_query.register(
-        stale_button, flags={"callback_answer": {"text": "That button has expired."}}
+        stale_button, flags={"callback_answer": {"text": BUTTON_EXPIRED}}
     )
     return router

@@ -29,6 +29,7 @@ from bot.telegram.fsm import enter
 from bot.telegram.handlers.committed import close_form, pressed_message
 from bot.telegram.handlers.deals import show_committed_card
 from bot.telegram.handlers.wallet import edit
+from bot.telegram.i18n import _
 from bot.telegram.keyboards import Nav, RateDeal, Signer
 from cache.snapshots import UserSnapshot
 
@@ -85,7 +86,7 @@ async def review(
     bot: Bot,
 ) -> None:
     if not message.text:
-        await message.answer(reputation.REVIEW_NOT_TEXT)
+        await message.answer(_(reputation.REVIEW_NOT_TEXT))
         return
     code = (await state.get_data())["code"]
     try:

@@ -21,6 +21,7 @@ from bot.telegram.handlers.committed import pressed_message, show_and_notify
 from bot.telegram.handlers.deals import show_committed_card
 from bot.telegram.handlers.wizard import show_made, wizard_deal
 from bot.telegram.handlers.wizard_screens import NewDeal
+from bot.telegram.i18n import N_, _, ngettext
 from bot.telegram.keyboards import DealList, Invite, Nav, Signer
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
@@ -30,19 +31,15 @@ from cache.store import SnapshotCache
 
 # On the update that registered the user (first contact, or a profile change
 # such as a new @username): invitations that now wait for them.
-INVITED = {
-    1: "📨 A deal is waiting for you to accept it.",
-    2: "📨 {count} deals are waiting for you to accept them.",
-}
-WAITING = "📨 Waiting for you"
-INVITATION = "📨 You are invited to this deal. Accept it to take part."
+WAITING = N_("📨 Waiting for you")
+INVITATION = N_("📨 You are invited to this deal. Accept it to take part.")
 
 
 def invitation_keyboard(code: str, addressed: bool):
     kb = InlineKeyboardBuilder()
-    kb.button(text="✅ Accept the deal", callback_data=Invite(action="accept", code=code))
+    kb.button(text=_("✅ Accept the deal"), callback_data=Invite(action="accept", code=code))
     if addressed:
-        kb.button(text="Decline", callback_data=Invite(action="decline", code=code))
+        kb.button(text=_("Decline"), callback_data=Invite(action="decline", code=code))
     kb.row(keyboards.menu_button())
     return kb.as_markup()
 
@@ -70,7 +67,7 @@ async def start_with_invitation(
     # whom the invitee would deal with: its creator's record, through the cache
     creator = await read_record(snapshots, creator_telegram_id(preview.deal))
     await message.answer(
-        texts.deal_card(preview.deal, None, currencies, INVITATION, record=creator),
+        texts.deal_card(preview.deal, None, currencies, _(INVITATION), record=creator),
         reply_markup=invitation_keyboard(command.args or "", preview.addressed),
     )
 
@@ -98,7 +95,7 @@ async def show_invitation(
         return
     creator = await read_record(snapshots, creator_telegram_id(preview.deal))
     await message.edit_text(
-        texts.deal_card(preview.deal, None, currencies, INVITATION, record=creator),
+        texts.deal_card(preview.deal, None, currencies, _(INVITATION), record=creator),
         reply_markup=invitation_keyboard(callback_data.code, preview.addressed),
     )
 
@@ -118,12 +115,12 @@ async def invitation_answer(
         outcome = await services.deals.accept_invitation(
             snapshot, callback_data.code, snapshot.username
         )
-        headline = "✅ You joined the deal."
+        headline = _("✅ You joined the deal.")
     else:
         outcome = await services.deals.decline_invitation(
             snapshot, callback_data.code, snapshot.username
         )
-        headline = "You declined the deal."
+        headline = _("You declined the deal.")
     deal = outcome.value
     edit = pressed_message(query)
     await show_and_notify(
@@ -148,8 +145,12 @@ def menu_screen(
     count = registered.invited if registered is not None else 0
     if not count:
         return text, markup
-    waiting = INVITED[min(count, 2)].format(count=count)
-    button = InlineKeyboardButton(text=WAITING, callback_data=DealList(kind="action").pack())
+    waiting = ngettext(
+        "📨 A deal is waiting for you to accept it.",
+        "📨 {count} deals are waiting for you to accept them.",
+        count,
+    ).format(count=count)
+    button = InlineKeyboardButton(text=_(WAITING), callback_data=DealList(kind="action").pack())
     rows = [[button], *markup.inline_keyboard]
     return f"{waiting}\n\n{text}", InlineKeyboardMarkup(inline_keyboard=rows)
 
@@ -184,12 +185,12 @@ async def menu(
 
 
 async def help_command(message: Message) -> None:
-    await message.answer(texts.HELP, reply_markup=keyboards.back_to_menu())
+    await message.answer(_(texts.HELP), reply_markup=keyboards.back_to_menu())
 
 
 async def help_button(query: CallbackQuery) -> None:
     if query.message is not None:
-        await query.message.edit_text(texts.HELP, reply_markup=keyboards.back_to_menu())
+        await query.message.edit_text(_(texts.HELP), reply_markup=keyboards.back_to_menu())
 
 
 async def cancel(
@@ -210,7 +211,7 @@ async def cancel(
             return
     await state.clear()
     await message.answer(
-        texts.CANCELLED if raw_state is not None else texts.NOTHING_TO_CANCEL,
+        _(texts.CANCELLED if raw_state is not None else texts.NOTHING_TO_CANCEL),
         reply_markup=keyboards.back_to_menu(),
     )
 

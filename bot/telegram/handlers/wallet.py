@@ -14,7 +14,6 @@ form is done; a Cancel pressed after that says the form had finished.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from aiogram import F, Router
@@ -30,6 +29,7 @@ from bot.services.money import Currencies, Currency
 from bot.services.wallets import DepositProvider
 from bot.telegram import keyboards, texts
 from bot.telegram.handlers.committed import read_after_commit
+from bot.telegram.i18n import _, per_locale
 from bot.telegram.keyboards import Nav, WalletMenu
 from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
@@ -50,44 +50,46 @@ def balances_text(
     user: UserSnapshot, currencies: Currencies, headline: str = "", play_money: bool = False
 ) -> str:
     lines = [headline, ""] if headline else []
-    lines += ["👛 <b>Your wallet</b>", ""]
+    lines += [_("👛 <b>Your wallet</b>"), ""]
 
     for money in currencies:
         wallet = user.wallet(money.code)
         available, held = (wallet.available, wallet.held) if wallet else (0, 0)
         lines.append(
-            f"<b>{money.code}</b>: {money.format(available)} available · {money.format(held)} held"
+            _("<b>{code}</b>: {available} available · {held} held").format(
+                code=money.code, available=money.format(available), held=money.format(held)
+            )
         )
-    lines += ["", "<i>Held: locked in funded deals and pending withdrawals.</i>"]
+    lines += ["", _("<i>Held: locked in funded deals and pending withdrawals.</i>")]
     if play_money:
-        lines += ["", texts.PLAY_MONEY]
+        lines += ["", _(texts.PLAY_MONEY)]
     return "\n".join(lines)
 
 
-@cache
+@per_locale
 def wallet_keyboard() -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
-    kb.button(text="➕ Deposit", callback_data=WalletMenu(screen="deposit"))
-    kb.button(text="➖ Withdraw", callback_data=WalletMenu(screen="withdraw"))
-    kb.button(text="🧾 Withdrawals", callback_data=WalletMenu(screen="withdrawals"))
+    kb.button(text=_("➕ Deposit"), callback_data=WalletMenu(screen="deposit"))
+    kb.button(text=_("➖ Withdraw"), callback_data=WalletMenu(screen="withdraw"))
+    kb.button(text=_("🧾 Withdrawals"), callback_data=WalletMenu(screen="withdrawals"))
     kb.adjust(2)
     kb.row(keyboards.menu_button())
     return kb.as_markup()
 
 
 def back_button() -> InlineKeyboardButton:
-    return InlineKeyboardButton(text="« Wallet", callback_data=WalletMenu(screen="home").pack())
+    return InlineKeyboardButton(text=_("« Wallet"), callback_data=WalletMenu(screen="home").pack())
 
 
-@cache
+@per_locale
 def back_to_wallet() -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[[back_button()]])
 
 
-@cache
+@per_locale
 def cancel_keyboard() -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
-    kb.button(text="✖️ Cancel", callback_data=WalletMenu(screen="cancel"))
+    kb.button(text=_("✖️ Cancel"), callback_data=WalletMenu(screen="cancel"))
     return kb.as_markup()
 
 
@@ -167,12 +169,12 @@ async def cancel_button(
 ) -> None:
     if await state.get_state() in WalletForm:
         await state.clear()
-        headline = texts.CANCELLED
+        headline = _(texts.CANCELLED)
     else:
         # A Cancel left on a form that is done (a deposit credited, a withdrawal
         # requested) or was left: nothing to cancel, and the wallet as it is
         # now (this update's snapshot is read after that commit).
-        headline = texts.FORM_FINISHED
+        headline = _(texts.FORM_FINISHED)
     if isinstance(query.message, Message):
         text = balances_text(snapshot, currencies, headline, deposits.play_money)
         await edit(query.message, text, wallet_keyboard())
@@ -182,7 +184,9 @@ async def cancel_button(
 
 
 def bounds(money: Currency, most: int) -> str:
-    return f"from {money.format(money.min_amount)} to {money.format(min(most, money.max_amount))}"
+    return _("from {low} to {high}").format(
+        low=money.format(money.min_amount), high=money.format(min(most, money.max_amount))
+    )
 
 
 async def open_form(
@@ -194,7 +198,8 @@ async def open_form(
     if data.get("flow") != flow or "currency" not in data:
         await state.clear()
         await message.answer(
-            "⚠️ That form has expired. Start again from the wallet.", reply_markup=back_to_wallet()
+            _("⚠️ That form has expired. Start again from the wallet."),
+            reply_markup=back_to_wallet(),
         )
         return None
     return currencies[data["currency"]], data
@@ -206,7 +211,9 @@ async def typed_amount(message: Message, money: Currency) -> int | None:
         return money.parse(message.text or "")
     except (InvalidAmount, UnknownCurrency) as refused:
         await message.answer(
-            f"⚠️ {refusal_text(refused, {money.code: money})} Send the amount again, or /cancel.",
+            _("⚠️ {refusal} Send the amount again, or /cancel.").format(
+                refusal=refusal_text(refused, {money.code: money})
+            ),
             reply_markup=cancel_keyboard(),
         )
         return None

@@ -19,9 +19,7 @@ from bot.services import Services
 from bot.services.errors import AlreadyDone
 from bot.services.money import Currencies, Currency
 from bot.services.settings import EscrowSettings
-from bot.services.views import WithdrawalView
 from bot.services.wallets import DepositProvider
-from bot.telegram import texts
 from bot.telegram.filters import NotACommand
 from bot.telegram.fsm import enter
 from bot.telegram.handlers.blocked import told_blocked
@@ -43,41 +41,16 @@ from bot.telegram.handlers.wallet import (
     open_form,
     typed_amount,
 )
+from bot.telegram.i18n import _
 from bot.telegram.keyboards import WalletMenu
 from bot.telegram.notices import NoticeSender
+from bot.telegram.withdrawals import WITHDRAWAL_STATUS, withdrawal_line
 from cache.snapshots import UserSnapshot
 from cache.store import SnapshotCache
 from db.models import WithdrawalStatus
 from db.sql.notifications import Notice
 
 RECENT_WITHDRAWALS = 5
-
-WITHDRAWAL_STATUS = {
-    WithdrawalStatus.PENDING: "⏳ pending: an admin will send it",
-    WithdrawalStatus.APPROVED: "✅ sent",
-    WithdrawalStatus.REJECTED: "✖️ rejected",
-    WithdrawalStatus.SENDING: "📤 approved: being sent through @CryptoBot",
-    WithdrawalStatus.PAID: "✅ sent to your @CryptoBot wallet",
-    WithdrawalStatus.FAILED: "↩️ could not be sent: the amount is back in your wallet",
-}
-
-
-# The recent withdrawals fit one message: each shows this much of its
-# destination and of an admin's note (the owner was sent the note whole).
-LISTED_DESTINATION = 64
-LISTED_NOTE = 300
-
-
-def withdrawal_line(item: WithdrawalView, currencies: Currencies) -> str:
-    money = currencies[item.currency]
-    destination = escape(texts.shorten(item.destination, LISTED_DESTINATION))
-    line = (
-        f"<b>#{item.id}</b> · {money.format(item.amount)} → <code>{destination}</code>"
-        f"\n    {WITHDRAWAL_STATUS[WithdrawalStatus(item.status)]} · {texts.when(item.created_at)}"
-    )
-    if item.note:
-        line += f"\n    <i>{escape(texts.shorten(item.note, LISTED_NOTE))}</i>"
-    return line
 
 
 async def withdraw_button(
@@ -92,7 +65,7 @@ async def withdraw_button(
     if not callback_data.currency:
         await edit(
             query.message,
-            "➖ <b>Withdraw</b>\n\nWhich currency do you want to withdraw?",
+            _("➖ <b>Withdraw</b>\n\nWhich currency do you want to withdraw?"),
             currency_keyboard("withdraw", snapshot, currencies),
         )
         return
@@ -101,8 +74,14 @@ async def withdraw_button(
     if available < money.min_amount:
         await edit(
             query.message,
-            f"➖ <b>Withdraw {money.code}</b>\n\nYou have {money.format(available)} available; "
-            f"the smallest withdrawal is {money.format(money.min_amount)}.",
+            _(
+                "➖ <b>Withdraw {code}</b>\n\nYou have {available} available; "
+                "the smallest withdrawal is {minimum}."
+            ).format(
+                code=money.code,
+                available=money.format(available),
+                minimum=money.format(money.min_amount),
+            ),
             back_to_wallet(),
         )
         return
@@ -113,9 +92,12 @@ async def withdraw_button(
     )
     await edit(
         query.message,
-        f"➖ <b>Withdraw {money.code}</b>\n\nAvailable: {money.format(available)}.\n"
-        f"How much do you want to withdraw? Send an amount {bounds(money, available)}, "
-        "or /cancel.",
+        _(
+            "➖ <b>Withdraw {code}</b>\n\nAvailable: {available}.\n"
+            "How much do you want to withdraw? Send an amount {bounds}, or /cancel."
+        ).format(
+            code=money.code, available=money.format(available), bounds=bounds(money, available)
+        ),
         cancel_keyboard(),
     )
 
@@ -139,8 +121,9 @@ async def withdraw_amount(
     available = snapshot.available(money.code)
     if amount > available:
         await message.answer(
-            f"⚠️ You have only {money.format(available)} available. "
-            "Send a smaller amount, or /cancel.",
+            _("⚠️ You have only {amount} available. Send a smaller amount, or /cancel.").format(
+                amount=money.format(available)
+            ),
             reply_markup=cancel_keyboard(),
         )
         return
@@ -149,8 +132,10 @@ async def withdraw_amount(
         await ask_confirmation(message, state, money, data, payouts.destination(snapshot))
         return
     asked = await message.answer(
-        f"Where should {money.format(amount)} be sent? Send the address or account "
-        f"(at most {settings.withdrawal_destination_max_length} characters), or /cancel.",
+        _(
+            "Where should {amount} be sent? Send the address or account "
+            "(at most {limit} characters), or /cancel."
+        ).format(amount=money.format(amount), limit=settings.withdrawal_destination_max_length),
         reply_markup=cancel_keyboard(),
     )
     messages = [*data.get("messages", ()), asked.message_id]
@@ -169,13 +154,15 @@ async def withdraw_destination(
     limit = settings.withdrawal_destination_max_length
     if not destination:
         await message.answer(
-            "Please send the destination as text, or /cancel.", reply_markup=cancel_keyboard()
+            _("Please send the destination as text, or /cancel."), reply_markup=cancel_keyboard()
         )
         return
     if len(destination) > limit:
         await message.answer(
-            f"⚠️ The destination is too long: {len(destination)} characters, at most {limit}. "
-            "Send it again, or /cancel.",
+            _(
+                "⚠️ The destination is too long: {length} characters, at most {limit}. "
+                "Send it again, or /cancel."
+            ).format(length=len(destination), limit=limit),
             reply_markup=cancel_keyboard(),
         )
         return
@@ -196,20 +183,21 @@ async def ask_confirmation(
     data = {**data, "destination": destination}
     await enter(state, WalletForm.withdraw_confirm, data)
     kb = InlineKeyboardBuilder()
-    kb.button(text="✅ Confirm withdrawal", callback_data=WalletMenu(screen="confirm"))
-    kb.button(text="✖️ Cancel", callback_data=WalletMenu(screen="cancel"))
+    kb.button(text=_("✅ Confirm withdrawal"), callback_data=WalletMenu(screen="confirm"))
+    kb.button(text=_("✖️ Cancel"), callback_data=WalletMenu(screen="cancel"))
     kb.adjust(1)
     await message.answer(
-        f"❓ Withdraw <b>{money.format(data['amount'])}</b> to "
-        f"<code>{escape(destination)}</code>?\n\n"
-        "The amount is held in your wallet until an admin approves and it is sent.",
+        _(
+            "❓ Withdraw <b>{amount}</b> to <code>{destination}</code>?\n\n"
+            "The amount is held in your wallet until an admin approves and it is sent."
+        ).format(amount=money.format(data["amount"]), destination=escape(destination)),
         reply_markup=kb.as_markup(),
     )
 
 
 async def withdraw_waiting(message: Message) -> None:
     await message.answer(
-        "Press ✅ Confirm withdrawal above, or /cancel.", reply_markup=cancel_keyboard()
+        _("Press ✅ Confirm withdrawal above, or /cancel."), reply_markup=cancel_keyboard()
     )
 
 
@@ -251,7 +239,10 @@ async def withdraw_confirm(
         made = await services.wallets.requested_with(snapshot, reference)
         if made is None:
             await confirmation.answer(
-                "⚠️ There is no withdrawal waiting for confirmation. Start again from the wallet.",
+                _(
+                    "⚠️ There is no withdrawal waiting for confirmation. "
+                    "Start again from the wallet."
+                ),
                 reply_markup=back_to_wallet(),
             )
             return
@@ -260,10 +251,13 @@ async def withdraw_confirm(
     if payouts is not None and withdrawal.amount <= money.auto_payout_up_to:
         # paid at once where the currency allows; does nothing once not pending
         withdrawal = await payouts.pay_unattended(withdrawal.id) or withdrawal
-    headline = (
-        f"✅ Withdrawal #{withdrawal.id} requested: {money.format(withdrawal.amount)} to "
-        f"<code>{escape(withdrawal.destination)}</code>.\n"
-        f"Status: {WITHDRAWAL_STATUS[WithdrawalStatus(withdrawal.status)]}."
+    headline = _(
+        "✅ Withdrawal #{id} requested: {amount} to <code>{destination}</code>.\nStatus: {status}."
+    ).format(
+        id=withdrawal.id,
+        amount=money.format(withdrawal.amount),
+        destination=escape(withdrawal.destination),
+        status=_(WITHDRAWAL_STATUS[WithdrawalStatus(withdrawal.status)]),
     )
     text, markup = committed_wallet(
         await fresh(snapshots, snapshot), currencies, headline, deposits.play_money
@@ -279,8 +273,8 @@ async def withdrawals_button(
     query: CallbackQuery, snapshot: UserSnapshot, services: Services, currencies: Currencies
 ) -> None:
     items = await services.reads.withdrawals_of(snapshot, RECENT_WITHDRAWALS)
-    lines = ["🧾 <b>Your recent withdrawals</b>", ""]
-    lines += [withdrawal_line(item, currencies) for item in items] or ["None yet."]
+    lines = [_("🧾 <b>Your recent withdrawals</b>"), ""]
+    lines += [withdrawal_line(item, currencies) for item in items] or [_("None yet.")]
     if isinstance(query.message, Message):
         await edit(query.message, "\n".join(lines), back_to_wallet())
 

@@ -50,6 +50,7 @@ from bot.telegram.handlers.committed import (
 )
 from bot.telegram.handlers.deals import show_committed_card
 from bot.telegram.handlers.wizard_created import created_headline, send_invitation, still_invited
+from bot.telegram.i18n import _
 from bot.telegram.keyboards import Nav, Signer
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
@@ -125,18 +126,18 @@ async def _not_at_step(
         return
     if current not in screens.NewDeal:
         await query.bot.send_message(
-            query.from_user.id, screens.EXPIRED, reply_markup=screens.expired_keyboard()
+            query.from_user.id, _(screens.EXPIRED), reply_markup=screens.expired_keyboard()
         )
         return
     screen = screens.step_screen(
         current, await state.get_data(), currencies, settings.description_max_length
     )
     if screen is None:
-        await query.bot.send_message(query.from_user.id, screens.EARLIER_STEP)
+        await query.bot.send_message(query.from_user.id, _(screens.EARLIER_STEP))
         return
     text, markup = screen
     await query.bot.send_message(
-        query.from_user.id, f"{screens.EARLIER_STEP}\n\n{text}", reply_markup=markup
+        query.from_user.id, f"{_(screens.EARLIER_STEP)}\n\n{text}", reply_markup=markup
     )
 
 
@@ -174,11 +175,11 @@ async def cancel_button(
         return
     if current not in screens.NewDeal:
         await bot.send_message(
-            query.from_user.id, screens.EXPIRED, reply_markup=screens.expired_keyboard()
+            query.from_user.id, _(screens.EXPIRED), reply_markup=screens.expired_keyboard()
         )
         return
     await state.clear()
-    await _show(query, texts.CANCELLED, keyboards.back_to_menu())
+    await _show(query, _(texts.CANCELLED), keyboards.back_to_menu())
 
 
 async def show_made(
@@ -190,13 +191,14 @@ async def show_made(
     signer: Signer,
     bot: Bot,
     query: CallbackQuery | None = None,
-    headline: str = texts.WIZARD_FINISHED,
+    headline: str | None = None,
 ) -> None:
     """The deal a wizard that had finished made, as it is now (never "nothing
     was changed"): for a cancel, it had finished; for a Create, `headline`."""
     if current is not None:
         await close_form(state, remember={"key": made.key})
     edit = pressed_message(query) if query is not None else None
+    headline = headline or _(texts.WIZARD_FINISHED)
     await show_committed_card(bot, made.deal, viewer, currencies, signer, headline, edit=edit)
 
 
@@ -251,20 +253,20 @@ async def create(
         # Over a limit for a while only: the form stays, to be created then.
         text, markup = screens.summary_screen(data, currencies)
         said = escape(refusal_text(refused, currencies))
-        await _show(query, f"⚠️ {said}\n\n{texts.FORM_KEPT}\n\n{text}", markup)
+        await _show(query, f"⚠️ {said}\n\n{_(texts.FORM_KEPT)}\n\n{text}", markup)
         return
     except EscrowError as refused:
         await state.clear()
         await _show(
             query,
-            screens.NOT_CREATED.format(message=escape(refusal_text(refused, currencies))),
+            _(screens.NOT_CREATED).format(message=escape(refusal_text(refused, currencies))),
             refusal_keyboard(refused),
         )
         return
     except UNKNOWN_OUTCOME as exc:
         log.warning("create of wizard %s: outcome unknown: %r", data["key"], exc)
         text, markup = screens.summary_screen(data, currencies)
-        unconfirmed = f"{texts.CREATE_UNCONFIRMED}\n\n{text}"
+        unconfirmed = f"{_(texts.CREATE_UNCONFIRMED)}\n\n{text}"
         await show_result(bot, snapshot.telegram_id, unconfirmed, markup, edit=summary)
         return
     # Committed. The wizard's id is kept, for a Create or Cancel pressed later.

@@ -30,6 +30,7 @@ from bot.telegram.filters import NotACommand
 from bot.telegram.fsm import advance
 from bot.telegram.handlers import wizard_screens as screens
 from bot.telegram.handlers.wizard import _at_step, _show
+from bot.telegram.i18n import _
 from bot.telegram.refusals import ChatRefusal, refusal_text
 from cache.snapshots import UserSnapshot
 from db.models import UserStatus
@@ -69,7 +70,7 @@ async def counterparty_of(message: Message, me: UserSnapshot, bot: Bot) -> Named
             raise SelfDeal(Refusal.SELF_DEAL)
         if telegram_id == bot.id:
             raise InvalidInput(ChatRefusal.IS_ME)
-        return Named(telegram_id, screens.TELEGRAM_ID_LABEL.format(telegram_id=telegram_id))
+        return Named(telegram_id, _(screens.TELEGRAM_ID_LABEL).format(telegram_id=telegram_id))
     # "t.me/name" links are @usernames too
     username = parse_username(typed.removeprefix("https://").removeprefix("t.me/"))
     if me.username and username == me.username.lower():
@@ -113,7 +114,7 @@ async def counterparty_typed(
         person = await person_named(named.handle, snapshot, services)
     except InvalidInput as refused:
         await message.answer(
-            screens.refusal(refusal_text(refused, currencies), screens.HINT_COUNTERPARTY),
+            screens.refusal(refusal_text(refused, currencies), _(screens.HINT_COUNTERPARTY)),
             reply_markup=screens.keyboard(),
         )
         return
@@ -127,11 +128,11 @@ async def counterparty_typed(
         return
     if person is None:
         label = named.label
-        headline = screens.NEWCOMER.format(name=escape(label))
+        headline = _(screens.NEWCOMER).format(name=escape(label)) + "\n\n"
     else:
         label = screens.person_name(person)
         line = screens.person_line(person, datetime.now(UTC))
-        headline = screens.FOUND.format(person=escape(line))
+        headline = _(screens.FOUND).format(person=escape(line)) + "\n\n"
     await advance(
         state,
         screens.NewDeal.currency,
@@ -177,7 +178,7 @@ async def invite_by_id(
         state,
         screens.NewDeal.currency,
         counterparty=telegram_id,
-        counterparty_label=screens.TELEGRAM_ID_LABEL.format(telegram_id=telegram_id),
+        counterparty_label=_(screens.TELEGRAM_ID_LABEL).format(telegram_id=telegram_id),
     )
     await _show(query, *screens.currency_screen(currencies))
 
@@ -200,7 +201,7 @@ async def invite_by_link(
         state,
         screens.NewDeal.currency,
         counterparty=None,
-        counterparty_label=screens.ANYONE_WITH_LINK,
+        counterparty_label=_(screens.ANYONE_WITH_LINK),
     )
     await _show(query, *screens.currency_screen(currencies))
 

@@ -17,13 +17,37 @@ from bot.services.views import CreatedDeal, InvitationView
 from bot.telegram import keyboards, texts
 from bot.telegram.handlers import wizard_screens as screens
 from bot.telegram.handlers.committed import show_result
+from bot.telegram.i18n import N_, _
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus, InvitationStatus
 
+# What Create says above the card, and the invitation's link with who may use it.
+CREATED = N_("✅ Deal created. {name} can accept it now.")
+# by the side the link is for
+CREATED_FOR_LINK = {
+    "buyer": N_("✅ Deal created. Send the buyer the invitation link below."),
+    "seller": N_("✅ Deal created. Send the seller the invitation link below."),
+}
+CREATED_FOR_NEWCOMER = N_(
+    "✅ Deal created. {name} isn't on the bot yet: send them the invitation link below."
+)
+INVITATION_FOR = {
+    "buyer": N_("🔗 Invitation for the buyer:"),
+    "seller": N_("🔗 Invitation for the seller:"),
+}
+INVITATION_LINK = N_("{invitation}\n{link}\n\nIt works once and expires on {expires}. {who}")
+LINK_FOR_ANYONE = {
+    "buyer": N_("Whoever opens it first joins the deal as the buyer."),
+    "seller": N_("Whoever opens it first joins the deal as the seller."),
+}
+LINK_FOR_NEWCOMER = N_("Only {name} can use it.")
 # Create pressed again once the deal has moved on (accepted, cancelled, ...).
-CREATED_SINCE = "✅ Deal created. Here it is as it is now."
-# What the Share button puts next to the link in the chat it is shared to.
-SHARE_TEXT = "Escrow deal #{code}: {amount} for “{description}”. Open the link to see it."
+CREATED_SINCE = N_("✅ Deal created. Here it is as it is now.")
+# What the Share button puts next to the link in the chat it is shared to (in
+# the creator's language: they share it with someone they talk to).
+SHARE_TEXT = N_("Escrow deal #{code}: {amount} for “{description}”. Open the link to see it.")
+# The other party before they join, where a name would stand.
+ROLE_TITLE = {"buyer": N_("The buyer"), "seller": N_("The seller")}
 SHARED_DESCRIPTION = 100  # characters of the description the shared text quotes
 
 
@@ -34,7 +58,7 @@ def _other(made: CreatedDeal, creator_id: int) -> str:
 def _invitee(invitation: InvitationView) -> str:
     if invitation.username:
         return f"@{invitation.username}"
-    return screens.TELEGRAM_ID_LABEL.format(telegram_id=invitation.telegram_id)
+    return _(screens.TELEGRAM_ID_LABEL).format(telegram_id=invitation.telegram_id)
 
 
 def _open_link(invitation: InvitationView) -> bool:
@@ -46,13 +70,14 @@ def created_headline(made: CreatedDeal, creator_id: int, label: str | None = Non
     deal, invitation = made.deal, made.invitation
     other = _other(made, creator_id)
     if deal.version > 1:
-        return CREATED_SINCE
+        return _(CREATED_SINCE)
     if invitation is None:
         their_name = deal.seller_name if other == "seller" else deal.buyer_name
-        return screens.CREATED.format(name=escape(their_name or label or other))
+        name = their_name or label or _(ROLE_TITLE[other])
+        return _(CREATED).format(name=escape(name))
     if _open_link(invitation):
-        return screens.CREATED_FOR_LINK.format(other=other)
-    return screens.CREATED_FOR_NEWCOMER.format(name=escape(label or _invitee(invitation)))
+        return _(CREATED_FOR_LINK[other])
+    return _(CREATED_FOR_NEWCOMER).format(name=escape(label or _invitee(invitation)))
 
 
 def still_invited(made: CreatedDeal) -> bool:
@@ -78,14 +103,17 @@ async def send_invitation(
     other = _other(made, creator.id)
     link = await create_start_link(bot, invitation.code)
     who = (
-        screens.LINK_FOR_ANYONE.format(other=other)
+        _(LINK_FOR_ANYONE[other])
         if _open_link(invitation)
-        else screens.LINK_FOR_NEWCOMER.format(name=escape(label or _invitee(invitation)))
+        else _(LINK_FOR_NEWCOMER).format(name=escape(label or _invitee(invitation)))
     )
-    text = screens.INVITATION_LINK.format(
-        other=other, link=link, expires=texts.when(invitation.expires_at), who=who
+    text = _(INVITATION_LINK).format(
+        invitation=_(INVITATION_FOR[other]),
+        link=link,
+        expires=texts.when(invitation.expires_at),
+        who=who,
     )
-    shared = SHARE_TEXT.format(
+    shared = _(SHARE_TEXT).format(
         code=deal.code,
         amount=currencies[deal.currency].format(deal.amount),
         description=texts.shorten(deal.description, SHARED_DESCRIPTION),

@@ -4,7 +4,6 @@ callback data and the screen of each step (text and keyboard)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import cache
 from html import escape
 from typing import Any
 
@@ -17,80 +16,84 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from bot.services.money import Currencies, Currency
 from bot.services.users import Person
 from bot.telegram import keyboards
+from bot.telegram.i18n import N_, _, per_locale
 from bot.telegram.keyboards import Nav
+from bot.telegram.moments import ago
+from bot.telegram.texts import percent
 
 STEPS = 5
-HEADER = "➕ <b>New deal</b> · step {step} of {steps}\n\n"
-ASK_ROLE = HEADER + "Are you buying or selling?"
-ASK_COUNTERPARTY = (
-    HEADER + "You are the <b>{role}</b>. Who is the {other}? Send me:\n"
+# The catalog's keys; every screen reads them through _().
+HEADER = N_("➕ <b>New deal</b> · step {step} of {steps}")
+ASK_ROLE = N_("Are you buying or selling?")
+WHO_IS = {
+    "buyer": N_("You are the <b>buyer</b>. Who is the seller? Send me:"),
+    "seller": N_("You are the <b>seller</b>. Who is the buyer? Send me:"),
+}
+ASK_COUNTERPARTY = N_(
     "• their @username, or\n"
     "• their numeric Telegram ID, or\n"
     "• any message from them, forwarded.\n\n"
     "Not on the bot yet, or you don't know who it will be? Invite them by link."
 )
-ASK_CURRENCY = HEADER + "Which currency?"
-ASK_AMOUNT = HEADER + "How much? Type the amount in {code}, from {low} to {high}."
-ASK_DESCRIPTION = (
-    HEADER + "What is the deal for? Describe it in one message, at most {limit} characters: "
+ASK_CURRENCY = N_("Which currency?")
+ASK_AMOUNT = N_("How much? Type the amount in {code}, from {low} to {high}.")
+ASK_DESCRIPTION = N_(
+    "What is the deal for? Describe it in one message, at most {limit} characters: "
     "what is sold, how much of it, by when. Both of you will see it."
 )
-SUMMARY = (
+SUMMARY = N_(
     "📝 <b>Check your deal</b>\n\n"
-    "You are the <b>{role}</b>\n"
-    "{Other}: {counterparty}\n\n"
+    "{parties}\n\n"
     "<i>{description}</i>\n\n"
     "Amount: <b>{amount}</b>\n"
     "Fee: {fee} ({rate}%), paid from the seller's payout\n"
     "Seller receives: {payout}\n\n"
     "Create it?"
 )
-ANYONE_WITH_LINK = "anyone with the invitation link (you get it next)"
-TELEGRAM_ID_LABEL = "Telegram ID {telegram_id}"
+PARTIES = {
+    "buyer": N_("You are the <b>buyer</b>\nSeller: {counterparty}"),
+    "seller": N_("You are the <b>seller</b>\nBuyer: {counterparty}"),
+}
+ANYONE_WITH_LINK = N_("anyone with the invitation link (you get it next)")
+TELEGRAM_ID_LABEL = N_("Telegram ID {telegram_id}")
 # profile_at: when Telegram reported this first name and @username (first
 # contact, or the change to them); not "last seen", which is not recorded.
-PERSON = "{name}, as Telegram reported them {ago}"
-FOUND = "👤 On the bot: {person}.\n\n"
-NOBODY_HOLDS = (
+PERSON = N_("{name}, as Telegram reported them {ago}")
+FOUND = N_("👤 On the bot: {person}.")
+NOBODY_HOLDS = N_(
     "🤷 Nobody on the bot is @{username} yet. Check the spelling and retype it, or invite "
     "them with a link only @{username} can use."
 )
-NOBODY_HAS_ID = (
+NOBODY_HAS_ID = N_(
     "🤷 Nobody on the bot has Telegram ID {telegram_id} yet. Check the number and retype it, "
     "or invite them with a link only that account can use."
 )
 # A forward from someone not on the bot: Telegram vouches for the account, no typo possible.
-NEWCOMER = "📨 {name} isn't on the bot yet: you'll get an invitation link only they can use.\n\n"
-INVITE_THEM = "🔗 Invite them with a link"
-RETYPE = "✏️ Retype"
-INVITED_BY_NAME = "@{username}, by an invitation link only they can use"
-INVITED_BY_ID = "{label}, by an invitation link only they can use"
+NEWCOMER = N_("📨 {name} isn't on the bot yet: you'll get an invitation link only they can use.")
+INVITE_THEM = N_("🔗 Invite them with a link")
+RETYPE = N_("✏️ Retype")
+INVITED_BY_NAME = N_("@{username}, by an invitation link only they can use")
+INVITED_BY_ID = N_("{label}, by an invitation link only they can use")
 
-HINT_COUNTERPARTY = "Send their @username or numeric Telegram ID, or forward a message from them."
-HINT_AMOUNT = "Type the amount in {code}, from {low} to {high}."
-HINT_DESCRIPTION = "Describe the deal in one text message, at most {limit} characters."
-USE_BUTTONS = "👆 Please choose with the buttons."
-
-CREATED = "✅ Deal created. {name} can accept it now."
-CREATED_FOR_LINK = "✅ Deal created. Send the {other} the invitation link below."
-CREATED_FOR_NEWCOMER = (
-    "✅ Deal created. {name} isn't on the bot yet: send them the invitation link below."
+HINT_COUNTERPARTY = N_(
+    "Send their @username or numeric Telegram ID, or forward a message from them."
 )
-INVITATION_LINK = (
-    "🔗 Invitation for the {other}:\n{link}\n\nIt works once and expires on {expires}. {who}"
+HINT_AMOUNT = N_("Type the amount in {code}, from {low} to {high}.")
+HINT_DESCRIPTION = N_("Describe the deal in one text message, at most {limit} characters.")
+USE_BUTTONS = N_("👆 Please choose with the buttons.")
+
+NOT_CREATED = N_("⚠️ {message}\n\nNo deal was created. Send /new to start again.")
+
+EXPIRED = N_("⌛ This new-deal wizard has ended. Send /new to open a deal.")
+EARLIER_STEP = N_(
+    "That button is from an earlier step. Carry on with the newest message, or /cancel."
 )
-LINK_FOR_ANYONE = "Whoever opens it first joins the deal as the {other}."
-LINK_FOR_NEWCOMER = "Only {name} can use it."
-NOT_CREATED = "⚠️ {message}\n\nNo deal was created. Send /new to start again."
 
-EXPIRED = "⌛ This new-deal wizard has ended. Send /new to open a deal."
-EARLIER_STEP = "That button is from an earlier step. Carry on with the newest message, or /cancel."
-
-BUYING, SELLING = "I'm buying", "I'm selling"
-INVITE_BY_LINK = "🔗 Invite by link"
-CREATE = "✅ Create deal"
-CANCEL = "✖️ Cancel"
-NEW_DEAL = "➕ New deal"
+BUYING, SELLING = N_("I'm buying"), N_("I'm selling")
+INVITE_BY_LINK = N_("🔗 Invite by link")
+CREATE = N_("✅ Create deal")
+CANCEL = N_("✖️ Cancel")
+NEW_DEAL = N_("➕ New deal")
 
 OTHER_ROLE = {"buyer": "seller", "seller": "buyer"}
 # Telegram user ids are positive and fit in 52 bits.
@@ -145,35 +148,40 @@ def keyboard(*buttons: tuple[str, CallbackData], width: int = 1) -> InlineKeyboa
 
 
 def _cancel_button() -> InlineKeyboardButton:
-    return InlineKeyboardButton(text=CANCEL, callback_data=WizardAct(act="cancel").pack())
+    return InlineKeyboardButton(text=_(CANCEL), callback_data=WizardAct(act="cancel").pack())
 
 
-@cache
+def step_text(step: int, question: str) -> str:
+    """A step's header above its question (both already in the reader's language)."""
+    return _(HEADER).format(step=step, steps=STEPS) + "\n\n" + question
+
+
+@per_locale
 def role_screen() -> tuple[str, InlineKeyboardMarkup]:
     markup = keyboard(
-        (BUYING, ChooseRole(role="buyer")), (SELLING, ChooseRole(role="seller")), width=2
+        (_(BUYING), ChooseRole(role="buyer")), (_(SELLING), ChooseRole(role="seller")), width=2
     )
-    return ASK_ROLE.format(step=1, steps=STEPS), markup
+    return step_text(1, _(ASK_ROLE)), markup
 
 
 def counterparty_screen(role: str) -> tuple[str, InlineKeyboardMarkup]:
-    text = ASK_COUNTERPARTY.format(step=2, steps=STEPS, role=role, other=OTHER_ROLE[role])
-    return text, keyboard((INVITE_BY_LINK, WizardAct(act="link")))
+    text = step_text(2, _(WHO_IS[role]) + "\n" + _(ASK_COUNTERPARTY))
+    return text, keyboard((_(INVITE_BY_LINK), WizardAct(act="link")))
 
 
 def nobody_screen(handle: int | str) -> tuple[str, InlineKeyboardMarkup]:
     """An @username (without its @) or a Telegram id nobody on the bot has: a
     typo stays a typo unless the user asks for an invitation."""
     if isinstance(handle, str):
-        text, invite = NOBODY_HOLDS.format(username=handle), InviteNamed(username=handle)
+        text, invite = _(NOBODY_HOLDS).format(username=handle), InviteNamed(username=handle)
     else:
-        text, invite = NOBODY_HAS_ID.format(telegram_id=handle), InviteById(telegram_id=handle)
-    return text, keyboard((INVITE_THEM, invite), (RETYPE, WizardAct(act="retype")))
+        text, invite = _(NOBODY_HAS_ID).format(telegram_id=handle), InviteById(telegram_id=handle)
+    return text, keyboard((_(INVITE_THEM), invite), (_(RETYPE), WizardAct(act="retype")))
 
 
 def currency_screen(currencies: Currencies, headline: str = "") -> tuple[str, InlineKeyboardMarkup]:
     buttons = [(money.code, ChooseCurrency(code=money.code)) for money in currencies]
-    return headline + ASK_CURRENCY.format(step=3, steps=STEPS), keyboard(*buttons, width=3)
+    return headline + step_text(3, _(ASK_CURRENCY)), keyboard(*buttons, width=3)
 
 
 # -- the person found by @username ----------------------------------------------------
@@ -189,18 +197,7 @@ def person_name(person: Person) -> str:
 
 
 def person_line(person: Person, now: datetime) -> str:
-    return PERSON.format(name=person_name(person), ago=ago(person.profile_at, now))
-
-
-def ago(moment: datetime, now: datetime) -> str:
-    """How long before `now`, in the largest whole unit: "3 days ago"."""
-    seconds = max(0, int((now - moment).total_seconds()))
-    for unit, size in (("year", 365 * 86400), ("month", 30 * 86400), ("day", 86400),
-                       ("hour", 3600), ("minute", 60)):  # fmt: skip
-        if seconds >= size:
-            count = seconds // size
-            return f"{count} {unit}{'' if count == 1 else 's'} ago"
-    return "just now"
+    return _(PERSON).format(name=person_name(person), ago=ago(person.profile_at, now))
 
 
 def remembered(person: Person) -> dict[str, Any]:
@@ -220,40 +217,41 @@ def counterparty_text(data: dict[str, Any], now: datetime) -> str:
     if isinstance(chosen, Person):
         return person_line(chosen, now)
     if isinstance(chosen, str):
-        return INVITED_BY_NAME.format(username=chosen.removeprefix("@"))
+        return _(INVITED_BY_NAME).format(username=chosen.removeprefix("@"))
     if isinstance(chosen, int):
-        return INVITED_BY_ID.format(label=data["counterparty_label"])
+        return _(INVITED_BY_ID).format(label=data["counterparty_label"])
+    if chosen is None:  # invited by link
+        return _(ANYONE_WITH_LINK)
     return data["counterparty_label"]
 
 
-@cache
+@per_locale
 def amount_screen(money: Currency) -> tuple[str, InlineKeyboardMarkup]:
-    text = ASK_AMOUNT.format(step=4, steps=STEPS, **bounds(money))
+    text = step_text(4, _(ASK_AMOUNT).format(**bounds(money)))
     return text, keyboard()
 
 
-@cache
+@per_locale
 def description_screen(limit: int) -> tuple[str, InlineKeyboardMarkup]:
-    return ASK_DESCRIPTION.format(step=5, steps=STEPS, limit=limit), keyboard()
+    return step_text(5, _(ASK_DESCRIPTION).format(limit=limit)), keyboard()
 
 
 def summary_screen(
     data: dict[str, Any], currencies: Currencies, now: datetime | None = None
 ) -> tuple[str, InlineKeyboardMarkup]:
     money = currencies[data["currency"]]
-    amount, other = data["amount"], OTHER_ROLE[data["role"]]
+    amount = data["amount"]
     fee = money.fee_for(amount)
-    text = SUMMARY.format(
-        role=data["role"],
-        Other=other.capitalize(),
-        counterparty=escape(counterparty_text(data, now or datetime.now(UTC))),
+    counterparty = escape(counterparty_text(data, now or datetime.now(UTC)))
+    text = _(SUMMARY).format(
+        parties=_(PARTIES[data["role"]]).format(counterparty=counterparty),
         description=escape(data["description"]),
         amount=money.format(amount),
         fee=money.format(fee),
-        rate=f"{money.fee_bps / 100:g}",
+        rate=percent(money.fee_bps),
         payout=money.format(amount - fee),
     )
-    return text, keyboard((CREATE, WizardAct(act="create")))
+    return text, keyboard((_(CREATE), WizardAct(act="create")))
 
 
 def step_screen(
@@ -287,10 +285,10 @@ def bounds(money: Currency) -> dict[str, str]:
     }
 
 
-@cache
+@per_locale
 def expired_keyboard() -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
-    kb.button(text=NEW_DEAL, callback_data=Nav(to="new"))
+    kb.button(text=_(NEW_DEAL), callback_data=Nav(to="new"))
     kb.row(keyboards.menu_button())
     return kb.as_markup()
 

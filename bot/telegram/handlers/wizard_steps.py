@@ -21,6 +21,7 @@ from bot.telegram.filters import NotACommand
 from bot.telegram.fsm import advance, enter
 from bot.telegram.handlers import wizard_screens as screens
 from bot.telegram.handlers.wizard import _at_step, _show, new_wizard_key
+from bot.telegram.i18n import _
 from bot.telegram.refusals import ChatRefusal, refusal_text
 
 # -- 1. role ------------------------------------------------------------------------
@@ -72,7 +73,7 @@ async def amount_typed(
             raise InvalidAmount(Refusal.NOT_A_NUMBER)
         amount = money.parse(message.text)
     except InvalidAmount as refused:
-        hint = screens.HINT_AMOUNT.format(**screens.bounds(money))
+        hint = _(screens.HINT_AMOUNT).format(**screens.bounds(money))
         await message.answer(
             screens.refusal(refusal_text(refused, currencies), hint),
             reply_markup=screens.keyboard(),
@@ -106,7 +107,7 @@ async def description_typed(
             raise InvalidInput(ChatRefusal.NOT_TEXT_DESCRIPTION)
         description = bounded_text(message.text, limit, "description")
     except InvalidInput as refused:
-        hint = screens.HINT_DESCRIPTION.format(limit=limit)
+        hint = _(screens.HINT_DESCRIPTION).format(limit=limit)
         await message.answer(
             screens.refusal(refusal_text(refused, currencies), hint),
             reply_markup=screens.keyboard(),
@@ -130,7 +131,7 @@ async def buttons_expected(
         text, markup = screens.currency_screen(currencies)
     else:
         text, markup = screens.summary_screen(await state.get_data(), currencies)
-    await message.answer(f"{screens.USE_BUTTONS}\n\n{text}", reply_markup=markup)
+    await message.answer(f"{_(screens.USE_BUTTONS)}\n\n{text}", reply_markup=markup)
 
 
 def router() -> Router:
