@@ -38,7 +38,7 @@ async def test_no_urls_configured_runs_local_mode_on_embedded_servers(config: Co
     assert replica.config.redis.url.startswith("unix://")
     shown = "\n".join(lines)
     assert shown.count("✅ Payment released to the seller.") == 2
-    assert "🛡 An admin settled the dispute: the buyer is refunded." in shown
-    assert "Bob: 👛 Your wallet ⏎ USDT: 394.00 USDT available" in shown
+    assert "Ada: ✂️ Settled by a split." in shown
+    assert "Bob: 👛 Your wallet ⏎ USDT: 443.25 USDT available" in shown
     assert (folder / "postgres" / "PG_VERSION").exists()  # the data stays
     assert servers_using(folder) == []  # and the servers are gone
