@@ -178,12 +178,17 @@ class Person:
         expect: Callable[[Shown], bool],
         replica: int | None = None,
     ) -> Shown:
+        # The screen may come from an earlier attempt (an update the bot asked
+        # to send again, then handled when Telegram posted it again): a person
+        # sees it as well, so every attempt looks from before the first.
+        since = self.chat.version
         for attempt in range(AGAIN_ATTEMPTS):
-            since = self.chat.version
+            attempt_since = self.chat.version
             update = message(self.user_id, text, **self.who())
             await self.telegram.deliver(update, replica)
             try:
-                return await self.wait(since, expect, f"{text!r} (update {update['update_id']})")
+                what = f"{text!r} (update {update['update_id']})"
+                return await self.wait(since, expect, what, attempt_since)
             except AskedAgain:
                 await asyncio.sleep(0.5 + attempt * 0.25)
         raise Stuck(f"{self.username}: asked again {AGAIN_ATTEMPTS} times after {text!r}")
@@ -199,9 +204,10 @@ class Person:
         `on` was shown in, if given: other messages may offer the same label);
         `double`: the same button twice at once (two updates, as a quick double
         tap sends)."""
+        since = self.chat.version  # as for `send`: an earlier attempt's screen counts
         for attempt in range(AGAIN_ATTEMPTS):
             shown, button = self.button(label, on)
-            since = self.chat.version
+            attempt_since = self.chat.version
             data = button["callback_data"]
             updates = [
                 press(self.user_id, data, shown.message_id, shown.text, **self.who())
@@ -210,7 +216,8 @@ class Person:
             await asyncio.gather(*(self.telegram.deliver(update) for update in updates))
             ids = [u["update_id"] for u in updates]
             try:
-                return await self.wait(since, expect, f"press {label!r} (updates {ids})")
+                what = f"press {label!r} (updates {ids})"
+                return await self.wait(since, expect, what, attempt_since)
             except AskedAgain:
                 await asyncio.sleep(0.5 + attempt * 0.25)
         raise Stuck(f"{self.username}: asked again {AGAIN_ATTEMPTS} times after {label!r}")
@@ -225,8 +232,13 @@ class Person:
                     return shown, button
         raise Stuck(f"{self.username} sees no button {label!r}: {self.screens()}")
 
-    async def wait(self, since: int, expect: Callable[[Shown], bool], what: str) -> Shown:
+    async def wait(
+        self, since: int, expect: Callable[[Shown], bool], what: str, attempt_since: int = 0
+    ) -> Shown:
+        """The first screen after `since` that `expect`s; AskedAgain if the bot
+        asked to send it again after `attempt_since` (this attempt's start)."""
         deadline = time.monotonic() + STEP_SECONDS
+        attempt_since = max(since, attempt_since)
         while True:
             asked_again = form_gone = False
             for shown in reversed(self.chat.history):
@@ -234,7 +246,8 @@ class Person:
                     break
                 if expect(shown):
                     return shown
-                asked_again = asked_again or shown.text.startswith(ASKED_AGAIN)
+                if shown.version > attempt_since:
+                    asked_again = asked_again or shown.text.startswith(ASKED_AGAIN)
                 form_gone = form_gone or any(part in shown.text for part in FORM_GONE)
             left = deadline - time.monotonic()
             if asked_again and left < STEP_SECONDS - 1:  # a second for the rest to arrive
@@ -248,8 +261,11 @@ class Person:
                 await asyncio.wait_for(changed.wait(), left)
 
     def screens(self) -> list[str]:
-        newest = sorted(self.chat.messages.values(), key=lambda m: -m.version)[:3]
-        return [f"#{m.message_id} v{m.version} {m.text[:120]!r} {m.labels()}" for m in newest]
+        """What the person saw last: the newest changes to their chat, in order."""
+        return [
+            f"#{m.message_id} v{m.version} {m.text[:120]!r} {m.labels()}"
+            for m in self.chat.history[-8:]
+        ]
 
 
 def has(*parts: str) -> Callable[[Shown], bool]:
