@@ -72,8 +72,16 @@ class CryptoPayDeposits:
     def _count(self, outcome: str) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
 
-    async def invoice(self, user: Actor, currency: str, amount: int) -> DepositView:
-        """A new invoice for `amount`; its row is active once Crypto Pay made it."""
+    async def invoice(
+        self,
+        user: Actor,
+        currency: str,
+        amount: int,
+        describe: Callable[[int], str] | None = None,
+    ) -> DepositView:
+        """A new invoice for `amount`; its row is active once Crypto Pay made it.
+        `describe`: what @CryptoBot shows the payer, from the deposit's number
+        (the Telegram face words it in the user's language)."""
         money = self.currencies[currency]
         deposit = await self.services.deposits.open(user, money.code, amount, PROVIDER)
         try:
@@ -82,7 +90,7 @@ class CryptoPayDeposits:
                 from_minor_units(amount, money.decimals),
                 payload=str(deposit.id),
                 expires_in=max(int(self.invoice_lifetime.total_seconds()), 60),
-                description=f"Deposit #{deposit.id} to your escrow wallet",
+                description=describe(deposit.id) if describe else f"#{deposit.id}",
             )
         except (CryptoPayError, CryptoPayUnavailable) as exc:
             # Unknown outcome included: an invoice nobody was shown can't be paid.

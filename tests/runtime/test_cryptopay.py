@@ -26,6 +26,8 @@ from bot.payments.deposits import CryptoPayDeposits, webhook_handler
 from bot.runtime.app import App, build_app
 from bot.runtime.run import Replica
 from bot.sim import FakeTelegram, SimulatedUser
+from bot.telegram.handlers.deposit import invoice_description
+from bot.telegram.i18n import Catalogs
 from db.sql.notifications import NOTICE_COLUMNS, Notice
 from tests.conftest import ADMIN_TELEGRAM_ID
 from tests.payments.fake_cryptopay import TOKEN, FakeCryptoPay, Fault
@@ -174,6 +176,8 @@ async def test_a_paid_invoice_is_credited_through_the_webhook_and_the_owner_told
 ):
     dee = person(app)
     invoice = await invoice_for(dee, cryptopay)
+    made = cryptopay.invoices[invoice]  # what @CryptoBot shows the payer: its deposit
+    assert made["description"] == f"Deposit #{made['payload']} to your escrow wallet"
     assert await available(app, dee) == 0  # nothing before it is paid
     cryptopay.pay(invoice)
 
@@ -609,3 +613,10 @@ async def test_crypto_pays_fee_is_the_payers_the_wallet_gets_what_the_provider_h
         " (25.00 USDT paid, less Crypto Pay's fee of 0.25 USDT.)"
     )
     assert cryptopay.balance("USDT") == Decimal("24.75")  # the books agree (teardown too)
+
+
+def test_the_invoice_is_described_in_the_payers_language() -> None:
+    i18n = Catalogs()
+    with i18n.context(), i18n.use_locale("ru"):
+        assert invoice_description(7) == "Пополнение #7 вашего кошелька в эскроу-боте"
+    assert invoice_description(7) == "Deposit #7 to your escrow wallet"  # English by default

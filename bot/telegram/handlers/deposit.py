@@ -4,6 +4,7 @@ amount typed, credited at once or paid by invoice."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from html import escape
 from typing import Protocol, runtime_checkable
 
@@ -59,7 +60,13 @@ class InvoiceDeposits(Protocol):
     """A provider paid by invoice (Crypto Pay): the user types an amount and
     gets a payment link; the wallet is credited when the provider confirms."""
 
-    async def invoice(self, user: Actor, currency: str, amount: int) -> DepositView: ...
+    async def invoice(
+        self,
+        user: Actor,
+        currency: str,
+        amount: int,
+        describe: Callable[[int], str] | None = None,
+    ) -> DepositView: ...
 
 
 # -- deposits -----------------------------------------------------------------------
@@ -128,7 +135,7 @@ async def deposit_amount(
         return
     if isinstance(deposits, InvoiceDeposits):
         # Refused (Crypto Pay down, say): the error handler says so, the form stays.
-        invoice = await deposits.invoice(snapshot, money.code, amount)
+        invoice = await deposits.invoice(snapshot, money.code, amount, invoice_description)
         text, markup = invoice_screen(invoice, money)
         await close_form(state, finished_by=message, reply=text)
         await show_result(bot, message.chat.id, text, markup)
@@ -149,6 +156,11 @@ async def deposit_amount(
     await close_form(state, finished_by=message, reply=text)
     await show_result(bot, message.chat.id, text, markup)
     await strip_keyboards(bot, message.chat.id, data.get("messages", ()))
+
+
+def invoice_description(deposit_id: int) -> str:
+    """What @CryptoBot shows the payer about the invoice, in their language."""
+    return _("Deposit #{id} to your escrow wallet").format(id=deposit_id)
 
 
 def invoice_screen(invoice: DepositView, money: Currency) -> tuple[str, InlineKeyboardMarkup]:
