@@ -159,11 +159,14 @@ def telegram_session(config: Config, mode: Mode) -> BaseSession:
     return AiohttpSession(api=TelegramAPIServer.from_base(config.telegram.api_base))
 
 
+# A delivered deal nobody releases is released after this long in local mode
+# (72 hours by default), so the demo (bot/sim/local.py) shows one.
+LOCAL_RELEASE_AFTER_SECONDS = 2.0
+
+
 def local_config(config: Config) -> Config:
     """Local mode: the simulated admin is an admin of this run, and a delivered
     deal is released after seconds, not days, so the demo shows one."""
-    from bot.sim.local import LOCAL_RELEASE_AFTER_SECONDS
-
     admin = config.runtime.local_admin_id
     admins = (
         config.escrow.admins if admin in config.escrow.admins else (*config.escrow.admins, admin)

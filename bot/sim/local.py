@@ -21,9 +21,6 @@ Print = Callable[[str], object]
 # Fixed ids, so a second run meets the same people (and their wallets) again.
 ALICE, BOB, CAROL = 7_000_000_001, 7_000_000_002, 7_000_000_003
 TEXT_WIDTH = 72
-# A delivered deal nobody releases is released after this long in local mode
-# (72 hours by default), so the demo shows one.
-LOCAL_RELEASE_AFTER_SECONDS = 2.0
 
 
 def _compact(text: str) -> str:
@@ -139,6 +136,13 @@ class LocalMode:
         await buyer.send("Road bike, 56 cm frame")
         await buyer.press("✅ Create deal")
 
+    async def delivered(self, buyer: Person, seller: Person, major: str) -> None:
+        """A deal `buyer` opens with @local_bob (`seller`), accepted, funded and delivered."""
+        await self.new_deal(buyer, "@local_bob", major)
+        await seller.press("✅ Accept")
+        await buyer.press(f"💰 Fund {self.amount(major)}")
+        await seller.press("📦 Mark as delivered")
+
     async def run(self) -> Timings:
         listener = self.telegram.add_listener(self._show)
         try:
@@ -163,10 +167,7 @@ class LocalMode:
 
         self.out("")
         self.out("— Deal 1: Alice buys from @local_bob")
-        await self.new_deal(alice, "@local_bob", "400")
-        await bob.press("✅ Accept")
-        await alice.press(f"💰 Fund {self.amount('400')}")
-        await bob.press("📦 Mark as delivered")
+        await self.delivered(alice, bob, "400")
         await alice.press("✅ Release payment")
         await alice.press("✅ Yes, release the payment")
         self.out("— They rate each other")
@@ -189,10 +190,7 @@ class LocalMode:
 
         self.out("")
         self.out("— Deal 3: Alice disputes with a photo; the admin splits it, 30 to Bob")
-        await self.new_deal(alice, "@local_bob", "50")
-        await bob.press("✅ Accept")
-        await alice.press(f"💰 Fund {self.amount('50')}")
-        await bob.press("📦 Mark as delivered")
+        await self.delivered(alice, bob, "50")
         await alice.press("⚠️ Open a dispute")
         await alice.send("Half of the parts are missing")
         await alice.press("📎 Add evidence")
@@ -204,12 +202,10 @@ class LocalMode:
 
         self.out("")
         self.out("— Deal 4: Bob delivers and nobody releases: the release clock does")
-        await self.new_deal(alice, "@local_bob", "20")
-        await bob.press("✅ Accept")
-        await alice.press(f"💰 Fund {self.amount('20')}")
-        await bob.press("📦 Mark as delivered")
-        await asyncio.sleep(LOCAL_RELEASE_AFTER_SECONDS + 0.5)
-        self.out(f"   … {LOCAL_RELEASE_AFTER_SECONDS:g} s later (local mode's release clock)")
+        await self.delivered(alice, bob, "20")
+        after = self.app.config.escrow.auto_release_after_hours * 3600
+        await asyncio.sleep(after + 0.5)
+        self.out(f"   … {after:g} s later (local mode's release clock)")
         released = await self.app.services.deals.release_due()  # the jobs loop's step
         await self.app.outbox.send(released.notices, *released.value)
 
