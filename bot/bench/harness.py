@@ -11,16 +11,17 @@ record, so whatever the update causes, in its own task or in tasks it starts
 - the callback answer: the Telegram double's listener for requests as they
   arrive, with the double's timestamp of answerCallbackQuery leaving the
   process (before its simulated round trip);
-- Telegram waits: the round trips the double made the update's own task wait
-  (awaited in the handler's path; a request sent from a task of its own and
-  not awaited does not hold the update up, and is not counted).
+- Telegram waits: the round trips the double made the update wait, in its own
+  task or in the tasks it awaits (an edit and a notification sent at once by
+  `asyncio.gather`), overlapping ones counted once. The press's answer is the
+  exception: it is sent from a task of its own that nothing awaits, and its
+  round trip runs while the handler works, so it holds nothing up.
 
 Records land in `array`s (no objects for the garbage collector to walk).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from array import array
 from collections.abc import Callable
@@ -73,15 +74,15 @@ class Rec:
         "first_io",
         "redis",
         "sql",
-        "task",
         "telegram_wait",
+        "waits",
     )
 
     def __init__(self) -> None:
         self.answer = self.first_io = 0
         self.sql = self.redis = self.commits = 0
-        self.telegram_wait = 0  # ns the update's own task waited on Bot API round trips
-        self.task: asyncio.Task[Any] | None = None
+        self.telegram_wait = 0  # ns the update waited on Bot API round trips
+        self.waits: list[tuple[int, int]] = []  # each awaited round trip: (sent, answered)
         self.error = False
         self.fallback = False  # its snapshot came from Postgres because Redis failed
 
@@ -135,6 +136,19 @@ def count_sql(engine: Engine) -> Callable[[], None]:
         event.remove(engine, "commit", _commit)
 
     return remove
+
+
+def waited(intervals: list[tuple[int, int]]) -> int:
+    """How long at least one of `intervals` was open: round trips awaited side
+    by side hold the update up once, not twice."""
+    total = 0
+    reach = 0
+    for start, end in sorted(intervals):
+        start = max(start, reach)
+        if end > start:
+            total += end - start
+            reach = end
+    return total
 
 
 class Samples:
@@ -193,8 +207,8 @@ class Harness:
 
     def _answered(self, request: BotRequest) -> None:
         rec = CURRENT.get()
-        if rec is not None and request.waited_ns and asyncio.current_task() is rec.task:
-            rec.telegram_wait += request.waited_ns
+        if rec is not None and request.waited_ns and request.method != "answerCallbackQuery":
+            rec.waits.append((request.sent_ns, request.sent_ns + request.waited_ns))
 
     def user_changed(self, telegram_id: int) -> None:
         self.changed.add(telegram_id)
@@ -238,7 +252,6 @@ class Harness:
         if self.inflight > self.max_inflight:
             self.max_inflight = self.inflight
         rec = Rec()
-        rec.task = asyncio.current_task()
         token = CURRENT.set(rec)
         t0 = _now()
         try:
@@ -247,6 +260,7 @@ class Harness:
             rec.error = True
         finally:
             end = _now()
+            rec.telegram_wait = waited(rec.waits)
             CURRENT.reset(token)
             self.inflight -= 1
             self.completed += 1

@@ -1,6 +1,7 @@
 """The Telegram double's round-trip model, and what the benchmark's harness
-takes from it: when a request left the process, and how long the update's own
-task waited on it (a request it did not await is not its wait)."""
+takes from it: when a request left the process, and how long the update
+waited on Telegram (round trips awaited side by side once; the press's answer,
+which nothing awaits, not at all)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import asyncio
 
 from aiogram import Bot
 
-from bot.bench.harness import CURRENT, Harness, Rec
+from bot.bench.harness import CURRENT, Harness, Rec, waited
 from bot.runtime.app import LOCAL_TOKEN
+from bot.sim.methods import BotRequest
 from bot.sim.round_trip import RoundTrip
 from bot.sim.telegram import FakeTelegram
 
@@ -25,7 +27,7 @@ def test_the_model_is_seeded_jittered_and_has_a_long_tail():
     assert RoundTrip(median_ms=0)() == 0.0
 
 
-async def test_a_request_is_heard_as_it_leaves_and_its_wait_is_the_awaiting_task_s():
+async def test_a_request_is_heard_as_it_leaves_and_the_updates_awaited_waits_count_once():
     telegram = FakeTelegram(keep_log=False, latency=RoundTrip(median_ms=20, seed=3))
     bot = Bot(LOCAL_TOKEN, session=telegram)
     Harness(telegram, bot, None)  # type: ignore[arg-type]  # listens to the double
@@ -34,17 +36,45 @@ async def test_a_request_is_heard_as_it_leaves_and_its_wait_is_the_awaiting_task
     telegram.add_listener(lambda request: heard.append(f"answered {request.method}"))
 
     rec = Rec()
-    rec.task = asyncio.current_task()
     token = CURRENT.set(rec)
     try:
-        await bot.get_me()  # awaited: the update's own wait
-        background = asyncio.create_task(bot.get_my_commands())  # not awaited by it
+        await bot.get_me()  # awaited by the update's own task
+        # an edit and a notification at once: tasks of their own, awaited together
+        await asyncio.gather(bot.get_my_commands(), bot.get_webhook_info())
+        background = asyncio.create_task(bot.get_chat_menu_button())
         await asyncio.sleep(0)
-        assert heard[-1] == "sent getMyCommands"  # heard before its round trip
+        assert heard[-1] == "sent getChatMenuButton"  # heard before its round trip
     finally:
         CURRENT.reset(token)
     await background
-    assert heard == ["sent getMe", "answered getMe", "sent getMyCommands", "answered getMyCommands"]
-    # one round trip of about 20 ms (the tail is 4× that), the background one left out
-    assert 5e6 < rec.telegram_wait < 200e6
+    assert heard[:2] == ["sent getMe", "answered getMe"]
+    # every round trip the update caused is recorded, each from leaving to its answer
+    assert len(rec.waits) == 4
+    assert all(answered > sent for sent, answered in rec.waits)
+    # the two awaited side by side hold the update up once, not twice
+    gathered = sorted(rec.waits[1:3])
+    assert waited(gathered) < sum(end - start for start, end in gathered)
     await bot.session.close()
+
+
+def test_overlapping_waits_are_counted_once():
+    assert waited([]) == 0
+    assert waited([(0, 10)]) == 10
+    assert waited([(0, 10), (20, 25)]) == 15  # apart: both
+    assert waited([(0, 10), (5, 12)]) == 12  # overlapping: their union
+    assert waited([(5, 12), (0, 10), (1, 3)]) == 12  # in any order, one inside another
+
+
+def test_the_presss_answer_is_not_a_wait_of_the_update():
+    telegram = FakeTelegram(keep_log=False, latency=0.001)
+    harness = Harness(telegram, Bot(LOCAL_TOKEN, session=telegram), None)  # type: ignore[arg-type]
+    rec = Rec()
+    token = CURRENT.set(rec)
+    try:
+        for method in ("answerCallbackQuery", "editMessageText"):
+            request = BotRequest(method, {}, 0, None, sent_ns=100)  # type: ignore[arg-type]
+            request.waited_ns = 40
+            harness._answered(request)
+    finally:
+        CURRENT.reset(token)
+    assert rec.waits == [(100, 140)]  # the edit only
