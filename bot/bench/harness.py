@@ -14,14 +14,16 @@ record, so whatever the update causes, in its own task or in tasks it starts
 - Telegram waits: the round trips the double made the update wait, in its own
   task or in the tasks it awaits (an edit and a notification sent at once by
   `asyncio.gather`), overlapping ones counted once. The press's answer is the
-  exception: it is sent from a task of its own that nothing awaits, and its
-  round trip runs while the handler works, so it holds nothing up.
+  exception where it is sent from a task of its own that nothing awaits
+  (`AnswerFirst`): its round trip runs while the handler works, so it holds
+  nothing up. Answered last, or by the floor's handler, it is a wait.
 
 Records land in `array`s (no objects for the garbage collector to walk).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from array import array
 from collections.abc import Callable
@@ -35,6 +37,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from bot.sim.telegram import BotRequest, FakeTelegram
+from bot.telegram.middlewares import ANSWER_TASK
 
 CLASSES = ("read", "card", "list", "wizard_press", "wizard_msg", "write", "other")
 ROUTES: dict[str, str] = {
@@ -138,6 +141,12 @@ def count_sql(engine: Engine) -> Callable[[], None]:
     return remove
 
 
+def _unawaited() -> bool:
+    """The request comes from a press's answer task, which nothing awaits."""
+    task = asyncio.current_task()
+    return task is not None and task.get_name().startswith(f"{ANSWER_TASK} ")
+
+
 def waited(intervals: list[tuple[int, int]]) -> int:
     """How long at least one of `intervals` was open: round trips awaited side
     by side hold the update up once, not twice."""
@@ -207,7 +216,7 @@ class Harness:
 
     def _answered(self, request: BotRequest) -> None:
         rec = CURRENT.get()
-        if rec is not None and request.waited_ns and request.method != "answerCallbackQuery":
+        if rec is not None and request.waited_ns and not _unawaited():
             rec.waits.append((request.sent_ns, request.sent_ns + request.waited_ns))
 
     def user_changed(self, telegram_id: int) -> None:

@@ -6,6 +6,7 @@ which nothing awaits, not at all)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from aiogram import Bot
 
@@ -14,6 +15,7 @@ from bot.runtime.app import LOCAL_TOKEN
 from bot.sim.methods import BotRequest
 from bot.sim.round_trip import RoundTrip
 from bot.sim.telegram import FakeTelegram
+from bot.telegram.middlewares import ANSWER_TASK
 
 
 def test_the_model_is_seeded_jittered_and_has_a_long_tail():
@@ -65,16 +67,25 @@ def test_overlapping_waits_are_counted_once():
     assert waited([(5, 12), (0, 10), (1, 3)]) == 12  # in any order, one inside another
 
 
-def test_the_presss_answer_is_not_a_wait_of_the_update():
+async def test_the_presss_answer_sent_from_its_own_task_is_not_a_wait_of_the_update():
     telegram = FakeTelegram(keep_log=False, latency=0.001)
     harness = Harness(telegram, Bot(LOCAL_TOKEN, session=telegram), None)  # type: ignore[arg-type]
+
+    def hear(method: str) -> None:
+        request = BotRequest(method, {}, 0, None, sent_ns=100)  # type: ignore[arg-type]
+        request.waited_ns = 40
+        harness._answered(request)
+
     rec = Rec()
     token = CURRENT.set(rec)
     try:
-        for method in ("answerCallbackQuery", "editMessageText"):
-            request = BotRequest(method, {}, 0, None, sent_ns=100)  # type: ignore[arg-type]
-            request.waited_ns = 40
-            harness._answered(request)
+        await asyncio.create_task(_call(hear, "answerCallbackQuery"), name=f"{ANSWER_TASK} 17")
+        await asyncio.create_task(_call(hear, "editMessageText"), name="Task-9")
+        hear("answerCallbackQuery")  # answered in the update's own task (last, or the floor)
     finally:
         CURRENT.reset(token)
-    assert rec.waits == [(100, 140)]  # the edit only
+    assert rec.waits == [(100, 140), (100, 140)]  # the edit, and the answer that was awaited
+
+
+async def _call(function: Callable[[str], None], method: str) -> None:
+    function(method)
