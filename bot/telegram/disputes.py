@@ -12,7 +12,6 @@ from html import escape, unescape
 import msgspec
 from aiogram import Bot
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 from babel.dates import format_datetime
 
 from bot.services.deals.evidence import DisputeFile, EvidenceView
@@ -20,7 +19,7 @@ from bot.services.money import Currencies
 from bot.services.views import DealView
 from bot.telegram import texts
 from bot.telegram.i18n import N_, _, current_locale
-from bot.telegram.keyboards import SETTLE, AdminCard, AdminDeal, AdminEvidence, Nav
+from bot.telegram.keyboards import SETTLE, AdminCard, AdminDeal, AdminEvidence, Keyboard, Nav
 from db.models import DealStatus, EvidenceKind
 
 # Telegram's limits: a caption, a message (characters once entities are parsed).
@@ -176,7 +175,7 @@ def dispute_file_text(file: DisputeFile, currencies: Currencies, headline: str =
 
 def dispute_file_keyboard(file: DisputeFile) -> InlineKeyboardMarkup:
     """Settle (while disputed), see each piece of evidence again or all of them."""
-    deal, kb = file.deal, InlineKeyboardBuilder()
+    deal, kb = file.deal, Keyboard()
     if deal.status == DealStatus.DISPUTED:
         for outcome, label in SETTLE.items():
             data = AdminDeal(outcome=outcome, code=deal.code, v=deal.version)

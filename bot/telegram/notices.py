@@ -15,7 +15,6 @@ from typing import Protocol
 
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services.deals.evidence import EvidenceView
 from bot.services.deposits import DepositView
@@ -26,7 +25,7 @@ from bot.services.views import DealView, WithdrawalView
 from bot.telegram import clocks, keyboards, reputation, texts
 from bot.telegram.disputes import relay_keyboard, relay_text, role_words, split_headline
 from bot.telegram.i18n import Catalogs, _, locale_for
-from bot.telegram.keyboards import AdminWithdrawal, Nav, Signer, WalletMenu
+from bot.telegram.keyboards import AdminWithdrawal, Keyboard, Nav, Signer, WalletMenu
 from bot.telegram.notice_texts import (
     CANCELLED_AND_REFUNDED,
     DEPOSIT_CREDITED,
@@ -220,7 +219,7 @@ class Notices:
     ) -> Message:
         money = currencies[deposit.currency]
         amount = money.format(deposit.amount)
-        kb = InlineKeyboardBuilder()
+        kb = Keyboard()
         if kind is NotificationKind.DEPOSIT_MISMATCH:
             kb.button(text=_("🛡 Admin"), callback_data=Nav(to="admin"))
             paid = f"{deposit.paid_amount or '?'} {deposit.paid_asset or '?'}"
@@ -248,7 +247,7 @@ class Notices:
         currencies: Currencies,
     ) -> Message:
         amount = currencies[withdrawal.currency].format(withdrawal.amount)
-        kb = InlineKeyboardBuilder()
+        kb = Keyboard()
         if kind is NotificationKind.WITHDRAWAL_REQUESTED:
             if withdrawal.status != WithdrawalStatus.PENDING:  # paid unattended, say
                 raise Obsolete(f"withdrawal {withdrawal.id} is {withdrawal.status} now")

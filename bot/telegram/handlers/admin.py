@@ -22,7 +22,6 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, TelegramObject
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services import Services
 from bot.services.money import Currencies
@@ -31,9 +30,9 @@ from bot.telegram import keyboards, texts
 from bot.telegram.filters import ConfiguredAdmin
 from bot.telegram.handlers.wallet import edit
 from bot.telegram.i18n import _, ngettext, per_locale
-from bot.telegram.keyboards import AdminCard as AdminCard  # re-exported: its old home
+from bot.telegram.keyboards import AdminCard as AdminCard
 from bot.telegram.keyboards import AdminWithdrawal as AdminWithdrawal  # re-exported
-from bot.telegram.keyboards import Nav
+from bot.telegram.keyboards import Keyboard, Nav  # re-exported: its old home
 from cache.snapshots import UserSnapshot
 from db.models import DealStatus
 
@@ -115,7 +114,7 @@ def admin_router(name: str) -> Router:
 
 @per_locale
 def home_keyboard() -> InlineKeyboardMarkup:
-    kb = InlineKeyboardBuilder()
+    kb = Keyboard()
     kb.button(text=_("⚠️ Open disputes"), callback_data=AdminPanel(screen="disputes"))
     kb.button(text=_("🏦 Pending withdrawals"), callback_data=AdminPanel(screen="withdrawals"))
     kb.button(text=_("💰 Credit a deposit"), callback_data=AdminPanel(screen="credit"))
@@ -128,7 +127,7 @@ def home_keyboard() -> InlineKeyboardMarkup:
 
 @per_locale
 def screen_keyboard(screen: str) -> InlineKeyboardMarkup:
-    kb = InlineKeyboardBuilder()
+    kb = Keyboard()
     kb.button(text=_("⟳ Refresh"), callback_data=AdminPanel(screen=screen))
     kb.button(text=_("« Admin"), callback_data=AdminPanel(screen="home"))
     return kb.as_markup()
@@ -136,7 +135,7 @@ def screen_keyboard(screen: str) -> InlineKeyboardMarkup:
 
 @per_locale
 def cancel_keyboard() -> InlineKeyboardMarkup:
-    kb = InlineKeyboardBuilder()
+    kb = Keyboard()
     kb.button(text=_("✖️ Cancel"), callback_data=AdminPanel(screen="home"))
     return kb.as_markup()
 

@@ -12,7 +12,6 @@ from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import I18n
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services import Services
 from bot.services.money import Currencies
@@ -37,6 +36,7 @@ from bot.telegram.handlers.wallet import (
     wallet_keyboard,
 )
 from bot.telegram.i18n import _, locale_of
+from bot.telegram.keyboards import Keyboard
 from cache.snapshots import UserSnapshot
 from cache.store import SnapshotCache
 
@@ -85,14 +85,14 @@ async def credit_user(
         )
         return
     await state.clear()
-    kb = InlineKeyboardBuilder()
+    kb = Keyboard()
     for money in currencies:
         kb.button(
             text=money.code,
             callback_data=AdminCredit(telegram_id=target.telegram_id, currency=money.code),
         )
     kb.adjust(3)
-    kb.attach(InlineKeyboardBuilder.from_markup(cancel_keyboard()))
+    kb.attach(Keyboard.from_markup(cancel_keyboard()))
     text = _("💰 Credit {name}: which currency?").format(name=who(target))
     await message.answer(text, reply_markup=kb.as_markup())
 
@@ -152,7 +152,7 @@ async def credit_amount(
     await state.clear()
     target = await snapshots.get(data["telegram_id"])
     name = who(target) if target else user_id(data["telegram_id"])
-    kb = InlineKeyboardBuilder()
+    kb = Keyboard()
     kb.button(
         text=_("✅ Credit {amount}").format(amount=money.format(amount)),
         callback_data=AdminCredit(

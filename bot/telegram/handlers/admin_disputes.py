@@ -10,7 +10,6 @@ from typing import Literal
 
 from aiogram import Bot, F, Router
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services import Services
 from bot.services.errors import AlreadyDone, WrongState
@@ -35,7 +34,7 @@ from bot.telegram.handlers.admin import (
 from bot.telegram.handlers.committed import show_and_notify, show_result
 from bot.telegram.handlers.wallet import edit
 from bot.telegram.i18n import N_, _
-from bot.telegram.keyboards import AdminCard, AdminDeal, AdminEvidence
+from bot.telegram.keyboards import AdminCard, AdminDeal, AdminEvidence, Keyboard
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
@@ -49,7 +48,7 @@ async def disputes(
 ) -> None:
     items = await services.reads.open_disputes(snapshot, QUEUE_PAGE)
     lines = [_("⚠️ <b>Open disputes</b> ({count})").format(count=queue_size(items)), ""]
-    kb = InlineKeyboardBuilder()
+    kb = Keyboard()
     for item in items:
         money = currencies[item.currency].format(item.amount)
         lines.append(f"<b>#{item.code}</b> · {money} · <i>{escape(item.description[:60])}</i>")
@@ -57,7 +56,7 @@ async def disputes(
     if not items:
         lines.append(_("No open disputes."))
     kb.adjust(1)
-    kb.attach(InlineKeyboardBuilder.from_markup(screen_keyboard("disputes")))
+    kb.attach(Keyboard.from_markup(screen_keyboard("disputes")))
     await edit(query.message, "\n".join(lines), kb.as_markup())
 
 
@@ -154,7 +153,7 @@ async def resolve(
             )
             return
         question, label = resolve_question(deal, outcome, currencies)
-        kb = InlineKeyboardBuilder()
+        kb = Keyboard()
         kb.button(
             text=label,
             callback_data=AdminDeal(outcome=outcome, code=deal.code, v=deal.version, ok=True),

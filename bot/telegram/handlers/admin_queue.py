@@ -8,7 +8,6 @@ from html import escape
 
 from aiogram import Bot
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services import Services
 from bot.services.money import Currencies
@@ -25,6 +24,7 @@ from bot.telegram.handlers.admin import (
 from bot.telegram.handlers.committed import read_after_commit, show_result
 from bot.telegram.handlers.wallet import edit
 from bot.telegram.i18n import _
+from bot.telegram.keyboards import Keyboard
 from bot.telegram.refusals import WITHDRAWAL_STATUS_WORDS
 from cache.snapshots import UserSnapshot
 from db.models import WithdrawalStatus
@@ -35,7 +35,7 @@ def pending_screen(
 ) -> tuple[str, InlineKeyboardMarkup]:
     lines = [headline, ""] if headline else []
     lines += [_("🏦 <b>Pending withdrawals</b> ({count})").format(count=queue_size(items)), ""]
-    kb = InlineKeyboardBuilder()
+    kb = Keyboard()
     for item in items:
         lines.append(withdrawal_details(item, currencies))
         kb.row(
@@ -50,7 +50,7 @@ def pending_screen(
         )
     if not items:
         lines.append(_("Nothing to decide."))
-    kb.attach(InlineKeyboardBuilder.from_markup(screen_keyboard("withdrawals")))
+    kb.attach(Keyboard.from_markup(screen_keyboard("withdrawals")))
     return "\n".join(lines), kb.as_markup()
 
 

@@ -10,7 +10,6 @@ from aiogram import Bot, F, Router
 from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services import Services
 from bot.services.deals.settlement import split_fee
@@ -30,7 +29,7 @@ from bot.telegram.handlers.admin import (
 from bot.telegram.handlers.committed import show_and_notify, show_result
 from bot.telegram.handlers.wallet import edit
 from bot.telegram.i18n import N_, _
-from bot.telegram.keyboards import AdminCard, AdminDeal
+from bot.telegram.keyboards import AdminCard, AdminDeal, Keyboard
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
@@ -109,7 +108,7 @@ async def split_part(
         return
     await state.clear()
     fee = split_fee(data["fee_bps"], part)
-    kb = InlineKeyboardBuilder()
+    kb = Keyboard()
     kb.button(
         text=_("✅ Yes, split it"),
         callback_data=AdminSplit(code=data["code"], v=data["v"], part=part),

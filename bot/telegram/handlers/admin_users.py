@@ -13,7 +13,6 @@ from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services import Services
 from bot.services.base import Outcome
@@ -35,7 +34,7 @@ from bot.telegram.handlers.admin import (
 from bot.telegram.handlers.committed import close_form, read_after_commit, show_result
 from bot.telegram.handlers.wallet import edit
 from bot.telegram.i18n import N_, _
-from bot.telegram.keyboards import Nav
+from bot.telegram.keyboards import Keyboard, Nav
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
@@ -75,7 +74,7 @@ def user_screen(user: UserStanding, headline: str = "") -> tuple[str, InlineKeyb
                 "are settled as usual.</i>"
             )
         )
-    kb = InlineKeyboardBuilder()
+    kb = Keyboard()
     if blocked:
         kb.button(
             text=_("✅ Unblock"),

@@ -11,7 +11,6 @@ from aiogram import Bot, F, Router
 from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.payments.payouts import Payouts
 from bot.services import Services
@@ -40,6 +39,7 @@ from bot.telegram.handlers.committed import (
 )
 from bot.telegram.handlers.wallet import edit
 from bot.telegram.i18n import _
+from bot.telegram.keyboards import Keyboard
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
@@ -71,7 +71,7 @@ async def approve(
         if item is None:
             return
         money = currencies[item.currency]
-        kb = InlineKeyboardBuilder()
+        kb = Keyboard()
         if payouts is not None:
             yes = _("✅ Yes, pay it through @CryptoBot")
             question = _(

@@ -10,7 +10,6 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services import Services
 from bot.services.money import Currencies
@@ -19,7 +18,7 @@ from bot.services.views import DealView
 from bot.telegram import keyboards, texts
 from bot.telegram.handlers.committed import show_result
 from bot.telegram.i18n import N_, _
-from bot.telegram.keyboards import DealCard, DealList, Invite, Nav, Signer
+from bot.telegram.keyboards import DealCard, DealList, Invite, Keyboard, Nav, Signer
 from bot.telegram.reputation import SnapshotReader, record_for
 from bot.telegram.statuses import list_status
 from cache.snapshots import UserSnapshot
@@ -132,7 +131,7 @@ TABS = (("active", N_("Active")), ("action", N_("Waiting for me")), ("finished",
 def deals_list(
     page, kind: str, currencies: Currencies, viewer: UserSnapshot
 ) -> tuple[str, InlineKeyboardMarkup]:
-    kb = InlineKeyboardBuilder()
+    kb = Keyboard()
     lines = [f"📋 <b>{_(LIST_TITLES[kind])}</b>", ""]
     if not page.items:
         lines.append(_("Nothing here yet."))
@@ -149,14 +148,14 @@ def deals_list(
             continue
         lines.append(f"<b>#{item.code}</b> · {money} · {status}{who}")
         kb.button(text=f"#{item.code} · {money} · {status}", callback_data=DealCard(code=item.code))
-    tabs = InlineKeyboardBuilder()
+    tabs = Keyboard()
     for other, title in TABS:
         tabs.button(
             text=("• " if other == kind else "") + _(title), callback_data=DealList(kind=other)
         )
     kb.adjust(1)
     kb.attach(tabs)
-    nav = InlineKeyboardBuilder()
+    nav = Keyboard()
     if page.next_before:
         nav.button(text=_("Older »"), callback_data=DealList(kind=kind, before=page.next_before))
     nav.button(text=_("« Menu"), callback_data=Nav(to="menu"))

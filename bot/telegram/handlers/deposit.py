@@ -12,7 +12,6 @@ from aiogram import Bot, F, Router
 from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services import Outcome
 from bot.services.base import Actor
@@ -41,7 +40,7 @@ from bot.telegram.handlers.wallet import (
     typed_amount,
 )
 from bot.telegram.i18n import _
-from bot.telegram.keyboards import WalletMenu
+from bot.telegram.keyboards import Keyboard, WalletMenu
 from cache.snapshots import UserSnapshot
 from cache.store import SnapshotCache
 
@@ -175,7 +174,7 @@ def invoice_screen(invoice: DepositView, money: Currency) -> tuple[str, InlineKe
         "Open the link to pay with @CryptoBot.{until} Your wallet is credited as soon "
         "as Crypto Pay confirms the payment, and you get a message here."
     ).format(id=invoice.id, amount=amount, until=until)
-    kb = InlineKeyboardBuilder()
+    kb = Keyboard()
     if invoice.pay_url:
         kb.button(text=_("💳 Pay {amount}").format(amount=amount), url=invoice.pay_url)
     kb.row(back_button())

@@ -10,7 +10,6 @@ from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 from babel.numbers import format_decimal
 
 from bot.services import Services
@@ -23,7 +22,7 @@ from bot.telegram.fsm import enter
 from bot.telegram.handlers.committed import close_form
 from bot.telegram.handlers.deals import show_card
 from bot.telegram.i18n import N_, _, current_locale
-from bot.telegram.keyboards import EvidenceAdd, Signer
+from bot.telegram.keyboards import EvidenceAdd, Keyboard, Signer
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
@@ -45,7 +44,7 @@ THANKS = N_("📎 Thank you: the admins have your evidence.")
 
 
 def done_keyboard(code: str) -> InlineKeyboardMarkup:
-    kb = InlineKeyboardBuilder()
+    kb = Keyboard()
     kb.button(text=_("✅ Done"), callback_data=EvidenceAdd(code=code, done=True))
     return kb.as_markup()
 

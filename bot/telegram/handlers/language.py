@@ -8,14 +8,13 @@ from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services import Services
 from bot.services.money import Currencies
 from bot.services.wallets import DepositProvider
 from bot.telegram import keyboards, texts
 from bot.telegram.i18n import LANGUAGES, _, language_name, locale_of
-from bot.telegram.keyboards import Nav
+from bot.telegram.keyboards import Keyboard, Nav
 from cache.snapshots import UserSnapshot
 
 
@@ -27,7 +26,7 @@ class ChooseLanguage(CallbackData, prefix="lang"):
 
 def language_screen(current: str) -> tuple[str, InlineKeyboardMarkup]:
     text = _("🌐 <b>Language</b>\n\nWhich language should I speak to you?")
-    kb = InlineKeyboardBuilder()
+    kb = Keyboard()
     for code in LANGUAGES:
         mark = "✓ " if code == current else ""
         kb.button(text=mark + language_name(code), callback_data=ChooseLanguage(code=code))

@@ -9,7 +9,6 @@ from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services import Services
 from bot.services.errors import EscrowError
@@ -22,7 +21,7 @@ from bot.telegram.handlers.deals import show_committed_card
 from bot.telegram.handlers.wizard import show_made, wizard_deal
 from bot.telegram.handlers.wizard_screens import NewDeal
 from bot.telegram.i18n import N_, _, ngettext
-from bot.telegram.keyboards import DealList, Invite, Nav, Signer
+from bot.telegram.keyboards import DealList, Invite, Keyboard, Nav, Signer
 from bot.telegram.notices import NoticeSender
 from bot.telegram.refusals import refusal_text
 from bot.telegram.reputation import creator_telegram_id, read_record
@@ -36,7 +35,7 @@ INVITATION = N_("📨 You are invited to this deal. Accept it to take part.")
 
 
 def invitation_keyboard(code: str, addressed: bool):
-    kb = InlineKeyboardBuilder()
+    kb = Keyboard()
     kb.button(text=_("✅ Accept the deal"), callback_data=Invite(action="accept", code=code))
     if addressed:
         kb.button(text=_("Decline"), callback_data=Invite(action="decline", code=code))

@@ -22,7 +22,6 @@ from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services.errors import InvalidAmount, UnknownCurrency
 from bot.services.money import Currencies, Currency
@@ -30,7 +29,7 @@ from bot.services.wallets import DepositProvider
 from bot.telegram import keyboards, texts
 from bot.telegram.handlers.committed import read_after_commit
 from bot.telegram.i18n import _, per_locale
-from bot.telegram.keyboards import Nav, WalletMenu
+from bot.telegram.keyboards import Keyboard, Nav, WalletMenu
 from bot.telegram.refusals import refusal_text
 from cache.snapshots import UserSnapshot
 from cache.store import SnapshotCache
@@ -68,7 +67,7 @@ def balances_text(
 
 @per_locale
 def wallet_keyboard() -> InlineKeyboardMarkup:
-    kb = InlineKeyboardBuilder()
+    kb = Keyboard()
     kb.button(text=_("➕ Deposit"), callback_data=WalletMenu(screen="deposit"))
     kb.button(text=_("➖ Withdraw"), callback_data=WalletMenu(screen="withdraw"))
     kb.button(text=_("🧾 Withdrawals"), callback_data=WalletMenu(screen="withdrawals"))
@@ -88,7 +87,7 @@ def back_to_wallet() -> InlineKeyboardMarkup:
 
 @per_locale
 def cancel_keyboard() -> InlineKeyboardMarkup:
-    kb = InlineKeyboardBuilder()
+    kb = Keyboard()
     kb.button(text=_("✖️ Cancel"), callback_data=WalletMenu(screen="cancel"))
     return kb.as_markup()
 
@@ -96,7 +95,7 @@ def cancel_keyboard() -> InlineKeyboardMarkup:
 def currency_keyboard(
     screen: str, user: UserSnapshot, currencies: Currencies
 ) -> InlineKeyboardMarkup:
-    kb = InlineKeyboardBuilder()
+    kb = Keyboard()
     for money in currencies:
         label = money.code
         if screen == "withdraw":

@@ -12,7 +12,6 @@ from aiogram import Bot, F, Router
 from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.payments.payouts import Payouts
 from bot.services import Services
@@ -42,7 +41,7 @@ from bot.telegram.handlers.wallet import (
     typed_amount,
 )
 from bot.telegram.i18n import _
-from bot.telegram.keyboards import WalletMenu
+from bot.telegram.keyboards import Keyboard, WalletMenu
 from bot.telegram.notices import NoticeSender
 from bot.telegram.withdrawals import WITHDRAWAL_STATUS, withdrawal_line
 from cache.snapshots import UserSnapshot
@@ -182,7 +181,7 @@ async def ask_confirmation(
 ) -> None:
     data = {**data, "destination": destination}
     await enter(state, WalletForm.withdraw_confirm, data)
-    kb = InlineKeyboardBuilder()
+    kb = Keyboard()
     kb.button(text=_("✅ Confirm withdrawal"), callback_data=WalletMenu(screen="confirm"))
     kb.button(text=_("✖️ Cancel"), callback_data=WalletMenu(screen="cancel"))
     kb.adjust(1)

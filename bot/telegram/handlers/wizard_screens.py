@@ -11,13 +11,12 @@ import msgspec
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.services.money import Currencies, Currency
 from bot.services.users import Person
 from bot.telegram import keyboards
 from bot.telegram.i18n import N_, _, per_locale
-from bot.telegram.keyboards import Nav
+from bot.telegram.keyboards import Keyboard, Nav
 from bot.telegram.moments import ago
 from bot.telegram.texts import percent
 
@@ -139,7 +138,7 @@ class InviteById(CallbackData, prefix="wt"):
 
 
 def keyboard(*buttons: tuple[str, CallbackData], width: int = 1) -> InlineKeyboardMarkup:
-    kb = InlineKeyboardBuilder()
+    kb = Keyboard()
     for text, data in buttons:
         kb.button(text=text, callback_data=data)
     kb.adjust(width)
@@ -287,7 +286,7 @@ def bounds(money: Currency) -> dict[str, str]:
 
 @per_locale
 def expired_keyboard() -> InlineKeyboardMarkup:
-    kb = InlineKeyboardBuilder()
+    kb = Keyboard()
     kb.button(text=_(NEW_DEAL), callback_data=Nav(to="new"))
     kb.row(keyboards.menu_button())
     return kb.as_markup()
