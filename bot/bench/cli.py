@@ -33,7 +33,7 @@ import msgspec
 
 from bot.bench import data as bench_data
 from bot.bench.goals import goals, ratios_to_floor, validate
-from bot.bench.harness import install_redis_counter
+from bot.bench.meters import install_redis_counter
 from bot.bench.modes import MODES, hot_query_times
 from bot.bench.report import plot, render
 from bot.bench.run import Phase, Plan, run_mode

@@ -68,6 +68,9 @@ def class_figures(s: Samples, rows: list[int]) -> dict[str, Any]:
         "response_from_arrival_ms": dist(response),
         "sql": _mean_max([s.sql[i] for i in rows]),
         "redis": _mean_max([s.redis[i] for i in rows]),
+        "redis_commands": _mean_max([s.redis_commands[i] for i in rows]),
+        "redis_bytes_out": _mean_max([s.redis_out[i] for i in rows]),
+        "redis_bytes_in": _mean_max([s.redis_in[i] for i in rows]),
         "commits": _mean_max([s.commits[i] for i in rows]),
         # of the updates that did not fail (a pool timeout commits nothing)
         "commits_ok": _mean_max([s.commits[i] for i in rows if not s.flags[i] & ERROR]),

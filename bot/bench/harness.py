@@ -4,10 +4,8 @@ An update is fed to the dispatcher inside a context variable holding its
 record, so whatever the update causes, in its own task or in tasks it starts
 (the cache's single-flight load), is attributed to it:
 
-- SQL statements and commits: SQLAlchemy's `before_cursor_execute` and
-  `commit` events on the engines under test;
-- Redis round trips: every `send_packed_command` of redis-py's asyncio
-  connections (a pipeline is one), patched once in this process;
+- SQL statements and commits, Redis round trips, commands and bytes: the
+  hooks of `bot.bench.meters`;
 - the callback answer: the Telegram double's listener for requests as they
   arrive, with the double's timestamp of answerCallbackQuery leaving the
   process (before its simulated round trip);
@@ -24,18 +22,13 @@ Records land in `array`s (no objects for the garbage collector to walk).
 from __future__ import annotations
 
 import asyncio
-import time
 from array import array
-from collections.abc import Callable
-from contextvars import ContextVar
-from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.types import Update
-from redis.asyncio.connection import AbstractConnection
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
+from bot.bench.meters import CURRENT, Rec
+from bot.bench.meters import now as _now
 from bot.sim.telegram import BotRequest, FakeTelegram
 from bot.telegram.middlewares import ANSWER_TASK
 
@@ -66,79 +59,6 @@ ROUTE_IDS = {name: index for index, name in enumerate(ROUTE_NAMES)}
 # flags of a record
 ERROR, REFILL, PRESS, FALLBACK, WRITER = 1, 2, 4, 8, 16
 UNEXPECTED_PREFIX = "😕"
-
-
-class Rec:
-    __slots__ = (
-        "answer",
-        "commits",
-        "error",
-        "fallback",
-        "first_io",
-        "redis",
-        "sql",
-        "telegram_wait",
-        "waits",
-    )
-
-    def __init__(self) -> None:
-        self.answer = self.first_io = 0
-        self.sql = self.redis = self.commits = 0
-        self.telegram_wait = 0  # ns the update waited on Bot API round trips
-        self.waits: list[tuple[int, int]] = []  # each awaited round trip: (sent, answered)
-        self.error = False
-        self.fallback = False  # its snapshot came from Postgres because Redis failed
-
-
-CURRENT: ContextVar[Rec | None] = ContextVar("bench_update", default=None)
-_now = time.perf_counter_ns
-
-
-def _io() -> Rec | None:
-    rec = CURRENT.get()
-    if rec is not None and not rec.first_io:
-        rec.first_io = _now()
-    return rec
-
-
-def install_redis_counter() -> None:
-    """Count every request redis-py's asyncio connections send (once per process)."""
-    if getattr(AbstractConnection.send_packed_command, "_bench", False):
-        return
-    original = AbstractConnection.send_packed_command
-
-    async def send_packed_command(self: Any, command: Any, check_health: bool = True) -> None:
-        rec = _io()
-        if rec is not None:
-            rec.redis += 1
-        return await original(self, command, check_health)
-
-    send_packed_command._bench = True  # type: ignore[attr-defined]
-    AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
-
-
-def _before_cursor_execute(*args: Any) -> None:
-    rec = _io()
-    if rec is not None:
-        rec.sql += 1
-
-
-def _commit(*args: Any) -> None:
-    rec = CURRENT.get()
-    if rec is not None:
-        rec.commits += 1
-
-
-def count_sql(engine: Engine) -> Callable[[], None]:
-    """Attribute `engine`'s statements and commits to the update in flight; the undo."""
-    event.listen(engine, "before_cursor_execute", _before_cursor_execute)
-    event.listen(engine, "commit", _commit)
-
-    def remove() -> None:
-        event.remove(engine, "before_cursor_execute", _before_cursor_execute)
-        event.remove(engine, "commit", _commit)
-
-    return remove
 
 
 def _unawaited() -> bool:
@@ -174,10 +94,16 @@ class Samples:
         self.end = array("q")  # feed_update returned
         self.sql = array("H")
         self.redis = array("H")
+        self.redis_commands = array("H")
+        self.redis_out = array("I")  # bytes sent to Redis
+        self.redis_in = array("I")  # bytes read back
         self.commits = array("H")
 
     def __len__(self) -> int:
         return len(self.route)
+
+    def writes(self) -> int:
+        return sum(1 for route in self.route if ROUTES[ROUTE_NAMES[route]] == "write")
 
 
 class Harness:
@@ -296,5 +222,8 @@ class Harness:
             s.end.append(end)
             s.sql.append(min(rec.sql, 65535))
             s.redis.append(min(rec.redis, 65535))
+            s.redis_commands.append(min(rec.redis_commands, 65535))
+            s.redis_out.append(min(rec.redis_out, 2**32 - 1))
+            s.redis_in.append(min(rec.redis_in, 2**32 - 1))
             s.commits.append(min(rec.commits, 65535))
         return rec

@@ -101,6 +101,8 @@ def tables(result: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
             )
         out.append(("normal mode by route class (answer from arrival), ms", head, rows))
         out.append(_readers(normal))
+        out.append(_costs(normal))
+    out.append(_servers(modes))
     webhook = modes.get("webhook")
     if normal and webhook:
         out.append(_replicas(normal, webhook))
@@ -127,6 +129,39 @@ def _readers(normal: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
             + [_f(_get(r, "redis_per_read", "mean"), 3), _f(r["hit_ratio"], 4)]
         )
     title = "normal mode: reads and cards by users who write and who never do (refills included)"
+    return title, head, rows
+
+
+def _costs(normal: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    head = ["class", "n", "SQL", "commits", "Redis round trips", "commands", "bytes out", "in"]
+    rows = [
+        [c, str(f["count"])]
+        + [_f(_get(f, key, "mean"), 2) for key in ("sql", "commits", "redis", "redis_commands")]
+        + [_f(_get(f, key, "mean"), 0) for key in ("redis_bytes_out", "redis_bytes_in")]
+        for c, f in normal["classes"].items()
+    ]
+    return "normal mode: what one update costs by class (means, this process's view)", head, rows
+
+
+def _servers(modes: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    head = ["mode", "Redis commands/upd", "bytes in/upd", "out/upd", "WAL bytes/write"]
+    head += ["Postgres transactions/upd"]
+    rows = [
+        [name]
+        + [
+            _f(_get(m, "servers", key), 1)
+            for key in (
+                "redis_commands_per_update",
+                "redis_bytes_in_per_update",
+                "redis_bytes_out_per_update",
+                "wal_bytes_per_write",
+                "transactions_per_update",
+            )
+        ]
+        for name, m in modes.items()
+        if m.get("servers")
+    ]
+    title = "The servers' own counters over each measured window (server-wide: every client)"
     return title, head, rows
 
 

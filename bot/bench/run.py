@@ -15,9 +15,11 @@ import msgspec
 from bot.bench import data as bench_data
 from bot.bench.arrivals import closed_loop, open_loop, replay, trader_count, workload_of
 from bot.bench.figures import cache_figures, dist, mode_figures
-from bot.bench.harness import Harness, count_sql
+from bot.bench.harness import Harness
+from bot.bench.meters import count_sql
 from bot.bench.modes import Built, Mode, build, hot_query_times
 from bot.bench.replica import Heard, ReplicaProcess, mode_prefix, split, start_replica
+from bot.bench.servers import ServerTally, server_figures
 from bot.bench.watch import GcWatch, LogTally, gc_figures
 from bot.bench.workload import BenchUser, Mix
 from bot.config import Config
@@ -183,9 +185,15 @@ async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str
             assert replica is not None
             replica.go()
         phase.set(mode.name, "measure", plan.seconds)
+        tally = ServerTally(settings, built.app.cache.cache.redis if built.app else None)
+        servers = await tally.read()
         with GcWatch() as watch:
             sent = await drive(plan.seconds, warmup=False)
         harness.measuring = False
+        servers = server_figures(
+            servers, await tally.read(), len(harness.samples), harness.samples.writes()
+        )
+        await tally.aclose()
         if harness.trace is not None:
             plan.trace = harness.trace
         figures = mode_figures(harness.samples)
@@ -201,6 +209,7 @@ async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str
             max_inflight=harness.max_inflight,
             gc=gc_figures(watch, mode.freeze_gc, full_ms),
             log=plan.logs.take(),
+            servers=servers,
             **extra,
         )
         if counters is not None and before is not None:

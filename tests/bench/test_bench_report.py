@@ -30,6 +30,9 @@ def samples(*reads: tuple[int, int]) -> Samples:
         s.first_io.append(0)
         s.sql.append(sql)
         s.redis.append(2 if sql else 1)  # GET, and the fill after a load
+        s.redis_commands.append(2 if sql else 1)
+        s.redis_out.append(30)
+        s.redis_in.append(200)
         s.commits.append(0)
     return s
 
