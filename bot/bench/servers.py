@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from bot.bench import data as bench_data
 from db.engine import DatabaseSettings
+from db.sql.ops import WAL_AND_COMMITS
 
 REDIS_STATS = ("total_commands_processed", "total_net_input_bytes", "total_net_output_bytes")
 
@@ -31,10 +32,7 @@ class ServerTally:
         if self.redis is not None:
             stats = await self.redis.info("stats")
             out.update({key: int(stats[key]) for key in REDIS_STATS})
-        row = await self._pg.fetchrow(
-            "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn AS wal, xact_commit"
-            " FROM pg_stat_database WHERE datname = current_database()"
-        )
+        row = await self._pg.fetchrow(WAL_AND_COMMITS)
         out["wal_bytes"], out["commits"] = int(row["wal"]), int(row["xact_commit"])
         return out
 

@@ -21,6 +21,12 @@ LOCK_TIMEOUT = text("SELECT set_config('lock_timeout', :ms, true)")
 # On the server's `postgres` database, through asyncpg ($n parameters).
 SESSION_LOCK = "SELECT pg_advisory_lock($1)"
 DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = $1"
+# The WAL written so far (bytes since 0/0) and this database's committed
+# transactions: read before and after a benchmark window (asyncpg).
+WAL_AND_COMMITS = (
+    "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn AS wal, xact_commit"
+    " FROM pg_stat_database WHERE datname = current_database()"
+)
 
 # -- doctor ----------------------------------------------------------------------------
 
