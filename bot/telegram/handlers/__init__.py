@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
+from bot.telegram.filters import gate_presses
 from bot.telegram.handlers import (
     admin,
     admin_deposits,
@@ -56,5 +57,8 @@ FEATURES = (
 
 def build_router() -> Router:
     root = Router(name="escrow")
-    root.include_routers(*(feature() for feature in FEATURES))
+    features = [feature() for feature in FEATURES]
+    for router in features:
+        gate_presses(router)  # a press skips the routers with no handler for it
+    root.include_routers(*features)
     return root
