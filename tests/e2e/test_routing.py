@@ -1,40 +1,66 @@
-"""Presses go only to the routers that take their callback data: aiogram tries
-routers one by one, so each router's gate (bot/telegram/filters.py,
-`gate_presses`) keeps a press from being parsed by every handler before its own."""
+"""A press goes only to the feature routers that take its callback data
+(bot/telegram/routing.py): aiogram would try every router before it, parsing
+the press once per handler on the way."""
 
 from __future__ import annotations
 
 import pytest
+from aiogram import Router
 from aiogram.filters.callback_data import CallbackData, CallbackQueryFilter
 
 from bot.runtime.app import App
 from bot.telegram import keyboards
-from bot.telegram.filters import PressFor
 from bot.telegram.handlers import build_router
+from bot.telegram.keyboards import Nav
+from bot.telegram.routing import press_prefixes
 
 
-def gates() -> dict[str, frozenset[str] | None]:
-    out: dict[str, frozenset[str] | None] = {}
-    for router in build_router().sub_routers:
-        found = [
-            f.callback
-            for f in router.callback_query._handler.filters or ()
-            if isinstance(f.callback, PressFor)
-        ]
-        out[router.name] = found[0].prefixes if found else None
-    return out
+def names(routers: tuple[Router, ...]) -> list[str]:
+    return [router.name for router in routers]
 
 
-def test_every_button_reaches_a_router_and_the_catch_all_takes_any():
-    by_router = gates()
-    assert by_router["fallback"] is None  # the stale-button catch-all sees every press
-    admitted = set().union(*(p for p in by_router.values() if p is not None))
-    buttons = {c.__prefix__ for c in vars(keyboards).values() if _is_callback_data(c)}
-    assert buttons, "no CallbackData found"
-    assert buttons <= admitted, buttons - admitted
-    # a router's gate admits only what its own handlers take
-    assert by_router["deals"] == {"dc", "dl"}
-    assert by_router["deal_actions"] == {"da"}
+def test_every_button_has_its_routers_and_the_catch_all_comes_last_for_each():
+    features = build_router()
+    buttons = {c.__prefix__ for c in _every_callback_data(CallbackData)}
+    assert {c.__prefix__ for c in vars(keyboards).values() if _is_callback_data(c)} <= buttons
+    assert len(buttons) > 15
+    assert buttons <= set(features.by_prefix), buttons - set(features.by_prefix)
+    order = names(tuple(features.sub_routers))
+    for prefix, routers in features.by_prefix.items():
+        # in the routers' own order, the stale-button catch-all last
+        assert names(routers) == sorted(names(routers), key=order.index), prefix
+        assert names(routers)[-1] == "fallback", prefix
+    assert names(features.any_press) == ["fallback"]  # an unknown prefix: the catch-all
+    assert names(features.by_prefix["dc"]) == ["deals", "fallback"]
+    assert names(features.by_prefix["nav"])[:2] == ["start", "language"]
+
+
+def test_a_router_that_may_take_any_press_is_always_tried():
+    catch_all = Router(name="any")
+    catch_all.callback_query.register(_handler)
+    assert press_prefixes(catch_all) is None
+    narrow = Router(name="narrow")
+    narrow.callback_query.register(_handler, Nav.filter())
+    assert press_prefixes(narrow) == {"nav"}
+    narrow.callback_query.outer_middleware(_middleware)  # runs for every press it sees
+    assert press_prefixes(narrow) is None
+
+
+async def _handler(*args: object) -> None:
+    return None
+
+
+async def _middleware(handler, event, data):  # type: ignore[no-untyped-def]
+    return await handler(event, data)
+
+
+def _every_callback_data(base: type[CallbackData]) -> list[type[CallbackData]]:
+    found = []
+    for sub in base.__subclasses__():
+        if sub.__module__.startswith("bot."):
+            found.append(sub)
+        found.extend(_every_callback_data(sub))
+    return found
 
 
 def _is_callback_data(value: object) -> bool:
@@ -55,10 +81,12 @@ async def test_a_wallet_press_is_parsed_only_by_routers_that_take_it(
 
     monkeypatch.setattr(CallbackQueryFilter, "__call__", counting)
     await alice.press("👛 Wallet")
-    assert "👛" in alice.last.text or "Wallet" in alice.last.text
+    assert "Your wallet" in alice.last.text
     # only routers with a Nav ("nav") handler were tried: none of the deals', the
     # deal actions', the wizard steps' or the dispute evidence's handlers
-    taking_nav = set().union(*(p for p in gates().values() if p is not None and "nav" in p))
+    taking_nav = set().union(
+        *(press_prefixes(router) or () for router in build_router().by_prefix["nav"])
+    )
     assert "nav" in parsed
     assert set(parsed) <= taking_nav, set(parsed) - taking_nav
     assert not set(parsed) & {"dc", "dl", "da", "wc", "wr", "wi", "wt", "ea"}

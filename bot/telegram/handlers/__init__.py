@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from aiogram import Router
-
-from bot.telegram.filters import gate_presses
 from bot.telegram.handlers import (
     admin,
     admin_deposits,
@@ -27,6 +24,7 @@ from bot.telegram.handlers import (
     wizard_counterparty,
     wizard_steps,
 )
+from bot.telegram.routing import Features
 
 # Tried in this order; the catch-all comes last. Each is a factory: a router
 # has one parent, and every app built in one process (one per test, two
@@ -55,10 +53,6 @@ FEATURES = (
 )
 
 
-def build_router() -> Router:
-    root = Router(name="escrow")
-    features = [feature() for feature in FEATURES]
-    for router in features:
-        gate_presses(router)  # a press skips the routers with no handler for it
-    root.include_routers(*features)
-    return root
+def build_router() -> Features:
+    """The feature routers, a press sent only to those that take it."""
+    return Features(*(feature() for feature in FEATURES))
