@@ -150,7 +150,10 @@ def keyboard_of(markup: InlineKeyboardMarkup | None) -> Keyboard:
 
 
 def _check_button(button: InlineKeyboardButton) -> None:
-    if all(getattr(button, action, None) in (None, "") for action in BUTTON_ACTIONS):
+    # most buttons carry callback data: the full look for any action only without it
+    if not button.callback_data and all(
+        getattr(button, action, None) in (None, "") for action in BUTTON_ACTIONS
+    ):
         raise Refused(
             "can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"
         )
