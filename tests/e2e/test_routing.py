@@ -11,8 +11,10 @@ from aiogram.filters.callback_data import CallbackData, CallbackQueryFilter
 from bot.runtime.app import App
 from bot.telegram import keyboards
 from bot.telegram.handlers import build_router
+from bot.telegram.handlers.evidence import EvidenceForm
+from bot.telegram.handlers.wizard_screens import NewDeal
 from bot.telegram.keyboards import Nav
-from bot.telegram.routing import press_prefixes
+from bot.telegram.routing import may_take_message, press_prefixes
 
 
 def names(routers: tuple[Router, ...]) -> list[str]:
@@ -90,3 +92,46 @@ async def test_a_wallet_press_is_parsed_only_by_routers_that_take_it(
     assert "nav" in parsed
     assert set(parsed) <= taking_nav, set(parsed) - taking_nav
     assert not set(parsed) & {"dc", "dl", "da", "wc", "wr", "wi", "wt", "ea"}
+
+
+async def test_typed_messages_go_to_the_routers_whose_filters_could_take_them():
+    features = build_router()
+
+    async def takers(slash: bool, plain: bool, state: str | None) -> list[str]:
+        kind = (slash, plain, state)
+        return [r.name for r in features.sub_routers if await may_take_message(r, kind)]
+
+    amount = NewDeal.amount.state
+    # a wizard step's answer: its step's router, and the catch-all
+    assert await takers(False, True, amount) == ["wizard_steps", "fallback"]
+    # plain text with no form open: only "I didn't understand"
+    assert await takers(False, True, None) == ["fallback"]
+    # a command, in a form or not: the routers with commands (not the form steps)
+    commands = await takers(True, False, amount)
+    assert {"start", "wizard", "wallet", "deals", "fallback"} <= set(commands)
+    assert "wizard_steps" not in commands and "evidence" not in commands
+    # /cancel while sending dispute evidence: the evidence router's own /cancel first
+    assert (await takers(True, False, EvidenceForm.collect.state))[0] == "evidence"
+
+
+async def test_a_wizard_step_is_tried_only_by_its_router(app: App, people):
+    alice, _bob = people("Alice", "alice_steps"), people("Bob", "bob_steps")
+    await _bob.start()
+    await alice.start()
+    await alice.send("/new")
+    await alice.press("I'm buying")
+    await alice.send("@bob_steps")
+    await alice.press("USDT")
+    tried: list[str] = []
+    features = app.dispatcher.sub_routers[0]
+    for router in features.sub_routers:
+        original = router.propagate_event
+
+        async def visit(*args, _original=original, _name=router.name, **kwargs):  # type: ignore[no-untyped-def]
+            tried.append(_name)
+            return await _original(*args, **kwargs)
+
+        router.propagate_event = visit  # type: ignore[method-assign]
+    await alice.send("100")
+    assert tried == ["wizard_steps"]
+    assert "100.00 USDT" in alice.last.text or "describe" in alice.last.text.lower()
