@@ -36,7 +36,12 @@ from db import Database
 from db.engine import DatabaseSettings, build_engine, build_standby
 from db.events import Event
 from db.standby import StandbyReads
-from tests.postgres_standby import postgres_pair, replayed, standby_settings  # noqa: F401
+from tests.postgres_standby import (  # noqa: F401 (fixtures)
+    postgres_pair,
+    replayed,
+    standby_pair,
+    standby_settings,
+)
 
 IN_CI = bool(os.environ.get("CI"))
 TABLES = (

@@ -266,3 +266,14 @@ def start_pair() -> Iterator[PostgresPair]:
 @pytest.fixture(scope="session")
 def postgres_pair() -> Iterator[PostgresPair]:
     yield from start_pair()
+
+
+@pytest.fixture
+def standby_pair(postgres_pair: PostgresPair) -> Iterator[PostgresPair]:
+    """The pair for a test that stops the standby or pauses its replay: both
+    running, streaming and replayed again after it."""
+    yield postgres_pair
+    if postgres_pair.standby_dir not in postgres_pair.started:
+        postgres_pair.start_standby()
+    postgres_pair.psql(postgres_pair.standby_port, "SELECT pg_wal_replay_resume()")
+    postgres_pair.wait_replayed()

@@ -23,7 +23,7 @@ from db.engine import DatabaseSettings, build_standby
 from db.events import DealChanged
 from db.standby import StandbyReads
 from tests.conftest import RecordedEvents, Services, StatementLog
-from tests.postgres_standby import PostgresPair, replayed
+from tests.postgres_standby import replayed
 
 # Every test here on the pair: reads_from is "standby".
 pytestmark = pytest.mark.parametrize("reads_from", ["standby"], indirect=True, scope="session")
@@ -88,16 +88,6 @@ async def replicas(
 
 
 @pytest.fixture
-def pair(postgres_pair: PostgresPair) -> Iterator[PostgresPair]:
-    """The pair, brought back to streaming and replaying after the test."""
-    yield postgres_pair
-    if postgres_pair.standby_dir not in postgres_pair.started:
-        postgres_pair.start_standby()
-    postgres_pair.psql(postgres_pair.standby_port, "SELECT pg_wal_replay_resume()")
-    postgres_pair.wait_replayed()
-
-
-@pytest.fixture
 def on_standby(replicas: tuple[Replica, Replica]) -> Iterator[StatementLog]:
     """Statements the first replica sends to the standby."""
     log = StatementLog()
@@ -153,8 +143,11 @@ async def test_writes_and_money_decisions_never_touch_the_standby(replicas, on_s
     assert on_standby.stop() == []
 
 
-async def test_who_just_wrote_reads_their_write_while_the_standby_replays_nothing(replicas, pair):
+async def test_who_just_wrote_reads_their_write_while_the_standby_replays_nothing(
+    replicas, standby_pair
+):
     a, b = replicas
+    pair = standby_pair
     buyer, seller, code = await deal_between(a.services)
     admin = await a.services.admin()
     await replayed(a.standby)
@@ -193,8 +186,9 @@ async def test_who_just_wrote_reads_their_write_while_the_standby_replays_nothin
 
 
 @pytest.mark.parametrize("max_lag_ms", [300])
-async def test_past_the_lag_bound_reads_go_to_the_primary(replicas, pair):
+async def test_past_the_lag_bound_reads_go_to_the_primary(replicas, standby_pair):
     a, _ = replicas
+    pair = standby_pair
     buyer, seller, code = await deal_between(a.services)
     admin = await a.services.admin()
     await replayed(a.standby)
@@ -214,8 +208,9 @@ async def test_past_the_lag_bound_reads_go_to_the_primary(replicas, pair):
     assert a.counted() == {("standby", "caught_up"): 1}
 
 
-async def test_a_standby_that_stops_costs_one_failed_read_and_no_error(replicas, pair):
+async def test_a_standby_that_stops_costs_one_failed_read_and_no_error(replicas, standby_pair):
     a, _ = replicas
+    pair = standby_pair
     buyer, seller, code = await deal_between(a.services)
     admin = await a.services.admin()
     await replayed(a.standby)
