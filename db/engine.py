@@ -89,7 +89,10 @@ class DatabaseSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         )
 
 
-def build_engine(settings: DatabaseSettings) -> AsyncEngine:
+def build_engine(settings: DatabaseSettings, command_timeout: float | None = None) -> AsyncEngine:
+    """`command_timeout`: the client gives up on a statement after this many
+    seconds (for a server that stopped answering; a live one enforces
+    statement_timeout itself)."""
     engine = create_async_engine(
         settings.sqlalchemy_url,
         pool_size=settings.pool_size,
@@ -103,6 +106,7 @@ def build_engine(settings: DatabaseSettings) -> AsyncEngine:
         hide_parameters=True,
         connect_args={
             "timeout": settings.connect_timeout_seconds,
+            "command_timeout": command_timeout,
             "server_settings": {
                 "statement_timeout": str(settings.statement_timeout_ms),
                 "application_name": "escrow-bot",
@@ -130,17 +134,21 @@ def build_standby(settings: DatabaseSettings) -> StandbyReads | None:
     standby = settings.standby()
     if standby is None:
         return None
-    engine = build_engine(standby)
-    watch_settings = msgspec.structs.replace(standby, pool_size=1)
-    watched = build_engine(watch_settings)
-    primary = build_engine(msgspec.structs.replace(settings, pool_size=1, max_overflow=0))
+    # A standby that stops answering (a partition, a hung host) holds a read
+    # this long at most, once: the read then goes to the primary.
+    max_lag = settings.read_max_lag_ms / 1000
+    engine = build_engine(standby, settings.statement_timeout_ms / 1000 + max_lag)
+    check_timeout = settings.read_connect_timeout_seconds + max_lag
+    watched = build_engine(msgspec.structs.replace(standby, pool_size=1), check_timeout)
+    single = msgspec.structs.replace(settings, pool_size=1, max_overflow=0)
+    primary = build_engine(single, check_timeout)
     watch = ReplayWatch(
         primary,
         watched,
         interval=settings.read_lag_check_ms / 1000,
-        check_timeout=settings.read_connect_timeout_seconds + settings.read_max_lag_ms / 1000,
+        # the statements' own timeouts end a check first; this is the backstop
+        check_timeout=check_timeout + 1,
     )
-    max_lag = settings.read_max_lag_ms / 1000
     return StandbyReads(engine, watch, max_lag, owned=(engine, watched, primary))
 
 

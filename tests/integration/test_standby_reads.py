@@ -22,6 +22,7 @@ from db import Database
 from db.engine import DatabaseSettings, build_standby
 from db.events import DealChanged
 from db.standby import StandbyReads
+from tests.cache.proxy import TcpProxy
 from tests.conftest import RecordedEvents, Services, StatementLog
 from tests.postgres_standby import replayed
 
@@ -231,3 +232,44 @@ async def test_a_standby_that_stops_costs_one_failed_read_and_no_error(replicas,
     await replayed(a.standby)
     assert (await a.services.deals.get(buyer, code)).status == "pending"
     assert a.counted() == {("standby", "caught_up"): 1}
+
+
+async def test_a_standby_that_stops_answering_holds_one_read_then_none(
+    database, pg_settings, postgres_pair, config, escrow_settings
+):
+    """Connections open, nothing comes back (a partition, a hung host): the
+    read in flight gives up after its timeout and goes to the primary, and
+    the reads after it do not try the standby."""
+    proxy = TcpProxy("127.0.0.1", postgres_pair.standby_port)
+    await proxy.start()
+    settings = msgspec.structs.replace(
+        pg_settings,
+        read_url=postgres_pair.url(proxy.port),
+        statement_timeout_ms=200,
+        read_connect_timeout_seconds=0.3,
+        read_max_lag_ms=300,
+    )
+    standby = build_standby(settings)
+    assert standby is not None
+    standby.start()
+    try:
+        db = Database(database.engine, standby)
+        ctx = ServiceContext(
+            db=db,
+            settings=escrow_settings,
+            currencies=config.currency_table(),
+            events=RecordedEvents(),
+        )
+        a = Replica(db, Services(ctx))
+        buyer, _, code = await deal_between(a.services)
+        await replayed(standby)
+        assert (await a.services.deals.get(buyer, code)).status == "pending"
+        assert a.counted() == {("standby", "caught_up"): 1}  # a pooled connection through
+
+        proxy.blackhole()
+        for _ in range(3):
+            assert (await a.services.deals.get(buyer, code)).status == "pending"
+        assert a.counted() == {("primary", "failed"): 1, ("primary", "down"): 2}
+    finally:
+        await proxy.stop()
+        await standby.aclose()
