@@ -8,8 +8,8 @@ noted at clock time m (after its commit) is on the standby once
 `caught_up > m`; `now - caught_up` bounds the standby's lag (the true lag
 plus at most one interval).
 
-A check that fails (the standby down, refusing, promoted, or the primary
-unreachable) marks the standby down; only a check started after the last
+A check that fails (the standby down, refusing, promoted, made from another
+primary, or the primary unreachable) marks the standby down; only a check started after the last
 failure brings it back. No user's update waits for any of this.
 """
 
@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.sql.ops import PRIMARY_WAL_POSITION, STANDBY_REPLAY
+from db.sql.ops import PRIMARY_WAL_POSITION, STANDBY_REPLAY, SYSTEM_IDENTIFIER
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class ReplayWatch:
         self.caught_up = -math.inf
         self.up = False
         self._failed_at = -math.inf
+        self._same_system = False
         self._samples: deque[tuple[float, int]] = deque(maxlen=SAMPLES)
         self.checks = 0
         self.failures = 0
@@ -69,9 +70,16 @@ class ReplayWatch:
         started = self._clock()
         async with self._primary.connect() as conn:
             position = int(await conn.scalar(PRIMARY_WAL_POSITION))
+            primary_system = None if self._same_system else await conn.scalar(SYSTEM_IDENTIFIER)
         self._samples.append((started, position))
         async with self._standby.connect() as conn:
             row = (await conn.execute(STANDBY_REPLAY)).one()
+            if primary_system is not None:
+                # A standby of another primary replays positions that mean
+                # nothing here: checked after every start and every failure.
+                if await conn.scalar(SYSTEM_IDENTIFIER) != primary_system:
+                    raise NotAStandby("the read_url server is a standby of another primary")
+                self._same_system = True
         if not row.in_recovery or row.replayed is None:
             raise NotAStandby("the read_url server is not a standby replaying WAL")
         replayed = int(row.replayed)
@@ -96,6 +104,7 @@ class ReplayWatch:
     def failed(self, exc: BaseException) -> None:
         """The standby failed a check or a read: not used until a later check passes."""
         self._failed_at = self._clock()
+        self._same_system = False
         self.failures += 1
         if self.up:
             self.up = False

@@ -58,6 +58,8 @@ FROM unnest(CAST(:currencies AS varchar[])) AS c(currency)
 
 # -- a hot standby for reads (db/replay.py) --------------------------------------------
 
+# The same on a primary and every standby made from it (a base backup).
+SYSTEM_IDENTIFIER = text("SELECT system_identifier FROM pg_control_system()")
 # Where the primary's WAL ends now, as a number of bytes: every commit that
 # finished before this was sent lies before it.
 PRIMARY_WAL_POSITION = text("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")

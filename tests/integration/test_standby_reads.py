@@ -21,6 +21,7 @@ from cache.loader import PostgresSnapshotLoader
 from db import Database
 from db.engine import DatabaseSettings, build_standby
 from db.events import DealChanged
+from db.replay import NotAStandby
 from db.standby import StandbyReads
 from tests.cache.proxy import TcpProxy
 from tests.conftest import RecordedEvents, Services, StatementLog
@@ -272,4 +273,25 @@ async def test_a_standby_that_stops_answering_holds_one_read_then_none(
         assert a.counted() == {("primary", "failed"): 1, ("primary", "down"): 2}
     finally:
         await proxy.stop()
+        await standby.aclose()
+
+
+async def test_a_read_url_that_is_no_standby_is_never_read(
+    database, pg_settings, postgres_pair, config, escrow_settings
+):
+    """A primary's address by mistake (or a promoted standby): it replays
+    nothing, so how far it has replayed means nothing; every read goes to the
+    primary."""
+    settings = msgspec.structs.replace(pg_settings, read_url=postgres_pair.primary_url)
+    standby = build_standby(settings)
+    assert standby is not None
+    try:
+        with pytest.raises(NotAStandby):
+            await standby.watch.check()
+        db = Database(database.engine, standby)
+        ctx = ServiceContext(db=db, settings=escrow_settings, currencies=config.currency_table())
+        someone = await Services(ctx).user()
+        assert (await ReadService(ctx).deals_page(someone, "active")).items == ()
+        assert standby.reads == {("primary", "down"): 1} and not standby.watch.up
+    finally:
         await standby.aclose()
