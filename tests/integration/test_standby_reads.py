@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import event
 
 from bot.config import Config
+from bot.ops.doctor import check_standby
 from bot.services.base import ServiceContext
 from bot.services.reads import ReadService
 from bot.services.settings import EscrowSettings
@@ -295,3 +296,14 @@ async def test_a_read_url_that_is_no_standby_is_never_read(
         assert standby.reads == {("primary", "down"): 1} and not standby.watch.up
     finally:
         await standby.aclose()
+
+
+async def test_the_doctor_checks_the_standby_replays_within_the_bound(
+    config, pg_settings, standby_pair
+):
+    deployment = msgspec.structs.replace(config, database=pg_settings)
+    healthy = await check_standby(deployment)
+    assert healthy.ok and healthy.detail.startswith("replaying"), healthy.detail
+    standby_pair.stop_standby()
+    stopped = await check_standby(deployment)
+    assert not stopped.ok and stopped.detail.startswith("not usable"), stopped.detail
