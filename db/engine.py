@@ -85,6 +85,8 @@ class DatabaseSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             read_url="",
             pool_size=self.read_pool_size,
             max_overflow=0,
+            # all in use: the read goes to the primary rather than wait long
+            pool_timeout_seconds=min(self.pool_timeout_seconds, 0.05),
             connect_timeout_seconds=self.read_connect_timeout_seconds,
         )
 
@@ -170,12 +172,12 @@ class Database:
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.engine)
 
-    async def read(self, work: Work[T], telegram_id: int | None) -> T:
+    async def read(self, work: Work[T], telegram_id: int | None, *, retry_empty: bool = False) -> T:
         """`work`, one autocommitted read of what `telegram_id` is shown, on
         the standby when it may serve them (db/standby.py), else the primary."""
         if self.standby is None:
             return await self.on_primary(work)
-        return await self.standby.read(work, telegram_id, self.on_primary)
+        return await self.standby.read(work, telegram_id, self.on_primary, retry_empty=retry_empty)
 
     async def on_primary(self, work: Work[T]) -> T:
         async with self.reader.connect() as conn:

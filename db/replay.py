@@ -59,6 +59,7 @@ class ReplayWatch:
         self._samples: deque[tuple[float, int]] = deque(maxlen=SAMPLES)
         self.checks = 0
         self.failures = 0
+        # Run after every check, passed or failed.
         self.after_check: list[Callable[[], None]] = []
         self._checked = asyncio.Condition()
 
@@ -123,4 +124,6 @@ class ReplayWatch:
                         "the standby does not answer yet (%r): reads go to the primary", exc
                     )
                 self.failed(exc)
+                for hook in self.after_check:
+                    hook()
             await asyncio.sleep(self.interval)

@@ -22,6 +22,7 @@ position covers every table at once. Why not each commit's own LSN: reading
 it is one more statement in every write, and the statements per use case
 are fixed (tests/integration/test_lifecycle.py).
 
+A deal card the standby does not have is looked for on the primary too.
 The standby is also skipped while it is down or failing (any error of a read
 there: the read is run again on the primary and the standby is not used until
 a later background check passes, so no update waits on it twice), further
@@ -41,6 +42,7 @@ from contextvars import ContextVar
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db.events import DealChanged, UserChanged
@@ -58,7 +60,7 @@ acting_for: ContextVar[int | None] = ContextVar("acting_for", default=None)
 STANDBY_ERRORS = (DBAPIError, OSError, TimeoutError)
 
 # (target, reason) of each read: ("standby", "caught_up") or ("primary", why).
-REASONS = ("recent_write", "lag", "down", "unheard", "failed")
+REASONS = ("recent_write", "lag", "down", "unheard", "failed", "busy", "missing")
 
 
 def _always() -> bool:
@@ -111,20 +113,28 @@ class StandbyReads:
         work: Work[T],
         telegram_id: int | None,
         primary: Callable[[Work[T]], Awaitable[T]],
+        *,
+        retry_empty: bool = False,
     ) -> T:
         """`work` (one autocommitted read) on the standby if it may serve
-        `telegram_id` now, else (or if the standby fails it) through `primary`."""
+        `telegram_id` now, else (or if the standby fails it) through `primary`.
+        `retry_empty`: nothing found on the standby is looked for on the
+        primary too (a row it has not replayed yet must not read as "no such")."""
         reason = self.route(telegram_id)
         if reason is None:
             try:
                 async with self.reader.connect() as conn:
                     result = await work(conn)
+            except PoolTimeout:
+                reason = "busy"  # every standby connection in use: no wait for one
             except STANDBY_ERRORS as exc:
                 self.watch.failed(exc)
                 reason = "failed"
             else:
-                self.reads["standby", "caught_up"] += 1
-                return result
+                if not (retry_empty and not result):
+                    self.reads["standby", "caught_up"] += 1
+                    return result
+                reason = "missing"
         self.reads["primary", reason] += 1
         return await primary(work)
 

@@ -216,7 +216,8 @@ class StandbyCollector(Collector):
             "Reads a hot standby may serve, by where they went and why: standby/caught_up;"
             " primary/recent_write (the person's own write not replayed yet), lag (standby"
             " behind read_max_lag_ms), down (failed a check or a read), unheard (this replica"
-            " cannot hear the others' writes), failed (the read failed on the standby)",
+            " cannot hear the others' writes), failed (the read failed on the standby), busy"
+            " (its pool was in use), missing (a deal card not on the standby yet)",
             labels=["target", "reason"],
         )
         for (target, reason), count in sorted(self.standby.reads.items()):

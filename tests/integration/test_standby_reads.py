@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import msgspec
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from bot.config import Config
 from bot.ops.doctor import check_standby
@@ -307,3 +307,35 @@ async def test_the_doctor_checks_the_standby_replays_within_the_bound(
     standby_pair.stop_standby()
     stopped = await check_standby(deployment)
     assert not stopped.ok and stopped.detail.startswith("not usable"), stopped.detail
+
+
+async def test_a_deal_card_the_standby_has_not_got_yet_is_looked_for_on_the_primary(
+    replicas, standby_pair
+):
+    a, _ = replicas
+    admin = await a.services.admin()
+    await replayed(a.standby)
+    await standby_pair.pause_replay()
+    _, _, code = await deal_between(a.services)  # its parties are marked, the admin is not
+    a.counted()
+    assert (await a.services.deals.get(admin, code, as_admin=True)).code == code
+    assert a.counted() == {("primary", "missing"): 1}
+
+
+async def test_with_every_standby_connection_in_use_a_read_does_not_wait_for_one(
+    database, pg_settings, config, escrow_settings
+):
+    standby = build_standby(msgspec.structs.replace(pg_settings, read_pool_size=1))
+    assert standby is not None
+    standby.start()
+    try:
+        db = Database(database.engine, standby)
+        ctx = ServiceContext(db=db, settings=escrow_settings, currencies=config.currency_table())
+        someone = await Services(ctx).user()
+        await replayed(standby)
+        async with standby.reader.connect() as busy:
+            await busy.execute(text("SELECT 1"))
+            assert (await ReadService(ctx).deals_page(someone, "active")).items == ()
+        assert standby.reads == {("primary", "busy"): 1}
+    finally:
+        await standby.aclose()

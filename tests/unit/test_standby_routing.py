@@ -4,6 +4,7 @@ someone who just wrote; and the settings of `[database] read_url`."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
 
@@ -132,3 +133,25 @@ def test_marks_older_than_the_lag_bound_are_forgotten_while_the_standby_is_behin
     clock.now += MAX_LAG + 0.01
     watch.checked(watch.caught_up)
     assert standby.marked() == 0
+
+
+async def test_marks_are_forgotten_while_the_standby_cannot_be_checked() -> None:
+    """Down for long (every check failing), the marks of a busy bot must not
+    pile up: past the lag bound none of them can matter."""
+    settings = DatabaseSettings(
+        url="postgresql://root@127.0.0.1:1/none",
+        read_url="postgresql://root@127.0.0.1:1/none",
+        read_max_lag_ms=20,
+        read_lag_check_ms=10,
+    )
+    standby = build_standby(settings)
+    assert standby is not None
+    for telegram_id in range(100):
+        standby.heard(UserChanged(user_id=telegram_id, telegram_id=telegram_id, version=1))
+    standby.start()
+    try:
+        await asyncio.sleep(0.3)
+        assert standby.watch.failures > 0 and standby.route(1) == "down"
+        assert standby.marked() == 0
+    finally:
+        await standby.aclose()

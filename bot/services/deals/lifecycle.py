@@ -53,7 +53,7 @@ class DealLifecycle(DealPace):
             read = admin_rows(ADMIN_DEAL_BY_CODE, viewer, params)
         else:
             read = rows_of(DEAL_BY_CODE, params)
-        rows = await self.ctx.db.read(read, viewer.telegram_id)
+        rows = await self.ctx.db.read(read, viewer.telegram_id, retry_empty=True)
         if not rows:
             raise NotFound(Refusal.NO_SUCH_DEAL)
         deal = deal_view(rows[0])
