@@ -1,12 +1,14 @@
 """A Postgres primary with a streaming hot standby, of the tests' own.
 
 The shared server on 5432 allows no replication, so the tests that read from
-a standby start a pair once per session: `initdb` as the `postgres` OS user
-(superuser `root` with trust on loopback, like the project's URLs), the
-primary with wal_level=replica, the standby by `pg_basebackup -R`, each on a
-free loopback port with its data in a temporary directory. Both are stopped
-and their directories removed at the end, also when a test or the start-up
-failed. With CI set, a pair that does not start fails the tests.
+a standby start a pair once per session: `initdb` with superuser `root` and
+trust on loopback (like the project's URLs), from the newest
+/usr/lib/postgresql/*/bin (or ESCROW_TEST_PG_BIN), run as the `postgres` OS
+user when the tests run as root; the primary with wal_level=replica, the
+standby by `pg_basebackup -R`, each on a free loopback port with its data in
+a temporary directory. Both are stopped and their directories removed at the
+end, also when a test or the start-up failed. With CI set, a pair that does
+not start fails the tests.
 
 The fault tests stop and start the standby and pause its replay.
 """
@@ -32,8 +34,22 @@ import pytest
 from db.engine import DatabaseSettings
 from db.standby import StandbyReads
 
-BIN = Path(os.environ.get("ESCROW_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def postgres_bin() -> Path:
+    """ESCROW_TEST_PG_BIN, else the newest Debian-style install, else PATH's."""
+    if chosen := os.environ.get("ESCROW_TEST_PG_BIN"):
+        return Path(chosen)
+    installed = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").exists()]
+    if installed:
+        return max(installed, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+    found = shutil.which("initdb")
+    return Path(found).parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+BIN = postgres_bin()
+# Postgres refuses to run as root: as root, the servers run as this OS user.
 OS_USER = "postgres"
+AS_ROOT = os.geteuid() == 0
 SUPERUSER = "root"
 DATABASE = "escrow"
 START_TIMEOUT = 60
@@ -66,7 +82,7 @@ def free_port() -> int:
 
 def _run(*args: str, timeout: float = START_TIMEOUT) -> str:
     done = subprocess.run(
-        ["runuser", "-u", OS_USER, "--", *args],
+        ["runuser", "-u", OS_USER, "--", *args] if AS_ROOT else list(args),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -100,8 +116,9 @@ class PostgresPair:
         return self.url(self.standby_port)
 
     def start(self) -> None:
-        user = pwd.getpwnam(OS_USER)
-        os.chown(self.root, user.pw_uid, user.pw_gid)
+        if AS_ROOT:
+            user = pwd.getpwnam(OS_USER)
+            os.chown(self.root, user.pw_uid, user.pw_gid)
         _run(
             str(BIN / "initdb"),
             "-D",
