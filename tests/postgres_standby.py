@@ -202,7 +202,14 @@ class PostgresPair:
             time.sleep(0.05)
 
     async def pause_replay(self) -> None:
+        """Pause replay, and wait until it has paused (a request only, at first)."""
         await self.execute(self.standby_port, "SELECT pg_wal_replay_pause()")
+        for _ in range(1000):
+            state = await self.execute(self.standby_port, "SELECT pg_get_wal_replay_pause_state()")
+            if state == "paused":
+                return
+            await asyncio.sleep(0.01)
+        raise RuntimeError(f"the standby's replay did not pause: {state}")
 
     async def resume_replay(self) -> None:
         await self.execute(self.standby_port, "SELECT pg_wal_replay_resume()")

@@ -188,7 +188,7 @@ async def test_who_just_wrote_reads_their_write_while_the_standby_replays_nothin
     assert a.standby.marked() == 0  # the marks the standby has passed are gone
 
 
-@pytest.mark.parametrize("max_lag_ms", [300])
+@pytest.mark.parametrize("max_lag_ms", [1000])
 async def test_past_the_lag_bound_reads_go_to_the_primary(replicas, standby_pair):
     a, _ = replicas
     pair = standby_pair
@@ -197,13 +197,13 @@ async def test_past_the_lag_bound_reads_go_to_the_primary(replicas, standby_pair
     await replayed(a.standby)
     await pair.pause_replay()
     await a.services.deals.accept(seller, code)
-    await asyncio.sleep(0.5)  # the standby falls behind the bound
+    await asyncio.sleep(1.2)  # the standby falls behind the bound
     a.counted()
 
     assert (await a.reads.stats(admin)).deals_by_status == {"accepted": 1}  # fresh
     assert (await a.reads.deals_page(buyer, "active")).items[0].status == "accepted"
     assert a.counted() == {("primary", "lag"): 2}
-    assert a.standby.watch.lag() > 0.3
+    assert a.standby.watch.lag() > 1.0
 
     await pair.resume_replay()
     await replayed(a.standby)
