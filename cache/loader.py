@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cache.snapshots import UserSnapshot, snapshot_from_rows
 from db.sql.users import DATABASE_IDENTITY, SNAPSHOT_BY_TELEGRAM_ID
+from db.standby import StandbyReads, Work
 
 SnapshotLoader = Callable[[int], Awaitable[UserSnapshot | None]]
 
@@ -19,10 +23,15 @@ class PostgresSnapshotLoader:
     AUTOCOMMIT: the SELECT is its own transaction, so no BEGIN/ROLLBACK pair
     wraps it (with asyncpg those would be two more round trips). One statement
     reads one consistent snapshot, so the version always matches the data.
+
+    With a `standby` (db/standby.py) the load may be served by the hot
+    standby, unless the user (or a write about them) just committed and the
+    standby has not replayed it yet; a snapshot is shown, never decided on.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, standby: StandbyReads | None = None) -> None:
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._standby = standby
 
     async def identity(self) -> str:
         """Which database this is: cached entries belong to one."""
@@ -30,10 +39,17 @@ class PostgresSnapshotLoader:
             return str(await connection.scalar(DATABASE_IDENTITY))
 
     async def __call__(self, telegram_id: int) -> UserSnapshot | None:
-        params = {"telegram_id": telegram_id}
+        read = functools.partial(_rows, params={"telegram_id": telegram_id})
+        if self._standby is None:
+            rows = await self._on_primary(read)
+        else:
+            rows = await self._standby.read(read, telegram_id, self._on_primary)
+        return snapshot_from_rows(rows)
+
+    async def _on_primary(self, read: Work[list[Row[Any]]]) -> list[Row[Any]]:
         try:
             async with self._engine.connect() as connection:
-                rows = (await connection.execute(SNAPSHOT_BY_TELEGRAM_ID, params)).all()
+                return await read(connection)
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
@@ -41,5 +57,8 @@ class PostgresSnapshotLoader:
             # terminated); SQLAlchemy has discarded the pool's older ones: read
             # again on a fresh one, so the update doesn't fail for it.
             async with self._engine.connect() as connection:
-                rows = (await connection.execute(SNAPSHOT_BY_TELEGRAM_ID, params)).all()
-        return snapshot_from_rows(rows)
+                return await read(connection)
+
+
+async def _rows(connection: AsyncConnection, params: dict[str, int]) -> list[Row[Any]]:
+    return list((await connection.execute(SNAPSHOT_BY_TELEGRAM_ID, params)).all())

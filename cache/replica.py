@@ -26,6 +26,7 @@ from cache.messages import CacheReset, encode_messages
 from cache.settings import CacheSettings, RedisSettings
 from cache.snapshots import CODEC, SnapshotCodec
 from cache.store import REDIS_ERRORS, SnapshotCache
+from db.standby import StandbyReads
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,14 @@ class CacheReplica:
 
     @classmethod
     def from_settings(
-        cls, redis: RedisSettings, settings: CacheSettings, engine: AsyncEngine
+        cls,
+        redis: RedisSettings,
+        settings: CacheSettings,
+        engine: AsyncEngine,
+        standby: StandbyReads | None = None,
     ) -> CacheReplica:
         client = build_redis(redis, settings)
-        replica = cls.build(client, PostgresSnapshotLoader(engine), settings)
+        replica = cls.build(client, PostgresSnapshotLoader(engine, standby), settings)
         replica._owned = (client,)
         return replica
 

@@ -33,8 +33,15 @@ from bot.services.users import Profile, UserService
 from bot.services.views import UserView
 from bot.services.wallets import WalletService
 from db import Database
-from db.engine import DatabaseSettings, build_engine
+from db.engine import DatabaseSettings, build_engine, build_standby
 from db.events import Event
+from db.standby import StandbyReads
+from tests.postgres_standby import (  # noqa: F401 (fixtures)
+    postgres_pair,
+    replayed,
+    standby_pair,
+    standby_settings,
+)
 
 IN_CI = bool(os.environ.get("CI"))
 TABLES = (
@@ -59,9 +66,28 @@ def config() -> Config:
 # -- Postgres -------------------------------------------------------------------
 
 
+# Runs a test twice: reads on the primary only, then with a hot standby of
+# the tests' own (tests/postgres_standby.py) serving the reads it may.
+READS_FROM = pytest.mark.parametrize(
+    "reads_from", ["primary", "standby"], indirect=True, scope="session"
+)
+
+
 @pytest.fixture(scope="session")
-async def pg_settings(config: Config) -> AsyncIterator[DatabaseSettings]:
-    """A database of its own for this test session, dropped at the end."""
+def reads_from(request: pytest.FixtureRequest) -> str:
+    return getattr(request, "param", "primary")
+
+
+@pytest.fixture(scope="session")
+async def pg_settings(
+    config: Config, reads_from: str, request: pytest.FixtureRequest
+) -> AsyncIterator[DatabaseSettings]:
+    """A database of its own for this test session, dropped at the end; with
+    reads_from "standby", the database of a primary and standby pair."""
+    if reads_from == "standby":
+        pair = request.getfixturevalue("postgres_pair")
+        yield standby_settings(config.database, pair)
+        return
     url = config.database.sqlalchemy_url
     try:
         server = await asyncpg.connect(
@@ -97,11 +123,24 @@ async def truncate(engine: AsyncEngine) -> None:
         await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
 
 
+@pytest.fixture(scope="session")
+async def standby_reads(pg_settings: DatabaseSettings) -> AsyncIterator[StandbyReads | None]:
+    standby = build_standby(pg_settings)
+    if standby is None:
+        yield None
+        return
+    standby.start()
+    yield standby
+    await standby.aclose()
+
+
 @pytest.fixture
-async def database(engine: AsyncEngine) -> Database:
-    """The session database, emptied before the test."""
+async def database(engine: AsyncEngine, standby_reads: StandbyReads | None) -> Database:
+    """The session database, emptied before the test (and on the standby too)."""
     await truncate(engine)
-    return Database(engine)
+    if standby_reads is not None:
+        await replayed(standby_reads)
+    return Database(engine, standby_reads)
 
 
 class StatementLog:
@@ -130,11 +169,15 @@ class StatementLog:
 
 
 @pytest.fixture
-def sql(engine: AsyncEngine) -> Iterator[StatementLog]:
+def sql(engine: AsyncEngine, standby_reads: StandbyReads | None) -> Iterator[StatementLog]:
+    """Statements on the primary, and on the standby where it serves reads."""
     log = StatementLog()
-    event.listen(engine.sync_engine, "before_cursor_execute", log)
+    engines = [engine] + ([standby_reads.engine] if standby_reads is not None else [])
+    for counted in engines:
+        event.listen(counted.sync_engine, "before_cursor_execute", log)
     yield log
-    event.remove(engine.sync_engine, "before_cursor_execute", log)
+    for counted in engines:
+        event.remove(counted.sync_engine, "before_cursor_execute", log)
 
 
 # -- the services -------------------------------------------------------------------

@@ -3,8 +3,9 @@
 Checks that the database is at the migration head, EXPLAINs every hot statement
 (db/sql/hot.py) with real values from the database and reports whether it
 uses its index (a statement that locks or writes is planned, never run),
-that the notification outbox is being worked off, and checks Redis and the
-invalidation listener. Exit code 0 only if every check passes.
+that the notification outbox is being worked off, and checks Redis, the
+invalidation listener and a hot standby's replay. Exit code 0 only if every
+check passes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from bot.payments.cryptopay.errors import CryptoPayException
 from bot.runtime.startup import redacted_url
 from cache.client import build_redis
 from cache.replica import CacheReplica
-from db.engine import build_engine
+from db.engine import build_engine, build_standby
 from db.explain import explain, indexes_used, scans, seq_scanned
 from db.sql.hot import HOT_QUERIES, HotQuery, Sample
 from db.sql.ops import LIABILITIES, OUTBOX, ROW_ESTIMATES, SAMPLE
@@ -104,6 +105,8 @@ async def run_doctor(config: Config) -> list[Check]:
                 checks.append(await check_query(engine, query, sample, rows))
             checks.append(await check_outbox(engine))
         checks.extend(await check_redis(config, engine))
+        if config.database.read_url:
+            checks.append(await check_standby(config))
         if config.payments.provider == "cryptopay" and current == head:
             checks.extend(await check_cryptopay(config, engine))
     finally:
@@ -121,6 +124,24 @@ async def check_outbox(engine: AsyncEngine) -> Check:
             f"{row.oldest:%Y-%m-%d %H:%M:%S} UTC): is any replica running?"
         )
     return Check("notification outbox", not row.stuck, detail)
+
+
+async def check_standby(config: Config) -> Check:
+    """The `read_url` server replays this primary's WAL, within the lag bound."""
+    standby = build_standby(config.database)
+    assert standby is not None
+    where = redacted_url(config.database.read_url)
+    watch, bound = standby.watch, config.database.read_max_lag_ms
+    try:
+        for _ in range(2):  # the second check measures against the first's position
+            await watch.check()
+        lag_ms = 1000 * watch.lag()
+        detail = f"replaying, at most {lag_ms:.0f} ms behind (bound {bound} ms) at {where}"
+        return Check("standby", lag_ms <= bound, detail)
+    except Exception as exc:
+        return Check("standby", False, f"not usable at {where}: {exc!r}")
+    finally:
+        await standby.aclose()
 
 
 async def check_redis(config: Config, engine: AsyncEngine) -> list[Check]:

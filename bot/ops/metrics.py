@@ -22,6 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cache.metrics import CacheCounters
+from db.standby import StandbyReads
 
 log = logging.getLogger("bot.updates")
 
@@ -108,6 +109,10 @@ class Metrics:
         if not event.contains(engine.sync_engine, "before_cursor_execute", _count_statement):
             event.listen(engine.sync_engine, "before_cursor_execute", _count_statement)
         self.registry.register(StateCollector(engine, counters))
+
+    def watch_standby(self, standby: StandbyReads) -> None:
+        """Export where the reads a standby may serve went, and its state."""
+        self.registry.register(StandbyCollector(standby))
 
     def finish(self, record: UpdateRecord) -> None:
         took = time.perf_counter_ns() - record.started_ns
@@ -197,3 +202,34 @@ class StateCollector(Collector):
         pool.add_metric(["idle"], self.pool.checkedin())  # type: ignore[attr-defined]
         pool.add_metric(["overflow"], max(self.pool.overflow(), 0))  # type: ignore[attr-defined]
         yield pool
+
+
+class StandbyCollector(Collector):
+    """Read at scrape time: the hot standby's reads, state and lag."""
+
+    def __init__(self, standby: StandbyReads) -> None:
+        self.standby = standby
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        reads = CounterMetricFamily(
+            "escrow_db_reads",
+            "Reads a hot standby may serve, by where they went and why: standby/caught_up;"
+            " primary/recent_write (the person's own write not replayed yet), lag (standby"
+            " behind read_max_lag_ms), down (failed a check or a read), unheard (this replica"
+            " cannot hear the others' writes), failed (the read failed on the standby), busy"
+            " (its pool was in use), missing (a deal card not on the standby yet)",
+            labels=["target", "reason"],
+        )
+        for (target, reason), count in sorted(self.standby.reads.items()):
+            reads.add_metric([target, reason], count)
+        yield reads
+        watch = self.standby.watch
+        yield GaugeMetricFamily(
+            "escrow_db_standby_up", "1 while the standby passes its checks", value=int(watch.up)
+        )
+        lag = GaugeMetricFamily(
+            "escrow_db_standby_lag_seconds",
+            "How far the standby may be behind the primary (measured every read_lag_check_ms)",
+        )
+        lag.add_metric([], watch.lag())
+        yield lag

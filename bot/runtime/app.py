@@ -25,6 +25,7 @@ from bot.payments.payouts import CryptoPayPayouts, Payouts
 from bot.runtime.coordination import RedisUserLock, UpdateDedup
 from bot.runtime.in_flight import InFlight
 from bot.runtime.notifier import Outbox
+from bot.runtime.standby import wire_standby
 from bot.runtime.update_metrics import BotApiMetrics, RouteName, UpdateMetrics
 from bot.services import ServiceContext, Services
 from bot.services.wallets import AdminCreditsOnly, DemoDepositProvider, DepositProvider
@@ -46,7 +47,7 @@ from cache.client import build_redis
 from cache.keys import CacheKeys
 from cache.replica import CacheReplica
 from db import Database
-from db.engine import build_engine
+from db.engine import build_engine, build_standby
 
 # Used when no token is configured (local mode, tests): a well-formed token
 # that no Telegram server knows.
@@ -81,8 +82,7 @@ class App:
         await self.cache.aclose()
         await self.storage.close()
         await self.bot.session.close()
-        if self._owns_engine:
-            await self.database.dispose()
+        await self.database.dispose(engine=self._owns_engine)  # its standby is ours always
 
 
 def deposit_provider(config: Config, services: Services, outbox: Outbox) -> DepositProvider:
@@ -142,8 +142,8 @@ async def build_app(
     a redelivered update_id is dropped."""
     owns_engine = engine is None
     engine = engine or build_engine(config.database)
-    database = Database(engine)
-    cache = CacheReplica.from_settings(config.redis, config.cache, engine)
+    database = Database(engine, build_standby(config.database))
+    cache = CacheReplica.from_settings(config.redis, config.cache, engine, database.standby)
     await cache.start()
     deals_seen = DealVersions()
     cache.listener.on_event.append(deals_seen.heard)
@@ -238,6 +238,7 @@ async def build_app(
     dispatcher.callback_query.middleware(snapshot)
     dispatcher.message.middleware(snapshot)
     install_i18n(dispatcher, cache.cache, ctx.currencies)  # the language: after the snapshot
+    wire_standby(database, cache, dispatcher, metrics)
     dispatcher.include_router(build_router())
     metrics.read_at_scrape(
         "escrow_press_answers_failed",

@@ -118,6 +118,8 @@ class Service:
                     continue
                 raise
         events = uow.collect_events()
+        # Before anyone is told: whom it concerns read it from the primary.
+        self.ctx.db.committed(events)
         if events:
             try:
                 await self.ctx.events.publish(events)

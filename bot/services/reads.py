@@ -2,6 +2,8 @@
 
 Each is one statement of `db.sql.reads` on the hot-statement registry's
 indexes (`db.sql.hot`), except the admin stats, which count the whole table.
+Each only shows and decides nothing, so each may be served by a hot standby
+(`Database.read`: the primary for whoever just wrote, db/standby.py).
 The admin reads take the admin as their actor and check, in that statement,
 that the admin's own row is an active admin (`read_as_admin`): a cached
 snapshot is not enough.
@@ -9,6 +11,7 @@ snapshot is not enough.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
@@ -31,6 +34,7 @@ from db.sql.reads import (
     STATS,
     USER_WITHDRAWALS,
 )
+from db.standby import Work
 
 DealFilter = Literal["active", "action", "finished"]
 
@@ -104,6 +108,20 @@ async def read_as_admin(
     return [row for row in rows if any(value is not None for value in row[1:])]
 
 
+def rows_of(statement: Executable, params: dict[str, Any]) -> Work[list[Row[Any]]]:
+    """A read of `statement`'s rows, for `Database.read`."""
+
+    async def read(conn: AsyncConnection) -> list[Row[Any]]:
+        return list((await conn.execute(statement, params)).all())
+
+    return read
+
+
+def admin_rows(statement: Executable, admin: Actor, params: dict[str, Any]) -> Work[list[Row[Any]]]:
+    """`read_as_admin`, for `Database.read`."""
+    return functools.partial(read_as_admin, statement=statement, admin=admin, params=params)
+
+
 class ReadService(Service):
     async def deals_page(
         self,
@@ -130,42 +148,38 @@ class ReadService(Service):
             "before_id": before or FIRST_PAGE,
             "limit": limit + 1,  # one more tells whether there is a next page
         }
-        async with self.ctx.db.reader.connect() as conn:
-            rows = (await conn.execute(MY_DEALS_PAGE, params)).all()
+        rows = await self.ctx.db.read(rows_of(MY_DEALS_PAGE, params), viewer.telegram_id)
         items = tuple(_item(row._mapping) for row in rows[:limit])
         return DealPage(items, items[-1].id if len(rows) > limit else None)
 
     async def open_disputes(self, admin: Actor, limit: int = PAGE_SIZE) -> list[DealListItem]:
-        async with self.ctx.db.reader.connect() as conn:
-            rows = await read_as_admin(conn, OPEN_DISPUTES, admin, {"limit": limit})
+        read = admin_rows(OPEN_DISPUTES, admin, {"limit": limit})
+        rows = await self.ctx.db.read(read, admin.telegram_id)
         return [_item(row._mapping) for row in rows]
 
     async def pending_withdrawals(
         self, admin: Actor, limit: int = PAGE_SIZE
     ) -> list[WithdrawalView]:
         """Every user's pending withdrawal with its destination: admins only."""
-        async with self.ctx.db.reader.connect() as conn:
-            rows = await read_as_admin(conn, PENDING_WITHDRAWALS, admin, {"limit": limit})
+        read = admin_rows(PENDING_WITHDRAWALS, admin, {"limit": limit})
+        rows = await self.ctx.db.read(read, admin.telegram_id)
         fields = WithdrawalView.__struct_fields__
         return [WithdrawalView(**{name: row._mapping[name] for name in fields}) for row in rows]
 
     async def withdrawal(self, admin: Actor, withdrawal_id: int) -> WithdrawalView | None:
         """One withdrawal, whatever its status, with its destination: admins only."""
-        async with self.ctx.db.reader.connect() as conn:
-            rows = await read_as_admin(conn, ADMIN_WITHDRAWAL, admin, {"id": withdrawal_id})
+        read = admin_rows(ADMIN_WITHDRAWAL, admin, {"id": withdrawal_id})
+        rows = await self.ctx.db.read(read, admin.telegram_id)
         fields = WithdrawalView.__struct_fields__
         return WithdrawalView(**{name: rows[0]._mapping[name] for name in fields}) if rows else None
 
     async def withdrawals_of(self, user: Actor, limit: int = 5) -> list[WithdrawalView]:
-        async with self.ctx.db.reader.connect() as conn:
-            rows = (
-                await conn.execute(USER_WITHDRAWALS, {"user_id": user.id, "limit": limit})
-            ).all()
+        read = rows_of(USER_WITHDRAWALS, {"user_id": user.id, "limit": limit})
+        rows = await self.ctx.db.read(read, user.telegram_id)
         return [WithdrawalView(**row._mapping) for row in rows]
 
     async def stats(self, admin: Actor) -> Stats:
-        async with self.ctx.db.reader.connect() as conn:
-            [totals] = await read_as_admin(conn, STATS, admin, {})
+        [totals] = await self.ctx.db.read(admin_rows(STATS, admin, {}), admin.telegram_id)
         return Stats(
             totals.users,
             totals.deals_by_status,

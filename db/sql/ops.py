@@ -61,3 +61,17 @@ SELECT c.currency,
        coalesce((SELECT fees FROM platform_accounts p WHERE p.currency = c.currency), 0) AS fees
 FROM unnest(CAST(:currencies AS varchar[])) AS c(currency)
 """)
+
+# -- a hot standby for reads (db/replay.py) --------------------------------------------
+
+# The same on a primary and every standby made from it (a base backup).
+SYSTEM_IDENTIFIER = text("SELECT system_identifier FROM pg_control_system()")
+# Where the primary's WAL ends now, as a number of bytes: every commit that
+# finished before this was sent lies before it.
+PRIMARY_WAL_POSITION = text("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")
+# How far the standby has replayed; NULL replayed on a server that is no
+# standby (promoted, or the primary's address by mistake).
+STANDBY_REPLAY = text(
+    "SELECT pg_is_in_recovery() AS in_recovery,"
+    " pg_last_wal_replay_lsn() - '0/0'::pg_lsn AS replayed"
+)

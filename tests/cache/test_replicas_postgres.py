@@ -22,7 +22,10 @@ from cache.snapshots import TOMBSTONE_SCHEMA, UserSnapshot, parse_header
 from db import Database
 from db.events import Event, UserChanged
 from tests.cache.conftest import ManualClock, Node, RealBackend, fast_settings, start_node
-from tests.conftest import Services, StatementLog
+from tests.conftest import READS_FROM, Services, StatementLog
+
+# The snapshot loads, also with a hot standby serving them.
+pytestmark = READS_FROM
 
 TELEGRAM_ID = 777_001
 
@@ -50,7 +53,7 @@ async def cluster(
     backend = RealBackend(redis_url)
     await backend.start()
     settings = fast_settings()
-    loader = PostgresSnapshotLoader(database.engine)
+    loader = PostgresSnapshotLoader(database.engine, database.standby)
     replicas = []
     for name in ("a", "b"):
         node = await start_node(backend, name, loader, settings, clock=ManualClock())

@@ -17,6 +17,7 @@ from cache.settings import RedisSettings
 from cache.snapshots import UserSnapshot
 from db import Database
 from tests.conftest import ADMIN_TELEGRAM_ID
+from tests.postgres_standby import replayed
 
 _ids = itertools.count(50_000)
 
@@ -33,6 +34,8 @@ async def app(
         escrow=msgspec.structs.replace(config.escrow, admins=(ADMIN_TELEGRAM_ID,)),
     )
     app = await build_app(test_config, session=FakeTelegram(), engine=database.engine)
+    if app.database.standby is not None:  # its first check passed: reads may go there
+        await replayed(app.database.standby)
     yield app
     await app.aclose()
 

@@ -9,7 +9,12 @@ from sqlalchemy import text
 
 from bot.runtime.app import App
 from bot.sim import SimulatedUser
+from tests.conftest import READS_FROM
 from tests.e2e.test_admin import disputed_deal
+from tests.postgres_standby import replayed
+
+# Also with a hot standby serving the admin reads.
+pytestmark = READS_FROM
 
 
 @pytest.fixture
@@ -35,6 +40,8 @@ async def test_the_panel_shows_nothing_to_an_admin_whose_row_is_no_longer_admin(
         await conn.execute(
             text("UPDATE users SET is_admin = false WHERE telegram_id = :t"), {"t": admin.id}
         )
+    if app.database.standby is not None:  # made outside the bot: shown once replayed
+        await replayed(app.database.standby)
     for button in ("⟳ Refresh", f"#{deal.code} · 100.00 USDT"):
         reply = await admin.press(button, message=disputes)
         assert reply.texts == ["⚠️ That is for admins only."], button

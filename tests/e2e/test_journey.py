@@ -11,6 +11,10 @@ from aiogram.dispatcher.router import Router
 
 from bot.sim import SimulatedUser
 from bot.telegram.texts import COMMANDS
+from tests.conftest import READS_FROM
+
+# Deal cards and lists, also with a hot standby serving them.
+pytestmark = READS_FROM
 
 
 async def deposit(user: SimulatedUser, amount: str) -> None:

@@ -30,7 +30,7 @@ from bot.services.errors import (
     UserBlocked,
     WrongState,
 )
-from bot.services.reads import read_as_admin
+from bot.services.reads import admin_rows, rows_of
 from bot.services.rules import RULES, Action, has_role, is_party
 from bot.services.users import Person, parse_username
 from bot.services.views import CreatedDeal, DealView, InvitationView, created_deal, deal_view
@@ -49,11 +49,11 @@ class DealLifecycle(DealPace):
         """A deal its viewer is a party to; with `as_admin`, any deal, if the
         viewer's own row is an active admin (checked in the same statement)."""
         params = {"code": normalise_code(code)}
-        async with self.ctx.db.reader.connect() as conn:
-            if as_admin:
-                rows = await read_as_admin(conn, ADMIN_DEAL_BY_CODE, viewer, params)
-            else:
-                rows = (await conn.execute(DEAL_BY_CODE, params)).all()
+        if as_admin:
+            read = admin_rows(ADMIN_DEAL_BY_CODE, viewer, params)
+        else:
+            read = rows_of(DEAL_BY_CODE, params)
+        rows = await self.ctx.db.read(read, viewer.telegram_id, retry_empty=True)
         if not rows:
             raise NotFound(Refusal.NO_SUCH_DEAL)
         deal = deal_view(rows[0])
