@@ -96,9 +96,10 @@ class RuntimeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # server_error_wait_seconds, doubling; a press's answer never is.
     server_error_attempts: Annotated[int, msgspec.Meta(ge=0, le=10)] = 3
     server_error_wait_seconds: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.5
-    # What the bot sends on its own (notifications, reminders) is paced, per
-    # replica, within this many per second overall and chat_send_per_second in
-    # one chat (bursts of chat_send_burst); replies to a user's own update are not.
+    # What the bot sends on its own (notifications, reminders) is paced within
+    # this many per second overall and chat_send_per_second in one chat (bursts
+    # of chat_send_burst): the fleet's budgets in webhook mode (in Redis, see
+    # bot/runtime/shared_pace.py); replies to a user's own update are not.
     send_per_second: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 25.0
     chat_send_per_second: Annotated[float, msgspec.Meta(gt=0, le=100)] = 1.0
     chat_send_burst: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5

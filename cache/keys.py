@@ -13,6 +13,9 @@
 - `<prefix>:update:<update_id>`: an update some replica took (webhook mode
   drops a redelivered one), `<prefix>:job:<name>`: who runs a background job
   this tick, `<prefix>:webhook` (and `:lock`): the webhook configuration set.
+- `<prefix>:{pace}:all` and `<prefix>:{pace}:chat:<id>`: the fleet's budget
+  for what the bot sends on its own (bot/runtime/shared_pace.py), one hash
+  tag so its script touches one slot.
 - `<prefix>:fsm:<bot>:<chat>:<user>:state` and `:data`: a user's form, its
   step and its data (aiogram's layout and JSON, 24 h), read together (one
   MGET, or with the update's lease) and written together (one MULTI); `:lock`
@@ -48,6 +51,11 @@ class CacheKeys:
 
     def job(self, name: str) -> str:
         return f"{self.prefix}:job:{name}"
+
+    def pace(self, chat_id: int | str | None) -> str:
+        """The fleet's overall send budget (None) or one chat's."""
+        tail = "all" if chat_id is None else f"chat:{chat_id}"
+        return f"{self.prefix}:{{pace}}:{tail}"
 
     @property
     def webhook(self) -> str:

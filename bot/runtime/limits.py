@@ -20,9 +20,12 @@ from aiogram.exceptions import TelegramRetryAfter, TelegramServerError
 from aiogram.methods import AnswerCallbackQuery, Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import TelegramObject
+from redis.exceptions import RedisError
 
 from bot.config import RuntimeSettings
 from bot.ops.metrics import Metrics
+from bot.runtime.shared_pace import SharedPace
+from cache.breaker import CircuitBreaker
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +158,12 @@ class Replies(BaseMiddleware):
 
 
 class SendRate(BaseRequestMiddleware):
-    """Session middleware: keeps what this replica sends on its own (the
+    """Session middleware: keeps what the bot sends on its own (the
     notifications, from a handler or the outbox worker, reminders, job
     messages) within a global rate and a per-chat rate (with a small burst),
-    waiting instead of being refused. The limits are per replica: divide the
-    global one among the replicas.
+    waiting instead of being refused. With `shared` (webhook mode) the budgets
+    are the fleet's, in Redis (bot/runtime/shared_pace.py); while Redis fails
+    (and for `breaker_seconds` after), this replica's own.
 
     A reply to the update being handled (an edit of the card just pressed, the
     answer to a typed message, a refusal) goes at once and takes no budget:
@@ -174,10 +178,15 @@ class SendRate(BaseRequestMiddleware):
         chat_per_second: float = 1.0,
         chat_burst: int = 5,
         *,
+        shared: SharedPace | None = None,
+        breaker_seconds: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self.clock, self.sleep = clock, sleep
+        self.shared = shared
+        self.breaker = CircuitBreaker(breaker_seconds, clock)
+        self.by_replica = 0  # paced by this replica's budget because Redis failed
         self.chat_rate, self.chat_burst = chat_per_second, chat_burst
         self.overall = TokenBucket(per_second, max(per_second, 1), clock())
         self.chats: dict[int | str, TokenBucket] = {}
@@ -198,11 +207,28 @@ class SendRate(BaseRequestMiddleware):
             wait = bucket.reserve(now)
         return max(wait, self.overall.reserve(now))
 
+    async def reserve(self, chat_id: int | str | None) -> float:
+        """How long a send must wait: the fleet's budgets if shared and Redis
+        answers, else this replica's."""
+        if self.shared is not None and self.breaker.allow():
+            try:
+                wait = await self.shared.delay(chat_id)
+            except (RedisError, OSError) as exc:
+                self.breaker.record_failure()
+                log.info("send pace not shared while Redis fails: %r", exc)
+            else:
+                self.breaker.record_success()
+                return wait
+        if self.shared is not None:
+            self.by_replica += 1
+        return self.delay(chat_id)
+
     def counts(self) -> dict[str, int]:
         return {
             "reply": self.replies,
             "paced_at_once": self.paced - self.waited,
             "paced_waited": self.waited,
+            "paced_by_replica": self.by_replica,
         }
 
     async def __call__(
@@ -217,7 +243,7 @@ class SendRate(BaseRequestMiddleware):
                 self.replies += 1
             else:
                 self.paced += 1
-                wait = self.delay(chat_id)
+                wait = await self.reserve(chat_id)
                 if wait > 0:
                     self.waited += 1
                     await self.sleep(wait)
@@ -230,16 +256,19 @@ def pace_sends(
     runtime: RuntimeSettings,
     metrics: Metrics | None = None,
     *,
+    shared: SharedPace | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> SendRate:
-    """Pace what `bot` sends on its own within `runtime`'s rates; replies to the
-    update `dispatcher` is handling go at once. Installed inside `RetryAfter`
-    (after it), so a call sent again is paced again."""
+    """Pace what `bot` sends on its own within `runtime`'s rates (the fleet's,
+    with `shared`); replies to the update `dispatcher` is handling go at once.
+    Installed inside `RetryAfter` (after it), so a call sent again is paced
+    again."""
     rate = SendRate(
         runtime.send_per_second,
         runtime.chat_send_per_second,
         runtime.chat_send_burst,
+        shared=shared,
         clock=clock,
         sleep=sleep,
     )
@@ -251,7 +280,8 @@ def pace_sends(
         metrics.read_at_scrape(
             "escrow_telegram_sends",
             "Messages sent or edited: replies to a user's own update (never paced), and"
-            " what the bot sent on its own, at once or after waiting for its rate",
+            " what the bot sent on its own, at once or after waiting for its rate (by"
+            " this replica's own budget while the fleet's in Redis failed)",
             "pace",
             rate.counts,
         )

@@ -31,6 +31,7 @@ from bot.runtime.embedded import EmbeddedServices, needs_embedded
 from bot.runtime.jobs import BackgroundJobs
 from bot.runtime.limits import RetryAfter, pace_sends
 from bot.runtime.polling import serve_polling, until_stopped
+from bot.runtime.shared_pace import SharedPace
 from bot.runtime.startup import (
     TRANSIENT,
     StartupError,
@@ -141,7 +142,22 @@ class Replica:
             )
         )
         if self.mode != "local":  # inside the retries: a second attempt is paced too
-            pace_sends(app.bot, app.dispatcher, config.runtime, app.metrics)
+            # several replicas share one budget in Redis; one polling instance has its own
+            runtime, cache = config.runtime, app.cache.cache
+            shared = SharedPace(
+                cache.redis,
+                cache.keys,
+                runtime.send_per_second,
+                runtime.chat_send_per_second,
+                runtime.chat_send_burst,
+            )
+            pace_sends(
+                app.bot,
+                app.dispatcher,
+                runtime,
+                app.metrics,
+                shared=shared if self.mode == "webhook" else None,
+            )
         # Warm-up: the pool's first connection, the bot's identity, the menu.
         async with app.database.engine.connect() as conn:
             await conn.execute(PING)

@@ -167,7 +167,12 @@ async def test_replies_to_the_update_in_hand_go_at_once_and_take_no_budget(teleg
     await bot.send_message(chat, "a notification")
     await bot.send_message(chat, "another")
     assert (rate.replies, rate.paced, rate.waited) == (10, 4, 2)
-    assert rate.counts() == {"reply": 10, "paced_at_once": 2, "paced_waited": 2}
+    assert rate.counts() == {
+        "reply": 10,
+        "paced_at_once": 2,
+        "paced_waited": 2,
+        "paced_by_replica": 0,
+    }
 
 
 def telegram_429(telegram: FakeTelegram, bot: Bot, seconds: int):

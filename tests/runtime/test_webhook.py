@@ -17,6 +17,7 @@ from aiogram.types import Update
 from sqlalchemy import text
 
 from bot.config import Config
+from bot.runtime.limits import SendRate
 from bot.runtime.run import Replica
 from bot.runtime.webhook import webhook_secret
 from bot.sim import FakeTelegram, SimulatedUser
@@ -103,6 +104,9 @@ async def test_two_replicas_set_the_webhook_once_and_handle_a_duplicate_once(rep
         assert alice.last.text.startswith("👋 Hi, A!")
         await second.post(http, alice._message_update("/help"))
         assert len(telegram.calls("sendMessage")) == 2
+        # what they send on their own is paced by the fleet's budget in Redis
+        paced = [m for m in telegram.middleware if isinstance(m, SendRate)]
+        assert len(paced) == 2 and all(rate.shared is not None for rate in paced)
 
         # a request without the secret is refused
         async with http.post(f"{first.url}/tg", json={"update_id": 1}) as response:

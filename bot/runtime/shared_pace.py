@@ -1,0 +1,67 @@
+"""Telegram's rates kept by the whole fleet: the pace of what the bot sends on
+its own, reserved in Redis so that every replica draws on one budget.
+
+Telegram limits a bot, not a process: about 30 messages a second overall and
+one a second in a chat (bursts tolerated). With one local budget per replica,
+N replicas would send N times that. In webhook mode (several replicas) each
+paced send reserves its turn with one script in Redis, which keeps, per
+budget, the time the next send may go (a "theoretical arrival time", GCRA):
+the send waits `max(0, next - burst / rate - now)` and moves `next` on by
+`1 / rate`. Redis's own clock is the only clock, so the replicas' clocks
+never disagree. The overall budget and every chat's live under one hash tag
+(`cache.keys.CacheKeys.pace`): one slot, so the script can touch both on
+Redis Cluster (a few dozen calls a second, one shard's trifle).
+
+Redis failing (or skipped after a failure), a send is paced by the replica's
+own budget as before; if the fleet then goes over, Telegram's 429 and its
+retry_after are waited out (`RetryAfter`).
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from cache.keys import CacheKeys
+
+# KEYS: the overall budget, the chat's (or the overall one again, for a send
+# to no chat). ARGV: overall rate per second, its burst, the chat's rate, its
+# burst. Returns the wait in microseconds (an integer: Lua numbers reach
+# Redis as integers).
+PACE_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local function reserve(key, rate, burst)
+  local interval = 1000000 / rate
+  local next_at = tonumber(redis.call('GET', key) or '0')
+  if next_at < now then next_at = now end
+  local wait = next_at - (burst - 1) * interval - now
+  next_at = next_at + interval
+  redis.call('SET', key, string.format('%.0f', next_at), 'PX',
+             math.ceil((next_at - now) / 1000) + 1000)
+  if wait < 0 then return 0 end
+  return wait
+end
+local wait = reserve(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+if KEYS[2] ~= KEYS[1] then
+  wait = math.max(wait, reserve(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4])))
+end
+return math.floor(wait)
+"""
+
+
+class SharedPace:
+    """One Redis script call per paced send: how long it must wait for the
+    fleet's overall budget and its chat's."""
+
+    def __init__(
+        self, redis: Redis, keys: CacheKeys, per_second: float, chat_per_second: float, burst: int
+    ) -> None:
+        self._script = redis.register_script(PACE_SCRIPT)
+        self._keys = keys
+        self._args = (per_second, max(per_second, 1), chat_per_second, burst)
+
+    async def delay(self, chat_id: int | str | None) -> float:
+        overall = self._keys.pace(None)
+        chat = overall if chat_id is None else self._keys.pace(chat_id)
+        waited = await self._script(keys=(overall, chat), args=self._args)
+        return int(waited) / 1_000_000
