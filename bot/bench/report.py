@@ -145,7 +145,7 @@ def _costs(normal: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
 
 def _servers(modes: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
     head = ["mode", "Redis commands/upd", "bytes in/upd", "out/upd", "WAL bytes/write"]
-    head += ["Postgres transactions/upd"]
+    head += ["Postgres transactions/upd", "CPU µs/upd: this process", "Redis", "Postgres"]
     rows = [
         [name]
         + [
@@ -156,6 +156,9 @@ def _servers(modes: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
                 "redis_bytes_out_per_update",
                 "wal_bytes_per_write",
                 "transactions_per_update",
+                "process_cpu_us_per_update",
+                "redis_cpu_us_per_update",
+                "postgres_cpu_us_per_update",
             )
         ]
         for name, m in modes.items()

@@ -1,12 +1,18 @@
 """What the servers did while a mode was measured, read from their own
 counters before and after the window: Redis's commands and network bytes
 (every client's: the listeners' pub/sub traffic included), Postgres's WAL
-bytes and commits. These are the figures a capacity plan scales from
-(docs/scaling.md). Both counters are server-wide: run the benchmark on a quiet
-machine, or they count other clients too."""
+bytes and commits, and the CPU time of this process (the bot, and the
+benchmark's simulated users and Telegram double with it: the floor mode
+measures those alone), of Redis (INFO cpu) and of every Postgres process on
+this machine (/proc). These are the figures a capacity plan scales from
+(docs/scaling.md). The servers' counters are server-wide: run the benchmark
+on a quiet machine, or they count other clients too."""
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -28,10 +34,15 @@ class ServerTally:
     async def read(self) -> dict[str, int]:
         if self._pg is None:
             self._pg = await bench_data._connect(self.settings)
-        out: dict[str, int] = {}
+        out: dict[str, int] = {"process_cpu_us": int(time.process_time() * 1e6)}
         if self.redis is not None:
             stats = await self.redis.info("stats")
             out.update({key: int(stats[key]) for key in REDIS_STATS})
+            cpu = await self.redis.info("cpu")
+            out["redis_cpu_us"] = int((cpu["used_cpu_user"] + cpu["used_cpu_sys"]) * 1e6)
+        postgres = postgres_cpu_us()
+        if postgres is not None:
+            out["postgres_cpu_us"] = postgres
         row = await self._pg.fetchrow(WAL_AND_COMMITS)
         out["wal_bytes"], out["commits"] = int(row["wal"]), int(row["xact_commit"])
         return out
@@ -58,6 +69,30 @@ def server_figures(
         "redis_bytes_in_per_update": per("total_net_input_bytes", updates),
         "redis_bytes_out_per_update": per("total_net_output_bytes", updates),
         "wal_bytes_per_write": per("wal_bytes", writes),
+        # CPU µs per update: this process, Redis, the machine's Postgres
+        "process_cpu_us_per_update": per("process_cpu_us", updates),
+        "redis_cpu_us_per_update": per("redis_cpu_us", updates),
+        "postgres_cpu_us_per_update": per("postgres_cpu_us", updates),
         # every transaction of the database: a read in AUTOCOMMIT is one too
         "transactions_per_update": per("commits", updates),
     }
+
+
+def postgres_cpu_us() -> int | None:
+    """CPU time (user + system) of every process named postgres on this
+    machine, in µs; None where /proc is not there to tell."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    ticks, total = os.sysconf("SC_CLK_TCK"), 0
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name_end = text.rfind(")")
+        if text[text.find("(") + 1 : name_end] != "postgres":
+            continue
+        fields = text[name_end + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total * 1_000_000 // ticks

@@ -4,10 +4,12 @@ per update and per write."""
 
 from __future__ import annotations
 
+import pytest
 import redis.asyncio as aioredis
 
 from bot.bench.meters import CURRENT, Rec, install_redis_counter
-from bot.bench.servers import server_figures
+from bot.bench.servers import postgres_cpu_us, server_figures
+from bot.config import Config
 
 
 async def test_round_trips_commands_and_bytes_of_an_update_are_counted(redis_url: str):
@@ -36,16 +38,30 @@ async def test_round_trips_commands_and_bytes_of_an_update_are_counted(redis_url
 def test_server_counters_become_figures_per_update_and_per_write():
     before = {"total_commands_processed": 100, "total_net_input_bytes": 1_000}
     before |= {"total_net_output_bytes": 500, "wal_bytes": 10_000, "commits": 7}
+    before |= {"process_cpu_us": 1_000_000, "redis_cpu_us": 50_000, "postgres_cpu_us": 0}
     after = {"total_commands_processed": 400, "total_net_input_bytes": 31_000}
     after |= {"total_net_output_bytes": 20_500, "wal_bytes": 250_000, "commits": 307}
+    after |= {"process_cpu_us": 1_150_000, "redis_cpu_us": 56_000, "postgres_cpu_us": 30_000}
     figures = server_figures(before, after, updates=300, writes=20)
     assert figures["redis_commands_per_update"] == 1.0
     assert figures["redis_bytes_in_per_update"] == 100.0
     assert figures["redis_bytes_out_per_update"] == 66.7
     assert figures["wal_bytes_per_write"] == 12_000.0
     assert figures["transactions_per_update"] == 1.0
+    # CPU per update: this process (the bot, with the simulated users), Redis, Postgres
+    assert figures["process_cpu_us_per_update"] == 500.0
+    assert figures["redis_cpu_us_per_update"] == 20.0
+    assert figures["postgres_cpu_us_per_update"] == 100.0
     # no Redis in the mode (the floor): its figures are absent, not zero
     assert (
         server_figures({"wal_bytes": 0}, {"wal_bytes": 0}, 10, 0)["redis_commands_per_update"]
         is None
     )
+
+
+def test_the_machines_postgres_cpu_is_read_from_proc(config: Config):
+    if config.database.sqlalchemy_url.host not in ("127.0.0.1", "localhost"):
+        pytest.skip("the tests' Postgres is on another machine")
+    # the tests' Postgres runs on this machine: its processes have used some CPU
+    used = postgres_cpu_us()
+    assert used is not None and used > 0
