@@ -30,11 +30,13 @@ from aiogram import BaseMiddleware
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
-from aiogram.fsm.storage.redis import RedisStorage
+from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
 from aiogram.types import TelegramObject
 from redis.exceptions import RedisError
 
 from cache.breaker import CircuitBreaker
+from cache.client import REDIS_ERRORS
+from cache.keys import tag_of
 
 T = TypeVar("T")
 
@@ -66,7 +68,7 @@ class RedisGuard:
             raise StateUnavailable("Redis is skipped for a moment after a failure")
         try:
             result = await operation
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             self.breaker.record_failure()
             raise StateUnavailable(f"Redis failed: {exc!r}") from exc
         self.breaker.record_success()
@@ -77,6 +79,18 @@ class RedisGuard:
 
     def succeeded(self) -> None:
         self.breaker.record_success()
+
+
+class FormKeyBuilder(DefaultKeyBuilder):
+    """aiogram's key layout with the hash tag of the user's slot group after
+    the prefix (cache/keys.py): a user's form keys and lock share a slot with
+    their update leases, so one script or MULTI may touch them together on
+    Redis Cluster."""
+
+    def build(self, key: StorageKey, part: str | None = None) -> str:
+        built = super().build(key, part)
+        head = self.prefix + self.separator
+        return f"{head}{tag_of(key.user_id)}{self.separator}{built[len(head) :]}"
 
 
 class Form(NamedTuple):
