@@ -22,7 +22,7 @@ from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import PubSub
-from redis.asyncio.cluster import ClusterPubSub
+from redis.asyncio.cluster import ClusterNode, ClusterPubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from cache.keys import SLOT_GROUPS, CacheKeys, group_of
@@ -112,7 +112,11 @@ class ChannelFeed:
 
 
 class ShardedFeed:
-    """Every slot group's sharded channel of a Redis Cluster, over ClusterPubSub."""
+    """Every slot group's sharded channel of a Redis Cluster, over ClusterPubSub.
+
+    Each master's subscription is read by a task of its own: ClusterPubSub's
+    own reader polls the masters in turn, each for a share of the wait, so a
+    message could sit on one master while another is waited on."""
 
     def __init__(self, redis: RedisCluster, keys: CacheKeys, ping_seconds: float) -> None:
         self._redis = redis
@@ -123,6 +127,8 @@ class ShardedFeed:
         # per master: its pubsub and connection as subscribed, and a PING out
         self._nodes: dict[str, tuple[PubSub, Any]] = {}
         self._pings: dict[bytes, float] = {}
+        self._heard: asyncio.Queue[dict[str, Any] | BaseException] = asyncio.Queue()
+        self._readers: list[asyncio.Task[None]] = []
 
     async def subscribe(self) -> None:
         # The slot map as it is now (after a failover the old one leads to a
@@ -137,11 +143,23 @@ class ShardedFeed:
                 if message is not None and message["type"] == "ssubscribe":
                     confirmed += 1
         for name, node_pubsub in pubsub.node_pubsub_mapping.items():
-            connection = node_pubsub.connection
-            if connection is None:
+            connection, node = node_pubsub.connection, self._redis.get_node(node_name=name)
+            if connection is None or node is None:
                 raise RedisConnectionError(f"no sharded subscription on {name}")
             connection.register_connect_callback(self._on_reconnect)
             self._nodes[name] = (node_pubsub, connection)
+            self._readers.append(asyncio.get_running_loop().create_task(self._read(node)))
+
+    async def _read(self, node: ClusterNode) -> None:
+        try:
+            while True:
+                message = await self._pubsub.get_sharded_message(
+                    target_node=node, timeout=self._ping_seconds
+                )
+                if message is not None:
+                    self._heard.put_nowait(message)
+        except Exception as exc:  # the session ends with it
+            self._heard.put_nowait(exc)
 
     def _on_reconnect(self, connection: Any) -> None:
         self._reconnected = True
@@ -160,10 +178,14 @@ class ShardedFeed:
 
     async def next(self) -> bytes | None:
         self._check()
-        message = await self._pubsub.get_sharded_message(timeout=self._ping_seconds)
-        self._check()
-        if message is None:
+        try:
+            async with asyncio.timeout(self._ping_seconds):
+                message = await self._heard.get()
+        except TimeoutError:
             return None
+        if isinstance(message, BaseException):
+            raise message
+        self._check()
         if message["type"] == "pong":
             self._pings.pop(message["data"], None)
             return None
@@ -172,7 +194,7 @@ class ShardedFeed:
     async def tick(self, now: float) -> None:
         """Every `ping_seconds` a PING to each master, named after it: one not
         answered by the next tick ends the session (a master gone silent
-        does not stop ClusterPubSub from reading the others)."""
+        does not stop the others' messages)."""
         if any(now - sent > self._ping_seconds for sent in self._pings.values()):
             raise RedisConnectionError("no PONG from a master")
         for name, (node_pubsub, _) in self._nodes.items():
@@ -182,6 +204,10 @@ class ShardedFeed:
                 self._pings[tag] = now
 
     async def aclose(self) -> None:
+        readers, self._readers = self._readers, []
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
         for _, connection in self._nodes.values():
             connection.deregister_connect_callback(self._on_reconnect)
         await self._pubsub.aclose()

@@ -32,6 +32,7 @@ from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
 from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
 from aiogram.types import TelegramObject
+from redis.asyncio import RedisCluster
 from redis.exceptions import RedisError
 
 from cache.breaker import CircuitBreaker
@@ -174,7 +175,7 @@ class GuardedStorage(BaseStorage):
             async def both() -> None:
                 async with storage.redis.pipeline(transaction=True) as pipe:
                     queued = copy.copy(storage)
-                    queued.redis = pipe
+                    queued.redis = _Queue(pipe)  # type: ignore[assignment]
                     await queued.set_data(key, dict(data))
                     await queued.set_state(key, state)
                     await pipe.execute()
@@ -229,7 +230,28 @@ class GuardedStorage(BaseStorage):
             raise
 
     async def close(self) -> None:
-        await self.storage.close()
+        storage = self.storage
+        if isinstance(storage, RedisStorage) and isinstance(storage.redis, RedisCluster):
+            # aiogram closes the client with an argument only one Redis takes
+            await storage.redis.aclose()
+            return
+        await storage.close()
+
+
+class _Queue:
+    """A MULTI as aiogram's storage sees a client: each command it awaits is
+    queued. (Awaiting a cluster pipeline itself would empty its queue.)"""
+
+    def __init__(self, pipe: Any) -> None:
+        self._pipe = pipe
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[None]]:
+        command = getattr(self._pipe, name)
+
+        async def queue(*args: Any, **kwargs: Any) -> None:
+            command(*args, **kwargs)
+
+        return queue
 
 
 def _state_name(state: StateType) -> str | None:
