@@ -58,6 +58,8 @@ class ClusterNode:
             "--cluster-config-file", str(self.directory / "nodes.conf"),
             "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
             "--dir", str(self.directory),
+            "--logfile", str(self.directory / "redis.log"),
+            "--repl-diskless-sync-delay", "0",
             "--save", "",
             "--appendonly", "no",
             stdout=asyncio.subprocess.DEVNULL,
@@ -135,7 +137,19 @@ class OwnCluster:
         if create.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed: {output.decode()[-2000:]}")
         await self.until_ok()
+        await self.until_replicated()
         self.started_in = time.monotonic() - began
+
+    async def until_replicated(self, seconds: float = 30) -> None:
+        """Until every replica has synced with its master (one that never did
+        cannot take over)."""
+        async with asyncio.timeout(seconds):
+            for node in self.running():
+                while True:
+                    info = await node.info("replication")
+                    if info.get("role") == "master" or info.get("master_link_status") == "up":
+                        break
+                    await asyncio.sleep(0.05)
 
     @staticmethod
     async def _until_pinged(node: ClusterNode) -> None:
@@ -167,6 +181,28 @@ class OwnCluster:
                 ):
                     return
                 await asyncio.sleep(0.05)
+
+    async def until_taken_over(self, gone: ClusterNode, seconds: float = 30) -> None:
+        """Until every running node has a new master serving what `gone` did."""
+        async with asyncio.timeout(seconds):
+            while True:
+                if await self._taken_over(gone):
+                    break
+                await asyncio.sleep(0.05)
+        await self.until_ok(seconds)
+
+    async def _taken_over(self, gone: ClusterNode) -> bool:
+        for node in self.running():
+            client = node.client()
+            try:
+                slots = await client.execute_command("CLUSTER", "SLOTS")
+            except (OSError, aioredis.RedisError):
+                return False
+            finally:
+                await client.aclose()
+            if any(int(master[1]) == gone.proxy.port for _, _, master, *_ in slots):
+                return False
+        return True
 
     def running(self) -> list[ClusterNode]:
         return [node for node in self.nodes if node.process is not None]
