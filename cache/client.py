@@ -91,8 +91,9 @@ def build_cluster(url: str, **options: Any) -> RedisCluster:
     `connection_kwargs`; setting the class there before the first command
     counts them all. Its retry differs from one Redis's in one way: redis-py
     retries a timed-out command on a cluster too (after a topology refresh:
-    it is how a command follows a failover), so a hung master costs an update
-    at most twice `redis_timeout_ms` before the breaker opens."""
+    it is how a command follows a failover; a CLUSTERDOWN reply is retried
+    after 0.25 s), so a hung master costs an update at most twice
+    `redis_timeout_ms` before the breaker opens."""
     cluster = RedisCluster.from_url(url, **options)
     connection_class = counting(url).get("connection_class")
     if connection_class is not None:
