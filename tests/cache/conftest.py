@@ -28,9 +28,7 @@ from cache.settings import CacheSettings
 from cache.snapshots import CODEC, SnapshotCodec, UserSnapshot, WalletSnapshot
 from db.events import UserChanged
 from tests.cache.proxy import TcpProxy
-from tests.cache.redis_cluster import OwnCluster, redis_cluster
-
-__all__ = ["redis_cluster"]
+from tests.cache.redis_cluster import OwnCluster
 
 # -- counting round trips ----------------------------------------------------------
 

@@ -4,8 +4,9 @@ on free loopback ports, each in a temporary folder, created with `redis-cli
 fails). `cluster-node-timeout` is short, so a replica takes over from a
 stopped master within about two seconds.
 
-Suites use the `redis_cluster` fixture (session-scoped, started on first use):
-`redis_cluster.url` is a seed node's URL for `RedisSettings(cluster=True)`.
+Every suite may use the `redis_cluster` fixture (session-scoped, offered by
+tests/conftest.py, started on first use, one per session): `redis_cluster.url`
+is a seed node's URL for `RedisSettings(cluster=True)`.
 With CI set, a cluster that cannot be started fails the tests that need it.
 """
 

@@ -16,10 +16,8 @@ from bot.sim import FakeTelegram, SimulatedUser
 from cache.settings import RedisSettings
 from cache.snapshots import UserSnapshot
 from db import Database
-from tests.cache.redis_cluster import OwnCluster, redis_cluster
+from tests.cache.redis_cluster import OwnCluster
 from tests.conftest import ADMIN_TELEGRAM_ID
-
-__all__ = ["redis_cluster"]
 
 _ids = itertools.count(50_000)
 

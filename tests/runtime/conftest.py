@@ -14,9 +14,9 @@ from bot.config import Config
 from cache.settings import RedisSettings
 from db import Database
 from tests.conftest import ADMIN_TELEGRAM_ID
-from tests.e2e.conftest import app, people, redis_cluster, redis_settings, telegram
+from tests.e2e.conftest import app, people, redis_settings, telegram
 
-__all__ = ["app", "people", "redis_cluster", "redis_settings", "telegram"]
+__all__ = ["app", "people", "redis_settings", "telegram"]
 
 
 @pytest.fixture
