@@ -204,7 +204,9 @@ class ClusterBackend(Backend):
             host="127.0.0.1",
             port=seed,
             client_name=name,
-            socket_timeout=0.2,
+            # its first command reads the slot map and the command table (a
+            # large reply), which a busy machine may take longer than 0.2 s with
+            socket_timeout=1.0,
             socket_connect_timeout=0.2,
             retry=no_retries(),
         )

@@ -145,7 +145,9 @@ async def test_a_master_killed_mid_load_loses_no_invalidation_that_matters(
             f"{len(load.stale)} stale (worst {worst:.2f} s), cluster started in "
             f"{cluster.started_in:.2f} s"
         )
-        # what the promoted replica holds was disowned (by the first listener there)
+        # the writer met the dead master (its invalidations were held back) ...
+        assert replicas[0].cache.counters.publish_failures >= 1
+        # ... and what the promoted replica holds was disowned (by the first listener there)
         assert disowned >= 1
         detect = 2 * SETTINGS.listener_ping_seconds
         for read_at, since in load.stale:
