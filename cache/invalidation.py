@@ -5,7 +5,9 @@ Publishing, right after a commit (never before):
 1. drop the users from this replica's L1 (read-your-writes on this replica);
 2. in one pipelined round trip: a version tombstone per changed user through
    the set-if-newer script, then one PUBLISH of the events (a msgpack tuple of
-   the tagged `db.events` structs);
+   the tagged `db.events` structs); on Redis Cluster, each slot group's
+   tombstones with one SPUBLISH on that group's channel (cache/channels.py),
+   one round trip per master touched, sent in parallel;
 3. drop them locally once more, for reads that got the old L2 entry meanwhile.
 
 If Redis is failing, the events are kept (latest per subject, up to
@@ -23,9 +25,9 @@ import asyncio
 import logging
 from typing import Any
 
-from redis.exceptions import NoScriptError
-
-from cache.messages import CacheReset, Message, encode_messages
+from cache.channels import queue_publish
+from cache.messages import Message
+from cache.scripts import FILL_SCRIPT, pipelined
 from cache.store import REDIS_ERRORS, SnapshotCache
 from db.events import DealChanged, Event, UserChanged
 
@@ -119,7 +121,7 @@ class InvalidationPublisher:
             messages: tuple[Message, ...] = batch
             if overflowed:
                 # Lost track of who changed: void every entry instead.
-                messages = (CacheReset(await cache.reset_generation()), *batch)
+                messages = (*await cache.reset_generation(), *batch)
             await self._apply(batch, messages)
         except REDIS_ERRORS as exc:
             cache.redis_failed(exc)
@@ -137,21 +139,14 @@ class InvalidationPublisher:
         self._note_pending()
 
     async def _apply(self, batch: tuple[Event, ...], messages: tuple[Message, ...]) -> None:
-        """Tombstones, then PUBLISH, in one round trip; a lost script cache
-        costs one SCRIPT LOAD and a second, complete round."""
-        results = await self._pipeline(batch, messages).execute(raise_on_error=False)
-        if any(isinstance(result, NoScriptError) for result in results):
-            await self._cache.script.load(self._cache.redis)
-            results = await self._pipeline(batch, messages).execute(raise_on_error=False)
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-
-    def _pipeline(self, batch: tuple[Event, ...], messages: tuple[Message, ...]) -> Any:
+        """Tombstones, then the publish, in one pipeline (on a cluster, each
+        slot group's with its channel's SPUBLISH: one round trip per master)."""
         cache = self._cache
-        pipe = cache.redis.pipeline(transaction=False)
-        for event in batch:
-            if isinstance(event, UserChanged):
-                pipe.evalsha(*cache.script.tombstone_args(event.telegram_id, event.version))
-        pipe.publish(cache.keys.channel, encode_messages(messages))
-        return pipe
+
+        def queue(pipe: Any) -> None:
+            for event in batch:
+                if isinstance(event, UserChanged):
+                    pipe.evalsha(*cache.script.tombstone_args(event.telegram_id, event.version))
+            queue_publish(pipe, cache.keys, cache.sharded, messages)
+
+        await pipelined(cache.redis, queue, FILL_SCRIPT)

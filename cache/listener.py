@@ -1,10 +1,12 @@
 """Every replica's invalidation listener.
 
-It subscribes to the channel and drops the L1 entries of the users it hears
-about. While it is not subscribed (connecting, Redis down, connection killed,
-no PONG) the cache reads neither L1 nor L2; on (re)subscribe it checks that
-Redis is the one the entries were written to, reads the generation and starts
-with an empty L1, so nothing published while it was away can be missed. Redis
+It subscribes to the invalidation channels (cache/channels.py: one on one
+Redis, one per slot group on a cluster) and drops the L1 entries of the users
+it hears about. While it is not subscribed (connecting, Redis down, connection
+killed, no PONG; on a cluster, any of these on any master, or a failover
+moving channels) the cache reads neither L1 nor L2; on (re)subscribe it checks
+that Redis is the one the entries were written to, reads the generations and
+starts with an empty L1, so nothing published while it was away can be missed. Redis
 delivers every message to a live subscription in order (a subscriber that falls
 behind is disconnected, which this listener notices), so L1 entries are kept
 while it is subscribed; `l1_ttl_seconds` bounds a message lost anyway.
@@ -13,9 +15,16 @@ The check: Redis's run_id (INFO server) changes with every restart and
 differs between nodes. A Redis restarted from its saved data, or a replica
 promoted after it lagged, brings back entries older than Postgres under the
 generation the replicas still use; its run_id is not the one recorded with
-the entries (`<prefix>:redis_run`), so they are disowned (cache/scripts.py,
-RUN_CHECK_SCRIPT: a new generation, once, however many replicas reconnect
-at the same moment) and the reset is announced.
+the entries (each slot group's `redis_run`), so they are disowned
+(cache/scripts.py, RUN_CHECK_SCRIPT: a new generation for each group that
+master holds, once, however many replicas reconnect at the same moment) and
+the reset is announced.
+
+On a cluster, one master failing over ends the session of every listener, so
+all of L1 is dropped, not only the entries of that shard's users: L1 is
+trusted as a whole (one subscription state, one breaker), a failover is rare,
+and refilling L1 costs one L2 GET per active user, from shards whose entries
+stay good (only the failed-over shard's groups get a new generation).
 """
 
 from __future__ import annotations
@@ -26,16 +35,15 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
-from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.asyncio import Redis, RedisCluster
 
-from cache.messages import CacheReset, Message, decode_messages, encode_messages
-from cache.scripts import RunCheck
+from cache import channels
+from cache.channels import ChannelFeed, ShardedFeed
+from cache.messages import CacheReset, Message, decode_messages
+from cache.scripts import RUN_UNKNOWN, RunCheck
 from cache.store import REDIS_ERRORS, SnapshotCache
 from db.events import DealChanged, UserChanged
 
@@ -45,6 +53,7 @@ log = logging.getLogger(__name__)
 ListenerState = Literal["stopped", "connecting", "subscribed", "disconnected"]
 EventHook = Callable[[Message], None]
 ConnectedHook = Callable[[], Awaitable[None]]
+Feed = ChannelFeed | ShardedFeed
 
 
 class InvalidationListener:
@@ -70,7 +79,6 @@ class InvalidationListener:
         self.on_idle: list[ConnectedHook] = []
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Condition()
-        self._reconnected = False
         self._stopping = False
 
     @property
@@ -106,13 +114,13 @@ class InvalidationListener:
             subscribed = False
             try:
                 await self._set_state("connecting")
-                pubsub = self._redis.pubsub()
+                feed = channels.feed(self._redis, self._cache.keys, self._ping_seconds)
                 try:
-                    await self._subscribe(pubsub)
+                    await self._subscribe(feed)
                     subscribed = True
-                    await self._pump(pubsub)
+                    await self._pump(feed)
                 finally:
-                    await self._close(pubsub)
+                    await self._close(feed)
             except REDIS_ERRORS as exc:
                 log.warning("cache listener lost Redis (%r); L1 is off until it is back", exc)
             except Exception:
@@ -127,27 +135,24 @@ class InvalidationListener:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self._backoff_max)
 
-    async def _subscribe(self, pubsub: PubSub) -> None:
-        await pubsub.subscribe(self._cache.keys.channel)
-        async with asyncio.timeout(self._ping_seconds * 2 + 1):
-            while True:
-                message = await pubsub.get_message(timeout=self._ping_seconds)
-                if message is not None and message["type"] == "subscribe":
-                    break
-        # redis-py reconnects a pubsub connection by itself on the next read;
-        # a silent reconnect could hide lost messages, so it ends this session.
-        self._reconnected = False
-        pubsub.connection.register_connect_callback(self._on_reconnect)  # type: ignore[union-attr]
-        # Subscribed first, then the check of this Redis, the generation and
+    async def _subscribe(self, feed: Feed) -> None:
+        await feed.subscribe()
+        # Subscribed first, then the check of this Redis, the generations and
         # an empty L1: whatever changes from here on is heard.
         await self._cache.script.load(self._redis)
-        self._cache.set_generation(await self._check_redis())
+        await self._check_redis()
         self._cache.clear_local()
         # Pooled connections from before may be dead (a restart) or lead to
         # another node than the one just checked (a failover): reads connect
-        # afresh, to where the listener did.
+        # afresh, to where the listener did (a cluster client: to the masters
+        # of the slot map the subscription has just refreshed).
         with contextlib.suppress(*REDIS_ERRORS):
-            await self._cache.redis.connection_pool.disconnect(inuse_connections=False)
+            redis = self._cache.redis
+            if isinstance(redis, RedisCluster):
+                for node in redis.get_nodes():
+                    await node.disconnect_free_connections()
+            else:
+                await redis.connection_pool.disconnect(inuse_connections=False)
         self._cache.set_listening(True)
         # Redis answers: no need to keep readers off it for the rest of the
         # breaker's open time, and held-back invalidations can go out now.
@@ -156,67 +161,44 @@ class InvalidationListener:
         await self._set_state("subscribed")
         await self._run_hooks(self.on_subscribed)
 
-    async def _check_redis(self) -> int:
-        """The generation to read with from now on, once it is sure that this
-        Redis holds what was written to it (or everything it holds is disowned)."""
-        keys = self._cache.keys
-        run_id = await self._run_id()
-        if run_id is None:
-            return int(await self._redis.get(keys.generation) or 0)
-        disowned, generation = await self._run_check(run_id, self._cache.highest_generation)
-        if disowned:
-            self._cache.counters.redis_runs_disowned += 1
+    async def _check_redis(self) -> None:
+        """Learn each slot group's generation, once it is sure that the Redis
+        holding the group holds what was written to it (or the group's entries
+        are disowned)."""
+        cache = self._cache
+        results = await self._run_check(cache.highest_generations)
+        resets = []
+        for group, (outcome, generation) in enumerate(results):
+            if outcome == 1:
+                resets.append(CacheReset(generation, group))
+            elif outcome == RUN_UNKNOWN and not self._run_id_unknown_told:
+                self._run_id_unknown_told = True
+                log.warning(
+                    "Redis does not tell its run_id (INFO refused): a restart from older "
+                    "data is not detected; such entries live until l2_ttl_seconds"
+                )
+            cache.set_generation(group, generation)
+        if resets:
+            cache.counters.redis_runs_disowned += 1
             log.warning(
-                "Redis %s is not the one the cache entries were written to (restarted or "
-                "failed over): all disowned (generation %d)",
-                run_id,
-                generation,
+                "Redis is not the one the cache entries of %d slot groups were written to "
+                "(restarted or failed over): those disowned (generations %s)",
+                len(resets),
+                sorted({reset.generation for reset in resets}),
             )
-            await self._redis.publish(keys.channel, encode_messages((CacheReset(generation),)))
-        return generation
+            await channels.publish(self._redis, cache.keys, tuple(resets))
 
-    async def _run_id(self) -> str | None:
-        """This Redis's run_id, or None where INFO is refused (some proxies)."""
-        try:
-            run_id = (await self._redis.info("server")).get("run_id")
-        except ResponseError as exc:
-            run_id, why = None, str(exc)
-        else:
-            why = "no run_id in INFO server"
-        if run_id:
-            return str(run_id)
-        if not self._run_id_unknown_told:
-            self._run_id_unknown_told = True
-            log.warning(
-                "Redis does not tell its run_id (%s): a restart from older data is not "
-                "detected; such entries live until l2_ttl_seconds",
-                why,
-            )
-        return None
-
-    def _on_reconnect(self, connection: Any) -> None:
-        self._reconnected = True
-
-    async def _pump(self, pubsub: PubSub) -> None:
+    async def _pump(self, feed: Feed) -> None:
         clock = time.monotonic
-        ping_sent: float | None = None
         next_tick = clock() + self._ping_seconds
         while True:
-            message = await pubsub.get_message(timeout=self._ping_seconds)
-            if self._reconnected:
-                raise RedisConnectionError("the pubsub connection was re-established")
+            data = await feed.next()
+            if data is not None:
+                self._handle(data)
             now = clock()
-            if message is not None:
-                ping_sent = None  # the connection is alive
-                if message["type"] == "message":
-                    self._handle(message["data"])
             if now >= next_tick:
                 next_tick = now + self._ping_seconds
-                if ping_sent is not None and now - ping_sent > self._ping_seconds:
-                    raise RedisConnectionError("no PONG from Redis")
-                if ping_sent is None and message is None:
-                    await pubsub.ping()
-                    ping_sent = now
+                await feed.tick(now)
                 await self._run_hooks(self.on_idle)
 
     def _handle(self, data: bytes) -> None:
@@ -234,12 +216,12 @@ class InvalidationListener:
                 case UserChanged(telegram_id=telegram_id, version=version):
                     cache.counters.invalidations_received += 1
                     cache.drop_local(telegram_id, version)
-                case CacheReset(generation=generation):
+                case CacheReset(generation=generation, group=group):
                     # A reset this replica has applied already (its own, or
                     # one it met first in an entry) leaves L1 alone: all of it
                     # was read under that generation.
-                    if generation > cache.generation:
-                        cache.set_generation(generation)
+                    if generation > cache.generation_of(group):
+                        cache.set_generation(group, generation)
                 case DealChanged():
                     pass
             for hook in self.on_event:
@@ -260,11 +242,9 @@ class InvalidationListener:
             self._cache.counters.listener_state = state
             self._changed.notify_all()
 
-    async def _close(self, pubsub: PubSub) -> None:
-        if pubsub.connection is not None:
-            pubsub.connection.deregister_connect_callback(self._on_reconnect)
+    async def _close(self, feed: Feed) -> None:
         try:
             async with asyncio.timeout(1.0):
-                await pubsub.aclose()
+                await feed.aclose()
         except (TimeoutError, *REDIS_ERRORS):
             pass

@@ -9,9 +9,11 @@ from db.events import DealChanged, UserChanged
 
 
 class CacheReset(msgspec.Struct, frozen=True, tag="reset", array_like=True):
-    """Every entry older than `generation` is void; drop all of L1."""
+    """Every entry of slot group `group` (cache/keys.py) older than
+    `generation` is void; drop all of L1."""
 
     generation: int
+    group: int
 
 
 Message = UserChanged | DealChanged | CacheReset

@@ -18,11 +18,11 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cache import channels
 from cache.client import build_redis
 from cache.invalidation import InvalidationPublisher
 from cache.listener import InvalidationListener
 from cache.loader import PostgresSnapshotLoader, SnapshotLoader
-from cache.messages import CacheReset, encode_messages
 from cache.settings import CacheSettings, RedisSettings
 from cache.snapshots import CODEC, SnapshotCodec
 from cache.store import REDIS_ERRORS, SnapshotCache
@@ -102,8 +102,8 @@ class CacheReplica:
             recorded = await cache.redis.get(keys.database)
             if recorded is not None and recorded.decode() == ours:
                 return
-            generation = await cache.reset_generation()
-            await cache.redis.publish(keys.channel, encode_messages((CacheReset(generation),)))
+            resets = await cache.reset_generation()
+            await channels.publish(cache.redis, keys, resets)
             await cache.redis.set(keys.database, ours)
         except REDIS_ERRORS as exc:  # reads go to Postgres meanwhile; checked at next start
             log.warning("could not check which database the cache holds: %r", exc)
@@ -112,7 +112,7 @@ class CacheReplica:
             "cache entries were loaded from %s, this is database %s: all disowned (generation %d)",
             recorded.decode() if recorded is not None else "an unrecorded database",
             ours,
-            generation,
+            cache.generation,
         )
 
     async def aclose(self) -> None:

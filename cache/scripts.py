@@ -6,8 +6,9 @@ to a snapshot key ever replaces a newer version with an older one, whatever
 the interleaving (Redis runs a script atomically). An entry from another
 generation counts as absent; a fill read under a stale generation is refused.
 
-The run check: is this Redis the one the entries were written to? If not,
-disown them all, once, however many replicas ask at the same moment.
+The run check: is this Redis (for each slot group, the master holding it) the
+one the group's entries were written to? If not, disown them, once, however
+many replicas ask at the same moment.
 
 Update leases (webhook mode): an update's lease and its user's lock taken in
 one round trip, the user's form read with them, and both given back in one.
@@ -15,11 +16,13 @@ one round trip, the user's form read with them, and both given back in one.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
-from cache.keys import CacheKeys
+from cache.keys import CacheKeys, group_of
 from cache.snapshots import TOMBSTONE_SCHEMA
 
 # KEYS: snapshot, generation. ARGV: version, schema (0 = tombstone), the
@@ -71,7 +74,7 @@ class FillScript:
         ttl_ms: int,
     ) -> tuple[int, int]:
         """One EVALSHA (a SCRIPT LOAD and a retry only if Redis lost its scripts)."""
-        keys = (self._keys.snapshot(telegram_id), self._keys.generation)
+        keys = (self._keys.snapshot(telegram_id), self._keys.generations[group_of(telegram_id)])
         outcome, current = await self._script(
             keys=keys, args=(version, schema, generation, payload, ttl_ms)
         )
@@ -83,7 +86,7 @@ class FillScript:
             self._script.sha,
             2,
             self._keys.snapshot(telegram_id),
-            self._keys.generation,
+            self._keys.generations[group_of(telegram_id)],
             version,
             TOMBSTONE_SCHEMA,
             "",
@@ -92,40 +95,90 @@ class FillScript:
         )
 
     async def load(self, client: Redis) -> None:
-        sha = await client.script_load(FILL_SCRIPT)
-        self._script.sha = sha.decode() if isinstance(sha, bytes) else sha
+        """Load the script (on a cluster: on every master)."""
+        await client.script_load(FILL_SCRIPT)
 
 
-# KEYS: redis_run, generation. ARGV: the run_id of the Redis asked, the highest
-# generation the caller has used. Returns {disowned (1) or not (0), generation}.
+async def pipelined(
+    redis: Redis, queue: Callable[[Any], None], script: str | None = None
+) -> list[Any]:
+    """Run what `queue` puts on a pipeline: one round trip (on a cluster, one
+    per master it touches, in parallel). A lost script cache costs a SCRIPT
+    LOAD of `script` and a second, complete round; any other error is raised."""
+    results = await _execute(redis, queue)
+    if script is not None and any(isinstance(r, NoScriptError) for r in results):
+        await redis.script_load(script)
+        results = await _execute(redis, queue)
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return results
+
+
+async def bump_generations(redis: Redis, keys: CacheKeys) -> list[int]:
+    """Every slot group's generation moved on (one INCR each, one pipeline)."""
+
+    def queue(pipe: Any) -> None:
+        for key in keys.generations:
+            pipe.incr(key)
+
+    return [int(generation) for generation in await pipelined(redis, queue)]
+
+
+async def _execute(redis: Redis, queue: Callable[[Any], None]) -> list[Any]:
+    pipe = redis.pipeline(transaction=False)
+    queue(pipe)
+    return list(await pipe.execute(raise_on_error=False))
+
+
+# KEYS: redis_run, generation (of one slot group). ARGV: the highest generation
+# the caller has used for the group. Returns {outcome, generation}; outcome 1:
+# disowned just now, 0: this Redis is the one, -1 (RUN_UNKNOWN): it does not
+# tell its run_id (INFO refused, as by some proxies).
 # A Redis restored from saved data (or a replica promoted after it lagged)
 # holds entries with the generation of their time, which the replicas may have
 # used since, with newer data: the new generation is past both the one stored
 # here and the caller's. The first replica to ask moves it and records the
 # run_id; the ones after it find their run_id recorded and take the generation.
+# The run_id is read inside the script, so it is the run_id of the node that
+# holds the group at that moment, however the cluster changes meanwhile.
 RUN_CHECK_SCRIPT = """
 local generation = tonumber(redis.call('GET', KEYS[2]) or '0')
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local info = redis.pcall('INFO', 'server')
+local run_id = type(info) == 'string' and string.match(info, 'run_id:(%x+)')
+if not run_id then
+  return {-1, generation}
+end
+if redis.call('GET', KEYS[1]) == run_id then
   return {0, generation}
 end
-generation = math.max(generation, tonumber(ARGV[2])) + 1
+generation = math.max(generation, tonumber(ARGV[1])) + 1
 redis.call('SET', KEYS[2], generation)
-redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[1], run_id)
 return {1, generation}
 """
 
+RUN_UNKNOWN = -1
+
 
 class RunCheck:
-    """RUN_CHECK_SCRIPT registered on one client, with the cache's keys."""
+    """RUN_CHECK_SCRIPT for every slot group, in one pipeline."""
 
     def __init__(self, redis: Redis, keys: CacheKeys) -> None:
-        self._script = redis.register_script(RUN_CHECK_SCRIPT)
-        self._keys = (keys.redis_run, keys.generation)
+        self._redis = redis
+        self._keys = keys
+        self._sha = redis.register_script(RUN_CHECK_SCRIPT).sha
 
-    async def __call__(self, run_id: str, seen_generation: int) -> tuple[bool, int]:
-        """(whether the entries were disowned just now, the generation to use)."""
-        disowned, generation = await self._script(keys=self._keys, args=(run_id, seen_generation))
-        return bool(disowned), int(generation)
+    async def __call__(self, highest: Sequence[int]) -> list[tuple[int, int]]:
+        """(outcome, generation) per group, `highest` the caller's per group."""
+        keys = self._keys
+
+        def queue(pipe: Any) -> None:
+            for group, seen in enumerate(highest):
+                pipe.evalsha(self._sha, 2, keys.redis_runs[group], keys.generations[group], seen)
+
+        results = await pipelined(self._redis, queue, RUN_CHECK_SCRIPT)
+        return [(int(outcome), int(generation)) for outcome, generation in results]
 
 
 # Taking an update in webhook mode, in one round trip: its lease (a redelivery

@@ -10,10 +10,14 @@ import msgspec
 class RedisSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Empty: none configured (`run` starts an embedded Redis).
     url: str = "redis://127.0.0.1:6379/0"
+    # Redis Cluster: `url` is any node's (the others are found from it).
+    cluster: bool = False
 
     def __post_init__(self) -> None:
         if self.url and not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("url: must be a redis://, rediss:// or unix:// URL")
+        if self.cluster and not self.url.startswith(("redis://", "rediss://")):
+            raise ValueError("url: a cluster node's redis:// or rediss:// URL")
 
 
 class CacheSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

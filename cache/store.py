@@ -16,12 +16,12 @@ Consistency (each bound, with its setting: docs/cache.md, "Staleness bounds"):
 - L1 is trusted only while the invalidation listener is subscribed and the
   Redis breaker is closed; losing either clears it. Invalidations bump a
   striped epoch, and a read that raced one does not keep its result in L1.
-- L2 is read only while the listener is subscribed, and only entries of the
-  current generation: a Redis that is not the one they were written to (a
-  restart from saved data, a lagging failover) is disowned on (re)subscribe.
-- While Redis is failing, reads go straight to Postgres with single flight
-  and no L1; writers' invalidations are kept and sent when it is back
-  (cache/invalidation.py). Money decisions never read the cache.
+- L2 is read only while the listener is subscribed, and only entries of
+  their slot group's current generation (cache/keys.py): what a Redis that is
+  not the one they were written to holds (a restart from saved data, a lagging
+  failover) is disowned on (re)subscribe.
+- While Redis is failing, reads go straight to Postgres, single-flighted, no
+  L1; invalidations are kept and sent when it is back (cache/invalidation.py).
 """
 
 from __future__ import annotations
@@ -32,21 +32,22 @@ import logging
 import time
 from collections.abc import Callable
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio import Redis, RedisCluster
 
 from cache.breaker import CircuitBreaker
-from cache.keys import CacheKeys
+from cache.client import REDIS_ERRORS
+from cache.keys import SLOT_GROUPS, CacheKeys, group_of
 from cache.loader import SnapshotLoader
 from cache.local import LocalSnapshots, Mark
+from cache.messages import CacheReset
 from cache.metrics import CacheCounters
-from cache.scripts import STALE_GENERATION, FillScript
+from cache.scripts import STALE_GENERATION, FillScript, bump_generations
 from cache.settings import CacheSettings
 from cache.snapshots import CODEC, SnapshotCodec, UserSnapshot, parse_header
 
 log = logging.getLogger(__name__)
 
-REDIS_ERRORS = (RedisError, OSError)
+__all__ = ["REDIS_ERRORS", "SnapshotCache"]
 
 
 class SnapshotCache:
@@ -59,9 +60,11 @@ class SnapshotCache:
         codec: SnapshotCodec = CODEC,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if redis.connection_pool.connection_kwargs.get("decode_responses"):
+        if redis.get_encoder().decode_responses:
             raise ValueError("the snapshot cache needs a Redis client returning bytes")
         self.redis = redis
+        # Redis Cluster: sharded invalidation channels, one per slot group.
+        self.sharded = isinstance(redis, RedisCluster)
         self.settings = settings
         self.keys = CacheKeys(settings.key_prefix)
         self.counters = CacheCounters()
@@ -76,8 +79,9 @@ class SnapshotCache:
         # spans a change does not use what Redis answered.
         self._session = 0
         self._inflight: dict[int, asyncio.Task[UserSnapshot | None]] = {}
-        self._generation = 0
-        self._highest_generation = 0
+        # Per slot group: the generation reads are made under, the highest used.
+        self._generations = [0] * SLOT_GROUPS
+        self._highest = [0] * SLOT_GROUPS
         self._l2_ttl_ms = settings.l2_ttl_seconds * 1000
         self.script = FillScript(redis, self.keys, int(settings.tombstone_ttl_seconds * 1000))
         self._fill_deadline = settings.tombstone_ttl_seconds / 2
@@ -118,6 +122,10 @@ class SnapshotCache:
         # Redis holds what was written to it (not an older copy brought back
         # by a restart or a failover) and hears every change since.
         session = self._session
+        group = group_of(telegram_id)
+        # The generation the read is made under: a fill whose read began
+        # before a reset is refused, whatever was learned meanwhile.
+        generation = self._generations[group]
         use_redis = self._listening and self.breaker.allow()
         raw: bytes | None = None
         if use_redis:
@@ -133,7 +141,7 @@ class SnapshotCache:
                 use_redis = session == self._session
         if not use_redis:
             self.counters.l2_skipped += 1
-        elif raw is not None and (snapshot := self._decode_entry(raw)) is not None:
+        elif raw is not None and (snapshot := self._decode_entry(raw, group)) is not None:
             self.counters.l2_hits += 1
             if trusted:
                 self._remember(telegram_id, snapshot, mark)
@@ -146,21 +154,23 @@ class SnapshotCache:
         if snapshot is None:
             self.counters.unknown_users += 1
             return None
-        if use_redis and await self._fill(snapshot, started, session) and trusted:
+        if use_redis and await self._fill(snapshot, started, session, generation) and trusted:
             self._remember(telegram_id, snapshot, mark)
         return snapshot
 
-    def _decode_entry(self, raw: bytes) -> UserSnapshot | None:
+    def _decode_entry(self, raw: bytes, group: int) -> UserSnapshot | None:
         header = parse_header(raw)
         if header is None:
             return None
-        if header.generation != self._generation:
-            if header.generation < self._generation:
+        if header.generation != self._generations[group]:
+            if header.generation < self._generations[group]:
                 return None
-            self.set_generation(header.generation)  # a reset we have not heard of yet
+            self.set_generation(group, header.generation)  # a reset not heard of yet
         return self._codec.decode(raw, header)
 
-    async def _fill(self, snapshot: UserSnapshot, started: float, session: int) -> bool:
+    async def _fill(
+        self, snapshot: UserSnapshot, started: float, session: int, generation: int
+    ) -> bool:
         """Write the loaded snapshot to L2 unless something newer is there;
         True if L2 now holds this version."""
         if not self.breaker.closed or session != self._session:
@@ -170,11 +180,11 @@ class SnapshotCache:
             self.counters.fills_skipped += 1
             return False
         try:
-            outcome, generation = await self.script.fill(
+            outcome, current = await self.script.fill(
                 snapshot.telegram_id,
                 snapshot.version,
                 self._codec.schema,
-                self._generation,
+                generation,
                 self._codec.encode(snapshot),
                 self._l2_ttl_ms,
             )
@@ -183,7 +193,7 @@ class SnapshotCache:
             return False
         self.redis_succeeded()
         if outcome == STALE_GENERATION:
-            self.set_generation(generation)
+            self.set_generation(group_of(snapshot.telegram_id), current)
         if outcome < 0:
             self.counters.fills_refused += 1
             return False
@@ -253,29 +263,35 @@ class SnapshotCache:
 
     @property
     def generation(self) -> int:
-        return self._generation
+        """The highest of the slot groups' generations (for tools and tests)."""
+        return max(self._generations)
+
+    def generation_of(self, group: int) -> int:
+        return self._generations[group]
 
     @property
-    def highest_generation(self) -> int:
-        """The highest generation this replica has used (a restored Redis may
-        hold a lower one than it has used since)."""
-        return self._highest_generation
+    def highest_generations(self) -> list[int]:
+        """Per group, the highest generation used (a restored Redis may hold less)."""
+        return list(self._highest)
 
-    def set_generation(self, generation: int) -> None:
-        """Switch to the generation Redis has (learned on subscribe, from a
-        reset message, an entry or a refused fill); a change clears L1."""
-        self._highest_generation = max(self._highest_generation, generation)
-        if generation != self._generation:
-            self._generation = generation
+    def set_generation(self, group: int, generation: int) -> None:
+        """Switch the group to the generation Redis has (learned on subscribe,
+        from a reset message, an entry or a refused fill); a change clears L1."""
+        self._highest[group] = max(self._highest[group], generation)
+        if generation != self._generations[group]:
+            self._generations[group] = generation
             self.counters.generation_changes += 1
             self.clear_local()
 
-    async def reset_generation(self) -> int:
-        """Disown every L2 entry (one INCR); the caller publishes the reset."""
-        generation = int(await self.redis.incr(self.keys.generation))
+    async def reset_generation(self) -> tuple[CacheReset, ...]:
+        """Disown every L2 entry (every slot group's generation bumped, one
+        pipeline); the caller publishes the returned resets."""
+        generations = await bump_generations(self.redis, self.keys)
         self.counters.generation_resets += 1
-        self.set_generation(generation)
-        return generation
+        resets = tuple(CacheReset(g, group) for group, g in enumerate(generations))
+        for reset in resets:
+            self.set_generation(reset.group, reset.generation)
+        return resets
 
     async def aclose(self) -> None:
         tasks, self._inflight = list(self._inflight.values()), {}

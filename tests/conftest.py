@@ -289,3 +289,10 @@ async def redis_url(config: Config) -> AsyncIterator[str]:
     if await claims.get(claim) == me.encode():
         await claims.delete(claim)
     await claims.aclose()
+
+
+# -- Redis Cluster: one for the whole session, started on first use -----------------
+
+from tests.cache.redis_cluster import redis_cluster  # noqa: E402  (it uses `unavailable`)
+
+__all__ = ["redis_cluster"]

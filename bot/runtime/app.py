@@ -14,7 +14,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.base import BaseSession
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
-from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
+from aiogram.fsm.storage.redis import RedisStorage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import Config
@@ -31,7 +31,7 @@ from bot.services import ServiceContext, Services
 from bot.services.wallets import AdminCreditsOnly, DemoDepositProvider, DepositProvider
 from bot.telegram import texts
 from bot.telegram.freshness import DealVersions
-from bot.telegram.fsm import FormScope, GuardedStorage, RedisGuard
+from bot.telegram.fsm import FormKeyBuilder, FormScope, GuardedStorage, RedisGuard
 from bot.telegram.handlers import build_router
 from bot.telegram.i18n import install_i18n, set_command_menus
 from bot.telegram.keyboards import Signer
@@ -169,7 +169,7 @@ async def build_app(
     # Form state, the user's lock and the update dedup share one breaker: a
     # failing Redis is skipped by all three for `breaker_open_seconds`.
     guard = RedisGuard(config.cache.breaker_open_seconds)
-    key_builder = DefaultKeyBuilder(prefix=CacheKeys(config.cache.key_prefix).forms)
+    key_builder = FormKeyBuilder(prefix=CacheKeys(config.cache.key_prefix).forms)
     isolation: BaseEventIsolation = ProcessEventIsolation()
     if storage is None:
         redis, day = build_redis(config.redis, config.cache), 24 * 3600

@@ -20,11 +20,11 @@ from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.fsm.storage.base import BaseEventIsolation, KeyBuilder, StorageKey
 from aiogram.types import CallbackQuery, TelegramObject, Update
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from bot.runtime.leases import DONE, Lease, TokenLock, UpdateLease
 from bot.telegram.fsm import GuardedStorage, RedisGuard
 from bot.telegram.middlewares import ProcessEventIsolation
+from cache.client import REDIS_ERRORS
 from cache.keys import CacheKeys
 from cache.scripts import UpdateLeaseScripts
 
@@ -135,7 +135,9 @@ class UpdateDedup(BaseMiddleware):
     ) -> Any:
         users = self.users if user is not None else None
         lock = users.key_builder.build(user, "lock") if users and user else None
-        lease = UpdateLease(self.scripts, self.keys.update(update_id), lock, self.lease_seconds)
+        # tagged with the user's slot group: one script takes it with their lock
+        update = self.keys.update(update_id, user.user_id if user is not None else None)
+        lease = UpdateLease(self.scripts, update, lock, self.lease_seconds)
         if self.guard is not None and not self.guard.allow():
             if users is not None:
                 users.skipped(lease.lock, "Redis is skipped for a moment after a failure")
@@ -143,7 +145,7 @@ class UpdateDedup(BaseMiddleware):
         form = users.forms.form_keys(user) if users and user and users.forms else None
         try:
             taken = await lease.take(form)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             if self.guard is not None:
                 self.guard.failed()
             log.warning("update %s: dedup skipped, Redis failed: %r", update_id, exc)
@@ -223,7 +225,7 @@ class RedisUserLock(BaseEventIsolation):
                     taken = await lease.acquire(wait=2 * self.lease_seconds)
                     self.guard.succeeded()
                     why = "still held after waiting"
-                except RedisError as exc:
+                except REDIS_ERRORS as exc:
                     self.guard.failed()
                     why = f"Redis failed: {exc!r}"
             if not taken:
@@ -246,7 +248,7 @@ class RedisUserLock(BaseEventIsolation):
             taken = await lock.acquire(
                 blocking=True, blocking_timeout=2 * self.lease_seconds, token=lease.token
             )
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             self.guard.failed()
             taken, why = False, f"Redis failed: {exc!r}"
         if not taken:

@@ -14,8 +14,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
-from redis.exceptions import LockError, RedisError
+from redis.exceptions import LockError
 
+from cache.client import REDIS_ERRORS
 from cache.scripts import UpdateLeaseScripts
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class Lease:
             except LockError:  # expired and taken by someone else (or gone)
                 log.warning("%s: lease lost while held", self.name)
                 return
-            except RedisError as exc:  # tried again at the next third
+            except REDIS_ERRORS as exc:  # tried again at the next third
                 log.info("%s: lease not renewed: %r", self.name, exc)
 
     def _stop_renewing(self) -> None:
@@ -77,7 +78,7 @@ class Lease:
         self._stop_renewing()
         try:
             await self._lock.release()
-        except (LockError, RedisError) as exc:
+        except (LockError, *REDIS_ERRORS) as exc:
             log.info("%s: lease not released (%r); it expires by itself", self.name, exc)
 
 
@@ -120,7 +121,7 @@ class UpdateLease:
             await asyncio.sleep(self.seconds / 3)
             try:
                 renewed = await self.scripts.renew(self.held, self.token, int(self.seconds * 1000))
-            except RedisError as exc:  # tried again at the next third
+            except REDIS_ERRORS as exc:  # tried again at the next third
                 log.info("%s: lease not renewed: %r", self.update, exc)
                 continue
             if renewed < len(self.held) and not lost:  # expired, maybe taken by someone else
@@ -136,5 +137,5 @@ class UpdateLease:
         keys = [self.update] + ([self.lock] if self.lock in self.held else [])
         try:
             await self.scripts.release(keys, self.token, DONE, done_seconds if done else 0)
-        except RedisError as exc:  # a redelivery is guarded in the database
+        except REDIS_ERRORS as exc:  # a redelivery is guarded in the database
             log.warning("%s: not released (%r); its leases expire by themselves", keys, exc)

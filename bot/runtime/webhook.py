@@ -21,7 +21,6 @@ from aiogram import Bot
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from bot.config import Config
 from bot.payments.deposits import CryptoPayDeposits, webhook_handler
@@ -29,6 +28,7 @@ from bot.runtime.app import App
 from bot.runtime.coordination import JobLock, WebhookReply, webhook_reply
 from bot.runtime.in_flight import InFlight
 from bot.runtime.ticks import every
+from cache.client import REDIS_ERRORS
 from cache.keys import CacheKeys
 
 log = logging.getLogger(__name__)
@@ -238,6 +238,6 @@ async def delete_webhook(bot: Bot, redis: Redis, keys: CacheKeys) -> None:
     last set goes with it (a later webhook start checks Telegram anyway)."""
     try:
         await redis.delete(keys.webhook)
-    except RedisError as exc:
+    except REDIS_ERRORS as exc:
         log.warning("could not forget the webhook's digest in Redis: %r", exc)
     await bot.delete_webhook(drop_pending_updates=False)

@@ -30,11 +30,14 @@ from aiogram import BaseMiddleware
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
-from aiogram.fsm.storage.redis import RedisStorage
+from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
 from aiogram.types import TelegramObject
+from redis.asyncio import RedisCluster
 from redis.exceptions import RedisError
 
 from cache.breaker import CircuitBreaker
+from cache.client import REDIS_ERRORS
+from cache.keys import tag_of
 
 T = TypeVar("T")
 
@@ -66,7 +69,7 @@ class RedisGuard:
             raise StateUnavailable("Redis is skipped for a moment after a failure")
         try:
             result = await operation
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             self.breaker.record_failure()
             raise StateUnavailable(f"Redis failed: {exc!r}") from exc
         self.breaker.record_success()
@@ -77,6 +80,18 @@ class RedisGuard:
 
     def succeeded(self) -> None:
         self.breaker.record_success()
+
+
+class FormKeyBuilder(DefaultKeyBuilder):
+    """aiogram's key layout with the hash tag of the user's slot group after
+    the prefix (cache/keys.py): a user's form keys and lock share a slot with
+    their update leases, so one script or MULTI may touch them together on
+    Redis Cluster."""
+
+    def build(self, key: StorageKey, part: str | None = None) -> str:
+        built = super().build(key, part)
+        head = self.prefix + self.separator
+        return f"{head}{tag_of(key.user_id)}{self.separator}{built[len(head) :]}"
 
 
 class Form(NamedTuple):
@@ -160,7 +175,7 @@ class GuardedStorage(BaseStorage):
             async def both() -> None:
                 async with storage.redis.pipeline(transaction=True) as pipe:
                     queued = copy.copy(storage)
-                    queued.redis = pipe
+                    queued.redis = _Queue(pipe)  # type: ignore[assignment]
                     await queued.set_data(key, dict(data))
                     await queued.set_state(key, state)
                     await pipe.execute()
@@ -215,7 +230,28 @@ class GuardedStorage(BaseStorage):
             raise
 
     async def close(self) -> None:
-        await self.storage.close()
+        storage = self.storage
+        if isinstance(storage, RedisStorage) and isinstance(storage.redis, RedisCluster):
+            # aiogram closes the client with an argument only one Redis takes
+            await storage.redis.aclose()
+            return
+        await storage.close()
+
+
+class _Queue:
+    """A MULTI as aiogram's storage sees a client: each command it awaits is
+    queued. (Awaiting a cluster pipeline itself would empty its queue.)"""
+
+    def __init__(self, pipe: Any) -> None:
+        self._pipe = pipe
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[None]]:
+        command = getattr(self._pipe, name)
+
+        async def queue(*args: Any, **kwargs: Any) -> None:
+            command(*args, **kwargs)
+
+        return queue
 
 
 def _state_name(state: StateType) -> str | None:

@@ -20,6 +20,7 @@ import pytest
 import redis.asyncio as aioredis
 from fakeredis import FakeServer
 from fakeredis.aioredis import FakeAsyncRedisConnection, FakeRedis
+from redis.asyncio import RedisCluster
 
 from cache.client import no_retries
 from cache.replica import CacheReplica
@@ -27,6 +28,7 @@ from cache.settings import CacheSettings
 from cache.snapshots import CODEC, SnapshotCodec, UserSnapshot, WalletSnapshot
 from db.events import UserChanged
 from tests.cache.proxy import TcpProxy
+from tests.cache.redis_cluster import OwnCluster
 
 # -- counting round trips ----------------------------------------------------------
 
@@ -186,20 +188,83 @@ class RealBackend(Backend):
         await self.proxy.stop()
 
 
-@pytest.fixture(params=["fake", "real"])
+class ClusterBackend(Backend):
+    """The session's Redis Cluster (tests/cache/redis_cluster.py): clients are
+    RedisCluster clients, subscriptions sharded, and `stop_serving` takes
+    every node away at once."""
+
+    kind = "cluster"
+
+    def __init__(self, cluster: OwnCluster) -> None:
+        self.cluster = cluster
+
+    def client(self, trips: RoundTrips | None = None, name: str | None = None) -> aioredis.Redis:
+        seed = self.cluster.nodes[0].proxy.port
+        client = RedisCluster(
+            host="127.0.0.1",
+            port=seed,
+            client_name=name,
+            # its first command reads the slot map and the command table (a
+            # large reply), which a busy machine may take longer than 0.2 s with
+            socket_timeout=1.0,
+            socket_connect_timeout=0.2,
+            retry=no_retries(),
+        )
+        if trips:
+            connection_class = counting_connection(aioredis.Connection, trips)
+            client.connection_kwargs["connection_class"] = connection_class
+            for node in client.startup_nodes:
+                node.connection_class = connection_class
+        return client  # type: ignore[return-value]
+
+    async def kill_subscriber(self, name: str) -> int:
+        killed = 0
+        for node in self.cluster.running():
+            admin = node.client()
+            try:
+                for client in await admin.client_list():
+                    if client.get("name") == name and int(client.get("ssub", 0)) > 0:
+                        await admin.execute_command("CLIENT", "KILL", "ID", client["id"])
+                        killed += 1
+            finally:
+                await admin.aclose()
+        return killed
+
+    async def stop_serving(self) -> None:
+        await self.cluster.stop_serving()
+
+    async def resume_serving(self) -> None:
+        await self.cluster.resume_serving()
+
+    async def aclose(self) -> None:
+        await self.cluster.resume_serving()
+
+
+@pytest.fixture(params=["fake", "real", "cluster"])
 def backend_url(request: pytest.FixtureRequest) -> str | None:
-    """None for fakeredis; the session's Redis database for the real server
-    (requested only here, so the fakeredis half runs without a Redis)."""
+    """None for fakeredis; the session's Redis database for the real server,
+    or its cluster's seed node (requested only here, so the fakeredis half
+    runs without a Redis)."""
     if request.param == "fake":
         return None
+    if request.param == "cluster":
+        cluster: OwnCluster = request.getfixturevalue("redis_cluster")
+        return f"cluster+{cluster.url}"
     url: str = request.getfixturevalue("redis_url")
     return url
 
 
 @pytest.fixture
-async def backend(backend_url: str | None) -> AsyncIterator[Backend]:
+async def backend(
+    request: pytest.FixtureRequest, backend_url: str | None
+) -> AsyncIterator[Backend]:
     if backend_url is None:
         yield FakeBackend()
+        return
+    if backend_url.startswith("cluster+"):
+        cluster = ClusterBackend(request.getfixturevalue("redis_cluster"))
+        yield cluster
+        await cluster.aclose()
         return
     real = RealBackend(backend_url)
     await real.start()
@@ -301,6 +366,19 @@ class Node:
         self.trips = trips
         self.listener_name = f"{replica.cache.keys.prefix}-{name}-listener"
         self._clients = clients
+
+    @property
+    def publish(self) -> str:
+        """The command an invalidation is published with (in a round trip's names)."""
+        return "SPUBLISH" if self.cache.sharded else "PUBLISH"
+
+    async def publish_raw(self, data: bytes, group: int = 0) -> None:
+        """Publish `data` as an invalidation message of slot group `group`."""
+        keys = self.cache.keys
+        if self.cache.sharded:
+            await self.cache.redis.spublish(keys.shard_channel(group), data)
+        else:
+            await self.cache.redis.publish(keys.channel, data)
 
     async def aclose(self) -> None:
         await self.replica.aclose()

@@ -30,6 +30,10 @@ class TcpProxy:
         self._pairs = []
         self._forgetting = False
 
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
     async def start(self) -> None:
         self._blackhole = False
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)

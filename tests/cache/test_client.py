@@ -13,8 +13,10 @@ import pytest
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cache.client import build_redis, round_trips
+from cache.keys import SLOT_GROUPS, CacheKeys
 from cache.settings import CacheSettings, RedisSettings
 from tests.cache.proxy import TcpProxy
+from tests.cache.redis_cluster import OwnCluster
 from tests.cache.redis_server import OwnRedis
 
 
@@ -90,5 +92,33 @@ async def test_health_check_pings_are_not_counted_as_the_updates_round_trips(
         finally:
             round_trips.reset(token)
         assert counter == [1]
+    finally:
+        await client.aclose()
+
+
+async def test_a_cluster_client_counts_round_trips_like_one_redis(
+    redis_cluster: OwnCluster,
+) -> None:
+    """RedisCluster takes no connection class, yet every request of an update
+    is counted: a command to its master is one, a pipeline to two masters two."""
+    client = build_redis(RedisSettings(url=redis_cluster.url, cluster=True), CacheSettings())
+    keys = CacheKeys("rt")
+    one, other = keys.snapshot(0), keys.snapshot(SLOT_GROUPS // 2)  # two masters apart
+    try:
+        await client.get(other)  # the slot map read, connections to both masters open
+        await client.get(one)
+        counter = [0]
+        token = round_trips.set(counter)
+        try:
+            await client.set(one, b"1")
+            assert await client.get(one) == b"1"
+            assert counter == [2]
+            pipe = client.pipeline(transaction=False)
+            pipe.get(one)
+            pipe.get(other)
+            assert await pipe.execute() == [b"1", None]
+            assert counter == [4]
+        finally:
+            round_trips.reset(token)
     finally:
         await client.aclose()

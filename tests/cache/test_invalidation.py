@@ -1,10 +1,12 @@
 """Invalidation across replicas: publish after commit, listeners drop L1, and
-no stale fill ever lands (fakeredis and the real Redis)."""
+no stale fill ever lands (fakeredis, the real Redis and a Redis Cluster)."""
 
 from __future__ import annotations
 
 import asyncio
 
+from cache import channels
+from cache.keys import SLOT_GROUPS, group_of
 from cache.messages import CacheReset, Message, encode_messages
 from cache.snapshots import SCHEMA_VERSION, TOMBSTONE_SCHEMA, parse_header
 from db.events import DealChanged, UserChanged
@@ -47,7 +49,7 @@ async def test_a_write_through_a_is_seen_by_b_after_its_invalidation(pair: Pair)
     b_heard = heard(b, ALICE, event.version)
     a.trips.start()
     await a.publisher.publish((event,))
-    assert a.trips.take() == [("EVALSHA", "PUBLISH")]  # one pipelined round trip
+    assert a.trips.take() == [("EVALSHA", a.publish)]  # one pipelined round trip
 
     # Read-your-writes on the writer's replica, without waiting for anything.
     assert (await a.cache.get(ALICE)).version == 2  # type: ignore[union-attr]
@@ -156,15 +158,24 @@ async def test_events_of_one_commit_travel_in_one_message(pair: Pair) -> None:
     for telegram_id in (ALICE, BOB):
         await b.cache.get(telegram_id)
     seen: list[Message] = []
-    b.listener.on_event.append(seen.append)
-    b_heard = heard(b, BOB, 2)
+    all_heard = asyncio.Event()
+
+    def hook(message: Message) -> None:
+        seen.append(message)
+        if len(seen) == 3:  # on a cluster, a message per slot group
+            all_heard.set()
+
+    b.listener.on_event.append(hook)
     deal = DealChanged(7, "D7", 3, "funded", (ALICE, BOB))
     events = (pair.loader.commit(ALICE, 1), pair.loader.commit(BOB, 2), deal)
     a.trips.start()
     await a.publisher.publish(events)
-    assert a.trips.stop() == [("EVALSHA", "EVALSHA", "PUBLISH")]
+    if a.cache.sharded:  # a message per slot group, all three on one master here
+        assert a.trips.stop() == [("EVALSHA", "EVALSHA", "SPUBLISH", "SPUBLISH", "SPUBLISH")]
+    else:
+        assert a.trips.stop() == [("EVALSHA", "EVALSHA", "PUBLISH")]
     async with asyncio.timeout(5):
-        await b_heard.wait()
+        await all_heard.wait()
     assert seen == list(events)  # deal changes reach the hooks too
     assert b.cache.cached_locally(ALICE) is None
     assert b.cache.cached_locally(BOB) is None
@@ -174,9 +185,9 @@ async def test_a_message_the_listener_cannot_read_clears_l1(pair: Pair) -> None:
     a = await pair.node("a")
     pair.loader.add(ALICE)
     await a.cache.get(ALICE)
-    await a.cache.redis.publish(a.cache.keys.channel, b"\x92\xa6future\x01")
+    await a.publish_raw(b"\x92\xa6future\x01", group_of(BOB))
     probe = heard(a, BOB, 1)
-    await a.cache.redis.publish(a.cache.keys.channel, encode_messages((UserChanged(2, BOB, 1),)))
+    await a.publish_raw(encode_messages((UserChanged(2, BOB, 1),)), group_of(BOB))
     async with asyncio.timeout(5):
         await probe.wait()
     assert a.cache.counters.listener_bad_messages == 1
@@ -190,11 +201,13 @@ async def test_a_generation_reset_voids_every_entry_on_every_replica(pair: Pair)
     await b.cache.get(ALICE)
     reset = asyncio.Event()
     b.listener.on_event.append(lambda m: reset.set() if isinstance(m, CacheReset) else None)
-    generation = await a.cache.reset_generation()
-    await a.cache.redis.publish(a.cache.keys.channel, encode_messages((CacheReset(generation),)))
+    resets = await a.cache.reset_generation()
+    assert {reset.group for reset in resets} == set(range(SLOT_GROUPS))
+    await channels.publish(a.cache.redis, a.cache.keys, resets)
     async with asyncio.timeout(5):
         await reset.wait()
-    assert b.cache.generation == generation
+    [generation] = {reset.generation for reset in resets if reset.group == group_of(ALICE)}
+    assert b.cache.generation_of(group_of(ALICE)) == generation
     assert b.cache.cached_locally(ALICE) is None
     b.trips.start()
     await b.cache.get(ALICE)  # the old entry is not trusted: loaded and refilled
@@ -209,7 +222,8 @@ async def test_a_reset_already_applied_leaves_l1_alone(pair: Pair) -> None:
     an entry) after it has read under the new generation: what it read stays."""
     a = await pair.node("a")
     pair.loader.add(ALICE)
-    generation = await a.cache.reset_generation()  # applied here at once
+    group = group_of(ALICE)
+    [generation] = [r.generation for r in await a.cache.reset_generation() if r.group == group]
     resets: list[int] = []
     heard = asyncio.Event()
 
@@ -222,10 +236,10 @@ async def test_a_reset_already_applied_leaves_l1_alone(pair: Pair) -> None:
     await a.cache.get(ALICE)
     for late in (generation, generation - 1):  # its own echo, then an older one
         heard.clear()
-        await a.cache.redis.publish(a.cache.keys.channel, encode_messages((CacheReset(late),)))
+        await a.publish_raw(encode_messages((CacheReset(late, group),)), group)
         async with asyncio.timeout(5):
             await heard.wait()
-        assert a.cache.generation == generation
+        assert a.cache.generation_of(group) == generation
         assert a.cache.cached_locally(ALICE) is not None
     assert resets == [generation, generation - 1]
 
@@ -235,10 +249,11 @@ async def test_a_replica_with_a_stale_generation_learns_it_from_a_refused_fill(
 ) -> None:
     a = await pair.node("a")
     pair.loader.add(ALICE)
-    told = a.cache.generation
-    await a.cache.redis.incr(a.cache.keys.generation)  # nobody told a
+    group = group_of(ALICE)
+    told = a.cache.generation_of(group)
+    await a.cache.redis.incr(a.cache.keys.generations[group])  # nobody told a
     assert await a.cache.get(ALICE) is not None
-    assert a.cache.generation == told + 1
+    assert a.cache.generation_of(group) == told + 1
     assert a.cache.counters.fills_refused == 1
     await a.cache.get(ALICE)
     assert a.cache.counters.fills == 1
@@ -246,12 +261,14 @@ async def test_a_replica_with_a_stale_generation_learns_it_from_a_refused_fill(
 
 async def test_a_lost_script_cache_costs_one_reload(pair: Pair) -> None:
     if pair.backend.kind == "real":
-        return  # SCRIPT FLUSH is server-wide; fakeredis shows the same path
+        return  # SCRIPT FLUSH is server-wide; fakeredis and the cluster show the same path
     a = await pair.node("a")
     pair.loader.add(ALICE)
     await a.cache.get(ALICE)
     await a.cache.redis.script_flush()
     a.trips.start()
     await a.publisher.publish((pair.loader.commit(ALICE, available=3),))
-    assert a.trips.stop() == [("EVALSHA", "PUBLISH"), ("SCRIPT LOAD",), ("EVALSHA", "PUBLISH")]
+    # (on a cluster the script is loaded on each of its three masters)
+    loads = [("SCRIPT LOAD",)] * (3 if a.cache.sharded else 1)
+    assert a.trips.stop() == [("EVALSHA", a.publish), *loads, ("EVALSHA", a.publish)]
     assert await entry_header(a, ALICE) == (2, TOMBSTONE_SCHEMA)

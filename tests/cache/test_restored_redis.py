@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from fakeredis.aioredis import FakeRedis
 
 from bot.config import Config
 from bot.services.base import ServiceContext
 from bot.services.settings import EscrowSettings
 from cache.client import no_retries
-from cache.keys import CacheKeys
+from cache.keys import SLOT_GROUPS, CacheKeys
 from cache.loader import PostgresSnapshotLoader
-from cache.scripts import RunCheck
+from cache.scripts import RUN_UNKNOWN, RunCheck
 from cache.snapshots import UserSnapshot, parse_header
 from db import Database
 from tests.cache.conftest import (
@@ -271,20 +271,29 @@ async def test_reconnecting_to_the_same_redis_disowns_nothing(
     assert b.node.trips.stop() == [("GET",)]  # a's entry is still good: an L2 hit
 
 
-# -- the check itself, on fakeredis ----------------------------------------------------
+# -- the check itself ----------------------------------------------------------------
 
 
-async def test_replicas_checking_a_new_redis_at_once_disown_it_once() -> None:
-    redis = FakeRedis()
-    keys = CacheKeys("check")
-    await redis.set(keys.generation, 7)  # what the restored data says
-    checks = [RunCheck(redis, keys) for _ in range(10)]
+async def test_replicas_checking_a_new_redis_at_once_disown_it_once(backend: Backend) -> None:
+    """Ten replicas check one slot group at once: one disowns it, the others
+    take its new generation; fakeredis refuses INFO and changes nothing."""
+    redis = backend.client()
+    keys, group = CacheKeys(f"check-{secrets.token_hex(4)}"), 3
+    await redis.set(keys.generations[group], 7)  # what the restored data says
+    await redis.set(keys.redis_runs[group], "0123abcd")  # written to another run
     # replicas that had used up to generation 9 since that data was saved
-    results = await asyncio.gather(*(check("run-2", 9) for check in checks))
-    assert sorted(results) == [(False, 10)] * 9 + [(True, 10)]
-    assert await RunCheck(redis, keys)("run-2", 10) == (False, 10)
-    assert await RunCheck(redis, keys)("run-3", 3) == (True, 11)  # restarted again
-    await redis.aclose()
+    highest = [9 if g == group else 0 for g in range(SLOT_GROUPS)]
+    results = await asyncio.gather(*(RunCheck(redis, keys)(highest) for _ in range(10)))
+    try:
+        if backend.kind == "fake":
+            assert {result[group] for result in results} == {(RUN_UNKNOWN, 7)}
+            return
+        assert sorted(result[group] for result in results) == [(0, 10)] * 9 + [(1, 10)]
+        assert (await RunCheck(redis, keys)(highest))[group] == (0, 10)
+        await redis.set(keys.redis_runs[group], "4567cdef")  # as if restarted again
+        assert (await RunCheck(redis, keys)([3] * SLOT_GROUPS))[group] == (1, 11)
+    finally:
+        await redis.aclose()
 
 
 async def test_a_redis_that_does_not_tell_its_run_id_is_used_as_before(

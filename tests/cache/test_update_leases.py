@@ -1,7 +1,8 @@
 """The scripts an update takes and gives back its leases with in webhook mode
 (cache/scripts.py): its update_id and its user's lock in one round trip, with
 the user's form read along; done (or freed) and unlocked in one more; only
-keys holding the caller's token are renewed or freed."""
+keys holding the caller's token are renewed or freed (fakeredis, the real
+Redis and a Redis Cluster: the keys of one update share a slot)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,18 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from aiogram.fsm.storage.base import StorageKey
 
+from bot.telegram.fsm import FormKeyBuilder
+from cache.keys import CacheKeys
 from cache.scripts import UpdateLeaseScripts
 from tests.cache.conftest import Backend, RoundTrips
 
-UPDATE, LOCK, STEP, DATA = "ul:update:1", "ul:fsm:lock", "ul:fsm:state", "ul:fsm:data"
+# the product's layout: the update, the user's lock and form in one slot group
+KEYS, USER = CacheKeys("ul"), StorageKey(bot_id=1, chat_id=42, user_id=42)
+UPDATE = KEYS.update(1, USER.user_id)
+FORMS = FormKeyBuilder(prefix=KEYS.forms)
+LOCK, STEP, DATA = (FORMS.build(USER, part) for part in ("lock", "state", "data"))
 MINE, THEIRS, DONE = b"mine", b"theirs", b"done"
 LEASE_MS = 5_000
 

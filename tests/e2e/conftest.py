@@ -16,6 +16,7 @@ from bot.sim import FakeTelegram, SimulatedUser
 from cache.settings import RedisSettings
 from cache.snapshots import UserSnapshot
 from db import Database
+from tests.cache.redis_cluster import OwnCluster
 from tests.conftest import ADMIN_TELEGRAM_ID
 from tests.postgres_standby import replayed
 
@@ -23,13 +24,29 @@ _ids = itertools.count(50_000)
 
 
 @pytest.fixture
+def redis_settings(request: pytest.FixtureRequest) -> RedisSettings:
+    """The app's Redis: this session's database on one Redis or, for a test
+    parametrized with `pytest.mark.parametrize("redis_settings", ["one",
+    "cluster"], indirect=True)`, the session's Redis Cluster as well."""
+    if getattr(request, "param", "one") == "cluster":
+        cluster: OwnCluster = request.getfixturevalue("redis_cluster")
+        return RedisSettings(url=cluster.url, cluster=True)
+    return RedisSettings(url=request.getfixturevalue("redis_url"))
+
+
+ON_ONE_REDIS_AND_A_CLUSTER = pytest.mark.parametrize(
+    "redis_settings", ["one", "cluster"], indirect=True
+)
+
+
+@pytest.fixture
 async def app(
-    config: Config, pg_settings, database: Database, redis_url: str
+    config: Config, pg_settings, database: Database, redis_settings: RedisSettings
 ) -> AsyncIterator[App]:
     test_config = msgspec.structs.replace(
         config,
         database=pg_settings,
-        redis=RedisSettings(url=redis_url),
+        redis=redis_settings,
         cache=msgspec.structs.replace(config.cache, key_prefix=f"e2e{secrets.token_hex(4)}"),
         escrow=msgspec.structs.replace(config.escrow, admins=(ADMIN_TELEGRAM_ID,)),
     )

@@ -1,6 +1,7 @@
 """A whole deal as two people live it, only through what Telegram shows them;
 and the bot-wide promises: async filters and handlers only, the command menu,
-list pages, and a polite answer to the unexpected."""
+list pages, and a polite answer to the unexpected; on one Redis and on a
+Redis Cluster."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from aiogram.dispatcher.router import Router
 from bot.sim import SimulatedUser
 from bot.telegram.texts import COMMANDS
 from tests.conftest import READS_FROM
+from tests.e2e.conftest import ON_ONE_REDIS_AND_A_CLUSTER
 
-# Deal cards and lists, also with a hot standby serving them.
-pytestmark = READS_FROM
+# on one Redis and on a Redis Cluster (the session's own), deal cards and lists
+# also with a hot standby serving them
+pytestmark = [ON_ONE_REDIS_AND_A_CLUSTER, READS_FROM]
 
 
 async def deposit(user: SimulatedUser, amount: str) -> None:

@@ -14,19 +14,22 @@ from bot.config import Config
 from cache.settings import RedisSettings
 from db import Database
 from tests.conftest import ADMIN_TELEGRAM_ID
-from tests.e2e.conftest import app, people, telegram
+from tests.e2e.conftest import app, people, redis_settings, telegram
 
-__all__ = ["app", "people", "telegram"]
+__all__ = ["app", "people", "redis_settings", "telegram"]
 
 
 @pytest.fixture
-def replica_config(config: Config, pg_settings, database: Database, redis_url: str) -> Config:
-    """A replica's configuration on this session's database (emptied) and Redis,
+def replica_config(
+    config: Config, pg_settings, database: Database, redis_settings: RedisSettings
+) -> Config:
+    """A replica's configuration on this session's database (emptied) and Redis
+    (one, or the session's cluster: `redis_settings`),
     under a key prefix of its own, with no side server."""
     return msgspec.structs.replace(
         config,
         database=pg_settings,
-        redis=RedisSettings(url=redis_url),
+        redis=redis_settings,
         cache=msgspec.structs.replace(config.cache, key_prefix=f"rt{secrets.token_hex(4)}"),
         escrow=msgspec.structs.replace(config.escrow, admins=()),
         observability=msgspec.structs.replace(config.observability, http_port=0),

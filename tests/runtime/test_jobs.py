@@ -14,6 +14,7 @@ from bot.runtime.jobs import BackgroundJobs
 from bot.telegram.notice_texts import TOLD
 from cache.keys import CacheKeys
 from db.models import NotificationKind
+from tests.e2e.conftest import ON_ONE_REDIS_AND_A_CLUSTER
 from tests.e2e.test_outbox import make_due, server_down
 
 
@@ -49,6 +50,7 @@ async def overdue_deal(app, people) -> tuple[str, object, object]:
     return code, alice, bob
 
 
+@ON_ONE_REDIS_AND_A_CLUSTER
 async def test_the_job_lock_lets_one_replica_run_per_tick(app):
     keys = CacheKeys(app.config.cache.key_prefix)
     redis = app.cache.cache.redis

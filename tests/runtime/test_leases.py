@@ -66,7 +66,7 @@ async def test_an_update_in_hand_on_a_dead_replica_is_handled_after_its_lease(
 ) -> None:
     user = person(app)
     update = user._message_update("/help")
-    key = CacheKeys(app.config.cache.key_prefix).update(update.update_id)
+    key = CacheKeys(app.config.cache.key_prefix).update(update.update_id, user.user.id)
     # another replica took it and died mid-update: its lease is left to run out
     await redis.set(key, b"their-token", px=int(LEASE * 1000))
 
@@ -99,7 +99,7 @@ async def test_a_press_in_hand_elsewhere_is_answered_and_posted_again_later(
     user = person(app)
     await user.send("/start")
     update = user.press_update("❓ Help")
-    key = CacheKeys(app.config.cache.key_prefix).update(update.update_id)
+    key = CacheKeys(app.config.cache.key_prefix).update(update.update_id, user.user.id)
     await redis.set(key, b"their-token", px=int(LEASE * 1000))
     reply, sent = await posted(user, update)
     assert reply.retry_later
@@ -109,7 +109,7 @@ async def test_a_press_in_hand_elsewhere_is_answered_and_posted_again_later(
 async def test_an_update_that_fails_leaves_no_lease_behind(app: App, redis: Redis) -> None:
     user = person(app)
     update = user._message_update("/help")
-    key = CacheKeys(app.config.cache.key_prefix).update(update.update_id)
+    key = CacheKeys(app.config.cache.key_prefix).update(update.update_id, user.user.id)
     telegram = app.bot.session
     assert isinstance(telegram, FakeTelegram)
     telegram.fail_next("sendMessage", bad_request="chat not found")

@@ -1,6 +1,7 @@
 """Two replicas in webhook mode sharing Postgres and Redis: a redelivered
 update is handled once, per-user ordering and FSM state are shared, a write
-on one is seen by the next update on the other."""
+on one is seen by the next update on the other; on one Redis and on a Redis
+Cluster."""
 
 from __future__ import annotations
 
@@ -14,8 +15,12 @@ import pytest
 from bot.runtime.app import App, build_app
 from bot.runtime.coordination import RedisUserLock
 from bot.sim import FakeTelegram, SimulatedUser
+from tests.e2e.conftest import ON_ONE_REDIS_AND_A_CLUSTER
 
 _ids = itertools.count(60_000)
+
+# on one Redis and on a Redis Cluster (the session's own)
+pytestmark = ON_ONE_REDIS_AND_A_CLUSTER
 
 
 @pytest.fixture

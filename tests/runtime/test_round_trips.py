@@ -14,8 +14,13 @@ from bot.ops.metrics import UpdateRecord, current
 from bot.runtime.app import App, build_app
 from bot.sim import FakeTelegram, SimulatedUser, UpdateResult
 from bot.sim.telegram import BotRequest
+from tests.e2e.conftest import ON_ONE_REDIS_AND_A_CLUSTER
 
 _ids = itertools.count(90_000)
+
+# the same counts on one Redis and on a Redis Cluster: what one update touches
+# together is in one slot group, so on one master
+pytestmark = ON_ONE_REDIS_AND_A_CLUSTER
 
 # (one process, replicas): per update, after the user's snapshot is in L1
 READ_ONLY_PRESS = (0, 2)  # replicas: the update's lease and user's lock, then their release

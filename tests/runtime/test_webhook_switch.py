@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
-from redis.asyncio import Redis
 
 from bot.config import Config
 from bot.runtime.run import Replica
+from cache.client import build_redis
 from cache.keys import CacheKeys
+from tests.e2e.conftest import ON_ONE_REDIS_AND_A_CLUSTER
 from tests.runtime.conftest import eventually
 from tests.runtime.test_polling_and_startup import PollingTelegram
 from tests.runtime.test_webhook import free_port, webhook_config
@@ -45,12 +46,11 @@ async def serve_once(config: Config, telegram: PollingTelegram) -> None:
     assert await asyncio.wait_for(task, 20) == 0
 
 
-async def test_webhook_then_polling_then_webhook_ends_with_the_webhook_set(
-    replica_config, redis_url
-):
+@ON_ONE_REDIS_AND_A_CLUSTER
+async def test_webhook_then_polling_then_webhook_ends_with_the_webhook_set(replica_config):
     telegram = PollingTelegram()
     keys = CacheKeys(replica_config.cache.key_prefix)
-    redis = Redis.from_url(redis_url)
+    redis = build_redis(replica_config.redis, replica_config.cache)
     try:
         await serve_once(in_mode(replica_config, "webhook"), telegram)
         assert telegram.settings.webhook_url == URL
