@@ -264,8 +264,8 @@ def standby_settings(settings: DatabaseSettings, pair: PostgresPair) -> Database
 
 async def replayed(standby: StandbyReads) -> None:
     """Until `standby` has passed a check that shows every commit made before
-    this call replayed there."""
-    async with asyncio.timeout(10):
+    this call replayed there (a wait, not a measure: generous for a busy machine)."""
+    async with asyncio.timeout(30):
         await standby.watch.replayed_since(time.monotonic())
 
 

@@ -20,8 +20,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import os
-import platform
 import secrets
 import sys
 import time
@@ -32,15 +30,16 @@ from typing import Any
 import msgspec
 
 from bot.bench import data as bench_data
+from bot.bench.environment import machine, versions
 from bot.bench.goals import goals, ratios_to_floor, validate
 from bot.bench.meters import install_redis_counter
 from bot.bench.modes import MODES, hot_query_times
 from bot.bench.report import plot, render
 from bot.bench.run import Phase, Plan, run_mode
+from bot.bench.topology import Topology, start_topology
 from bot.bench.workload import TRADERS_PACE
-from bot.config import ConfigError, load_config
+from bot.config import Config, ConfigError, load_config
 from bot.sim.round_trip import RoundTrip
-from db.sql.dataset import SERVER_SETTINGS
 
 QUICK = {
     "users": 150,
@@ -103,48 +102,6 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {"nproc": os.cpu_count(), "python": platform.python_version()}
-    info["platform"] = platform.platform()
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        info["cpu"] = next(
-            line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line
-        )
-        mem = Path("/proc/meminfo").read_text().split("\n", 1)[0].split()[1]
-        info["memory_gib"] = round(int(mem) / 2**20, 1)
-    except (OSError, StopIteration, IndexError, ValueError):
-        pass
-    return info
-
-
-async def _versions(plan: Plan) -> dict[str, str]:
-    import asyncpg
-    import redis.asyncio as aioredis
-
-    url = plan.config.database.sqlalchemy_url
-    conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username,
-                                 password=url.password, database=url.database)  # fmt: skip
-    try:
-        postgres = (await conn.fetchval("SHOW server_version")).split()[0]
-        settings = dict(await conn.fetch(
-            SERVER_SETTINGS,
-            ["synchronous_commit", "shared_buffers", "fsync", "max_connections"],
-        ))  # fmt: skip
-    finally:
-        await conn.close()
-    client = aioredis.Redis.from_url(plan.config.redis.url)
-    try:
-        redis = (await client.info("server"))["redis_version"]
-        # what the run left in Redis (its own key prefix only)
-        keys = [key async for key in client.scan_iter(match=f"{plan.prefix}*", count=1000)]
-        for start in range(0, len(keys), 500):
-            await client.unlink(*keys[start : start + 500])
-    finally:
-        await client.aclose()
-    return {"postgres": postgres, "postgres_settings": settings, "redis": redis}
-
-
 async def _progress(phase: Phase, tty: bool) -> None:
     last = None
     while True:
@@ -173,7 +130,6 @@ async def run(config_path: str | None, opts: dict[str, Any]) -> dict[str, Any]:
         escrow=msgspec.structs.replace(config.escrow, **TRADERS_PACE),
     )
     currencies = list(config.currency_table().codes)
-    tty = sys.stderr.isatty()
     print(f"data set: {opts['data_users']:,} users, {opts['deals']:,} deals", file=sys.stderr)
     data = await bench_data.prepare(
         config.database, opts["data_users"], opts["deals"], currencies, force=opts.get("reload")
@@ -183,6 +139,25 @@ async def run(config_path: str | None, opts: dict[str, Any]) -> dict[str, Any]:
         file=sys.stderr,
     )
     numbers = bench_data.pick_users(opts["data_users"], opts["users"])
+    topology = await start_topology(config, opts) if "cluster" in opts["modes"] else None
+    try:
+        return await _run(config, opts, data, numbers, config_path, started, topology)
+    finally:
+        if topology is not None:
+            topology[0].stop()
+
+
+async def _run(
+    config: Config,
+    opts: dict[str, Any],
+    data: bench_data.DataSet,
+    numbers: list[int],
+    config_path: str | None,
+    started: float,
+    topology: tuple[Topology, Config] | None,
+) -> dict[str, Any]:
+    currencies = list(config.currency_table().codes)
+    tty = sys.stderr.isatty()
     plan = Plan(
         config=config,
         numbers=numbers,
@@ -195,6 +170,7 @@ async def run(config_path: str | None, opts: dict[str, Any]) -> dict[str, Any]:
         config_path=config_path,
         replica_rate=opts["replica_rate"],
         rtt_ms=opts.get("rtt_ms", 40.0),
+        cluster=topology[1] if topology is not None else None,
     )
     result: dict[str, Any] = {
         "version": 1,
@@ -232,7 +208,7 @@ async def run(config_path: str | None, opts: dict[str, Any]) -> dict[str, Any]:
     for name, walls in phase.walls.items():
         if name in result["modes"]:
             result["modes"][name]["wall_seconds"] = walls
-    result["machine"].update(await _versions(plan))
+    result["machine"].update(await versions(plan))
     ratios_to_floor(result)
     result["goals"] = goals(result)
     result["seconds"] = round(time.perf_counter() - started, 1)

@@ -1,5 +1,5 @@
-"""What the benchmark runs side by side: the product, the floor, the ablations
-and the seed plan's snapshot read, each built as its own bot replica.
+"""What the benchmark runs side by side: the product (also on a cluster), the
+floor, the ablations and the seed plan's snapshot read, each its own replica.
 
 Every mode gets the same simulated users and the same mix; only what the
 mode names changes.
@@ -46,12 +46,19 @@ class Mode:
     second: str = ""  # a second bot process: "" none, "deposits", "serves" (half the load)
     webhook: bool = False  # built as in webhook mode (replicas=True)
     round_trip: bool = True  # the Telegram double's round-trip model (--rtt-ms)
+    topology: bool = False  # on a Redis Cluster and a Postgres primary with a hot standby
 
 
 MODES: dict[str, Mode] = {
     mode.name: mode
     for mode in (
         Mode("normal", "the product: L1 + Redis L2 snapshot cache, answer first, gc frozen"),
+        Mode(
+            "cluster",
+            "the product on a Redis Cluster (three masters, a replica each) and a Postgres "
+            "primary whose hot standby serves cards, lists and snapshot loads (read_url)",
+            topology=True,
+        ),
         Mode(
             "floor",
             "the same updates (replayed from normal) through an aiogram Dispatcher whose "
@@ -265,6 +272,8 @@ async def build(mode: Mode, config: Config, telegram: FakeTelegram) -> Built:
         replicas=mode.webhook,
     )
     engines = (engine.sync_engine,) + ((seed.engine,) if seed else ())
+    if (standby := app.database.standby) is not None:  # the reads it serves count too
+        engines += (standby.engine.sync_engine,)
     return Built(app.bot, app.dispatcher, app, engines, seed, (engine.dispose,))
 
 

@@ -146,6 +146,7 @@ def _costs(normal: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
 def _servers(modes: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
     head = ["mode", "Redis commands/upd", "bytes in/upd", "out/upd", "WAL bytes/write"]
     head += ["Postgres transactions/upd", "CPU µs/upd: this process", "Redis", "Postgres"]
+    head += ["standby's share of reads"]
     rows = [
         [name]
         + [
@@ -161,6 +162,7 @@ def _servers(modes: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
                 "postgres_cpu_us_per_update",
             )
         ]
+        + [_f(_get(m, "servers", "standby_share"), 3)]
         for name, m in modes.items()
         if m.get("servers")
     ]

@@ -47,6 +47,7 @@ class Plan:
     mix: Mix = field(default_factory=Mix)
     trace: list[tuple[int, int, bool, str, int]] | None = None
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    cluster: Config | None = None  # the `cluster` mode's: a Redis Cluster, a primary and standby
     logs: LogTally = field(default_factory=LogTally)
 
 
@@ -127,9 +128,10 @@ def _hooks(built: Built, harness: Harness, heard: Heard) -> None:
 
 
 async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str, Any]:
-    settings = plan.config.database
-    cache = msgspec.structs.replace(plan.config.cache, key_prefix=mode_prefix(plan, index))
-    config = msgspec.structs.replace(plan.config, cache=cache)
+    base = plan.cluster if mode.topology and plan.cluster is not None else plan.config
+    settings = base.database
+    cache = msgspec.structs.replace(base.cache, key_prefix=mode_prefix(plan, index))
+    config = msgspec.structs.replace(base, cache=cache)
     extra: dict[str, Any] = {}
     plan.logs.take()
     if mode.drop_indexes:
@@ -185,7 +187,10 @@ async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str
             assert replica is not None
             replica.go()
         phase.set(mode.name, "measure", plan.seconds)
-        tally = ServerTally(settings, built.app.cache.cache.redis if built.app else None)
+        app = built.app
+        tally = ServerTally(
+            settings, *((app.cache.cache.redis, app.database.standby) if app else ())
+        )
         servers = await tally.read()
         with GcWatch() as watch:
             sent = await drive(plan.seconds, warmup=False)

@@ -16,19 +16,23 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from bot.bench import data as bench_data
 from db.engine import DatabaseSettings
 from db.sql.ops import WAL_AND_COMMITS
+from db.standby import StandbyReads
 
 REDIS_STATS = ("total_commands_processed", "total_net_input_bytes", "total_net_output_bytes")
 
 
 class ServerTally:
-    def __init__(self, settings: DatabaseSettings, redis: Redis | None) -> None:
+    def __init__(
+        self, settings: DatabaseSettings, redis: Redis | None, standby: StandbyReads | None = None
+    ) -> None:
         self.settings = settings
         self.redis = redis
+        self.standby = standby  # with a hot standby: where its reads went, and why
         self._pg: asyncpg.Connection | None = None
 
     async def read(self) -> dict[str, int]:
@@ -36,16 +40,28 @@ class ServerTally:
             self._pg = await bench_data._connect(self.settings)
         out: dict[str, int] = {"process_cpu_us": int(time.process_time() * 1e6)}
         if self.redis is not None:
-            stats = await self.redis.info("stats")
-            out.update({key: int(stats[key]) for key in REDIS_STATS})
-            cpu = await self.redis.info("cpu")
-            out["redis_cpu_us"] = int((cpu["used_cpu_user"] + cpu["used_cpu_sys"]) * 1e6)
+            nodes = await self._nodes("stats")
+            out.update({key: sum(int(node[key]) for node in nodes) for key in REDIS_STATS})
+            cpu = await self._nodes("cpu")
+            used = sum(node["used_cpu_user"] + node["used_cpu_sys"] for node in cpu)
+            out["redis_cpu_us"] = int(used * 1e6)
+        if self.standby is not None:
+            for (target, reason), count in self.standby.reads.items():
+                out[f"reads:{target}:{reason}"] = count
         postgres = postgres_cpu_us()
         if postgres is not None:
             out["postgres_cpu_us"] = postgres
         row = await self._pg.fetchrow(WAL_AND_COMMITS)
         out["wal_bytes"], out["commits"] = int(row["wal"]), int(row["xact_commit"])
         return out
+
+    async def _nodes(self, section: str) -> list[dict[str, Any]]:
+        """INFO `section` of the one Redis, or of every node of a cluster."""
+        if isinstance(self.redis, RedisCluster):
+            every = await self.redis.info(section, target_nodes=RedisCluster.ALL_NODES)
+            return list(every.values())
+        assert self.redis is not None
+        return [await self.redis.info(section)]
 
     async def aclose(self) -> None:
         if self._pg is not None:
@@ -58,7 +74,7 @@ def server_figures(
 ) -> dict[str, Any]:
     """Totals over the window, per update, and WAL per write (full-page images
     after a checkpoint included: they are most of it on a big table)."""
-    d = {key: after[key] - before[key] for key in after if key in before}
+    d = {key: after[key] - before.get(key, 0) for key in after if key in before or ":" in key}
 
     def per(key: str, count: int) -> float | None:
         return round(d[key] / count, 1) if key in d and count else None
@@ -75,6 +91,23 @@ def server_figures(
         "postgres_cpu_us_per_update": per("postgres_cpu_us", updates),
         # every transaction of the database: a read in AUTOCOMMIT is one too
         "transactions_per_update": per("commits", updates),
+        **standby_share(d),
+    }
+
+
+def standby_share(d: dict[str, int]) -> dict[str, Any]:
+    """With a hot standby: the share of the reads it may serve that it served,
+    and why the others went to the primary."""
+    reads = {key: count for key, count in d.items() if key.startswith("reads:")}
+    if not reads:
+        return {}
+    total = sum(reads.values())
+    served = reads.get("reads:standby:caught_up", 0)
+    primary = {key.split(":")[2]: n for key, n in reads.items() if key.startswith("reads:primary:")}
+    return {
+        "standby_reads": total,
+        "standby_share": round(served / total, 4) if total else None,
+        "standby_primary_because": {reason: n for reason, n in primary.items() if n},
     }
 
 

@@ -105,6 +105,29 @@ def test_every_mode_and_figure_is_there(quick_result: dict):
     assert {goal["goal"] for goal in quick_result["goals"]} >= {"press answered, p99 from arrival"}
 
 
+def test_the_cluster_mode_runs_on_a_cluster_and_a_standby_at_the_same_cost_per_update(
+    quick_result: dict,
+):
+    """The normal workload on a Redis Cluster and a primary with a hot standby:
+    the same SQL per write and no SQL for a read-only update at steady state;
+    the standby serves reads; the servers' counters cover every master."""
+    normal, cluster = quick_result["modes"]["normal"], quick_result["modes"]["cluster"]
+    assert cluster["classes"]["all"]["errors"] == 0
+    assert cluster["steady_read"]["sql"]["max"] == 0
+    routes = cluster["routes"]
+    for route, statements in WRITE_SQL.items():
+        if route in routes:
+            assert set(routes[route]["sql_counts"]) == {str(statements)}, route
+    servers = cluster["servers"]
+    print(
+        "cluster mode: standby share", servers["standby_share"], servers["standby_primary_because"]
+    )
+    assert servers["standby_reads"] > 0 and servers["standby_share"] > 0
+    assert servers["redis_commands_per_update"] > 0 and servers["wal_bytes_per_write"] > 0
+    # a read-only press served from L1 costs no Redis round trip on the cluster either
+    assert l1_hit_redis(cluster) == l1_hit_redis(normal) == 0
+
+
 def test_a_read_only_update_runs_no_sql_at_steady_state(quick_result: dict):
     normal = quick_result["modes"]["normal"]
     steady = normal["steady_read"]

@@ -65,3 +65,15 @@ def test_the_machines_postgres_cpu_is_read_from_proc(config: Config):
     # the tests' Postgres runs on this machine: its processes have used some CPU
     used = postgres_cpu_us()
     assert used is not None and used > 0
+
+
+def test_the_standbys_share_of_reads_and_why_the_others_went_to_the_primary():
+    before = {"wal_bytes": 0, "reads:standby:caught_up": 10, "reads:primary:lag": 5}
+    after = {"wal_bytes": 0, "reads:standby:caught_up": 100, "reads:primary:lag": 5}
+    after |= {"reads:primary:recent_write": 10}  # first seen during the window
+    figures = server_figures(before, after, updates=200, writes=0)
+    assert figures["standby_reads"] == 100
+    assert figures["standby_share"] == 0.9
+    assert figures["standby_primary_because"] == {"recent_write": 10}
+    # without a standby there is no such figure
+    assert "standby_share" not in server_figures({"wal_bytes": 0}, {"wal_bytes": 0}, 10, 0)
