@@ -42,6 +42,11 @@ class TelegramSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     webhook_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8080
     webhook_path: Annotated[str, msgspec.Meta(pattern=r"^/[A-Za-z0-9_./-]*$")] = "/telegram"
     webhook_url: str = ""
+    # How many webhook requests Telegram keeps open at once (1-100; Telegram's
+    # default is 40). The fleet's throughput is at most this over the time a
+    # request takes (an update's handling, its Bot API round trips included):
+    # see docs/scaling.md.
+    webhook_max_connections: Annotated[int, msgspec.Meta(ge=1, le=100)] = 100
     # Telegram sends it in X-Telegram-Bot-Api-Secret-Token (A-Z a-z 0-9 _ -);
     # every replica needs the same one. Empty: derived from the token.
     webhook_secret: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{0,256}$")] = ""

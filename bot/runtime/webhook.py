@@ -93,6 +93,7 @@ class WebhookServer:
                 url=settings.webhook_url,
                 secret=secret,
                 allowed_updates=allowed_updates,
+                max_connections=settings.webhook_max_connections,
             )
 
         # Each jobs tick one replica checks that Telegram still has the webhook
@@ -161,9 +162,11 @@ def webhook_secret(token: str, configured: str) -> str:
     return hmac.new(token.encode(), b"escrow-webhook", hashlib.sha256).hexdigest()
 
 
-def webhook_digest(url: str, secret: str, allowed_updates: Sequence[str]) -> str:
+def webhook_digest(
+    url: str, secret: str, allowed_updates: Sequence[str], max_connections: int = 40
+) -> str:
     """What identifies a webhook configuration (the secret itself is not stored)."""
-    text = "\n".join([url, secret, ",".join(sorted(allowed_updates))])
+    text = "\n".join([url, secret, ",".join(sorted(allowed_updates)), str(max_connections)])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -175,6 +178,7 @@ async def ensure_webhook(
     url: str,
     secret: str,
     allowed_updates: Sequence[str],
+    max_connections: int = 40,
     lock_ms: int = 30_000,
 ) -> bool:
     """Make sure Telegram posts to `url`; True if this replica called setWebhook.
@@ -185,22 +189,25 @@ async def ensure_webhook(
     set (`<prefix>:webhook`) must match too. One replica at a time sets it,
     under a lock; the others wait for the lock and check again, so a replica
     only reports ready once the webhook is really set."""
-    digest = webhook_digest(url, secret, allowed_updates)
+    digest = webhook_digest(url, secret, allowed_updates, max_connections)
     lock_key = f"{keys.webhook}:lock"
     waiting = False
     while True:
-        if await webhook_is_set(bot, redis, keys, url, allowed_updates, digest):
+        if await webhook_is_set(bot, redis, keys, url, allowed_updates, digest, max_connections):
             return False
         token = secrets.token_hex(8)
         if await redis.set(lock_key, token, nx=True, px=lock_ms):
             try:
                 # the lock's previous holder may have set it meanwhile
-                if await webhook_is_set(bot, redis, keys, url, allowed_updates, digest):
+                if await webhook_is_set(
+                    bot, redis, keys, url, allowed_updates, digest, max_connections
+                ):
                     return False
                 await bot.set_webhook(
                     url,
                     secret_token=secret,
                     allowed_updates=list(allowed_updates),
+                    max_connections=max_connections,
                     drop_pending_updates=False,
                 )
                 await redis.set(keys.webhook, digest)
@@ -222,6 +229,7 @@ async def webhook_is_set(
     url: str,
     allowed_updates: Sequence[str],
     digest: str,
+    max_connections: int = 40,
 ) -> bool:
     """Whether the configuration with `digest` was set and Telegram still has it."""
     recorded = await redis.get(keys.webhook)
@@ -230,7 +238,11 @@ async def webhook_is_set(
     info = await bot.get_webhook_info()
     # Telegram leaves its default update types out; ours are never exactly those
     # (a bot that used them all would only call setWebhook once more per start).
-    return info.url == url and set(info.allowed_updates or ()) == set(allowed_updates)
+    return (
+        info.url == url
+        and set(info.allowed_updates or ()) == set(allowed_updates)
+        and (info.max_connections or 40) == max_connections
+    )
 
 
 async def delete_webhook(bot: Bot, redis: Redis, keys: CacheKeys) -> None:

@@ -20,6 +20,7 @@ class BotSettings:
     webhook_secret: str | None = None
     allowed_updates: list[str] | None = None
     """None: Telegram's default set of update types (not reported by getWebhookInfo)."""
+    max_connections: int = 40  # Telegram's default
     profile: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def answer(self, method: str, params: dict[str, Any]) -> Any:
@@ -42,6 +43,7 @@ class BotSettings:
                 # default set, which getWebhookInfo then leaves out.
                 if "allowed_updates" in params:
                     self.allowed_updates = list(params["allowed_updates"]) or None
+                self.max_connections = params.get("max_connections", 40)
             case "deleteWebhook":
                 # The update types stay: getUpdates and the next setWebhook share them.
                 self.webhook_url, self.webhook_secret = "", None
@@ -51,6 +53,7 @@ class BotSettings:
                     has_custom_certificate=False,
                     pending_update_count=0,
                     allowed_updates=self.allowed_updates,
+                    max_connections=self.max_connections if self.webhook_url else None,
                 )
             case "setMyName" | "setMyDescription" | "setMyShortDescription":
                 field_name = _PROFILE_FIELDS[method]

@@ -92,6 +92,8 @@ async def test_two_replicas_set_the_webhook_once_and_handle_a_duplicate_once(rep
         (set_webhook,) = telegram.calls("setWebhook")
         assert set_webhook.params["url"] == "https://bot.example.test/tg"
         assert set_webhook.params["secret_token"] == webhook_secret(TOKEN, "")
+        # Telegram keeps up to 100 requests open at once, not its default 40
+        assert set_webhook.params["max_connections"] == 100
         app = first.replica.app
         alice = SimulatedUser(telegram, app.bot, app.dispatcher, user_id=70_001, first_name="A")
         update = alice._message_update("/start")

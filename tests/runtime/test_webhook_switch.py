@@ -76,6 +76,19 @@ async def test_a_webhook_deleted_from_outside_is_set_again_at_the_next_start(rep
     assert len(telegram.calls("setWebhook")) == 2
 
 
+async def test_a_webhook_set_again_from_outside_with_telegrams_defaults_is_set_back(
+    replica_config,
+):
+    telegram = PollingTelegram()
+    await serve_once(in_mode(replica_config, "webhook"), telegram)
+    assert telegram.settings.max_connections == 100
+    # someone set the same URL by hand, with Telegram's default of 40 connections
+    telegram.settings.answer("setWebhook", {"url": URL})
+    await serve_once(in_mode(replica_config, "webhook"), telegram)
+    assert telegram.settings.max_connections == 100
+    assert len(telegram.calls("setWebhook")) == 2
+
+
 async def test_a_webhook_deleted_while_replicas_run_is_set_again_by_one_of_them(replica_config):
     telegram = PollingTelegram()
     first, second = [
