@@ -1,6 +1,5 @@
 """What the benchmark runs side by side: the product (also on a cluster), the
 floor, the ablations and the seed plan's snapshot read, each its own replica.
-
 Every mode gets the same simulated users and the same mix; only what the
 mode names changes.
 """
@@ -55,8 +54,8 @@ MODES: dict[str, Mode] = {
         Mode("normal", "the product: L1 + Redis L2 snapshot cache, answer first, gc frozen"),
         Mode(
             "cluster",
-            "the product on a Redis Cluster (three masters, a replica each) and a Postgres "
-            "primary whose hot standby serves cards, lists and snapshot loads (read_url)",
+            "the product on a Redis Cluster (three masters, a replica each) and a Postgres"
+            " primary whose hot standby serves cards, lists and snapshot loads (read_url)",
             topology=True,
         ),
         Mode(
@@ -272,7 +271,7 @@ async def build(mode: Mode, config: Config, telegram: FakeTelegram) -> Built:
         replicas=mode.webhook,
     )
     engines = (engine.sync_engine,) + ((seed.engine,) if seed else ())
-    if (standby := app.database.standby) is not None:  # the reads it serves count too
+    if (standby := app.database.standby) is not None:  # its reads count too
         engines += (standby.engine.sync_engine,)
     return Built(app.bot, app.dispatcher, app, engines, seed, (engine.dispose,))
 

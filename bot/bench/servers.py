@@ -28,7 +28,10 @@ REDIS_STATS = ("total_commands_processed", "total_net_input_bytes", "total_net_o
 
 class ServerTally:
     def __init__(
-        self, settings: DatabaseSettings, redis: Redis | None, standby: StandbyReads | None = None
+        self,
+        settings: DatabaseSettings,
+        redis: Redis | None = None,
+        standby: StandbyReads | None = None,
     ) -> None:
         self.settings = settings
         self.redis = redis

@@ -117,7 +117,7 @@ def test_whoever_a_commit_concerns_reads_the_primary_until_it_is_replayed(
 
 def test_a_cache_reset_sends_everyone_to_the_primary_until_replayed(standby, watch, clock) -> None:
     watch.checked(clock.now - 0.05)
-    standby.heard(CacheReset(generation=4))
+    standby.heard(CacheReset(generation=4, group=0))
     assert standby.route(99) == "recent_write" and standby.route(None) == "recent_write"
     clock.now += 0.01
     watch.checked(clock.now)
