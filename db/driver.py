@@ -170,7 +170,12 @@ class Statements:
     ) -> DriverResult:
         """`statement`'s result; with `begin`, in a transaction begun before
         the first statement (as SQLAlchemy's adapter begins one)."""
-        found = compiled(statement, self._sync.dialect)
+        sync = self._sync
+        if not sync.in_transaction() and not sync.invalidated:
+            # SQLAlchemy's autobegin, as its own execution would: sends nothing
+            # (in AUTOCOMMIT, or before its adapter saw a statement), fires `begin`
+            sync.begin()
+        found = compiled(statement, sync.dialect)
         sql = found.sql
         arguments = found.arguments(params)
         try:
