@@ -41,10 +41,9 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn
-from weakref import WeakKeyDictionary
 
 from asyncpg import Connection as DriverConnection
-from asyncpg.exceptions import InvalidCachedStatementError
+from asyncpg.exceptions import InvalidCachedStatementError, OutdatedSchemaCacheError
 from sqlalchemy import Executable
 from sqlalchemy.engine import Dialect, IteratorResult
 from sqlalchemy.engine.result import SimpleResultMetaData
@@ -96,14 +95,14 @@ class Compiled:
         return tuple([values[name] for name in self.names])
 
 
-_COMPILED: WeakKeyDictionary[Dialect, dict[Executable, Compiled]] = WeakKeyDictionary()
-
-
 def compiled(statement: Executable, dialect: Dialect) -> Compiled:
-    """`statement` compiled for `dialect`, once."""
-    known = _COMPILED.get(dialect)
+    """`statement` compiled for `dialect`, once. Kept on the dialect (a module
+    dict keyed by it would be kept alive by the compiled forms, which refer to
+    it), so it goes with its engine."""
+    known: dict[Executable, Compiled] | None = getattr(dialect, "_driver_compiled", None)
     if known is None:
-        known = _COMPILED[dialect] = {}
+        known = {}
+        dialect._driver_compiled = known  # type: ignore[attr-defined]
     found = known.get(statement)
     if found is None:
         found = known[statement] = Compiled(statement, dialect)
@@ -239,8 +238,8 @@ class Statements:
         wrapped and handled (a dead connection invalidated) by SQLAlchemy's
         connection. Anything else (a timeout, an OSError) goes out as it is,
         as it does through SQLAlchemy."""
-        if isinstance(error, InvalidCachedStatementError):
-            self._prepared.clear()
+        if isinstance(error, InvalidCachedStatementError | OutdatedSchemaCacheError):
+            self._prepared.clear()  # the schema changed under them: prepared again next time
         adapter = self._raw.dbapi_connection
         try:
             adapter._handle_exception(error)  # type: ignore[union-attr]
