@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.services.base import Service, sqlstate, violated_constraint
+from bot.services.errors import EscrowError
 from bot.services.ledger import Leg, post_movement
 from bot.services.notifications import OutboxService
 from db import Database, UnitOfWork
@@ -237,3 +239,39 @@ FROM generate_series(1, 30) g
     assert await outbox.prune(timedelta(days=30), limit=10) == 10
     assert await outbox.prune(timedelta(days=30), limit=10) == 5
     assert await outbox.prune(timedelta(days=30), limit=10) == 0
+
+
+CONNECTION_EVENTS = ("begin", "commit", "rollback")
+
+
+def fired(counted: list[str], name: str, *args: Any) -> None:
+    counted.append(name)
+
+
+async def test_a_write_is_one_begin_and_one_commit_to_the_counters(
+    engine: AsyncEngine, services: Services
+) -> None:
+    """What the benchmark's commit count and the e2e timelines listen to."""
+    alice = await services.user("alice_counted", funds={"USDT": 20_00})
+    bob = await services.user("bob_counted")
+    counted: list[str] = []
+    listeners = {name: functools.partial(fired, counted, name) for name in CONNECTION_EVENTS}
+    for name, listener in listeners.items():
+        event.listen(engine.sync_engine, name, listener)
+    try:
+        created = await services.deals.create(
+            alice,
+            role="buyer",
+            currency="USDT",
+            amount=5_00,
+            description="counted",
+            counterparty=bob.telegram_id,
+        )
+        assert counted == ["begin", "commit"]
+        counted.clear()
+        with pytest.raises(EscrowError):  # only the seller may accept it
+            await services.deals.accept(alice, created.value.deal.code)
+        assert counted == ["begin", "rollback"]
+    finally:
+        for name, listener in listeners.items():
+            event.remove(engine.sync_engine, name, listener)
