@@ -3,16 +3,17 @@
 Why: a write spent most of its client CPU in SQLAlchemy's asyncpg adapter (an
 execution context, a cursor and greenlet hops per statement, BEGIN and COMMIT
 through the adapter), not in asyncpg. CPU per use case on the tests' database
-with uvloop, `time.process_time()` over 5 rounds of 600 (the lowest round; the
-machine is shared), through SQLAlchemy then on the driver:
+with uvloop, `time.process_time()` over 5 rounds of 600 (the lowest round,
+then the median of three such runs: the machine is shared), through
+SQLAlchemy then on the driver:
 
-    credit a deposit (BEGIN, 1 statement, COMMIT)    449 µs -> 324 µs
-    create a deal                                    786 µs -> 513 µs
-    accept a deal                                    744 µs -> 491 µs
-    fund a deal                                      957 µs -> 660 µs
-    a deal card (one autocommitted read)             273 µs -> 178 µs
+    credit a deposit (BEGIN, 1 statement, COMMIT)    449 µs -> 318 µs
+    create a deal                                    850 µs -> 468 µs
+    accept a deal                                    739 µs -> 463 µs
+    fund a deal                                     1019 µs -> 604 µs
+    a deal card (one autocommitted read)             268 µs -> 202 µs
 
-(asyncpg alone: 58 µs for BEGIN, one statement and COMMIT.) One statement
+(asyncpg alone: 57 µs for BEGIN, one statement and COMMIT.) One statement
 costs about 6 µs more here than a bare prepared statement's 20 µs; what stays
 is the pool's checkout and return (about 45 µs, greenlet hops included), the
 use case's own work and asyncpg's.
@@ -23,8 +24,10 @@ return); each statement's SQL, compiled once with the engine's dialect exactly
 as `AsyncConnection.execute` would send it; the results (`Row`s in an
 `IteratorResult`, so `.one()`, `.scalar_one()`, `._mapping`, `row.name` read
 as before; JSON is decoded by the codec SQLAlchemy set on the connection, as
-before); the `before_cursor_execute` event of every statement (what the tests,
-the metrics and the benchmark count); and the errors: a failed statement raises
+before); the `before_cursor_execute` event of every statement and the
+`begin`, `commit` and `rollback` events of its own transaction, begun and
+ended alongside (what the tests, the metrics and the benchmark count); and
+the errors: a failed statement raises
 what SQLAlchemy would (`IntegrityError`, `DBAPIError` with the same `orig`,
 `connection_invalidated` for a connection Postgres closed), built and handled
 by SQLAlchemy's own connection.
