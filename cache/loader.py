@@ -8,9 +8,10 @@ from typing import Any
 
 from sqlalchemy import Row
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cache.snapshots import UserSnapshot, snapshot_from_rows
+from db.driver import DriverReads, Statements
 from db.sql.users import DATABASE_IDENTITY, SNAPSHOT_BY_TELEGRAM_ID
 from db.standby import StandbyReads, Work
 
@@ -30,7 +31,7 @@ class PostgresSnapshotLoader:
     """
 
     def __init__(self, engine: AsyncEngine, standby: StandbyReads | None = None) -> None:
-        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._engine = DriverReads(engine.execution_options(isolation_level="AUTOCOMMIT"))
         self._standby = standby
 
     async def identity(self) -> str:
@@ -60,5 +61,5 @@ class PostgresSnapshotLoader:
                 return await read(connection)
 
 
-async def _rows(connection: AsyncConnection, params: dict[str, int]) -> list[Row[Any]]:
+async def _rows(connection: Statements, params: dict[str, int]) -> list[Row[Any]]:
     return list((await connection.execute(SNAPSHOT_BY_TELEGRAM_ID, params)).all())

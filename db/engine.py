@@ -10,6 +10,7 @@ from sqlalchemy import URL, event, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from db.driver import DriverReads
 from db.replay import ReplayWatch
 from db.standby import StandbyReads, Work
 from db.uow import UnitOfWork
@@ -161,8 +162,9 @@ class Database:
     def __init__(self, engine: AsyncEngine, standby: StandbyReads | None = None) -> None:
         self.engine = engine
         # One SELECT is its own consistent snapshot: in AUTOCOMMIT no BEGIN and
-        # ROLLBACK round trips wrap it.
-        self.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # ROLLBACK round trips wrap it. Its statements run on the driver
+        # (db/driver.py), as a unit of work's do.
+        self.reader = DriverReads(engine.execution_options(isolation_level="AUTOCOMMIT"))
         self.standby = standby
 
     @classmethod

@@ -43,13 +43,14 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.driver import DriverReads, Statements
 from db.events import DealChanged, UserChanged
 from db.replay import ReplayWatch
 
 T = TypeVar("T")
-Work = Callable[[AsyncConnection], Awaitable[T]]
+Work = Callable[[Statements], Awaitable[T]]
 
 # The Telegram id of the person the running update is for (the runtime sets
 # it per update): their own commit marks them even where no event names them,
@@ -78,7 +79,7 @@ class StandbyReads:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
-        self.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.reader = DriverReads(engine.execution_options(isolation_level="AUTOCOMMIT"))
         self.watch = watch
         self.max_lag = max_lag_seconds
         self.hears_writes: Callable[[], bool] = _always

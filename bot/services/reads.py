@@ -18,11 +18,11 @@ from typing import Any, Literal
 
 import msgspec
 from sqlalchemy import Executable, Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.services.base import Actor, Service
 from bot.services.errors import NotAllowed, Refusal
 from bot.services.views import WithdrawalView
+from db.driver import Statements
 from db.models import FINAL_DEAL_STATUSES, FUNDED_DEAL_STATUSES, OPEN_DEAL_STATUSES, DealStatus
 from db.sql.reads import (
     ADMIN_WITHDRAWAL,
@@ -97,7 +97,7 @@ def _item(row: Mapping[str, Any]) -> DealListItem:
 
 
 async def read_as_admin(
-    conn: AsyncConnection, statement: Executable, admin: Actor, params: dict[str, Any]
+    conn: Statements, statement: Executable, admin: Actor, params: dict[str, Any]
 ) -> list[Row[Any]]:
     """The rows of an admin-only statement (`db.sql.reads.admin_only`), or
     NotAllowed unless `admin`'s own row is an active admin."""
@@ -111,7 +111,7 @@ async def read_as_admin(
 def rows_of(statement: Executable, params: dict[str, Any]) -> Work[list[Row[Any]]]:
     """A read of `statement`'s rows, for `Database.read`."""
 
-    async def read(conn: AsyncConnection) -> list[Row[Any]]:
+    async def read(conn: Statements) -> list[Row[Any]]:
         return list((await conn.execute(statement, params)).all())
 
     return read

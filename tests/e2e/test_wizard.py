@@ -821,7 +821,7 @@ async def test_create_after_the_connection_died_before_commit_makes_the_deal_onc
     await up_to_summary(alice, "@bob_x")
 
     async def terminated(uow: UnitOfWork, commit) -> None:
-        pid = await uow.connection.scalar(text("SELECT pg_backend_pid()"))
+        pid = (await uow.execute(text("SELECT pg_backend_pid()"))).scalar_one()
         async with app.database.engine.connect() as other:
             await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         await commit()
