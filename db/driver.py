@@ -52,11 +52,20 @@ from sqlalchemy.engine import Dialect, IteratorResult
 from sqlalchemy.engine.result import SimpleResultMetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.sql import util as sql_util
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import greenlet_spawn
 
 # The rows counted in a command's status, as SQLAlchemy's adapter reads it.
 _ROWCOUNT = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
+
+
+def _log(sync: Any, sql: str, arguments: Any) -> None:
+    sync._log_info(sql)
+    if sync.engine.hide_parameters:
+        sync._log_info("[driver] [SQL parameters hidden due to hide_parameters=True]")
+    else:
+        sync._log_info("[driver] %r", sql_util._repr_params(arguments, batches=10))
 
 
 class NotOnDriver(TypeError):
@@ -188,6 +197,8 @@ class Statements:
             if self._dispatch.before_cursor_execute:
                 for listener in self._dispatch.before_cursor_execute:
                     sql, arguments = listener(self._sync, None, sql, arguments, None, False)
+            if sync._echo:  # the engine's log switched on: as SQLAlchemy logs a statement
+                _log(sync, sql, arguments)
             prepared = self._prepared.get(sql)
             if prepared is None:
                 statement_on_server = await self._driver.prepare(sql)

@@ -149,6 +149,8 @@ class BotApiServer:
         if method == "setWebhook":
             self.webhook = {"url": params["url"], "has_custom_certificate": False}
             self.webhook["allowed_updates"] = json.loads(params.get("allowed_updates", "[]"))
+            # as Telegram reports it: the connections asked for, or its default 40
+            self.webhook["max_connections"] = int(params.get("max_connections", 40))
         elif method == "deleteWebhook":
             self.webhook = {}
         elif method == "getWebhookInfo":
