@@ -73,9 +73,14 @@ READS_FROM = pytest.mark.parametrize(
 )
 
 
+# The whole suite on a primary with a hot standby serving reads:
+# ESCROW_TEST_READS=standby (a test parametrized with READS_FROM runs both).
+DEFAULT_READS = os.environ.get("ESCROW_TEST_READS", "primary")
+
+
 @pytest.fixture(scope="session")
 def reads_from(request: pytest.FixtureRequest) -> str:
-    return getattr(request, "param", "primary")
+    return getattr(request, "param", DEFAULT_READS)
 
 
 @pytest.fixture(scope="session")

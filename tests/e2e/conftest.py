@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import secrets
 from collections.abc import AsyncIterator
 
@@ -23,12 +24,17 @@ from tests.postgres_standby import replayed
 _ids = itertools.count(50_000)
 
 
+# The whole suite's apps on the session's Redis Cluster: ESCROW_TEST_REDIS=cluster
+# (a test parametrized with ON_ONE_REDIS_AND_A_CLUSTER runs both).
+DEFAULT_REDIS = os.environ.get("ESCROW_TEST_REDIS", "one")
+
+
 @pytest.fixture
 def redis_settings(request: pytest.FixtureRequest) -> RedisSettings:
     """The app's Redis: this session's database on one Redis or, for a test
     parametrized with `pytest.mark.parametrize("redis_settings", ["one",
     "cluster"], indirect=True)`, the session's Redis Cluster as well."""
-    if getattr(request, "param", "one") == "cluster":
+    if getattr(request, "param", DEFAULT_REDIS) == "cluster":
         cluster: OwnCluster = request.getfixturevalue("redis_cluster")
         return RedisSettings(url=cluster.url, cluster=True)
     return RedisSettings(url=request.getfixturevalue("redis_url"))
