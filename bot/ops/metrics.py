@@ -111,7 +111,11 @@ class Metrics:
         self.registry.register(StateCollector(engine, counters))
 
     def watch_standby(self, standby: StandbyReads) -> None:
-        """Export where the reads a standby may serve went, and its state."""
+        """Export where the reads a standby may serve went, and its state; its
+        statements count in the update's SQL like the primary's."""
+        sync = standby.engine.sync_engine
+        if not event.contains(sync, "before_cursor_execute", _count_statement):
+            event.listen(sync, "before_cursor_execute", _count_statement)
         self.registry.register(StandbyCollector(standby))
 
     def finish(self, record: UpdateRecord) -> None:
