@@ -25,6 +25,7 @@ import pytest
 from bot.config import Config
 from bot.telegram import texts
 from bot.telegram.handlers.errors import UNEXPECTED
+from cache.settings import RedisSettings
 from tests.cache.redis_server import OwnRedis
 from tests.chaos.harness import (
     Faults,
@@ -330,7 +331,7 @@ async def test_a_bounded_run_with_faults_keeps_every_promise(config: Config, tmp
         async with serving(telegram_api) as api_port, aiohttp.ClientSession() as http:
             replica_config = SimpleNamespace(
                 database=config.database.with_database(name),
-                redis=SimpleNamespace(url=redis.url),
+                redis=RedisSettings(url=redis.url),
                 cache=SimpleNamespace(key_prefix="chaos"),
             )
             replicas = Replicas(replica_config, api_port, tmp_path, SETTINGS)
