@@ -14,7 +14,7 @@ from aiogram import Bot
 from bot.runtime.limits import SendRate
 from bot.runtime.shared_pace import SharedPace
 from bot.sim import FakeTelegram, SimulatedUser
-from cache.client import no_retries
+from cache.client import build_cluster, no_retries
 from cache.keys import CacheKeys
 
 
@@ -74,3 +74,16 @@ async def test_while_redis_fails_a_replica_paces_with_its_own_budget():
     assert rate.counts()["paced_by_replica"] == 3
     assert rate.breaker.allow() is False  # Redis is skipped for a moment, not asked each time
     await dead.aclose()
+
+
+async def test_on_a_redis_cluster_the_budget_is_shared_too(redis_cluster):
+    """The overall budget and a chat's share one hash tag: one slot, one script."""
+    client = build_cluster(redis_cluster.url, socket_timeout=2, retry=no_retries())
+    try:
+        prefix = f"pace{secrets.token_hex(3)}"
+        one, two = (replica(client, prefix, 100, 1, 2) for _ in range(2))  # type: ignore[arg-type]
+        waits = [await one.reserve(7), await two.reserve(7), await one.reserve(7)]
+        assert waits == pytest.approx([0, 0, 1.0], abs=0.1)
+        assert one.counts()["paced_by_replica"] == 0
+    finally:
+        await client.aclose()
