@@ -228,15 +228,29 @@ class OwnCluster:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+STARTING = (OSError, RuntimeError, TimeoutError, aioredis.RedisError)
+
+
+async def started_cluster(prefix: str, what: str) -> OwnCluster:
+    """A started cluster in a folder of its own. A free port found is free
+    only until something else binds it (another session starting servers at
+    the same moment): a start that fails is tried once more, on new ports."""
+    for attempt in (1, 2):
+        cluster = OwnCluster(Path(tempfile.mkdtemp(prefix=prefix)))
+        try:
+            await cluster.start()
+            return cluster
+        except STARTING as exc:
+            await cluster.stop()
+            if attempt == 2:
+                unavailable(what, exc)
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="session")
 async def redis_cluster() -> AsyncIterator[OwnCluster]:
     """A Redis Cluster for this session (3 masters, 3 replicas)."""
-    cluster = OwnCluster(Path(tempfile.mkdtemp(prefix="escrow-cluster-")))
-    try:
-        await cluster.start()
-    except (OSError, RuntimeError, TimeoutError, aioredis.RedisError) as exc:
-        await cluster.stop()
-        unavailable("a Redis Cluster of the session's own", exc)
+    cluster = await started_cluster("escrow-cluster-", "a Redis Cluster of the session's own")
     try:
         yield cluster
     finally:

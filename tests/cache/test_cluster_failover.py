@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-import tempfile
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -36,8 +34,7 @@ from cache.keys import SLOT_GROUPS, CacheKeys
 from cache.replica import CacheReplica
 from cache.settings import RedisSettings
 from tests.cache.conftest import FakeLoader, fast_settings
-from tests.cache.redis_cluster import OwnCluster
-from tests.conftest import unavailable
+from tests.cache.redis_cluster import OwnCluster, started_cluster
 
 USERS = [7_000 + n for n in range(2 * SLOT_GROUPS)]
 SETTINGS = fast_settings(
@@ -58,12 +55,7 @@ SLACK = 0.5  # a loaded two-core machine's scheduling
 
 @pytest.fixture
 async def cluster() -> AsyncIterator[OwnCluster]:
-    cluster = OwnCluster(Path(tempfile.mkdtemp(prefix="escrow-failover-")))
-    try:
-        await cluster.start()
-    except (OSError, RuntimeError, TimeoutError) as exc:
-        await cluster.stop()
-        unavailable("a Redis Cluster of the test's own", exc)
+    cluster = await started_cluster("escrow-failover-", "a Redis Cluster of the test's own")
     yield cluster
     await cluster.stop()
 
