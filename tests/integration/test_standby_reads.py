@@ -5,6 +5,7 @@ while the standby replays nothing, the lag bound, and a standby that stops."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
@@ -298,12 +299,36 @@ async def test_a_read_url_that_is_no_standby_is_never_read(
         await standby.aclose()
 
 
+async def test_the_standby_of_an_idle_primary_counts_as_caught_up(pg_settings, standby_pair):
+    """With nothing written since a WAL switch, the primary's insert position
+    points past a page header where no record ends; the standby has still
+    replayed everything, and reads may go there."""
+    standby = build_standby(pg_settings)
+    assert standby is not None
+    try:
+        await standby.watch.check()  # the pair's system identifiers compared
+        await standby_pair.execute(standby_pair.primary_port, "SELECT pg_switch_wal()")
+        standby_pair.wait_replayed()
+        idle_since = time.monotonic()
+        async with asyncio.timeout(5):
+            while standby.watch.caught_up <= idle_since:
+                await standby.watch.check()
+                await asyncio.sleep(standby.watch.interval)
+        assert standby.watch.lag() < pg_settings.read_max_lag_ms / 1000
+    finally:
+        await standby.aclose()
+
+
 async def test_the_doctor_checks_the_standby_replays_within_the_bound(
     config, pg_settings, standby_pair
 ):
     deployment = msgspec.structs.replace(config, database=pg_settings)
     healthy = await check_standby(deployment)
     assert healthy.ok and healthy.detail.startswith("replaying"), healthy.detail
+    await standby_pair.pause_replay()
+    await standby_pair.execute(standby_pair.primary_port, "SELECT txid_current()")  # a commit
+    paused = await check_standby(deployment)
+    assert not paused.ok and paused.detail.startswith("has replayed none"), paused.detail
     standby_pair.stop_standby()
     stopped = await check_standby(deployment)
     assert not stopped.ok and stopped.detail.startswith("not usable"), stopped.detail
