@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from bot.config import Config
 from bot.runtime.app import App, build_app
@@ -74,6 +74,14 @@ async def actor(app: App, user: SimulatedUser) -> UserSnapshot:
     snapshot = await app.cache.cache.get(user.id)
     assert snapshot is not None
     return snapshot
+
+
+def sync_engines(app: App) -> list[Engine]:
+    """Where the app's SQL goes: the primary, and the standby where it reads."""
+    standby = app.database.standby
+    return [app.database.engine.sync_engine] + (
+        [standby.engine.sync_engine] if standby is not None else []
+    )
 
 
 async def balance(app: App, user: SimulatedUser, currency: str = "USDT") -> tuple[int, int]:

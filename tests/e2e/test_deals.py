@@ -20,7 +20,7 @@ from bot.sim import FakeTelegram, SimulatedUser
 from bot.telegram.keyboards import DealAct
 from bot.telegram.texts import FORGED_BUTTON, OUTDATED_CARD
 from db.models import DealStatus
-from tests.e2e.conftest import actor, balance
+from tests.e2e.conftest import actor, balance, sync_engines
 
 PRICE = 100_00
 
@@ -368,12 +368,13 @@ def timeline(app: App, telegram: FakeTelegram, monkeypatch) -> Iterator[Timeline
 
     monkeypatch.setattr(Connection, "send_packed_command", on_redis)
     telegram.add_listener(lambda request: line.add("telegram", request.method))
-    engine = app.database.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", on_sql)
-    event.listen(engine, "begin", on_begin)
+    listened = [(engine, "before_cursor_execute", on_sql) for engine in sync_engines(app)]
+    listened.append((app.database.engine.sync_engine, "begin", on_begin))
+    for engine, name, listener in listened:
+        event.listen(engine, name, listener)
     yield line
-    event.remove(engine, "before_cursor_execute", on_sql)
-    event.remove(engine, "begin", on_begin)
+    for engine, name, listener in listened:
+        event.remove(engine, name, listener)
 
 
 async def press(line: Timeline, user: SimulatedUser, label: str) -> list[tuple[str, str]]:

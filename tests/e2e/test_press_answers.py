@@ -23,7 +23,7 @@ from bot.sim import FakeTelegram, SimulatedUser
 from bot.telegram.handlers.errors import UNEXPECTED
 from bot.telegram.texts import FORGED_BUTTON, OUTDATED_CARD
 from db.models import DealStatus
-from tests.e2e.conftest import balance
+from tests.e2e.conftest import balance, sync_engines
 from tests.e2e.test_deals import forge, open_deal, show, status_of
 
 SOMETHING_WENT_WRONG = UNEXPECTED.split(".")[0]
@@ -130,10 +130,11 @@ def timeline(app: App, telegram: FakeTelegram, monkeypatch) -> Iterator[Timeline
     app.bot.session.middleware(issued)
     telegram.add_listener(lambda request: line.add("replied", request.method))
     monkeypatch.setattr(Connection, "send_packed_command", on_redis)
-    engine = app.database.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", on_sql)
+    for engine in sync_engines(app):
+        event.listen(engine, "before_cursor_execute", on_sql)
     yield line
-    event.remove(engine, "before_cursor_execute", on_sql)
+    for engine in sync_engines(app):
+        event.remove(engine, "before_cursor_execute", on_sql)
 
 
 async def test_a_press_does_its_own_work_during_its_answers_round_trip(

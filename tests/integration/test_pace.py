@@ -96,8 +96,8 @@ async def test_creates_at_once_are_counted_one_after_the_other(services, databas
     )
     made = [o for o in outcomes if not isinstance(o, BaseException)]
     refused = [o for o in outcomes if isinstance(o, BaseException)]
-    assert len(made) == 3
-    assert len(refused) == 7 and all(isinstance(e, Paced) for e in refused), refused
+    assert len(made) == 3 and len(refused) == 7, refused
+    assert all(isinstance(e, Paced) for e in refused), refused
     assert len(await deals_of(database, alice)) == 3
 
 
