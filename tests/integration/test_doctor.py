@@ -23,7 +23,9 @@ def deployment(config, pg_settings, redis_url, **database):
     )
 
 
-async def test_a_healthy_deployment(config, pg_settings, redis_url, engine):
+async def test_a_healthy_deployment(config, pg_settings, redis_url, engine, request):
+    if pg_settings.read_url:  # steady: what the tests before wrote is replayed
+        request.getfixturevalue("postgres_pair").wait_replayed()
     checks = await run_doctor(deployment(config, pg_settings, redis_url))
     by_name = {check.name: check for check in checks}
     assert all(check.ok for check in checks), report(checks)
