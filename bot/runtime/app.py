@@ -222,6 +222,7 @@ async def build_app(
             guard,
             users=isolation if isinstance(isolation, RedisUserLock) else None,
             contexts=fsm,
+            in_flight=in_flight,
         )
         dispatcher.update.outer_middleware(update_dedup)
     dispatcher.fsm = fsm

@@ -7,24 +7,26 @@ runs on one replica per tick (the webhook, set once per configuration:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
+from contextvars import ContextVar, copy_context
 from dataclasses import dataclass
 from typing import Any
 
 from aiogram import BaseMiddleware
 from aiogram.fsm.middleware import FSMContextMiddleware
-from aiogram.fsm.storage.base import BaseEventIsolation, KeyBuilder, StorageKey
+from aiogram.fsm.storage.base import StorageKey
 from aiogram.types import CallbackQuery, TelegramObject, Update
 from redis.asyncio import Redis
 
-from bot.runtime.leases import DONE, Lease, TokenLock, UpdateLease
-from bot.telegram.fsm import GuardedStorage, RedisGuard
-from bot.telegram.middlewares import ProcessEventIsolation
-from cache.client import REDIS_ERRORS
+from bot.runtime.leases import DONE, Lease, UpdateLease
+from bot.runtime.user_lock import RedisUserLock, taken_with_update
+from bot.telegram.fsm import RedisGuard
+from bot.telegram.middlewares import InFlightCount
+from cache.client import REDIS_ERRORS, round_trips
 from cache.keys import CacheKeys
 from cache.scripts import UpdateLeaseScripts
 
@@ -44,15 +46,14 @@ class WebhookReply:
 webhook_reply: ContextVar[WebhookReply | None] = ContextVar("webhook_reply", default=None)
 
 
-# The user whose lock the current update took with its update_id (UpdateDedup):
-# RedisUserLock lets that update through without taking it again.
-_taken_with_update: ContextVar[StorageKey | None] = ContextVar("user_taken", default=None)
+# An update handled without a lease: Redis failed or is skipped (`UpdateDedup`).
+UNLEASED: Any = object()
 
 
 class UpdateDedup(BaseMiddleware):
     """One replica handles an update_id, however often Telegram posts it, and
     with `users`, one user's updates one at a time: both in one round trip
-    before the update (`UpdateLease`), and one after it.
+    before the update (`UpdateLease`), and one after it, off the update's path.
 
     `<prefix>:update:<id>` is a lease while the update is handled (its
     replica's token, `lease_seconds`, renewed) and `done` for `ttl_seconds`
@@ -82,6 +83,7 @@ class UpdateDedup(BaseMiddleware):
         *,
         users: RedisUserLock | None = None,
         contexts: FSMContextMiddleware | None = None,
+        in_flight: InFlightCount | None = None,
     ) -> None:
         self.scripts = UpdateLeaseScripts(redis)
         self.keys = keys
@@ -90,6 +92,8 @@ class UpdateDedup(BaseMiddleware):
         self.guard = guard
         self.users = users
         self.contexts = contexts
+        self.in_flight = in_flight
+        self._releasing: set[asyncio.Task[None]] = set()
         self.dropped = 0  # handled already
         self.deferred = 0  # in hand elsewhere: Telegram asked to post it later
 
@@ -109,14 +113,18 @@ class UpdateDedup(BaseMiddleware):
             return await handler(event, data)
         user = self._user(data)
         if self.users is None or user is None:
-            return await self._handle(handler, event, data, update_id, None)
-        # this process's lock for the user first: its updates queue here, not on Redis
-        async with self.users.process.lock(user):
-            token = _taken_with_update.set(user)
-            try:
-                return await self._handle(handler, event, data, update_id, user)
-            finally:
-                _taken_with_update.reset(token)
+            return await self._handle(handler, event, data, update_id, None, None)
+        # this process's lock for the user first: its updates queue here, not on
+        # Redis; given back once the Redis lock is (after the update, see `_handle`)
+        process = self.users.process
+        await process.acquire(user)
+        token = taken_with_update.set(user)
+        try:
+            return await self._handle(
+                handler, event, data, update_id, user, lambda: process.release(user)
+            )
+        finally:
+            taken_with_update.reset(token)
 
     def _user(self, data: dict[str, Any]) -> StorageKey | None:
         """The user (their FSM key) whose lock the update takes, if any."""
@@ -132,7 +140,35 @@ class UpdateDedup(BaseMiddleware):
         data: dict[str, Any],
         update_id: int,
         user: StorageKey | None,
+        then: Callable[[], None] | None,
     ) -> Any:
+        """The update handled under its lease; `then` is called once the lease
+        is given back, or at once if none was taken."""
+        handed_over = False
+        try:
+            lease = await self._take(event, data, update_id, user)
+            if lease is None:
+                return None
+            if lease is UNLEASED:
+                return await handler(event, data)
+            try:
+                result = await handler(event, data)
+            except BaseException:
+                self._release_later(lease, False, then)
+                handed_over = True
+                raise
+            self._release_later(lease, True, then)
+            handed_over = True
+            return result
+        finally:
+            if not handed_over and then is not None:
+                then()
+
+    async def _take(
+        self, event: TelegramObject, data: dict[str, Any], update_id: int, user: StorageKey | None
+    ) -> UpdateLease | None:
+        """The update's lease (and the user's lock), `UNLEASED` to handle it
+        without, or None: it is not this replica's to handle."""
         users = self.users if user is not None else None
         lock = users.key_builder.build(user, "lock") if users and user else None
         # tagged with the user's slot group: one script takes it with their lock
@@ -141,7 +177,7 @@ class UpdateDedup(BaseMiddleware):
         if self.guard is not None and not self.guard.allow():
             if users is not None:
                 users.skipped(lease.lock, "Redis is skipped for a moment after a failure")
-            return await handler(event, data)
+            return UNLEASED
         form = users.forms.form_keys(user) if users and user and users.forms else None
         try:
             taken = await lease.take(form)
@@ -151,24 +187,50 @@ class UpdateDedup(BaseMiddleware):
             log.warning("update %s: dedup skipped, Redis failed: %r", update_id, exc)
             if users is not None:
                 users.skipped(lease.lock, f"Redis failed: {exc!r}")
-            return await handler(event, data)
+            return UNLEASED
         if self.guard is not None:
             self.guard.succeeded()
         if taken[0] != 1:
-            return self._not_ours(update_id, taken[1])
+            self._not_ours(update_id, taken[1])
+            return None
         if users is not None and user is not None:
             if lease.lock in lease.held:
                 if users.forms is not None and len(taken) == 4:
                     users.forms.remember(user, users.forms.decode(taken[2], taken[3]))
             elif await users.wait(lease):
                 lease.hold(str(lease.lock))
-        try:
-            result = await handler(event, data)
-        except BaseException:
-            await lease.release(done=False, done_seconds=self.ttl_seconds)
-            raise
-        await lease.release(done=True, done_seconds=self.ttl_seconds)
-        return result
+        return lease
+
+    def _release_later(
+        self, lease: UpdateLease, done: bool, then: Callable[[], None] | None
+    ) -> None:
+        """Give the lease back off the update's path: its reply is out already,
+        and the webhook answers Telegram without waiting for Redis. The user's
+        next update waits for it as before: on another replica for the Redis
+        lock, here for the process lock, which `then` gives back after it.
+        Counted in flight (a stop waits for it), not in the update's round
+        trips (`cache.client.round_trips`)."""
+        in_flight = self.in_flight.one() if self.in_flight is not None else nullcontext()
+        in_flight.__enter__()
+
+        async def release() -> None:
+            try:
+                await lease.release(done=done, done_seconds=self.ttl_seconds)
+            finally:
+                if then is not None:
+                    then()
+                in_flight.__exit__(None, None, None)
+
+        context = copy_context()
+        context.run(round_trips.set, None)
+        task = asyncio.get_running_loop().create_task(release(), context=context)
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    async def settled(self) -> None:
+        """Until every lease given back after its update has been."""
+        while self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
 
     def _not_ours(self, update_id: int, holder: bytes | None) -> None:
         reply = webhook_reply.get()
@@ -179,88 +241,6 @@ class UpdateDedup(BaseMiddleware):
             return
         self.dropped += 1
         log.info("update %s already handled; dropped", update_id)
-
-
-class RedisUserLock(BaseEventIsolation):
-    """One user's updates one at a time across replicas: a `Lease` on
-    `<prefix>:fsm:...:lock` (aiogram's key for it), `lease_seconds` long and
-    renewed while held, so a lock its holder could not release (Redis away, a
-    dead connection, the replica killed) frees the user within
-    `lease_seconds`. Updates of one user in this process queue on a process
-    lock first, so only one of them polls Redis. In webhook mode the lock is
-    taken with the update's lease (`UpdateDedup`), and the update's form read
-    with it into `forms`.
-
-    Ordering is a courtesy, not what keeps money right (the database guards
-    every move): when Redis fails or its breaker is open, or the lock is not
-    free after `2 × lease_seconds` (a holder renewing it that long), the
-    update runs without it rather than waiting on."""
-
-    def __init__(
-        self,
-        redis: Redis,
-        key_builder: KeyBuilder,
-        lease_seconds: float,
-        guard: RedisGuard,
-        forms: GuardedStorage | None = None,
-    ) -> None:
-        self.redis = redis
-        self.key_builder = key_builder
-        self.lease_seconds = lease_seconds
-        self.guard = guard
-        self.forms = forms
-        self.process = ProcessEventIsolation()
-        self.unlocked = 0  # updates run without the Redis lock
-
-    @asynccontextmanager
-    async def lock(self, key: StorageKey) -> AsyncIterator[None]:
-        if _taken_with_update.get() == key:  # held already, released with the update
-            yield
-            return
-        async with self.process.lock(key):
-            lease = Lease(self.redis, self.key_builder.build(key, "lock"), self.lease_seconds)
-            taken, why = False, "Redis is skipped for a moment after a failure"
-            if self.guard.allow():
-                try:
-                    taken = await lease.acquire(wait=2 * self.lease_seconds)
-                    self.guard.succeeded()
-                    why = "still held after waiting"
-                except REDIS_ERRORS as exc:
-                    self.guard.failed()
-                    why = f"Redis failed: {exc!r}"
-            if not taken:
-                self.skipped(lease.name, why)
-            try:
-                yield
-            finally:
-                if taken:
-                    await lease.release()
-
-    async def wait(self, lease: UpdateLease) -> bool:
-        """Wait for the user's lock with `lease`'s token, as `lock` does, when it
-        was not free as the update was taken."""
-        name = str(lease.lock)
-        lock = TokenLock(
-            self.redis, name, timeout=self.lease_seconds, sleep=0.05, thread_local=False
-        )
-        why = "still held after waiting"
-        try:
-            taken = await lock.acquire(
-                blocking=True, blocking_timeout=2 * self.lease_seconds, token=lease.token
-            )
-        except REDIS_ERRORS as exc:
-            self.guard.failed()
-            taken, why = False, f"Redis failed: {exc!r}"
-        if not taken:
-            self.skipped(name, why)
-        return bool(taken)
-
-    def skipped(self, name: str | None, why: str) -> None:
-        self.unlocked += 1
-        log.warning("%s: handled without the user's lock (%s)", name, why)
-
-    async def close(self) -> None:
-        await self.process.close()
 
 
 class JobLock:

@@ -183,19 +183,34 @@ class ProcessEventIsolation(BaseEventIsolation):
 
     @asynccontextmanager
     async def lock(self, key: StorageKey) -> AsyncIterator[None]:
+        await self.acquire(key)
+        try:
+            yield
+        finally:
+            self.release(key)
+
+    async def acquire(self, key: StorageKey) -> None:
+        """Take the user's lock; `release` gives it back (from any task)."""
         lock, holders = self._locks.get(key, (None, 0))
         if lock is None:
             lock = asyncio.Lock()
         self._locks[key] = (lock, holders + 1)
         try:
-            async with lock:
-                yield
-        finally:
-            lock, holders = self._locks[key]
-            if holders == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, holders - 1)
+            await lock.acquire()
+        except BaseException:
+            self._forget(key)
+            raise
+
+    def release(self, key: StorageKey) -> None:
+        self._locks[key][0].release()
+        self._forget(key)
+
+    def _forget(self, key: StorageKey) -> None:
+        lock, holders = self._locks[key]
+        if holders == 1:
+            del self._locks[key]
+        else:
+            self._locks[key] = (lock, holders - 1)
 
     async def close(self) -> None:
         self._locks.clear()

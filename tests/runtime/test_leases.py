@@ -49,9 +49,17 @@ def person(app: App) -> SimulatedUser:
     return SimulatedUser(telegram, app.bot, app.dispatcher, user_id=next(_ids), first_name="Lee")
 
 
-async def posted(user: SimulatedUser, update) -> tuple[WebhookReply, list[str]]:
+async def posted(app: App, user: SimulatedUser, update) -> tuple[WebhookReply, list[str]]:
     """`update` as the webhook server receives it: what it answers Telegram, and
-    what the bot sent."""
+    what the bot sent; then its lease is given back (after the update, off its path)."""
+    answered = await posted_only(user, update)
+    assert app.update_dedup is not None
+    await app.update_dedup.settled()
+    return answered
+
+
+async def posted_only(user: SimulatedUser, update) -> tuple[WebhookReply, list[str]]:
+    """What the webhook answers Telegram for `update`, and what the bot sent."""
     reply = WebhookReply()
     token = webhook_reply.set(reply)
     try:
@@ -70,13 +78,13 @@ async def test_an_update_in_hand_on_a_dead_replica_is_handled_after_its_lease(
     # another replica took it and died mid-update: its lease is left to run out
     await redis.set(key, b"their-token", px=int(LEASE * 1000))
 
-    reply, sent = await posted(user, update)
+    reply, sent = await posted(app, user, update)
     assert reply.retry_later  # the webhook answers 503: Telegram posts it again later
     assert sent == []
     assert app.update_dedup is not None and app.update_dedup.deferred == 1
 
     await asyncio.sleep(LEASE + 0.1)
-    reply, sent = await posted(user, update)
+    reply, sent = await posted(app, user, update)
     assert not reply.retry_later
     assert sent == ["sendMessage"]  # handled, by this replica
     assert await redis.get(key) == DONE
@@ -85,7 +93,7 @@ async def test_an_update_in_hand_on_a_dead_replica_is_handled_after_its_lease(
         app.config.runtime.update_dedup_seconds - 5 < ttl <= app.config.runtime.update_dedup_seconds
     )
 
-    reply, sent = await posted(user, update)  # and once only
+    reply, sent = await posted(app, user, update)  # and once only
     assert (reply.retry_later, sent) == (False, [])
     assert app.update_dedup.dropped == 1
     scrape = generate_latest(app.metrics.registry).decode()
@@ -101,9 +109,46 @@ async def test_a_press_in_hand_elsewhere_is_answered_and_posted_again_later(
     update = user.press_update("❓ Help")
     key = CacheKeys(app.config.cache.key_prefix).update(update.update_id, user.user.id)
     await redis.set(key, b"their-token", px=int(LEASE * 1000))
-    reply, sent = await posted(user, update)
+    reply, sent = await posted(app, user, update)
     assert reply.retry_later
     assert sent == ["answerCallbackQuery"]  # the spinner stops; the press is not lost
+
+
+async def test_an_update_is_done_before_its_lease_is_given_back(
+    app: App, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reply and the webhook's answer to Telegram do not wait for the
+    release; a stop does (it is in flight), and so does the user's next
+    update here (the process lock), which then takes the Redis lock at once."""
+    user = person(app)
+    await user.send("/start")
+    assert app.update_dedup is not None
+    await app.update_dedup.settled()
+    let_go = asyncio.Event()
+    release = UpdateLeaseScripts.release
+
+    async def held(self, *args, **kwargs):
+        await let_go.wait()
+        await release(self, *args, **kwargs)
+
+    monkeypatch.setattr(UpdateLeaseScripts, "release", held)
+    update = user._message_update("/help")
+    key = CacheKeys(app.config.cache.key_prefix).update(update.update_id, user.user.id)
+    async with asyncio.timeout(5):
+        reply, sent = await posted_only(user, update)
+    assert sent == ["sendMessage"] and not reply.retry_later
+    assert await redis.get(key) != DONE  # still leased: given back after the update
+    assert app.in_flight.count == 1  # what a stop waits for
+
+    following = asyncio.create_task(user.send("/help"))
+    await asyncio.sleep(0.05)
+    assert not following.done()  # this user's next update waits for the release
+    let_go.set()
+    assert (await following).methods == ["sendMessage"]
+    await app.update_dedup.settled()
+    assert await redis.get(key) == DONE
+    assert app.in_flight.count == 0
+    assert app.dispatcher.fsm.events_isolation.unlocked == 0  # never ran without the lock
 
 
 async def test_an_update_that_fails_leaves_no_lease_behind(app: App, redis: Redis) -> None:
@@ -113,9 +158,9 @@ async def test_an_update_that_fails_leaves_no_lease_behind(app: App, redis: Redi
     telegram = app.bot.session
     assert isinstance(telegram, FakeTelegram)
     telegram.fail_next("sendMessage", bad_request="chat not found")
-    await posted(user, update)
+    await posted(app, user, update)
     assert await redis.get(key) is None  # a redelivery may try again at once
-    reply, sent = await posted(user, update)
+    reply, sent = await posted(app, user, update)
     assert (reply.retry_later, sent) == (False, ["sendMessage"])
 
 
