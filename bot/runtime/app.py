@@ -31,7 +31,7 @@ from bot.services import ServiceContext, Services
 from bot.services.wallets import AdminCreditsOnly, DemoDepositProvider, DepositProvider
 from bot.telegram import texts
 from bot.telegram.freshness import DealVersions
-from bot.telegram.fsm import FormKeyBuilder, FormScope, GuardedStorage, RedisGuard
+from bot.telegram.fsm import FormKeyBuilder, FormScope, GuardedStorage
 from bot.telegram.handlers import build_router
 from bot.telegram.i18n import install_i18n, set_command_menus
 from bot.telegram.keyboards import Signer
@@ -43,6 +43,8 @@ from bot.telegram.middlewares import (
     SnapshotMiddleware,
     SnapshotSource,
 )
+from bot.telegram.owned_forms import OwnedForms
+from bot.telegram.redis_guard import RedisGuard
 from cache.client import build_redis
 from cache.keys import CacheKeys
 from cache.replica import CacheReplica
@@ -173,7 +175,10 @@ async def build_app(
     isolation: BaseEventIsolation = ProcessEventIsolation()
     if storage is None:
         redis, day = build_redis(config.redis, config.cache), 24 * 3600
-        forms = GuardedStorage(RedisStorage(redis, key_builder, day, day), guard)
+        redis_forms = RedisStorage(redis, key_builder, day, day)
+        # one process gets every update: it keeps its users' forms (not replicas)
+        owned = None if replicas else OwnedForms(redis_forms)
+        forms = GuardedStorage(redis_forms, guard, owned)
         storage = forms
         if replicas:  # the user's lock reads their form with it
             lease = config.runtime.lease_seconds

@@ -24,8 +24,8 @@ from redis.asyncio import Redis
 
 from bot.runtime.leases import DONE, Lease, UpdateLease
 from bot.runtime.user_lock import RedisUserLock, taken_with_update
-from bot.telegram.fsm import RedisGuard
 from bot.telegram.middlewares import InFlightCount
+from bot.telegram.redis_guard import RedisGuard
 from cache.client import REDIS_ERRORS, round_trips
 from cache.keys import CacheKeys
 from cache.scripts import UpdateLeaseScripts

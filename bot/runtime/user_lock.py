@@ -13,8 +13,9 @@ from aiogram.fsm.storage.base import BaseEventIsolation, KeyBuilder, StorageKey
 from redis.asyncio import Redis
 
 from bot.runtime.leases import Lease, TokenLock, UpdateLease
-from bot.telegram.fsm import GuardedStorage, RedisGuard
+from bot.telegram.fsm import GuardedStorage
 from bot.telegram.middlewares import ProcessEventIsolation
+from bot.telegram.redis_guard import RedisGuard
 from cache.client import REDIS_ERRORS
 
 log = logging.getLogger(__name__)

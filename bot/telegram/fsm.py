@@ -21,10 +21,9 @@ case; after it, `close_form` logs a failure instead of raising).
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from aiogram import BaseMiddleware
 from aiogram.fsm.context import FSMContext
@@ -33,53 +32,12 @@ from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
 from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
 from aiogram.types import TelegramObject
 from redis.asyncio import RedisCluster
-from redis.exceptions import RedisError
 
-from cache.breaker import CircuitBreaker
-from cache.client import REDIS_ERRORS
+from bot.telegram.owned_forms import Form, OwnedForms
+from bot.telegram.redis_guard import FormMoved, RedisGuard, StateUnavailable
 from cache.keys import tag_of
 
 T = TypeVar("T")
-
-
-class StateUnavailable(RedisError):
-    """Form state could not be read or written (Redis failed or is skipped)."""
-
-
-class StateUnread(StateUnavailable):
-    """A typed message's state could not be read: it was not handled."""
-
-
-class RedisGuard:
-    """The breaker in front of Redis for state, locks and dedup: after a
-    failure they skip Redis for `open_seconds` (one caller then probes), so an
-    outage costs an update nothing instead of a timeout each."""
-
-    def __init__(self, open_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.breaker = CircuitBreaker(open_seconds, clock)
-
-    def allow(self) -> bool:
-        return self.breaker.allow()
-
-    async def call(self, operation: Awaitable[T]) -> T:
-        """`operation`'s result; a Redis failure (or an open breaker, in which
-        case it is not awaited) raises `StateUnavailable`."""
-        if not self.breaker.allow():
-            operation.close()  # type: ignore[attr-defined]
-            raise StateUnavailable("Redis is skipped for a moment after a failure")
-        try:
-            result = await operation
-        except REDIS_ERRORS as exc:
-            self.breaker.record_failure()
-            raise StateUnavailable(f"Redis failed: {exc!r}") from exc
-        self.breaker.record_success()
-        return result
-
-    def failed(self) -> None:
-        self.breaker.record_failure()
-
-    def succeeded(self) -> None:
-        self.breaker.record_success()
 
 
 class FormKeyBuilder(DefaultKeyBuilder):
@@ -92,13 +50,6 @@ class FormKeyBuilder(DefaultKeyBuilder):
         built = super().build(key, part)
         head = self.prefix + self.separator
         return f"{head}{tag_of(key.user_id)}{self.separator}{built[len(head) :]}"
-
-
-class Form(NamedTuple):
-    """A user's form as one update sees it: the step and the data."""
-
-    state: str | None
-    data: dict[str, Any]
 
 
 # The forms read during the current update, by key: set per update by
@@ -132,11 +83,16 @@ class GuardedStorage(BaseStorage):
 
     With Redis, a form costs one round trip to read (its step and data keys,
     aiogram's layout, in one MGET, remembered for the update: `FormScope`)
-    and one to write both (`write`: MULTI/EXEC)."""
+    and one to write both (`write`: MULTI/EXEC). With `owned` (one process
+    gets every update), none to read a form this process read or wrote
+    before, and one to write it if unchanged meanwhile (`OwnedForms`)."""
 
-    def __init__(self, storage: BaseStorage, guard: RedisGuard) -> None:
+    def __init__(
+        self, storage: BaseStorage, guard: RedisGuard, owned: OwnedForms | None = None
+    ) -> None:
         self.storage = storage
         self.guard = guard
+        self.owned = owned
 
     async def get_state(self, key: StorageKey) -> str | None:
         return (await self.read(key)).state
@@ -147,20 +103,25 @@ class GuardedStorage(BaseStorage):
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         await self._write(key, self.storage.set_state(key, state))
+        if self.owned is not None:
+            self.owned.wrote(key, state=_state_name(state))
         known = self._known(key)
         if known is not None:
             self.remember(key, Form(_state_name(state), known.data))
 
     async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
         await self._write(key, self.storage.set_data(key, data))
+        if self.owned is not None:
+            self.owned.wrote(key, data=copy.deepcopy(dict(data)))
         known = self._known(key)
         if known is not None:
             self.remember(key, Form(known.state, copy.deepcopy(dict(data))))
 
     async def read(self, key: StorageKey) -> Form:
         """The form's step and data: remembered for the update after the first read."""
-        known = self._known(key)
+        known = self._known(key) or (self.owned.get(key) if self.owned else None)
         if known is not None:
+            self.remember(key, known)
             return known
         form = await self.guard.call(self._fetch(key))
         self.remember(key, form)
@@ -168,8 +129,20 @@ class GuardedStorage(BaseStorage):
 
     async def write(self, key: StorageKey, state: StateType, data: Mapping[str, Any]) -> None:
         """Set `state` and `data` together: with Redis, in one MULTI/EXEC (aiogram's
-        own writes, queued on a transaction), so a failure leaves both as they were."""
+        own writes, queued on a transaction), so a failure leaves both as they were;
+        a form this process owns, in one script if unchanged (`OwnedForms.write`)."""
         storage = self.storage
+        form = Form(_state_name(state), copy.deepcopy(dict(data)))
+        keys = self.form_keys(key)
+        if self.owned is not None and keys is not None:
+            written = self.owned.encode(form.state, form.data)
+            done = await self._write(key, self.owned.write(keys, key, form, written))
+            if done is False:
+                self._forget_known(key)
+                raise FormMoved(f"{key.user_id}'s form was changed elsewhere: nothing written")
+            if done:
+                self.remember(key, form)
+                return
         if isinstance(storage, RedisStorage):
 
             async def both() -> None:
@@ -184,7 +157,9 @@ class GuardedStorage(BaseStorage):
         else:
             await self._write(key, storage.set_data(key, dict(data)))
             await self._write(key, storage.set_state(key, state))
-        self.remember(key, Form(_state_name(state), copy.deepcopy(dict(data))))
+        if self.owned is not None:
+            self.owned.keep(key, form, self.owned.encode(form.state, form.data))
+        self.remember(key, form)
 
     def form_keys(self, key: StorageKey) -> tuple[str, str] | None:
         """The Redis keys of the form's step and data (None: not in Redis)."""
@@ -217,17 +192,26 @@ class GuardedStorage(BaseStorage):
             return Form(await self.storage.get_state(key), await self.storage.get_data(key))
         assert isinstance(self.storage, RedisStorage)
         state, data = await self.storage.redis.mget(keys)
-        return self.decode(state, data)
+        form = self.decode(state, data)
+        if self.owned is not None and state is None and data is None:
+            # no form (nothing to expire); one in Redis is kept once written
+            self.owned.keep(key, form, (state, data))
+        return form
 
-    async def _write(self, key: StorageKey, operation: Awaitable[None]) -> None:
+    async def _write(self, key: StorageKey, operation: Awaitable[T]) -> T:
         try:
-            await self.guard.call(operation)
+            return await self.guard.call(operation)
         except StateUnavailable:
             # written or not: read again if asked
-            forms = _forms.get()
-            if forms is not None:
-                forms.pop(key, None)
+            self._forget_known(key)
+            if self.owned is not None:
+                self.owned.forget(key)
             raise
+
+    def _forget_known(self, key: StorageKey) -> None:
+        forms = _forms.get()
+        if forms is not None:
+            forms.pop(key, None)
 
     async def close(self) -> None:
         storage = self.storage

@@ -22,10 +22,10 @@ from bot.services.users import Profile
 from bot.services.views import UserView
 from bot.services.wallets import DepositProvider
 from bot.telegram.freshness import DealVersions
-from bot.telegram.fsm import StateUnavailable, StateUnread
 from bot.telegram.i18n import _
 from bot.telegram.keyboards import Signer
 from bot.telegram.notices import NoticeSender
+from bot.telegram.redis_guard import StateUnavailable, StateUnread
 from cache.snapshots import UserSnapshot
 from cache.store import SnapshotCache
 

@@ -25,8 +25,9 @@ pytestmark = ON_ONE_REDIS_AND_A_CLUSTER
 # (one process, replicas): per update, after the user's snapshot is in L1
 # (their release, after the update and off its path, is counted by none)
 READ_ONLY_PRESS = (0, 1)  # replicas: the update's lease and user's lock
-TYPED_COMMAND = (1, 1)  # the form's step read (with the lease and lock, in replicas)
-WIZARD_STEP = (2, 2)  # + the form's step and data written together
+# a typed message's step: kept by the one process; replicas read it with the lease
+TYPED_COMMAND = (0, 1)
+WIZARD_STEP = (1, 2)  # + the form's step and data written together (if unchanged)
 
 
 @pytest.fixture(params=[False, True], ids=["one-process", "replicas"])
@@ -103,7 +104,7 @@ async def test_round_trips_per_update(app: App, monkeypatch: pytest.MonkeyPatch)
     assert await counted(alice.send("/start")) == TYPED_COMMAND[which]
     steps = await wizard(counted, alice, "@bob_rt")
     # /new reads the step and opens the form; each step after reads the form
-    # (step and data at once) and moves it on in one write
+    # (step and data at once: kept by the one process) and moves it on in one write
     assert steps == [WIZARD_STEP[which]] * 6
     assert "A used road bike" in alice.last.text
 

@@ -21,8 +21,8 @@ from aiogram.types import ErrorEvent, InlineKeyboardMarkup
 from bot.services.errors import EscrowError
 from bot.services.money import Currencies
 from bot.telegram import keyboards, texts
-from bot.telegram.fsm import StateUnavailable, StateUnread
 from bot.telegram.i18n import N_, _
+from bot.telegram.redis_guard import StateUnavailable, StateUnread
 from bot.telegram.refusals import refusal_text
 from bot.telegram.resolutions import refusal_keyboard
 
