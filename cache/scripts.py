@@ -12,6 +12,8 @@ many replicas ask at the same moment.
 
 Update leases (webhook mode): an update's lease and its user's lock taken in
 one round trip, the user's form read with them, and both given back in one.
+
+A form's compare-and-set, for the one process that keeps its users' forms.
 """
 
 from __future__ import annotations
@@ -255,3 +257,24 @@ class UpdateLeaseScripts:
 
     async def renew(self, keys: list[str], token: bytes, lease_ms: int) -> int:
         return int(await self._renew(keys=keys, args=(token, lease_ms)))
+
+
+# A form written only over what its writer last saw (bot/telegram/owned_forms.py).
+# KEYS: the form's step and data keys. ARGV: the step and data this process
+# last saw ('' for none), the new ones ('' deletes, as aiogram's storage
+# does), their TTLs in seconds (0: none). Returns 1 (written) or 0 (changed
+# elsewhere).
+FORM_CAS_SCRIPT = """
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1]
+    or (redis.call('GET', KEYS[2]) or '') ~= ARGV[2] then
+  return 0
+end
+local function put(key, value, ttl)
+  if value == '' then redis.call('DEL', key)
+  elseif ttl == '0' then redis.call('SET', key, value)
+  else redis.call('SET', key, value, 'EX', ttl) end
+end
+put(KEYS[1], ARGV[3], ARGV[5])
+put(KEYS[2], ARGV[4], ARGV[6])
+return 1
+"""

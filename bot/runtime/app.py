@@ -14,7 +14,6 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.base import BaseSession
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
-from aiogram.fsm.storage.redis import RedisStorage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import Config
@@ -27,11 +26,12 @@ from bot.runtime.in_flight import InFlight
 from bot.runtime.notifier import Outbox
 from bot.runtime.standby import wire_standby
 from bot.runtime.update_metrics import BotApiMetrics, RouteName, UpdateMetrics
+from bot.runtime.user_lock import forms_in_redis
 from bot.services import ServiceContext, Services
 from bot.services.wallets import AdminCreditsOnly, DemoDepositProvider, DepositProvider
 from bot.telegram import texts
 from bot.telegram.freshness import DealVersions
-from bot.telegram.fsm import FormKeyBuilder, FormScope, GuardedStorage
+from bot.telegram.fsm import FormScope
 from bot.telegram.handlers import build_router
 from bot.telegram.i18n import install_i18n, set_command_menus
 from bot.telegram.keyboards import Signer
@@ -43,9 +43,7 @@ from bot.telegram.middlewares import (
     SnapshotMiddleware,
     SnapshotSource,
 )
-from bot.telegram.owned_forms import OwnedForms
 from bot.telegram.redis_guard import RedisGuard
-from cache.client import build_redis
 from cache.keys import CacheKeys
 from cache.replica import CacheReplica
 from db import Database
@@ -171,18 +169,9 @@ async def build_app(
     # Form state, the user's lock and the update dedup share one breaker: a
     # failing Redis is skipped by all three for `breaker_open_seconds`.
     guard = RedisGuard(config.cache.breaker_open_seconds)
-    key_builder = FormKeyBuilder(prefix=CacheKeys(config.cache.key_prefix).forms)
     isolation: BaseEventIsolation = ProcessEventIsolation()
     if storage is None:
-        redis, day = build_redis(config.redis, config.cache), 24 * 3600
-        redis_forms = RedisStorage(redis, key_builder, day, day)
-        # one process gets every update: it keeps its users' forms (not replicas)
-        owned = None if replicas else OwnedForms(redis_forms)
-        forms = GuardedStorage(redis_forms, guard, owned)
-        storage = forms
-        if replicas:  # the user's lock reads their form with it
-            lease = config.runtime.lease_seconds
-            isolation = RedisUserLock(redis, key_builder, lease, guard, forms)
+        storage, isolation = forms_in_redis(config, guard, replicas)
     deposits = deposits or deposit_provider(config, services, outbox)
     payouts = payout_provider(deposits, services, outbox)
     dispatcher = Dispatcher(

@@ -1,6 +1,7 @@
-"""One user's updates one at a time across replicas: their lock in Redis
+"""One user's updates one at a time: across replicas, their lock in Redis
 (`RedisUserLock`), taken by `UpdateDedup` (bot/runtime/coordination.py) with
-the update's lease in webhook mode."""
+the update's lease in webhook mode; in one process, the process's lock, and
+the process keeps its users' forms (`forms_in_redis`)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
 from aiogram.fsm.storage.base import BaseEventIsolation, KeyBuilder, StorageKey
+from aiogram.fsm.storage.redis import RedisStorage
 from redis.asyncio import Redis
 
+from bot.config import Config
 from bot.runtime.leases import Lease, TokenLock, UpdateLease
-from bot.telegram.fsm import GuardedStorage
+from bot.telegram.fsm import FormKeyBuilder, GuardedStorage
 from bot.telegram.middlewares import ProcessEventIsolation
+from bot.telegram.owned_forms import OwnedForms
 from bot.telegram.redis_guard import RedisGuard
-from cache.client import REDIS_ERRORS
+from cache.client import REDIS_ERRORS, build_redis
+from cache.keys import CacheKeys
 
 log = logging.getLogger(__name__)
 
@@ -105,3 +110,19 @@ class RedisUserLock(BaseEventIsolation):
 
     async def close(self) -> None:
         await self.process.close()
+
+
+def forms_in_redis(
+    config: Config, guard: RedisGuard, replicas: bool
+) -> tuple[GuardedStorage, BaseEventIsolation]:
+    """Forms in Redis, and what orders one user's updates: this process's lock
+    (which gets every update, and keeps its users' forms), or with replicas
+    the user's Redis lock, which reads their form with it."""
+    redis, day = build_redis(config.redis, config.cache), 24 * 3600
+    key_builder = FormKeyBuilder(prefix=CacheKeys(config.cache.key_prefix).forms)
+    in_redis = RedisStorage(redis, key_builder, day, day)
+    if not replicas:
+        return GuardedStorage(in_redis, guard, OwnedForms(in_redis)), ProcessEventIsolation()
+    forms = GuardedStorage(in_redis, guard)
+    lease = config.runtime.lease_seconds
+    return forms, RedisUserLock(redis, key_builder, lease, guard, forms)

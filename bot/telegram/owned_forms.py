@@ -3,9 +3,9 @@
 In polling and local mode one process receives every update (a second
 poller gets Telegram's 409), so the form it last wrote for a user is
 still that user's form when their next message comes: a wizard step reads it
-from memory and costs only its write. The write is conditional (`FORM_CAS`,
-one script, the round trip the MULTI it replaces cost): Redis must still hold
-what this process last saw. If it does not, because another process served
+from memory and costs only its write. The write is conditional (one script,
+`cache.scripts.FORM_CAS_SCRIPT`, the round trip the MULTI it replaces cost):
+Redis must still hold what this process last wrote. If it does not, because another process served
 the user meanwhile (two instances overlapping during a deploy) or Redis lost
 or restored its keys, nothing is written, the process forgets its copy and
 the update is refused as unread (`fsm.FormMoved`): the user sends it again and
@@ -33,6 +33,8 @@ from typing import Any, NamedTuple
 from aiogram.fsm.storage.base import StorageKey
 from aiogram.fsm.storage.redis import RedisStorage
 
+from cache.scripts import FORM_CAS_SCRIPT
+
 
 class Form(NamedTuple):
     """A user's form as one update sees it: the step and the data."""
@@ -43,25 +45,6 @@ class Form(NamedTuple):
 
 # What Redis holds for a form: its step's and its data's values (None: no key).
 Raw = tuple[bytes | None, bytes | None]
-
-# KEYS: the form's step and data keys. ARGV: the step and data this process
-# last saw ('' for none), the new ones ('' deletes, as aiogram's storage
-# does), their TTLs in seconds (0: none). Returns 1 (written) or 0 (changed
-# elsewhere).
-FORM_CAS = """
-if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1]
-    or (redis.call('GET', KEYS[2]) or '') ~= ARGV[2] then
-  return 0
-end
-local function put(key, value, ttl)
-  if value == '' then redis.call('DEL', key)
-  elseif ttl == '0' then redis.call('SET', key, value)
-  else redis.call('SET', key, value, 'EX', ttl) end
-end
-put(KEYS[1], ARGV[3], ARGV[5])
-put(KEYS[2], ARGV[4], ARGV[6])
-return 1
-"""
 
 
 @dataclass(slots=True)
@@ -85,7 +68,7 @@ class OwnedForms:
         self._clock = clock
         self._ttl = float(_seconds(storage.state_ttl) or 0) or float("inf")
         self._copies: OrderedDict[StorageKey, Owned] = OrderedDict()
-        self._cas = storage.redis.register_script(FORM_CAS)
+        self._cas = storage.redis.register_script(FORM_CAS_SCRIPT)
         self.moved = 0  # writes refused: the form had changed elsewhere
 
     def get(self, key: StorageKey) -> Form | None:

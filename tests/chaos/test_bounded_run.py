@@ -412,11 +412,14 @@ async def test_a_bounded_run_with_faults_keeps_every_promise(config: Config, tmp
     deliveries = telegram.deliveries
     handled, errors = handled_counts([p.log for p in replicas.running])
     for update_id, delivery in deliveries.items():
-        # A POST cut by a SIGKILL leaves no record of what the killed replica did
-        # (it may have finished): 0 is allowed then, and a loss shows as a person
-        # who never saw the update's screen (stuck, naming the update).
+        # A POST cut by a SIGKILL may leave no record of what the killed replica
+        # did (it may have finished): 0 is allowed then, and a loss shows as a
+        # person who never saw the update's screen (stuck, naming the update).
+        # Or the killed replica finished it and died before its "done" mark
+        # landed (written after the update, off its path): the redelivery is
+        # handled again, guarded like any redelivery (docs/cache.md).
         cut = any(s.endswith("Error") for s in delivery.statuses)
-        allowed = {0, 1} if cut else {1}
+        allowed = {0, 1, 2} if cut else {1}
         # While Redis restarts or is flushed (and its breaker stays open after),
         # the dedup can't tell a redelivery: handled again, guarded in Postgres.
         if faults.redis_impaired(delivery.first_at, delivery.last_at, REDIS_AFTER):
