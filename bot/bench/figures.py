@@ -68,6 +68,8 @@ def class_figures(s: Samples, rows: list[int]) -> dict[str, Any]:
         "response_from_arrival_ms": dist(response),
         "sql": _mean_max([s.sql[i] for i in rows]),
         "redis": _mean_max([s.redis[i] for i in rows]),
+        # how many updates ran each count of round trips
+        "redis_counts": _counts([s.redis[i] for i in rows]),
         "redis_commands": _mean_max([s.redis_commands[i] for i in rows]),
         "redis_bytes_out": _mean_max([s.redis_out[i] for i in rows]),
         "redis_bytes_in": _mean_max([s.redis_in[i] for i in rows]),
