@@ -66,16 +66,17 @@ FROM unnest(CAST(:currencies AS varchar[])) AS c(currency)
 
 # The same on a primary and every standby made from it (a base backup).
 SYSTEM_IDENTIFIER = text("SELECT system_identifier FROM pg_control_system()")
-# Where the primary's WAL ends now, as a number of bytes: every commit that
-# finished before this was sent lies before it (asynchronous ones included,
-# which the flush position would miss). When nothing has been written to the
-# current page yet, the insert position points past the page's header (40
-# bytes on a segment's first page, 24 on the others), where no record ends and
-# so no standby of an idle primary ever reports having replayed: such a
-# position is taken back to the page's start, where the last record ended.
+# How far the primary's WAL is flushed now, as a number of bytes: every commit
+# that finished before this was sent lies before it, since a commit returns
+# once its record is flushed (synchronous_commit on, Postgres's default; the
+# bot never turns it off). Not the insert position: a record inserted but not
+# yet flushed (the background writer's, say) may stay so on an idle primary,
+# and no standby would ever be seen to replay it. A position just past a page
+# header (40 bytes on a segment's first page, 24 on the others), where no
+# record ends, is taken back to the page's start, where the last record ended.
 PRIMARY_WAL_POSITION = text("""
 SELECT CASE WHEN p % segment = 40 THEN p - 40 WHEN p % block = 24 THEN p - 24 ELSE p END
-FROM (SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn AS p,
+FROM (SELECT pg_current_wal_flush_lsn() - '0/0'::pg_lsn AS p,
              current_setting('wal_block_size')::int AS block,
              (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size') AS segment
      ) AS wal

@@ -195,6 +195,8 @@ async def test_a_user_lock_that_could_not_be_released_frees_the_user_within_the_
     assert isinstance(isolation, RedisUserLock)
     user = person(app)
     await user.send("/start")
+    assert app.update_dedup is not None
+    await app.update_dedup.settled()  # its lease given back (after it) first
 
     release = UpdateLeaseScripts.release
 
@@ -205,6 +207,7 @@ async def test_a_user_lock_that_could_not_be_released_frees_the_user_within_the_
     monkeypatch.setattr(UpdateLeaseScripts, "release", lost)
     first = await user.send("/help")
     assert first.methods == ["sendMessage"]  # the update itself went through
+    await app.update_dedup.settled()
     key = StorageKey(bot_id=app.bot.id, chat_id=user.id, user_id=user.id)
     assert await app.cache.cache.redis.exists(isolation.key_builder.build(key, "lock"))
 
