@@ -44,7 +44,9 @@ class PostgresSnapshotLoader:
         if self._standby is None:
             rows = await self._on_primary(read)
         else:
-            rows = await self._standby.read(read, telegram_id, self._on_primary)
+            # a user the standby has not got yet (made by a commit no update of
+            # theirs marked) is looked for on the primary, never read as unknown
+            rows = await self._standby.read(read, telegram_id, self._on_primary, retry_empty=True)
         return snapshot_from_rows(rows)
 
     async def _on_primary(self, read: Work[list[Row[Any]]]) -> list[Row[Any]]:

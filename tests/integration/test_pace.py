@@ -101,6 +101,21 @@ async def test_creates_at_once_are_counted_one_after_the_other(services, databas
     assert len(await deals_of(database, alice)) == 3
 
 
+@pytest.mark.parametrize("escrow_settings", [paced(deals_per_hour=3)])
+async def test_a_limit_that_is_off_counts_no_deal_committed_after_the_create_began(
+    services, database
+):
+    """Creates at once wait for the creator's row: the one waiting began
+    before the deal it then sees was made, so that deal's created_at is later
+    than its now(). The strangers' limit is off and must stay so."""
+    alice = await services.user("alice")
+    bob = await services.user("bob")
+    await open_deal(services, alice, bob.telegram_id)
+    await age(database, alice, timedelta(seconds=-5))  # as if made after now()
+    await open_deal(services, alice, bob.telegram_id)
+    assert len(await deals_of(database, alice)) == 2
+
+
 @pytest.mark.parametrize("escrow_settings", [paced(deals_per_hour=1)])
 async def test_a_create_made_already_is_found_by_its_key_over_the_limit(services, database):
     alice = await services.user("alice")

@@ -299,6 +299,22 @@ async def test_a_read_url_that_is_no_standby_is_never_read(
         await standby.aclose()
 
 
+async def test_a_user_the_standby_has_not_got_yet_is_loaded_from_the_primary(
+    replicas, standby_pair
+):
+    """Made by a commit no update of theirs marked (here: straight in SQL), a
+    user not replayed yet is looked for on the primary: never read as unknown."""
+    a, _ = replicas
+    await replayed(a.standby)
+    await standby_pair.pause_replay()
+    async with a.db.engine.begin() as conn:
+        await conn.execute(text("INSERT INTO users (telegram_id) VALUES (777000555)"))
+    a.counted()
+    snapshot = await a.loader(777_000_555)
+    assert snapshot is not None and snapshot.telegram_id == 777_000_555
+    assert a.counted() == {("primary", "missing"): 1}
+
+
 async def test_the_standby_of_an_idle_primary_counts_as_caught_up(pg_settings, standby_pair):
     """With nothing written since a WAL switch, the primary's insert position
     points past a page header where no record ends; the standby has still

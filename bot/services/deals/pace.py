@@ -22,7 +22,10 @@ from db.sql.clocks import CREATION_PACE
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-NO_WINDOW = timedelta(0)
+# A limit that is off looks at no deal: a NULL window matches none. (An empty
+# one would still match a deal committed by a transaction that started after
+# this one, whose created_at is later than this transaction's now().)
+NO_WINDOW = None
 
 
 class DealPace(DealSteps):
@@ -46,7 +49,6 @@ class DealPace(DealSteps):
             "creator_id": creator_id,
             "other_id": other_id,
             "addressed": addressed,
-            # a limit that is off looks at an empty window
             "deal_window": HOUR if deals else NO_WINDOW,
             "deal_limit": max(deals, 1),
             "stranger_window": DAY if strangers else NO_WINDOW,
