@@ -84,8 +84,8 @@ class GuardedStorage(BaseStorage):
     With Redis, a form costs one round trip to read (its step and data keys,
     aiogram's layout, in one MGET, remembered for the update: `FormScope`)
     and one to write both (`write`: MULTI/EXEC). With `owned` (one process
-    gets every update), none to read a form this process read or wrote
-    before, and one to write it if unchanged meanwhile (`OwnedForms`)."""
+    gets every update), none to read a form this process wrote before (or
+    found absent), and one to write it if unchanged meanwhile (`OwnedForms`)."""
 
     def __init__(
         self, storage: BaseStorage, guard: RedisGuard, owned: OwnedForms | None = None
