@@ -66,8 +66,12 @@ async def fund(app: App, user: SimulatedUser, amount: int, currency: str = "USDT
 
 @pytest.fixture
 async def replica(app: App, telegram: FakeTelegram) -> AsyncIterator[App]:
-    """A second bot replica on the same Postgres, Redis (FSM included) and Telegram."""
+    """A second bot replica on the same Postgres, Redis (FSM included) and Telegram.
+    Like webhook replicas, neither keeps a copy of a form (bot/telegram/owned_forms.py:
+    only a process that gets every update does); unlike them, no user's lock."""
     other = await build_app(app.config, session=telegram, engine=app.database.engine)
+    for node in (app, other):
+        node.dispatcher.fsm.storage.owned = None
     yield other
     await other.aclose()
 
