@@ -21,7 +21,6 @@ Records land in `array`s (no objects for the garbage collector to walk).
 
 from __future__ import annotations
 
-import asyncio
 from array import array
 
 from aiogram import Bot, Dispatcher
@@ -29,8 +28,9 @@ from aiogram.types import Update
 
 from bot.bench.meters import CURRENT, Rec
 from bot.bench.meters import now as _now
+from bot.ops.metrics import waited
+from bot.runtime.update_metrics import unawaited
 from bot.sim.telegram import BotRequest, FakeTelegram
-from bot.telegram.middlewares import ANSWER_TASK
 
 CLASSES = ("read", "card", "list", "wizard_press", "wizard_msg", "write", "other")
 ROUTES: dict[str, str] = {
@@ -59,25 +59,6 @@ ROUTE_IDS = {name: index for index, name in enumerate(ROUTE_NAMES)}
 # flags of a record
 ERROR, REFILL, PRESS, FALLBACK, WRITER = 1, 2, 4, 8, 16
 UNEXPECTED_PREFIX = "😕"
-
-
-def _unawaited() -> bool:
-    """The request comes from a press's answer task, which nothing awaits."""
-    task = asyncio.current_task()
-    return task is not None and task.get_name().startswith(f"{ANSWER_TASK} ")
-
-
-def waited(intervals: list[tuple[int, int]]) -> int:
-    """How long at least one of `intervals` was open: round trips awaited side
-    by side hold the update up once, not twice."""
-    total = 0
-    reach = 0
-    for start, end in sorted(intervals):
-        start = max(start, reach)
-        if end > start:
-            total += end - start
-            reach = end
-    return total
 
 
 class Samples:
@@ -142,7 +123,7 @@ class Harness:
 
     def _answered(self, request: BotRequest) -> None:
         rec = CURRENT.get()
-        if rec is not None and request.waited_ns and not _unawaited():
+        if rec is not None and request.waited_ns and not unawaited():
             rec.waits.append((request.sent_ns, request.sent_ns + request.waited_ns))
 
     def user_changed(self, telegram_id: int) -> None:

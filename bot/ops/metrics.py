@@ -38,6 +38,8 @@ class UpdateRecord:
     sql: int = 0
     redis: list[int] = field(default_factory=lambda: [0])
     answered_ns: int | None = None
+    waits: list[tuple[int, int]] = field(default_factory=list)
+    """Each Bot API round trip the update waited on: (sent, replied), ns."""
 
 
 current: ContextVar[UpdateRecord | None] = ContextVar("update_record", default=None)
@@ -50,6 +52,13 @@ class Metrics:
         self.update_seconds = Histogram(
             "escrow_update_seconds",
             "Update handling time, from the dispatcher in to done",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.server_seconds = Histogram(
+            "escrow_update_server_seconds",
+            "Update handling time less the Bot API round trips it waited on",
             ["route"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
@@ -120,21 +129,24 @@ class Metrics:
 
     def finish(self, record: UpdateRecord) -> None:
         took = time.perf_counter_ns() - record.started_ns
+        telegram = waited(record.waits)
         route = record.route
         self.update_seconds.labels(route).observe(took / 1e9)
+        self.server_seconds.labels(route).observe((took - telegram) / 1e9)
         self.sql_per_update.labels(route).observe(record.sql)
         self.redis_per_update.labels(route).observe(record.redis[0])
         if record.answered_ns is not None:
             self.answer_seconds.labels(route).observe(
                 (record.answered_ns - record.started_ns) / 1e9
             )
-        if took >= self.slow_update_ns:
+        if took - telegram >= self.slow_update_ns:  # Telegram's slowness is not the bot's
             log.warning(
                 "slow update",
                 extra={
                     "update": record.update_id,
                     "route": route,
                     "ms": round(took / 1e6, 3),
+                    "telegram_ms": round(telegram / 1e6, 3),
                     "answer_ms": None
                     if record.answered_ns is None
                     else round((record.answered_ns - record.started_ns) / 1e6, 3),
@@ -142,6 +154,19 @@ class Metrics:
                     "redis": record.redis[0],
                 },
             )
+
+
+def waited(intervals: list[tuple[int, int]]) -> int:
+    """How long at least one of `intervals` was open: round trips awaited side
+    by side hold the update up once, not twice."""
+    total = 0
+    reach = 0
+    for start, end in sorted(intervals):
+        start = max(start, reach)
+        if end > start:
+            total += end - start
+            reach = end
+    return total
 
 
 def _count_statement(*args: Any) -> None:

@@ -4,6 +4,7 @@ answered and which Bot API calls failed (`bot.ops.metrics` holds the figures).""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,6 +20,7 @@ from aiogram.methods.base import TelegramType
 from aiogram.types import TelegramObject, Update
 
 from bot.ops.metrics import Metrics, UpdateRecord, current
+from bot.telegram.middlewares import ANSWER_TASK
 from cache.client import round_trips
 
 
@@ -75,10 +77,11 @@ class BotApiMetrics(BaseRequestMiddleware):
         bot: Bot,
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
-        if isinstance(method, AnswerCallbackQuery):
-            record = current.get()
-            if record is not None and record.answered_ns is None:
-                record.answered_ns = time.perf_counter_ns()
+        record = current.get()
+        sent = time.perf_counter_ns()
+        answer = isinstance(method, AnswerCallbackQuery)
+        if answer and record is not None and record.answered_ns is None:
+            record.answered_ns = sent
         try:
             return await make_request(bot, method)
         except TelegramRetryAfter:
@@ -87,3 +90,13 @@ class BotApiMetrics(BaseRequestMiddleware):
         except TelegramAPIError as exc:
             self.metrics.telegram_errors.labels(method.__api_method__, type(exc).__name__).inc()
             raise
+        finally:
+            if record is not None and not unawaited():
+                record.waits.append((sent, time.perf_counter_ns()))
+
+
+def unawaited() -> bool:
+    """The request comes from a press's answer task, which nothing of the
+    update awaits: its round trip is not the update's wait."""
+    task = asyncio.current_task()
+    return task is not None and task.get_name().startswith(f"{ANSWER_TASK} ")

@@ -71,3 +71,27 @@ async def test_a_slow_update_is_logged_with_its_route_and_counts(app, people, ca
     assert [r.route for r in slow] == ["start", "help_button"]
     assert slow[0].sql >= 3 and slow[1].sql == 0 and slow[1].redis == 0
     assert slow[1].answer_ms is not None and slow[1].answer_ms <= slow[1].ms
+
+
+async def test_telegram_round_trips_do_not_make_an_update_slow(
+    app, people, telegram, side_server, caplog
+):
+    # the threshold is the bot's own time: with every Bot API request taking
+    # 60 ms, a 50 ms threshold flags nothing, and the round trip is reported
+    alice = people("Alice", "alice_far")
+    await alice.send("/start")
+    telegram.latency = 0.06
+    with caplog.at_level(logging.WARNING, logger="bot.updates"):
+        await alice.press("❓ Help")  # its edit awaited: 60 ms; its answer not
+        assert not [r for r in caplog.records if r.getMessage() == "slow update"]
+        app.metrics.slow_update_ns = 0
+        await alice.press("« Menu")
+    (slow,) = [r for r in caplog.records if r.getMessage() == "slow update"]
+    assert slow.route == "menu"
+    assert 60 <= slow.telegram_ms <= slow.ms
+    assert slow.ms - slow.telegram_ms < 50  # what the bot itself spent
+    async with aiohttp.ClientSession() as http:
+        scrape = await (await http.get(f"{side_server}/metrics")).text()
+    server = value(scrape, 'escrow_update_server_seconds_sum{route="help_button"}')
+    whole = value(scrape, 'escrow_update_seconds_sum{route="help_button"}')
+    assert whole >= 0.06 and server < 0.05
