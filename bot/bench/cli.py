@@ -77,6 +77,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default="var/bench/latency.png", help="PNG path ('' for none)")
     p.add_argument("--markdown", type=Path, help="also write the tables as markdown")
     p.add_argument("--check", action="store_true", help="exit 1 if the JSON fails validation")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample each measured window with py-spy: where the CPU went (stacks beside --json)",
+    )
     return p
 
 
@@ -99,6 +104,7 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
         "rtt_ms": args.rtt_ms,
         "modes": modes,
         "database": args.database,
+        "profile": str(args.json.parent) if args.profile else None,
     }
 
 
@@ -171,6 +177,7 @@ async def _run(
         replica_rate=opts["replica_rate"],
         rtt_ms=opts.get("rtt_ms", 40.0),
         cluster=topology[1] if topology is not None else None,
+        profile=Path(opts["profile"]) if opts.get("profile") else None,
     )
     result: dict[str, Any] = {
         "version": 1,

@@ -199,3 +199,11 @@ def cache_figures(before: dict[str, Any], after: dict[str, Any]) -> dict[str, An
         "hit_ratio": round((d["l1_hits"] + d["l2_hits"]) / gets, 5) if gets else None,
         "counters": d,
     }
+
+
+def curves(s: Samples) -> dict[str, list[float]]:
+    """Every update's server time and every press's answer from arrival, ms (the plot's)."""
+    return {
+        "server": [(s.end[i] - s.t0[i] - s.telegram_wait[i]) / 1e6 for i in range(len(s))],
+        "tta": [(s.answer[i] - s.sched[i]) / 1e6 for i in range(len(s)) if s.answer[i]],
+    }

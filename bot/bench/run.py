@@ -8,16 +8,18 @@ import gc
 import time
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from bot.bench import data as bench_data
 from bot.bench.arrivals import closed_loop, open_loop, replay, trader_count, workload_of
-from bot.bench.figures import cache_figures, dist, mode_figures
+from bot.bench.figures import cache_figures, curves, dist, mode_figures
 from bot.bench.harness import Harness
 from bot.bench.meters import count_sql
 from bot.bench.modes import Built, Mode, build, hot_query_times
+from bot.bench.profile import Profile
 from bot.bench.replica import Heard, ReplicaProcess, mode_prefix, split, start_replica
 from bot.bench.servers import ServerTally, server_figures
 from bot.bench.watch import GcWatch, LogTally, gc_figures
@@ -49,6 +51,7 @@ class Plan:
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     cluster: Config | None = None  # the `cluster` mode's: a Redis Cluster, a primary and standby
     logs: LogTally = field(default_factory=LogTally)
+    profile: Path | None = None  # where py-spy's stacks of each measured window go
 
 
 def round_trip(plan: Plan, mode: Mode) -> RoundTrip | None:
@@ -192,9 +195,14 @@ async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str
             settings, *((app.cache.cache.redis, app.database.standby) if app else ())
         )
         servers = await tally.read()
+        profile = Profile(plan.profile / f"profile-{mode.name}.txt") if plan.profile else None
+        if profile is not None:
+            await profile.start()
         with GcWatch() as watch:
             sent = await drive(plan.seconds, warmup=False)
         harness.measuring = False
+        if profile is not None:
+            extra["profile"] = await profile.stop(len(harness.samples))
         servers = server_figures(
             servers, await tally.read(), len(harness.samples), harness.samples.writes()
         )
@@ -241,7 +249,7 @@ async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str
                     figures["throughput_both"] = round(
                         figures["throughput"] + result["figures"]["throughput"], 1
                     )
-        plan.curves[mode.name] = _curves(harness)
+        plan.curves[mode.name] = curves(harness.samples)
         return figures
     finally:
         phase.harness = None
@@ -255,14 +263,6 @@ async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str
         if mode.drop_indexes:
             phase.set(mode.name, "rebuilding indexes")
             await bench_data.restore_indexes(settings)
-
-
-def _curves(harness: Harness) -> dict[str, list[float]]:
-    s = harness.samples
-    return {
-        "server": [(s.end[i] - s.t0[i] - s.telegram_wait[i]) / 1e6 for i in range(len(s))],
-        "tta": [(s.answer[i] - s.sched[i]) / 1e6 for i in range(len(s)) if s.answer[i]],
-    }
 
 
 def _rate(plan: Plan, mode: Mode) -> float:
