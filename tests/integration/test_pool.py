@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from bot.config import Config
 from db.engine import DatabaseSettings, build_engine
@@ -46,5 +46,31 @@ async def test_a_full_load_opens_no_connection_after_the_first(
         # later bursts: not one connection opened (with overflow, each burst
         # would open and close max_overflow of them)
         assert len(opened) == first
+    finally:
+        await engine.dispose()
+
+
+async def test_updates_one_after_another_reuse_the_connection_last_given_back(
+    pg_settings: DatabaseSettings,
+):
+    # After a burst opened several connections, a quieter load keeps to the
+    # most recently used one (whose statements are prepared and types known)
+    # instead of going round all of them, each preparing everything again.
+    engine = build_engine(msgspec.structs.replace(pg_settings, pool_size=4, max_overflow=0))
+    gate = asyncio.Event()
+
+    async def backend(wait: bool) -> int:
+        async with engine.connect() as conn:
+            if wait:
+                await gate.wait()
+            return (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+
+    try:
+        burst = [asyncio.create_task(backend(True)) for _ in range(4)]
+        await asyncio.sleep(0.1)
+        gate.set()
+        assert len(set(await asyncio.gather(*burst))) == 4
+        one_after_another = [await backend(False) for _ in range(8)]
+        assert len(set(one_after_another)) == 1
     finally:
         await engine.dispose()
