@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bot.bench.bounds import Figures, bound
+
 
 def _at(node: Any, *path: str) -> Any:
     for key in path:
@@ -140,7 +142,14 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
     out.append(_goal("cross-replica invalidation p99", "≤ 5 ms", delay,
                      delay is not None and delay <= 5, " ms"))  # fmt: skip
     out.append(_webhook_goal(modes))
+    figures = Figures(result)
+    for goal, key in zip(out, KEYS, strict=True):
+        bound(goal, figures, key)
     return out
+
+
+KEYS = ("answer", "read", "write", "wizard_msg", "sql", "transactions", "hot", "ratio",
+        "saturation", "saturation_2", "invalidation", "webhook")  # fmt: skip
 
 
 def _most(counts: dict[str, int] | None) -> tuple[int | None, float]:

@@ -149,3 +149,29 @@ class Profile:
         finally:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
+
+
+def _n(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
+def profile_table(profiled: dict[str, dict[str, Any]]) -> tuple[str, list[str], list[list[str]]]:
+    """µs of the process's busy time per update: whose work, spent in which package."""
+    columns: list[str] = []
+    for p in profiled.values():
+        for key in p["by_owner_and_package"]:
+            if key not in columns:
+                columns.append(key)
+    head = ["mode", "busy µs/upd", *(f"{k} µs/upd" for k in ("product", "harness", "dispatch"))]
+    head += columns[:10]
+    rows = [
+        [name, _n(p["busy_us_per_update"])]
+        + [_n(p["owner_us_per_update"].get(k)) for k in ("product", "harness", "dispatch")]
+        + [_n(p["by_owner_and_package"].get(k)) for k in columns[:10]]
+        for name, p in profiled.items()
+    ]
+    title = (
+        "Where the process's busy time went (py-spy over the measured window; "
+        "whose work/spent in; idle left out), µs per update"
+    )
+    return title, head, rows

@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bot.bench.profile import profile_table
+
 # -- tables ------------------------------------------------------------------------------
 
 
@@ -106,12 +108,23 @@ def tables(result: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
     webhook = modes.get("webhook")
     if normal and webhook:
         out.append(_replicas(normal, webhook))
+    profiled = {name: m["profile"] for name, m in modes.items() if m.get("profile")}
+    if profiled:
+        out.append(profile_table(profiled))
     if result.get("goals"):
         rows = [
-            [g["goal"], g["target"], g["measured"], "yes" if g["met"] else "NO"]
+            [
+                g["goal"],
+                g["target"],
+                g["measured"],
+                "yes" if g["met"] else "NO",
+                g.get("far") or "",
+                g.get("bound") or "",
+            ]
             for g in result["goals"]
         ]
-        out.append(("Goals", ["goal", "target", "measured", "met"], rows))
+        head = ["goal", "target", "measured", "met", "how far", "what bounds it"]
+        out.append(("Goals", head, rows))
     return out
 
 

@@ -103,6 +103,8 @@ def test_every_mode_and_figure_is_there(quick_result: dict):
     assert replication["heard"] > 0 and replication["delay_ms"]["p99"] is not None
     assert quick_result["hot_queries_ms"] and quick_result["modes"]["no_indexes"]["hot_queries_ms"]
     assert {goal["goal"] for goal in quick_result["goals"]} >= {"press answered, p99 from arrival"}
+    # a goal missed says what bounds it, from the run's own figures
+    assert all(goal["bound"] for goal in quick_result["goals"] if not goal["met"])
 
 
 def test_the_cluster_mode_runs_on_a_cluster_and_a_standby_at_the_same_cost_per_update(

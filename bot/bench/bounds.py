@@ -1,0 +1,122 @@
+"""For each goal a run missed: how far it is (measured over target) and what
+bounds it, read from the run's own figures: the CPU per update each process
+and server spent over the window (the servers' counters) and, with
+`--profile`, where the process's busy time went (py-spy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _at(node: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(node, dict) or node.get(key) is None:
+            return None
+        node = node[key]
+    return node
+
+
+def _us(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f} µs"
+
+
+class Figures:
+    """The figures the bounds are read from."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        modes = result["modes"]
+        self.normal = modes.get("normal", {})
+        self.modes = modes
+        self.cpu = _at(self.normal, "servers", "process_cpu_us_per_update")
+        self.floor_cpu = _at(modes, "floor", "servers", "process_cpu_us_per_update")
+        rate = self.normal.get("throughput")
+        self.busy = None if self.cpu is None or not rate else self.cpu * rate / 1e6
+        self.profile = self.normal.get("profile")
+
+    def loop(self) -> str:
+        if self.busy is None:
+            return "the loop's load not measured"
+        return (
+            f"the loop busy {self.busy:.0%} ({_us(self.cpu)} CPU/update, "
+            f"the floor's {_us(self.floor_cpu)}): awaits queue behind other updates"
+        )
+
+    def product(self) -> str:
+        p = self.profile
+        if not p:
+            return "no profile in this run (--profile)"
+        mine = {
+            k.split("/", 1)[1]: v
+            for k, v in p["by_owner_and_package"].items()
+            if k.startswith("product/")
+        }
+        top = ", ".join(f"{k} {v:,.0f}" for k, v in list(mine.items())[:4])
+        owners = p["owner_us_per_update"]
+        return (
+            f"the product's work {_us(owners.get('product'))}/update ({top}) "
+            f"beside the harness's {_us(owners.get('harness'))} and dispatch's "
+            f"{_us(owners.get('dispatch'))}"
+        )
+
+
+def _far(measured: float | None, target: float, *, above: bool = True) -> str | None:
+    if measured is None or not target:
+        return None
+    return f"{measured / target:.1f}×" if above else f"{target / measured:.1f}× short"
+
+
+def bound(goal: dict[str, Any], f: Figures, key: str) -> None:
+    """Fill `far` and `bound` of a missed goal (`key` names which)."""
+    if goal["met"]:
+        return
+    if goal["measured"] == "not measured":
+        goal["far"], goal["bound"] = None, "its mode was not run"
+        return
+    n, modes = f.normal, f.modes
+    sat_cpu = _at(modes, "saturation", "servers", "process_cpu_us_per_update")
+    both = _at(modes, "saturation_2", "servers")
+    far: str | None = None
+    why = f.loop()
+    if key == "answer":
+        far = _far(_at(n, "classes", "presses", "tta_from_arrival_ms", "p99"), 2)
+    elif key in ("read", "write", "wizard_msg"):
+        limit = {"read": 2, "write": 5, "wizard_msg": 3}[key]
+        far = _far(_at(n, "classes", key, "server_ms", "p95"), limit)
+        why = f"{why}; {f.product()}" if key == "read" else why
+    elif key == "ratio":
+        far = _far(_at(n, "ratios_to_floor", "read_server_p50"), 1.5)
+        why = f.product()
+    elif key == "saturation" and sat_cpu:
+        far = _far(_at(modes, "saturation", "throughput"), 2000, above=False)
+        why = (
+            f"one core over {_us(sat_cpu)} CPU/update is {1e6 / sat_cpu:,.0f}/s; "
+            f"2,000/s needs ≤ 500 µs for all the process does, the floor's alone "
+            f"{_us(f.floor_cpu)}"
+        )
+    elif key == "saturation_2" and both:
+        far = _far(_at(modes, "saturation_2", "throughput_both"), 2000, above=False)
+        per = sum(both.get(k) or 0 for k in ("process_cpu_us_per_update",
+                                            "redis_cpu_us_per_update",
+                                            "postgres_cpu_us_per_update"))  # fmt: skip
+        why = (
+            f"two processes, Postgres and Redis share two cores: {_us(per)} "
+            f"CPU/update among them, at most {2e6 / per:,.0f}/s"
+            if per
+            else why
+        )
+    elif key == "invalidation":
+        far = _far(_at(modes, "replicas", "replication", "delay_ms", "p99"), 5)
+        why = f"the listener's message waits for the loop: {why}"
+    elif key == "webhook":
+        cpu = _at(modes, "webhook", "servers", "process_cpu_us_per_update")
+        far = _far(
+            _at(modes, "webhook", "classes", "read", "server_ms", "p50")
+            / (_at(n, "classes", "read", "server_ms", "p50") or 1)
+            if _at(modes, "webhook", "classes", "read", "server_ms", "p50")
+            else None,
+            1.3,
+        )
+        why = f"two processes, Postgres and Redis on two cores: {_us(cpu)} CPU/update"
+    elif key == "hot":
+        why = "a job's query, not an update's: up to 500 deals with their views"
+    goal["far"], goal["bound"] = far, why
