@@ -159,6 +159,8 @@ class Metrics:
 def waited(intervals: list[tuple[int, int]]) -> int:
     """How long at least one of `intervals` was open: round trips awaited side
     by side hold the update up once, not twice."""
+    if len(intervals) < 2:  # most updates: no round trip awaited, or one
+        return intervals[0][1] - intervals[0][0] if intervals else 0
     total = 0
     reach = 0
     for start, end in sorted(intervals):
