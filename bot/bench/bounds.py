@@ -44,7 +44,9 @@ class Figures:
     def product(self) -> str:
         p = self.profile
         if not p:
-            return "no profile in this run (--profile)"
+            if self.cpu is None or self.floor_cpu is None:
+                return "no profile in this run (--profile)"
+            return f"{_us(self.cpu - self.floor_cpu)} CPU/update beyond the floor's (where: --profile)"
         mine = {
             k.split("/", 1)[1]: v
             for k, v in p["by_owner_and_package"].items()
