@@ -46,7 +46,8 @@ class Figures:
         if not p:
             if self.cpu is None or self.floor_cpu is None:
                 return "no profile in this run (--profile)"
-            return f"{_us(self.cpu - self.floor_cpu)} CPU/update beyond the floor's (where: --profile)"
+            beyond = _us(self.cpu - self.floor_cpu)
+            return f"{beyond} CPU/update beyond the floor's (where: --profile)"
         mine = {
             k.split("/", 1)[1]: v
             for k, v in p["by_owner_and_package"].items()
