@@ -31,6 +31,7 @@ class Refusal(enum.StrEnum):
     FUNDING_SHORT = "funding_short"  # amount, currency
     HELD_FUNDS_MISSING = "held_funds_missing"
     NOT_OVERDUE = "not_overdue"  # deal, due_at: the delivery deadline has not passed
+    PAST_DEADLINE = "past_deadline"  # deal, due_at: not accepted and funded by its deadline
     # anti-spam: limit, until (when one more is allowed), wait (how long until then)
     TOO_MANY_DEALS = "too_many_deals"
     TOO_MANY_STRANGERS = "too_many_strangers"

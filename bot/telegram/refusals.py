@@ -127,6 +127,10 @@ TEMPLATES: dict[enum.Enum, str] = {
         "Deal {deal} may be delivered until {due_at}: only after that can you cancel it "
         "for a refund."
     ),
+    Refusal.PAST_DEADLINE: N_(
+        "Deal {deal} had to be accepted and funded by {due_at}. That time has passed, so "
+        "it can no longer be accepted or funded. Nothing was changed."
+    ),
     Refusal.TOO_MANY_DEALS: N_(
         "You have opened {limit} deals in the last hour, the most allowed. You can open "
         "the next one at {until} (in {wait})."

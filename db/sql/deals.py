@@ -31,12 +31,14 @@ LEFT JOIN users s ON s.id = d.seller_id"""
 # read from the database (never from the cache) and who made the deal's latest
 # move (a press finding the deal already where it asked to take it learns
 # whether the move was its own), and the parties' standing (nobody takes a deal
-# forward with a blocked party).
+# forward with a blocked party), and whether its deadline to be accepted and
+# funded has passed by the database's clock (the expiry job's).
 WITH_ACTOR = (
     deal_view_sql(
         "escrows",
         ", a.actor_status, a.actor_is_admin, m.last_actor_id,"
-        " b.status AS buyer_status, s.status AS seller_status",
+        " b.status AS buyer_status, s.status AS seller_status,"
+        " coalesce(d.deadline_at <= now(), false) AS past_deadline",
     )
     + """
 LEFT JOIN LATERAL (SELECT status AS actor_status, is_admin AS actor_is_admin

@@ -600,6 +600,39 @@ async def test_expiry_closes_only_overdue_unfunded_deals(services, cast, sql):
     assert (await services.deals.expire_due()).value == []
 
 
+async def test_past_its_deadline_a_deal_is_neither_accepted_nor_funded_before_the_job_runs(
+    services, cast
+):
+    pending = await deal_in(services, cast, DealStatus.PENDING)
+    accepted = await deal_in(services, cast, DealStatus.ACCEPTED)
+    invited = (
+        await services.deals.create(
+            cast.buyer, role="buyer", currency="USDT", amount=PRICE,
+            description="by link", counterparty=None,
+        )
+    ).value  # fmt: skip
+    for deal in (pending, accepted, invited.deal):
+        await past_deadline(services, deal)
+    before = await world(services.ctx.db)
+    said = (
+        r"Deal {code} had to be accepted and funded by .+\. That time has passed, so it "
+        r"can no longer be accepted or funded\. Nothing was changed\."
+    )
+    with refuses(WrongState, said.format(code=pending.code), services.ctx.currencies):
+        await services.deals.accept(cast.seller, pending.code)
+    with refuses(WrongState, said.format(code=accepted.code), services.ctx.currencies):
+        await services.deals.fund(cast.buyer, accepted.code)
+    with refuses(WrongState, said.format(code=invited.deal.code), services.ctx.currencies):
+        await services.deals.accept_invitation(cast.stranger, invited.invitation.code)
+    assert await world(services.ctx.db) == before  # no money held, no status moved
+    # declining or cancelling it is still open; the job closes the rest
+    assert (await services.deals.cancel(cast.buyer, accepted.code)).value.status == (
+        DealStatus.CANCELLED
+    )
+    expired = (await services.deals.expire_due()).value
+    assert {d.code for d in expired} == {pending.code, invited.deal.code}
+
+
 # -- reads -----------------------------------------------------------------------------
 
 

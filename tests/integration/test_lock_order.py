@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from bot.services.errors import EscrowError, InvitationUnavailable
+from bot.services.errors import EscrowError, InvitationUnavailable, Refusal, WrongState
 from db import UnitOfWork
 from tests.conftest import Services
 
@@ -35,9 +35,9 @@ CONSISTENT = {
     ("cancelled", "revoked"),
     ("declined", "declined"),
     ("expired", "expired"),
-    # joined, then the expiry job (started after that commit) expired the deal,
-    # accepted but not funded by its deadline: one after the other, as it should
-    ("expired", "accepted"),
+    # past its deadline, an accept is refused (nothing changed) while the
+    # expiry job skipped the deal its lock held: the job's next run expires it
+    ("pending", "active"),
 }
 
 
@@ -149,7 +149,10 @@ def check(race_outcome: tuple[str, str], results: dict[str, Any], op: str) -> No
             result,
         )
     invitee = results["invitee"]
-    if isinstance(invitee, BaseException):
+    if isinstance(invitee, WrongState):  # accepting a deal past its deadline
+        assert op == "accept" and invitee.code is Refusal.PAST_DEADLINE, invitee
+        assert race_outcome in (("pending", "active"), ("expired", "expired"))
+    elif isinstance(invitee, BaseException):
         assert isinstance(invitee, InvitationUnavailable), invitee
         assert race_outcome[1] in ("revoked", "expired")
     else:

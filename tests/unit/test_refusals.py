@@ -61,6 +61,7 @@ SAMPLES: dict[object, dict[str, object]] = {
     Refusal.FUNDING_SHORT: {"amount": 1_000_01, **MONEY},
     Refusal.HELD_FUNDS_MISSING: {},
     Refusal.NOT_OVERDUE: {"deal": "ABCD2345", "due_at": DUE},
+    Refusal.PAST_DEADLINE: {"deal": "ABCD2345", "due_at": DUE},
     Refusal.TOO_MANY_DEALS: {"limit": 20, "until": DUE, "wait": timedelta(minutes=83)},
     Refusal.TOO_MANY_STRANGERS: {"limit": 20, "until": DUE, "wait": timedelta(seconds=10)},
     Refusal.NOT_COMPLETED: {"deal": "ABCD2345", "status": DealStatus.FUNDED},

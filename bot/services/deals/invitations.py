@@ -61,7 +61,7 @@ class DealInvitations(DealSteps):
             self._check_invitation(invitation, deal, actor, username)
             if locked.actor_status != UserStatus.ACTIVE:
                 raise UserBlocked(Refusal.ACCOUNT_BLOCKED)
-            self._refuse_if_a_party_is_blocked(locked, DealStatus.ACCEPTED)
+            self._refuse_forward(deal, locked, DealStatus.ACCEPTED)
             changed = await self._transition(
                 uow,
                 deal,

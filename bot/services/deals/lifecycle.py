@@ -282,7 +282,7 @@ class DealLifecycle(DealPace):
             role, to_status = rule
             if not has_role(deal, actor.id, role):
                 raise NotAllowed(Refusal.NOT_YOUR_ROLE, role=role, action=action)
-            self._refuse_if_a_party_is_blocked(locked, to_status)
+            self._refuse_forward(deal, locked, to_status)
             changed = await self._transition(
                 uow,
                 deal,

@@ -31,13 +31,7 @@ from bot.services.rules import AFTER_DEADLINE, DESTINATIONS, Action
 from bot.services.views import DealView, deal_view
 from db import UnitOfWork
 from db.events import DealChanged, UserChanged
-from db.models import (
-    DealStatus,
-    LedgerAccount,
-    LedgerKind,
-    NotificationKind,
-    UserStatus,
-)
+from db.models import DealStatus, LedgerAccount, LedgerKind, NotificationKind, UserStatus
 from db.sql.deals import LOCK_DEAL, TRANSITION
 from db.sql.notifications import decode_notices
 from db.sql.users import LOCK_USER_BY_TELEGRAM_ID, USER_BY_TELEGRAM_ID
@@ -63,7 +57,7 @@ FINAL = frozenset(
     }
 )
 # Moves that take a deal forward, which a blocked party stops (guarded in
-# TRANSITION too).
+# TRANSITION too), and which its deadline passed stops (the expiry job's then).
 NEEDS_ACTIVE_PARTIES = frozenset({DealStatus.ACCEPTED, DealStatus.FUNDED})
 
 
@@ -134,14 +128,19 @@ class DealSteps(Service):
             )
 
     @staticmethod
-    def _refuse_if_a_party_is_blocked(locked: Any, to_status: DealStatus) -> None:
-        """NotAllowed if `to_status` takes the deal forward while a party is
-        blocked (their standing read with the lock; the transition checks again)."""
-        if to_status in NEEDS_ACTIVE_PARTIES and UserStatus.BLOCKED in (
-            locked.buyer_status,
-            locked.seller_status,
-        ):
+    def _refuse_forward(deal: DealView, locked: Any, to_status: DealStatus) -> None:
+        """Before a move to `to_status` that takes the deal forward, by what was
+        read with its lock: NotAllowed while a party is blocked (the transition
+        checks again); WrongState once its deadline has passed by the
+        database's clock (the expiry job's deal, even before the job has run)."""
+        if to_status not in NEEDS_ACTIVE_PARTIES:
+            return
+        if UserStatus.BLOCKED in (locked.buyer_status, locked.seller_status):
             raise NotAllowed(Refusal.PARTY_BLOCKED)
+        if locked.past_deadline:
+            raise WrongState(
+                Refusal.PAST_DEADLINE, current=deal, deal=deal.code, due_at=deal.deadline_at
+            )
 
     async def _require_active(self, uow: UnitOfWork, actor: Actor, *, lock: bool = False) -> Any:
         """The actor's row (id, telegram_id, username, status), if active;
