@@ -213,19 +213,23 @@ class UpdateDedup(BaseMiddleware):
         in_flight = self.in_flight.one() if self.in_flight is not None else nullcontext()
         in_flight.__enter__()
 
-        async def release() -> None:
-            try:
-                await lease.release(done=done, done_seconds=self.ttl_seconds)
-            finally:
-                if then is not None:
-                    then()
-                in_flight.__exit__(None, None, None)
+        def released(task: asyncio.Task[None]) -> None:
+            # a callback, not the task's `finally`: it runs even for a task
+            # cancelled before it started (a loop torn down)
+            self._releasing.discard(task)
+            if then is not None:
+                then()
+            in_flight.__exit__(None, None, None)
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                log.warning("update lease %s: not given back (%r)", lease.update, exc)
 
         context = copy_context()
         context.run(round_trips.set, None)
-        task = asyncio.get_running_loop().create_task(release(), context=context)
+        task = asyncio.get_running_loop().create_task(
+            lease.release(done=done, done_seconds=self.ttl_seconds), context=context
+        )
         self._releasing.add(task)
-        task.add_done_callback(self._releasing.discard)
+        task.add_done_callback(released)
 
     async def settled(self) -> None:
         """Until every lease given back after its update has been."""

@@ -5,6 +5,7 @@ user's lock that could not be released frees the user within the lease."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator
@@ -149,6 +150,33 @@ async def test_an_update_is_done_before_its_lease_is_given_back(
     assert await redis.get(key) == DONE
     assert app.in_flight.count == 0
     assert app.dispatcher.fsm.events_isolation.unlocked == 0  # never ran without the lock
+
+
+async def test_a_release_cancelled_before_it_ran_still_lets_a_stop_through(app: App) -> None:
+    """A loop torn down cancels the release task, perhaps before it started:
+    the process lock is still given back and the update no longer counted in
+    flight, so a stop does not wait for it for ever (the lease itself expires
+    in Redis)."""
+    assert app.update_dedup is not None
+    await app.update_dedup.settled()
+
+    class NeverReleased:
+        update = "an update's key"
+
+        async def release(self, **_: object) -> None:
+            await asyncio.Event().wait()
+
+    given_back = []
+    app.update_dedup._release_later(NeverReleased(), True, lambda: given_back.append(1))  # type: ignore[arg-type]
+    assert app.in_flight.count == 1
+    (task,) = app.update_dedup._releasing
+    task.cancel()  # before it ever ran
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0)  # its callbacks
+    assert given_back == [1] and app.in_flight.count == 0
+    async with asyncio.timeout(1):
+        await app.update_dedup.settled()
 
 
 async def test_an_update_that_fails_leaves_no_lease_behind(app: App, redis: Redis) -> None:
