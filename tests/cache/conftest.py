@@ -205,9 +205,12 @@ class ClusterBackend(Backend):
             port=seed,
             client_name=name,
             # its first command reads the slot map and the command table (a
-            # large reply), which a busy machine may take longer than 0.2 s with
+            # large reply), which a busy machine may take longer than 0.2 s with;
+            # a node taken away refuses connects at once, so a connect waits
+            # only on a busy machine (ten clients connecting at once: 0.2 s was
+            # seen to run out)
             socket_timeout=1.0,
-            socket_connect_timeout=0.2,
+            socket_connect_timeout=1.0,
             retry=no_retries(),
         )
         if trips:

@@ -15,6 +15,9 @@ import asyncio
 import contextlib
 import socket
 import struct
+import threading
+from collections.abc import Coroutine
+from typing import Any
 
 
 class TcpProxy:
@@ -111,3 +114,53 @@ class TcpProxy:
             if not self._forgetting:
                 sink.close()
                 self._writers.discard(sink)
+
+
+class ThreadedTcpProxy:
+    """A `TcpProxy` served by an event loop on a thread of its own (one for
+    every such proxy of the session), so a stall of the test's own loop (a
+    garbage collection, a synchronous wait for a standby) does not hold up
+    every byte to and from the Redis behind it: the cluster's nodes are
+    behind these, and a client's 250 ms timeout is the cluster's, not the
+    test loop's. The same interface; `start`, `stop` and `forget` are awaited
+    from the caller's loop."""
+
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self._proxy = TcpProxy(upstream_host, upstream_port)
+
+    @classmethod
+    def _serving(cls) -> asyncio.AbstractEventLoop:
+        if cls._loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="test-proxies", daemon=True).start()
+            cls._loop = loop
+        return cls._loop
+
+    async def _there(self, work: Coroutine[Any, Any, None]) -> None:
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._serving()))
+
+    @property
+    def port(self) -> int:
+        return self._proxy.port
+
+    @port.setter
+    def port(self, value: int) -> None:
+        self._proxy.port = value
+
+    @property
+    def listening(self) -> bool:
+        return self._proxy.listening
+
+    async def start(self) -> None:
+        await self._there(self._proxy.start())
+
+    async def stop(self) -> None:
+        await self._there(self._proxy.stop())
+
+    async def forget(self) -> None:
+        await self._there(self._proxy.forget())
+
+    def blackhole(self) -> None:
+        self._proxy.blackhole()  # a flag the pipes read: takes effect on their next read

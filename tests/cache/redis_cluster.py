@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from tests.cache.proxy import TcpProxy
+from tests.cache.proxy import ThreadedTcpProxy
 from tests.cache.redis_server import free_port
 from tests.conftest import unavailable
 
@@ -40,7 +40,7 @@ class ClusterNode:
         self.directory = directory
         self.port = free_port()
         self.bus_port = free_port()
-        self.proxy = TcpProxy("127.0.0.1", self.port)
+        self.proxy = ThreadedTcpProxy("127.0.0.1", self.port)
         self.proxy.port = free_port()
         self.process: asyncio.subprocess.Process | None = None
 
