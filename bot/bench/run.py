@@ -15,13 +15,13 @@ import msgspec
 
 from bot.bench import data as bench_data
 from bot.bench.arrivals import closed_loop, open_loop, replay, trader_count, workload_of
-from bot.bench.figures import cache_figures, curves, dist, mode_figures
+from bot.bench.figures import cache_figures, curves, mode_figures
 from bot.bench.harness import Harness
 from bot.bench.meters import count_sql
 from bot.bench.modes import Built, Mode, build, hot_query_times
 from bot.bench.profile import Profile
 from bot.bench.replica import Heard, ReplicaProcess, mode_prefix, split, start_replica
-from bot.bench.servers import ServerTally, server_figures
+from bot.bench.servers import ServerTally, second_figures, server_figures
 from bot.bench.watch import GcWatch, LogTally, gc_figures
 from bot.bench.workload import BenchUser, Mix
 from bot.config import Config
@@ -194,7 +194,7 @@ async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str
         tally = ServerTally(
             settings, *((app.cache.cache.redis, app.database.standby) if app else ())
         )
-        servers = await tally.read()
+        before = await tally.read()
         profile = Profile(plan.profile / f"profile-{mode.name}.txt") if plan.profile else None
         if profile is not None:
             await profile.start()
@@ -203,9 +203,8 @@ async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str
         harness.measuring = False
         if profile is not None:
             extra["profile"] = await profile.stop(len(harness.samples))
-        servers = server_figures(
-            servers, await tally.read(), len(harness.samples), harness.samples.writes()
-        )
+        window = (before, await tally.read(), len(harness.samples), harness.samples.writes())
+        servers = server_figures(*window)
         await tally.aclose()
         if harness.trace is not None:
             plan.trace = harness.trace
@@ -234,21 +233,7 @@ async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str
             figures["flow_resets"] = sum(p.resets for p in pairs)
         if replica is not None:
             phase.set(mode.name, "replica")
-            result = await replica.result()
-            delays, lost = heard.delays_ms(result["commits"])
-            figures["replication"] = {
-                "commits": len(result["commits"]),
-                "heard": len(delays),
-                "lost": lost,
-                "errors": result["errors"],
-                "delay_ms": dist(delays),
-            }
-            if "figures" in result:
-                figures["second_process"] = result["figures"]
-                if mode.loop == "closed":  # the processes' throughput together
-                    figures["throughput_both"] = round(
-                        figures["throughput"] + result["figures"]["throughput"], 1
-                    )
+            second_figures(figures, await replica.result(), heard, mode.loop, window)
         plan.curves[mode.name] = curves(harness.samples)
         return figures
     finally:

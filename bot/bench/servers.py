@@ -13,15 +13,19 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from redis.asyncio import Redis, RedisCluster
 
 from bot.bench import data as bench_data
+from bot.bench.figures import dist
 from db.engine import DatabaseSettings
 from db.sql.ops import WAL_AND_COMMITS
 from db.standby import StandbyReads
+
+if TYPE_CHECKING:
+    from bot.bench.replica import Heard
 
 REDIS_STATS = ("total_commands_processed", "total_net_input_bytes", "total_net_output_bytes")
 
@@ -132,3 +136,35 @@ def postgres_cpu_us() -> int | None:
         fields = text[name_end + 2 :].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
     return total * 1_000_000 // ticks
+
+
+def second_figures(
+    figures: dict[str, Any],
+    result: dict[str, Any],
+    heard: Heard,
+    loop: str,
+    window: tuple[dict[str, int], dict[str, int], int, int],
+) -> None:
+    """The second process's part of a mode's figures: the invalidations this
+    one heard of its commits, and, if it served too, its own figures, the
+    two processes' throughput together (closed loop) and the servers'
+    counters per update of both (the process's own CPU stays per its own)."""
+    delays, lost = heard.delays_ms(result["commits"])
+    figures["replication"] = {
+        "commits": len(result["commits"]),
+        "heard": len(delays),
+        "lost": lost,
+        "errors": result["errors"],
+        "delay_ms": dist(delays),
+    }
+    if "figures" not in result:
+        return
+    second = figures["second_process"] = result["figures"]
+    if loop == "closed":
+        figures["throughput_both"] = round(figures["throughput"] + second["throughput"], 1)
+    before, after, updates, writes = window
+    served = updates + second["updates"]
+    both = server_figures(before, after, served, writes + second["classes"]["write"]["count"])
+    both["process_cpu_us_per_update"] = figures["servers"]["process_cpu_us_per_update"]
+    both["served_by_both"] = served
+    figures["servers"] = both

@@ -92,7 +92,13 @@ def test_every_mode_and_figure_is_there(quick_result: dict):
         readers = normal["readers"][who]
         assert readers["count"] > 0 and readers["refills_per_s"] is not None, who
         assert set(readers["sql_per_read"]) == {"mean", "max"}, who
-    assert quick_result["modes"]["webhook"]["second_process"]["updates"] > 0
+    webhook = quick_result["modes"]["webhook"]
+    assert webhook["second_process"]["updates"] > 0
+    # the servers' counters are per update of both processes serving
+    served = webhook["updates"] + webhook["second_process"]["updates"]
+    assert webhook["servers"]["served_by_both"] == served
+    commands = webhook["servers"]["totals"]["total_commands_processed"]
+    assert webhook["servers"]["redis_commands_per_update"] == round(commands / served, 1)
     # two processes in a closed loop: both served, and their throughput is summed
     both = quick_result["modes"]["saturation_2"]
     assert both["second_process"]["updates"] > 0
