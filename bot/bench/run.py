@@ -194,7 +194,7 @@ async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str
         tally = ServerTally(
             settings, *((app.cache.cache.redis, app.database.standby) if app else ())
         )
-        before = await tally.read()
+        at_start = await tally.read()
         profile = Profile(plan.profile / f"profile-{mode.name}.txt") if plan.profile else None
         if profile is not None:
             await profile.start()
@@ -203,7 +203,7 @@ async def run_mode(plan: Plan, mode: Mode, index: int, phase: Phase) -> dict[str
         harness.measuring = False
         if profile is not None:
             extra["profile"] = await profile.stop(len(harness.samples))
-        window = (before, await tally.read(), len(harness.samples), harness.samples.writes())
+        window = (at_start, await tally.read(), len(harness.samples), harness.samples.writes())
         servers = server_figures(*window)
         await tally.aclose()
         if harness.trace is not None:
