@@ -29,8 +29,9 @@ from bot.runtime.app import App, build_app
 from bot.runtime.coordination import JobLock
 from bot.runtime.embedded import EmbeddedServices, needs_embedded
 from bot.runtime.jobs import BackgroundJobs
-from bot.runtime.limits import RetryAfter, pace_sends
+from bot.runtime.limits import RetryAfter
 from bot.runtime.polling import serve_polling, until_stopped
+from bot.runtime.send_rate import pace_sends
 from bot.runtime.shared_pace import SharedPace
 from bot.runtime.startup import (
     TRANSIENT,

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from bot.runtime.app import App
-from bot.runtime.limits import RetryAfter, SendRate, pace_sends
+from bot.runtime.limits import RetryAfter
+from bot.runtime.send_rate import SendRate, pace_sends
 from bot.sim import FakeTelegram, SimulatedUser
 from tests.e2e.conftest import actor
 from tests.e2e.test_deals import open_deal, show

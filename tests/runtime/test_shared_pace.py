@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiogram import Bot
 
-from bot.runtime.limits import SendRate
+from bot.runtime.send_rate import SendRate
 from bot.runtime.shared_pace import SharedPace
 from bot.sim import FakeTelegram, SimulatedUser
 from cache.client import build_cluster, no_retries

@@ -12,7 +12,8 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramRetryAfter, TelegramServerError
 from aiogram.types import Chat, Update, User
 
-from bot.runtime.limits import Replies, RetryAfter, SendRate
+from bot.runtime.limits import RetryAfter
+from bot.runtime.send_rate import Replies, SendRate
 from bot.sim import FakeTelegram, SimulatedUser
 
 

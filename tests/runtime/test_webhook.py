@@ -17,8 +17,8 @@ from aiogram.types import Update
 from sqlalchemy import text
 
 from bot.config import Config
-from bot.runtime.limits import SendRate
 from bot.runtime.run import Replica
+from bot.runtime.send_rate import SendRate
 from bot.runtime.webhook import webhook_secret
 from bot.sim import FakeTelegram, SimulatedUser
 from tests.conftest import ADMIN_TELEGRAM_ID
