@@ -108,6 +108,10 @@ class RuntimeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     send_per_second: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 25.0
     chat_send_per_second: Annotated[float, msgspec.Meta(gt=0, le=100)] = 1.0
     chat_send_burst: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    # A notification sent while handling an update (the other party's) waits
+    # at most this long for that budget; past it the outbox worker sends it
+    # (due at once), so the user's update is not held up by a burst.
+    send_wait_in_update_seconds: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
     # Notifications (the outbox): the handler sends one itself at once; one still
     # unsent after outbox_grace_seconds is the worker's, which polls every
     # outbox_interval_seconds and retries with a backoff from outbox_retry_seconds

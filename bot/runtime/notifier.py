@@ -36,6 +36,7 @@ from aiogram.exceptions import (
 
 from bot.config import RuntimeSettings
 from bot.ops.metrics import Metrics
+from bot.runtime.send_rate import SendDeferred, deferrable
 from bot.runtime.ticks import every
 from bot.services import Services
 from bot.services.deals.evidence import EvidenceView
@@ -48,7 +49,7 @@ from bot.telegram.notices import Gone, Notices, Obsolete, who_is
 from bot.telegram.reputation import SnapshotReader, records_for
 from cache.snapshots import UserSnapshot
 from db.models import NotificationStatus
-from db.sql.notifications import Notice
+from db.sql.notifications import DEFERRED, Notice
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,8 @@ class Outbox:
         # the actor is whose record a party asked to accept or fund is shown, mostly
         mine = {actor.telegram_id: actor} if actor else {}
         records = await records_for(notices, known.deals, self.snapshots, mine)
-        return await self._deliver(notices, known, "direct", records=records)
+        with deferrable():  # all in the outbox: one the budget would hold up is the worker's
+            return await self._deliver(notices, known, "direct", records=records)
 
     # -- the worker -------------------------------------------------------------------
 
@@ -230,6 +232,9 @@ class Outbox:
         self, notice: Notice, chat_id: int, path: str, exc: Exception
     ) -> tuple[NotificationStatus, str | None]:
         """What becomes of a notification whose send raised `exc`."""
+        if isinstance(exc, SendDeferred):  # the budget is the worker's to wait for
+            log.info("notification %d to %s left to the outbox worker: %s", notice.id, chat_id, exc)
+            return NotificationStatus.PENDING, DEFERRED
         if refuses_the_bot(exc):
             log.info("chat %s refuses notification %d: %s", chat_id, notice.id, exc)
             return NotificationStatus.UNDELIVERABLE, str(exc)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -39,6 +41,11 @@ class TokenBucket:
         self.rate, self.burst = rate, burst
         self.tokens, self.updated = burst, now
 
+    def wait(self, now: float) -> float:
+        """How long a send reserved now would wait (nothing reserved)."""
+        tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate) - 1
+        return 0.0 if tokens >= 0 else -tokens / self.rate
+
     def reserve(self, now: float) -> float:
         self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
@@ -58,6 +65,27 @@ CHAT_BUCKETS_LIMIT = 10_000
 # sends there answers the user's own press or message. Empty outside an update
 # (the outbox worker, the jobs), and tasks an update starts inherit it.
 _ANSWERING: ContextVar[frozenset[int]] = ContextVar("escrow_answering", default=frozenset())
+
+
+# Set by the outbox around the notifications a handler sends itself: they are
+# in the outbox already, so one can be left to its worker (`SendDeferred`).
+# Any other send of the bot's own (an admin's notice to a user) waits its turn.
+_DEFERRABLE: ContextVar[bool] = ContextVar("escrow_send_deferrable", default=False)
+
+
+@contextmanager
+def deferrable() -> Iterator[None]:
+    token = _DEFERRABLE.set(True)
+    try:
+        yield
+    finally:
+        _DEFERRABLE.reset(token)
+
+
+class SendDeferred(Exception):
+    """A notification sent while handling an update would wait longer than the
+    update may for the budget: not sent, nothing reserved. The outbox leaves it
+    to its worker, due at once (bot/runtime/notifier.py)."""
 
 
 class Replies(BaseMiddleware):
@@ -97,7 +125,15 @@ class SendRate(BaseRequestMiddleware):
     the user sets its pace, and a 429 Telegram might answer is waited out by
     `RetryAfter`. Telegram's rates are those of messages a bot sends unasked
     (broadcasts); pacing a user's own taps made every tap after a burst of five
-    wait a second."""
+    wait a second.
+
+    A notification the outbox sends while an update is handled (the other
+    party's, inside `deferrable()`) waits at most `wait_in_update` seconds:
+    past that the budget is spent for a while (a burst across the fleet), and
+    the user whose update it is would wait for it, holding their lock and, on
+    a webhook replica, Telegram's request. It raises `SendDeferred` then,
+    reserving nothing; outside an update (the outbox worker, the jobs) a send
+    waits its turn."""
 
     def __init__(
         self,
@@ -105,12 +141,14 @@ class SendRate(BaseRequestMiddleware):
         chat_per_second: float = 1.0,
         chat_burst: int = 5,
         *,
+        wait_in_update: float = math.inf,
         shared: SharedPace | None = None,
         breaker_seconds: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self.clock, self.sleep = clock, sleep
+        self.wait_in_update = wait_in_update
         self.shared = shared
         self.breaker = CircuitBreaker(breaker_seconds, clock)
         self.by_replica = 0  # paced by this replica's budget because Redis failed
@@ -120,26 +158,31 @@ class SendRate(BaseRequestMiddleware):
         self.replies = 0  # sent at once as replies, outside the budget
         self.paced = 0  # sent within the budget
         self.waited = 0  # of those, how many had to wait for it
+        self.deferred = 0  # left to the outbox worker: longer than an update may wait
 
-    def delay(self, chat_id: int | str | None) -> float:
-        """Reserve a send now; how long it must wait."""
+    def delay(self, chat_id: int | str | None, most: float = math.inf) -> float | None:
+        """Reserve a send now; how long it must wait (None: longer than
+        `most`, and nothing reserved)."""
         now = self.clock()
-        wait = 0.0
+        buckets = [self.overall]
         if chat_id is not None:
             bucket = self.chats.get(chat_id)
             if bucket is None:
                 if len(self.chats) >= CHAT_BUCKETS_LIMIT:
                     self.chats = {k: b for k, b in self.chats.items() if not b.idle(now)}
                 bucket = self.chats[chat_id] = TokenBucket(self.chat_rate, self.chat_burst, now)
-            wait = bucket.reserve(now)
-        return max(wait, self.overall.reserve(now))
+            buckets.append(bucket)
+        if max(b.wait(now) for b in buckets) > most:
+            return None
+        return max(b.reserve(now) for b in buckets)
 
-    async def reserve(self, chat_id: int | str | None) -> float:
-        """How long a send must wait: the fleet's budgets if shared and Redis
-        answers, else this replica's."""
+    async def reserve(self, chat_id: int | str | None, most: float = math.inf) -> float | None:
+        """How long a send must wait (None: longer than `most`, nothing
+        reserved): the fleet's budgets if shared and Redis answers, else this
+        replica's."""
         if self.shared is not None and self.breaker.allow():
             try:
-                wait = await self.shared.delay(chat_id)
+                wait = await self.shared.delay(chat_id, most)
             except (RedisError, OSError) as exc:
                 self.breaker.record_failure()
                 log.info("send pace not shared while Redis fails: %r", exc)
@@ -148,7 +191,7 @@ class SendRate(BaseRequestMiddleware):
                 return wait
         if self.shared is not None:
             self.by_replica += 1
-        return self.delay(chat_id)
+        return self.delay(chat_id, most)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -156,6 +199,7 @@ class SendRate(BaseRequestMiddleware):
             "paced_at_once": self.paced - self.waited,
             "paced_waited": self.waited,
             "paced_by_replica": self.by_replica,
+            "deferred_to_the_outbox": self.deferred,
         }
 
     async def __call__(
@@ -166,11 +210,16 @@ class SendRate(BaseRequestMiddleware):
     ) -> Response[TelegramType]:
         if method.__api_method__.startswith(LIMITED_PREFIXES):
             chat_id = getattr(method, "chat_id", None)
-            if chat_id is not None and chat_id in _ANSWERING.get():
+            answering = _ANSWERING.get()
+            if chat_id is not None and chat_id in answering:
                 self.replies += 1
             else:
+                most = self.wait_in_update if answering and _DEFERRABLE.get() else math.inf
+                wait = await self.reserve(chat_id, most)
+                if wait is None:
+                    self.deferred += 1
+                    raise SendDeferred(f"the send budget is spent for more than {most:g} s")
                 self.paced += 1
-                wait = await self.reserve(chat_id)
                 if wait > 0:
                     self.waited += 1
                     await self.sleep(wait)
@@ -195,6 +244,7 @@ def pace_sends(
         runtime.send_per_second,
         runtime.chat_send_per_second,
         runtime.chat_send_burst,
+        wait_in_update=runtime.send_wait_in_update_seconds,
         shared=shared,
         clock=clock,
         sleep=sleep,

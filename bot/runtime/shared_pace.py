@@ -19,32 +19,44 @@ retry_after are waited out (`RetryAfter`).
 
 from __future__ import annotations
 
+import math
+
 from redis.asyncio import Redis
 
 from cache.keys import CacheKeys
 
 # KEYS: the overall budget, the chat's (or the overall one again, for a send
 # to no chat). ARGV: overall rate per second, its burst, the chat's rate, its
-# burst. Returns the wait in microseconds (an integer: Lua numbers reach
-# Redis as integers).
+# burst, the longest wait the sender takes in microseconds (-1: any). Returns
+# the wait in microseconds (an integer: Lua numbers reach Redis as integers),
+# or -1 if longer than that, nothing reserved.
 PACE_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local function reserve(key, rate, burst)
+local function look(key, rate, burst)
   local interval = 1000000 / rate
   local next_at = tonumber(redis.call('GET', key) or '0')
   if next_at < now then next_at = now end
-  local wait = next_at - (burst - 1) * interval - now
-  next_at = next_at + interval
+  return next_at - (burst - 1) * interval - now, next_at + interval
+end
+local function keep(key, next_at)
   redis.call('SET', key, string.format('%.0f', next_at), 'PX',
              math.ceil((next_at - now) / 1000) + 1000)
-  if wait < 0 then return 0 end
-  return wait
 end
-local wait = reserve(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+local wait, overall_next = look(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+local chat_next = nil
 if KEYS[2] ~= KEYS[1] then
-  wait = math.max(wait, reserve(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4])))
+  local chat_wait
+  chat_wait, chat_next = look(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
+  wait = math.max(wait, chat_wait)
 end
+local most = tonumber(ARGV[5])
+if most >= 0 and wait > most then
+  return -1
+end
+keep(KEYS[1], overall_next)
+if chat_next then keep(KEYS[2], chat_next) end
+if wait < 0 then return 0 end
 return math.floor(wait)
 """
 
@@ -60,8 +72,10 @@ class SharedPace:
         self._keys = keys
         self._args = (per_second, max(per_second, 1), chat_per_second, burst)
 
-    async def delay(self, chat_id: int | str | None) -> float:
+    async def delay(self, chat_id: int | str | None, most: float = math.inf) -> float | None:
+        """The wait (None: longer than `most` seconds, nothing reserved)."""
         overall = self._keys.pace(None)
         chat = overall if chat_id is None else self._keys.pace(chat_id)
-        waited = await self._script(keys=(overall, chat), args=self._args)
-        return int(waited) / 1_000_000
+        bound = -1 if math.isinf(most) else int(most * 1_000_000)
+        waited = int(await self._script(keys=(overall, chat), args=(*self._args, bound)))
+        return None if waited < 0 else waited / 1_000_000

@@ -23,7 +23,7 @@ from db.models import NotificationStatus
 from db.sql.deals import DEALS_BY_ID
 from db.sql.deposits import DEPOSITS_BY_ID
 from db.sql.disputes import EVIDENCE_BY_ID
-from db.sql.notifications import CLAIM_DUE, MARK, PRUNE, REMIND, Notice
+from db.sql.notifications import CLAIM_DUE, DEFERRED, MARK, PRUNE, REMIND, Notice
 from db.sql.users import ACTORS_BY_ID
 from db.sql.withdrawals import WITHDRAWALS_BY_ID
 
@@ -134,6 +134,7 @@ class OutboxService(Service):
             "errors": [results[i][1] for i in ids],
             "base": retry_after,
             "most": retry_max,
+            "deferred": DEFERRED,
         }
         async with self.ctx.db.reader.connect() as conn:
             await conn.execute(MARK, params)

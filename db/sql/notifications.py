@@ -135,13 +135,17 @@ RETURNING {", ".join("n." + c for c in NOTICE_COLUMNS.split(", "))}
 # Record what became of a batch: sent, undeliverable or failed. A transient
 # failure keeps the row pending with its error; after a worker's attempt it is
 # due again :base after it, doubling with each attempt up to :most (after the
-# first, direct attempt it stays due at the end of its grace).
+# first, direct attempt it stays due at the end of its grace). One deferred
+# (its send would have waited too long for the send budget: DEFERRED) is due
+# at once: the worker waits its turn for it.
+DEFERRED = "deferred: the send budget was spent for longer than an update waits"
 MARK = text("""
 UPDATE notifications n
 SET status = m.status,
     sent_at = CASE WHEN m.status = 'sent' THEN now() END,
     last_error = m.error,
-    due_at = CASE WHEN m.status = 'pending' AND n.attempts > 0
+    due_at = CASE WHEN m.status = 'pending' AND m.error = CAST(:deferred AS text) THEN now()
+                  WHEN m.status = 'pending' AND n.attempts > 0
                   THEN now() + least(CAST(:base AS interval) * power(2, n.attempts - 1),
                                      CAST(:most AS interval))
                   ELSE n.due_at END

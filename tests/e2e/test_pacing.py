@@ -89,12 +89,21 @@ async def test_notifications_to_one_chat_are_paced_after_a_burst(app, pair, pace
         await bob.press("✅ Accept")
         assert bob.last.text.startswith("✅ You accepted the deal.")
     told = [r for r in sends_to(telegram, alice) if "accepted the deal" in r.params["text"]]
-    assert len(told) == 7
+    assert len(told) == 6
     # Alice's chat: five at once, then one a second (the clock stands still, so
-    # the waits add up); none of Bob's fourteen replies waited
-    assert paced.waits == [1.0, 2.0]
-    assert (paced.rate.paced, paced.rate.waited) == (7, 2)
+    # the waits add up); the seventh would have kept Bob's press waiting two
+    # seconds, more than send_wait_in_update_seconds (1): left to the outbox
+    # worker, nothing reserved. None of Bob's fourteen replies waited.
+    assert app.config.runtime.send_wait_in_update_seconds == 1.0
+    assert paced.waits == [1.0]
+    assert (paced.rate.paced, paced.rate.waited, paced.rate.deferred) == (6, 1, 1)
     assert paced.rate.replies == len(sends_to(telegram, bob)) == 14
+    # the worker sends it at its next tick (due at once, not after the grace),
+    # waiting its turn in Alice's chat
+    assert await app.outbox.run_once() == 1
+    told = [r for r in sends_to(telegram, alice) if "accepted the deal" in r.params["text"]]
+    assert len(told) == 7 and "Lamp 6" in told[-1].params["text"]
+    assert paced.waits == [1.0, 2.0]
 
 
 async def test_the_outbox_workers_sends_are_paced(app, pair, paced, telegram):

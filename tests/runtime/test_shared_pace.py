@@ -87,3 +87,18 @@ async def test_on_a_redis_cluster_the_budget_is_shared_too(redis_cluster):
         assert one.counts()["paced_by_replica"] == 0
     finally:
         await client.aclose()
+
+
+async def test_a_send_that_would_wait_too_long_takes_no_turn_of_the_fleets(
+    redis: aioredis.Redis,
+):
+    """A send made while handling an update waits a bounded time: past it,
+    nothing is reserved on either budget, so the next send's turn is the one
+    it would have had."""
+    prefix = f"pace{secrets.token_hex(3)}"
+    one, two = (replica(redis, prefix, 100, 1, 2) for _ in range(2))
+    assert [await one.reserve(7, 0.5), await one.reserve(7, 0.5)] == [0, 0]  # the burst
+    assert await two.reserve(7, 0.5) is None  # would wait a second
+    assert await two.reserve(7, 0.5) is None
+    assert await one.reserve(7) == pytest.approx(1.0, abs=0.1)  # still the next turn
+    assert await two.reserve(8, 0.5) == 0  # another chat: the overall budget was not spent

@@ -13,7 +13,7 @@ from aiogram.exceptions import TelegramRetryAfter, TelegramServerError
 from aiogram.types import Chat, Update, User
 
 from bot.runtime.limits import RetryAfter
-from bot.runtime.send_rate import Replies, SendRate
+from bot.runtime.send_rate import Replies, SendDeferred, SendRate, deferrable
 from bot.sim import FakeTelegram, SimulatedUser
 
 
@@ -173,6 +173,7 @@ async def test_replies_to_the_update_in_hand_go_at_once_and_take_no_budget(teleg
         "paced_at_once": 2,
         "paced_waited": 2,
         "paced_by_replica": 0,
+        "deferred_to_the_outbox": 0,
     }
 
 
@@ -202,3 +203,54 @@ async def test_telegrams_429_is_waited_out_for_its_retry_after(telegram, bot, ch
     edited = await bot.edit_message_text("hello again", chat_id=chat, message_id=message.message_id)
     assert edited.text == "hello again"
     assert waits == [4]
+
+
+def test_a_send_that_would_wait_too_long_takes_no_turn():
+    now = [0.0]
+    rate = SendRate(100, 1, 2, clock=lambda: now[0])
+    assert [rate.delay(7, 0.5), rate.delay(7, 0.5)] == [0, 0]  # a burst of two
+    assert rate.delay(7, 0.5) is None  # would wait a second: nothing reserved
+    assert rate.delay(7) == 1.0  # the turn it did not take
+    now[0] = 0.5
+    assert rate.delay(7, 0.5) is None  # 1.5 s away now
+    assert rate.delay(8, 0.5) == 0  # another chat's budget, and the overall one, untouched
+
+
+async def test_in_an_update_only_the_outboxs_notifications_are_left_to_its_worker(telegram, chat):
+    """A notification the outbox sends while an update is handled waits at
+    most `wait_in_update`; any other send of the bot's own (an admin's notice)
+    waits its turn as before, and outside an update everything does."""
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    bot = Bot("42:TEST", session=telegram)
+    rate = SendRate(100, 1, 1, wait_in_update=0.5, clock=Clock(), sleep=sleep)
+    bot.session.middleware(rate)
+    other = SimulatedUser(telegram, bot, None, user_id=6, first_name="Bob", started=True)  # type: ignore[arg-type]
+    outcomes: list[str] = []
+
+    async def handler(event: object, data: dict[str, object]) -> None:
+        with deferrable():
+            await bot.send_message(other.id, "notice 1")  # the chat's burst of one
+            try:
+                await bot.send_message(other.id, "notice 2")  # would wait a second
+            except SendDeferred:
+                outcomes.append("deferred")
+        await bot.send_message(other.id, "an admin's notice")  # not the outbox's: waits
+        outcomes.append("waited")
+
+    data = {"event_chat": Chat(id=chat, type="private"), "event_from_user": User(
+        id=chat, is_bot=False, first_name="Eve")}  # fmt: skip
+    await Replies()(handler, Update(update_id=1), data)
+    assert outcomes == ["deferred", "waited"]
+    assert waits == [1.0]  # the deferred one reserved nothing: the notice took its turn
+    assert [r.params["text"] for r in telegram.requests if r.method == "sendMessage"] == [
+        "notice 1",
+        "an admin's notice",
+    ]
+    with deferrable():  # outside an update: the outbox worker waits its turn
+        await bot.send_message(other.id, "notice 2")
+    assert waits == [1.0, 2.0]
+    assert rate.counts()["deferred_to_the_outbox"] == 1
