@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 
-def _at(node: Any, *path: str) -> Any:
+def at(node: Any, *path: str) -> Any:
+    """`node[path[0]][path[1]]...`, None where any step is missing."""
     for key in path:
         if not isinstance(node, dict) or node.get(key) is None:
             return None
@@ -27,8 +28,8 @@ class Figures:
         modes = result["modes"]
         self.normal = modes.get("normal", {})
         self.modes = modes
-        self.cpu = _at(self.normal, "servers", "process_cpu_us_per_update")
-        self.floor_cpu = _at(modes, "floor", "servers", "process_cpu_us_per_update")
+        self.cpu = at(self.normal, "servers", "process_cpu_us_per_update")
+        self.floor_cpu = at(modes, "floor", "servers", "process_cpu_us_per_update")
         rate = self.normal.get("throughput")
         self.busy = None if self.cpu is None or not rate else self.cpu * rate / 1e6
         self.profile = self.normal.get("profile")
@@ -76,28 +77,28 @@ def bound(goal: dict[str, Any], f: Figures, key: str) -> None:
         goal["far"], goal["bound"] = None, "its mode was not run"
         return
     n, modes = f.normal, f.modes
-    sat_cpu = _at(modes, "saturation", "servers", "process_cpu_us_per_update")
-    both = _at(modes, "saturation_2", "servers")
+    sat_cpu = at(modes, "saturation", "servers", "process_cpu_us_per_update")
+    both = at(modes, "saturation_2", "servers")
     far: str | None = None
     why = f.loop()
     if key == "answer":
-        far = _far(_at(n, "classes", "presses", "tta_from_arrival_ms", "p99"), 2)
+        far = _far(at(n, "classes", "presses", "tta_from_arrival_ms", "p99"), 2)
     elif key in ("read", "write", "wizard_msg"):
         limit = {"read": 2, "write": 5, "wizard_msg": 3}[key]
-        far = _far(_at(n, "classes", key, "server_ms", "p95"), limit)
+        far = _far(at(n, "classes", key, "server_ms", "p95"), limit)
         why = f"{why}; {f.product()}" if key == "read" else why
     elif key == "ratio":
-        far = _far(_at(n, "ratios_to_floor", "read_server_p50"), 1.5)
+        far = _far(at(n, "ratios_to_floor", "read_server_p50"), 1.5)
         why = f.product()
     elif key == "saturation" and sat_cpu:
-        far = _far(_at(modes, "saturation", "throughput"), 2000, above=False)
+        far = _far(at(modes, "saturation", "throughput"), 2000, above=False)
         why = (
             f"one core over {_us(sat_cpu)} CPU/update is {1e6 / sat_cpu:,.0f}/s; "
             f"2,000/s needs ≤ 500 µs for all the process does, the floor's alone "
             f"{_us(f.floor_cpu)}"
         )
     elif key == "saturation_2" and both:
-        far = _far(_at(modes, "saturation_2", "throughput_both"), 2000, above=False)
+        far = _far(at(modes, "saturation_2", "throughput_both"), 2000, above=False)
         per = sum(both.get(k) or 0 for k in ("process_cpu_us_per_update",
                                             "redis_cpu_us_per_update",
                                             "postgres_cpu_us_per_update"))  # fmt: skip
@@ -108,14 +109,14 @@ def bound(goal: dict[str, Any], f: Figures, key: str) -> None:
             else why
         )
     elif key == "invalidation":
-        far = _far(_at(modes, "replicas", "replication", "delay_ms", "p99"), 5)
+        far = _far(at(modes, "replicas", "replication", "delay_ms", "p99"), 5)
         why = f"the listener's message waits for the loop: {why}"
     elif key == "webhook":
-        cpu = _at(modes, "webhook", "servers", "process_cpu_us_per_update")
+        cpu = at(modes, "webhook", "servers", "process_cpu_us_per_update")
         far = _far(
-            _at(modes, "webhook", "classes", "read", "server_ms", "p50")
-            / (_at(n, "classes", "read", "server_ms", "p50") or 1)
-            if _at(modes, "webhook", "classes", "read", "server_ms", "p50")
+            at(modes, "webhook", "classes", "read", "server_ms", "p50")
+            / (at(n, "classes", "read", "server_ms", "p50") or 1)
+            if at(modes, "webhook", "classes", "read", "server_ms", "p50")
             else None,
             1.3,
         )

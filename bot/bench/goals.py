@@ -16,14 +16,7 @@ import math
 from typing import Any
 
 from bot.bench.bounds import Figures, bound
-
-
-def _at(node: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(node, dict) or node.get(key) is None:
-            return None
-        node = node[key]
-    return node
+from bot.bench.bounds import at as _at
 
 
 def _ratio(a: Any, b: Any) -> float | None:
