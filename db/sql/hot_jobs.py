@@ -44,7 +44,7 @@ JOB_QUERIES: tuple[HotQuery, ...] = (
     # the planner finds smaller: either is right, reading the table is not.
     _H("mark_notifications", notifications.MARK,
        lambda s: {"ids": [s.notification_id], "statuses": ["sent"], "errors": [None],
-                  "base": GRACE, "most": GRACE},
+                  "base": GRACE, "most": GRACE, "deferred": notifications.DEFERRED},
        (), True),
     # The oldest rows first: planned for a full batch (5,000) the custom plan
     # reads the table from its start (where the oldest rows are) up to the
