@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bot.bench.bounds import Figures, bound
+from bot.bench.bounds import LIMITS, Figures, bound
 from bot.bench.bounds import at as _at
 
 
@@ -67,13 +67,14 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
             "press answered, p99 from arrival",
             "≤ 2 ms",
             None if tta is None else f"{tta:g} ms (floor {noise if noise is not None else '–'} ms)",
-            tta is not None and tta <= 2,
+            tta is not None and tta <= LIMITS["answer"],
         )
     )
-    for cls, label, limit in (
-        ("read", "read-only update p95, server (writers' reads included)", 2),
-        ("write", "write p95, server", 5),
+    for cls, label in (
+        ("read", "read-only update p95, server (writers' reads included)"),
+        ("write", "write p95, server"),
     ):
+        limit = LIMITS[cls]
         p95 = _at(normal, "classes", cls, "server_ms", "p95")
         out.append(_goal(label, f"≤ {limit} ms", p95, p95 is not None and p95 <= limit, " ms"))
     p95 = _at(normal, "classes", "wizard_msg", "server_ms", "p95")
@@ -86,7 +87,7 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
             None
             if p95 is None
             else f"{p95:g} ms, {most} Redis round trip(s) for {share:.0%} (mean {redis:g})",
-            p95 is not None and p95 <= 3 and most is not None and most <= 1,
+            p95 is not None and p95 <= LIMITS["wizard_msg"] and most is not None and most <= 1,
         )
     )
     steady = _at(normal, "steady_read", "sql")
@@ -124,16 +125,16 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
     )
     ratio = _at(normal, "ratios_to_floor", "read_server_p50")
     out.append(_goal("cached read-only press vs floor, server p50", "≤ 1.5×", ratio,
-                     ratio is not None and ratio <= 1.5, "×"))  # fmt: skip
+                     ratio is not None and ratio <= LIMITS["ratio"], "×"))  # fmt: skip
     sat = _at(modes, "saturation", "throughput")
     out.append(_goal("saturation, one process, mixed", "≥ 2,000 updates/s", sat,
-                     sat is not None and sat >= 2000, "/s"))  # fmt: skip
+                     sat is not None and sat >= LIMITS["saturation"], "/s"))  # fmt: skip
     both = _at(modes, "saturation_2", "throughput_both")
     out.append(_goal("saturation, two processes (workers), mixed", "≥ 2,000 updates/s", both,
-                     both is not None and both >= 2000, "/s"))  # fmt: skip
+                     both is not None and both >= LIMITS["saturation_2"], "/s"))  # fmt: skip
     delay = _at(modes, "replicas", "replication", "delay_ms", "p99")
     out.append(_goal("cross-replica invalidation p99", "≤ 5 ms", delay,
-                     delay is not None and delay <= 5, " ms"))  # fmt: skip
+                     delay is not None and delay <= LIMITS["invalidation"], " ms"))  # fmt: skip
     out.append(_webhook_goal(modes))
     figures = Figures(result)
     for goal, key in zip(out, KEYS, strict=True):
@@ -173,7 +174,7 @@ def _webhook_goal(modes: dict[str, Any]) -> dict[str, Any]:
         "replica mode read-only press, server p50",
         "≤ 1.3× single process, 1 Redis round trip",
         None if ratio is None else f"{ratio:g}×, {redis} Redis round trips (L1 hit)",
-        ratio is not None and ratio <= 1.3 and redis is not None and redis <= 1,
+        ratio is not None and ratio <= LIMITS["webhook"] and redis is not None and redis <= 1,
     )
 
 
